@@ -1,0 +1,400 @@
+//! Batches of token rows: ragged input (CSR), padding geometry, and the integer types that
+//! cross the boundary.
+
+use crate::{CoreError, Result};
+
+/// An integer type token ids can be read from (read in place from NumPy, any width).
+pub trait TokenId: Copy + Send + Sync + 'static {
+    /// The value as `i64`; values that do not fit map to `i64::MAX` (always out of range).
+    fn to_i64(self) -> i64;
+}
+
+macro_rules! token_id_lossless {
+    ($($t:ty),*) => {$(
+        impl TokenId for $t {
+            #[inline]
+            fn to_i64(self) -> i64 { i64::from(self) }
+        }
+    )*};
+}
+token_id_lossless!(i8, i16, i32, i64, u8, u16, u32);
+
+impl TokenId for u64 {
+    #[inline]
+    fn to_i64(self) -> i64 {
+        i64::try_from(self).unwrap_or(i64::MAX)
+    }
+}
+
+/// An integer type batches are written as (`int64` default, `int32` where bandwidth matters).
+pub trait OutId: Copy + Send + Sync + Default + 'static {
+    /// Converts a value already known to fit (ids < vocab_size ≤ `i32::MAX`, -100, 0/1).
+    fn from_i64(v: i64) -> Self;
+}
+
+impl OutId for i64 {
+    #[inline]
+    fn from_i64(v: i64) -> Self {
+        v
+    }
+}
+
+impl OutId for i32 {
+    #[inline]
+    fn from_i64(v: i64) -> Self {
+        // Callers guarantee the range (vocab sizes are checked against i32::MAX at config time).
+        v as i32
+    }
+}
+
+/// Rows in compressed-sparse-row layout: row `r` is `values[offsets[r]..offsets[r + 1]]`.
+/// A dense `[rows, cols]` array is the special case `offsets = [0, cols, 2·cols, …]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Ragged<'a, T> {
+    pub values: &'a [T],
+    pub offsets: &'a [usize],
+}
+
+impl<'a, T> Ragged<'a, T> {
+    /// Validates the CSR invariants: `offsets[0] == 0`, non-decreasing, last == `values.len()`.
+    pub fn new(arg: &str, values: &'a [T], offsets: &'a [usize]) -> Result<Self> {
+        if offsets.is_empty() {
+            return Err(CoreError::shape(
+                arg,
+                "offsets must have at least one entry",
+            ));
+        }
+        if offsets[0] != 0 {
+            return Err(CoreError::shape(arg, "offsets must start at 0"));
+        }
+        if let Some(i) = offsets.windows(2).position(|w| w[1] < w[0]) {
+            return Err(CoreError::shape(
+                arg,
+                format!(
+                    "offsets must be non-decreasing (offsets[{}] > offsets[{}])",
+                    i,
+                    i + 1
+                ),
+            ));
+        }
+        let last = offsets[offsets.len() - 1];
+        if last != values.len() {
+            return Err(CoreError::shape(
+                arg,
+                format!(
+                    "offsets end at {last} but there are {} values",
+                    values.len()
+                ),
+            ));
+        }
+        Ok(Self { values, offsets })
+    }
+
+    #[inline]
+    pub fn rows(&self) -> usize {
+        self.offsets.len() - 1
+    }
+
+    #[inline]
+    pub fn row(&self, r: usize) -> &'a [T] {
+        &self.values[self.offsets[r]..self.offsets[r + 1]]
+    }
+
+    #[inline]
+    pub fn row_len(&self, r: usize) -> usize {
+        self.offsets[r + 1] - self.offsets[r]
+    }
+
+    /// Checks that `other` has exactly the same row lengths (an aligned per-token array).
+    pub fn check_aligned<U>(&self, arg: &str, other: &Ragged<'_, U>) -> Result<()> {
+        if other.rows() != self.rows() {
+            return Err(CoreError::shape(
+                arg,
+                format!(
+                    "has {} rows but input_ids has {}",
+                    other.rows(),
+                    self.rows()
+                ),
+            ));
+        }
+        for r in 0..self.rows() {
+            if other.row_len(r) != self.row_len(r) {
+                return Err(CoreError::shape(
+                    arg,
+                    format!(
+                        "row {r} has length {} but input_ids row {r} has length {}",
+                        other.row_len(r),
+                        self.row_len(r)
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Offsets of a dense `[rows, cols]` array seen as CSR.
+pub fn dense_offsets(rows: usize, cols: usize) -> Vec<usize> {
+    (0..=rows).map(|r| r * cols).collect()
+}
+
+/// Checks every id of `rows` lies in `[0, vocab_size)`; reports the first one that does not.
+pub fn check_ids<T: TokenId>(arg: &str, rows: &Ragged<'_, T>, vocab_size: u64) -> Result<()> {
+    let v = vocab_size as i64;
+    // Fast path: one branch-free scan; only on failure locate the offending row/position.
+    let ok = rows.values.iter().all(|&x| {
+        let x = x.to_i64();
+        (0..v).contains(&x)
+    });
+    if ok {
+        return Ok(());
+    }
+    for r in 0..rows.rows() {
+        for (position, &x) in rows.row(r).iter().enumerate() {
+            let value = x.to_i64();
+            if !(0..v).contains(&value) {
+                return Err(CoreError::TokenOutOfRange {
+                    arg: arg.to_string(),
+                    row: r,
+                    position,
+                    value,
+                    vocab_size,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Which end of a row receives the padding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Right,
+    Left,
+}
+
+impl Side {
+    pub fn parse(arg: &str, s: &str) -> Result<Self> {
+        match s {
+            "right" => Ok(Side::Right),
+            "left" => Ok(Side::Left),
+            other => Err(CoreError::invalid(
+                arg,
+                format!("must be 'right' or 'left', got {other:?}"),
+            )),
+        }
+    }
+}
+
+/// How a batch of rows becomes a rectangle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PadSpec {
+    /// `Some(n)`: rows longer than `n` are an error, or are cut to `n` when `truncation`.
+    pub max_length: Option<usize>,
+    /// Cut rows longer than `max_length` to their first `max_length` tokens.
+    pub truncation: bool,
+    /// Pad to `max_length` (true) rather than to the longest row (false).
+    pub pad_to_max_length: bool,
+    /// Round the padded length up to a multiple of this (1 = no rounding).
+    pub multiple_of: usize,
+    pub side: Side,
+}
+
+impl Default for PadSpec {
+    fn default() -> Self {
+        Self {
+            max_length: None,
+            truncation: false,
+            pad_to_max_length: false,
+            multiple_of: 1,
+            side: Side::Right,
+        }
+    }
+}
+
+impl PadSpec {
+    pub fn validate(&self) -> Result<()> {
+        if self.multiple_of == 0 {
+            return Err(CoreError::invalid(
+                "pad_to_multiple_of",
+                "must be a positive integer",
+            ));
+        }
+        if self.max_length == Some(0) {
+            return Err(CoreError::invalid(
+                "max_length",
+                "must be a positive integer",
+            ));
+        }
+        if (self.truncation || self.pad_to_max_length) && self.max_length.is_none() {
+            let what = if self.truncation {
+                "truncation=True"
+            } else {
+                "padding='max_length'"
+            };
+            return Err(CoreError::invalid(
+                "max_length",
+                format!("{what} needs max_length"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The number of tokens of a row of `len` that is kept.
+    #[inline]
+    pub fn kept(&self, len: usize) -> usize {
+        match self.max_length {
+            Some(m) if self.truncation => len.min(m),
+            _ => len,
+        }
+    }
+
+    /// Validates the row lengths and returns the padded width of the batch.
+    pub fn width<T>(&self, arg: &str, rows: &Ragged<'_, T>) -> Result<usize> {
+        self.validate()?;
+        if rows.rows() == 0 {
+            return Err(CoreError::invalid(arg, "the batch is empty"));
+        }
+        let mut longest = 0;
+        for r in 0..rows.rows() {
+            let n = rows.row_len(r);
+            if n == 0 {
+                return Err(CoreError::invalid(
+                    arg,
+                    format!("row {r} is empty (zero-length rows cannot be masked or padded)"),
+                ));
+            }
+            if let Some(m) = self.max_length
+                && n > m
+                && !self.truncation
+            {
+                return Err(CoreError::invalid(
+                    arg,
+                    format!(
+                        "row {r} has {n} tokens, more than max_length={m}; pass truncation=True to cut it"
+                    ),
+                ));
+            }
+            longest = longest.max(self.kept(n));
+        }
+        let base = match self.max_length {
+            Some(m) if self.pad_to_max_length => m,
+            _ => longest,
+        };
+        Ok(base.div_ceil(self.multiple_of) * self.multiple_of)
+    }
+
+    /// Where the kept tokens of a row of `kept` tokens start inside a row of `width`.
+    #[inline]
+    pub fn start(&self, kept: usize, width: usize) -> usize {
+        match self.side {
+            Side::Right => 0,
+            Side::Left => width - kept,
+        }
+    }
+}
+
+/// Splits `buf` (`rows × width`) into one mutable slice per row.
+pub fn split_rows<O>(buf: &mut [O], width: usize) -> Vec<&mut [O]> {
+    if width == 0 {
+        return Vec::new();
+    }
+    buf.chunks_mut(width).collect()
+}
+
+/// Pads aligned per-token values (e.g. `token_type_ids`) into a `rows × width` rectangle.
+pub fn pad<T: TokenId, O: OutId>(
+    arg: &str,
+    rows: &Ragged<'_, T>,
+    spec: &PadSpec,
+    pad_value: i64,
+) -> Result<(usize, Vec<O>)> {
+    let width = spec.width(arg, rows)?;
+    let mut out = vec![O::from_i64(pad_value); rows.rows() * width];
+    for (r, dst) in split_rows(&mut out, width).into_iter().enumerate() {
+        let src = rows.row(r);
+        let kept = spec.kept(src.len());
+        let start = spec.start(kept, width);
+        for (d, &s) in dst[start..start + kept].iter_mut().zip(&src[..kept]) {
+            *d = O::from_i64(s.to_i64());
+        }
+    }
+    Ok((width, out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ragged_validation() {
+        let v = [1i64, 2, 3];
+        assert!(Ragged::new("x", &v, &[0, 1, 3]).is_ok());
+        assert!(Ragged::new("x", &v, &[1, 3]).is_err());
+        assert!(Ragged::new("x", &v, &[0, 2, 1, 3]).is_err());
+        assert!(Ragged::new("x", &v, &[0, 2]).is_err());
+        assert!(Ragged::new("x", &v, &[]).is_err());
+    }
+
+    #[test]
+    fn width_rounding_and_errors() {
+        let v = [1i64; 13];
+        let r = Ragged::new("x", &v, &[0, 13]).unwrap();
+        let mut s = PadSpec {
+            multiple_of: 8,
+            ..PadSpec::default()
+        };
+        assert_eq!(s.width("x", &r).unwrap(), 16);
+        s.multiple_of = 13;
+        assert_eq!(s.width("x", &r).unwrap(), 13);
+        s.max_length = Some(10);
+        assert!(s.width("x", &r).is_err());
+        s.truncation = true;
+        s.multiple_of = 1;
+        assert_eq!(s.width("x", &r).unwrap(), 10);
+        s.pad_to_max_length = true;
+        s.max_length = Some(20);
+        assert_eq!(s.width("x", &r).unwrap(), 20);
+        let empty = Ragged::new("x", &v[..0], &[0, 0]).unwrap();
+        assert!(PadSpec::default().width("x", &empty).is_err());
+        let none = Ragged::new("x", &v[..0], &[0]).unwrap();
+        assert!(PadSpec::default().width("x", &none).is_err());
+    }
+
+    #[test]
+    fn pad_left_and_right() {
+        let v = [1i64, 2, 3, 4, 5];
+        let r = Ragged::new("x", &v, &[0, 2, 5]).unwrap();
+        let (w, out) = pad::<i64, i64>("x", &r, &PadSpec::default(), 0).unwrap();
+        assert_eq!(w, 3);
+        assert_eq!(out, [1, 2, 0, 3, 4, 5]);
+        let left = PadSpec {
+            side: Side::Left,
+            ..PadSpec::default()
+        };
+        let (_, out) = pad::<i64, i32>("x", &r, &left, -1).unwrap();
+        assert_eq!(out, [-1, 1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn id_range_check_reports_first_offender() {
+        let v = [1i64, 2, 99, -1];
+        let r = Ragged::new("input_ids", &v, &[0, 2, 4]).unwrap();
+        match check_ids("input_ids", &r, 10) {
+            Err(CoreError::TokenOutOfRange {
+                row,
+                position,
+                value,
+                ..
+            }) => assert_eq!((row, position, value), (1, 0, 99)),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(check_ids("input_ids", &r, 100).is_err());
+        let ok = [0u16, 9];
+        let r = Ragged::new("input_ids", &ok, &[0, 2]).unwrap();
+        assert!(check_ids("input_ids", &r, 10).is_ok());
+        let big = [u64::MAX];
+        let r = Ragged::new("input_ids", &big, &[0, 1]).unwrap();
+        assert!(check_ids("input_ids", &r, 10).is_err());
+    }
+}

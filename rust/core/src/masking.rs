@@ -1,0 +1,557 @@
+//! Dynamic masked-language-model masking (BERT / RoBERTa).
+//!
+//! For each row: the *eligible* positions are real tokens (attention 1) that are neither a
+//! special id (per-vocabulary table) nor flagged in a per-token `special_tokens_mask`. A
+//! subset is *selected* — independently with probability `mlm_probability` (HF semantics), or
+//! exactly `round(p·n)` of them without replacement (Google BERT / fairseq semantics). Each
+//! selected position gets its original id as label and becomes `[MASK]` with probability
+//! `mask_replace_prob`, a uniformly drawn *non-special* id with `random_replace_prob`, and
+//! stays unchanged otherwise. Every draw comes from the row's keyed stream ([`crate::rng`]).
+
+use crate::batch::{OutId, PadSpec, Ragged, TokenId, check_ids, split_rows};
+use crate::parallel::for_each_mut;
+use crate::rng::{Rng, RowKeys, Streams};
+use crate::{CoreError, Result, check_probability};
+
+/// Label value for positions that do not contribute to the loss.
+pub const IGNORE_INDEX: i64 = -100;
+
+/// The purpose tag of MLM streams.
+pub const PURPOSE: u64 = crate::rng::purpose("mlm");
+
+/// How many positions a row selects.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Budget {
+    /// Each eligible position independently with probability `p` (Hugging Face).
+    Bernoulli,
+    /// Exactly `round(p·n)` eligible positions (at least one when `p > 0` and `n > 0`, as
+    /// Google BERT does), capped by `max_predictions`, chosen uniformly without replacement.
+    Exact { max_predictions: Option<usize> },
+}
+
+/// Validated MLM configuration. Built once, shared by every batch.
+#[derive(Debug, Clone)]
+pub struct MlmConfig {
+    vocab_size: u32,
+    mask_token_id: u32,
+    pad_token_id: u32,
+    mlm_probability: f64,
+    mask_replace_prob: f64,
+    random_replace_prob: f64,
+    budget: Budget,
+    /// `special[id]`: never selected, never drawn as a random replacement.
+    special: Vec<bool>,
+    /// The ids random replacement draws from (every non-special id).
+    replacement_pool: Vec<u32>,
+}
+
+/// Everything [`MlmConfig::new`] needs.
+#[derive(Debug, Clone)]
+pub struct MlmParams<'a> {
+    pub vocab_size: i64,
+    pub mask_token_id: i64,
+    pub pad_token_id: i64,
+    pub special_token_ids: &'a [i64],
+    pub mlm_probability: f64,
+    pub mask_replace_prob: f64,
+    pub random_replace_prob: f64,
+    pub budget: Budget,
+}
+
+fn check_id(arg: &str, id: i64, vocab_size: i64) -> Result<u32> {
+    if (0..vocab_size).contains(&id) {
+        Ok(id as u32)
+    } else {
+        Err(CoreError::invalid(
+            arg,
+            format!("must be in [0, vocab_size={vocab_size}), got {id}"),
+        ))
+    }
+}
+
+impl MlmConfig {
+    pub fn new(p: &MlmParams<'_>) -> Result<Self> {
+        if p.vocab_size < 1 || p.vocab_size > i64::from(i32::MAX) {
+            return Err(CoreError::invalid(
+                "vocab_size",
+                format!("must be in [1, {}], got {}", i32::MAX, p.vocab_size),
+            ));
+        }
+        let mask_token_id = check_id("mask_token_id", p.mask_token_id, p.vocab_size)?;
+        let mlm_probability = check_probability("mlm_probability", p.mlm_probability)?;
+        let mask_replace_prob = check_probability("mask_replace_prob", p.mask_replace_prob)?;
+        let random_replace_prob = check_probability("random_replace_prob", p.random_replace_prob)?;
+        let total = mask_replace_prob + random_replace_prob;
+        if total > 1.0 + 1e-12 {
+            return Err(CoreError::invalid(
+                "random_replace_prob",
+                format!(
+                    "mask_replace_prob + random_replace_prob must be at most 1, got \
+                     {mask_replace_prob} + {random_replace_prob} = {total}"
+                ),
+            ));
+        }
+        if let Budget::Exact {
+            max_predictions: Some(0),
+        } = p.budget
+        {
+            return Err(CoreError::invalid(
+                "max_predictions",
+                "must be a positive integer",
+            ));
+        }
+        let vocab = p.vocab_size as usize;
+        let mut special = vec![false; vocab];
+        special[mask_token_id as usize] = true;
+        let pad_token_id = check_id("pad_token_id", p.pad_token_id, p.vocab_size)?;
+        special[pad_token_id as usize] = true;
+        for &id in p.special_token_ids {
+            special[check_id("special_token_ids", id, p.vocab_size)? as usize] = true;
+        }
+        let replacement_pool: Vec<u32> = (0..vocab as u32)
+            .filter(|&i| !special[i as usize])
+            .collect();
+        if random_replace_prob > 0.0 && replacement_pool.is_empty() {
+            return Err(CoreError::invalid(
+                "random_replace_prob",
+                "is positive but every id in the vocabulary is special, so there is nothing \
+                 to draw a random replacement from",
+            ));
+        }
+        Ok(Self {
+            vocab_size: p.vocab_size as u32,
+            mask_token_id,
+            pad_token_id,
+            mlm_probability,
+            mask_replace_prob,
+            // Absorb the float slack allowed above so the split is exactly 1.
+            random_replace_prob: random_replace_prob.min(1.0 - mask_replace_prob),
+            budget: p.budget,
+            special,
+            replacement_pool,
+        })
+    }
+
+    pub fn vocab_size(&self) -> u32 {
+        self.vocab_size
+    }
+
+    pub fn mask_token_id(&self) -> u32 {
+        self.mask_token_id
+    }
+
+    pub fn pad_token_id(&self) -> u32 {
+        self.pad_token_id
+    }
+
+    pub fn is_special(&self, id: i64) -> bool {
+        self.special[id as usize]
+    }
+
+    /// The number of positions the exact budget selects among `n` eligible ones.
+    pub fn exact_count(&self, n: usize) -> usize {
+        let Budget::Exact { max_predictions } = self.budget else {
+            return n;
+        };
+        if n == 0 || self.mlm_probability == 0.0 {
+            return 0;
+        }
+        let k = (self.mlm_probability * n as f64).round_ties_even() as usize;
+        k.max(1).min(n).min(max_predictions.unwrap_or(usize::MAX))
+    }
+}
+
+/// The optional per-token arrays that travel with `input_ids` (same row lengths).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TokenMasks<'a> {
+    /// 0 marks padding already present in the input: copied as attention 0, never selected.
+    pub attention_mask: Option<Ragged<'a, u8>>,
+    /// Non-zero marks a token that must not be selected (e.g. a tokenizer's [CLS]/[SEP]).
+    pub special_tokens_mask: Option<Ragged<'a, u8>>,
+}
+
+/// A padded, masked batch: three `rows × width` row-major buffers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MlmBatch<O> {
+    pub rows: usize,
+    pub width: usize,
+    pub input_ids: Vec<O>,
+    pub attention_mask: Vec<O>,
+    pub labels: Vec<O>,
+}
+
+struct RowOut<'a, O> {
+    ids: &'a mut [O],
+    attention: &'a mut [O],
+    labels: &'a mut [O],
+}
+
+/// Masks and pads a batch. Validation happens first, so the parallel part cannot fail.
+pub fn mask_batch<T: TokenId, O: OutId>(
+    cfg: &MlmConfig,
+    input_ids: &Ragged<'_, T>,
+    masks: &TokenMasks<'_>,
+    pad: &PadSpec,
+    streams: &Streams,
+    keys: &RowKeys<'_>,
+    threads: usize,
+) -> Result<MlmBatch<O>> {
+    let width = pad.width("input_ids", input_ids)?;
+    let rows = input_ids.rows();
+    check_ids("input_ids", input_ids, u64::from(cfg.vocab_size))?;
+    if let Some(a) = &masks.attention_mask {
+        input_ids.check_aligned("attention_mask", a)?;
+    }
+    if let Some(s) = &masks.special_tokens_mask {
+        input_ids.check_aligned("special_tokens_mask", s)?;
+    }
+    keys.check_rows(rows)?;
+    let pad_token_id = i64::from(cfg.pad_token_id);
+
+    let n = rows * width;
+    let mut out = MlmBatch {
+        rows,
+        width,
+        input_ids: vec![O::from_i64(pad_token_id); n],
+        attention_mask: vec![O::from_i64(0); n],
+        labels: vec![O::from_i64(IGNORE_INDEX); n],
+    };
+    let mut row_outs: Vec<RowOut<'_, O>> = split_rows(&mut out.input_ids, width)
+        .into_iter()
+        .zip(split_rows(&mut out.attention_mask, width))
+        .zip(split_rows(&mut out.labels, width))
+        .map(|((ids, attention), labels)| RowOut {
+            ids,
+            attention,
+            labels,
+        })
+        .collect();
+
+    for_each_mut(threads, &mut row_outs, |r, o| {
+        let src = input_ids.row(r);
+        let kept = pad.kept(src.len());
+        let start = pad.start(kept, width);
+        let attn = masks.attention_mask.as_ref().map(|a| &a.row(r)[..kept]);
+        let spec = masks
+            .special_tokens_mask
+            .as_ref()
+            .map(|s| &s.row(r)[..kept]);
+        let mut rng = streams.row(keys, r);
+        mask_row(
+            cfg,
+            &src[..kept],
+            attn,
+            spec,
+            &mut rng,
+            &mut o.ids[start..start + kept],
+            &mut o.attention[start..start + kept],
+            &mut o.labels[start..start + kept],
+        );
+    })?;
+    Ok(out)
+}
+
+/// Masks one row in place. `ids`, `attention`, `labels` are the row's kept region.
+#[allow(clippy::too_many_arguments)]
+fn mask_row<T: TokenId, O: OutId>(
+    cfg: &MlmConfig,
+    src: &[T],
+    attn: Option<&[u8]>,
+    special_mask: Option<&[u8]>,
+    rng: &mut Rng,
+    ids: &mut [O],
+    attention: &mut [O],
+    labels: &mut [O],
+) {
+    let eligible = |t: usize, id: i64| -> bool {
+        attn.is_none_or(|a| a[t] != 0)
+            && special_mask.is_none_or(|s| s[t] == 0)
+            && !cfg.special[id as usize]
+    };
+    for (t, &x) in src.iter().enumerate() {
+        ids[t] = O::from_i64(x.to_i64());
+        attention[t] = O::from_i64(i64::from(attn.is_none_or(|a| a[t] != 0)));
+    }
+    match cfg.budget {
+        Budget::Bernoulli => {
+            let p = cfg.mlm_probability;
+            for (t, &x) in src.iter().enumerate() {
+                let id = x.to_i64();
+                if eligible(t, id) && rng.bernoulli(p) {
+                    replace(cfg, rng, id, &mut ids[t], &mut labels[t]);
+                }
+            }
+        }
+        Budget::Exact { .. } => {
+            let mut candidates: Vec<u32> = src
+                .iter()
+                .enumerate()
+                .filter(|&(t, &x)| eligible(t, x.to_i64()))
+                .map(|(t, _)| t as u32)
+                .collect();
+            let k = cfg.exact_count(candidates.len());
+            // Partial Fisher–Yates: the first k entries become a uniform k-subset.
+            for i in 0..k {
+                let j = i + rng.below((candidates.len() - i) as u64) as usize;
+                candidates.swap(i, j);
+            }
+            let chosen = &mut candidates[..k];
+            // Decide replacements in position order so the stream use is easy to state.
+            chosen.sort_unstable();
+            for &t in chosen.iter() {
+                let t = t as usize;
+                replace(cfg, rng, src[t].to_i64(), &mut ids[t], &mut labels[t]);
+            }
+        }
+    }
+}
+
+/// Labels a selected position and applies the 80/10/10 (configurable) decision.
+#[inline]
+fn replace<O: OutId>(cfg: &MlmConfig, rng: &mut Rng, original: i64, id: &mut O, label: &mut O) {
+    *label = O::from_i64(original);
+    let u = rng.next_f64();
+    if u < cfg.mask_replace_prob {
+        *id = O::from_i64(i64::from(cfg.mask_token_id));
+    } else if u < cfg.mask_replace_prob + cfg.random_replace_prob {
+        let pool = &cfg.replacement_pool;
+        let pick = pool[rng.below(pool.len() as u64) as usize];
+        *id = O::from_i64(i64::from(pick));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::{Side, dense_offsets};
+
+    fn params(specials: &[i64]) -> MlmParams<'_> {
+        MlmParams {
+            vocab_size: 100,
+            mask_token_id: 4,
+            pad_token_id: 0,
+            special_token_ids: specials,
+            mlm_probability: 0.15,
+            mask_replace_prob: 0.8,
+            random_replace_prob: 0.1,
+            budget: Budget::Bernoulli,
+        }
+    }
+
+    fn run(cfg: &MlmConfig, ids: &[i64], offsets: &[usize], threads: usize) -> MlmBatch<i64> {
+        let r = Ragged::new("input_ids", ids, offsets).unwrap();
+        mask_batch::<i64, i64>(
+            cfg,
+            &r,
+            &TokenMasks::default(),
+            &PadSpec::default(),
+            &Streams::new(1, 0, PURPOSE),
+            &RowKeys::Batch { index: 0 },
+            threads,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn config_validation() {
+        let sp = [1, 2, 3];
+        assert!(MlmConfig::new(&params(&sp)).is_ok());
+        let bad = |f: &dyn Fn(&mut MlmParams<'_>)| {
+            let mut p = params(&sp);
+            f(&mut p);
+            MlmConfig::new(&p).unwrap_err()
+        };
+        assert!(
+            matches!(bad(&|p| p.vocab_size = 0), CoreError::InvalidArgument { arg, .. } if arg == "vocab_size")
+        );
+        assert!(
+            matches!(bad(&|p| p.mask_token_id = 100), CoreError::InvalidArgument { arg, .. } if arg == "mask_token_id")
+        );
+        assert!(
+            matches!(bad(&|p| p.mlm_probability = 1.5), CoreError::InvalidArgument { arg, .. } if arg == "mlm_probability")
+        );
+        assert!(matches!(
+            bad(&|p| p.mlm_probability = f64::NAN),
+            CoreError::InvalidArgument { .. }
+        ));
+        assert!(
+            matches!(bad(&|p| p.mask_replace_prob = -0.1), CoreError::InvalidArgument { arg, .. } if arg == "mask_replace_prob")
+        );
+        assert!(
+            matches!(bad(&|p| { p.mask_replace_prob = 0.9; p.random_replace_prob = 0.2 }), CoreError::InvalidArgument { arg, .. } if arg == "random_replace_prob")
+        );
+        assert!(
+            matches!(bad(&|p| p.budget = Budget::Exact { max_predictions: Some(0) }), CoreError::InvalidArgument { arg, .. } if arg == "max_predictions")
+        );
+        assert!(
+            matches!(bad(&|p| p.pad_token_id = -1), CoreError::InvalidArgument { arg, .. } if arg == "pad_token_id")
+        );
+        let all: Vec<i64> = (0..100).collect();
+        let mut p = params(&all);
+        assert!(MlmConfig::new(&p).is_err());
+        p.random_replace_prob = 0.0;
+        assert!(MlmConfig::new(&p).is_ok());
+    }
+
+    #[test]
+    fn labels_consistent_and_specials_untouched() {
+        let sp = [1, 2, 3];
+        let cfg = MlmConfig::new(&MlmParams {
+            mlm_probability: 0.5,
+            ..params(&sp)
+        })
+        .unwrap();
+        let ids: Vec<i64> = (0..4000)
+            .map(|i| [1, 2, 3, 10, 20, 30, 99][i % 7])
+            .collect();
+        let out = run(&cfg, &ids, &[0, 1000, 2500, 4000], 1);
+        assert_eq!(out.width, 1500);
+        let offsets = [0usize, 1000, 2500, 4000];
+        let mut selected = 0;
+        for r in 0..3 {
+            let src = &ids[offsets[r]..offsets[r + 1]];
+            for t in 0..out.width {
+                let k = r * out.width + t;
+                if t >= src.len() {
+                    assert_eq!(
+                        (out.input_ids[k], out.attention_mask[k], out.labels[k]),
+                        (0, 0, IGNORE_INDEX)
+                    );
+                    continue;
+                }
+                assert_eq!(out.attention_mask[k], 1);
+                let orig = src[t];
+                if out.labels[k] == IGNORE_INDEX {
+                    assert_eq!(out.input_ids[k], orig);
+                } else {
+                    selected += 1;
+                    assert_eq!(out.labels[k], orig);
+                    assert!(!sp.contains(&orig));
+                    let now = out.input_ids[k];
+                    assert!((0..100).contains(&now));
+                    assert!(now == 4 || now == orig || !cfg.is_special(now));
+                }
+                if sp.contains(&orig) {
+                    assert_eq!(out.input_ids[k], orig);
+                }
+            }
+        }
+        assert!(selected > 0);
+    }
+
+    #[test]
+    fn thread_count_does_not_change_output() {
+        let sp = [1, 2, 3];
+        let cfg = MlmConfig::new(&params(&sp)).unwrap();
+        let ids: Vec<i64> = (0..64 * 128).map(|i| 5 + (i as i64 * 7919) % 90).collect();
+        let offs = dense_offsets(64, 128);
+        let one = run(&cfg, &ids, &offs, 1);
+        assert_eq!(one, run(&cfg, &ids, &offs, 2));
+        assert_eq!(one, run(&cfg, &ids, &offs, 4));
+    }
+
+    #[test]
+    fn exact_budget_counts() {
+        let sp = [1, 2, 3];
+        let mut p = params(&sp);
+        p.budget = Budget::Exact {
+            max_predictions: None,
+        };
+        let cfg = MlmConfig::new(&p).unwrap();
+        assert_eq!(cfg.exact_count(512), 77); // round(76.8)
+        assert_eq!(cfg.exact_count(10), 2); // round(1.5) = 2 (ties to even)
+        assert_eq!(cfg.exact_count(30), 4); // round(4.5) = 4 (ties to even)
+        assert_eq!(cfg.exact_count(3), 1); // at least one
+        assert_eq!(cfg.exact_count(0), 0);
+        let ids: Vec<i64> = (0..5 * 200).map(|i| 10 + (i as i64 % 50)).collect();
+        let out = run(&cfg, &ids, &dense_offsets(5, 200), 2);
+        for r in 0..5 {
+            let n = out.labels[r * 200..(r + 1) * 200]
+                .iter()
+                .filter(|&&l| l != IGNORE_INDEX)
+                .count();
+            assert_eq!(n, 30);
+        }
+        p.budget = Budget::Exact {
+            max_predictions: Some(20),
+        };
+        assert_eq!(MlmConfig::new(&p).unwrap().exact_count(512), 20);
+    }
+
+    #[test]
+    fn attention_and_special_masks_block_selection() {
+        let cfg = MlmConfig::new(&MlmParams {
+            mlm_probability: 1.0,
+            mask_replace_prob: 1.0,
+            random_replace_prob: 0.0,
+            ..params(&[])
+        })
+        .unwrap();
+        let ids = [10i64, 11, 12, 13];
+        let r = Ragged::new("input_ids", &ids, &[0, 4]).unwrap();
+        let attn = [1u8, 1, 1, 0];
+        let spec = [1u8, 0, 0, 0];
+        let masks = TokenMasks {
+            attention_mask: Some(Ragged::new("attention_mask", &attn, &[0, 4]).unwrap()),
+            special_tokens_mask: Some(Ragged::new("special_tokens_mask", &spec, &[0, 4]).unwrap()),
+        };
+        let out = mask_batch::<i64, i32>(
+            &cfg,
+            &r,
+            &masks,
+            &PadSpec {
+                side: Side::Left,
+                max_length: Some(6),
+                pad_to_max_length: true,
+                ..PadSpec::default()
+            },
+            &Streams::new(0, 0, PURPOSE),
+            &RowKeys::Batch { index: 0 },
+            1,
+        )
+        .unwrap();
+        assert_eq!(out.input_ids, [0, 0, 10, 4, 4, 13]);
+        assert_eq!(out.attention_mask, [0, 0, 1, 1, 1, 0]);
+        assert_eq!(out.labels, [-100, -100, -100, 11, 12, -100]);
+    }
+
+    #[test]
+    fn bad_batches_are_errors_not_panics() {
+        let cfg = MlmConfig::new(&params(&[1])).unwrap();
+        let ids = [10i64, 200];
+        let r = Ragged::new("input_ids", &ids, &[0, 2]).unwrap();
+        let go = |r: &Ragged<'_, i64>, m: &TokenMasks<'_>, keys: &RowKeys<'_>| {
+            mask_batch::<i64, i64>(
+                &cfg,
+                r,
+                m,
+                &PadSpec::default(),
+                &Streams::new(0, 0, PURPOSE),
+                keys,
+                1,
+            )
+        };
+        let b = RowKeys::Batch { index: 0 };
+        assert!(matches!(
+            go(&r, &TokenMasks::default(), &b),
+            Err(CoreError::TokenOutOfRange { value: 200, .. })
+        ));
+        let ok = [10i64, 11];
+        let r = Ragged::new("input_ids", &ok, &[0, 2]).unwrap();
+        let short = [1u8];
+        let m = TokenMasks {
+            attention_mask: Some(Ragged::new("attention_mask", &short, &[0, 1]).unwrap()),
+            special_tokens_mask: None,
+        };
+        assert!(matches!(
+            go(&r, &m, &b),
+            Err(CoreError::ShapeMismatch { .. })
+        ));
+        assert!(matches!(
+            go(&r, &TokenMasks::default(), &RowKeys::Samples(&[1, 2])),
+            Err(CoreError::ShapeMismatch { .. })
+        ));
+        let empty = Ragged::new("input_ids", &ok[..0], &[0, 0]).unwrap();
+        assert!(go(&empty, &TokenMasks::default(), &b).is_err());
+    }
+}

@@ -1,0 +1,112 @@
+//! Thread-count control shared by every kernel.
+//!
+//! Kernels never touch rayon's global pool. `threads == 1` runs on the calling thread with no
+//! pool at all (the default inside DataLoader workers); other counts use a pool cached per
+//! count. Pools are tagged with the process id: after `fork()` the child finds a stale tag,
+//! abandons the parent's pools (their threads do not exist in the child) and builds new ones,
+//! so forked DataLoader workers never deadlock.
+
+use std::sync::{Arc, Mutex, OnceLock};
+
+use rayon::prelude::*;
+
+use crate::{CoreError, Result};
+
+struct Pools {
+    pid: u32,
+    pools: Vec<(usize, Arc<rayon::ThreadPool>)>,
+}
+
+fn pools() -> &'static Mutex<Pools> {
+    static POOLS: OnceLock<Mutex<Pools>> = OnceLock::new();
+    POOLS.get_or_init(|| {
+        Mutex::new(Pools {
+            pid: std::process::id(),
+            pools: Vec::new(),
+        })
+    })
+}
+
+/// Number of logical CPUs (at least 1).
+pub fn available_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// Resolves a requested count: 0 means "all logical CPUs".
+pub fn resolve_threads(requested: usize) -> usize {
+    if requested == 0 {
+        available_threads()
+    } else {
+        requested
+    }
+}
+
+fn pool(threads: usize) -> Result<Arc<rayon::ThreadPool>> {
+    // A poisoned lock only means another thread panicked while holding it; the data is a
+    // cache and stays usable.
+    let mut guard = pools().lock().unwrap_or_else(|e| e.into_inner());
+    let pid = std::process::id();
+    if guard.pid != pid {
+        // Forked child: the parent's worker threads are gone. Dropping the pools could wait on
+        // them, so leak them instead (a few KiB, once per fork).
+        let stale = std::mem::take(&mut guard.pools);
+        std::mem::forget(stale);
+        guard.pid = pid;
+    }
+    if let Some((_, p)) = guard.pools.iter().find(|(n, _)| *n == threads) {
+        return Ok(Arc::clone(p));
+    }
+    let p = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("lmobjectives-{i}"))
+        .build()
+        .map_err(|e| CoreError::Internal(format!("could not start {threads} threads: {e}")))?;
+    let p = Arc::new(p);
+    guard.pools.push((threads, Arc::clone(&p)));
+    Ok(p)
+}
+
+/// Calls `f(i, &mut items[i])` for every item, on `threads` threads (0 = all CPUs).
+///
+/// `f` must be infallible: validate before calling, so that errors are reported
+/// deterministically (the first bad row, not whichever thread failed first).
+pub fn for_each_mut<T, F>(threads: usize, items: &mut [T], f: F) -> Result<()>
+where
+    T: Send,
+    F: Fn(usize, &mut T) + Sync + Send,
+{
+    let threads = resolve_threads(threads);
+    if threads <= 1 || items.len() <= 1 {
+        items.iter_mut().enumerate().for_each(|(i, t)| f(i, t));
+        return Ok(());
+    }
+    let p = pool(threads)?;
+    p.install(|| items.par_iter_mut().enumerate().for_each(|(i, t)| f(i, t)));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_result_for_any_thread_count() {
+        let run = |threads| {
+            let mut v: Vec<u64> = (0..1000).collect();
+            for_each_mut(threads, &mut v, |i, x| *x = *x * 3 + i as u64).unwrap();
+            v
+        };
+        let one = run(1);
+        assert_eq!(one, run(2));
+        assert_eq!(one, run(4));
+        assert_eq!(one, run(0));
+    }
+
+    #[test]
+    fn resolves_zero_to_all_cpus() {
+        assert_eq!(resolve_threads(0), available_threads());
+        assert_eq!(resolve_threads(3), 3);
+    }
+}

@@ -1,0 +1,293 @@
+//! Python → slices (read in place where possible) and Rust buffers → NumPy (moved, no copy).
+//!
+//! Everything here runs with the GIL held and before any kernel: inputs are extracted first,
+//! then the kernel runs detached from the interpreter.
+
+use lmobjectives_core::batch::{OutId, dense_offsets};
+use numpy::ndarray::Array2;
+use numpy::{
+    Element, IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray2, PyUntypedArray,
+    PyUntypedArrayMethods,
+};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyList, PyTuple};
+
+/// Token rows as the kernels see them: a dense 2-D array read in place, or rows gathered
+/// from Python lists / 1-D arrays into one flat buffer.
+pub enum IdRows<'py> {
+    I64(PyReadonlyArray2<'py, i64>),
+    I32(PyReadonlyArray2<'py, i32>),
+    U32(PyReadonlyArray2<'py, u32>),
+    U16(PyReadonlyArray2<'py, u16>),
+    I16(PyReadonlyArray2<'py, i16>),
+    U8(PyReadonlyArray2<'py, u8>),
+    I8(PyReadonlyArray2<'py, i8>),
+    U64(PyReadonlyArray2<'py, u64>),
+    Flat {
+        values: Vec<i64>,
+        offsets: Vec<usize>,
+    },
+}
+
+/// Runs `$body` with `$r` bound to a `Ragged<'_, T>` view of an [`IdRows`], for whatever `T`
+/// the rows hold. `$offs` is a scratch binding for dense offsets.
+#[macro_export]
+macro_rules! with_rows {
+    (@dense $a:ident, $arg:expr, |$r:ident| $body:expr) => {{
+        let (values, offsets) = $crate::convert::dense_parts(&$a, $arg)?;
+        let $r = Ragged::new($arg, values, &offsets).map_err($crate::errors::to_py)?;
+        $body
+    }};
+    ($rows:expr, $arg:expr, |$r:ident| $body:expr) => {{
+        use $crate::convert::IdRows;
+        use lmobjectives_core::batch::Ragged;
+        match $rows {
+            IdRows::Flat { values, offsets } => {
+                let $r = Ragged::new($arg, &values[..], &offsets[..]).map_err($crate::errors::to_py)?;
+                $body
+            }
+            IdRows::I64(a) => with_rows!(@dense a, $arg, |$r| $body),
+            IdRows::I32(a) => with_rows!(@dense a, $arg, |$r| $body),
+            IdRows::U32(a) => with_rows!(@dense a, $arg, |$r| $body),
+            IdRows::U16(a) => with_rows!(@dense a, $arg, |$r| $body),
+            IdRows::I16(a) => with_rows!(@dense a, $arg, |$r| $body),
+            IdRows::U8(a) => with_rows!(@dense a, $arg, |$r| $body),
+            IdRows::I8(a) => with_rows!(@dense a, $arg, |$r| $body),
+            IdRows::U64(a) => with_rows!(@dense a, $arg, |$r| $body),
+        }
+    }};
+}
+
+/// The values (read in place, no copy) and CSR offsets of a C-contiguous 2-D array.
+pub fn dense_parts<'a, T: Element>(
+    a: &'a PyReadonlyArray2<'_, T>,
+    arg: &str,
+) -> PyResult<(&'a [T], Vec<usize>)> {
+    let shape = a.shape();
+    let (rows, cols) = (shape[0], shape[1]);
+    let values = a
+        .as_slice()
+        .map_err(|_| PyValueError::new_err(format!("{arg}: a 2-D array must be C-contiguous")))?;
+    Ok((values, dense_offsets(rows, cols)))
+}
+
+fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+fn dtype_name(a: &Bound<'_, PyUntypedArray>) -> String {
+    a.dtype().to_string()
+}
+
+macro_rules! try_dense {
+    ($arr:expr, $($t:ty => $variant:ident),*) => {
+        $(
+            if let Ok(a) = $arr.cast::<PyArray2<$t>>() {
+                return Ok(Some(IdRows::$variant(a.readonly())));
+            }
+        )*
+    };
+}
+
+fn dense_ids<'py>(obj: &Bound<'py, PyAny>, arg: &str) -> PyResult<Option<IdRows<'py>>> {
+    let Ok(arr) = obj.cast::<PyUntypedArray>() else {
+        return Ok(None);
+    };
+    if arr.ndim() != 2 {
+        return Err(PyValueError::new_err(format!(
+            "{arg}: expected a 2-D array or a list of rows, got a {}-D array",
+            arr.ndim()
+        )));
+    }
+    if !arr.is_c_contiguous() {
+        return Err(PyValueError::new_err(format!(
+            "{arg}: a 2-D array must be C-contiguous (use numpy.ascontiguousarray)"
+        )));
+    }
+    try_dense!(arr, i64 => I64, i32 => I32, u32 => U32, u16 => U16, i16 => I16, u8 => U8, i8 => I8, u64 => U64);
+    Err(PyTypeError::new_err(format!(
+        "{arg}: token ids must have an integer dtype, got {}",
+        dtype_name(arr)
+    )))
+}
+
+/// Extracts token-id rows: a 2-D integer array (read in place) or a sequence of rows, each a
+/// list/tuple of ints or a 1-D integer array (gathered into one buffer).
+pub fn id_rows<'py>(obj: &Bound<'py, PyAny>, arg: &str) -> PyResult<IdRows<'py>> {
+    if let Some(d) = dense_ids(obj, arg)? {
+        return Ok(d);
+    }
+    let (values, offsets) = flatten(obj, arg, false, |v| v)?;
+    Ok(IdRows::Flat { values, offsets })
+}
+
+/// Extracts a per-token 0/1 mask (attention or special-tokens mask), dense or ragged, as
+/// flat bytes (non-zero → 1) plus offsets.
+pub fn mask_rows(obj: &Bound<'_, PyAny>, arg: &str) -> PyResult<(Vec<u8>, Vec<usize>)> {
+    if let Ok(arr) = obj.cast::<PyUntypedArray>() {
+        if arr.ndim() != 2 {
+            return Err(PyValueError::new_err(format!(
+                "{arg}: expected a 2-D array or a list of rows, got a {}-D array",
+                arr.ndim()
+            )));
+        }
+        let (rows, cols) = (arr.shape()[0], arr.shape()[1]);
+        let mut out = Vec::with_capacity(rows * cols);
+        let mut push = |v: bool| out.push(u8::from(v));
+        macro_rules! gather {
+            ($($t:ty),*) => {
+                $(
+                    if let Ok(a) = arr.cast::<PyArray2<$t>>() {
+                        let ro = a.readonly();
+                        ro.as_array().iter().for_each(|&x| push(x != <$t>::default()));
+                        return Ok((out, dense_offsets(rows, cols)));
+                    }
+                )*
+            };
+        }
+        gather!(bool, i64, i32, u8, i8, u16, i16, u32, u64);
+        return Err(PyTypeError::new_err(format!(
+            "{arg}: a mask must have an integer or bool dtype, got {}",
+            dtype_name(arr)
+        )));
+    }
+    flatten(obj, arg, true, |v| u8::from(v != 0))
+}
+
+/// Gathers a sequence of rows into `(values, offsets)`.
+fn flatten<V>(
+    obj: &Bound<'_, PyAny>,
+    arg: &str,
+    allow_bool: bool,
+    conv: impl Fn(i64) -> V,
+) -> PyResult<(Vec<V>, Vec<usize>)> {
+    let rows: Vec<Bound<'_, PyAny>> = if let Ok(l) = obj.cast::<PyList>() {
+        l.iter().collect()
+    } else if let Ok(t) = obj.cast::<PyTuple>() {
+        t.iter().collect()
+    } else {
+        return Err(PyTypeError::new_err(format!(
+            "{arg}: expected a 2-D integer array or a list of rows, got {}",
+            type_name(obj)
+        )));
+    };
+    let mut values = Vec::new();
+    let mut offsets = Vec::with_capacity(rows.len() + 1);
+    offsets.push(0);
+    for (r, row) in rows.iter().enumerate() {
+        push_row(row, &format!("{arg}[{r}]"), allow_bool, &conv, &mut values)?;
+        offsets.push(values.len());
+    }
+    Ok((values, offsets))
+}
+
+fn push_row<V>(
+    row: &Bound<'_, PyAny>,
+    arg: &str,
+    allow_bool: bool,
+    conv: &impl Fn(i64) -> V,
+    out: &mut Vec<V>,
+) -> PyResult<()> {
+    let item_err = |t: usize, item: &Bound<'_, PyAny>| {
+        PyTypeError::new_err(format!(
+            "{arg}[{t}]: expected an integer, got {} ({})",
+            type_name(item),
+            item.repr().map(|r| r.to_string()).unwrap_or_default()
+        ))
+    };
+    let extract_items =
+        |items: &mut dyn Iterator<Item = Bound<'_, PyAny>>, out: &mut Vec<V>| -> PyResult<()> {
+            for (t, item) in items.enumerate() {
+                match item.extract::<i64>() {
+                    Ok(v) => out.push(conv(v)),
+                    Err(_) => return Err(item_err(t, &item)),
+                }
+            }
+            Ok(())
+        };
+    if let Ok(l) = row.cast::<PyList>() {
+        out.reserve(l.len());
+        return extract_items(&mut l.iter(), out);
+    }
+    if let Ok(t) = row.cast::<PyTuple>() {
+        out.reserve(t.len());
+        return extract_items(&mut t.iter(), out);
+    }
+    if let Ok(arr) = row.cast::<PyUntypedArray>() {
+        if arr.ndim() != 1 {
+            return Err(PyValueError::new_err(format!(
+                "{arg}: expected a 1-D row, got a {}-D array",
+                arr.ndim()
+            )));
+        }
+        out.reserve(arr.len());
+        macro_rules! gather {
+            ($($t:ty),*) => {
+                $(
+                    if let Ok(a) = arr.cast::<PyArray1<$t>>() {
+                        let ro = a.readonly();
+                        for &x in ro.as_array().iter() {
+                            let v = i64::try_from(x).map_err(|_| PyValueError::new_err(format!(
+                                "{arg}: value {x} does not fit in a 64-bit signed integer"
+                            )))?;
+                            out.push(conv(v));
+                        }
+                        return Ok(());
+                    }
+                )*
+            };
+        }
+        gather!(i64, i32, u32, u16, i16, u8, i8, u64);
+        if allow_bool && let Ok(a) = arr.cast::<PyArray1<bool>>() {
+            a.readonly()
+                .as_array()
+                .iter()
+                .for_each(|&x| out.push(conv(i64::from(x))));
+            return Ok(());
+        }
+        return Err(PyTypeError::new_err(format!(
+            "{arg}: expected an integer array, got dtype {}",
+            dtype_name(arr)
+        )));
+    }
+    Err(PyTypeError::new_err(format!(
+        "{arg}: expected a list of ints or a 1-D integer array, got {}",
+        type_name(row)
+    )))
+}
+
+/// Moves a `rows × width` row-major buffer into a NumPy array (no copy: the array's base is
+/// the Rust allocation).
+pub fn to_numpy2<O: OutId + Element>(
+    py: Python<'_>,
+    rows: usize,
+    width: usize,
+    buf: Vec<O>,
+) -> PyResult<Bound<'_, PyArray2<O>>> {
+    let arr = Array2::from_shape_vec((rows, width), buf)
+        .map_err(|e| PyValueError::new_err(format!("internal shape error: {e}")))?;
+    Ok(arr.into_pyarray(py))
+}
+
+/// Output integer width.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutDtype {
+    I64,
+    I32,
+}
+
+impl OutDtype {
+    pub fn parse(s: &str) -> PyResult<Self> {
+        match s {
+            "int64" => Ok(OutDtype::I64),
+            "int32" => Ok(OutDtype::I32),
+            other => Err(PyValueError::new_err(format!(
+                "dtype: must be 'int64' or 'int32', got {other:?}"
+            ))),
+        }
+    }
+}

@@ -1,0 +1,42 @@
+//! `CoreError` → Python exceptions. Every kind subclasses `ValueError`, so `except ValueError`
+//! catches them, and the message names the offending argument.
+
+use lmobjectives_core::CoreError;
+use pyo3::PyErr;
+use pyo3::create_exception;
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
+
+create_exception!(
+    lmobjectives,
+    LMObjectivesError,
+    PyValueError,
+    "Base class of the errors raised by lmobjectives kernels (a ValueError)."
+);
+create_exception!(
+    lmobjectives,
+    InvalidArgumentError,
+    LMObjectivesError,
+    "A parameter or input value is outside what the kernel accepts."
+);
+create_exception!(
+    lmobjectives,
+    TokenIdError,
+    LMObjectivesError,
+    "A token id lies outside [0, vocab_size)."
+);
+create_exception!(
+    lmobjectives,
+    ShapeError,
+    LMObjectivesError,
+    "Arrays that must line up (lengths, shapes) do not."
+);
+
+pub fn to_py(e: CoreError) -> PyErr {
+    let msg = e.to_string();
+    match e {
+        CoreError::InvalidArgument { .. } => InvalidArgumentError::new_err(msg),
+        CoreError::TokenOutOfRange { .. } => TokenIdError::new_err(msg),
+        CoreError::ShapeMismatch { .. } => ShapeError::new_err(msg),
+        CoreError::Internal(_) => PyRuntimeError::new_err(msg),
+    }
+}

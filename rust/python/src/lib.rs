@@ -1,0 +1,39 @@
+//! `lmobjectives._core`: PyO3 bindings over `lmobjectives-core`.
+//!
+//! Conversions only: every function extracts its inputs, then runs the pure-Rust kernel with
+//! the interpreter detached (`py.detach`), then moves the result buffers into NumPy arrays.
+
+mod convert;
+mod errors;
+mod masking;
+mod padding;
+
+use pyo3::prelude::*;
+
+/// Rust kernels of lmobjectives (internal; use the `lmobjectives` package).
+#[pymodule]
+mod _core {
+    use super::*;
+
+    #[pymodule_export]
+    use crate::masking::MlmMasker;
+
+    #[pymodule_export]
+    use crate::padding::pad;
+
+    #[pymodule_export]
+    use crate::errors::{InvalidArgumentError, LMObjectivesError, ShapeError, TokenIdError};
+
+    /// Number of logical CPUs rayon would use for `num_threads=0`.
+    #[pyfunction]
+    fn available_threads() -> usize {
+        lmobjectives_core::parallel::available_threads()
+    }
+
+    #[pymodule_init]
+    fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
+        m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+        m.add("STREAM_VERSION", lmobjectives_core::rng::STREAM_VERSION)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,257 @@
+//! `MlmMasker`: the MLM masking kernel as a frozen, picklable Python object.
+
+use lmobjectives_core::batch::{PadSpec, Ragged, Side};
+use lmobjectives_core::masking::{
+    Budget, MlmBatch, MlmConfig, MlmParams, PURPOSE, TokenMasks, mask_batch,
+};
+use lmobjectives_core::rng::{RowKeys, Streams};
+use numpy::PyArray2;
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+
+use crate::convert::{OutDtype, id_rows, mask_rows, to_numpy2};
+use crate::errors::to_py;
+use crate::with_rows;
+
+/// MLM masking configuration (validated once) and the kernel that applies it to batches.
+#[pyclass(frozen, module = "lmobjectives._core")]
+pub struct MlmMasker {
+    cfg: MlmConfig,
+    pad_token_id: i64,
+    special_token_ids: Vec<i64>,
+    mlm_probability: f64,
+    mask_replace_prob: f64,
+    random_replace_prob: f64,
+    exact_budget: bool,
+    max_predictions: Option<usize>,
+}
+
+type Arrays<'py, O> = (
+    Bound<'py, PyArray2<O>>,
+    Bound<'py, PyArray2<O>>,
+    Bound<'py, PyArray2<O>>,
+);
+
+fn arrays<O: lmobjectives_core::batch::OutId + numpy::Element>(
+    py: Python<'_>,
+    b: MlmBatch<O>,
+) -> PyResult<Arrays<'_, O>> {
+    Ok((
+        to_numpy2(py, b.rows, b.width, b.input_ids)?,
+        to_numpy2(py, b.rows, b.width, b.attention_mask)?,
+        to_numpy2(py, b.rows, b.width, b.labels)?,
+    ))
+}
+
+#[pymethods]
+impl MlmMasker {
+    #[new]
+    #[pyo3(signature = (
+        vocab_size, mask_token_id, pad_token_id, special_token_ids,
+        mlm_probability=0.15, mask_replace_prob=0.8, random_replace_prob=0.1,
+        exact_budget=false, max_predictions=None,
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        vocab_size: i64,
+        mask_token_id: i64,
+        pad_token_id: i64,
+        special_token_ids: Vec<i64>,
+        mlm_probability: f64,
+        mask_replace_prob: f64,
+        random_replace_prob: f64,
+        exact_budget: bool,
+        max_predictions: Option<usize>,
+    ) -> PyResult<Self> {
+        if max_predictions.is_some() && !exact_budget {
+            return Err(to_py(lmobjectives_core::CoreError::invalid(
+                "max_predictions",
+                "caps the exact budget; it needs exact_budget=True",
+            )));
+        }
+        let budget = if exact_budget {
+            Budget::Exact { max_predictions }
+        } else {
+            Budget::Bernoulli
+        };
+        let cfg = MlmConfig::new(&MlmParams {
+            vocab_size,
+            mask_token_id,
+            pad_token_id,
+            special_token_ids: &special_token_ids,
+            mlm_probability,
+            mask_replace_prob,
+            random_replace_prob,
+            budget,
+        })
+        .map_err(to_py)?;
+        let mut special_token_ids = special_token_ids;
+        special_token_ids.sort_unstable();
+        special_token_ids.dedup();
+        Ok(Self {
+            cfg,
+            pad_token_id,
+            special_token_ids,
+            mlm_probability,
+            mask_replace_prob,
+            random_replace_prob,
+            exact_budget,
+            max_predictions,
+        })
+    }
+
+    #[getter]
+    fn vocab_size(&self) -> i64 {
+        i64::from(self.cfg.vocab_size())
+    }
+
+    #[getter]
+    fn mask_token_id(&self) -> i64 {
+        i64::from(self.cfg.mask_token_id())
+    }
+
+    #[getter]
+    fn pad_token_id(&self) -> i64 {
+        self.pad_token_id
+    }
+
+    #[getter]
+    fn special_token_ids(&self) -> Vec<i64> {
+        self.special_token_ids.clone()
+    }
+
+    /// Masks and pads a batch.
+    ///
+    /// Returns `(input_ids, attention_mask, labels)` as `rows × width` arrays moved out of Rust
+    /// buffers without a copy. `input_ids` is a C-contiguous 2-D integer array (read in place)
+    /// or a list of rows (lists of ints or 1-D integer arrays).
+    #[pyo3(signature = (
+        input_ids, *, attention_mask=None, special_tokens_mask=None,
+        seed, epoch=0, batch_index=0, sample_ids=None,
+        max_length=None, truncation=false, pad_to_max_length=false, pad_to_multiple_of=1,
+        padding_side="right", dtype="int64", num_threads=1,
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn mask<'py>(
+        &self,
+        py: Python<'py>,
+        input_ids: &Bound<'py, PyAny>,
+        attention_mask: Option<&Bound<'py, PyAny>>,
+        special_tokens_mask: Option<&Bound<'py, PyAny>>,
+        seed: u64,
+        epoch: u64,
+        batch_index: u64,
+        sample_ids: Option<Vec<u64>>,
+        max_length: Option<usize>,
+        truncation: bool,
+        pad_to_max_length: bool,
+        pad_to_multiple_of: usize,
+        padding_side: &str,
+        dtype: &str,
+        num_threads: usize,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let dtype = OutDtype::parse(dtype)?;
+        let pad = PadSpec {
+            max_length,
+            truncation,
+            pad_to_max_length,
+            multiple_of: pad_to_multiple_of,
+            side: Side::parse("padding_side", padding_side).map_err(to_py)?,
+        };
+        let rows = id_rows(input_ids, "input_ids")?;
+        let attn = attention_mask
+            .map(|a| mask_rows(a, "attention_mask"))
+            .transpose()?;
+        let spec = special_tokens_mask
+            .map(|s| mask_rows(s, "special_tokens_mask"))
+            .transpose()?;
+        let masks = TokenMasks {
+            attention_mask: attn
+                .as_ref()
+                .map(|(v, o)| Ragged::new("attention_mask", v, o))
+                .transpose()
+                .map_err(to_py)?,
+            special_tokens_mask: spec
+                .as_ref()
+                .map(|(v, o)| Ragged::new("special_tokens_mask", v, o))
+                .transpose()
+                .map_err(to_py)?,
+        };
+        let keys = match &sample_ids {
+            Some(ids) => RowKeys::Samples(ids),
+            None => RowKeys::Batch { index: batch_index },
+        };
+        let streams = Streams::new(seed, epoch, PURPOSE);
+        let cfg = &self.cfg;
+        with_rows!(rows, "input_ids", |r| {
+            match dtype {
+                OutDtype::I64 => {
+                    let b = py
+                        .detach(|| {
+                            mask_batch::<_, i64>(
+                                cfg,
+                                &r,
+                                &masks,
+                                &pad,
+                                &streams,
+                                &keys,
+                                num_threads,
+                            )
+                        })
+                        .map_err(to_py)?;
+                    Ok(arrays(py, b)?.into_pyobject(py)?)
+                }
+                OutDtype::I32 => {
+                    let b = py
+                        .detach(|| {
+                            mask_batch::<_, i32>(
+                                cfg,
+                                &r,
+                                &masks,
+                                &pad,
+                                &streams,
+                                &keys,
+                                num_threads,
+                            )
+                        })
+                        .map_err(to_py)?;
+                    Ok(arrays(py, b)?.into_pyobject(py)?)
+                }
+            }
+        })
+    }
+
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
+        let py = slf.py();
+        let s = slf.get();
+        let args = (
+            i64::from(s.cfg.vocab_size()),
+            i64::from(s.cfg.mask_token_id()),
+            s.pad_token_id,
+            s.special_token_ids.clone(),
+            s.mlm_probability,
+            s.mask_replace_prob,
+            s.random_replace_prob,
+            s.exact_budget,
+            s.max_predictions,
+        );
+        (slf.get_type(), args).into_pyobject(py)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "MlmMasker(vocab_size={}, mask_token_id={}, pad_token_id={}, special_token_ids={:?}, \
+             mlm_probability={}, mask_replace_prob={}, random_replace_prob={}, exact_budget={}, \
+             max_predictions={:?})",
+            self.cfg.vocab_size(),
+            self.cfg.mask_token_id(),
+            self.pad_token_id,
+            self.special_token_ids,
+            self.mlm_probability,
+            self.mask_replace_prob,
+            self.random_replace_prob,
+            if self.exact_budget { "True" } else { "False" },
+            self.max_predictions,
+        )
+    }
+}

@@ -1,0 +1,61 @@
+//! Generic padding of aligned per-token rows (token_type_ids and friends).
+
+use lmobjectives_core::batch::{PadSpec, Side, pad as pad_rows};
+use pyo3::prelude::*;
+
+use crate::convert::{OutDtype, id_rows, to_numpy2};
+use crate::errors::to_py;
+use crate::with_rows;
+
+/// Pads rows of integers into a `rows × width` array (moved out of Rust, no copy).
+#[pyfunction]
+#[pyo3(signature = (
+    rows, *, pad_value=0, max_length=None, truncation=false, pad_to_max_length=false,
+    pad_to_multiple_of=1, padding_side="right", dtype="int64", name="rows",
+))]
+#[allow(clippy::too_many_arguments)]
+pub fn pad<'py>(
+    py: Python<'py>,
+    rows: &Bound<'py, PyAny>,
+    pad_value: i64,
+    max_length: Option<usize>,
+    truncation: bool,
+    pad_to_max_length: bool,
+    pad_to_multiple_of: usize,
+    padding_side: &str,
+    dtype: &str,
+    name: &str,
+) -> PyResult<Bound<'py, PyAny>> {
+    let dtype = OutDtype::parse(dtype)?;
+    let spec = PadSpec {
+        max_length,
+        truncation,
+        pad_to_max_length,
+        multiple_of: pad_to_multiple_of,
+        side: Side::parse("padding_side", padding_side).map_err(to_py)?,
+    };
+    if dtype == OutDtype::I32 && i32::try_from(pad_value).is_err() {
+        return Err(to_py(lmobjectives_core::CoreError::invalid(
+            "pad_value",
+            format!("{pad_value} does not fit in int32"),
+        )));
+    }
+    let data = id_rows(rows, name)?;
+    with_rows!(data, name, |r| {
+        let n = r.rows();
+        match dtype {
+            OutDtype::I64 => {
+                let (w, buf) = py
+                    .detach(|| pad_rows::<_, i64>(name, &r, &spec, pad_value))
+                    .map_err(to_py)?;
+                Ok(to_numpy2(py, n, w, buf)?.into_any())
+            }
+            OutDtype::I32 => {
+                let (w, buf) = py
+                    .detach(|| pad_rows::<_, i32>(name, &r, &spec, pad_value))
+                    .map_err(to_py)?;
+                Ok(to_numpy2(py, n, w, buf)?.into_any())
+            }
+        }
+    })
+}
