@@ -1,5 +1,26 @@
-"""lmobjectives: the data side of language-model training objectives, fast and exact."""
+"""lmobjectives: the data side of language-model training objectives, fast and exact.
 
-from lmobjectives._core import __version__
+Rust kernels (GIL released, rows in parallel, keyed random streams) behind small Python
+objects whose results are NumPy arrays handed over without a copy. ``import lmobjectives``
+needs only NumPy; :mod:`lmobjectives.torch` holds the PyTorch wrappers.
+"""
 
-__all__ = ["__version__"]
+from lmobjectives._core import (
+    STREAM_VERSION,
+    InvalidArgumentError,
+    LMObjectivesError,
+    ShapeError,
+    TokenIdError,
+    __version__,
+)
+from lmobjectives.masking import MLMCollator
+
+__all__ = [
+    "STREAM_VERSION",
+    "InvalidArgumentError",
+    "LMObjectivesError",
+    "MLMCollator",
+    "ShapeError",
+    "TokenIdError",
+    "__version__",
+]

@@ -120,6 +120,31 @@ impl MlmMasker {
         self.special_token_ids.clone()
     }
 
+    #[getter]
+    fn mlm_probability(&self) -> f64 {
+        self.mlm_probability
+    }
+
+    #[getter]
+    fn mask_replace_prob(&self) -> f64 {
+        self.mask_replace_prob
+    }
+
+    #[getter]
+    fn random_replace_prob(&self) -> f64 {
+        self.random_replace_prob
+    }
+
+    #[getter]
+    fn exact_budget(&self) -> bool {
+        self.exact_budget
+    }
+
+    #[getter]
+    fn max_predictions(&self) -> Option<usize> {
+        self.max_predictions
+    }
+
     /// Masks and pads a batch.
     ///
     /// Returns `(input_ids, attention_mask, labels)` as `rows × width` arrays moved out of Rust

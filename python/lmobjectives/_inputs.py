@@ -1,0 +1,141 @@
+"""Normalises what a DataLoader hands a collator into rows the Rust kernels read.
+
+Accepted forms (DESIGN.md §3):
+- a list of examples, each a mapping with ``input_ids`` (list of ints or 1-D integer array)
+  and optionally ``attention_mask``, ``special_tokens_mask``, ``token_type_ids``, ``idx``;
+- a list of sequences (lists of ints or 1-D integer arrays / tensors);
+- a 2-D integer array (or tensor), e.g. already padded rows;
+- a mapping of such arrays (a pre-collated batch, e.g. ``{"input_ids": 2-D, ...}``).
+
+Rows are not copied here: Python lists and 1-D arrays are gathered by the Rust layer, 2-D
+arrays are read in place when C-contiguous.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+TOKEN_KEYS = ("input_ids", "attention_mask", "special_tokens_mask", "token_type_ids")
+SAMPLE_KEY = "idx"
+ACCEPTED_KEYS = frozenset((*TOKEN_KEYS, SAMPLE_KEY))
+
+
+@dataclass
+class Rows:
+    """One batch's columns, each a 2-D array or a list of rows (``None`` when absent)."""
+
+    input_ids: Any
+    attention_mask: Any = None
+    special_tokens_mask: Any = None
+    token_type_ids: Any = None
+    sample_ids: list[int] | None = None
+
+
+def _as_array_like(x: Any) -> Any:
+    """Lists, tuples and ndarrays pass through; tensors and other array-likes become ndarrays
+    (zero-copy for CPU tensors)."""
+    if isinstance(x, (list, tuple, np.ndarray)):
+        return x
+    if hasattr(x, "__array__") or hasattr(x, "__array_interface__"):
+        if hasattr(x, "detach") and hasattr(x, "cpu"):  # torch tensor: never keep autograd
+            x = x.detach().cpu()
+        return np.asarray(x)
+    return x
+
+
+def _column(x: Any, name: str) -> Any:
+    x = _as_array_like(x)
+    if isinstance(x, np.ndarray):
+        if x.ndim == 1 and x.dtype != object:
+            raise ValueError(
+                f"{name}: a 1-D array is a single row; pass a list of rows or a 2-D array"
+            )
+        if x.ndim == 2:
+            return np.ascontiguousarray(x)
+        if x.dtype == object:
+            raise TypeError(
+                f"{name}: got an object array (ragged rows?); pass a list of rows instead"
+            )
+        raise ValueError(f"{name}: expected 2-D data, got a {x.ndim}-D array")
+    if isinstance(x, (list, tuple)):
+        return [_as_array_like(r) for r in x]
+    raise TypeError(f"{name}: expected a list of rows or a 2-D array, got {type(x).__name__}")
+
+
+def _sample_ids(values: Sequence[Any], name: str) -> list[int]:
+    out = []
+    for i, v in enumerate(values):
+        if isinstance(v, bool) or not hasattr(v, "__index__"):
+            raise TypeError(f"{name}[{i}]: expected an int sample index, got {type(v).__name__}")
+        v = operator.index(v)
+        if not 0 <= v < 1 << 64:
+            raise ValueError(f"{name}[{i}]: sample index must be in [0, 2**64), got {v}")
+        out.append(v)
+    return out
+
+
+def _check_keys(keys: Any, where: str) -> None:
+    if "input_ids" not in keys:
+        raise ValueError(
+            f"{where}: missing the 'input_ids' key (got keys {sorted(map(str, keys))})"
+        )
+    unknown = set(keys) - ACCEPTED_KEYS
+    if unknown:
+        raise ValueError(
+            f"{where}: unexpected keys {sorted(map(str, unknown))}; accepted keys are "
+            f"{sorted(ACCEPTED_KEYS)} (remove other columns, e.g. with "
+            "dataset.remove_columns or Trainer's remove_unused_columns)"
+        )
+
+
+def normalize(examples: Any) -> Rows:
+    """Turns a batch in any accepted form into :class:`Rows`; raises TypeError/ValueError
+    naming ``examples`` (and the offending index/key) for anything else."""
+    if isinstance(examples, Mapping):
+        _check_keys(examples.keys(), "examples")
+        cols = {k: _column(examples[k], k) for k in TOKEN_KEYS if examples.get(k) is not None}
+        idx = examples.get(SAMPLE_KEY)
+        sample_ids = None
+        if idx is not None:
+            sample_ids = _sample_ids(np.asarray(idx).ravel().tolist(), SAMPLE_KEY)
+        return Rows(**cols, sample_ids=sample_ids)
+
+    examples = _as_array_like(examples)
+    if isinstance(examples, np.ndarray):
+        return Rows(input_ids=_column(examples, "examples"))
+    if not isinstance(examples, (list, tuple)):
+        raise TypeError(
+            "examples: expected a list of examples, a list of rows, a 2-D array or a mapping, "
+            f"got {type(examples).__name__}"
+        )
+    if len(examples) == 0:
+        raise ValueError("examples: the batch is empty")
+
+    first = examples[0]
+    if not isinstance(first, Mapping):
+        for i, ex in enumerate(examples):
+            if isinstance(ex, Mapping):
+                raise TypeError(f"examples[{i}]: mixes mappings with plain rows")
+        return Rows(input_ids=_column(list(examples), "examples"))
+
+    keys = set(first.keys())
+    _check_keys(keys, "examples[0]")
+    for i, ex in enumerate(examples):
+        if not isinstance(ex, Mapping):
+            raise TypeError(
+                f"examples[{i}]: expected a mapping like examples[0], got {type(ex).__name__}"
+            )
+        if set(ex.keys()) != keys:
+            raise ValueError(
+                f"examples[{i}]: keys {sorted(ex.keys())} differ from examples[0]'s {sorted(keys)}"
+            )
+    cols = {k: [_as_array_like(ex[k]) for ex in examples] for k in TOKEN_KEYS if k in keys}
+    sample_ids = (
+        _sample_ids([ex[SAMPLE_KEY] for ex in examples], "idx") if SAMPLE_KEY in keys else None
+    )
+    return Rows(**cols, sample_ids=sample_ids)

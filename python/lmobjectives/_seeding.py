@@ -1,0 +1,177 @@
+"""Seeds, epochs, batch numbering and thread counts shared by every collator.
+
+The contract (DESIGN.md §3): a row's random stream is keyed by ``(seed, epoch, key)`` where
+the key is the example's ``idx`` when it has one, else ``(global batch index, row)``. Inside a
+PyTorch DataLoader worker the global batch index is recovered from the worker id, since the
+DataLoader hands batches to workers round-robin (worker ``w`` of ``n`` gets batches
+``w, w + n, w + 2n, ...``), so ``num_workers`` does not change any batch. Without an explicit
+seed each worker mixes in its own torch seed, so no two workers ever share a stream.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from lmobjectives import _core
+
+_MASK64 = (1 << 64) - 1
+
+
+def mix64(*words: int) -> int:
+    """SplitMix64-style hash of a sequence of integers into one 64-bit seed."""
+    h = 0x9E3779B97F4A7C15
+    for w in words:
+        h = (h + (w & _MASK64) + 0x9E3779B97F4A7C15) & _MASK64
+        h = ((h ^ (h >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+        h = ((h ^ (h >> 27)) * 0x94D049BB133111EB) & _MASK64
+        h ^= h >> 31
+    return h
+
+
+def worker_info() -> Any:
+    """The current torch DataLoader worker's info, or None (never imports torch)."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return None
+    try:
+        return torch.utils.data.get_worker_info()
+    except AttributeError:  # a partially imported or stub torch
+        return None
+
+
+def check_seed(seed: Any) -> int | None:
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed: expected an int or None, got {type(seed).__name__}")
+    if not 0 <= seed < 1 << 64:
+        raise ValueError(f"seed: must be in [0, 2**64), got {seed}")
+    return seed
+
+
+def check_num_threads(num_threads: Any) -> int | None:
+    if num_threads is None:
+        return None
+    if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 0:
+        raise ValueError(f"num_threads: expected a non-negative int or None, got {num_threads!r}")
+    return num_threads
+
+
+def resolve_num_threads(num_threads: int | None) -> int:
+    """Threads for one kernel call: explicit value, else 1 inside DataLoader workers (they
+    already run in parallel), else ``LMOBJECTIVES_NUM_THREADS``, else all CPUs (0)."""
+    if num_threads is not None:
+        return num_threads
+    if worker_info() is not None:
+        return 1
+    env = os.environ.get("LMOBJECTIVES_NUM_THREADS")
+    if env:
+        try:
+            n = int(env)
+        except ValueError:
+            raise ValueError(
+                f"LMOBJECTIVES_NUM_THREADS: expected a non-negative int, got {env!r}"
+            ) from None
+        if n < 0:
+            raise ValueError(f"LMOBJECTIVES_NUM_THREADS: expected a non-negative int, got {n}")
+        return n
+    return 0
+
+
+class StreamState:
+    """Seed, epoch and batch counter of one collator (picklable, resumable)."""
+
+    __slots__ = (
+        "_local_calls",
+        "_origin_pid",
+        "_pid",
+        "batch_index",
+        "epoch",
+        "explicit",
+        "seed",
+    )
+
+    def __init__(self, seed: int | None) -> None:
+        self.explicit = seed is not None
+        self.seed = seed if seed is not None else int.from_bytes(os.urandom(8), "little")
+        self.epoch = 0
+        self.batch_index = 0  # next global batch index in this process
+        self._origin_pid = os.getpid()  # where the (unseeded) seed was drawn
+        self._pid = os.getpid()
+        self._local_calls = 0  # batches made by this copy inside a DataLoader worker
+
+    def next(self) -> tuple[int, int, int]:
+        """Returns ``(seed, epoch, global batch index)`` for the next batch."""
+        info = worker_info()
+        if info is None:
+            index = self.batch_index
+            self.batch_index += 1
+            seed = self.seed
+            if not self.explicit and os.getpid() != self._origin_pid:
+                # An unseeded copy in another process (multiprocessing, spawn): never share
+                # the parent's stream.
+                seed = mix64(seed, os.getpid())
+            return seed, self.epoch, index
+        if self._pid != os.getpid():  # a fresh copy in a new worker process
+            self._pid = os.getpid()
+            self._local_calls = 0
+        index = self.batch_index + self._local_calls * info.num_workers + info.id
+        self._local_calls += 1
+        seed = self.seed if self.explicit else mix64(self.seed, info.seed)
+        return seed, self.epoch, index
+
+    def set_epoch(self, epoch: int, batch_index: int = 0) -> None:
+        for name, v in (("epoch", epoch), ("batch_index", batch_index)):
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 1 << 64:
+                raise ValueError(f"{name}: expected an int in [0, 2**64), got {v!r}")
+        self.epoch = epoch
+        self.batch_index = batch_index
+        self._local_calls = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed,
+            "explicit_seed": self.explicit,
+            "epoch": self.epoch,
+            "batch_index": self.batch_index,
+            "stream_version": _core.STREAM_VERSION,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if not isinstance(state, dict):
+            raise TypeError(f"state: expected a dict, got {type(state).__name__}")
+        missing = {"seed", "epoch", "batch_index"} - state.keys()
+        if missing:
+            raise ValueError(f"state: missing keys {sorted(missing)}")
+        version = state.get("stream_version", _core.STREAM_VERSION)
+        if version != _core.STREAM_VERSION:
+            raise ValueError(
+                f"state: saved with random-stream version {version}, this build uses "
+                f"{_core.STREAM_VERSION}; batches would not match"
+            )
+        seed = check_seed(state["seed"])
+        if seed is None:
+            raise ValueError("state: seed must be an int")
+        self.seed = seed
+        self.explicit = bool(state.get("explicit_seed", True))
+        self.set_epoch(state["epoch"], state["batch_index"])
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed,
+            "explicit": self.explicit,
+            "epoch": self.epoch,
+            "batch_index": self.batch_index,
+            "origin_pid": self._origin_pid,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.seed = state["seed"]
+        self.explicit = state["explicit"]
+        self.epoch = state["epoch"]
+        self.batch_index = state["batch_index"]
+        self._origin_pid = state["origin_pid"]
+        self._pid = -1  # forces a reset of the local worker count on first use
+        self._local_calls = 0

@@ -1,0 +1,68 @@
+"""What the collators need from a tokenizer: a handful of ids, read once.
+
+Accepts a Hugging Face ``tokenizers.Tokenizer`` or a ``transformers`` tokenizer (anything with
+``all_special_ids``). Nothing here imports either library; kernels never see strings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+_MASK_NAMES = ("[MASK]", "<mask>", "<MASK>")
+_PAD_NAMES = ("[PAD]", "<pad>", "<PAD>")
+
+
+@dataclass(frozen=True)
+class TokenizerInfo:
+    """The ids a collator takes from a tokenizer."""
+
+    vocab_size: int
+    pad_token_id: int | None
+    mask_token_id: int | None
+    special_token_ids: tuple[int, ...]
+    padding_side: str = "right"
+
+
+def _first_id(tok: Any, names: tuple[str, ...]) -> int | None:
+    for name in names:
+        i = tok.token_to_id(name)
+        if i is not None:
+            return int(i)
+    return None
+
+
+def tokenizer_info(tokenizer: Any) -> TokenizerInfo:
+    """Reads vocab size, pad/mask ids and the special ids from a tokenizer.
+
+    Special ids are every id the tokenizer marks special (for ``transformers`` tokenizers
+    ``all_special_ids``, which includes ``[UNK]`` as Hugging Face's fallback does; for
+    ``tokenizers.Tokenizer`` every added token flagged ``special`` plus the pad/mask ids).
+    """
+    if hasattr(tokenizer, "all_special_ids") and hasattr(tokenizer, "__len__"):
+        return TokenizerInfo(
+            vocab_size=len(tokenizer),
+            pad_token_id=tokenizer.pad_token_id,
+            mask_token_id=tokenizer.mask_token_id,
+            special_token_ids=tuple(sorted({int(i) for i in tokenizer.all_special_ids})),
+            padding_side=getattr(tokenizer, "padding_side", "right") or "right",
+        )
+    if hasattr(tokenizer, "get_added_tokens_decoder") and hasattr(tokenizer, "token_to_id"):
+        added = tokenizer.get_added_tokens_decoder()
+        specials = {int(i) for i, tok in added.items() if tok.special}
+        padding = tokenizer.padding
+        pad = int(padding["pad_id"]) if padding else _first_id(tokenizer, _PAD_NAMES)
+        mask = _first_id(tokenizer, _MASK_NAMES)
+        specials.update(i for i in (pad, mask) if i is not None)
+        side = padding.get("direction", "right") if padding else "right"
+        return TokenizerInfo(
+            vocab_size=int(tokenizer.get_vocab_size(with_added_tokens=True)),
+            pad_token_id=pad,
+            mask_token_id=mask,
+            special_token_ids=tuple(sorted(specials)),
+            padding_side=side,
+        )
+    raise TypeError(
+        "tokenizer: expected a tokenizers.Tokenizer or a transformers tokenizer, "
+        f"got {type(tokenizer).__name__}"
+    )

@@ -1,0 +1,115 @@
+"""Thin PyTorch wrappers. This is the only part of lmobjectives that imports torch.
+
+- :func:`to_torch`: a batch of NumPy arrays as tensors sharing the same memory.
+- :class:`MLMHead` and :func:`masked_lm_loss`: the MLM objective's model side; the head
+  projects only the labelled positions (about 15% of tokens), not the whole sequence.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["IGNORE_INDEX", "MLMHead", "masked_lm_loss", "to_torch"]
+
+IGNORE_INDEX = -100
+
+
+def to_torch(batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """``torch.from_numpy`` on every array of a batch: no copy, the tensors share memory."""
+    out: dict[str, torch.Tensor] = {}
+    for k, v in batch.items():
+        if isinstance(v, np.ndarray):
+            out[k] = torch.from_numpy(v)
+        elif isinstance(v, torch.Tensor):
+            out[k] = v
+        else:
+            raise TypeError(f"batch[{k!r}]: expected a NumPy array, got {type(v).__name__}")
+    return out
+
+
+def masked_lm_loss(
+    logits: torch.Tensor, labels: torch.Tensor, *, ignore_index: int = IGNORE_INDEX
+) -> torch.Tensor:
+    """Mean cross-entropy over labelled positions.
+
+    ``logits`` is ``[..., vocab]`` for every position (labels ``[...]``), or ``[n, vocab]``
+    for just the ``n`` labelled positions (as :class:`MLMHead` returns them), in which case
+    ``labels`` may be the full label tensor. A batch without any label gives a loss of 0
+    that still has a gradient (not NaN, unlike ``F.cross_entropy``).
+    """
+    if logits.dim() < 2:
+        raise ValueError(f"logits: expected [..., vocab], got shape {tuple(logits.shape)}")
+    if labels.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"labels: expected an integer tensor, got {labels.dtype}")
+    flat_labels = labels.reshape(-1)
+    flat_logits = logits.reshape(-1, logits.shape[-1])
+    keep = flat_labels != ignore_index
+    if flat_logits.shape[0] == flat_labels.shape[0]:
+        flat_logits = flat_logits[keep]
+    elif flat_logits.shape[0] != int(keep.sum()):
+        raise ValueError(
+            f"logits: {flat_logits.shape[0]} rows match neither the {flat_labels.shape[0]} "
+            f"positions of labels nor its {int(keep.sum())} labelled positions"
+        )
+    targets = flat_labels[keep].long()
+    if targets.numel() == 0:
+        return flat_logits.sum() * 0.0
+    return F.cross_entropy(flat_logits.float(), targets)
+
+
+class MLMHead(nn.Module):
+    """BERT's MLM prediction head (dense → GELU → LayerNorm → decoder), evaluated only at
+    the labelled positions.
+
+    Args:
+        hidden_size: encoder width.
+        vocab_size: output classes.
+        embedding: optional input embedding (``nn.Embedding``) whose weight the decoder ties
+            to, as BERT does.
+        layer_norm_eps: LayerNorm epsilon.
+
+    ``forward(hidden_states, labels)`` returns ``(loss, logits)`` with ``logits`` of shape
+    ``[n_labelled, vocab]``; ``forward(hidden_states)`` returns logits for every position.
+    """
+
+    def __init__(
+        self,
+        hidden_size: int,
+        vocab_size: int,
+        *,
+        embedding: nn.Embedding | None = None,
+        layer_norm_eps: float = 1e-12,
+    ) -> None:
+        super().__init__()
+        self.transform = nn.Linear(hidden_size, hidden_size)
+        self.norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
+        self.decoder = nn.Linear(hidden_size, vocab_size, bias=False)
+        self.bias = nn.Parameter(torch.zeros(vocab_size))
+        if embedding is not None:
+            if tuple(embedding.weight.shape) != (vocab_size, hidden_size):
+                raise ValueError(
+                    f"embedding: weight shape {tuple(embedding.weight.shape)} does not match "
+                    f"(vocab_size, hidden_size) = {(vocab_size, hidden_size)}"
+                )
+            self.decoder.weight = embedding.weight
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        h = self.norm(F.gelu(self.transform(hidden)))
+        return self.decoder(h) + self.bias
+
+    def forward(self, hidden_states: torch.Tensor, labels: torch.Tensor | None = None) -> Any:
+        if labels is None:
+            return self.logits(hidden_states)
+        if labels.shape != hidden_states.shape[:-1]:
+            raise ValueError(
+                f"labels: shape {tuple(labels.shape)} does not match hidden_states "
+                f"{tuple(hidden_states.shape[:-1])}"
+            )
+        keep = labels != IGNORE_INDEX
+        logits = self.logits(hidden_states[keep])
+        return masked_lm_loss(logits, labels), logits
