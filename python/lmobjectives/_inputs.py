@@ -34,6 +34,8 @@ class Rows:
     special_tokens_mask: Any = None
     token_type_ids: Any = None
     sample_ids: list[int] | None = None
+    # How row `{row}` of column `{key}` is named in error messages.
+    rows_name: str = "{key}[{row}]"
 
 
 def _as_array_like(x: Any) -> Any:
@@ -121,7 +123,7 @@ def normalize(examples: Any) -> Rows:
         for i, ex in enumerate(examples):
             if isinstance(ex, Mapping):
                 raise TypeError(f"examples[{i}]: mixes mappings with plain rows")
-        return Rows(input_ids=_column(list(examples), "examples"))
+        return Rows(input_ids=_column(list(examples), "examples"), rows_name="examples[{row}]")
 
     keys = set(first.keys())
     _check_keys(keys, "examples[0]")
@@ -138,4 +140,4 @@ def normalize(examples: Any) -> Rows:
     sample_ids = (
         _sample_ids([ex[SAMPLE_KEY] for ex in examples], "idx") if SAMPLE_KEY in keys else None
     )
-    return Rows(**cols, sample_ids=sample_ids)
+    return Rows(**cols, sample_ids=sample_ids, rows_name="examples[{row}]['{key}']")

@@ -228,6 +228,7 @@ class MLMCollator:
             batch_index=batch_index,
             sample_ids=rows.sample_ids,
             num_threads=resolve_num_threads(self.num_threads),
+            rows_name=rows.rows_name,
             **pad_kwargs,
         )
         batch: dict[str, Any] = {
@@ -237,7 +238,11 @@ class MLMCollator:
         }
         if rows.token_type_ids is not None:
             batch["token_type_ids"] = _core.pad(
-                rows.token_type_ids, pad_value=0, name="token_type_ids", **pad_kwargs
+                rows.token_type_ids,
+                pad_value=0,
+                name="token_type_ids",
+                rows_name=rows.rows_name.replace("{key}", "token_type_ids"),
+                **pad_kwargs,
             )
             if batch["token_type_ids"].shape != input_ids.shape:
                 raise ValueError(

@@ -117,17 +117,28 @@ fn dense_ids<'py>(obj: &Bound<'py, PyAny>, arg: &str) -> PyResult<Option<IdRows<
 
 /// Extracts token-id rows: a 2-D integer array (read in place) or a sequence of rows, each a
 /// list/tuple of ints or a 1-D integer array (gathered into one buffer).
-pub fn id_rows<'py>(obj: &Bound<'py, PyAny>, arg: &str) -> PyResult<IdRows<'py>> {
+///
+/// `rows_name` names row `r` in error messages: a template where `{row}` is replaced by the
+/// row index (e.g. `"examples[{row}]['input_ids']"`); default `"{arg}[{row}]"`.
+pub fn id_rows<'py>(
+    obj: &Bound<'py, PyAny>,
+    arg: &str,
+    rows_name: Option<&str>,
+) -> PyResult<IdRows<'py>> {
     if let Some(d) = dense_ids(obj, arg)? {
         return Ok(d);
     }
-    let (values, offsets) = flatten(obj, arg, false, |v| v)?;
+    let (values, offsets) = flatten(obj, arg, rows_name, false, |v| v)?;
     Ok(IdRows::Flat { values, offsets })
 }
 
 /// Extracts a per-token 0/1 mask (attention or special-tokens mask), dense or ragged, as
 /// flat bytes (non-zero → 1) plus offsets.
-pub fn mask_rows(obj: &Bound<'_, PyAny>, arg: &str) -> PyResult<(Vec<u8>, Vec<usize>)> {
+pub fn mask_rows(
+    obj: &Bound<'_, PyAny>,
+    arg: &str,
+    rows_name: Option<&str>,
+) -> PyResult<(Vec<u8>, Vec<usize>)> {
     if let Ok(arr) = obj.cast::<PyUntypedArray>() {
         if arr.ndim() != 2 {
             return Err(PyValueError::new_err(format!(
@@ -155,13 +166,22 @@ pub fn mask_rows(obj: &Bound<'_, PyAny>, arg: &str) -> PyResult<(Vec<u8>, Vec<us
             dtype_name(arr)
         )));
     }
-    flatten(obj, arg, true, |v| u8::from(v != 0))
+    flatten(obj, arg, rows_name, true, |v| u8::from(v != 0))
+}
+
+fn row_name(template: Option<&str>, arg: &str, r: usize) -> String {
+    match template {
+        Some(t) if t.contains("{row}") => t.replace("{row}", &r.to_string()),
+        Some(t) => format!("{t}[{r}]"),
+        None => format!("{arg}[{r}]"),
+    }
 }
 
 /// Gathers a sequence of rows into `(values, offsets)`.
 fn flatten<V>(
     obj: &Bound<'_, PyAny>,
     arg: &str,
+    rows_name: Option<&str>,
     allow_bool: bool,
     conv: impl Fn(i64) -> V,
 ) -> PyResult<(Vec<V>, Vec<usize>)> {
@@ -179,7 +199,13 @@ fn flatten<V>(
     let mut offsets = Vec::with_capacity(rows.len() + 1);
     offsets.push(0);
     for (r, row) in rows.iter().enumerate() {
-        push_row(row, &format!("{arg}[{r}]"), allow_bool, &conv, &mut values)?;
+        push_row(
+            row,
+            &row_name(rows_name, arg, r),
+            allow_bool,
+            &conv,
+            &mut values,
+        )?;
         offsets.push(values.len());
     }
     Ok((values, offsets))

@@ -85,7 +85,9 @@ impl MlmMasker {
             budget,
         })
         .map_err(to_py)?;
+        // Report the effective set: pad and mask are always special.
         let mut special_token_ids = special_token_ids;
+        special_token_ids.extend([pad_token_id, mask_token_id]);
         special_token_ids.sort_unstable();
         special_token_ids.dedup();
         Ok(Self {
@@ -154,7 +156,7 @@ impl MlmMasker {
         input_ids, *, attention_mask=None, special_tokens_mask=None,
         seed, epoch=0, batch_index=0, sample_ids=None,
         max_length=None, truncation=false, pad_to_max_length=false, pad_to_multiple_of=1,
-        padding_side="right", dtype="int64", num_threads=1,
+        padding_side="right", dtype="int64", num_threads=1, rows_name=None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn mask<'py>(
@@ -174,6 +176,7 @@ impl MlmMasker {
         padding_side: &str,
         dtype: &str,
         num_threads: usize,
+        rows_name: Option<&str>,
     ) -> PyResult<Bound<'py, PyTuple>> {
         let dtype = OutDtype::parse(dtype)?;
         let pad = PadSpec {
@@ -183,12 +186,20 @@ impl MlmMasker {
             multiple_of: pad_to_multiple_of,
             side: Side::parse("padding_side", padding_side).map_err(to_py)?,
         };
-        let rows = id_rows(input_ids, "input_ids")?;
+        // `rows_name` is a template such as "examples[{row}]['{key}']" for error messages.
+        let name = |key: &str| rows_name.map(|t| t.replace("{key}", key));
+        let rows = id_rows(input_ids, "input_ids", name("input_ids").as_deref())?;
         let attn = attention_mask
-            .map(|a| mask_rows(a, "attention_mask"))
+            .map(|a| mask_rows(a, "attention_mask", name("attention_mask").as_deref()))
             .transpose()?;
         let spec = special_tokens_mask
-            .map(|s| mask_rows(s, "special_tokens_mask"))
+            .map(|s| {
+                mask_rows(
+                    s,
+                    "special_tokens_mask",
+                    name("special_tokens_mask").as_deref(),
+                )
+            })
             .transpose()?;
         let masks = TokenMasks {
             attention_mask: attn

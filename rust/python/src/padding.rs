@@ -11,7 +11,7 @@ use crate::with_rows;
 #[pyfunction]
 #[pyo3(signature = (
     rows, *, pad_value=0, max_length=None, truncation=false, pad_to_max_length=false,
-    pad_to_multiple_of=1, padding_side="right", dtype="int64", name="rows",
+    pad_to_multiple_of=1, padding_side="right", dtype="int64", name="rows", rows_name=None,
 ))]
 #[allow(clippy::too_many_arguments)]
 pub fn pad<'py>(
@@ -25,6 +25,7 @@ pub fn pad<'py>(
     padding_side: &str,
     dtype: &str,
     name: &str,
+    rows_name: Option<&str>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let dtype = OutDtype::parse(dtype)?;
     let spec = PadSpec {
@@ -40,7 +41,7 @@ pub fn pad<'py>(
             format!("{pad_value} does not fit in int32"),
         )));
     }
-    let data = id_rows(rows, name)?;
+    let data = id_rows(rows, name, rows_name)?;
     with_rows!(data, name, |r| {
         let n = r.rows();
         match dtype {

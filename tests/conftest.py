@@ -1,0 +1,57 @@
+"""Shared fixtures: small deterministic tokenizers and batches (no downloads, no corpus)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+PAD, UNK, CLS, SEP, MASK = range(5)
+VOCAB = 1000
+
+
+@pytest.fixture(scope="session")
+def small_tokenizer():
+    """A WordPiece `tokenizers.Tokenizer` with 1000 ids: 5 specials then w5..w999."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+
+    vocab = {tok: i for i, tok in enumerate(SPECIALS)}
+    vocab.update({f"w{i}": i for i in range(len(SPECIALS), VOCAB)})
+    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.add_special_tokens(SPECIALS)
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", CLS), ("[SEP]", SEP)],
+    )
+    return tok
+
+
+@pytest.fixture(scope="session")
+def hf_tokenizer(small_tokenizer):
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast(
+        tokenizer_object=small_tokenizer,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
+
+
+def make_rows(n_rows: int, lo: int, hi: int, seed: int = 0) -> list[list[int]]:
+    """Ragged rows `[CLS] w.. [SEP]` with lengths uniform in [lo, hi]."""
+    g = np.random.default_rng(seed)
+    rows = []
+    for n in g.integers(lo, hi + 1, size=n_rows):
+        body = g.integers(len(SPECIALS), VOCAB, size=n - 2).tolist()
+        rows.append([CLS, *body, SEP])
+    return rows
+
+
+@pytest.fixture
+def ragged_rows() -> list[list[int]]:
+    return make_rows(16, 8, 64)
