@@ -102,25 +102,29 @@ class StreamState:
         self._pid = os.getpid()
         self._local_calls = 0  # batches made by this copy inside a DataLoader worker
 
-    def next(self) -> tuple[int, int, int]:
-        """Returns ``(seed, epoch, global batch index)`` for the next batch."""
+    def peek(self) -> tuple[int, int, int]:
+        """``(seed, epoch, global batch index)`` of the next batch; :meth:`advance` commits it
+        once the batch is made, so a failed call leaves the stream where it was."""
         info = worker_info()
         if info is None:
-            index = self.batch_index
-            self.batch_index += 1
             seed = self.seed
             if not self.explicit and os.getpid() != self._origin_pid:
                 # An unseeded copy in another process (multiprocessing, spawn): never share
                 # the parent's stream.
                 seed = mix64(seed, os.getpid())
-            return seed, self.epoch, index
+            return seed, self.epoch, self.batch_index
         if self._pid != os.getpid():  # a fresh copy in a new worker process
             self._pid = os.getpid()
             self._local_calls = 0
         index = self.batch_index + self._local_calls * info.num_workers + info.id
-        self._local_calls += 1
         seed = self.seed if self.explicit else mix64(self.seed, info.seed)
         return seed, self.epoch, index
+
+    def advance(self) -> None:
+        if worker_info() is None:
+            self.batch_index += 1
+        else:
+            self._local_calls += 1
 
     def set_epoch(self, epoch: int, batch_index: int = 0) -> None:
         for name, v in (("epoch", epoch), ("batch_index", batch_index)):

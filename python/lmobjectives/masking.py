@@ -210,7 +210,7 @@ class MLMCollator:
 
     def __call__(self, examples: Any) -> dict[str, Any]:
         rows = normalize(examples)
-        seed, epoch, batch_index = self._streams.next()
+        seed, epoch, batch_index = self._streams.peek()
         pad_kwargs = {
             "max_length": self.max_length,
             "truncation": self.truncation,
@@ -249,6 +249,7 @@ class MLMCollator:
                     f"token_type_ids: rows do not match input_ids "
                     f"({batch['token_type_ids'].shape} vs {input_ids.shape})"
                 )
+        self._streams.advance()
         if self.return_tensors == "pt":
             from lmobjectives.torch import to_torch
 
