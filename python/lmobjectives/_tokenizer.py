@@ -66,3 +66,42 @@ def tokenizer_info(tokenizer: Any) -> TokenizerInfo:
         "tokenizer: expected a tokenizers.Tokenizer or a transformers tokenizer, "
         f"got {type(tokenizer).__name__}"
     )
+
+
+def resolve_ids(
+    tokenizer: Any,
+    *,
+    required: tuple[str, ...],
+    vocab_size: int | None = None,
+    pad_token_id: int | None = None,
+    mask_token_id: int | None = None,
+    special_token_ids: Any = None,
+) -> dict[str, Any]:
+    """Merges explicit ids with what ``tokenizer`` provides (explicit values win).
+
+    Returns ``vocab_size``, ``pad_token_id``, ``mask_token_id``, ``special_token_ids`` (a
+    list) and ``padding_side``; raises ``ValueError`` naming any id in ``required`` that is
+    still missing and ``TypeError`` for a malformed ``special_token_ids``.
+    """
+    info = tokenizer_info(tokenizer) if tokenizer is not None else None
+    out: dict[str, Any] = {
+        "vocab_size": vocab_size,
+        "pad_token_id": pad_token_id,
+        "mask_token_id": mask_token_id,
+    }
+    for name in out:
+        if out[name] is None and info is not None:
+            out[name] = getattr(info, name)
+        if out[name] is None and name in required:
+            source = "the tokenizer has none; pass it" if info else "pass it or a tokenizer"
+            raise ValueError(f"{name}: required ({source})")
+    if special_token_ids is None:
+        special_token_ids = info.special_token_ids if info else ()
+    try:
+        out["special_token_ids"] = [int(i) for i in special_token_ids]
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"special_token_ids: expected a sequence of ints, got {special_token_ids!r}"
+        ) from None
+    out["padding_side"] = info.padding_side if info else "right"
+    return out

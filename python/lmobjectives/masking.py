@@ -11,7 +11,7 @@ from typing import Any, Literal
 from lmobjectives import _core
 from lmobjectives._inputs import normalize
 from lmobjectives._seeding import StreamState, check_num_threads, check_seed, resolve_num_threads
-from lmobjectives._tokenizer import tokenizer_info
+from lmobjectives._tokenizer import resolve_ids
 
 __all__ = ["MLMCollator"]
 
@@ -113,37 +113,23 @@ class MLMCollator:
         dtype: Literal["int64", "int32"] = "int64",
         num_threads: int | None = None,
     ) -> None:
-        info = tokenizer_info(tokenizer) if tokenizer is not None else None
-        vocab_size = vocab_size if vocab_size is not None else (info and info.vocab_size)
-        mask_token_id = (
-            mask_token_id if mask_token_id is not None else (info and info.mask_token_id)
+        ids = resolve_ids(
+            tokenizer,
+            required=("vocab_size", "mask_token_id", "pad_token_id"),
+            vocab_size=vocab_size,
+            pad_token_id=pad_token_id,
+            mask_token_id=mask_token_id,
+            special_token_ids=special_token_ids,
         )
-        pad_token_id = pad_token_id if pad_token_id is not None else (info and info.pad_token_id)
-        if special_token_ids is None:
-            special_token_ids = list(info.special_token_ids) if info else []
-        for name, value in (
-            ("vocab_size", vocab_size),
-            ("mask_token_id", mask_token_id),
-            ("pad_token_id", pad_token_id),
-        ):
-            if value is None:
-                source = "the tokenizer has none; pass it" if info else "pass it or a tokenizer"
-                raise ValueError(f"{name}: required ({source})")
-        try:
-            special_token_ids = [int(i) for i in special_token_ids]
-        except (TypeError, ValueError):
-            raise TypeError(
-                f"special_token_ids: expected a sequence of ints, got {special_token_ids!r}"
-            ) from None
         if not isinstance(exact_budget, bool):
             raise TypeError(f"exact_budget: expected a bool, got {type(exact_budget).__name__}")
         if not isinstance(truncation, bool):
             raise TypeError(f"truncation: expected a bool, got {type(truncation).__name__}")
         self._masker = _core.MlmMasker(
-            vocab_size,
-            mask_token_id,
-            pad_token_id,
-            special_token_ids,
+            ids["vocab_size"],
+            ids["mask_token_id"],
+            ids["pad_token_id"],
+            ids["special_token_ids"],
             mlm_probability,
             mask_replace_prob,
             random_replace_prob,
@@ -158,9 +144,7 @@ class MLMCollator:
         if truncation and self.max_length is None:
             raise ValueError("truncation: truncation=True needs max_length")
         self.pad_to_multiple_of = _check_positive_int("pad_to_multiple_of", pad_to_multiple_of)
-        side = (
-            padding_side if padding_side is not None else (info.padding_side if info else "right")
-        )
+        side = padding_side if padding_side is not None else ids["padding_side"]
         self.padding_side = _check_choice("padding_side", side, ("right", "left"))
         self.return_tensors = _check_choice("return_tensors", return_tensors, _RETURN_TENSORS)
         self.dtype = _check_choice("dtype", dtype, _DTYPES)
@@ -211,7 +195,7 @@ class MLMCollator:
     def __call__(self, examples: Any) -> dict[str, Any]:
         rows = normalize(examples)
         seed, epoch, batch_index = self._streams.peek()
-        pad_kwargs = {
+        pad_kwargs: dict[str, Any] = {
             "max_length": self.max_length,
             "truncation": self.truncation,
             "pad_to_max_length": self.padding == "max_length",

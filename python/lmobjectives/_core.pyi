@@ -1,0 +1,96 @@
+"""Type stubs of the native module ``lmobjectives._core`` (checked by mypy.stubtest)."""
+
+from typing import Any, Final, Literal, final
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "STREAM_VERSION",
+    "InvalidArgumentError",
+    "LMObjectivesError",
+    "MlmMasker",
+    "ShapeError",
+    "TokenIdError",
+    "__version__",
+    "available_threads",
+    "pad",
+]
+
+__version__: Final[str]
+STREAM_VERSION: Final[int]
+
+class LMObjectivesError(ValueError): ...
+class InvalidArgumentError(LMObjectivesError): ...
+class TokenIdError(LMObjectivesError): ...
+class ShapeError(LMObjectivesError): ...
+
+_IntArray = npt.NDArray[np.int64] | npt.NDArray[np.int32]
+
+@final
+class MlmMasker:
+    def __new__(
+        cls,
+        vocab_size: int,
+        mask_token_id: int,
+        pad_token_id: int,
+        special_token_ids: list[int],
+        mlm_probability: float = 0.15,
+        mask_replace_prob: float = 0.8,
+        random_replace_prob: float = 0.1,
+        exact_budget: bool = False,
+        max_predictions: int | None = None,
+    ) -> MlmMasker: ...
+    @property
+    def vocab_size(self) -> int: ...
+    @property
+    def mask_token_id(self) -> int: ...
+    @property
+    def pad_token_id(self) -> int: ...
+    @property
+    def special_token_ids(self) -> list[int]: ...
+    @property
+    def mlm_probability(self) -> float: ...
+    @property
+    def mask_replace_prob(self) -> float: ...
+    @property
+    def random_replace_prob(self) -> float: ...
+    @property
+    def exact_budget(self) -> bool: ...
+    @property
+    def max_predictions(self) -> int | None: ...
+    def mask(
+        self,
+        input_ids: Any,
+        *,
+        attention_mask: Any = None,
+        special_tokens_mask: Any = None,
+        seed: int,
+        epoch: int = 0,
+        batch_index: int = 0,
+        sample_ids: list[int] | None = None,
+        max_length: int | None = None,
+        truncation: bool = False,
+        pad_to_max_length: bool = False,
+        pad_to_multiple_of: int = 1,
+        padding_side: Literal["right", "left"] = "right",
+        dtype: Literal["int64", "int32"] = "int64",
+        num_threads: int = 1,
+        rows_name: str | None = None,
+    ) -> tuple[_IntArray, _IntArray, _IntArray]: ...
+    def __reduce__(self) -> tuple[Any, ...]: ...
+
+def pad(
+    rows: Any,
+    *,
+    pad_value: int = 0,
+    max_length: int | None = None,
+    truncation: bool = False,
+    pad_to_max_length: bool = False,
+    pad_to_multiple_of: int = 1,
+    padding_side: Literal["right", "left"] = "right",
+    dtype: Literal["int64", "int32"] = "int64",
+    name: str = "rows",
+    rows_name: str | None = None,
+) -> _IntArray: ...
+def available_threads() -> int: ...
