@@ -71,6 +71,39 @@ class Xoshiro:
         return m >> 64
 
 
+def chance(p: float):
+    """`hit(x)` is true for a uniform 64-bit x with probability floor(p·2^64)/2^64."""
+    if p >= 1.0:
+        return lambda x: True
+    below = int(p * 18446744073709551616.0) if p > 0 else 0
+    return lambda x: x < below
+
+
+def gap_sampler(p: float):
+    """Geometric(p) gaps on {0, 1, ...} by inverse CDF over floor((1-p)^k 2^64)."""
+    if p >= 1.0:
+        return lambda rng: 0
+    table, s = [], 1.0 - p
+    while len(table) < 4096:
+        t = int(s * 18446744073709551616.0)
+        if t == 0:
+            break
+        table.append(t)
+        s *= 1.0 - p
+    k = len(table)
+
+    def sample(rng: Xoshiro) -> int:
+        total = 0
+        while True:
+            u = rng.next_u64()
+            gap = sum(1 for t in table if u < t)
+            if gap < k or k == 0:
+                return total + gap
+            total += k
+
+    return sample
+
+
 def row_rng(
     seed: int,
     epoch: int,
@@ -93,19 +126,28 @@ def mlm_row(
     pool = [i for i in range(vocab_size) if i not in specials]
     ids, labels = list(row), [-100] * len(row)
 
+    to_mask = chance(mask_p)
+    total = mask_p + rand_p
+    to_mask_or_random = chance(1.0 if total >= 1.0 - 1e-12 else total)
+
     def replace(t):
         labels[t] = row[t]
-        u = rng.next_f64()
-        if u < mask_p:
+        u = rng.next_u64()
+        if to_mask(u):
             ids[t] = mask_id
-        elif u < mask_p + rand_p:
+        elif to_mask_or_random(u):
             ids[t] = pool[rng.below(len(pool))]
 
     eligible = [t for t, x in enumerate(row) if x not in specials]
     if not exact:
-        for t in eligible:
-            if rng.next_f64() < p:
+        if p <= 0:
+            return ids, labels
+        gap = gap_sampler(p)
+        t = gap(rng)
+        while t < len(row):
+            if row[t] not in specials:
                 replace(t)
+            t += 1 + gap(rng)
         return ids, labels
     n = len(eligible)
     k = 0 if n == 0 or p == 0 else min(n, max(1, round(p * n)))

@@ -425,7 +425,8 @@ def test_exact_budget_positions_are_uniform():
 
 
 def test_same_seed_same_batches_for_any_thread_count():
-    rows = make_rows(64, 64, 256)
+    # ~200k tokens: enough work for 4 threads (each thread gets at least 32k tokens).
+    rows = make_rows(512, 256, 512)
     ref = collator(num_threads=1)(rows)
     for threads in (2, 4, 0):
         got = collator(num_threads=threads)(rows)
@@ -521,12 +522,12 @@ def test_golden_output_for_one_seed():
     b = c([[2, *range(10, 22), 3], [2, *range(30, 36), 3]])
     assert lmobjectives.STREAM_VERSION == 1
     assert b["input_ids"].tolist() == [
-        [2, 4, 4, 4, 44, 14, 4, 16, 4, 18, 4, 20, 21, 3],
-        [2, 30, 4, 4, 33, 34, 35, 3, 0, 0, 0, 0, 0, 0],
+        [2, 4, 11, 12, 13, 14, 4, 16, 17, 4, 19, 44, 4, 3],
+        [2, 30, 31, 32, 33, 4, 35, 3, 0, 0, 0, 0, 0, 0],
     ]
     assert b["labels"].tolist() == [
-        [-100, 10, 11, 12, 13, -100, 15, -100, 17, -100, 19, -100, -100, -100],
-        [-100, -100, 31, 32, -100, -100, -100, -100, -100, -100, -100, -100, -100, -100],
+        [-100, 10, -100, -100, -100, -100, 15, -100, -100, 18, -100, 20, 21, -100],
+        [-100, -100, -100, -100, -100, 34, -100, -100, -100, -100, -100, -100, -100, -100],
     ]
 
 

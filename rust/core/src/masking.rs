@@ -9,12 +9,15 @@
 //! stays unchanged otherwise. Every draw comes from the row's keyed stream ([`crate::rng`]).
 
 use crate::batch::{OutId, PadSpec, Ragged, TokenId, check_ids, split_rows};
-use crate::parallel::for_each_mut;
-use crate::rng::{Rng, RowKeys, Streams};
+use crate::parallel::{for_each_mut, threads_for};
+use crate::rng::{Chance, GeometricGaps, Rng, RowKeys, Streams};
 use crate::{CoreError, Result, check_probability};
 
 /// Label value for positions that do not contribute to the loss.
 pub const IGNORE_INDEX: i64 = -100;
+
+/// Tokens per thread below which more threads do not pay for the hand-off.
+const GRAIN_TOKENS: usize = 32 * 1024;
 
 /// The purpose tag of MLM streams.
 pub const PURPOSE: u64 = crate::rng::purpose("mlm");
@@ -36,8 +39,10 @@ pub struct MlmConfig {
     mask_token_id: u32,
     pad_token_id: u32,
     mlm_probability: f64,
-    mask_replace_prob: f64,
-    random_replace_prob: f64,
+    gaps: GeometricGaps,
+    /// A selected token becomes [MASK] if `u < to_mask`, a random id if `u < to_mask_or_random`.
+    to_mask: Chance,
+    to_mask_or_random: Chance,
     budget: Budget,
     /// `special[id]`: never selected, never drawn as a random replacement.
     special: Vec<bool>,
@@ -123,9 +128,10 @@ impl MlmConfig {
             mask_token_id,
             pad_token_id,
             mlm_probability,
-            mask_replace_prob,
-            // Absorb the float slack allowed above so the split is exactly 1.
-            random_replace_prob: random_replace_prob.min(1.0 - mask_replace_prob),
+            gaps: GeometricGaps::new(mlm_probability),
+            to_mask: Chance::new(mask_replace_prob),
+            // The float slack allowed above makes a sum of 1 + 1e-12 mean "always".
+            to_mask_or_random: Chance::new(if total >= 1.0 - 1e-12 { 1.0 } else { total }),
             budget: p.budget,
             special,
             replacement_pool,
@@ -209,12 +215,14 @@ pub fn mask_batch<T: TokenId, O: OutId>(
     let pad_token_id = i64::from(cfg.pad_token_id);
 
     let n = rows * width;
+    // Zeroed buffers (calloc: often fresh pages, no memset); every row then writes only
+    // what differs from zero, once.
     let mut out = MlmBatch {
         rows,
         width,
-        input_ids: vec![O::from_i64(pad_token_id); n],
-        attention_mask: vec![O::from_i64(0); n],
-        labels: vec![O::from_i64(IGNORE_INDEX); n],
+        input_ids: vec![O::default(); n],
+        attention_mask: vec![O::default(); n],
+        labels: vec![O::default(); n],
     };
     let mut row_outs: Vec<RowOut<'_, O>> = split_rows(&mut out.input_ids, width)
         .into_iter()
@@ -227,80 +235,123 @@ pub fn mask_batch<T: TokenId, O: OutId>(
         })
         .collect();
 
+    let pad_id = O::from_i64(pad_token_id);
+    let ignore = O::from_i64(IGNORE_INDEX);
+    let threads = threads_for(threads, input_ids.values.len(), GRAIN_TOKENS);
     for_each_mut(threads, &mut row_outs, |r, o| {
         let src = input_ids.row(r);
         let kept = pad.kept(src.len());
         let start = pad.start(kept, width);
+        o.labels.fill(ignore);
+        if pad_token_id != 0 {
+            o.ids[..start].fill(pad_id);
+            o.ids[start + kept..].fill(pad_id);
+        }
+        let region = start..start + kept;
         let attn = masks.attention_mask.as_ref().map(|a| &a.row(r)[..kept]);
+        match attn {
+            Some(a) => {
+                for (d, &m) in o.attention[region.clone()].iter_mut().zip(a) {
+                    *d = O::from_i64(i64::from(m != 0));
+                }
+            }
+            None => o.attention[region.clone()].fill(O::from_i64(1)),
+        }
         let spec = masks
             .special_tokens_mask
             .as_ref()
             .map(|s| &s.row(r)[..kept]);
-        let mut rng = streams.row(keys, r);
-        mask_row(
-            cfg,
-            &src[..kept],
-            attn,
-            spec,
-            &mut rng,
-            &mut o.ids[start..start + kept],
-            &mut o.attention[start..start + kept],
-            &mut o.labels[start..start + kept],
-        );
+        let row = Row {
+            src: &src[..kept],
+            ids: &mut o.ids[region.clone()],
+            labels: &mut o.labels[region],
+            rng: streams.row(keys, r),
+        };
+        let table = &cfg.special;
+        // Monomorphised per mask combination: no per-token Option checks.
+        match (attn, spec) {
+            (None, None) => row.mask(cfg, |_, id| !table[id as usize]),
+            (Some(a), None) => row.mask(cfg, |t, id| a[t] != 0 && !table[id as usize]),
+            (None, Some(s)) => row.mask(cfg, |t, id| s[t] == 0 && !table[id as usize]),
+            (Some(a), Some(s)) => {
+                row.mask(cfg, |t, id| a[t] != 0 && s[t] == 0 && !table[id as usize])
+            }
+        }
     })?;
     Ok(out)
 }
 
-/// Masks one row in place. `ids`, `attention`, `labels` are the row's kept region.
-#[allow(clippy::too_many_arguments)]
-fn mask_row<T: TokenId, O: OutId>(
-    cfg: &MlmConfig,
-    src: &[T],
-    attn: Option<&[u8]>,
-    special_mask: Option<&[u8]>,
-    rng: &mut Rng,
-    ids: &mut [O],
-    attention: &mut [O],
-    labels: &mut [O],
-) {
-    let eligible = |t: usize, id: i64| -> bool {
-        attn.is_none_or(|a| a[t] != 0)
-            && special_mask.is_none_or(|s| s[t] == 0)
-            && !cfg.special[id as usize]
-    };
-    for (t, &x) in src.iter().enumerate() {
-        ids[t] = O::from_i64(x.to_i64());
-        attention[t] = O::from_i64(i64::from(attn.is_none_or(|a| a[t] != 0)));
-    }
-    match cfg.budget {
-        Budget::Bernoulli => {
-            let p = cfg.mlm_probability;
-            for (t, &x) in src.iter().enumerate() {
-                let id = x.to_i64();
-                if eligible(t, id) && rng.bernoulli(p) {
-                    replace(cfg, rng, id, &mut ids[t], &mut labels[t]);
+/// One row's kept region and its random stream.
+struct Row<'a, T, O> {
+    src: &'a [T],
+    ids: &'a mut [O],
+    labels: &'a mut [O],
+    rng: Rng,
+}
+
+impl<T: TokenId, O: OutId> Row<'_, T, O> {
+    /// Copies the ids, selects among eligible positions and applies the replacements.
+    ///
+    /// Stream use (documented, pinned by tests). Bernoulli mode: every position (eligible
+    /// or not) is an independent Bernoulli(p) trial, realised by jumping from success to
+    /// success with [`GeometricGaps`]; a success on an eligible position selects it and is
+    /// immediately followed by its replacement draws; successes on ineligible positions are
+    /// dropped (the selection law per eligible token is exactly Bernoulli(p)). Exact mode:
+    /// the partial Fisher–Yates swaps first, then the replacement draws of the chosen
+    /// positions in position order.
+    #[inline(always)]
+    fn mask(mut self, cfg: &MlmConfig, eligible: impl Fn(usize, i64) -> bool) {
+        for (d, &x) in self.ids.iter_mut().zip(self.src) {
+            *d = O::from_i64(x.to_i64());
+        }
+        match cfg.budget {
+            Budget::Bernoulli => {
+                if cfg.gaps.never() {
+                    return;
+                }
+                let n = self.src.len() as u64;
+                let mut t = cfg.gaps.sample(&mut self.rng);
+                while t < n {
+                    let i = t as usize;
+                    let id = self.src[i].to_i64();
+                    if eligible(i, id) {
+                        replace(
+                            cfg,
+                            &mut self.rng,
+                            id,
+                            &mut self.ids[i],
+                            &mut self.labels[i],
+                        );
+                    }
+                    t += 1 + cfg.gaps.sample(&mut self.rng);
                 }
             }
-        }
-        Budget::Exact { .. } => {
-            let mut candidates: Vec<u32> = src
-                .iter()
-                .enumerate()
-                .filter(|&(t, &x)| eligible(t, x.to_i64()))
-                .map(|(t, _)| t as u32)
-                .collect();
-            let k = cfg.exact_count(candidates.len());
-            // Partial Fisher–Yates: the first k entries become a uniform k-subset.
-            for i in 0..k {
-                let j = i + rng.below((candidates.len() - i) as u64) as usize;
-                candidates.swap(i, j);
-            }
-            let chosen = &mut candidates[..k];
-            // Decide replacements in position order so the stream use is easy to state.
-            chosen.sort_unstable();
-            for &t in chosen.iter() {
-                let t = t as usize;
-                replace(cfg, rng, src[t].to_i64(), &mut ids[t], &mut labels[t]);
+            Budget::Exact { .. } => {
+                let mut candidates: Vec<u32> = Vec::with_capacity(self.src.len());
+                for (t, &x) in self.src.iter().enumerate() {
+                    if eligible(t, x.to_i64()) {
+                        candidates.push(t as u32);
+                    }
+                }
+                let k = cfg.exact_count(candidates.len());
+                // Partial Fisher–Yates: the first k entries become a uniform k-subset.
+                for i in 0..k {
+                    let j = i + self.rng.below((candidates.len() - i) as u64) as usize;
+                    candidates.swap(i, j);
+                }
+                let chosen = &mut candidates[..k];
+                chosen.sort_unstable();
+                for &t in chosen.iter() {
+                    let t = t as usize;
+                    let id = self.src[t].to_i64();
+                    replace(
+                        cfg,
+                        &mut self.rng,
+                        id,
+                        &mut self.ids[t],
+                        &mut self.labels[t],
+                    );
+                }
             }
         }
     }
@@ -310,10 +361,10 @@ fn mask_row<T: TokenId, O: OutId>(
 #[inline]
 fn replace<O: OutId>(cfg: &MlmConfig, rng: &mut Rng, original: i64, id: &mut O, label: &mut O) {
     *label = O::from_i64(original);
-    let u = rng.next_f64();
-    if u < cfg.mask_replace_prob {
+    let u = rng.next_u64();
+    if cfg.to_mask.hit(u) {
         *id = O::from_i64(i64::from(cfg.mask_token_id));
-    } else if u < cfg.mask_replace_prob + cfg.random_replace_prob {
+    } else if cfg.to_mask_or_random.hit(u) {
         let pool = &cfg.replacement_pool;
         let pick = pool[rng.below(pool.len() as u64) as usize];
         *id = O::from_i64(i64::from(pick));
@@ -443,8 +494,11 @@ mod tests {
     fn thread_count_does_not_change_output() {
         let sp = [1, 2, 3];
         let cfg = MlmConfig::new(&params(&sp)).unwrap();
-        let ids: Vec<i64> = (0..64 * 128).map(|i| 5 + (i as i64 * 7919) % 90).collect();
-        let offs = dense_offsets(64, 128);
+        let (rows, cols) = (256, 512);
+        let ids: Vec<i64> = (0..rows * cols).map(|i| 5 + (i as i64 * 7919) % 90).collect();
+        let offs = dense_offsets(rows, cols);
+        // Big enough that 4 threads really are used.
+        assert_eq!(threads_for(4, ids.len(), GRAIN_TOKENS), 4);
         let one = run(&cfg, &ids, &offs, 1);
         assert_eq!(one, run(&cfg, &ids, &offs, 2));
         assert_eq!(one, run(&cfg, &ids, &offs, 4));

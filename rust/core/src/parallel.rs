@@ -43,6 +43,12 @@ pub fn resolve_threads(requested: usize) -> usize {
     }
 }
 
+/// Threads worth using for `work` units when each thread should get at least `grain` of
+/// them (handing work to a pool costs microseconds; small batches run on the caller).
+pub fn threads_for(requested: usize, work: usize, grain: usize) -> usize {
+    resolve_threads(requested).min((work / grain.max(1)).max(1))
+}
+
 fn pool(threads: usize) -> Result<Arc<rayon::ThreadPool>> {
     // A poisoned lock only means another thread panicked while holding it; the data is a
     // cache and stays usable.
@@ -102,6 +108,14 @@ mod tests {
         assert_eq!(one, run(2));
         assert_eq!(one, run(4));
         assert_eq!(one, run(0));
+    }
+
+    #[test]
+    fn small_work_runs_on_fewer_threads() {
+        assert_eq!(threads_for(4, 10, 100), 1);
+        assert_eq!(threads_for(4, 250, 100), 2);
+        assert_eq!(threads_for(2, 10_000, 100), 2);
+        assert_eq!(threads_for(1, 10_000, 100), 1);
     }
 
     #[test]

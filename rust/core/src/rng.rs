@@ -140,6 +140,137 @@ impl Rng {
     }
 }
 
+/// A probability as an integer threshold: `chance(p).hit(x)` for a uniform 64-bit `x` is true
+/// with probability `floor(p·2^64)/2^64` (exactly 1 for `p >= 1`, 0 for `p <= 0`). One
+/// comparison per trial, no float conversion on the hot path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Chance {
+    below: u64,
+    always: bool,
+}
+
+impl Chance {
+    pub fn new(p: f64) -> Self {
+        if p >= 1.0 {
+            Chance {
+                below: u64::MAX,
+                always: true,
+            }
+        } else if p > 0.0 {
+            // p·2^64 is exact in f64 (scaling by a power of two); `as` truncates: the floor.
+            Chance {
+                below: (p * 18_446_744_073_709_551_616.0) as u64,
+                always: false,
+            }
+        } else {
+            Chance {
+                below: 0,
+                always: false,
+            }
+        }
+    }
+
+    #[inline]
+    pub fn hit(self, x: u64) -> bool {
+        x < self.below || self.always
+    }
+
+    pub fn never(self) -> bool {
+        self.below == 0 && !self.always
+    }
+}
+
+/// Gaps between successes of independent Bernoulli(`p`) trials, i.e. Geometric(`p`) on
+/// `{0, 1, 2, …}` (the number of failures before the next success).
+///
+/// Selecting each of `n` positions independently with probability `p` is the same as
+/// jumping from success to success by such gaps, which costs one draw per *success*
+/// instead of one per position. Sampling is by inverse CDF over a survival table
+/// `T_k = floor((1−p)^k · 2^64)` (built by repeated IEEE multiplication, so identical on
+/// every platform): the gap is the number of `k ≥ 1` with `u < T_k` for a uniform 64-bit
+/// `u`, found by binary search. Gaps of `K` (the table length) or more continue with a
+/// fresh draw, which is exact because the geometric distribution is memoryless.
+///
+/// The search is accelerated by an index over the top 12 bits of `u`: bucket `b` stores the
+/// gap of the largest `u` in it (the smallest gap of the bucket), and a short scan from there
+/// finishes the job — usually zero steps, since only long gaps share a bucket.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GeometricGaps {
+    p: f64,
+    /// `T_1, …, T_K`, strictly decreasing and non-zero.
+    survival: Vec<u64>,
+    /// `start[b]` = gap of `u = (b + 1)·2^52 − 1`.
+    start: Vec<u32>,
+}
+
+impl GeometricGaps {
+    /// Longest table kept (32 KiB); rarer gaps use the memoryless continuation.
+    const MAX_TABLE: usize = 4096;
+
+    const INDEX_BITS: u32 = 12;
+
+    pub fn new(p: f64) -> Self {
+        let mut survival = Vec::new();
+        if p > 0.0 && p < 1.0 {
+            let q = 1.0 - p;
+            let mut s = q;
+            while survival.len() < Self::MAX_TABLE {
+                let t = (s * 18_446_744_073_709_551_616.0) as u64;
+                if t == 0 {
+                    break;
+                }
+                survival.push(t);
+                s *= q;
+            }
+        }
+        let shift = 64 - Self::INDEX_BITS;
+        let start = (0..1u64 << Self::INDEX_BITS)
+            .map(|b| {
+                let hi = ((b + 1) << shift).wrapping_sub(1);
+                survival.partition_point(|&t| hi < t) as u32
+            })
+            .collect();
+        Self { p, survival, start }
+    }
+
+    /// `#{k ≥ 1 : u < T_k}` (capped at the table length).
+    #[inline]
+    fn gap_of(&self, u: u64) -> u64 {
+        let mut g = self.start[(u >> (64 - Self::INDEX_BITS)) as usize] as usize;
+        while g < self.survival.len() && u < self.survival[g] {
+            g += 1;
+        }
+        g as u64
+    }
+
+    /// Always selects (`p >= 1`): every gap is 0.
+    pub fn always(&self) -> bool {
+        self.p >= 1.0
+    }
+
+    /// Never selects (`p <= 0`): callers must not sample.
+    pub fn never(&self) -> bool {
+        self.p <= 0.0
+    }
+
+    /// One gap. Consumes one draw (more only for gaps of 4096 or more).
+    #[inline]
+    pub fn sample(&self, rng: &mut Rng) -> u64 {
+        if self.always() {
+            return 0;
+        }
+        let k = self.survival.len() as u64;
+        let mut total = 0u64;
+        loop {
+            let gap = self.gap_of(rng.next_u64());
+            if gap < k || k == 0 {
+                return total + gap;
+            }
+            total += k;
+        }
+    }
+}
+
 /// Where a batch's rows take their random streams from.
 #[derive(Debug, Clone, Copy)]
 pub enum RowKeys<'a> {
@@ -281,6 +412,77 @@ mod tests {
         }
         assert!((0..1000).all(|_| r.bernoulli(1.0)));
         assert!((0..1000).all(|_| !r.bernoulli(0.0)));
+    }
+
+    #[test]
+    fn chance_thresholds() {
+        assert!(Chance::new(1.0).hit(u64::MAX));
+        assert!(!Chance::new(0.0).hit(0));
+        assert!(Chance::new(0.0).never());
+        let half = Chance::new(0.5);
+        assert!(half.hit((1 << 63) - 1));
+        assert!(!half.hit(1 << 63));
+        let mut r = Rng::from_seed(3);
+        let c = Chance::new(0.15);
+        let n = 200_000;
+        let k = (0..n).filter(|_| c.hit(r.next_u64())).count() as f64;
+        let z = (k - 0.15 * n as f64) / (n as f64 * 0.15 * 0.85).sqrt();
+        assert!(z.abs() < 5.0, "z = {z}");
+    }
+
+    #[test]
+    fn geometric_gaps_match_the_distribution() {
+        for &p in &[0.5, 0.15, 0.01] {
+            let g = GeometricGaps::new(p);
+            let mut r = Rng::from_seed(11);
+            let n = 200_000;
+            let mut counts = [0u64; 8];
+            let mut sum = 0u64;
+            for _ in 0..n {
+                let x = g.sample(&mut r);
+                sum += x;
+                if (x as usize) < counts.len() {
+                    counts[x as usize] += 1;
+                }
+            }
+            let mean = sum as f64 / n as f64;
+            let want = (1.0 - p) / p;
+            let sd = ((1.0 - p) / (p * p) / n as f64).sqrt();
+            assert!(
+                ((mean - want) / sd).abs() < 5.0,
+                "p={p}: mean {mean} vs {want}"
+            );
+            for (k, &c) in counts.iter().enumerate() {
+                let q = p * (1.0 - p).powi(k as i32);
+                let z = (c as f64 - n as f64 * q) / (n as f64 * q * (1.0 - q)).sqrt();
+                assert!(z.abs() < 5.0, "p={p}, k={k}: {c} vs {}", n as f64 * q);
+            }
+        }
+        // The indexed search equals a plain binary search everywhere.
+        let g = GeometricGaps::new(0.15);
+        let mut r = Rng::from_seed(5);
+        for _ in 0..100_000 {
+            let u = r.next_u64();
+            assert_eq!(g.gap_of(u), g.survival.partition_point(|&t| u < t) as u64);
+        }
+        for u in [
+            0,
+            1,
+            u64::MAX,
+            g.survival[0],
+            g.survival[0] - 1,
+            *g.survival.last().unwrap(),
+        ] {
+            assert_eq!(g.gap_of(u), g.survival.partition_point(|&t| u < t) as u64);
+        }
+        let mut r = Rng::from_seed(1);
+        assert_eq!(GeometricGaps::new(1.0).sample(&mut r), 0);
+        assert!(GeometricGaps::new(0.0).never());
+        // A tiny p exercises the memoryless continuation past the table.
+        let tiny = GeometricGaps::new(1e-5);
+        assert_eq!(tiny.survival.len(), GeometricGaps::MAX_TABLE);
+        let m = (0..2000).map(|_| tiny.sample(&mut r) as f64).sum::<f64>() / 2000.0;
+        assert!((m - 1e5).abs() < 5.0 * 1e5 / (2000f64).sqrt(), "mean {m}");
     }
 
     #[test]
