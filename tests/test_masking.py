@@ -189,6 +189,14 @@ def test_mlm_probability_zero_and_one():
         assert (all_["input_ids"][i, 1 : len(r) - 1] == MASK).all()
 
 
+def test_vanishing_probability_terminates_and_selects_nothing():
+    # 1 - 1e-300 rounds to 1: the geometric gap search must still end (regression).
+    b = collator(mlm_probability=1e-300)(make_rows(64, 400, 512))
+    assert (b["labels"] == -100).all()
+    tiny = collator(mlm_probability=1e-6)(make_rows(64, 400, 512))
+    assert (tiny["labels"] != -100).sum() <= 3
+
+
 def test_rows_of_only_special_tokens_get_no_labels():
     b = collator(mlm_probability=1.0, exact_budget=True)([[CLS, SEP], [CLS, 7, SEP]])
     assert (b["labels"][0] == -100).all()

@@ -13,6 +13,7 @@ from lmobjectives._core import (
     TokenIdError,
     __version__,
 )
+from lmobjectives.corpus import TokenCorpus, train_wordpiece
 from lmobjectives.masking import MLMCollator
 
 __all__ = [
@@ -21,6 +22,8 @@ __all__ = [
     "LMObjectivesError",
     "MLMCollator",
     "ShapeError",
+    "TokenCorpus",
     "TokenIdError",
     "__version__",
+    "train_wordpiece",
 ]

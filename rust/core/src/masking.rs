@@ -310,7 +310,7 @@ impl<T: TokenId, O: OutId> Row<'_, T, O> {
                     return;
                 }
                 let n = self.src.len() as u64;
-                let mut t = cfg.gaps.sample(&mut self.rng);
+                let mut t = cfg.gaps.sample(&mut self.rng, n);
                 while t < n {
                     let i = t as usize;
                     let id = self.src[i].to_i64();
@@ -323,7 +323,7 @@ impl<T: TokenId, O: OutId> Row<'_, T, O> {
                             &mut self.labels[i],
                         );
                     }
-                    t += 1 + cfg.gaps.sample(&mut self.rng);
+                    t += 1 + cfg.gaps.sample(&mut self.rng, n - t - 1);
                 }
             }
             Budget::Exact { .. } => {
@@ -495,7 +495,9 @@ mod tests {
         let sp = [1, 2, 3];
         let cfg = MlmConfig::new(&params(&sp)).unwrap();
         let (rows, cols) = (256, 512);
-        let ids: Vec<i64> = (0..rows * cols).map(|i| 5 + (i as i64 * 7919) % 90).collect();
+        let ids: Vec<i64> = (0..rows * cols)
+            .map(|i| 5 + (i as i64 * 7919) % 90)
+            .collect();
         let offs = dense_offsets(rows, cols);
         // Big enough that 4 threads really are used.
         assert_eq!(threads_for(4, ids.len(), GRAIN_TOKENS), 4);

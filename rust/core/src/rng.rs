@@ -253,9 +253,12 @@ impl GeometricGaps {
         self.p <= 0.0
     }
 
-    /// One gap. Consumes one draw (more only for gaps of 4096 or more).
+    /// One gap, or `limit` if the gap is `limit` or more (callers only need to know that
+    /// the next success lies beyond what is left). Consumes one draw, more only while the
+    /// running total stays below `limit` past whole tables — so it always terminates, even
+    /// when `1 − p` rounds to 1.
     #[inline]
-    pub fn sample(&self, rng: &mut Rng) -> u64 {
+    pub fn sample(&self, rng: &mut Rng, limit: u64) -> u64 {
         if self.always() {
             return 0;
         }
@@ -264,9 +267,12 @@ impl GeometricGaps {
         loop {
             let gap = self.gap_of(rng.next_u64());
             if gap < k || k == 0 {
-                return total + gap;
+                return (total + gap).min(limit);
             }
             total += k;
+            if total >= limit {
+                return limit;
+            }
         }
     }
 }
@@ -439,7 +445,7 @@ mod tests {
             let mut counts = [0u64; 8];
             let mut sum = 0u64;
             for _ in 0..n {
-                let x = g.sample(&mut r);
+                let x = g.sample(&mut r, u64::MAX);
                 sum += x;
                 if (x as usize) < counts.len() {
                     counts[x as usize] += 1;
@@ -476,13 +482,20 @@ mod tests {
             assert_eq!(g.gap_of(u), g.survival.partition_point(|&t| u < t) as u64);
         }
         let mut r = Rng::from_seed(1);
-        assert_eq!(GeometricGaps::new(1.0).sample(&mut r), 0);
+        assert_eq!(GeometricGaps::new(1.0).sample(&mut r, 10), 0);
         assert!(GeometricGaps::new(0.0).never());
         // A tiny p exercises the memoryless continuation past the table.
         let tiny = GeometricGaps::new(1e-5);
         assert_eq!(tiny.survival.len(), GeometricGaps::MAX_TABLE);
-        let m = (0..2000).map(|_| tiny.sample(&mut r) as f64).sum::<f64>() / 2000.0;
+        let m = (0..2000)
+            .map(|_| tiny.sample(&mut r, u64::MAX) as f64)
+            .sum::<f64>()
+            / 2000.0;
         assert!((m - 1e5).abs() < 5.0 * 1e5 / (2000f64).sqrt(), "mean {m}");
+        // 1 − p rounds to 1: the table saturates, and the limit still ends the search.
+        let nil = GeometricGaps::new(1e-300);
+        assert_eq!(nil.sample(&mut r, 512), 512);
+        assert_eq!(tiny.sample(&mut r, 3), tiny.sample(&mut r, 3).min(3));
     }
 
     #[test]

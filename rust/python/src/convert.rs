@@ -9,6 +9,7 @@ use numpy::{
     Element, IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray2, PyUntypedArray,
     PyUntypedArrayMethods,
 };
+use pyo3::PyErr;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
@@ -225,23 +226,22 @@ fn push_row<V>(
             item.repr().map(|r| r.to_string()).unwrap_or_default()
         ))
     };
-    let extract_items =
-        |items: &mut dyn Iterator<Item = Bound<'_, PyAny>>, out: &mut Vec<V>| -> PyResult<()> {
-            for (t, item) in items.enumerate() {
-                match item.extract::<i64>() {
-                    Ok(v) => out.push(conv(v)),
-                    Err(_) => return Err(item_err(t, &item)),
-                }
-            }
-            Ok(())
-        };
     if let Ok(l) = row.cast::<PyList>() {
         out.reserve(l.len());
-        return extract_items(&mut l.iter(), out);
+        if (allow_bool && small_bit_list(l, conv, out)) || exact_int_list(l, conv, out) {
+            return Ok(());
+        }
+        for (t, item) in l.iter().enumerate() {
+            out.push(conv(item.extract::<i64>().map_err(|_| item_err(t, &item))?));
+        }
+        return Ok(());
     }
-    if let Ok(t) = row.cast::<PyTuple>() {
-        out.reserve(t.len());
-        return extract_items(&mut t.iter(), out);
+    if let Ok(tup) = row.cast::<PyTuple>() {
+        out.reserve(tup.len());
+        for (t, item) in tup.iter().enumerate() {
+            out.push(conv(item.extract::<i64>().map_err(|_| item_err(t, &item))?));
+        }
+        return Ok(());
     }
     if let Ok(arr) = row.cast::<PyUntypedArray>() {
         if arr.ndim() != 1 {
@@ -284,6 +284,70 @@ fn push_row<V>(
         "{arg}: expected a list of ints or a 1-D integer array, got {}",
         type_name(row)
     )))
+}
+
+/// The fast path for the common row type, a list of exact Python `int`s: items are read as
+/// borrowed pointers (no reference counting, no dynamic dispatch). Returns `false` — with
+/// `out` unchanged — at the first item that is not an exact `int` or does not fit in `i64`;
+/// the caller then takes the general path, which reports errors precisely.
+#[allow(unsafe_code)]
+fn exact_int_list<V>(list: &Bound<'_, PyList>, conv: &impl Fn(i64) -> V, out: &mut Vec<V>) -> bool {
+    let start = out.len();
+    let ptr = list.as_ptr();
+    for i in 0..list.len() {
+        // SAFETY: we hold the GIL and `i < len(list)`; nothing in this loop can run Python
+        // code (items are checked to be exact ints before conversion), so the list cannot
+        // change under us and every borrowed item stays alive for the iteration.
+        let item = unsafe { pyo3::ffi::PyList_GetItem(ptr, i as pyo3::ffi::Py_ssize_t) };
+        // SAFETY: `item` is a valid borrowed reference (checked non-null first).
+        if item.is_null() || unsafe { pyo3::ffi::PyLong_CheckExact(item) } == 0 {
+            if item.is_null() {
+                let _ = PyErr::take(list.py());
+            }
+            out.truncate(start);
+            return false;
+        }
+        let mut overflow: std::os::raw::c_int = 0;
+        // SAFETY: `item` is an exact int; this call cannot fail or run Python code, it only
+        // reports overflow through the flag.
+        let v = unsafe { pyo3::ffi::PyLong_AsLongLongAndOverflow(item, &mut overflow) };
+        if overflow != 0 {
+            out.truncate(start);
+            return false;
+        }
+        out.push(conv(v));
+    }
+    true
+}
+
+/// The fast path for 0/1 masks: CPython keeps one shared object for each small int, so a
+/// mask list made of `0` and `1` is read by pointer comparison alone. Returns `false` — with
+/// `out` unchanged — at the first item that is not one of those two objects.
+#[allow(unsafe_code)]
+fn small_bit_list<V>(list: &Bound<'_, PyList>, conv: &impl Fn(i64) -> V, out: &mut Vec<V>) -> bool {
+    let py = list.py();
+    let Ok(zero_obj) = 0i64.into_pyobject(py);
+    let Ok(one_obj) = 1i64.into_pyobject(py);
+    let (zero, one) = (zero_obj.as_ptr(), one_obj.as_ptr());
+    let start = out.len();
+    let ptr = list.as_ptr();
+    for i in 0..list.len() {
+        // SAFETY: as in `exact_int_list`: the GIL is held, `i < len(list)`, and no Python
+        // code runs in this loop, so the borrowed item stays valid.
+        let item = unsafe { pyo3::ffi::PyList_GetItem(ptr, i as pyo3::ffi::Py_ssize_t) };
+        if item == zero {
+            out.push(conv(0));
+        } else if item == one {
+            out.push(conv(1));
+        } else {
+            if item.is_null() {
+                let _ = PyErr::take(py);
+            }
+            out.truncate(start);
+            return false;
+        }
+    }
+    true
 }
 
 /// Moves a `rows × width` row-major buffer into a NumPy array (no copy: the array's base is

@@ -1,0 +1,566 @@
+"""The MLM benchmark: :class:`~lmobjectives.MLMCollator` against its baselines, in one run.
+
+Used by ``lmobjectives bench`` (the CLI) and by ``benches/``. Everything is measured on the same
+batches, built deterministically from a :class:`~lmobjectives.corpus.TokenCorpus`:
+
+``ragged`` (``mlm-ragged-32x128-512``)
+    What Hugging Face's ``run_mlm.py`` hands its collator: a list of ``batch_size`` mappings
+    ``{"input_ids": list[int], "special_tokens_mask": list[int]}``, each row
+    ``[CLS] + tokens + [SEP]`` cut from consecutive corpus tokens, total lengths uniform in
+    [128, 512]. Every contender gets these very lists.
+
+``padded`` (``mlm-padded-32x512``)
+    Rows of exactly 512 (``[CLS]`` + 510 tokens + ``[SEP]``). lmobjectives and the NumPy
+    reference get one C-contiguous ``(batch_size, 512)`` int64 array. Hugging Face gets a list
+    of 1-D int64 tensors (rows of that array, what a ``set_format("torch")`` dataset yields):
+    ``_torch_collate_batch`` stacks them without padding and the special-token mask comes from
+    ``get_special_tokens_mask``. Of the forms HF accepts for pre-padded rows this was the fastest
+    when measured (``transformers`` 5.24, 2 cores; median ms per 32x512 batch): list of tensors
+    4.3, list of NumPy rows 4.4, one 2-D tensor 4.6, list of lists 8.2, mappings with
+    ``special_tokens_mask`` (through ``tokenizer.pad``) 13-15.
+
+Contenders: ``lmobjectives np`` and ``lmobjectives pt`` (:class:`~lmobjectives.MLMCollator` with
+``return_tensors="np"`` / ``"pt"``), ``HF pt`` (``DataCollatorForLanguageModeling``, its default
+``return_tensors="pt"``, seeded) and ``NumPy`` (:class:`~lmobjectives.baselines.NumpyMLMCollator`).
+
+Measuring (DESIGN.md §7): each contender is warmed up on every batch, and a single call is timed
+to choose ``k``, the calls per round (about ``target`` seconds). Then ``rounds`` rounds run the
+contenders one after the other (A B C D, B C D A, …: the start rotates so no contender always
+follows the same one), each timing ``k`` calls cycling over the batches. A row reports the
+median time per batch as batches/s and real (non-pad) tokens/s; ``vs HF`` is the median over
+rounds of ``t_HF / t_contender`` measured in the same round (``vs NumPy`` likewise).
+
+DataLoader run: a map-style dataset of ragged examples, ``DataLoader(ds, batch_size,
+collate_fn=collator, num_workers=w)`` for ``w`` in (0, 2), lmobjectives (``"np"`` and ``"pt"``)
+against HF. Workers are persistent and one untimed epoch warms them up, so worker start-up is
+excluded; a timed epoch runs from ``iter(loader)`` to the last batch received, and the epochs
+alternate between the contenders. batches/s = batches per epoch / median epoch time. With
+workers this includes moving each batch to the main process: torch tensors go through shared
+memory (one segment per tensor), NumPy arrays are pickled through the worker's pipe — on small
+machines the former can cost more than the masking itself.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "BATCH_SIZE",
+    "BenchRow",
+    "ExampleDataset",
+    "Workload",
+    "format_table",
+    "make_workloads",
+    "missing_contenders",
+    "padded_batches",
+    "peak_rss_mib",
+    "ragged_batches",
+    "run_mlm_benchmark",
+]
+
+#: Contender names, in table order.
+OURS_NP = "lmobjectives np"
+OURS_PT = "lmobjectives pt"
+HF_PT = "HF pt"
+NUMPY = "NumPy"
+
+SEED = 1234
+BATCH_SIZE = 32
+MIN_LEN, MAX_LEN = 128, 512
+PADDED_LEN = 512
+
+
+# -- workloads ---------------------------------------------------------------------------------
+
+
+def _special_id(tokenizer: Any, token: str) -> int:
+    i = tokenizer.token_to_id(token)
+    if i is None:
+        raise ValueError(f"tokenizer: has no {token} token")
+    return int(i)
+
+
+def _stream(corpus: Any, rng: np.random.Generator) -> tuple[np.ndarray, int]:
+    ids = np.asarray(corpus.ids)
+    if ids.size == 0:
+        raise ValueError("corpus: has no tokens")
+    return ids, int(rng.integers(ids.size))
+
+
+def ragged_batches(
+    corpus: Any,
+    *,
+    batch_size: int = 32,
+    num_batches: int = 1,
+    min_len: int = MIN_LEN,
+    max_len: int = MAX_LEN,
+    seed: int = SEED,
+) -> list[list[dict[str, list[int]]]]:
+    """``num_batches`` batches of ``batch_size`` examples as ``run_mlm.py`` makes them:
+    ``{"input_ids": [CLS] + tokens + [SEP], "special_tokens_mask": [1, 0, …, 0, 1]}`` with
+    total lengths uniform in ``[min_len, max_len]``, cut from consecutive corpus tokens
+    (starting at a seeded random offset, wrapping around a small corpus)."""
+    rng = np.random.default_rng(seed)
+    ids, pos = _stream(corpus, rng)
+    cls, sep = _special_id(corpus.tokenizer, "[CLS]"), _special_id(corpus.tokenizer, "[SEP]")
+    lengths = rng.integers(min_len, max_len + 1, size=(num_batches, batch_size))
+    batches = []
+    for row_lengths in lengths:
+        batch = []
+        for n in row_lengths.tolist():
+            body = ids.take(np.arange(pos, pos + n - 2), mode="wrap").tolist()
+            pos = (pos + n - 2) % ids.size
+            batch.append(
+                {
+                    "input_ids": [cls, *body, sep],
+                    "special_tokens_mask": [1] + [0] * (n - 2) + [1],
+                }
+            )
+        batches.append(batch)
+    return batches
+
+
+def padded_batches(
+    corpus: Any,
+    *,
+    batch_size: int = 32,
+    num_batches: int = 1,
+    length: int = PADDED_LEN,
+    seed: int = SEED + 1,
+) -> list[np.ndarray]:
+    """``num_batches`` C-contiguous ``(batch_size, length)`` int64 arrays of rows
+    ``[CLS] + (length - 2) consecutive corpus tokens + [SEP]``."""
+    rng = np.random.default_rng(seed)
+    ids, pos = _stream(corpus, rng)
+    cls, sep = _special_id(corpus.tokenizer, "[CLS]"), _special_id(corpus.tokenizer, "[SEP]")
+    out = []
+    for _ in range(num_batches):
+        n = batch_size * (length - 2)
+        body = ids.take(np.arange(pos, pos + n), mode="wrap").astype(np.int64)
+        pos = (pos + n) % ids.size
+        batch = np.empty((batch_size, length), dtype=np.int64)
+        batch[:, 0], batch[:, -1] = cls, sep
+        batch[:, 1:-1] = body.reshape(batch_size, length - 2)
+        out.append(batch)
+    return out
+
+
+@dataclass
+class Workload:
+    """Batches of one shape, in the form each contender is given."""
+
+    name: str  # "ragged" or "padded"
+    label: str  # e.g. "mlm-ragged-32x128-512" (the pytest-benchmark group)
+    batches: list[Any]  # lmobjectives and NumPy
+    hf_batches: list[Any]  # Hugging Face
+    tokens: list[int]  # real tokens per batch
+    batch_size: int
+
+
+def make_workloads(corpus: Any, *, batch_size: int = 32, num_batches: int = 8) -> list[Workload]:
+    """The ``ragged`` and ``padded`` workloads (see the module docstring)."""
+    ragged = ragged_batches(corpus, batch_size=batch_size, num_batches=num_batches)
+    padded = padded_batches(corpus, batch_size=batch_size, num_batches=num_batches)
+    hf_padded: list[Any] = padded
+    if _has("torch"):
+        import torch
+
+        hf_padded = [list(torch.from_numpy(b)) for b in padded]  # row views, no copies
+    return [
+        Workload(
+            name="ragged",
+            label=f"mlm-ragged-{batch_size}x{MIN_LEN}-{MAX_LEN}",
+            batches=ragged,
+            hf_batches=ragged,
+            tokens=[sum(len(ex["input_ids"]) for ex in b) for b in ragged],
+            batch_size=batch_size,
+        ),
+        Workload(
+            name="padded",
+            label=f"mlm-padded-{batch_size}x{PADDED_LEN}",
+            batches=padded,
+            hf_batches=hf_padded,
+            tokens=[b.size for b in padded],
+            batch_size=batch_size,
+        ),
+    ]
+
+
+class ExampleDataset:
+    """A map-style dataset over a list of examples (what ``DataLoader`` indexes)."""
+
+    def __init__(self, examples: Sequence[Any]) -> None:
+        self.examples = list(examples)
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, i: int) -> Any:
+        return self.examples[i]
+
+
+# -- results -----------------------------------------------------------------------------------
+
+
+@dataclass
+class BenchRow:
+    """One contender on one workload."""
+
+    workload: str
+    contender: str
+    batch_size: int
+    tokens_per_batch: float  # mean real (non-pad) tokens
+    seconds_per_batch: float  # median
+    batches_per_s: float
+    tokens_per_s: float
+    ratio_vs_hf: float | None = None  # t_HF / t_this (median over rounds); > 1 is faster
+    ratio_vs_numpy: float | None = None  # t_NumPy / t_this
+    rounds: int = 0
+    calls_per_round: int = 0
+    samples: list[float] = field(default_factory=list, repr=False)  # seconds per batch, by round
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident set size so far, in MiB."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def missing_contenders(*, include_hf: bool = True, include_dataloader: bool = True) -> list[str]:
+    """What :func:`run_mlm_benchmark` will skip because ``torch``/``transformers`` are not
+    installed, one line each (empty when nothing is skipped)."""
+    has_torch, has_transformers = _has("torch"), _has("transformers")
+    out = []
+    if not has_torch:
+        out.append(f"{OURS_PT}: needs torch (pip install 'lmobjectives[torch]')")
+    if include_hf and not (has_torch and has_transformers):
+        need = " and ".join(
+            n for n, ok in (("torch", has_torch), ("transformers", has_transformers)) if not ok
+        )
+        out.append(f"{HF_PT}: needs {need} (pip install 'lmobjectives[bench]')")
+    if include_dataloader and not has_torch:
+        out.append("DataLoader run: needs torch (pip install 'lmobjectives[torch]')")
+    return out
+
+
+def _has(module: str) -> bool:
+    if sys.modules.get(module, False) is None:  # blocked (e.g. by a test)
+        return False
+    return importlib.util.find_spec(module) is not None
+
+
+# -- measuring ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _Contender:
+    name: str
+    call: Callable[[Any], Any]
+    batches: list[Any]
+    calls: int = 1
+    samples: list[float] = field(default_factory=list)
+
+
+def _time_calls(c: _Contender, start: int, k: int) -> float:
+    n = len(c.batches)
+    t0 = time.perf_counter()
+    for j in range(start, start + k):
+        c.call(c.batches[j % n])
+    return (time.perf_counter() - t0) / k
+
+
+def _warm_up(c: _Contender, target: float) -> None:
+    """Runs ``c`` once on every batch, then picks the calls per round from a timed call."""
+    for b in c.batches:
+        c.call(b)
+    once = min(_time_calls(c, j, 1) for j in range(min(3, len(c.batches))))
+    c.calls = max(1, min(100_000, math.ceil(target / max(once, 1e-9))))
+
+
+def _median_ratio(num: list[float], den: list[float]) -> float:
+    return statistics.median(a / b for a, b in zip(num, den, strict=True))
+
+
+def _rows(
+    workload: str,
+    contenders: list[_Contender],
+    batch_size: int,
+    tokens_per_batch: float,
+    rounds: int,
+) -> list[BenchRow]:
+    by_name = {c.name: c for c in contenders}
+    hf, npy = by_name.get(HF_PT), by_name.get(NUMPY)
+    rows = []
+    for c in contenders:
+        t = statistics.median(c.samples)
+        rows.append(
+            BenchRow(
+                workload=workload,
+                contender=c.name,
+                batch_size=batch_size,
+                tokens_per_batch=tokens_per_batch,
+                seconds_per_batch=t,
+                batches_per_s=1.0 / t,
+                tokens_per_s=tokens_per_batch / t,
+                ratio_vs_hf=_median_ratio(hf.samples, c.samples) if hf else None,
+                ratio_vs_numpy=_median_ratio(npy.samples, c.samples) if npy else None,
+                rounds=rounds,
+                calls_per_round=c.calls,
+                samples=list(c.samples),
+            )
+        )
+    return rows
+
+
+def _alternate(contenders: list[_Contender], rounds: int, progress: Any) -> None:
+    n = len(contenders)
+    for r in range(rounds):
+        for i in range(n):
+            c = contenders[(r + i) % n]
+            c.samples.append(_time_calls(c, r, c.calls))
+            progress.update(1)
+
+
+def _collators(
+    tokenizer: Any, *, include_hf: bool, num_threads: int | None, seed: int
+) -> dict[str, Callable[[Any], Any]]:
+    from lmobjectives.baselines import NumpyMLMCollator, hf_mlm_collator
+    from lmobjectives.masking import MLMCollator
+
+    out: dict[str, Callable[[Any], Any]] = {
+        OURS_NP: MLMCollator(tokenizer, seed=seed, num_threads=num_threads),
+    }
+    if _has("torch"):
+        out[OURS_PT] = MLMCollator(
+            tokenizer, seed=seed, num_threads=num_threads, return_tensors="pt"
+        )
+    if include_hf and _has("torch") and _has("transformers"):
+        out[HF_PT] = hf_mlm_collator(tokenizer, seed=seed)
+    out[NUMPY] = NumpyMLMCollator(tokenizer, seed=seed)
+    return out
+
+
+def _dataloader_rows(
+    tokenizer: Any,
+    corpus: Any,
+    *,
+    batch_size: int,
+    num_batches: int,
+    epochs: int,
+    workers: Sequence[int],
+    include_hf: bool,
+    num_threads: int | None,
+    seed: int,
+    progress: Any,
+) -> list[BenchRow]:
+    from torch.utils.data import DataLoader
+
+    from lmobjectives.baselines import hf_mlm_collator
+    from lmobjectives.masking import MLMCollator
+
+    examples = [
+        ex
+        for b in ragged_batches(
+            corpus, batch_size=batch_size, num_batches=num_batches, seed=seed + 7
+        )
+        for ex in b
+    ]
+    dataset: Any = ExampleDataset(examples)  # map-style: __len__ and __getitem__
+    tokens = sum(len(ex["input_ids"]) for ex in examples) / num_batches
+    collators: dict[str, Callable[[Any], Any]] = {
+        OURS_NP: MLMCollator(tokenizer, seed=seed, num_threads=num_threads, return_tensors="np"),
+        OURS_PT: MLMCollator(tokenizer, seed=seed, num_threads=num_threads, return_tensors="pt"),
+    }
+    if include_hf and _has("transformers"):
+        collators[HF_PT] = hf_mlm_collator(tokenizer, seed=seed)
+    rows = []
+    for w in workers:
+        loaders: dict[str, Any] = {
+            name: DataLoader(
+                dataset,
+                batch_size=batch_size,
+                collate_fn=fn,
+                num_workers=w,
+                persistent_workers=w > 0,
+            )
+            for name, fn in collators.items()
+        }
+        contenders = [_Contender(name, lambda b: b, []) for name in loaders]
+        for loader in loaders.values():  # warm-up epoch: starts the workers
+            for _ in loader:
+                pass
+        for r in range(epochs):
+            for i in range(len(contenders)):
+                c = contenders[(r + i) % len(contenders)]
+                t0 = time.perf_counter()
+                n = sum(1 for _ in loaders[c.name])
+                c.samples.append((time.perf_counter() - t0) / n)
+                progress.update(1)
+        del loaders  # shuts the persistent workers down
+        rows += _rows(f"dataloader w={w}", contenders, batch_size, tokens, epochs)
+        for row in rows[-len(contenders) :]:
+            row.calls_per_round = num_batches
+    return rows
+
+
+def run_mlm_benchmark(
+    corpus: Any = None,
+    *,
+    batch_size: int = 32,
+    rounds: int | None = None,
+    quick: bool = False,
+    include_hf: bool = True,
+    include_dataloader: bool = True,
+    num_threads: int | None = None,
+    progress: bool | None = None,
+    seed: int = SEED,
+) -> list[BenchRow]:
+    """Measures MLM collation: lmobjectives against HF and the NumPy reference.
+
+    Args:
+        corpus: a :class:`~lmobjectives.corpus.TokenCorpus` (anything with ``ids`` and a
+            ``tokenizer``); ``None`` loads :meth:`TokenCorpus.default`.
+        batch_size: examples per batch.
+        rounds: alternating rounds per workload (default 15, or 3 with ``quick``).
+        quick: a run of a few seconds (tests, CI): short rounds, fewer batches.
+        include_hf: measure ``DataCollatorForLanguageModeling`` (needs transformers + torch).
+        include_dataloader: also measure through ``torch.utils.data.DataLoader`` with 0 and 2
+            workers (needs torch).
+        num_threads: threads per lmobjectives batch (default: all CPUs); when given, torch's
+            intra-op threads are set to the same number for the run.
+        progress: draw a progress bar (``None``: when stderr is a terminal).
+        seed: the seed of every contender.
+
+    Returns:
+        One :class:`BenchRow` per (workload, contender). Contenders whose dependencies are
+        missing are left out (see :func:`missing_contenders`).
+    """
+    from lmobjectives._progress import Progress
+
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
+    if rounds is None:
+        rounds = 3 if quick else 15
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"rounds: expected a positive int, got {rounds!r}")
+    if num_threads is not None and (
+        isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 0
+    ):
+        raise ValueError(f"num_threads: expected a non-negative int, got {num_threads!r}")
+    if corpus is None:
+        from lmobjectives.corpus import TokenCorpus
+
+        corpus = TokenCorpus.default()
+    target = 0.004 if quick else 0.1  # seconds per contender per round
+    num_batches = 2 if quick else 8
+    has_torch = _has("torch")
+    include_dataloader = include_dataloader and has_torch
+    dl_batches, dl_epochs = (4, 2) if quick else (32, max(3, rounds // 3))
+    dl_workers = (0, 2)
+
+    tokenizer = corpus.tokenizer
+    workloads = make_workloads(corpus, batch_size=batch_size, num_batches=num_batches)
+    collators = _collators(tokenizer, include_hf=include_hf, num_threads=num_threads, seed=seed)
+    dl_contenders = 2 + int(include_hf and HF_PT in collators)
+    total = len(workloads) * len(collators) * (rounds + 1)
+    if include_dataloader:
+        total += len(dl_workers) * dl_contenders * dl_epochs
+
+    saved_threads = None
+    if num_threads and has_torch:
+        import torch
+
+        saved_threads = torch.get_num_threads()
+        torch.set_num_threads(num_threads)
+    rows: list[BenchRow] = []
+    try:
+        with Progress(total, "bench", unit="round", enabled=progress) as bar:
+            for w in workloads:
+                contenders = [
+                    _Contender(name, fn, w.hf_batches if name == HF_PT else w.batches)
+                    for name, fn in collators.items()
+                ]
+                for c in contenders:
+                    _warm_up(c, target)
+                    bar.update(1)
+                _alternate(contenders, rounds, bar)
+                rows += _rows(w.label, contenders, w.batch_size, float(np.mean(w.tokens)), rounds)
+            if include_dataloader:
+                rows += _dataloader_rows(
+                    tokenizer,
+                    corpus,
+                    batch_size=batch_size,
+                    num_batches=dl_batches,
+                    epochs=dl_epochs,
+                    workers=dl_workers,
+                    include_hf=include_hf,
+                    num_threads=num_threads,
+                    seed=seed,
+                    progress=bar,
+                )
+    finally:
+        if saved_threads is not None:
+            import torch
+
+            torch.set_num_threads(saved_threads)
+    return rows
+
+
+# -- the table ---------------------------------------------------------------------------------
+
+COLUMNS = ("workload", "contender", "batches/s", "tokens/s", "vs HF", "vs NumPy")
+
+
+def _si(x: float) -> str:
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if x >= div:
+            return f"{x / div:.3g}{suffix}"
+    return f"{x:.3g}"
+
+
+def _ratio(x: float | None) -> str:
+    if x is None:
+        return "-"
+    return f"{x:.1f}x" if x >= 10 else f"{x:.2f}x"
+
+
+def _cells(row: BenchRow) -> list[str]:
+    return [
+        row.workload,
+        row.contender,
+        f"{row.batches_per_s:,.1f}",
+        _si(row.tokens_per_s),
+        _ratio(row.ratio_vs_hf),
+        _ratio(row.ratio_vs_numpy),
+    ]
+
+
+def format_table(rows: Sequence[BenchRow], markdown: bool = False) -> str:
+    """The rows as an aligned text table, or as a GitHub Markdown table."""
+    body = [_cells(r) for r in rows]
+    right = [False, False, True, True, True, True]
+    if markdown:
+        lines = ["| " + " | ".join(COLUMNS) + " |"]
+        lines.append("|" + "|".join("---:" if r else "---" for r in right) + "|")
+        lines += ["| " + " | ".join(cells) + " |" for cells in body]
+        return "\n".join(lines)
+    widths = [max(len(c), *(len(cells[i]) for cells in body)) for i, c in enumerate(COLUMNS)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(
+            c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right, strict=True)
+        ).rstrip()
+
+    out = [line(COLUMNS), line(["-" * w for w in widths])]
+    out += [line(cells) for cells in body]
+    return "\n".join(out)

@@ -1,0 +1,230 @@
+"""The ``lmobjectives`` command.
+
+``lmobjectives`` (= ``lmobjectives bench``) loads the embedded corpus (building and caching it
+on first use), runs the MLM pipeline against Hugging Face's collator and a NumPy reference on
+the same batches, and prints the throughput table. ``lmobjectives corpus`` prints the corpus
+statistics. ``python -m lmobjectives`` does the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["main"]
+
+PROG = "lmobjectives"
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _threads(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0 (0 = all CPUs), got {value}")
+    return value
+
+
+def _version() -> str:
+    from lmobjectives import __version__
+
+    return __version__
+
+
+def _add_cache_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        help="where the built corpus is cached (default: $LMOBJECTIVES_CACHE, else the user "
+        "cache directory)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Fast, exact, reproducible data pipelines for language-model training "
+        "objectives. Without a command, runs 'bench'.",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    bench = sub.add_parser(
+        "bench",
+        help="MLM collation throughput against Hugging Face and NumPy (the default)",
+        description="Masks the same batches of the embedded corpus with lmobjectives' "
+        "MLMCollator, Hugging Face's DataCollatorForLanguageModeling and a NumPy reference, "
+        "alternating between them, and prints batches/s, tokens/s and the speed-up ratios "
+        "(median over rounds).",
+    )
+    bench.add_argument(
+        "--batch-size", type=_positive_int, default=32, metavar="N", help="default: 32"
+    )
+    bench.add_argument(
+        "--rounds",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="alternating rounds per workload (default: 15, or 3 with --quick)",
+    )
+    bench.add_argument("--quick", action="store_true", help="a run of a few seconds")
+    bench.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    bench.add_argument("--no-hf", action="store_true", help="leave out Hugging Face's collator")
+    bench.add_argument("--no-dataloader", action="store_true", help="leave out the DataLoader runs")
+    bench.add_argument(
+        "--threads",
+        type=_threads,
+        default=None,
+        metavar="N",
+        help="threads per lmobjectives batch (and torch intra-op threads); 0 = all CPUs "
+        "(default: $LMOBJECTIVES_NUM_THREADS, else all CPUs)",
+    )
+    _add_cache_dir(bench)
+
+    corpus = sub.add_parser(
+        "corpus",
+        help="build (or load) the embedded corpus and print its statistics",
+        description="Builds the embedded corpus from the standard library's documentation "
+        "on first use, caches it, and prints its statistics.",
+    )
+    corpus.add_argument("--rebuild", action="store_true", help="rebuild even if cached")
+    _add_cache_dir(corpus)
+    return parser
+
+
+def _load_corpus(cache_dir: str | None, rebuild: bool = False) -> Any:
+    from lmobjectives.corpus import TokenCorpus
+
+    return TokenCorpus.default(cache_dir=cache_dir, rebuild=rebuild)
+
+
+def _corpus_summary(corpus: Any) -> str:
+    where = f" ({corpus.path})" if getattr(corpus, "path", None) is not None else ""
+    return (
+        f"corpus: {corpus.num_documents:,} documents, {corpus.num_sentences:,} sentences, "
+        f"{corpus.num_tokens:,} tokens, vocabulary {corpus.vocab_size:,}{where}"
+    )
+
+
+def _corpus_stats(corpus: Any) -> str:
+    s = corpus.stats()
+    lines = [_corpus_summary(corpus)]
+    lines.append(f"  ids: {s['ids_dtype']}, {s['nbytes'] / 2**20:.1f} MiB with offsets")
+    for key, label in (
+        ("tokens_per_sentence", "tokens per sentence"),
+        ("sentences_per_document", "sentences per document"),
+        ("tokens_per_document", "tokens per document"),
+    ):
+        d = s[key]
+        lines.append(
+            f"  {label}: min {d['min']:,}, median {d['median']:,.0f}, mean {d['mean']:,.1f}, "
+            f"max {d['max']:,}"
+        )
+    if s.get("source"):
+        lines.append(f"  source: {s['source']}")
+    return "\n".join(lines)
+
+
+def _versions() -> str:
+    import numpy
+
+    parts = [f"{PROG} {_version()}", f"python {platform.python_version()}"]
+    parts.append(f"numpy {numpy.__version__}")
+    for name in ("torch", "transformers"):
+        try:
+            module = __import__(name)
+        except ImportError:
+            continue
+        parts.append(f"{name} {module.__version__}")
+    parts.append(f"{os.cpu_count()} CPUs")
+    return ", ".join(parts)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from lmobjectives.bench import format_table, missing_contenders, peak_rss_mib, run_mlm_benchmark
+
+    corpus = _load_corpus(args.cache_dir)
+    print(_corpus_summary(corpus), flush=True)
+    # DataLoader workers fork after the corpus build may have used the tokenizers thread pool;
+    # say how the children should behave instead of letting tokenizers warn about it.
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    skipped = missing_contenders(
+        include_hf=not args.no_hf, include_dataloader=not args.no_dataloader
+    )
+    rows = run_mlm_benchmark(
+        corpus,
+        batch_size=args.batch_size,
+        rounds=args.rounds,
+        quick=args.quick,
+        include_hf=not args.no_hf,
+        include_dataloader=not args.no_dataloader,
+        num_threads=args.threads,
+    )
+    print(_versions())
+    print()
+    print(format_table(rows, markdown=args.markdown))
+    print()
+    print(
+        "batches/s, tokens/s: median over alternating rounds; vs HF = t_HF / t (same round), "
+        "> 1 is faster than Hugging Face."
+    )
+    print(f"peak RSS of this process: {peak_rss_mib():,.0f} MiB")
+    for line in skipped:
+        print(f"skipped: {line}")
+    return 0
+
+
+def _corpus(args: argparse.Namespace) -> int:
+    corpus = _load_corpus(args.cache_dir, rebuild=args.rebuild)
+    print(_corpus_stats(corpus))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the command line ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if not args_list or (
+        args_list[0].startswith("-") and args_list[0] not in ("-h", "--help", "--version")
+    ):
+        args_list.insert(0, "bench")  # options without a command are bench's
+    try:
+        args = parser.parse_args(args_list)
+    except SystemExit as e:  # --help, --version, or a usage error (already printed)
+        return e.code if isinstance(e.code, int) else 1
+    try:
+        if args.command == "corpus":
+            return _corpus(args)
+        return _bench(args)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `lmobjectives | head`: stop quietly, like other tools
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # so the exit-time flush cannot fail again
+        except (OSError, ValueError):
+            pass
+        return 141
+    except (ValueError, TypeError, OSError, ImportError) as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,826 @@
+"""TokenCorpus, the embedded stdlib corpus, WordPiece training and the progress bar.
+
+The embedded default corpus is built once per session into a temporary cache directory (or
+taken from ``$LMOBJECTIVES_CACHE`` when that is set); everything else uses small corpora.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lmobjectives import _embedded
+from lmobjectives import corpus as corpus_module
+from lmobjectives._embedded import clean_block, file_blocks, split_sentences, stdlib_documents
+from lmobjectives._progress import Progress, progress_enabled
+from lmobjectives.corpus import SPECIAL_TOKENS, TokenCorpus, train_wordpiece
+
+PAD, UNK, CLS, SEP, MASK = range(5)
+
+DOCS: list[str | list[str]] = [
+    "The quick brown fox jumps over the lazy dog. It was not amused!\n\n"
+    "A second paragraph follows here. Does it split?",
+    ["Pre-split sentences are kept as given.", "Even two of them in one document."],
+    "",  # dropped: no sentences
+    ["   ", "Only this sentence survives."],  # the blank sentence is dropped
+    "Python 3.14 is a number, e.g. pi. Mr. Smith agrees.",
+]
+
+
+# ------------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    """A small WordPiece tokenizer trained on a slice of the pydoc topics."""
+    from pydoc_data.topics import topics
+
+    texts = [s for key in sorted(topics)[:30] for s in split_sentences(topics[key])]
+    texts += [s for doc in DOCS for s in ([doc] if isinstance(doc, str) else doc)]
+    return train_wordpiece(texts, 3000, progress=False)
+
+
+@pytest.fixture(scope="module")
+def small(tokenizer) -> TokenCorpus:
+    return TokenCorpus.from_texts(DOCS, tokenizer, progress=False, source="unit test")
+
+
+@pytest.fixture(scope="module")
+def saved(small, tmp_path_factory) -> Path:
+    return small.save(tmp_path_factory.mktemp("saved") / "corpus")
+
+
+@pytest.fixture(scope="session")
+def stdlib_docs() -> list[list[str]]:
+    return stdlib_documents(progress=False)
+
+
+@pytest.fixture(scope="session")
+def default_cache(tmp_path_factory, stdlib_docs) -> Path:
+    """A cache root holding the built default corpus (reuses ``$LMOBJECTIVES_CACHE`` if set).
+
+    To keep the suite fast, the build reuses the session's text extraction (the same function's
+    output) instead of walking the standard library a second time.
+    """
+    env = os.environ.get("LMOBJECTIVES_CACHE")
+    root = Path(env) if env else tmp_path_factory.mktemp("lmobjectives-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_embedded, "stdlib_documents", lambda progress=None: stdlib_docs)
+        TokenCorpus.default(cache_dir=root, progress=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def default_corpus(default_cache) -> TokenCorpus:
+    return TokenCorpus.default(cache_dir=default_cache, progress=False)
+
+
+def copy_corpus(src: Path, dst: Path) -> Path:
+    dst.mkdir()
+    for f in src.iterdir():
+        (dst / f.name).write_bytes(f.read_bytes())
+    return dst
+
+
+def assert_csr(c: TokenCorpus) -> None:
+    so, do = np.asarray(c.sentence_offsets), np.asarray(c.document_offsets)
+    assert so.dtype == np.int64
+    assert do.dtype == np.int64
+    assert so[0] == 0
+    assert do[0] == 0
+    assert so[-1] == len(c.ids) == c.num_tokens
+    assert do[-1] == c.num_sentences == len(so) - 1
+    assert c.num_documents == len(do) - 1 == len(c)
+    # build-time corpora never contain empty sentences or documents
+    assert np.all(np.diff(so) > 0)
+    assert np.all(np.diff(do) > 0)
+    assert c.ids.dtype == (np.uint16 if c.vocab_size <= 65536 else np.uint32)
+
+
+# ------------------------------------------------------------------------------- progress
+
+
+def test_progress_disabled_prints_nothing():
+    out = io.StringIO()
+    with Progress(10, "work", enabled=False, file=out) as bar:
+        for _ in range(10):
+            bar.update()
+    assert out.getvalue() == ""
+    assert bar.n == 10
+
+
+def test_progress_renders_bar_and_finishes_line():
+    out = io.StringIO()
+    bar = Progress(1000, "work", unit="tok", enabled=True, file=out)
+    bar.update(420)
+    text = bar.render(now=bar._start + 3.0)
+    assert text.startswith("work:  42% |####      | 420/1000 tok [00:03<00:04, 140.0 tok/s]")
+    bar.close()
+    bar.close()  # idempotent
+    written = out.getvalue()
+    assert written.startswith("\rwork:")
+    assert written.endswith("\n")
+    assert written.count("\n") == 1
+    assert "work:   0% |          | 0/1000 tok [" in written.split("\r")[1]  # first draw
+    assert "420/1000 tok" in written.split("\r")[-1]
+
+
+def test_progress_rate_limited_and_unknown_total():
+    out = io.StringIO()
+    with Progress(None, "scan", enabled=True, file=out) as bar:
+        for _ in range(10_000):
+            bar.update()
+    draws = out.getvalue().count("\r")
+    assert 2 <= draws <= 5  # initial + close (+ at most a few timed redraws)
+    assert "scan: 10000 it [" in out.getvalue()
+
+
+def test_progress_environment(monkeypatch):
+    stream = io.StringIO()  # not a TTY
+    monkeypatch.delenv("LMOBJECTIVES_PROGRESS", raising=False)
+    assert not progress_enabled(None, stream)
+    monkeypatch.setenv("LMOBJECTIVES_PROGRESS", "1")
+    assert progress_enabled(None, stream)
+    monkeypatch.setenv("LMOBJECTIVES_PROGRESS", "0")
+    assert not progress_enabled(None, stream)
+    assert progress_enabled(True, stream)  # explicit wins
+    with pytest.raises(ValueError, match="total"):
+        Progress(-1, "x")
+
+
+# ------------------------------------------------------------------------------- text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("One. Two! Three? four.", ["One.", "Two!", "Three? four."]),
+        ("Use e.g. Python here. Or i.e. this. Etc. etc. Then stop.", None),
+        ("Pi is 3.14 and e is 2.718. Next.", ["Pi is 3.14 and e is 2.718.", "Next."]),
+        ('He said "Stop." Then he left.', ['He said "Stop."', "Then he left."]),
+        ("It ends (like this.) And goes on.", ["It ends (like this.)", "And goes on."]),
+        ('First. "Quoted start." Second.', ["First.", '"Quoted start."', "Second."]),
+        (
+            "Mr. Smith and Dr. Jones met J. R. Tolkien.",
+            ["Mr. Smith and Dr. Jones met J. R. Tolkien."],
+        ),
+        ("Version 2. 3 apples.", ["Version 2.", "3 apples."]),
+        (
+            "line one\ncontinues here.\n\n  New   paragraph",
+            ["line one continues here.", "New paragraph"],
+        ),
+        ("call os.path.join() first. Then go", ["call os.path.join() first.", "Then go"]),
+        ("Wait... What?! Yes.", ["Wait...", "What?!", "Yes."]),
+        ("", []),
+        (" \n\n \t", []),
+    ],
+)
+def test_split_sentences(text, expected):
+    got = split_sentences(text)
+    if expected is None:  # abbreviations never end a sentence
+        assert got == ["Use e.g. Python here.", "Or i.e. this.", "Etc. etc. Then stop."]
+    else:
+        assert got == expected
+
+
+def test_split_sentences_rejects_non_str():
+    with pytest.raises(TypeError, match="text"):
+        split_sentences(b"bytes")  # type: ignore[arg-type]
+
+
+def test_clean_block_drops_doctests_tables_and_symbols():
+    block = textwrap.dedent(
+        """\
+        Compute things for you.
+
+        >>> compute(1,
+        ...         2)
+        3
+        4
+
+        After the example comes prose
+        again.
+        +-----+-----+
+        | a   | b   |
+        ======
+
+        {"x": [1, 2], "y": {"z": (3, 4)}} = <tag>; [x] | {y}
+
+        Tiny.
+
+        - first item of a list
+          continues here
+        - second item of a list
+        """
+    )
+    assert clean_block(block).split("\n\n") == [
+        "Compute things for you.",
+        "After the example comes prose again.",
+        "first item of a list continues here",
+        "second item of a list",
+    ]
+    assert clean_block("bad \udc80 surrogate text here") == ""
+
+
+SOURCE = '''\
+#!/usr/bin/env python3
+# -*- coding: utf-8 -*-
+# Copyright (c) 2001 Somebody. All rights reserved.
+# Licensed under the Example License.
+"""Module docstring explains the module."""
+
+import os
+
+# A prose comment block that explains the next class,
+# spread over two lines of text.
+class Widget:
+    """A widget docstring.
+
+    >>> Widget()
+    <Widget>
+    """
+
+    def method(self):
+        """Method docstring here."""
+
+        def inner():
+            """Nested function docstring."""
+
+        # x = compute(y)
+        # return value
+        raise ValueError("this message has more than five words in it")
+
+TEMPLATE = """
+# not a comment
+"""
+'''
+
+
+def test_file_blocks_sources_in_order():
+    blocks = file_blocks(SOURCE)
+    assert blocks is not None
+    cleaned = [clean_block(b) for b in blocks]
+    assert cleaned == [
+        "Module docstring explains the module.",
+        "A prose comment block that explains the next class, spread over two lines of text.",
+        "A widget docstring.",
+        "Method docstring here.",
+        "Nested function docstring.",
+        # (the block of commented-out code yields nothing)
+        "this message has more than five words in it",
+    ]
+    # shebang, coding line, license block and the "#" inside the string are not comments
+    joined = " ".join(blocks)
+    assert "Copyright" not in joined
+    assert "coding" not in joined
+    assert "not a comment" not in joined
+
+
+def test_file_blocks_rejects_unparsable():
+    assert file_blocks("def broken(:\n    pass\n") is None
+
+
+def test_stdlib_documents(stdlib_docs, monkeypatch):
+    docs = stdlib_docs
+    assert len(docs) > 1000
+    assert all(isinstance(d, list) and d for d in docs)
+    assert all(isinstance(s, str) and s and s == s.strip() for d in docs[:50] for s in d)
+    # the first documents are the sorted pydoc topics; "assert" comes first
+    assert "assert" in docs[0][0].lower()
+    # no doctest prompts survive, and exact duplicate blocks are gone
+    flat = [s for d in docs for s in d]
+    assert not any(s.startswith(">>>") for s in flat)
+    assert sum(len(s) for s in flat) > 3_000_000
+    blocks = [" ".join(d) for d in docs]
+    assert len(set(blocks)) == len(blocks)  # duplicates removed (e.g. copied docstrings)
+    # deterministic (checked on a slice of the files to stay fast)
+    files = _embedded._stdlib_files()
+    assert files == sorted(files)
+    assert not any("site-packages" in f for f in files)
+    monkeypatch.setattr(_embedded, "_stdlib_files", lambda: files[:150])
+    part = stdlib_documents(progress=False)
+    assert part == stdlib_documents(progress=False)
+    assert part == docs[: len(part)]
+
+
+# ------------------------------------------------------------------------------- tokenizer
+
+
+def test_train_wordpiece_specials_and_post_processor(tokenizer):
+    assert [tokenizer.token_to_id(t) for t in SPECIAL_TOKENS] == [0, 1, 2, 3, 4]
+    assert tokenizer.get_vocab_size() == 3000
+    enc = tokenizer.encode("Hello world.")
+    assert enc.ids[0] == CLS
+    assert enc.ids[-1] == SEP
+    assert enc.tokens[1:-1] == tokenizer.encode("Hello world.", add_special_tokens=False).tokens
+    pair = tokenizer.encode("First part.", "Second part.")
+    assert pair.ids[0] == CLS
+    assert pair.ids.count(SEP) == 2
+    assert pair.ids[-1] == SEP
+    first_sep = pair.ids.index(SEP)
+    assert set(pair.type_ids[: first_sep + 1]) == {0}
+    assert set(pair.type_ids[first_sep + 1 :]) == {1}
+    # uncased, decodes back, continuation prefix
+    assert tokenizer.decode(tokenizer.encode("The STATEMENT is executed.").ids) == (
+        "the statement is executed."
+    )
+    assert any(t.startswith("##") for t in tokenizer.get_vocab())
+    # the ## characters pinned during training are not added tokens of the result
+    assert tokenizer.get_vocab_size(with_added_tokens=True) == tokenizer.get_vocab_size(False)
+    assert tokenizer.encode("##a", add_special_tokens=False).tokens != ["##a"]
+
+
+def test_train_wordpiece_is_deterministic():
+    """Plain tokenizers training differs run to run (tokenizers#1794); ours must not."""
+    from pydoc_data.topics import topics
+
+    texts = [s for key in sorted(topics)[:20] for s in split_sentences(topics[key])]
+    first = train_wordpiece(texts, 2000, progress=False).to_str()
+    for _ in range(4):
+        assert train_wordpiece(texts, 2000, progress=False).to_str() == first
+    # and in another process (hash seeds differ there)
+    code = textwrap.dedent(
+        """\
+        import sys
+        from pydoc_data.topics import topics
+        from lmobjectives._embedded import split_sentences
+        from lmobjectives.corpus import train_wordpiece
+        texts = [s for key in sorted(topics)[:20] for s in split_sentences(topics[key])]
+        sys.stdout.write(train_wordpiece(texts, 2000, progress=False).to_str())
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout == first
+
+
+def test_train_wordpiece_bad_arguments():
+    with pytest.raises(TypeError, match="texts"):
+        train_wordpiece("just a string", 100)
+    with pytest.raises(TypeError, match=r"texts\[1\]"):
+        train_wordpiece(["ok", 3], 100)  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="vocab_size"):
+        train_wordpiece(["ok"], 5)
+    with pytest.raises(ValueError, match="min_frequency"):
+        train_wordpiece(["ok"], 100, min_frequency=-1)
+
+
+# ------------------------------------------------------------------------------- from_texts
+
+
+def test_from_texts_structure(small, tokenizer):
+    assert_csr(small)
+    assert small.num_documents == 4  # the empty document is dropped
+    assert [len(small.document_sentences(d)) for d in range(4)] == [4, 2, 1, 2]
+    assert small.vocab_size == 3000
+    assert small.ids.dtype == np.uint16
+    assert int(small.ids.max()) < small.vocab_size
+    assert small.tokenizer is not None
+    assert small.path is None
+    assert small.source == "unit test"
+    # views, not copies
+    assert np.shares_memory(small.sentence(0), small.ids)
+    assert np.shares_memory(small.document(1), small.ids)
+    doc = small.document(3)
+    np.testing.assert_array_equal(doc, np.concatenate(small.document_sentences(3)))
+    np.testing.assert_array_equal(small.sentence(-1), small.document_sentences(-1)[-1])
+    with pytest.raises(IndexError):
+        small.sentence(small.num_sentences)
+    with pytest.raises(IndexError):
+        small.document(-5)
+
+
+def test_from_texts_sentences_decode_to_inputs(small, tokenizer):
+    expected = [
+        sentence.lower()
+        for doc in DOCS
+        for sentence in (split_sentences(doc) if isinstance(doc, str) else doc)
+        if sentence.strip()
+    ]
+    assert len(expected) == small.num_sentences == 9
+    assert expected[-2:] == ["python 3.14 is a number, e.g. pi.", "mr. smith agrees."]
+    for s, want in enumerate(expected):
+        got = tokenizer.decode(small.sentence(s).tolist())
+        # the WordPiece decoder may put spaces around punctuation; compare without spaces
+        assert "".join(got.split()) == "".join(want.split())
+
+
+def test_from_texts_string_and_presplit_agree(tokenizer):
+    text = "First sentence here. Second one follows.\n\nThird in a new paragraph."
+    a = TokenCorpus.from_texts([text], tokenizer, progress=False)
+    b = TokenCorpus.from_texts([split_sentences(text)], tokenizer, progress=False)
+    for name in ("ids", "sentence_offsets", "document_offsets"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    # batch size does not change the result
+    c = TokenCorpus.from_texts(DOCS, tokenizer, batch_size=1, progress=False)
+    d = TokenCorpus.from_texts(iter(DOCS), tokenizer, batch_size=7, progress=False)
+    for name in ("ids", "sentence_offsets", "document_offsets"):
+        np.testing.assert_array_equal(getattr(c, name), getattr(d, name))
+
+
+def test_from_texts_special_tokens(tokenizer):
+    c = TokenCorpus.from_texts(
+        [["One sentence.", "Two sentences."]], tokenizer, add_special_tokens=True, progress=False
+    )
+    for s in range(c.num_sentences):
+        sent = c.sentence(s)
+        assert sent[0] == CLS
+        assert sent[-1] == SEP
+    assert int((c.ids == CLS).sum()) == 2
+
+
+def test_from_texts_leaves_tokenizer_untouched(tokenizer):
+    from tokenizers import Tokenizer
+
+    padded = Tokenizer.from_str(tokenizer.to_str())
+    padded.enable_padding(length=64)
+    padded.enable_truncation(max_length=3)
+    before = padded.to_str()
+    c = TokenCorpus.from_texts(DOCS, padded, progress=False)
+    ref = TokenCorpus.from_texts(DOCS, tokenizer, progress=False)
+    np.testing.assert_array_equal(c.ids, ref.ids)  # no padding, no truncation
+    assert padded.to_str() == before
+
+
+def test_from_texts_accepts_transformers_fast_tokenizer(tokenizer):
+    from transformers import PreTrainedTokenizerFast
+
+    hf = PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]")
+    c = TokenCorpus.from_texts(DOCS, hf, progress=False)
+    np.testing.assert_array_equal(c.ids, TokenCorpus.from_texts(DOCS, tokenizer).ids)
+
+
+@pytest.mark.parametrize(
+    ("documents", "tok", "exc", "match"),
+    [
+        ("a single string", True, TypeError, "documents"),
+        (None, True, TypeError, "documents"),
+        ([["ok.", 5]], True, TypeError, r"documents\[0\]\[1\]"),
+        (["ok.", 7], True, TypeError, r"documents\[1\]"),
+        ([b"bytes"], True, TypeError, r"documents\[0\]"),
+        ([], True, ValueError, "documents"),
+        (["", ["  "]], True, ValueError, "documents"),
+        (["ok."], False, TypeError, "tokenizer"),
+    ],
+)
+def test_from_texts_bad_input(tokenizer, documents, tok, exc, match):
+    with pytest.raises(exc, match=match):
+        TokenCorpus.from_texts(documents, tokenizer if tok else object(), progress=False)
+
+
+def test_from_texts_bad_batch_size(tokenizer):
+    with pytest.raises(ValueError, match="batch_size"):
+        TokenCorpus.from_texts(DOCS, tokenizer, batch_size=0)
+
+
+def test_constructor_validates(small):
+    ids, so, do = small.ids, small.sentence_offsets, small.document_offsets
+    with pytest.raises(ValueError, match="ids"):
+        TokenCorpus(ids.astype(np.uint32), so, do, 3000, small.tokenizer)
+    with pytest.raises(ValueError, match="sentence_offsets"):
+        TokenCorpus(ids, so[::-1].copy(), do, 3000, small.tokenizer)
+    with pytest.raises(ValueError, match="document_offsets"):
+        TokenCorpus(ids, so, do[:-1], 3000, small.tokenizer)
+    with pytest.raises(TypeError, match="ids"):
+        TokenCorpus(list(ids), so, do, 3000, small.tokenizer)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="tokenizer"):
+        TokenCorpus(ids, so, do, 3000)
+
+
+def test_stats_and_repr(small):
+    s = small.stats()
+    assert s["num_documents"] == 4
+    assert s["num_sentences"] == 9
+    assert s["num_tokens"] == small.num_tokens
+    assert s["ids_dtype"] == "uint16"
+    assert s["tokens_per_sentence"]["min"] >= 1
+    assert s["sentences_per_document"]["max"] == 4
+    assert s["tokens_per_document"]["mean"] == pytest.approx(small.num_tokens / 4)
+    assert s["nbytes"] == small.ids.nbytes + 8 * (10 + 5)
+    r = repr(small)
+    assert r.startswith("TokenCorpus(documents=4, sentences=9, tokens=")
+
+
+# ------------------------------------------------------------------------------- save / load
+
+
+def test_save_load_round_trip(small, saved):
+    assert sorted(p.name for p in saved.iterdir()) == [
+        "document_offsets.npy",
+        "ids.npy",
+        "manifest.json",
+        "sentence_offsets.npy",
+        "tokenizer.json",
+    ]
+    manifest = json.loads((saved / "manifest.json").read_text())
+    assert manifest == {
+        "format": "lmobjectives.TokenCorpus",
+        "format_version": 1,
+        "vocab_size": 3000,
+        "num_tokens": small.num_tokens,
+        "num_sentences": 9,
+        "num_documents": 4,
+        "ids_dtype": "uint16",
+        "source": "unit test",
+    }
+    c = TokenCorpus.load(saved)
+    assert_csr(c)
+    for name in ("ids", "sentence_offsets", "document_offsets"):
+        arr = getattr(c, name)
+        assert isinstance(arr, np.memmap), name
+        assert arr.dtype == getattr(small, name).dtype
+        np.testing.assert_array_equal(arr, getattr(small, name))
+    assert c._tokenizer is None  # loaded lazily
+    assert c.tokenizer.to_str() == small.tokenizer.to_str()
+    assert c.path == saved
+    assert c.source == "unit test"
+    assert "path=" in repr(c)
+    # no temporary directories left next to it
+    assert [p.name for p in saved.parent.iterdir()] == ["corpus"]
+    eager = TokenCorpus.load(saved, mmap=False)
+    assert not isinstance(eager.ids, np.memmap)
+    np.testing.assert_array_equal(eager.ids, small.ids)
+
+
+def test_save_refuses_existing_and_overwrites(small, saved, tmp_path):
+    with pytest.raises(FileExistsError, match="path"):
+        small.save(saved)
+    target = copy_corpus(saved, tmp_path / "c")
+    loaded = TokenCorpus.load(target)  # lazy tokenizer pointing into the directory
+    loaded.save(target, overwrite=True)  # overwrite its own directory
+    again = TokenCorpus.load(target)
+    np.testing.assert_array_equal(again.ids, small.ids)
+    assert loaded.tokenizer.to_str() == small.tokenizer.to_str()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]
+
+
+def test_interrupted_save_leaves_nothing_loadable(small, tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real_save = np.save
+
+    def failing_save(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError("disk full")
+        return real_save(*args, **kwargs)
+
+    monkeypatch.setattr(np, "save", failing_save)
+    with pytest.raises(OSError, match="disk full"):
+        small.save(tmp_path / "corpus")
+    assert list(tmp_path.iterdir()) == []  # neither the target nor a temp dir
+    with pytest.raises(FileNotFoundError):
+        TokenCorpus.load(tmp_path / "corpus")
+
+
+def test_pickle(small, saved):
+    a = pickle.loads(pickle.dumps(small))
+    np.testing.assert_array_equal(a.ids, small.ids)
+    assert a.tokenizer.to_str() == small.tokenizer.to_str()
+    loaded = TokenCorpus.load(saved)
+    blob = pickle.dumps(loaded)
+    assert len(blob) < 1000  # a path, not the arrays
+    b = pickle.loads(blob)
+    assert isinstance(b.ids, np.memmap)
+    np.testing.assert_array_equal(b.ids, small.ids)
+
+
+def _edit_manifest(d: Path, **changes):
+    m = json.loads((d / "manifest.json").read_text())
+    m.update(changes)
+    (d / "manifest.json").write_text(json.dumps(m))
+
+
+def _bump_manifest(d: Path, key: str, delta: int):
+    m = json.loads((d / "manifest.json").read_text())
+    _edit_manifest(d, **{key: m[key] + delta})
+
+
+def _save_npy(d: Path, name: str, arr: np.ndarray, **kw):
+    np.save(d / name, arr, **kw)
+
+
+def _edit_npy(d: Path, name: str, edit):
+    arr = np.load(d / name)
+    np.save(d / name, edit(arr.copy()))
+
+
+def _swap12(a: np.ndarray) -> np.ndarray:
+    a[1], a[2] = a[2], a[1]
+    return a
+
+
+def _dec_last(a: np.ndarray) -> np.ndarray:
+    a[-1] -= 1
+    return a
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "file", "match"),
+    [
+        (lambda d: (d / "manifest.json").write_text("{not json"), "manifest.json", "JSON"),
+        (lambda d: (d / "manifest.json").write_text("[1, 2]"), "manifest.json", "object"),
+        (lambda d: (d / "manifest.json").unlink(), "manifest.json", "missing"),
+        (lambda d: _edit_manifest(d, format="other"), "manifest.json", "format"),
+        (lambda d: _edit_manifest(d, format_version=2), "manifest.json", "format_version"),
+        (lambda d: _edit_manifest(d, format_version=True), "manifest.json", "format_version"),
+        (lambda d: _edit_manifest(d, num_tokens=-1), "manifest.json", "num_tokens"),
+        (lambda d: _edit_manifest(d, num_sentences="10"), "manifest.json", "num_sentences"),
+        (lambda d: _edit_manifest(d, ids_dtype="int8"), "manifest.json", "ids_dtype"),
+        (lambda d: _edit_manifest(d, ids_dtype="uint32"), "manifest.json", "ids_dtype"),
+        (lambda d: _bump_manifest(d, "num_sentences", -1), "sentence_offsets.npy", "length"),
+        (lambda d: _bump_manifest(d, "num_documents", 1), "document_offsets.npy", "length"),
+        (lambda d: _edit_manifest(d, num_tokens=5), "ids.npy", "length"),
+        (lambda d: (d / "ids.npy").unlink(), "ids.npy", "missing"),
+        (lambda d: (d / "tokenizer.json").unlink(), "tokenizer.json", "missing"),
+        (
+            lambda d: _save_npy(d, "ids.npy", np.load(d / "ids.npy").astype(np.int32)),
+            "ids.npy",
+            "dtype",
+        ),
+        (
+            lambda d: _save_npy(d, "ids.npy", np.load(d / "ids.npy").astype(">u2")),
+            "ids.npy",
+            "dtype",
+        ),
+        (
+            lambda d: _save_npy(
+                d, "sentence_offsets.npy", np.load(d / "sentence_offsets.npy").astype(np.int32)
+            ),
+            "sentence_offsets.npy",
+            "dtype",
+        ),
+        (
+            lambda d: _save_npy(
+                d, "sentence_offsets.npy", np.load(d / "sentence_offsets.npy")[:-1]
+            ),
+            "sentence_offsets.npy",
+            "length",
+        ),
+        (
+            lambda d: _edit_npy(d, "sentence_offsets.npy", _swap12),
+            "sentence_offsets.npy",
+            "non-decreasing",
+        ),
+        (
+            lambda d: _save_npy(d, "sentence_offsets.npy", np.load(d / "sentence_offsets.npy") + 1),
+            "sentence_offsets.npy",
+            "start at 0",
+        ),
+        (
+            lambda d: _edit_npy(d, "document_offsets.npy", _dec_last),
+            "document_offsets.npy",
+            "end at",
+        ),
+        (
+            lambda d: _edit_npy(d, "document_offsets.npy", lambda a: a[None, :]),
+            "document_offsets.npy",
+            "1-D",
+        ),
+        (
+            lambda d: _save_npy(
+                d, "ids.npy", np.array([None] * 5, dtype=object), allow_pickle=True
+            ),
+            "ids.npy",
+            "readable",
+        ),
+        (
+            lambda d: (d / "ids.npy").write_bytes((d / "ids.npy").read_bytes()[:-7]),
+            "ids.npy",
+            "readable",
+        ),
+        (lambda d: (d / "ids.npy").write_bytes(b"garbage"), "ids.npy", "readable"),
+    ],
+)
+def test_load_rejects_corruption(saved, tmp_path, corrupt, file, match):
+    d = copy_corpus(saved, tmp_path / "c")
+    corrupt(d)
+    with pytest.raises(ValueError, match=match) as info:
+        TokenCorpus.load(d)
+    assert str(d / file) in str(info.value)
+
+
+def test_load_rejects_mismatched_tokenizer(saved, tmp_path):
+    d = copy_corpus(saved, tmp_path / "c")
+    _edit_manifest(d, vocab_size=2999)  # still uint16; tokenizer has 3000
+    c = TokenCorpus.load(d)
+    with pytest.raises(ValueError, match=r"tokenizer\.json"):
+        _ = c.tokenizer
+    (d / "tokenizer.json").write_text("{broken")
+    with pytest.raises(ValueError, match=r"tokenizer\.json"):
+        _ = TokenCorpus.load(d).tokenizer
+
+
+def test_load_missing_directory(tmp_path):
+    with pytest.raises(FileNotFoundError, match="path"):
+        TokenCorpus.load(tmp_path / "nope")
+
+
+# ------------------------------------------------------------------------------- default
+
+
+def test_default_corpus_contents(default_corpus):
+    c = default_corpus
+    assert_csr(c)
+    assert c.vocab_size == 30522
+    assert c.tokenizer.get_vocab_size() == 30522
+    assert [c.tokenizer.token_to_id(t) for t in SPECIAL_TOKENS] == [0, 1, 2, 3, 4]
+    assert c.ids.dtype == np.uint16
+    assert isinstance(c.ids, np.memmap)
+    assert c.num_documents > 1000
+    assert c.num_sentences > 40_000
+    assert c.num_tokens > 500_000
+    ids = np.asarray(c.ids)
+    assert int(ids.max()) < c.vocab_size
+    assert int((ids == UNK).sum()) < 0.005 * len(ids)  # the vocabulary covers its own text
+    assert not np.isin(ids, [PAD, CLS, SEP, MASK]).any()  # no specials in the raw corpus
+    counts = np.bincount(ids, minlength=c.vocab_size)
+    # most learned tokens occur (not all: greedy longest-match never emits some intermediate
+    # merges, e.g. a prefix that only ever appears inside longer vocabulary words)
+    assert (counts[5:] > 0).mean() > 0.6
+    # the first document is the "assert" help topic; text decodes to readable English
+    first = c.tokenizer.decode(c.sentence(0).tolist())
+    assert "assert" in first
+    manifest = json.loads((c.path / "manifest.json").read_text())
+    assert "standard library" in manifest["source"]
+    v = sys.version_info
+    assert c.path.name == f"stdlib-corpus-v1-py{v.major}.{v.minor}.{v.micro}"
+
+
+def test_default_corpus_has_enough_text(default_corpus):
+    # > 1 MB of text: the decoded corpus (WordPiece decoding adds spaces, so be generous)
+    text_bytes = sum(
+        len(default_corpus.tokenizer.decode(default_corpus.document(d).tolist()).encode())
+        for d in range(0, default_corpus.num_documents, 10)
+    )
+    assert text_bytes * 10 > 1_000_000
+
+
+def test_default_second_call_loads_cache(default_cache, monkeypatch):
+    def no_build(progress):
+        raise AssertionError("default() rebuilt a cached corpus")
+
+    monkeypatch.setattr(corpus_module, "_build_default_corpus", no_build)
+    c = TokenCorpus.default(cache_dir=default_cache)
+    assert isinstance(c.ids, np.memmap)
+    assert c._tokenizer is None
+    monkeypatch.setenv("LMOBJECTIVES_CACHE", str(default_cache))
+    assert TokenCorpus.default().path == c.path
+
+
+def test_default_cache_dir_resolution(monkeypatch, tmp_path):
+    monkeypatch.setenv("LMOBJECTIVES_CACHE", str(tmp_path / "env"))
+    assert corpus_module.default_cache_dir() == tmp_path / "env"
+    assert corpus_module.default_cache_dir(tmp_path / "arg") == tmp_path / "arg"
+    monkeypatch.delenv("LMOBJECTIVES_CACHE")
+    assert corpus_module.default_cache_dir() == Path.home() / ".cache" / "lmobjectives"
+
+
+def test_default_rebuilds_broken_cache_and_survives_races(small, tmp_path, monkeypatch):
+    builds = []
+
+    def fake_build(progress):
+        builds.append(progress)
+        return small
+
+    monkeypatch.setattr(corpus_module, "_build_default_corpus", fake_build)
+    target = tmp_path / corpus_module._default_corpus_name()
+    target.mkdir()
+    (target / "manifest.json").write_text("half written")  # a broken cache entry
+    c = TokenCorpus.default(cache_dir=tmp_path, progress=False)
+    assert builds == [False]
+    assert c.num_documents == small.num_documents
+    assert TokenCorpus.default(cache_dir=tmp_path).path == target
+    assert len(builds) == 1
+    TokenCorpus.default(cache_dir=tmp_path, rebuild=True)
+    assert len(builds) == 2
+
+    # another process finishes first while we build: its corpus wins, no error
+    other = tmp_path / "other"
+
+    def racing_build(progress):
+        small.save(other / corpus_module._default_corpus_name())
+        return TokenCorpus.from_texts(["Something else entirely."], small.tokenizer)
+
+    monkeypatch.setattr(corpus_module, "_build_default_corpus", racing_build)
+    c = TokenCorpus.default(cache_dir=other)
+    assert c.num_documents == small.num_documents
+    assert sorted(p.name for p in other.iterdir()) == [corpus_module._default_corpus_name()]
+
+
+def test_import_is_light():
+    code = (
+        "import sys, lmobjectives.corpus, lmobjectives._embedded, lmobjectives._progress\n"
+        "bad = {'tokenizers', 'torch', 'transformers'} & set(sys.modules)\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
