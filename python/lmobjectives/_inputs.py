@@ -50,6 +50,17 @@ def _as_array_like(x: Any) -> Any:
     return x
 
 
+_ROW_TYPES = (list, tuple, np.ndarray)
+
+
+def _rows(values: list[Any]) -> list[Any]:
+    """Rows as the Rust layer reads them; only unusual rows (tensors, array-likes) are
+    converted, so the common list-of-lists batch costs one pass of type checks."""
+    if all(type(r) in _ROW_TYPES for r in values):
+        return values
+    return [_as_array_like(r) for r in values]
+
+
 def _column(x: Any, name: str) -> Any:
     x = _as_array_like(x)
     if isinstance(x, np.ndarray):
@@ -65,7 +76,7 @@ def _column(x: Any, name: str) -> Any:
             )
         raise ValueError(f"{name}: expected 2-D data, got a {x.ndim}-D array")
     if isinstance(x, (list, tuple)):
-        return [_as_array_like(r) for r in x]
+        return _rows(list(x))
     raise TypeError(f"{name}: expected a list of rows or a 2-D array, got {type(x).__name__}")
 
 
@@ -120,23 +131,21 @@ def normalize(examples: Any) -> Rows:
 
     first = examples[0]
     if not isinstance(first, Mapping):
-        for i, ex in enumerate(examples):
-            if isinstance(ex, Mapping):
-                raise TypeError(f"examples[{i}]: mixes mappings with plain rows")
-        return Rows(input_ids=_column(list(examples), "examples"), rows_name="examples[{row}]")
+        # A mapping among plain rows is reported by the Rust layer as examples[i].
+        return Rows(input_ids=_rows(list(examples)), rows_name="examples[{row}]")
 
-    keys = set(first.keys())
+    keys = first.keys()
     _check_keys(keys, "examples[0]")
     for i, ex in enumerate(examples):
-        if not isinstance(ex, Mapping):
+        if type(ex) is not dict and not isinstance(ex, Mapping):
             raise TypeError(
                 f"examples[{i}]: expected a mapping like examples[0], got {type(ex).__name__}"
             )
-        if set(ex.keys()) != keys:
+        if ex.keys() != keys:
             raise ValueError(
                 f"examples[{i}]: keys {sorted(ex.keys())} differ from examples[0]'s {sorted(keys)}"
             )
-    cols = {k: [_as_array_like(ex[k]) for ex in examples] for k in TOKEN_KEYS if k in keys}
+    cols = {k: _rows([ex[k] for ex in examples]) for k in TOKEN_KEYS if k in keys}
     sample_ids = (
         _sample_ids([ex[SAMPLE_KEY] for ex in examples], "idx") if SAMPLE_KEY in keys else None
     )

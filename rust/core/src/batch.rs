@@ -294,12 +294,48 @@ impl PadSpec {
     }
 }
 
-/// Splits `buf` (`rows × width`) into one mutable slice per row.
-pub fn split_rows<O>(buf: &mut [O], width: usize) -> Vec<&mut [O]> {
-    if width == 0 {
-        return Vec::new();
+/// Builds `K` row-major `rows × width` buffers, calling `fill(r, [row r of each buffer])`
+/// for every row, on `threads` threads. Each row is zero-filled when `fill` sees it, so a
+/// kernel writes only what differs from zero.
+///
+/// On one thread the buffers grow row by row, so the zeroing of a row happens in cache just
+/// before the kernel writes it (each output byte goes to memory once); on several threads
+/// the buffers are allocated zeroed and split by rows.
+pub fn fill_rows<O, F, const K: usize>(
+    threads: usize,
+    rows: usize,
+    width: usize,
+    fill: F,
+) -> Result<[Vec<O>; K]>
+where
+    O: Copy + Default + Send + Sync,
+    F: Fn(usize, [&mut [O]; K]) + Sync + Send,
+{
+    let n = rows * width;
+    if crate::parallel::resolve_threads(threads) <= 1 || rows <= 1 || width == 0 {
+        let mut bufs: [Vec<O>; K] = std::array::from_fn(|_| Vec::with_capacity(n));
+        for r in 0..rows {
+            let base = r * width;
+            for b in bufs.iter_mut() {
+                b.resize(base + width, O::default());
+            }
+            fill(r, bufs.each_mut().map(|b| &mut b[base..]));
+        }
+        return Ok(bufs);
     }
-    buf.chunks_mut(width).collect()
+    let mut bufs: [Vec<O>; K] = std::array::from_fn(|_| vec![O::default(); n]);
+    {
+        let mut chunks = bufs.each_mut().map(|b| b.chunks_mut(width));
+        let mut per_row: Vec<[&mut [O]; K]> = Vec::with_capacity(rows);
+        for _ in 0..rows {
+            per_row.push(chunks.each_mut().map(|c| c.next().unwrap_or_default()));
+        }
+        crate::parallel::for_each_mut(threads, &mut per_row, |r, row| {
+            let row = std::mem::replace(row, std::array::from_fn(|_| Default::default()));
+            fill(r, row);
+        })?;
+    }
+    Ok(bufs)
 }
 
 /// Pads aligned per-token values (e.g. `token_type_ids`) into a `rows × width` rectangle.
@@ -310,15 +346,17 @@ pub fn pad<T: TokenId, O: OutId>(
     pad_value: i64,
 ) -> Result<(usize, Vec<O>)> {
     let width = spec.width(arg, rows)?;
-    let mut out = vec![O::from_i64(pad_value); rows.rows() * width];
-    for (r, dst) in split_rows(&mut out, width).into_iter().enumerate() {
+    let pad = O::from_i64(pad_value);
+    let [out] = fill_rows(1, rows.rows(), width, |r, [dst]| {
         let src = rows.row(r);
         let kept = spec.kept(src.len());
         let start = spec.start(kept, width);
+        dst[..start].fill(pad);
+        dst[start + kept..].fill(pad);
         for (d, &s) in dst[start..start + kept].iter_mut().zip(&src[..kept]) {
             *d = O::from_i64(s.to_i64());
         }
-    }
+    })?;
     Ok((width, out))
 }
 
@@ -374,6 +412,27 @@ mod tests {
         };
         let (_, out) = pad::<i64, i32>("x", &r, &left, -1).unwrap();
         assert_eq!(out, [-1, 1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn fill_rows_is_the_same_on_any_thread_count() {
+        let run = |threads| {
+            fill_rows::<i64, _, 2>(threads, 100, 7, |r, [a, b]| {
+                assert!(
+                    a.iter().chain(b.iter()).all(|&x| x == 0),
+                    "rows start zeroed"
+                );
+                a[r % 7] = r as i64;
+                b.fill(-(r as i64));
+            })
+            .unwrap()
+        };
+        let one = run(1);
+        assert_eq!(one[0].len(), 700);
+        assert_eq!(one[0][3 * 7 + 3], 3);
+        assert_eq!(one[1][5 * 7], -5);
+        assert_eq!(one, run(2));
+        assert_eq!(one, run(4));
     }
 
     #[test]

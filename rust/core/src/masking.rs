@@ -8,8 +8,8 @@
 //! `mask_replace_prob`, a uniformly drawn *non-special* id with `random_replace_prob`, and
 //! stays unchanged otherwise. Every draw comes from the row's keyed stream ([`crate::rng`]).
 
-use crate::batch::{OutId, PadSpec, Ragged, TokenId, check_ids, split_rows};
-use crate::parallel::{for_each_mut, threads_for};
+use crate::batch::{OutId, PadSpec, Ragged, TokenId, check_ids, fill_rows};
+use crate::parallel::threads_for;
 use crate::rng::{Chance, GeometricGaps, Rng, RowKeys, Streams};
 use crate::{CoreError, Result, check_probability};
 
@@ -186,12 +186,6 @@ pub struct MlmBatch<O> {
     pub labels: Vec<O>,
 }
 
-struct RowOut<'a, O> {
-    ids: &'a mut [O],
-    attention: &'a mut [O],
-    labels: &'a mut [O],
-}
-
 /// Masks and pads a batch. Validation happens first, so the parallel part cannot fail.
 pub fn mask_batch<T: TokenId, O: OutId>(
     cfg: &MlmConfig,
@@ -214,71 +208,58 @@ pub fn mask_batch<T: TokenId, O: OutId>(
     keys.check_rows(rows)?;
     let pad_token_id = i64::from(cfg.pad_token_id);
 
-    let n = rows * width;
-    // Zeroed buffers (calloc: often fresh pages, no memset); every row then writes only
-    // what differs from zero, once.
-    let mut out = MlmBatch {
-        rows,
-        width,
-        input_ids: vec![O::default(); n],
-        attention_mask: vec![O::default(); n],
-        labels: vec![O::default(); n],
-    };
-    let mut row_outs: Vec<RowOut<'_, O>> = split_rows(&mut out.input_ids, width)
-        .into_iter()
-        .zip(split_rows(&mut out.attention_mask, width))
-        .zip(split_rows(&mut out.labels, width))
-        .map(|((ids, attention), labels)| RowOut {
-            ids,
-            attention,
-            labels,
-        })
-        .collect();
-
     let pad_id = O::from_i64(pad_token_id);
     let ignore = O::from_i64(IGNORE_INDEX);
     let threads = threads_for(threads, input_ids.values.len(), GRAIN_TOKENS);
-    for_each_mut(threads, &mut row_outs, |r, o| {
-        let src = input_ids.row(r);
-        let kept = pad.kept(src.len());
-        let start = pad.start(kept, width);
-        o.labels.fill(ignore);
-        if pad_token_id != 0 {
-            o.ids[..start].fill(pad_id);
-            o.ids[start + kept..].fill(pad_id);
-        }
-        let region = start..start + kept;
-        let attn = masks.attention_mask.as_ref().map(|a| &a.row(r)[..kept]);
-        match attn {
-            Some(a) => {
-                for (d, &m) in o.attention[region.clone()].iter_mut().zip(a) {
-                    *d = O::from_i64(i64::from(m != 0));
+    let [ids, attention, labels] =
+        fill_rows(threads, rows, width, |r, [ids, attention, labels]| {
+            // The row arrives zeroed: write only what differs from 0.
+            let src = input_ids.row(r);
+            let kept = pad.kept(src.len());
+            let start = pad.start(kept, width);
+            labels.fill(ignore);
+            if pad_token_id != 0 {
+                ids[..start].fill(pad_id);
+                ids[start + kept..].fill(pad_id);
+            }
+            let region = start..start + kept;
+            let attn = masks.attention_mask.as_ref().map(|a| &a.row(r)[..kept]);
+            match attn {
+                Some(a) => {
+                    for (d, &m) in attention[region.clone()].iter_mut().zip(a) {
+                        *d = O::from_i64(i64::from(m != 0));
+                    }
+                }
+                None => attention[region.clone()].fill(O::from_i64(1)),
+            }
+            let spec = masks
+                .special_tokens_mask
+                .as_ref()
+                .map(|s| &s.row(r)[..kept]);
+            let row = Row {
+                src: &src[..kept],
+                ids: &mut ids[region.clone()],
+                labels: &mut labels[region],
+                rng: streams.row(keys, r),
+            };
+            let table = &cfg.special;
+            // Monomorphised per mask combination: no per-token Option checks.
+            match (attn, spec) {
+                (None, None) => row.mask(cfg, |_, id| !table[id as usize]),
+                (Some(a), None) => row.mask(cfg, |t, id| a[t] != 0 && !table[id as usize]),
+                (None, Some(s)) => row.mask(cfg, |t, id| s[t] == 0 && !table[id as usize]),
+                (Some(a), Some(s)) => {
+                    row.mask(cfg, |t, id| a[t] != 0 && s[t] == 0 && !table[id as usize])
                 }
             }
-            None => o.attention[region.clone()].fill(O::from_i64(1)),
-        }
-        let spec = masks
-            .special_tokens_mask
-            .as_ref()
-            .map(|s| &s.row(r)[..kept]);
-        let row = Row {
-            src: &src[..kept],
-            ids: &mut o.ids[region.clone()],
-            labels: &mut o.labels[region],
-            rng: streams.row(keys, r),
-        };
-        let table = &cfg.special;
-        // Monomorphised per mask combination: no per-token Option checks.
-        match (attn, spec) {
-            (None, None) => row.mask(cfg, |_, id| !table[id as usize]),
-            (Some(a), None) => row.mask(cfg, |t, id| a[t] != 0 && !table[id as usize]),
-            (None, Some(s)) => row.mask(cfg, |t, id| s[t] == 0 && !table[id as usize]),
-            (Some(a), Some(s)) => {
-                row.mask(cfg, |t, id| a[t] != 0 && s[t] == 0 && !table[id as usize])
-            }
-        }
-    })?;
-    Ok(out)
+        })?;
+    Ok(MlmBatch {
+        rows,
+        width,
+        input_ids: ids,
+        attention_mask: attention,
+        labels,
+    })
 }
 
 /// One row's kept region and its random stream.
