@@ -67,6 +67,45 @@ def test_same_batches_for_0_and_2_workers_fork_and_spawn():
 
 
 @pytest.mark.slow
+def test_pt_batches_from_workers_share_one_buffer_and_match():
+    ref = list(DataLoader(DATA, batch_size=8, collate_fn=collator(return_tensors="pt")))
+    got = list(
+        DataLoader(DATA, batch_size=8, collate_fn=collator(return_tensors="pt"), num_workers=2)
+    )
+    assert len(got) == len(ref)
+    for a, b in zip(ref, got, strict=True):
+        for k in a:
+            torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+        # The worker wrote all three outputs into one shared-memory tensor: one segment
+        # crossed the process boundary, and the three are views of it.
+        storage = b["input_ids"].untyped_storage().data_ptr()
+        assert b["labels"].untyped_storage().data_ptr() == storage
+        assert b["attention_mask"].untyped_storage().data_ptr() == storage
+        assert b["input_ids"].is_shared()
+
+
+def test_allocate_callback_contract():
+    from lmobjectives.torch import SharedMemoryAllocator
+
+    m = collator()._masker
+    rows = [ex["input_ids"] for ex in DATA[:4]]
+    alloc = SharedMemoryAllocator()
+    ids, attn, labels = m.mask(rows, seed=1, allocate=alloc)
+    own = m.mask(rows, seed=1)
+    for a, b in zip((ids, attn, labels), own, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert np.shares_memory(ids, alloc.tensor.numpy())
+    with pytest.raises(ValueError, match="allocate: must return a C-contiguous array of shape"):
+        m.mask(rows, seed=1, allocate=lambda shape, dtype: np.zeros((3, 1, 1), dtype=np.int64))
+    with pytest.raises(TypeError, match="allocate: must return a NumPy array of dtype"):
+        m.mask(rows, seed=1, allocate=lambda shape, dtype: np.zeros(shape, dtype=np.int32))
+    frozen = np.zeros((3, 4, max(map(len, rows))), dtype=np.int64)
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError, match="writeable"):
+        m.mask(rows, seed=1, allocate=lambda shape, dtype: frozen)
+
+
+@pytest.mark.slow
 def test_sample_keyed_batches_match_for_any_workers_and_batch_size():
     data = [{"input_ids": ex["input_ids"], "idx": i} for i, ex in enumerate(DATA)]
     one = np.concatenate(

@@ -1,5 +1,6 @@
 """Type stubs of the native module ``lmobjectives._core`` (checked by mypy.stubtest)."""
 
+from collections.abc import Callable
 from typing import Any, Final, Literal, final
 
 import numpy as np
@@ -77,6 +78,7 @@ class MlmMasker:
         dtype: Literal["int64", "int32"] = "int64",
         num_threads: int = 1,
         rows_name: str | None = None,
+        allocate: Callable[[tuple[int, int, int], str], Any] | None = None,
     ) -> tuple[_IntArray, _IntArray, _IntArray]: ...
     def __reduce__(self) -> tuple[Any, ...]: ...
 

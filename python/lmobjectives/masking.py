@@ -10,7 +10,13 @@ from typing import Any, Literal
 
 from lmobjectives import _core
 from lmobjectives._inputs import normalize
-from lmobjectives._seeding import StreamState, check_num_threads, check_seed, resolve_num_threads
+from lmobjectives._seeding import (
+    StreamState,
+    check_num_threads,
+    check_seed,
+    resolve_num_threads,
+    worker_info,
+)
 from lmobjectives._tokenizer import resolve_ids
 
 __all__ = ["MLMCollator"]
@@ -195,6 +201,13 @@ class MLMCollator:
     def __call__(self, examples: Any) -> dict[str, Any]:
         rows = normalize(examples)
         seed, epoch, batch_index = self._streams.peek()
+        allocator = None
+        if self.return_tensors == "pt" and worker_info() is not None:
+            # In a DataLoader worker: write the batch straight into one shared-memory tensor,
+            # so handing it to the main process copies nothing.
+            from lmobjectives.torch import SharedMemoryAllocator
+
+            allocator = SharedMemoryAllocator()
         pad_kwargs: dict[str, Any] = {
             "max_length": self.max_length,
             "truncation": self.truncation,
@@ -213,6 +226,7 @@ class MLMCollator:
             sample_ids=rows.sample_ids,
             num_threads=resolve_num_threads(self.num_threads),
             rows_name=rows.rows_name,
+            allocate=allocator,
             **pad_kwargs,
         )
         batch: dict[str, Any] = {
@@ -237,6 +251,9 @@ class MLMCollator:
         if self.return_tensors == "pt":
             from lmobjectives.torch import to_torch
 
+            if allocator is not None and allocator.tensor is not None:
+                shared = allocator.tensor  # the arrays above are views of it
+                batch.update(input_ids=shared[0], attention_mask=shared[1], labels=shared[2])
             return to_torch(batch)
         return batch
 

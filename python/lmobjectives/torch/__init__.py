@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["IGNORE_INDEX", "MLMHead", "masked_lm_loss", "to_torch"]
+__all__ = ["IGNORE_INDEX", "MLMHead", "SharedMemoryAllocator", "masked_lm_loss", "to_torch"]
 
 IGNORE_INDEX = -100
 
@@ -30,6 +30,35 @@ def to_torch(batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         else:
             raise TypeError(f"batch[{k!r}]: expected a NumPy array, got {type(v).__name__}")
     return out
+
+
+_DTYPES = {"int64": torch.int64, "int32": torch.int32}
+
+
+class SharedMemoryAllocator:
+    """Output memory for a kernel, allocated directly in shared memory.
+
+    In a DataLoader worker, tensors are moved to shared memory before they travel to the
+    main process (one segment and one copy per tensor). Kernels that write their batch into
+    one shared buffer instead skip both the copies and two of the three segments — the same
+    trick ``default_collate`` plays in workers. ``allocator(shape, dtype)`` returns a writable
+    NumPy view for the kernel; :attr:`tensor` keeps the tensor that owns it.
+    """
+
+    def __init__(self) -> None:
+        self.tensor: torch.Tensor | None = None
+
+    def __call__(self, shape: tuple[int, ...], dtype: str) -> np.ndarray:
+        if dtype not in _DTYPES:
+            raise ValueError(f"dtype: unsupported {dtype!r}")
+        torch_dtype = _DTYPES[dtype]
+        numel = 1
+        for d in shape:
+            numel *= d
+        itemsize = torch.empty(0, dtype=torch_dtype).element_size()
+        storage = torch.UntypedStorage._new_shared(numel * itemsize)
+        self.tensor = torch.empty(0, dtype=torch_dtype).set_(storage, 0, shape)
+        return self.tensor.numpy()
 
 
 def masked_lm_loss(

@@ -338,6 +338,40 @@ where
     Ok(bufs)
 }
 
+/// Like [`fill_rows`], but into caller-provided buffers (e.g. shared or pinned memory), each
+/// `rows × width` long. Every row is zeroed just before `fill` sees it.
+pub fn fill_rows_into<O, F, const K: usize>(
+    threads: usize,
+    width: usize,
+    bufs: [&mut [O]; K],
+    fill: F,
+) -> Result<()>
+where
+    O: Copy + Default + Send + Sync,
+    F: Fn(usize, [&mut [O]; K]) + Sync + Send,
+{
+    let n = bufs.first().map_or(0, |b| b.len());
+    if width == 0 || !n.is_multiple_of(width) || bufs.iter().any(|b| b.len() != n) {
+        return Err(CoreError::shape(
+            "out",
+            format!("output buffers must all hold rows × {width} values"),
+        ));
+    }
+    let rows = n / width;
+    let mut chunks = bufs.map(|b| b.chunks_mut(width));
+    let mut per_row: Vec<[&mut [O]; K]> = Vec::with_capacity(rows);
+    for _ in 0..rows {
+        per_row.push(chunks.each_mut().map(|c| c.next().unwrap_or_default()));
+    }
+    crate::parallel::for_each_mut(threads, &mut per_row, |r, row| {
+        let mut row = std::mem::replace(row, std::array::from_fn(|_| Default::default()));
+        for b in row.iter_mut() {
+            b.fill(O::default());
+        }
+        fill(r, row);
+    })
+}
+
 /// Pads aligned per-token values (e.g. `token_type_ids`) into a `rows × width` rectangle.
 pub fn pad<T: TokenId, O: OutId>(
     arg: &str,

@@ -8,7 +8,7 @@
 //! `mask_replace_prob`, a uniformly drawn *non-special* id with `random_replace_prob`, and
 //! stays unchanged otherwise. Every draw comes from the row's keyed stream ([`crate::rng`]).
 
-use crate::batch::{OutId, PadSpec, Ragged, TokenId, check_ids, fill_rows};
+use crate::batch::{OutId, PadSpec, Ragged, TokenId, check_ids, fill_rows, fill_rows_into};
 use crate::parallel::threads_for;
 use crate::rng::{Chance, GeometricGaps, Rng, RowKeys, Streams};
 use crate::{CoreError, Result, check_probability};
@@ -186,7 +186,7 @@ pub struct MlmBatch<O> {
     pub labels: Vec<O>,
 }
 
-/// Masks and pads a batch. Validation happens first, so the parallel part cannot fail.
+/// Masks and pads a batch into new buffers (see [`MlmJob`]).
 pub fn mask_batch<T: TokenId, O: OutId>(
     cfg: &MlmConfig,
     input_ids: &Ragged<'_, T>,
@@ -196,70 +196,146 @@ pub fn mask_batch<T: TokenId, O: OutId>(
     keys: &RowKeys<'_>,
     threads: usize,
 ) -> Result<MlmBatch<O>> {
-    let width = pad.width("input_ids", input_ids)?;
-    let rows = input_ids.rows();
-    check_ids("input_ids", input_ids, u64::from(cfg.vocab_size))?;
-    if let Some(a) = &masks.attention_mask {
-        input_ids.check_aligned("attention_mask", a)?;
-    }
-    if let Some(s) = &masks.special_tokens_mask {
-        input_ids.check_aligned("special_tokens_mask", s)?;
-    }
-    keys.check_rows(rows)?;
-    let pad_token_id = i64::from(cfg.pad_token_id);
+    MlmJob::new(cfg, input_ids, masks, pad, streams, keys)?.run(threads)
+}
 
-    let pad_id = O::from_i64(pad_token_id);
-    let ignore = O::from_i64(IGNORE_INDEX);
-    let threads = threads_for(threads, input_ids.values.len(), GRAIN_TOKENS);
-    let [ids, attention, labels] =
-        fill_rows(threads, rows, width, |r, [ids, attention, labels]| {
-            // The row arrives zeroed: write only what differs from 0.
-            let src = input_ids.row(r);
-            let kept = pad.kept(src.len());
-            let start = pad.start(kept, width);
-            labels.fill(ignore);
-            if pad_token_id != 0 {
-                ids[..start].fill(pad_id);
-                ids[start + kept..].fill(pad_id);
-            }
-            let region = start..start + kept;
-            let attn = masks.attention_mask.as_ref().map(|a| &a.row(r)[..kept]);
-            match attn {
-                Some(a) => {
-                    for (d, &m) in attention[region.clone()].iter_mut().zip(a) {
-                        *d = O::from_i64(i64::from(m != 0));
-                    }
+/// A validated MLM batch: every check is done at construction, so running it cannot fail
+/// (except for a thread pool that cannot start) and the output width is known up front —
+/// which lets a caller provide the output memory itself ([`MlmJob::run_into`]).
+#[derive(Debug, Clone, Copy)]
+pub struct MlmJob<'a, T> {
+    cfg: &'a MlmConfig,
+    input_ids: &'a Ragged<'a, T>,
+    masks: &'a TokenMasks<'a>,
+    pad: &'a PadSpec,
+    streams: &'a Streams,
+    keys: &'a RowKeys<'a>,
+    width: usize,
+}
+
+impl<'a, T: TokenId> MlmJob<'a, T> {
+    pub fn new(
+        cfg: &'a MlmConfig,
+        input_ids: &'a Ragged<'a, T>,
+        masks: &'a TokenMasks<'a>,
+        pad: &'a PadSpec,
+        streams: &'a Streams,
+        keys: &'a RowKeys<'a>,
+    ) -> Result<Self> {
+        let width = pad.width("input_ids", input_ids)?;
+        check_ids("input_ids", input_ids, u64::from(cfg.vocab_size))?;
+        if let Some(a) = &masks.attention_mask {
+            input_ids.check_aligned("attention_mask", a)?;
+        }
+        if let Some(s) = &masks.special_tokens_mask {
+            input_ids.check_aligned("special_tokens_mask", s)?;
+        }
+        keys.check_rows(input_ids.rows())?;
+        Ok(Self {
+            cfg,
+            input_ids,
+            masks,
+            pad,
+            streams,
+            keys,
+            width,
+        })
+    }
+
+    pub fn rows(&self) -> usize {
+        self.input_ids.rows()
+    }
+
+    /// The padded row length of the batch.
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
+    fn threads(&self, requested: usize) -> usize {
+        threads_for(requested, self.input_ids.values.len(), GRAIN_TOKENS)
+    }
+
+    /// Masks into new buffers.
+    pub fn run<O: OutId>(&self, threads: usize) -> Result<MlmBatch<O>> {
+        let [input_ids, attention_mask, labels] =
+            fill_rows(self.threads(threads), self.rows(), self.width, |r, row| {
+                self.fill_row(r, row)
+            })?;
+        Ok(MlmBatch {
+            rows: self.rows(),
+            width: self.width,
+            input_ids,
+            attention_mask,
+            labels,
+        })
+    }
+
+    /// Masks into `[input_ids, attention_mask, labels]`, each `rows × width` (any prior
+    /// content is overwritten).
+    pub fn run_into<O: OutId>(&self, threads: usize, out: [&mut [O]; 3]) -> Result<()> {
+        if out.iter().any(|b| b.len() != self.rows() * self.width) {
+            return Err(CoreError::shape(
+                "out",
+                format!(
+                    "each output must hold {} × {} values",
+                    self.rows(),
+                    self.width
+                ),
+            ));
+        }
+        fill_rows_into(self.threads(threads), self.width, out, |r, row| {
+            self.fill_row(r, row)
+        })
+    }
+
+    /// Writes row `r` into zeroed `[ids, attention, labels]` rows: only what differs from 0.
+    fn fill_row<O: OutId>(&self, r: usize, [ids, attention, labels]: [&mut [O]; 3]) {
+        let (cfg, pad, width) = (self.cfg, self.pad, self.width);
+        let src = self.input_ids.row(r);
+        let kept = pad.kept(src.len());
+        let start = pad.start(kept, width);
+        labels.fill(O::from_i64(IGNORE_INDEX));
+        if cfg.pad_token_id != 0 {
+            let pad_id = O::from_i64(i64::from(cfg.pad_token_id));
+            ids[..start].fill(pad_id);
+            ids[start + kept..].fill(pad_id);
+        }
+        let region = start..start + kept;
+        let attn = self
+            .masks
+            .attention_mask
+            .as_ref()
+            .map(|a| &a.row(r)[..kept]);
+        match attn {
+            Some(a) => {
+                for (d, &m) in attention[region.clone()].iter_mut().zip(a) {
+                    *d = O::from_i64(i64::from(m != 0));
                 }
-                None => attention[region.clone()].fill(O::from_i64(1)),
             }
-            let spec = masks
-                .special_tokens_mask
-                .as_ref()
-                .map(|s| &s.row(r)[..kept]);
-            let row = Row {
-                src: &src[..kept],
-                ids: &mut ids[region.clone()],
-                labels: &mut labels[region],
-                rng: streams.row(keys, r),
-            };
-            let table = &cfg.special;
-            // Monomorphised per mask combination: no per-token Option checks.
-            match (attn, spec) {
-                (None, None) => row.mask(cfg, |_, id| !table[id as usize]),
-                (Some(a), None) => row.mask(cfg, |t, id| a[t] != 0 && !table[id as usize]),
-                (None, Some(s)) => row.mask(cfg, |t, id| s[t] == 0 && !table[id as usize]),
-                (Some(a), Some(s)) => {
-                    row.mask(cfg, |t, id| a[t] != 0 && s[t] == 0 && !table[id as usize])
-                }
+            None => attention[region.clone()].fill(O::from_i64(1)),
+        }
+        let spec = self
+            .masks
+            .special_tokens_mask
+            .as_ref()
+            .map(|s| &s.row(r)[..kept]);
+        let row = Row {
+            src: &src[..kept],
+            ids: &mut ids[region.clone()],
+            labels: &mut labels[region],
+            rng: self.streams.row(self.keys, r),
+        };
+        let table = &cfg.special;
+        // Monomorphised per mask combination: no per-token Option checks.
+        match (attn, spec) {
+            (None, None) => row.mask(cfg, |_, id| !table[id as usize]),
+            (Some(a), None) => row.mask(cfg, |t, id| a[t] != 0 && !table[id as usize]),
+            (None, Some(s)) => row.mask(cfg, |t, id| s[t] == 0 && !table[id as usize]),
+            (Some(a), Some(s)) => {
+                row.mask(cfg, |t, id| a[t] != 0 && s[t] == 0 && !table[id as usize])
             }
-        })?;
-    Ok(MlmBatch {
-        rows,
-        width,
-        input_ids: ids,
-        attention_mask: attention,
-        labels,
-    })
+        }
+    }
 }
 
 /// One row's kept region and its random stream.
@@ -485,6 +561,30 @@ mod tests {
         let one = run(&cfg, &ids, &offs, 1);
         assert_eq!(one, run(&cfg, &ids, &offs, 2));
         assert_eq!(one, run(&cfg, &ids, &offs, 4));
+    }
+
+    #[test]
+    fn caller_buffers_get_the_same_batch() {
+        let cfg = MlmConfig::new(&params(&[1, 2, 3])).unwrap();
+        let ids: Vec<i64> = (0..300).map(|i| 5 + (i * 31) % 90).collect();
+        let offsets = [0, 100, 170, 300];
+        let r = Ragged::new("input_ids", &ids, &offsets).unwrap();
+        let (masks, pad) = (TokenMasks::default(), PadSpec::default());
+        let streams = Streams::new(3, 1, PURPOSE);
+        let keys = RowKeys::Batch { index: 2 };
+        let job = MlmJob::new(&cfg, &r, &masks, &pad, &streams, &keys).unwrap();
+        assert_eq!((job.rows(), job.width()), (3, 130));
+        let own = job.run::<i32>(1).unwrap();
+        // Dirty caller memory is fully overwritten.
+        let mut bufs = [vec![7i32; 390], vec![7i32; 390], vec![7i32; 390]];
+        let [a, b, c] = &mut bufs;
+        job.run_into(2, [a.as_mut_slice(), b, c]).unwrap();
+        assert_eq!(bufs[0], own.input_ids);
+        assert_eq!(bufs[1], own.attention_mask);
+        assert_eq!(bufs[2], own.labels);
+        let mut short = [vec![0i32; 389], vec![0i32; 389], vec![0i32; 389]];
+        let [a, b, c] = &mut short;
+        assert!(job.run_into(1, [a.as_mut_slice(), b, c]).is_err());
     }
 
     #[test]

@@ -2,10 +2,11 @@
 
 use lmobjectives_core::batch::{PadSpec, Ragged, Side};
 use lmobjectives_core::masking::{
-    Budget, MlmBatch, MlmConfig, MlmParams, PURPOSE, TokenMasks, mask_batch,
+    Budget, MlmBatch, MlmConfig, MlmJob, MlmParams, PURPOSE, TokenMasks,
 };
 use lmobjectives_core::rng::{RowKeys, Streams};
-use numpy::PyArray2;
+use numpy::{PyArray2, PyArray3, PyArrayMethods, PyUntypedArrayMethods};
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
@@ -41,6 +42,56 @@ fn arrays<O: lmobjectives_core::batch::OutId + numpy::Element>(
         to_numpy2(py, b.rows, b.width, b.attention_mask)?,
         to_numpy2(py, b.rows, b.width, b.labels)?,
     ))
+}
+
+/// Runs a validated job into Rust-owned buffers, or into the `(3, rows, width)` array that
+/// `allocate(shape, dtype)` returns (e.g. a view of a shared-memory or pinned tensor).
+fn run_job<'py, T, O>(
+    py: Python<'py>,
+    job: &MlmJob<'_, T>,
+    threads: usize,
+    allocate: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyTuple>>
+where
+    T: lmobjectives_core::batch::TokenId,
+    O: lmobjectives_core::batch::OutId + numpy::Element,
+{
+    let Some(allocate) = allocate else {
+        let b = py.detach(|| job.run::<O>(threads)).map_err(to_py)?;
+        return arrays(py, b)?.into_pyobject(py);
+    };
+    let (rows, width) = (job.rows(), job.width());
+    let dtype = numpy::dtype::<O>(py);
+    let obj = allocate.call1(((3usize, rows, width), dtype.str()?))?;
+    let arr = obj.cast::<PyArray3<O>>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "allocate: must return a NumPy array of dtype {dtype}, got {}",
+            obj.get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
+        ))
+    })?;
+    if arr.shape() != [3, rows, width] || !arr.is_c_contiguous() {
+        return Err(PyValueError::new_err(format!(
+            "allocate: must return a C-contiguous array of shape (3, {rows}, {width}), got {:?}",
+            arr.shape()
+        )));
+    }
+    {
+        let mut rw = arr
+            .try_readwrite()
+            .map_err(|e| PyValueError::new_err(format!("allocate: array not writeable: {e}")))?;
+        let out = rw
+            .as_slice_mut()
+            .map_err(|e| PyValueError::new_err(format!("allocate: {e}")))?;
+        let n = rows * width;
+        let (ids, rest) = out.split_at_mut(n);
+        let (attention, labels) = rest.split_at_mut(n);
+        py.detach(|| job.run_into(threads, [ids, attention, labels]))
+            .map_err(to_py)?;
+    }
+    PyTuple::new(py, [arr.get_item(0)?, arr.get_item(1)?, arr.get_item(2)?])
 }
 
 #[pymethods]
@@ -156,7 +207,7 @@ impl MlmMasker {
         input_ids, *, attention_mask=None, special_tokens_mask=None,
         seed, epoch=0, batch_index=0, sample_ids=None,
         max_length=None, truncation=false, pad_to_max_length=false, pad_to_multiple_of=1,
-        padding_side="right", dtype="int64", num_threads=1, rows_name=None,
+        padding_side="right", dtype="int64", num_threads=1, rows_name=None, allocate=None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn mask<'py>(
@@ -177,6 +228,7 @@ impl MlmMasker {
         dtype: &str,
         num_threads: usize,
         rows_name: Option<&str>,
+        allocate: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyTuple>> {
         let dtype = OutDtype::parse(dtype)?;
         let pad = PadSpec {
@@ -220,39 +272,10 @@ impl MlmMasker {
         let streams = Streams::new(seed, epoch, PURPOSE);
         let cfg = &self.cfg;
         with_rows!(rows, "input_ids", |r| {
+            let job = MlmJob::new(cfg, &r, &masks, &pad, &streams, &keys).map_err(to_py)?;
             match dtype {
-                OutDtype::I64 => {
-                    let b = py
-                        .detach(|| {
-                            mask_batch::<_, i64>(
-                                cfg,
-                                &r,
-                                &masks,
-                                &pad,
-                                &streams,
-                                &keys,
-                                num_threads,
-                            )
-                        })
-                        .map_err(to_py)?;
-                    Ok(arrays(py, b)?.into_pyobject(py)?)
-                }
-                OutDtype::I32 => {
-                    let b = py
-                        .detach(|| {
-                            mask_batch::<_, i32>(
-                                cfg,
-                                &r,
-                                &masks,
-                                &pad,
-                                &streams,
-                                &keys,
-                                num_threads,
-                            )
-                        })
-                        .map_err(to_py)?;
-                    Ok(arrays(py, b)?.into_pyobject(py)?)
-                }
+                OutDtype::I64 => run_job::<_, i64>(py, &job, num_threads, allocate),
+                OutDtype::I32 => run_job::<_, i32>(py, &job, num_threads, allocate),
             }
         })
     }
