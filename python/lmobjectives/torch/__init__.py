@@ -57,7 +57,13 @@ class SharedMemoryAllocator:
             numel *= d
         itemsize = torch.empty(0, dtype=torch_dtype).element_size()
         storage = torch.UntypedStorage._new_shared(numel * itemsize)
-        self.tensor = torch.empty(0, dtype=torch_dtype).set_(storage, 0, shape)
+        strides, step = [], 1
+        for d in reversed(shape):
+            strides.append(step)
+            step *= d
+        self.tensor = torch.empty(0, dtype=torch_dtype).set_(
+            storage, 0, list(shape), strides[::-1]
+        )
         return self.tensor.numpy()
 
 
