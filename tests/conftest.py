@@ -30,16 +30,9 @@ def small_tokenizer():
 
 @pytest.fixture(scope="session")
 def hf_tokenizer(small_tokenizer):
-    from transformers import PreTrainedTokenizerFast
+    from lmobjectives.baselines import hf_tokenizer
 
-    return PreTrainedTokenizerFast(
-        tokenizer_object=small_tokenizer,
-        unk_token="[UNK]",
-        pad_token="[PAD]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        mask_token="[MASK]",
-    )
+    return hf_tokenizer(small_tokenizer)
 
 
 def make_rows(n_rows: int, lo: int, hi: int, seed: int = 0) -> list[list[int]]:

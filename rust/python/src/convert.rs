@@ -3,7 +3,7 @@
 //! Everything here runs with the GIL held and before any kernel: inputs are extracted first,
 //! then the kernel runs detached from the interpreter.
 
-use lmobjectives_core::batch::{OutId, dense_offsets};
+use lmobjectives_core::batch::{OutId, PadSpec, Side, dense_offsets};
 use numpy::ndarray::Array2;
 use numpy::{
     Element, IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray2, PyUntypedArray,
@@ -361,6 +361,23 @@ pub fn to_numpy2<O: OutId + Element>(
     let arr = Array2::from_shape_vec((rows, width), buf)
         .map_err(|e| PyValueError::new_err(format!("internal shape error: {e}")))?;
     Ok(arr.into_pyarray(py))
+}
+
+/// The padding geometry from the keyword arguments every batch-making function takes.
+pub fn pad_spec(
+    max_length: Option<usize>,
+    truncation: bool,
+    pad_to_max_length: bool,
+    pad_to_multiple_of: usize,
+    padding_side: &str,
+) -> PyResult<PadSpec> {
+    Ok(PadSpec {
+        max_length,
+        truncation,
+        pad_to_max_length,
+        multiple_of: pad_to_multiple_of,
+        side: Side::parse("padding_side", padding_side).map_err(crate::errors::to_py)?,
+    })
 }
 
 /// Output integer width.

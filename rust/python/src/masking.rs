@@ -1,6 +1,6 @@
 //! `MlmMasker`: the MLM masking kernel as a frozen, picklable Python object.
 
-use lmobjectives_core::batch::{PadSpec, Ragged, Side};
+use lmobjectives_core::batch::Ragged;
 use lmobjectives_core::masking::{
     Budget, MlmBatch, MlmConfig, MlmJob, MlmParams, PURPOSE, TokenMasks,
 };
@@ -10,7 +10,7 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
-use crate::convert::{OutDtype, id_rows, mask_rows, to_numpy2};
+use crate::convert::{OutDtype, id_rows, mask_rows, pad_spec, to_numpy2};
 use crate::errors::to_py;
 use crate::with_rows;
 
@@ -231,13 +231,13 @@ impl MlmMasker {
         allocate: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyTuple>> {
         let dtype = OutDtype::parse(dtype)?;
-        let pad = PadSpec {
+        let pad = pad_spec(
             max_length,
             truncation,
             pad_to_max_length,
-            multiple_of: pad_to_multiple_of,
-            side: Side::parse("padding_side", padding_side).map_err(to_py)?,
-        };
+            pad_to_multiple_of,
+            padding_side,
+        )?;
         // `rows_name` is a template such as "examples[{row}]['{key}']" for error messages.
         let name = |key: &str| rows_name.map(|t| t.replace("{key}", key));
         let rows = id_rows(input_ids, "input_ids", name("input_ids").as_deref())?;

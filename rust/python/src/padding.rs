@@ -1,9 +1,9 @@
 //! Generic padding of aligned per-token rows (token_type_ids and friends).
 
-use lmobjectives_core::batch::{PadSpec, Side, pad as pad_rows};
+use lmobjectives_core::batch::pad as pad_rows;
 use pyo3::prelude::*;
 
-use crate::convert::{OutDtype, id_rows, to_numpy2};
+use crate::convert::{OutDtype, id_rows, pad_spec, to_numpy2};
 use crate::errors::to_py;
 use crate::with_rows;
 
@@ -28,13 +28,13 @@ pub fn pad<'py>(
     rows_name: Option<&str>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let dtype = OutDtype::parse(dtype)?;
-    let spec = PadSpec {
+    let spec = pad_spec(
         max_length,
         truncation,
         pad_to_max_length,
-        multiple_of: pad_to_multiple_of,
-        side: Side::parse("padding_side", padding_side).map_err(to_py)?,
-    };
+        pad_to_multiple_of,
+        padding_side,
+    )?;
     if dtype == OutDtype::I32 && i32::try_from(pad_value).is_err() {
         return Err(to_py(lmobjectives_core::CoreError::invalid(
             "pad_value",
