@@ -233,7 +233,8 @@ def test_outputs_are_rust_buffers_handed_over_without_copy(ragged_rows):
 
 
 def test_pt_tensors_share_memory_with_the_rust_buffer(ragged_rows):
-    torch = pytest.importorskip("torch")
+    import torch
+
     from lmobjectives.torch import to_torch
 
     batch = collator()(ragged_rows)
@@ -260,8 +261,9 @@ def test_configuration_from_tokenizers(small_tokenizer, hf_tokenizer):
 
 
 def test_encodings_from_a_real_tokenizer_train_a_transformers_model(hf_tokenizer):
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
+    import torch
+    import transformers
+
     texts = [" ".join(f"w{5 + (i * j) % 900}" for j in range(5 + i)) for i in range(6)]
     enc = hf_tokenizer(texts, return_special_tokens_mask=True)
     examples = [
@@ -378,8 +380,9 @@ def test_random_replacements_are_uniform_over_non_special_ids():
 
 
 def test_statistical_parity_with_hugging_face(hf_tokenizer):
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
+    import torch
+    import transformers
+
     hf = transformers.DataCollatorForLanguageModeling(
         hf_tokenizer, mlm_probability=0.15, seed=7, return_tensors="pt"
     )

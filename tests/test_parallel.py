@@ -9,13 +9,13 @@ import time
 
 import numpy as np
 import pytest
+import torch
 
 from lmobjectives import MLMCollator
 from lmobjectives._seeding import resolve_num_threads
 
 from conftest import MASK, PAD, VOCAB, make_rows
 
-torch = pytest.importorskip("torch")
 DataLoader = torch.utils.data.DataLoader
 
 

@@ -6,13 +6,12 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from lmobjectives import MLMCollator
+from lmobjectives.torch import MLMHead, masked_lm_loss, to_torch
 
 from conftest import MASK, PAD, VOCAB, make_rows
-
-torch = pytest.importorskip("torch")
-from lmobjectives.torch import MLMHead, masked_lm_loss, to_torch  # noqa: E402
 
 
 def test_to_torch_shares_memory_and_rejects_non_arrays():
@@ -125,7 +124,8 @@ def test_a_tiny_encoder_learns_from_collated_batches():
 
 
 def test_collated_rows_feed_a_transformers_bert():
-    transformers = pytest.importorskip("transformers")
+    import transformers
+
     cfg = transformers.BertConfig(
         vocab_size=VOCAB,
         hidden_size=32,
