@@ -170,6 +170,26 @@ def test_thread_count_from_argument_and_environment(monkeypatch):
         collator()(DATA[:2])
 
 
+def test_concurrent_calls_from_threads_never_share_a_batch_index():
+    rows = [ex["input_ids"] for ex in SAME[:8]]
+    shared = collator(num_threads=1)
+    results: list[bytes] = []
+
+    def work() -> None:
+        for _ in range(50):
+            results.append(shared(rows)["labels"].tobytes())
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    serial = collator(num_threads=1)
+    expected = {serial(rows)["labels"].tobytes() for _ in range(200)}
+    assert len(set(results)) == 200
+    assert set(results) == expected
+
+
 def test_kernel_releases_the_gil():
     """A Python thread keeps running while the kernel works on a large batch."""
     big = np.random.default_rng(0).integers(5, VOCAB, size=(1024, 4096), dtype=np.int64)

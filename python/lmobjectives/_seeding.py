@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from typing import Any
 
 from lmobjectives import _core
@@ -85,6 +86,7 @@ class StreamState:
 
     __slots__ = (
         "_local_calls",
+        "_lock",
         "_origin_pid",
         "_pid",
         "batch_index",
@@ -101,38 +103,55 @@ class StreamState:
         self._origin_pid = os.getpid()  # where the (unseeded) seed was drawn
         self._pid = os.getpid()
         self._local_calls = 0  # batches made by this copy inside a DataLoader worker
+        self._lock = threading.Lock()
 
-    def peek(self) -> tuple[int, int, int]:
-        """``(seed, epoch, global batch index)`` of the next batch; :meth:`advance` commits it
-        once the batch is made, so a failed call leaves the stream where it was."""
+    def reserve(self) -> tuple[int, int, int, tuple[bool, int]]:
+        """Takes the next batch: ``(seed, epoch, global batch index, ticket)``.
+
+        Thread-safe: concurrent calls get distinct batch indices. Pass the ticket to
+        :meth:`cancel` if making the batch fails, so a failed call leaves the stream where it
+        was (when no other batch was reserved since).
+        """
         info = worker_info()
-        if info is None:
-            seed = self.seed
-            if not self.explicit and os.getpid() != self._origin_pid:
-                # An unseeded copy in another process (multiprocessing, spawn): never share
-                # the parent's stream.
-                seed = mix64(seed, os.getpid())
-            return seed, self.epoch, self.batch_index
-        if self._pid != os.getpid():  # a fresh copy in a new worker process
-            self._pid = os.getpid()
-            self._local_calls = 0
-        index = self.batch_index + self._local_calls * info.num_workers + info.id
-        seed = self.seed if self.explicit else mix64(self.seed, info.seed)
-        return seed, self.epoch, index
-
-    def advance(self) -> None:
-        if worker_info() is None:
-            self.batch_index += 1
+        with self._lock:
+            if info is None:
+                ticket = (False, self.batch_index)
+                index = self.batch_index
+                self.batch_index += 1
+            else:
+                if self._pid != os.getpid():  # a fresh copy in a new worker process
+                    self._pid = os.getpid()
+                    self._local_calls = 0
+                ticket = (True, self._local_calls)
+                index = self.batch_index + self._local_calls * info.num_workers + info.id
+                self._local_calls += 1
+        if info is not None:
+            seed = self.seed if self.explicit else mix64(self.seed, info.seed)
+        elif not self.explicit and os.getpid() != self._origin_pid:
+            # An unseeded copy in another process (multiprocessing, spawn): never share the
+            # parent's stream.
+            seed = mix64(self.seed, os.getpid())
         else:
-            self._local_calls += 1
+            seed = self.seed
+        return seed, self.epoch, index, ticket
+
+    def cancel(self, ticket: tuple[bool, int]) -> None:
+        """Gives back a reserved batch if it is still the latest one."""
+        in_worker, value = ticket
+        with self._lock:
+            if in_worker and self._local_calls == value + 1:
+                self._local_calls = value
+            elif not in_worker and self.batch_index == value + 1:
+                self.batch_index = value
 
     def set_epoch(self, epoch: int, batch_index: int = 0) -> None:
         for name, v in (("epoch", epoch), ("batch_index", batch_index)):
             if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 1 << 64:
                 raise ValueError(f"{name}: expected an int in [0, 2**64), got {v!r}")
-        self.epoch = epoch
-        self.batch_index = batch_index
-        self._local_calls = 0
+        with self._lock:
+            self.epoch = epoch
+            self.batch_index = batch_index
+            self._local_calls = 0
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -179,3 +198,4 @@ class StreamState:
         self._origin_pid = state["origin_pid"]
         self._pid = -1  # forces a reset of the local worker count on first use
         self._local_calls = 0
+        self._lock = threading.Lock()

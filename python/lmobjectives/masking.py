@@ -200,7 +200,14 @@ class MLMCollator:
 
     def __call__(self, examples: Any) -> dict[str, Any]:
         rows = normalize(examples)
-        seed, epoch, batch_index = self._streams.peek()
+        seed, epoch, batch_index, ticket = self._streams.reserve()
+        try:
+            return self._make(rows, seed, epoch, batch_index)
+        except BaseException:
+            self._streams.cancel(ticket)
+            raise
+
+    def _make(self, rows: Any, seed: int, epoch: int, batch_index: int) -> dict[str, Any]:
         allocator = None
         if self.return_tensors == "pt" and worker_info() is not None:
             # In a DataLoader worker: write the batch straight into one shared-memory tensor,
@@ -247,7 +254,6 @@ class MLMCollator:
                     f"token_type_ids: rows do not match input_ids "
                     f"({batch['token_type_ids'].shape} vs {input_ids.shape})"
                 )
-        self._streams.advance()
         if self.return_tensors == "pt":
             from lmobjectives.torch import to_torch
 

@@ -61,9 +61,7 @@ class SharedMemoryAllocator:
         for d in reversed(shape):
             strides.append(step)
             step *= d
-        self.tensor = torch.empty(0, dtype=torch_dtype).set_(
-            storage, 0, list(shape), strides[::-1]
-        )
+        self.tensor = torch.empty(0, dtype=torch_dtype).set_(storage, 0, list(shape), strides[::-1])
         return self.tensor.numpy()
 
 
