@@ -9,38 +9,14 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from lmobjectives import _core
-from lmobjectives._inputs import normalize
-from lmobjectives._seeding import (
-    StreamState,
-    check_num_threads,
-    check_seed,
-    resolve_num_threads,
-    worker_info,
-)
+from lmobjectives._collator import Collator, Key, PaddingOptions, check_bool, check_positive_int
+from lmobjectives._inputs import Rows
 from lmobjectives._tokenizer import resolve_ids
 
 __all__ = ["MLMCollator"]
 
-_PADDING = ("longest", "max_length")
-_RETURN_TENSORS = ("np", "pt")
-_DTYPES = ("int64", "int32")
 
-
-def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise ValueError(f"{name}: must be one of {list(choices)}, got {value!r}")
-    return str(value)
-
-
-def _check_positive_int(name: str, value: Any) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name}: expected a positive int or None, got {value!r}")
-    return value
-
-
-class MLMCollator:
+class MLMCollator(Collator):
     """Dynamic MLM masking (BERT / RoBERTa), usable as ``DataLoader(collate_fn=...)``.
 
     Each eligible token (a real token that is not special) is selected with probability
@@ -127,10 +103,9 @@ class MLMCollator:
             mask_token_id=mask_token_id,
             special_token_ids=special_token_ids,
         )
-        if not isinstance(exact_budget, bool):
-            raise TypeError(f"exact_budget: expected a bool, got {type(exact_budget).__name__}")
-        if not isinstance(truncation, bool):
-            raise TypeError(f"truncation: expected a bool, got {type(truncation).__name__}")
+        super().__init__(
+            seed=seed, return_tensors=return_tensors, dtype=dtype, num_threads=num_threads
+        )
         self._masker = _core.MlmMasker(
             ids["vocab_size"],
             ids["mask_token_id"],
@@ -139,23 +114,16 @@ class MLMCollator:
             mlm_probability,
             mask_replace_prob,
             random_replace_prob,
-            exact_budget,
-            _check_positive_int("max_predictions", max_predictions),
+            check_bool("exact_budget", exact_budget),
+            check_positive_int("max_predictions", max_predictions),
         )
-        self.max_length = _check_positive_int("max_length", max_length)
-        self.truncation = truncation
-        self.padding = _check_choice("padding", padding, _PADDING)
-        if self.padding == "max_length" and self.max_length is None:
-            raise ValueError("padding: 'max_length' needs max_length")
-        if truncation and self.max_length is None:
-            raise ValueError("truncation: truncation=True needs max_length")
-        self.pad_to_multiple_of = _check_positive_int("pad_to_multiple_of", pad_to_multiple_of)
-        side = padding_side if padding_side is not None else ids["padding_side"]
-        self.padding_side = _check_choice("padding_side", side, ("right", "left"))
-        self.return_tensors = _check_choice("return_tensors", return_tensors, _RETURN_TENSORS)
-        self.dtype = _check_choice("dtype", dtype, _DTYPES)
-        self.num_threads = check_num_threads(num_threads)
-        self._streams = StreamState(check_seed(seed))
+        self.padding = PaddingOptions(
+            max_length=max_length,
+            truncation=truncation,
+            padding=padding,
+            pad_to_multiple_of=pad_to_multiple_of,
+            padding_side=padding_side if padding_side is not None else ids["padding_side"],
+        )
 
     # -- configuration ---------------------------------------------------------------------
 
@@ -175,65 +143,19 @@ class MLMCollator:
     def special_token_ids(self) -> list[int]:
         return list(self._masker.special_token_ids)
 
-    @property
-    def seed(self) -> int:
-        return self._streams.seed
-
-    @property
-    def epoch(self) -> int:
-        return self._streams.epoch
-
-    # -- randomness ------------------------------------------------------------------------
-
-    def set_epoch(self, epoch: int, batch_index: int = 0) -> None:
-        """Starts epoch ``epoch`` (new masks for the same samples) at batch ``batch_index``."""
-        self._streams.set_epoch(epoch, batch_index)
-
-    def state_dict(self) -> dict[str, Any]:
-        """Seed, epoch and batch counter: enough to resume the random stream exactly."""
-        return self._streams.state_dict()
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._streams.load_state_dict(state)
-
     # -- the batch -------------------------------------------------------------------------
 
-    def __call__(self, examples: Any) -> dict[str, Any]:
-        rows = normalize(examples)
-        seed, epoch, batch_index, ticket = self._streams.reserve()
-        try:
-            return self._make(rows, seed, epoch, batch_index)
-        except BaseException:
-            self._streams.cancel(ticket)
-            raise
-
-    def _make(self, rows: Any, seed: int, epoch: int, batch_index: int) -> dict[str, Any]:
-        allocator = None
-        if self.return_tensors == "pt" and worker_info() is not None:
-            # In a DataLoader worker: write the batch straight into one shared-memory tensor,
-            # so handing it to the main process copies nothing.
-            from lmobjectives.torch import SharedMemoryAllocator
-
-            allocator = SharedMemoryAllocator()
-        pad_kwargs: dict[str, Any] = {
-            "max_length": self.max_length,
-            "truncation": self.truncation,
-            "pad_to_max_length": self.padding == "max_length",
-            "pad_to_multiple_of": self.pad_to_multiple_of or 1,
-            "padding_side": self.padding_side,
-            "dtype": self.dtype,
-        }
+    def _make(self, rows: Rows, key: Key) -> tuple[dict[str, Any], Any]:
+        allocator = self._allocator(("input_ids", "attention_mask", "labels"))
+        pad_kwargs = {**self.padding.kwargs(), "dtype": self.dtype}
         input_ids, attention_mask, labels = self._masker.mask(
             rows.input_ids,
             attention_mask=rows.attention_mask,
             special_tokens_mask=rows.special_tokens_mask,
-            seed=seed,
-            epoch=epoch,
-            batch_index=batch_index,
-            sample_ids=rows.sample_ids,
-            num_threads=resolve_num_threads(self.num_threads),
+            num_threads=self._threads(),
             rows_name=rows.rows_name,
             allocate=allocator,
+            **key.kwargs(),
             **pad_kwargs,
         )
         batch: dict[str, Any] = {
@@ -254,14 +176,7 @@ class MLMCollator:
                     f"token_type_ids: rows do not match input_ids "
                     f"({batch['token_type_ids'].shape} vs {input_ids.shape})"
                 )
-        if self.return_tensors == "pt":
-            from lmobjectives.torch import to_torch
-
-            if allocator is not None and allocator.tensor is not None:
-                shared = allocator.tensor  # the arrays above are views of it
-                batch.update(input_ids=shared[0], attention_mask=shared[1], labels=shared[2])
-            return to_torch(batch)
-        return batch
+        return batch, allocator
 
     def __repr__(self) -> str:
         m = self._masker
@@ -270,10 +185,7 @@ class MLMCollator:
             f"pad_token_id={m.pad_token_id}, special_token_ids={m.special_token_ids}, "
             f"mlm_probability={m.mlm_probability}, mask_replace_prob={m.mask_replace_prob}, "
             f"random_replace_prob={m.random_replace_prob}, exact_budget={m.exact_budget}, "
-            f"max_predictions={m.max_predictions}, max_length={self.max_length}, "
-            f"truncation={self.truncation}, "
-            f"padding={self.padding!r}, pad_to_multiple_of={self.pad_to_multiple_of}, "
-            f"padding_side={self.padding_side!r}, seed={self.seed}, "
+            f"max_predictions={m.max_predictions}, {self.padding!r}, seed={self.seed}, "
             f"return_tensors={self.return_tensors!r}, dtype={self.dtype!r}, "
             f"num_threads={self.num_threads})"
         )

@@ -42,10 +42,12 @@ class SharedMemoryAllocator:
     main process (one segment and one copy per tensor). Kernels that write their batch into
     one shared buffer instead skip both the copies and two of the three segments — the same
     trick ``default_collate`` plays in workers. ``allocator(shape, dtype)`` returns a writable
-    NumPy view for the kernel; :attr:`tensor` keeps the tensor that owns it.
+    NumPy view for the kernel; :attr:`tensor` keeps the tensor that owns it, and ``names``
+    says which output each leading index holds.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, names: tuple[str, ...] = ()) -> None:
+        self.names = names
         self.tensor: torch.Tensor | None = None
 
     def __call__(self, shape: tuple[int, ...], dtype: str) -> np.ndarray:

@@ -1,0 +1,188 @@
+"""What every collator shares: seeding and epochs, resumable state, padding knobs, output
+conversion. An objective subclasses :class:`Collator` and implements :meth:`Collator._make`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lmobjectives._inputs import Rows, normalize
+from lmobjectives._seeding import (
+    StreamState,
+    check_num_threads,
+    check_seed,
+    resolve_num_threads,
+    worker_info,
+)
+
+RETURN_TENSORS = ("np", "pt")
+DTYPES = ("int64", "int32")
+PADDING = ("longest", "max_length")
+
+
+def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ValueError(f"{name}: must be one of {list(choices)}, got {value!r}")
+    return str(value)
+
+
+def check_positive_int(name: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name}: expected a positive int or None, got {value!r}")
+    return value
+
+
+def check_bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name}: expected a bool, got {type(value).__name__}")
+    return value
+
+
+class Key:
+    """Where one batch's random streams come from (pass to the kernel as keyword args)."""
+
+    __slots__ = ("batch_index", "epoch", "sample_ids", "seed")
+
+    def __init__(self, seed: int, epoch: int, batch_index: int, sample_ids: Any) -> None:
+        self.seed = seed
+        self.epoch = epoch
+        self.batch_index = batch_index
+        self.sample_ids = sample_ids
+
+    def kwargs(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed,
+            "epoch": self.epoch,
+            "batch_index": self.batch_index,
+            "sample_ids": self.sample_ids,
+        }
+
+
+class Collator:
+    """Base of the collators: ``DataLoader(collate_fn=collator)``.
+
+    Handles the contract of DESIGN.md §3 once: keyed random streams (``seed``, ``epoch``,
+    sample ``idx`` or batch index), :meth:`set_epoch`, :meth:`state_dict` /
+    :meth:`load_state_dict`, thread-safe batch numbering (a failed call gives its number
+    back), worker-aware thread counts and shared-memory output in DataLoader workers, and
+    ``return_tensors`` / ``dtype``.
+    """
+
+    def __init__(
+        self,
+        *,
+        seed: int | None,
+        return_tensors: str,
+        dtype: str,
+        num_threads: int | None,
+    ) -> None:
+        self.return_tensors = check_choice("return_tensors", return_tensors, RETURN_TENSORS)
+        self.dtype = check_choice("dtype", dtype, DTYPES)
+        self.num_threads = check_num_threads(num_threads)
+        self._streams = StreamState(check_seed(seed))
+
+    # -- randomness ------------------------------------------------------------------------
+
+    @property
+    def seed(self) -> int:
+        return self._streams.seed
+
+    @property
+    def epoch(self) -> int:
+        return self._streams.epoch
+
+    def set_epoch(self, epoch: int, batch_index: int = 0) -> None:
+        """Starts epoch ``epoch`` (new randomness for the same samples) at batch
+        ``batch_index``; call it at the start of every epoch, as with ``DistributedSampler``."""
+        self._streams.set_epoch(epoch, batch_index)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Seed, epoch and batch counter: enough to resume the random stream exactly."""
+        return self._streams.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._streams.load_state_dict(state)
+
+    # -- the batch -------------------------------------------------------------------------
+
+    def __call__(self, examples: Any) -> dict[str, Any]:
+        rows = normalize(examples)
+        seed, epoch, batch_index, ticket = self._streams.reserve()
+        try:
+            key = Key(seed, epoch, batch_index, rows.sample_ids)
+            return self._finish(*self._make(rows, key))
+        except BaseException:
+            self._streams.cancel(ticket)
+            raise
+
+    def _make(self, rows: Rows, key: Key) -> tuple[dict[str, Any], Any]:
+        """Builds the batch: returns ``(arrays by name, shared-memory allocator or None)``."""
+        raise NotImplementedError
+
+    def _threads(self) -> int:
+        return resolve_num_threads(self.num_threads)
+
+    def _allocator(self, names: tuple[str, ...]) -> Any:
+        """In a DataLoader worker with ``return_tensors="pt"``: an allocator that puts the
+        kernel's outputs (``names``, in order) in one shared-memory tensor, so handing the
+        batch to the main process copies nothing. ``None`` otherwise (the kernel's own
+        buffers are used)."""
+        if self.return_tensors == "pt" and worker_info() is not None:
+            from lmobjectives.torch import SharedMemoryAllocator
+
+            return SharedMemoryAllocator(names)
+        return None
+
+    def _finish(self, batch: dict[str, Any], allocator: Any) -> dict[str, Any]:
+        if self.return_tensors != "pt":
+            return batch
+        from lmobjectives.torch import to_torch
+
+        if allocator is not None and allocator.tensor is not None:
+            # The kernel's arrays are views of this tensor: hand out tensor views of it.
+            shared = allocator.tensor
+            for i, name in enumerate(allocator.names):
+                batch[name] = shared[i]
+        return to_torch(batch)
+
+
+class PaddingOptions:
+    """The padding knobs shared by the collators that pad rows."""
+
+    def __init__(
+        self,
+        *,
+        max_length: int | None,
+        truncation: bool,
+        padding: str,
+        pad_to_multiple_of: int | None,
+        padding_side: str,
+    ) -> None:
+        self.max_length = check_positive_int("max_length", max_length)
+        self.truncation = check_bool("truncation", truncation)
+        self.padding = check_choice("padding", padding, PADDING)
+        if self.padding == "max_length" and self.max_length is None:
+            raise ValueError("padding: 'max_length' needs max_length")
+        if self.truncation and self.max_length is None:
+            raise ValueError("truncation: truncation=True needs max_length")
+        self.pad_to_multiple_of = check_positive_int("pad_to_multiple_of", pad_to_multiple_of)
+        self.padding_side = check_choice("padding_side", padding_side, ("right", "left"))
+
+    def kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of the kernels' padding."""
+        return {
+            "max_length": self.max_length,
+            "truncation": self.truncation,
+            "pad_to_max_length": self.padding == "max_length",
+            "pad_to_multiple_of": self.pad_to_multiple_of or 1,
+            "padding_side": self.padding_side,
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"max_length={self.max_length}, truncation={self.truncation}, "
+            f"padding={self.padding!r}, pad_to_multiple_of={self.pad_to_multiple_of}, "
+            f"padding_side={self.padding_side!r}"
+        )
