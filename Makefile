@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: dev test test-rust test-python lint run bench clean
+.PHONY: dev inplace test test-rust test-python lint run bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,12 @@ $(STAMP): $(PY) pyproject.toml Cargo.toml rust/core/Cargo.toml rust/python/Cargo
 
 dev: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[dev]"  # rebuild the extension after Rust edits
+
+# Build the extension into python/lmobjectives without touching any venv (for worktrees:
+# run with PYTHONPATH=python and an interpreter that has the dependencies).
+inplace:
+	cargo build --release -p lmobjectives-python --locked
+	cp target/release/lib_core.so python/lmobjectives/_core.abi3.so
 
 test: dev lint test-rust test-python
 
