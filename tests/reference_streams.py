@@ -160,3 +160,191 @@ def mlm_row(
     for t in sorted(cand[:k]):
         replace(t)
     return ids, labels
+
+
+# -- units: words, spans, n-grams (rust/core/src/units.rs) ---------------------------------
+
+
+def categorical(weights: list[float]):
+    """Index sampler by cumulative 64-bit thresholds (the last covers the rest)."""
+    total = sum(weights)
+    below, cum = [], 0.0
+    for i, w in enumerate(weights):
+        cum += w
+        if i + 1 == len(weights):
+            below.append(M64)
+        else:
+            below.append(min(int((cum / total) * 18446744073709551616.0), M64))
+
+    def sample(rng: Xoshiro) -> int:
+        u = rng.next_u64()
+        for i, t in enumerate(below):
+            if u < t:
+                return i
+        return len(below) - 1
+
+    return sample
+
+
+def span_weights(p: float, lower: int, upper: int) -> list[float]:
+    return [p * (1.0 - p) ** (ell - 1) for ell in range(lower, upper + 1)]
+
+
+def ngram_weights(max_n: int, favor_shorter: bool = True) -> list[float]:
+    w = [1.0 / n for n in range(1, max_n + 1)]
+    return w if favor_shorter else w[::-1]
+
+
+def segment_words(n, eligible, starts, boundary=lambda t: False):
+    """[(start, len, segment)] as the kernel cuts them."""
+    words, seg, is_open = [], 0, False
+    for t in range(n):
+        if is_open and boundary(t):
+            seg, is_open = seg + 1, False
+        if not eligible(t):
+            if is_open:
+                seg, is_open = seg + 1, False
+            continue
+        if not is_open or starts(t):
+            words.append([t, 1, seg])
+            is_open = True
+        else:
+            words[-1][1] += 1
+    return words
+
+
+def shuffle(items: list, rng: Xoshiro) -> None:
+    for i in range(len(items) - 1, 0, -1):
+        j = rng.below(i + 1)
+        items[i], items[j] = items[j], items[i]
+
+
+def _room(words, i):
+    seg, k = words[i][2], 0
+    while i + k < len(words) and words[i + k][2] == seg:
+        k += 1
+    return k
+
+
+def select_units(kind, words, budget, rng, *, p=0.15, exact=True, law=None, lower=1):
+    """Selected (first word, count) pairs in position order."""
+    if kind == "word" and not exact:
+        if p <= 0:
+            return []
+        gap, out, n = gap_sampler(p), [], len(words)
+        w = gap(rng)
+        while w < n:
+            out.append((w, 1))
+            w += 1 + gap(rng)
+        return out
+    if kind == "word":
+        order = list(range(len(words)))
+        shuffle(order, rng)
+        out, used = [], 0
+        for w in order:
+            if used >= budget:
+                break
+            if used + words[w][1] <= budget:
+                used += words[w][1]
+                out.append((w, 1))
+        return sorted(out)
+    if kind == "ngram":
+        order = list(range(len(words)))
+        shuffle(order, rng)
+        taken, out, used = [False] * len(words), [], 0
+        for i in order:
+            if used >= budget:
+                break
+            n = min(1 + law(rng), _room(words, i))
+            tokens = sum(w[1] for w in words[i : i + n])
+            while n > 0 and used + tokens > budget:
+                n -= 1
+                tokens = sum(w[1] for w in words[i : i + n])
+            if n == 0 or any(taken[i : i + n]):
+                continue
+            for k in range(i, i + n):
+                taken[k] = True
+            used += tokens
+            out.append((i, n))
+        return sorted(out)
+    # span
+    if not words:
+        return []
+    cum, total = [], 0
+    for w in words:
+        cum.append(total)
+        total += w[1]
+    taken, out, used = [False] * len(words), [], 0
+    for _ in range(10 * len(words) + 100):
+        if used >= budget:
+            break
+        want = lower + law(rng)
+        j = rng.below(total)
+        w = max(i for i, c in enumerate(cum) if c <= j)
+        if taken[w]:
+            continue
+        room = min(_room(words, w), want)
+        count = 0
+        while count < room and not taken[w + count]:
+            if used + words[w + count][1] > budget:
+                break
+            used += words[w + count][1]
+            taken[w + count] = True
+            count += 1
+        if count:
+            out.append((w, count))
+    return sorted(out)
+
+
+def mlm_units_row(
+    row,
+    rng,
+    *,
+    vocab_size,
+    mask_id,
+    specials,
+    starts,
+    kind,
+    p,
+    mask_p,
+    rand_p,
+    exact=True,
+    max_predictions=None,
+    law=None,
+    lower=1,
+    replace_by_unit=True,
+):
+    """Unit masking of one row exactly as the kernel does; returns (ids, labels)."""
+    specials = set(specials)
+    pool = [i for i in range(vocab_size) if i not in specials]
+    ids, labels = list(row), [-100] * len(row)
+    words = segment_words(len(row), lambda t: row[t] not in specials, lambda t: starts(t))
+    n = sum(w[1] for w in words)
+    budget = 0 if n == 0 or p == 0 else min(n, max(1, round(p * n)))
+    if max_predictions is not None:
+        budget = min(budget, max_predictions)
+    units = select_units(kind, words, budget, rng, p=p, exact=exact, law=law, lower=lower)
+    to_mask = chance(mask_p)
+    total = mask_p + rand_p
+    to_mask_or_random = chance(1.0 if total >= 1.0 - 1e-12 else total)
+    for first, count in units:
+        start = words[first][0]
+        last = words[first + count - 1]
+        span = range(start, last[0] + last[1])
+        if replace_by_unit:
+            u = rng.next_u64()
+            for t in span:
+                labels[t] = row[t]
+                if to_mask(u):
+                    ids[t] = mask_id
+                elif to_mask_or_random(u):
+                    ids[t] = pool[rng.below(len(pool))]
+        else:
+            for t in span:
+                labels[t] = row[t]
+                u = rng.next_u64()
+                if to_mask(u):
+                    ids[t] = mask_id
+                elif to_mask_or_random(u):
+                    ids[t] = pool[rng.below(len(pool))]
+    return ids, labels

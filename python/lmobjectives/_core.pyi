@@ -14,6 +14,7 @@ __all__ = [
     "ShapeError",
     "TokenIdError",
     "__version__",
+    "_length_samples",
     "available_threads",
     "pad",
 ]
@@ -36,11 +37,20 @@ class MlmMasker:
         mask_token_id: int,
         pad_token_id: int,
         special_token_ids: list[int],
+        *,
         mlm_probability: float = 0.15,
         mask_replace_prob: float = 0.8,
         random_replace_prob: float = 0.1,
         exact_budget: bool = False,
         max_predictions: int | None = None,
+        unit: str = "token",
+        replace_by: str = "unit",
+        word_starts: list[bool] | None = None,
+        geometric_p: float = 0.2,
+        span_lower: int = 1,
+        span_upper: int = 10,
+        ngram: int = 3,
+        favor_shorter_ngram: bool = True,
     ) -> MlmMasker: ...
     @property
     def vocab_size(self) -> int: ...
@@ -60,12 +70,20 @@ class MlmMasker:
     def exact_budget(self) -> bool: ...
     @property
     def max_predictions(self) -> int | None: ...
+    @property
+    def unit(self) -> str: ...
+    @property
+    def replace_by(self) -> str: ...
+    @property
+    def has_word_starts(self) -> bool: ...
     def mask(
         self,
         input_ids: Any,
         *,
         attention_mask: Any = None,
         special_tokens_mask: Any = None,
+        word_ids: Any = None,
+        boundaries: Any = None,
         seed: int,
         epoch: int = 0,
         batch_index: int = 0,
@@ -96,3 +114,14 @@ def pad(
     rows_name: str | None = None,
 ) -> _IntArray: ...
 def available_threads() -> int: ...
+def _length_samples(
+    unit: str,
+    count: int,
+    *,
+    seed: int = 0,
+    geometric_p: float = 0.2,
+    span_lower: int = 1,
+    span_upper: int = 10,
+    ngram: int = 3,
+    favor_shorter_ngram: bool = True,
+) -> npt.NDArray[np.uint32]: ...

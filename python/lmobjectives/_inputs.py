@@ -2,7 +2,8 @@
 
 Accepted forms (DESIGN.md §3):
 - a list of examples, each a mapping with ``input_ids`` (list of ints or 1-D integer array)
-  and optionally ``attention_mask``, ``special_tokens_mask``, ``token_type_ids``, ``idx``;
+  and optionally ``attention_mask``, ``special_tokens_mask``, ``token_type_ids``,
+  ``word_ids`` (a fast tokenizer's ``word_ids()``, ``None`` for special tokens), ``idx``;
 - a list of sequences (lists of ints or 1-D integer arrays / tensors);
 - a 2-D integer array (or tensor), e.g. already padded rows;
 - a mapping of such arrays (a pre-collated batch, e.g. ``{"input_ids": 2-D, ...}``).
@@ -20,7 +21,13 @@ from typing import Any
 
 import numpy as np
 
-TOKEN_KEYS = ("input_ids", "attention_mask", "special_tokens_mask", "token_type_ids")
+TOKEN_KEYS = (
+    "input_ids",
+    "attention_mask",
+    "special_tokens_mask",
+    "token_type_ids",
+    "word_ids",
+)
 SAMPLE_KEY = "idx"
 ACCEPTED_KEYS = frozenset((*TOKEN_KEYS, SAMPLE_KEY))
 
@@ -33,6 +40,7 @@ class Rows:
     attention_mask: Any = None
     special_tokens_mask: Any = None
     token_type_ids: Any = None
+    word_ids: Any = None
     sample_ids: list[int] | None = None
     # How row `{row}` of column `{key}` is named in error messages.
     rows_name: str = "{key}[{row}]"

@@ -8,16 +8,28 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import numpy as np
+
 from lmobjectives import _core
-from lmobjectives._collator import Collator, Key, PaddingOptions, check_bool, check_positive_int
+from lmobjectives._collator import (
+    Collator,
+    Key,
+    PaddingOptions,
+    check_bool,
+    check_choice,
+    check_positive_int,
+)
 from lmobjectives._inputs import Rows
-from lmobjectives._tokenizer import resolve_ids
+from lmobjectives._tokenizer import resolve_ids, word_start_table
+
+UNITS = ("token", "word", "span", "ngram")
 
 __all__ = ["MLMCollator"]
 
 
 class MLMCollator(Collator):
-    """Dynamic MLM masking (BERT / RoBERTa), usable as ``DataLoader(collate_fn=...)``.
+    """Dynamic MLM masking (BERT / RoBERTa, whole words, SpanBERT spans, ALBERT n-grams),
+    usable as ``DataLoader(collate_fn=...)``.
 
     Each eligible token (a real token that is not special) is selected with probability
     ``mlm_probability`` — or, with ``exact_budget=True``, exactly ``round(p·n)`` of the ``n``
@@ -25,6 +37,25 @@ class MLMCollator(Collator):
     ``max_predictions``). A selected token keeps its id as label and becomes ``[MASK]`` with
     probability ``mask_replace_prob``, a random *non-special* id with ``random_replace_prob``,
     and stays unchanged otherwise. Unselected positions are labelled ``-100``.
+
+    With ``unit="word"`` / ``"span"`` / ``"ngram"`` whole words are selected together:
+
+    - ``"word"``: Google BERT whole-word masking — words in random order, each taken if it
+      fits the token budget ``round(p·n)`` and skipped if it would overshoot
+      (``exact_budget=False`` instead selects each word with probability ``p``, as Hugging Face
+      5.x does);
+    - ``"span"``: SpanBERT — span lengths in words ~ Geometric(``geometric_p``) truncated to
+      [``span_lower``, ``span_upper``] and renormalised (mean 3.8 words at the defaults),
+      anchored at a uniformly drawn token, until the token budget is filled;
+    - ``"ngram"``: ALBERT/Megatron — n-grams of 1..``ngram`` words with P(n) ∝ 1/n.
+
+    Units never cross padding, special tokens or packed-example boundaries, and never split a
+    word (where SpanBERT would cut the last span mid-word to hit its budget exactly, a row can
+    end up one word short). The 80/10/10 decision is made once per unit
+    (``replace_by="unit"``: a word is all [MASK], all random or all kept) or per token
+    (``"token"``, as Google BERT does). Word boundaries come from ``word_ids`` in the examples
+    (a fast tokenizer's ``encoding.word_ids()``), else from the tokenizer's vocabulary
+    (WordPiece ``##``, SentencePiece ``▁``, byte-level BPE ``Ġ``), else from ``word_starts``.
 
     Randomness: row streams are keyed by ``(seed, epoch, idx)`` when examples carry an
     ``idx`` field and by ``(seed, epoch, batch index, row)`` otherwise, so a batch is the same
@@ -45,8 +76,16 @@ class MLMCollator(Collator):
         random_replace_prob: share replaced by a random non-special id (0.1); the rest keep
             their token. The two must sum to at most 1.
         exact_budget: select exactly ``round(p·n)`` tokens per row instead of i.i.d.
-            Bernoulli draws.
+            Bernoulli draws. Default: False for ``unit="token"``, True otherwise (span and
+            n-gram masking are always budget-based).
         max_predictions: cap on the exact budget (needs ``exact_budget=True``).
+        unit: ``"token"``, ``"word"``, ``"span"`` or ``"ngram"``.
+        replace_by: ``"unit"`` (one 80/10/10 decision per word/span) or ``"token"``.
+        word_starts: a boolean table over the vocabulary (True where a token begins a word),
+            overriding the one derived from the tokenizer.
+        geometric_p, span_lower, span_upper: SpanBERT's span-length law (0.2, 1, 10).
+        ngram, favor_shorter_ngram: ALBERT's longest n-gram (3) and P(n) ∝ 1/n (True) or
+            reversed (False).
         max_length: longest row accepted; longer rows raise unless ``truncation=True``.
         truncation: keep the first ``max_length`` tokens of longer rows.
         padding: ``"longest"`` (pad to the longest row) or ``"max_length"``.
@@ -83,8 +122,16 @@ class MLMCollator(Collator):
         mlm_probability: float = 0.15,
         mask_replace_prob: float = 0.8,
         random_replace_prob: float = 0.1,
-        exact_budget: bool = False,
+        exact_budget: bool | None = None,
         max_predictions: int | None = None,
+        unit: Literal["token", "word", "span", "ngram"] = "token",
+        replace_by: Literal["unit", "token"] = "unit",
+        word_starts: Any = None,
+        geometric_p: float = 0.2,
+        span_lower: int = 1,
+        span_upper: int = 10,
+        ngram: int = 3,
+        favor_shorter_ngram: bool = True,
         max_length: int | None = None,
         truncation: bool = False,
         padding: Literal["longest", "max_length"] = "longest",
@@ -106,16 +153,37 @@ class MLMCollator(Collator):
         super().__init__(
             seed=seed, return_tensors=return_tensors, dtype=dtype, num_threads=num_threads
         )
+        unit_name = check_choice("unit", unit, UNITS)
+        if exact_budget is None:
+            exact_budget = unit_name != "token"
+        if unit_name != "token" and word_starts is None and tokenizer is not None:
+            word_starts = word_start_table(tokenizer)
+        if word_starts is not None:
+            word_starts = np.asarray(word_starts)
+            if word_starts.dtype != np.bool_ or word_starts.ndim != 1:
+                raise TypeError(
+                    "word_starts: expected a 1-D boolean array over the vocabulary, got "
+                    f"{word_starts.dtype} with shape {word_starts.shape}"
+                )
+            word_starts = word_starts.tolist()
         self._masker = _core.MlmMasker(
             ids["vocab_size"],
             ids["mask_token_id"],
             ids["pad_token_id"],
             ids["special_token_ids"],
-            mlm_probability,
-            mask_replace_prob,
-            random_replace_prob,
-            check_bool("exact_budget", exact_budget),
-            check_positive_int("max_predictions", max_predictions),
+            mlm_probability=mlm_probability,
+            mask_replace_prob=mask_replace_prob,
+            random_replace_prob=random_replace_prob,
+            exact_budget=check_bool("exact_budget", exact_budget),
+            max_predictions=check_positive_int("max_predictions", max_predictions),
+            unit=unit_name,
+            replace_by=check_choice("replace_by", replace_by, ("unit", "token")),
+            word_starts=word_starts,
+            geometric_p=geometric_p,
+            span_lower=span_lower,
+            span_upper=span_upper,
+            ngram=ngram,
+            favor_shorter_ngram=check_bool("favor_shorter_ngram", favor_shorter_ngram),
         )
         self.padding = PaddingOptions(
             max_length=max_length,
@@ -143,6 +211,10 @@ class MLMCollator(Collator):
     def special_token_ids(self) -> list[int]:
         return list(self._masker.special_token_ids)
 
+    @property
+    def unit(self) -> str:
+        return str(self._masker.unit)
+
     # -- the batch -------------------------------------------------------------------------
 
     def _make(self, rows: Rows, key: Key) -> tuple[dict[str, Any], Any]:
@@ -152,6 +224,7 @@ class MLMCollator(Collator):
             rows.input_ids,
             attention_mask=rows.attention_mask,
             special_tokens_mask=rows.special_tokens_mask,
+            word_ids=rows.word_ids,
             num_threads=self._threads(),
             rows_name=rows.rows_name,
             allocate=allocator,
@@ -179,13 +252,9 @@ class MLMCollator(Collator):
         return batch, allocator
 
     def __repr__(self) -> str:
-        m = self._masker
+        kernel = repr(self._masker)[len("MlmMasker(") : -1]
         return (
-            f"MLMCollator(vocab_size={m.vocab_size}, mask_token_id={m.mask_token_id}, "
-            f"pad_token_id={m.pad_token_id}, special_token_ids={m.special_token_ids}, "
-            f"mlm_probability={m.mlm_probability}, mask_replace_prob={m.mask_replace_prob}, "
-            f"random_replace_prob={m.random_replace_prob}, exact_budget={m.exact_budget}, "
-            f"max_predictions={m.max_predictions}, {self.padding!r}, seed={self.seed}, "
+            f"MLMCollator({kernel}, {self.padding!r}, seed={self.seed}, "
             f"return_tensors={self.return_tensors!r}, dtype={self.dtype!r}, "
             f"num_threads={self.num_threads})"
         )

@@ -6,7 +6,7 @@ use std::time::Instant;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use lmobjectives_core::batch::{PadSpec, Ragged, dense_offsets};
-use lmobjectives_core::masking::{Budget, MlmConfig, MlmParams, PURPOSE, TokenMasks, mask_batch};
+use lmobjectives_core::masking::{MlmConfig, MlmParams, PURPOSE, TokenMasks, mask_batch};
 use lmobjectives_core::rng::{RowKeys, Streams};
 
 fn main() {
@@ -17,17 +17,7 @@ fn main() {
     let offsets = dense_offsets(rows, cols);
     let r = Ragged::new("input_ids", &ids, &offsets).unwrap();
     let specials = [1i64, 2, 3];
-    let cfg = MlmConfig::new(&MlmParams {
-        vocab_size: 30_522,
-        mask_token_id: 4,
-        pad_token_id: 0,
-        special_token_ids: &specials,
-        mlm_probability: 0.15,
-        mask_replace_prob: 0.8,
-        random_replace_prob: 0.1,
-        budget: Budget::Bernoulli,
-    })
-    .unwrap();
+    let cfg = MlmConfig::new(&MlmParams::new(30_522, 4, 0, &specials)).unwrap();
     for threads in [1usize, 2] {
         let iters: u64 = std::env::var("ITERS")
             .ok()

@@ -12,5 +12,6 @@ pub mod error;
 pub mod masking;
 pub mod parallel;
 pub mod rng;
+pub mod units;
 
 pub use error::{CoreError, Result, check_probability};

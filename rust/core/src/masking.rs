@@ -7,10 +7,18 @@
 //! selected position gets its original id as label and becomes `[MASK]` with probability
 //! `mask_replace_prob`, a uniformly drawn *non-special* id with `random_replace_prob`, and
 //! stays unchanged otherwise. Every draw comes from the row's keyed stream ([`crate::rng`]).
+//!
+//! Units larger than a token ([`UnitSpec`]: whole words, SpanBERT spans, ALBERT n-grams) are
+//! selected by [`crate::units`]; the replacement decision is then made once per unit (all its
+//! tokens share it) or per token.
 
 use crate::batch::{OutId, PadSpec, Ragged, TokenId, check_ids, fill_rows, fill_rows_into};
 use crate::parallel::threads_for;
-use crate::rng::{Chance, GeometricGaps, Rng, RowKeys, Streams};
+use crate::rng::{Categorical, Chance, GeometricGaps, Rng, RowKeys, Streams};
+use crate::units::{
+    ngram_weights, segment_words, select_ngrams, select_spans, select_words_bernoulli,
+    select_words_budget, span_length_weights, token_count,
+};
 use crate::{CoreError, Result, check_probability};
 
 /// Label value for positions that do not contribute to the loss.
@@ -32,6 +40,84 @@ pub enum Budget {
     Exact { max_predictions: Option<usize> },
 }
 
+/// What a masking decision selects.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum UnitSpec {
+    /// Single tokens (BERT, RoBERTa).
+    Token,
+    /// Whole words (BERT whole-word masking).
+    Word,
+    /// SpanBERT spans of whole words, lengths ~ Geometric(`geometric_p`) truncated to
+    /// `[lower, upper]` words and renormalised.
+    Span {
+        geometric_p: f64,
+        lower: u32,
+        upper: u32,
+    },
+    /// ALBERT/Megatron n-grams of `1..=max_n` whole words, `P(n) ∝ 1/n` (reversed unless
+    /// `favor_shorter`).
+    Ngram { max_n: u32, favor_shorter: bool },
+}
+
+#[derive(Debug, Clone)]
+enum Units {
+    Token,
+    Word,
+    Span { lower: u32, lengths: Categorical },
+    Ngram { lengths: Categorical },
+}
+
+/// The length law of span or n-gram units: index `i` of the returned distribution is a
+/// length of `lower + i` words (`lower = 1` for n-grams). `None` for token and word units.
+pub fn length_law(unit: &UnitSpec) -> Result<Option<Categorical>> {
+    match *unit {
+        UnitSpec::Token | UnitSpec::Word => Ok(None),
+        UnitSpec::Span {
+            geometric_p,
+            lower,
+            upper,
+        } => {
+            if !(geometric_p > 0.0 && geometric_p <= 1.0) {
+                return Err(CoreError::invalid(
+                    "geometric_p",
+                    format!("must be in (0, 1], got {geometric_p}"),
+                ));
+            }
+            if lower < 1 || upper < lower || upper > 10_000 {
+                return Err(CoreError::invalid(
+                    "span_lower",
+                    format!(
+                        "span lengths need 1 <= span_lower <= span_upper <= 10000, got \
+                         [{lower}, {upper}]"
+                    ),
+                ));
+            }
+            Categorical::new(&span_length_weights(geometric_p, lower, upper))
+                .map(Some)
+                .ok_or_else(|| {
+                    CoreError::invalid(
+                        "geometric_p",
+                        format!("gives no mass on [{lower}, {upper}] at p = {geometric_p}"),
+                    )
+                })
+        }
+        UnitSpec::Ngram {
+            max_n,
+            favor_shorter,
+        } => {
+            if !(1..=1000).contains(&max_n) {
+                return Err(CoreError::invalid(
+                    "ngram",
+                    format!("must be in [1, 1000], got {max_n}"),
+                ));
+            }
+            Categorical::new(&ngram_weights(max_n, favor_shorter))
+                .map(Some)
+                .ok_or_else(|| CoreError::invalid("ngram", "invalid n-gram weights"))
+        }
+    }
+}
+
 /// Validated MLM configuration. Built once, shared by every batch.
 #[derive(Debug, Clone)]
 pub struct MlmConfig {
@@ -44,6 +130,11 @@ pub struct MlmConfig {
     to_mask: Chance,
     to_mask_or_random: Chance,
     budget: Budget,
+    units: Units,
+    /// Replacement decisions per unit (all tokens of a word/span share one draw) or per token.
+    replace_by_unit: bool,
+    /// `word_starts[id]`: a token with this id begins a word (from the tokenizer's vocabulary).
+    word_starts: Option<Vec<bool>>,
     /// `special[id]`: never selected, never drawn as a random replacement.
     special: Vec<bool>,
     /// The ids random replacement draws from (every non-special id).
@@ -61,6 +152,36 @@ pub struct MlmParams<'a> {
     pub mask_replace_prob: f64,
     pub random_replace_prob: f64,
     pub budget: Budget,
+    pub unit: UnitSpec,
+    pub replace_by_unit: bool,
+    /// A per-vocabulary "starts a word" table (`len == vocab_size`), if word boundaries come
+    /// from the vocabulary.
+    pub word_starts: Option<&'a [bool]>,
+}
+
+impl<'a> MlmParams<'a> {
+    /// BERT's defaults (token masking, p = 0.15, 80/10/10, Bernoulli selection) for a
+    /// vocabulary; adjust fields with struct-update syntax.
+    pub fn new(
+        vocab_size: i64,
+        mask_token_id: i64,
+        pad_token_id: i64,
+        special_token_ids: &'a [i64],
+    ) -> Self {
+        Self {
+            vocab_size,
+            mask_token_id,
+            pad_token_id,
+            special_token_ids,
+            mlm_probability: 0.15,
+            mask_replace_prob: 0.8,
+            random_replace_prob: 0.1,
+            budget: Budget::Bernoulli,
+            unit: UnitSpec::Token,
+            replace_by_unit: true,
+            word_starts: None,
+        }
+    }
 }
 
 fn check_id(arg: &str, id: i64, vocab_size: i64) -> Result<u32> {
@@ -105,6 +226,29 @@ impl MlmConfig {
                 "must be a positive integer",
             ));
         }
+        let units = match (p.unit, length_law(&p.unit)?) {
+            (UnitSpec::Token, _) => Units::Token,
+            (UnitSpec::Word, _) => Units::Word,
+            (UnitSpec::Span { lower, .. }, Some(lengths)) => Units::Span { lower, lengths },
+            (UnitSpec::Ngram { .. }, Some(lengths)) => Units::Ngram { lengths },
+            (_, None) => return Err(CoreError::Internal("missing length law".into())),
+        };
+        if matches!(units, Units::Span { .. } | Units::Ngram { .. })
+            && p.budget == Budget::Bernoulli
+        {
+            return Err(CoreError::invalid(
+                "exact_budget",
+                "span and n-gram masking fill a token budget; they need exact_budget=True",
+            ));
+        }
+        if let Some(ws) = p.word_starts
+            && ws.len() as i64 != p.vocab_size
+        {
+            return Err(CoreError::shape(
+                "word_starts",
+                format!("has {} entries for vocab_size {}", ws.len(), p.vocab_size),
+            ));
+        }
         let vocab = p.vocab_size as usize;
         let mut special = vec![false; vocab];
         special[mask_token_id as usize] = true;
@@ -133,9 +277,22 @@ impl MlmConfig {
             // The float slack allowed above makes a sum of 1 + 1e-12 mean "always".
             to_mask_or_random: Chance::new(if total >= 1.0 - 1e-12 { 1.0 } else { total }),
             budget: p.budget,
+            units,
+            replace_by_unit: p.replace_by_unit,
+            word_starts: p.word_starts.map(<[bool]>::to_vec),
             special,
             replacement_pool,
         })
+    }
+
+    /// Whether a batch needs word boundaries (unit other than token).
+    pub fn needs_words(&self) -> bool {
+        !matches!(self.units, Units::Token)
+    }
+
+    /// Whether word boundaries can come from the vocabulary.
+    pub fn has_word_starts(&self) -> bool {
+        self.word_starts.is_some()
     }
 
     pub fn vocab_size(&self) -> u32 {
@@ -174,6 +331,11 @@ pub struct TokenMasks<'a> {
     pub attention_mask: Option<Ragged<'a, u8>>,
     /// Non-zero marks a token that must not be selected (e.g. a tokenizer's [CLS]/[SEP]).
     pub special_tokens_mask: Option<Ragged<'a, u8>>,
+    /// Per-token word index (a fast tokenizer's `word_ids()`, `-1` for none): a token starts a
+    /// word where the index changes. Takes precedence over the vocabulary table.
+    pub word_ids: Option<Ragged<'a, i64>>,
+    /// Non-zero where a new (packed) example begins: words, spans and n-grams never cross it.
+    pub boundaries: Option<Ragged<'a, u8>>,
 }
 
 /// A padded, masked batch: three `rows × width` row-major buffers.
@@ -229,6 +391,20 @@ impl<'a, T: TokenId> MlmJob<'a, T> {
         }
         if let Some(s) = &masks.special_tokens_mask {
             input_ids.check_aligned("special_tokens_mask", s)?;
+        }
+        if let Some(w) = &masks.word_ids {
+            input_ids.check_aligned("word_ids", w)?;
+        }
+        if let Some(b) = &masks.boundaries {
+            input_ids.check_aligned("boundaries", b)?;
+        }
+        if cfg.needs_words() && masks.word_ids.is_none() && cfg.word_starts.is_none() {
+            return Err(CoreError::invalid(
+                "unit",
+                "word, span and n-gram masking need word boundaries: configure them from a \
+                 tokenizer (WordPiece '##', SentencePiece '▁', byte-level BPE 'Ġ') or \
+                 word_starts, or pass word_ids with the examples",
+            ));
         }
         keys.check_rows(input_ids.rows())?;
         Ok(Self {
@@ -326,6 +502,23 @@ impl<'a, T: TokenId> MlmJob<'a, T> {
             rng: self.streams.row(self.keys, r),
         };
         let table = &cfg.special;
+        if cfg.needs_words() {
+            let word_ids = self.masks.word_ids.as_ref().map(|w| &w.row(r)[..kept]);
+            let bounds = self.masks.boundaries.as_ref().map(|b| &b.row(r)[..kept]);
+            let eligible = |t: usize, id: i64| {
+                attn.is_none_or(|a| a[t] != 0)
+                    && spec.is_none_or(|s| s[t] == 0)
+                    && !table[id as usize]
+            };
+            let starts = |t: usize, id: i64| match (word_ids, &cfg.word_starts) {
+                (Some(w), _) => t == 0 || w[t] != w[t - 1] || w[t] < 0,
+                (None, Some(table)) => table[id as usize],
+                (None, None) => true,
+            };
+            let boundary = |t: usize| bounds.is_some_and(|b| b[t] != 0);
+            row.mask_units(cfg, eligible, starts, boundary);
+            return;
+        }
         // Monomorphised per mask combination: no per-token Option checks.
         match (attn, spec) {
             (None, None) => row.mask(cfg, |_, id| !table[id as usize]),
@@ -414,6 +607,75 @@ impl<T: TokenId, O: OutId> Row<'_, T, O> {
     }
 }
 
+impl<T: TokenId, O: OutId> Row<'_, T, O> {
+    /// Unit masking: copies the ids, cuts the row into words ([`segment_words`]), selects
+    /// units ([`crate::units`]) and applies the replacements unit by unit in position order.
+    ///
+    /// Stream use: the selection's draws first (see each selector), then per unit in position
+    /// order either one decision draw for the whole unit followed by one draw per token that
+    /// becomes random (`replace_by_unit`), or the per-token draws of token masking.
+    fn mask_units(
+        self,
+        cfg: &MlmConfig,
+        eligible: impl Fn(usize, i64) -> bool,
+        starts: impl Fn(usize, i64) -> bool,
+        boundary: impl Fn(usize) -> bool,
+    ) {
+        let Row {
+            src,
+            ids,
+            labels,
+            mut rng,
+        } = self;
+        for (d, &x) in ids.iter_mut().zip(src) {
+            *d = O::from_i64(x.to_i64());
+        }
+        let mut words = Vec::new();
+        segment_words(
+            src.len(),
+            |t| eligible(t, src[t].to_i64()),
+            |t| starts(t, src[t].to_i64()),
+            boundary,
+            &mut words,
+        );
+        let budget = cfg.exact_count(token_count(&words));
+        let selected = match (&cfg.units, cfg.budget) {
+            (Units::Word, Budget::Bernoulli) => select_words_bernoulli(&words, &cfg.gaps, &mut rng),
+            (Units::Word, Budget::Exact { .. }) => select_words_budget(&words, budget, &mut rng),
+            (Units::Span { lower, lengths }, _) => {
+                select_spans(&words, budget, *lower, lengths, &mut rng)
+            }
+            (Units::Ngram { lengths }, _) => select_ngrams(&words, budget, lengths, &mut rng),
+            (Units::Token, _) => Vec::new(),
+        };
+        for unit in selected {
+            let first = words[unit.first as usize].start as usize;
+            let last = words[(unit.first + unit.count - 1) as usize];
+            let span = first..(last.start + last.len) as usize;
+            let tokens = src[span.clone()]
+                .iter()
+                .zip(&mut ids[span.clone()])
+                .zip(&mut labels[span]);
+            if cfg.replace_by_unit {
+                let u = rng.next_u64();
+                for ((&x, id), label) in tokens {
+                    *label = O::from_i64(x.to_i64());
+                    if cfg.to_mask.hit(u) {
+                        *id = O::from_i64(i64::from(cfg.mask_token_id));
+                    } else if cfg.to_mask_or_random.hit(u) {
+                        let pool = &cfg.replacement_pool;
+                        *id = O::from_i64(i64::from(pool[rng.below(pool.len() as u64) as usize]));
+                    }
+                }
+            } else {
+                for ((&x, id), label) in tokens {
+                    replace(cfg, &mut rng, x.to_i64(), id, label);
+                }
+            }
+        }
+    }
+}
+
 /// Labels a selected position and applies the 80/10/10 (configurable) decision.
 #[inline]
 fn replace<O: OutId>(cfg: &MlmConfig, rng: &mut Rng, original: i64, id: &mut O, label: &mut O) {
@@ -443,6 +705,9 @@ mod tests {
             mask_replace_prob: 0.8,
             random_replace_prob: 0.1,
             budget: Budget::Bernoulli,
+            unit: UnitSpec::Token,
+            replace_by_unit: true,
+            word_starts: None,
         }
     }
 
@@ -631,6 +896,7 @@ mod tests {
         let masks = TokenMasks {
             attention_mask: Some(Ragged::new("attention_mask", &attn, &[0, 4]).unwrap()),
             special_tokens_mask: Some(Ragged::new("special_tokens_mask", &spec, &[0, 4]).unwrap()),
+            ..TokenMasks::default()
         };
         let out = mask_batch::<i64, i32>(
             &cfg,
@@ -678,7 +944,7 @@ mod tests {
         let short = [1u8];
         let m = TokenMasks {
             attention_mask: Some(Ragged::new("attention_mask", &short, &[0, 1]).unwrap()),
-            special_tokens_mask: None,
+            ..TokenMasks::default()
         };
         assert!(matches!(
             go(&r, &m, &b),

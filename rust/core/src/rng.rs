@@ -277,6 +277,59 @@ impl GeometricGaps {
     }
 }
 
+/// A discrete distribution over `0..weights.len()` sampled with one draw: index `i` is
+/// chosen with probability `weights[i] / Σ weights` (to within 2^-64), by comparing a uniform
+/// 64-bit value against precomputed integer thresholds — portable and exact to the bit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Categorical {
+    /// Cumulative thresholds; the last is `u64::MAX` (everything left).
+    below: Vec<u64>,
+}
+
+impl Categorical {
+    /// `None` unless the weights are finite, non-negative and not all zero.
+    pub fn new(weights: &[f64]) -> Option<Self> {
+        let total: f64 = weights.iter().sum();
+        if weights.is_empty()
+            || !total.is_finite()
+            || total <= 0.0
+            || weights.iter().any(|w| !w.is_finite() || *w < 0.0)
+        {
+            return None;
+        }
+        let mut below = Vec::with_capacity(weights.len());
+        let mut cum = 0.0;
+        for (i, w) in weights.iter().enumerate() {
+            cum += w;
+            let t = if i + 1 == weights.len() {
+                u64::MAX
+            } else {
+                ((cum / total) * 18_446_744_073_709_551_616.0).min(u64::MAX as f64) as u64
+            };
+            below.push(t);
+        }
+        Some(Self { below })
+    }
+
+    pub fn len(&self) -> usize {
+        self.below.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.below.is_empty()
+    }
+
+    /// One index; consumes one draw.
+    #[inline]
+    pub fn sample(&self, rng: &mut Rng) -> usize {
+        let u = rng.next_u64();
+        self.below
+            .iter()
+            .position(|&t| u < t)
+            .unwrap_or(self.below.len() - 1)
+    }
+}
+
 /// Where a batch's rows take their random streams from.
 #[derive(Debug, Clone, Copy)]
 pub enum RowKeys<'a> {
@@ -496,6 +549,28 @@ mod tests {
         let nil = GeometricGaps::new(1e-300);
         assert_eq!(nil.sample(&mut r, 512), 512);
         assert_eq!(tiny.sample(&mut r, 3), tiny.sample(&mut r, 3).min(3));
+    }
+
+    #[test]
+    fn categorical_matches_its_weights() {
+        assert!(Categorical::new(&[]).is_none());
+        assert!(Categorical::new(&[0.0, 0.0]).is_none());
+        assert!(Categorical::new(&[1.0, -1.0]).is_none());
+        let w = [0.5, 0.25, 0.0, 0.25];
+        let c = Categorical::new(&w).unwrap();
+        let mut r = Rng::from_seed(2);
+        let n = 100_000;
+        let mut counts = [0u64; 4];
+        for _ in 0..n {
+            counts[c.sample(&mut r)] += 1;
+        }
+        assert_eq!(counts[2], 0);
+        for (k, &q) in w.iter().enumerate().filter(|(_, q)| **q > 0.0) {
+            let z = (counts[k] as f64 - n as f64 * q) / (n as f64 * q * (1.0 - q)).sqrt();
+            assert!(z.abs() < 5.0, "k={k}: {} vs {}", counts[k], n as f64 * q);
+        }
+        let one = Categorical::new(&[3.0]).unwrap();
+        assert_eq!(one.sample(&mut r), 0);
     }
 
     #[test]

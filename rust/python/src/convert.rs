@@ -129,7 +129,7 @@ pub fn id_rows<'py>(
     if let Some(d) = dense_ids(obj, arg)? {
         return Ok(d);
     }
-    let (values, offsets) = flatten(obj, arg, rows_name, false, |v| v)?;
+    let (values, offsets) = flatten(obj, arg, rows_name, false, None, |v| v)?;
     Ok(IdRows::Flat { values, offsets })
 }
 
@@ -167,7 +167,41 @@ pub fn mask_rows(
             dtype_name(arr)
         )));
     }
-    flatten(obj, arg, rows_name, true, |v| u8::from(v != 0))
+    flatten(obj, arg, rows_name, true, None, |v| u8::from(v != 0))
+}
+
+/// Extracts per-token word indices (a fast tokenizer's `word_ids()`), where `None` (a special
+/// token) becomes `-1`; dense 2-D integer arrays are accepted too.
+pub fn word_id_rows(
+    obj: &Bound<'_, PyAny>,
+    arg: &str,
+    rows_name: Option<&str>,
+) -> PyResult<(Vec<i64>, Vec<usize>)> {
+    if let Ok(arr) = obj.cast::<PyUntypedArray>() {
+        if arr.ndim() != 2 {
+            return Err(PyValueError::new_err(format!(
+                "{arg}: expected a 2-D array or a list of rows, got a {}-D array",
+                arr.ndim()
+            )));
+        }
+        let (rows, cols) = (arr.shape()[0], arr.shape()[1]);
+        macro_rules! gather {
+            ($($t:ty),*) => {
+                $(
+                    if let Ok(a) = arr.cast::<PyArray2<$t>>() {
+                        let values = a.readonly().as_array().iter().map(|&x| i64::from(x)).collect();
+                        return Ok((values, dense_offsets(rows, cols)));
+                    }
+                )*
+            };
+        }
+        gather!(i64, i32, i16, i8, u32, u16, u8);
+        return Err(PyTypeError::new_err(format!(
+            "{arg}: word ids must have an integer dtype, got {}",
+            dtype_name(arr)
+        )));
+    }
+    flatten(obj, arg, rows_name, false, Some(-1), |v| v)
 }
 
 fn row_name(template: Option<&str>, arg: &str, r: usize) -> String {
@@ -184,6 +218,7 @@ fn flatten<V>(
     arg: &str,
     rows_name: Option<&str>,
     allow_bool: bool,
+    none_as: Option<i64>,
     conv: impl Fn(i64) -> V,
 ) -> PyResult<(Vec<V>, Vec<usize>)> {
     let rows: Vec<Bound<'_, PyAny>> = if let Ok(l) = obj.cast::<PyList>() {
@@ -204,6 +239,7 @@ fn flatten<V>(
             row,
             &row_name(rows_name, arg, r),
             allow_bool,
+            none_as,
             &conv,
             &mut values,
         )?;
@@ -216,30 +252,38 @@ fn push_row<V>(
     row: &Bound<'_, PyAny>,
     arg: &str,
     allow_bool: bool,
+    none_as: Option<i64>,
     conv: &impl Fn(i64) -> V,
     out: &mut Vec<V>,
 ) -> PyResult<()> {
-    let item_err = |t: usize, item: &Bound<'_, PyAny>| {
-        PyTypeError::new_err(format!(
-            "{arg}[{t}]: expected an integer, got {} ({})",
-            type_name(item),
-            item.repr().map(|r| r.to_string()).unwrap_or_default()
-        ))
+    let extract_item = |t: usize, item: &Bound<'_, PyAny>, none_as: Option<i64>| {
+        if let Some(v) = none_as
+            && item.is_none()
+        {
+            return Ok(v);
+        }
+        item.extract::<i64>().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "{arg}[{t}]: expected an integer, got {} ({})",
+                type_name(item),
+                item.repr().map(|r| r.to_string()).unwrap_or_default()
+            ))
+        })
     };
     if let Ok(l) = row.cast::<PyList>() {
         out.reserve(l.len());
-        if (allow_bool && small_bit_list(l, conv, out)) || exact_int_list(l, conv, out) {
+        if (allow_bool && small_bit_list(l, conv, out)) || exact_int_list(l, none_as, conv, out) {
             return Ok(());
         }
         for (t, item) in l.iter().enumerate() {
-            out.push(conv(item.extract::<i64>().map_err(|_| item_err(t, &item))?));
+            out.push(conv(extract_item(t, &item, none_as)?));
         }
         return Ok(());
     }
     if let Ok(tup) = row.cast::<PyTuple>() {
         out.reserve(tup.len());
         for (t, item) in tup.iter().enumerate() {
-            out.push(conv(item.extract::<i64>().map_err(|_| item_err(t, &item))?));
+            out.push(conv(extract_item(t, &item, none_as)?));
         }
         return Ok(());
     }
@@ -291,14 +335,26 @@ fn push_row<V>(
 /// `out` unchanged — at the first item that is not an exact `int` or does not fit in `i64`;
 /// the caller then takes the general path, which reports errors precisely.
 #[allow(unsafe_code)]
-fn exact_int_list<V>(list: &Bound<'_, PyList>, conv: &impl Fn(i64) -> V, out: &mut Vec<V>) -> bool {
+fn exact_int_list<V>(
+    list: &Bound<'_, PyList>,
+    none_as: Option<i64>,
+    conv: &impl Fn(i64) -> V,
+    out: &mut Vec<V>,
+) -> bool {
     let start = out.len();
     let ptr = list.as_ptr();
+    let none = list.py().None();
     for i in 0..list.len() {
         // SAFETY: we hold the GIL and `i < len(list)`; nothing in this loop can run Python
         // code (items are checked to be exact ints before conversion), so the list cannot
         // change under us and every borrowed item stays alive for the iteration.
         let item = unsafe { pyo3::ffi::PyList_GetItem(ptr, i as pyo3::ffi::Py_ssize_t) };
+        if let Some(v) = none_as
+            && item == none.as_ptr()
+        {
+            out.push(conv(v));
+            continue;
+        }
         // SAFETY: `item` is a valid borrowed reference (checked non-null first).
         if item.is_null() || unsafe { pyo3::ffi::PyLong_CheckExact(item) } == 0 {
             if item.is_null() {

@@ -16,7 +16,7 @@ mod _core {
     use super::*;
 
     #[pymodule_export]
-    use crate::masking::MlmMasker;
+    use crate::masking::{_length_samples, MlmMasker};
 
     #[pymodule_export]
     use crate::padding::pad;

@@ -1,16 +1,17 @@
 //! `MlmMasker`: the MLM masking kernel as a frozen, picklable Python object.
 
+use lmobjectives_core::CoreError;
 use lmobjectives_core::batch::Ragged;
 use lmobjectives_core::masking::{
-    Budget, MlmBatch, MlmConfig, MlmJob, MlmParams, PURPOSE, TokenMasks,
+    Budget, MlmBatch, MlmConfig, MlmJob, MlmParams, PURPOSE, TokenMasks, UnitSpec, length_law,
 };
 use lmobjectives_core::rng::{RowKeys, Streams};
 use numpy::{PyArray2, PyArray3, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyTuple;
+use pyo3::types::{PyDict, PyTuple};
 
-use crate::convert::{OutDtype, id_rows, mask_rows, pad_spec, to_numpy2};
+use crate::convert::{OutDtype, id_rows, mask_rows, pad_spec, to_numpy2, word_id_rows};
 use crate::errors::to_py;
 use crate::with_rows;
 
@@ -18,6 +19,14 @@ use crate::with_rows;
 #[pyclass(frozen, module = "lmobjectives._core")]
 pub struct MlmMasker {
     cfg: MlmConfig,
+    args: Args,
+}
+
+/// The constructor's arguments, kept for the getters, `repr` and pickling.
+#[derive(Debug, Clone)]
+struct Args {
+    vocab_size: i64,
+    mask_token_id: i64,
     pad_token_id: i64,
     special_token_ids: Vec<i64>,
     mlm_probability: f64,
@@ -25,6 +34,60 @@ pub struct MlmMasker {
     random_replace_prob: f64,
     exact_budget: bool,
     max_predictions: Option<usize>,
+    unit: String,
+    replace_by: String,
+    word_starts: Option<Vec<bool>>,
+    geometric_p: f64,
+    span_lower: u32,
+    span_upper: u32,
+    ngram: u32,
+    favor_shorter_ngram: bool,
+}
+
+impl Args {
+    fn unit_spec(&self) -> PyResult<UnitSpec> {
+        Ok(match self.unit.as_str() {
+            "token" => UnitSpec::Token,
+            "word" => UnitSpec::Word,
+            "span" => UnitSpec::Span {
+                geometric_p: self.geometric_p,
+                lower: self.span_lower,
+                upper: self.span_upper,
+            },
+            "ngram" => UnitSpec::Ngram {
+                max_n: self.ngram,
+                favor_shorter: self.favor_shorter_ngram,
+            },
+            other => {
+                return Err(to_py(CoreError::invalid(
+                    "unit",
+                    format!("must be 'token', 'word', 'span' or 'ngram', got {other:?}"),
+                )));
+            }
+        })
+    }
+
+    fn kwargs<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        d.set_item("vocab_size", self.vocab_size)?;
+        d.set_item("mask_token_id", self.mask_token_id)?;
+        d.set_item("pad_token_id", self.pad_token_id)?;
+        d.set_item("special_token_ids", self.special_token_ids.clone())?;
+        d.set_item("mlm_probability", self.mlm_probability)?;
+        d.set_item("mask_replace_prob", self.mask_replace_prob)?;
+        d.set_item("random_replace_prob", self.random_replace_prob)?;
+        d.set_item("exact_budget", self.exact_budget)?;
+        d.set_item("max_predictions", self.max_predictions)?;
+        d.set_item("unit", &self.unit)?;
+        d.set_item("replace_by", &self.replace_by)?;
+        d.set_item("word_starts", self.word_starts.clone())?;
+        d.set_item("geometric_p", self.geometric_p)?;
+        d.set_item("span_lower", self.span_lower)?;
+        d.set_item("span_upper", self.span_upper)?;
+        d.set_item("ngram", self.ngram)?;
+        d.set_item("favor_shorter_ngram", self.favor_shorter_ngram)?;
+        Ok(d)
+    }
 }
 
 type Arrays<'py, O> = (
@@ -94,13 +157,68 @@ where
     PyTuple::new(py, [arr.get_item(0)?, arr.get_item(1)?, arr.get_item(2)?])
 }
 
+/// Draws `count` span or n-gram lengths (in words) from the same law the masker uses, with
+/// stream `(seed, 0, purpose("lengths"), sample 0)` — for testing the law itself.
+#[pyfunction]
+#[pyo3(signature = (
+    unit, count, *, seed=0, geometric_p=0.2, span_lower=1, span_upper=10, ngram=3,
+    favor_shorter_ngram=true,
+))]
+#[allow(clippy::too_many_arguments)]
+pub fn _length_samples<'py>(
+    py: Python<'py>,
+    unit: &str,
+    count: usize,
+    seed: u64,
+    geometric_p: f64,
+    span_lower: u32,
+    span_upper: u32,
+    ngram: u32,
+    favor_shorter_ngram: bool,
+) -> PyResult<Bound<'py, numpy::PyArray1<u32>>> {
+    let (spec, offset) = match unit {
+        "span" => (
+            UnitSpec::Span {
+                geometric_p,
+                lower: span_lower,
+                upper: span_upper,
+            },
+            span_lower,
+        ),
+        "ngram" => (
+            UnitSpec::Ngram {
+                max_n: ngram,
+                favor_shorter: favor_shorter_ngram,
+            },
+            1,
+        ),
+        other => {
+            return Err(to_py(CoreError::invalid(
+                "unit",
+                format!("must be 'span' or 'ngram', got {other:?}"),
+            )));
+        }
+    };
+    let law = length_law(&spec)
+        .map_err(to_py)?
+        .ok_or_else(|| to_py(CoreError::Internal("no length law".into())))?;
+    let mut rng = Streams::new(seed, 0, lmobjectives_core::rng::purpose("lengths"))
+        .row(&RowKeys::Samples(&[0]), 0);
+    let out: Vec<u32> = (0..count)
+        .map(|_| offset + law.sample(&mut rng) as u32)
+        .collect();
+    Ok(numpy::IntoPyArray::into_pyarray(out, py))
+}
+
 #[pymethods]
 impl MlmMasker {
     #[new]
     #[pyo3(signature = (
-        vocab_size, mask_token_id, pad_token_id, special_token_ids,
+        vocab_size, mask_token_id, pad_token_id, special_token_ids, *,
         mlm_probability=0.15, mask_replace_prob=0.8, random_replace_prob=0.1,
-        exact_budget=false, max_predictions=None,
+        exact_budget=false, max_predictions=None, unit="token", replace_by="unit",
+        word_starts=None, geometric_p=0.2, span_lower=1, span_upper=10, ngram=3,
+        favor_shorter_ngram=true,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -113,44 +231,76 @@ impl MlmMasker {
         random_replace_prob: f64,
         exact_budget: bool,
         max_predictions: Option<usize>,
+        unit: &str,
+        replace_by: &str,
+        word_starts: Option<Vec<bool>>,
+        geometric_p: f64,
+        span_lower: u32,
+        span_upper: u32,
+        ngram: u32,
+        favor_shorter_ngram: bool,
     ) -> PyResult<Self> {
         if max_predictions.is_some() && !exact_budget {
-            return Err(to_py(lmobjectives_core::CoreError::invalid(
+            return Err(to_py(CoreError::invalid(
                 "max_predictions",
                 "caps the exact budget; it needs exact_budget=True",
             )));
         }
-        let budget = if exact_budget {
-            Budget::Exact { max_predictions }
-        } else {
-            Budget::Bernoulli
+        let replace_by_unit = match replace_by {
+            "unit" => true,
+            "token" => false,
+            other => {
+                return Err(to_py(CoreError::invalid(
+                    "replace_by",
+                    format!("must be 'unit' or 'token', got {other:?}"),
+                )));
+            }
         };
-        let cfg = MlmConfig::new(&MlmParams {
+        // Report the effective set: pad and mask are always special.
+        let mut specials = special_token_ids;
+        specials.extend([pad_token_id, mask_token_id]);
+        specials.sort_unstable();
+        specials.dedup();
+        let args = Args {
             vocab_size,
             mask_token_id,
             pad_token_id,
-            special_token_ids: &special_token_ids,
-            mlm_probability,
-            mask_replace_prob,
-            random_replace_prob,
-            budget,
-        })
-        .map_err(to_py)?;
-        // Report the effective set: pad and mask are always special.
-        let mut special_token_ids = special_token_ids;
-        special_token_ids.extend([pad_token_id, mask_token_id]);
-        special_token_ids.sort_unstable();
-        special_token_ids.dedup();
-        Ok(Self {
-            cfg,
-            pad_token_id,
-            special_token_ids,
+            special_token_ids: specials,
             mlm_probability,
             mask_replace_prob,
             random_replace_prob,
             exact_budget,
             max_predictions,
+            unit: unit.to_string(),
+            replace_by: replace_by.to_string(),
+            word_starts,
+            geometric_p,
+            span_lower,
+            span_upper,
+            ngram,
+            favor_shorter_ngram,
+        };
+        let cfg = MlmConfig::new(&MlmParams {
+            mlm_probability,
+            mask_replace_prob,
+            random_replace_prob,
+            budget: if exact_budget {
+                Budget::Exact { max_predictions }
+            } else {
+                Budget::Bernoulli
+            },
+            unit: args.unit_spec()?,
+            replace_by_unit,
+            word_starts: args.word_starts.as_deref(),
+            ..MlmParams::new(
+                vocab_size,
+                mask_token_id,
+                pad_token_id,
+                &args.special_token_ids,
+            )
         })
+        .map_err(to_py)?;
+        Ok(Self { cfg, args })
     }
 
     #[getter]
@@ -165,37 +315,52 @@ impl MlmMasker {
 
     #[getter]
     fn pad_token_id(&self) -> i64 {
-        self.pad_token_id
+        self.args.pad_token_id
     }
 
     #[getter]
     fn special_token_ids(&self) -> Vec<i64> {
-        self.special_token_ids.clone()
+        self.args.special_token_ids.clone()
+    }
+
+    #[getter]
+    fn unit(&self) -> &str {
+        &self.args.unit
+    }
+
+    #[getter]
+    fn replace_by(&self) -> &str {
+        &self.args.replace_by
+    }
+
+    #[getter]
+    fn has_word_starts(&self) -> bool {
+        self.args.word_starts.is_some()
     }
 
     #[getter]
     fn mlm_probability(&self) -> f64 {
-        self.mlm_probability
+        self.args.mlm_probability
     }
 
     #[getter]
     fn mask_replace_prob(&self) -> f64 {
-        self.mask_replace_prob
+        self.args.mask_replace_prob
     }
 
     #[getter]
     fn random_replace_prob(&self) -> f64 {
-        self.random_replace_prob
+        self.args.random_replace_prob
     }
 
     #[getter]
     fn exact_budget(&self) -> bool {
-        self.exact_budget
+        self.args.exact_budget
     }
 
     #[getter]
     fn max_predictions(&self) -> Option<usize> {
-        self.max_predictions
+        self.args.max_predictions
     }
 
     /// Masks and pads a batch.
@@ -204,8 +369,8 @@ impl MlmMasker {
     /// buffers without a copy. `input_ids` is a C-contiguous 2-D integer array (read in place)
     /// or a list of rows (lists of ints or 1-D integer arrays).
     #[pyo3(signature = (
-        input_ids, *, attention_mask=None, special_tokens_mask=None,
-        seed, epoch=0, batch_index=0, sample_ids=None,
+        input_ids, *, attention_mask=None, special_tokens_mask=None, word_ids=None,
+        boundaries=None, seed, epoch=0, batch_index=0, sample_ids=None,
         max_length=None, truncation=false, pad_to_max_length=false, pad_to_multiple_of=1,
         padding_side="right", dtype="int64", num_threads=1, rows_name=None, allocate=None,
     ))]
@@ -216,6 +381,8 @@ impl MlmMasker {
         input_ids: &Bound<'py, PyAny>,
         attention_mask: Option<&Bound<'py, PyAny>>,
         special_tokens_mask: Option<&Bound<'py, PyAny>>,
+        word_ids: Option<&Bound<'py, PyAny>>,
+        boundaries: Option<&Bound<'py, PyAny>>,
         seed: u64,
         epoch: u64,
         batch_index: u64,
@@ -253,6 +420,12 @@ impl MlmMasker {
                 )
             })
             .transpose()?;
+        let words = word_ids
+            .map(|w| word_id_rows(w, "word_ids", name("word_ids").as_deref()))
+            .transpose()?;
+        let bounds = boundaries
+            .map(|b| mask_rows(b, "boundaries", name("boundaries").as_deref()))
+            .transpose()?;
         let masks = TokenMasks {
             attention_mask: attn
                 .as_ref()
@@ -262,6 +435,16 @@ impl MlmMasker {
             special_tokens_mask: spec
                 .as_ref()
                 .map(|(v, o)| Ragged::new("special_tokens_mask", v, o))
+                .transpose()
+                .map_err(to_py)?,
+            word_ids: words
+                .as_ref()
+                .map(|(v, o)| Ragged::new("word_ids", v, o))
+                .transpose()
+                .map_err(to_py)?,
+            boundaries: bounds
+                .as_ref()
+                .map(|(v, o)| Ragged::new("boundaries", v, o))
                 .transpose()
                 .map_err(to_py)?,
         };
@@ -280,37 +463,56 @@ impl MlmMasker {
         })
     }
 
+    /// Pickles as `functools.partial(MlmMasker, **arguments)()`.
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
         let py = slf.py();
-        let s = slf.get();
-        let args = (
-            i64::from(s.cfg.vocab_size()),
-            i64::from(s.cfg.mask_token_id()),
-            s.pad_token_id,
-            s.special_token_ids.clone(),
-            s.mlm_probability,
-            s.mask_replace_prob,
-            s.random_replace_prob,
-            s.exact_budget,
-            s.max_predictions,
-        );
-        (slf.get_type(), args).into_pyobject(py)
+        let kwargs = slf.get().args.kwargs(py)?;
+        let partial = py
+            .import("functools")?
+            .getattr("partial")?
+            .call((slf.get_type(),), Some(&kwargs))?;
+        (partial, PyTuple::empty(py)).into_pyobject(py)
     }
 
     fn __repr__(&self) -> String {
-        format!(
+        let a = &self.args;
+        let py_bool = |b: bool| if b { "True" } else { "False" };
+        let mut s = format!(
             "MlmMasker(vocab_size={}, mask_token_id={}, pad_token_id={}, special_token_ids={:?}, \
              mlm_probability={}, mask_replace_prob={}, random_replace_prob={}, exact_budget={}, \
-             max_predictions={:?})",
-            self.cfg.vocab_size(),
-            self.cfg.mask_token_id(),
-            self.pad_token_id,
-            self.special_token_ids,
-            self.mlm_probability,
-            self.mask_replace_prob,
-            self.random_replace_prob,
-            if self.exact_budget { "True" } else { "False" },
-            self.max_predictions,
-        )
+             max_predictions={}, unit='{}', replace_by='{}'",
+            a.vocab_size,
+            a.mask_token_id,
+            a.pad_token_id,
+            a.special_token_ids,
+            a.mlm_probability,
+            a.mask_replace_prob,
+            a.random_replace_prob,
+            py_bool(a.exact_budget),
+            a.max_predictions
+                .map_or("None".to_string(), |m| m.to_string()),
+            a.unit,
+            a.replace_by,
+        );
+        match a.unit.as_str() {
+            "span" => {
+                s += &format!(
+                    ", geometric_p={}, span_lower={}, span_upper={}",
+                    a.geometric_p, a.span_lower, a.span_upper
+                )
+            }
+            "ngram" => {
+                s += &format!(
+                    ", ngram={}, favor_shorter_ngram={}",
+                    a.ngram,
+                    py_bool(a.favor_shorter_ngram)
+                )
+            }
+            _ => {}
+        }
+        if a.word_starts.is_some() {
+            s += ", word_starts=<table>";
+        }
+        s + ")"
     }
 }
