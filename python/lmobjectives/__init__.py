@@ -15,15 +15,18 @@ from lmobjectives._core import (
 )
 from lmobjectives.corpus import TokenCorpus, train_wordpiece
 from lmobjectives.masking import MLMCollator
+from lmobjectives.packing import PackingCollator, pack_sequences
 
 __all__ = [
     "STREAM_VERSION",
     "InvalidArgumentError",
     "LMObjectivesError",
     "MLMCollator",
+    "PackingCollator",
     "ShapeError",
     "TokenCorpus",
     "TokenIdError",
     "__version__",
+    "pack_sequences",
     "train_wordpiece",
 ]

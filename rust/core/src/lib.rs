@@ -10,6 +10,7 @@
 pub mod batch;
 pub mod error;
 pub mod masking;
+pub mod packing;
 pub mod parallel;
 pub mod rng;
 pub mod units;

@@ -3,7 +3,7 @@
 //! Everything here runs with the GIL held and before any kernel: inputs are extracted first,
 //! then the kernel runs detached from the interpreter.
 
-use lmobjectives_core::batch::{OutId, PadSpec, Side, dense_offsets};
+use lmobjectives_core::batch::{PadSpec, Side, dense_offsets};
 use numpy::ndarray::Array2;
 use numpy::{
     Element, IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray2, PyUntypedArray,
@@ -408,7 +408,7 @@ fn small_bit_list<V>(list: &Bound<'_, PyList>, conv: &impl Fn(i64) -> V, out: &m
 
 /// Moves a `rows × width` row-major buffer into a NumPy array (no copy: the array's base is
 /// the Rust allocation).
-pub fn to_numpy2<O: OutId + Element>(
+pub fn to_numpy2<O: Element>(
     py: Python<'_>,
     rows: usize,
     width: usize,

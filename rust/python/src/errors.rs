@@ -40,3 +40,27 @@ pub fn to_py(e: CoreError) -> PyErr {
         CoreError::Internal(_) => PyRuntimeError::new_err(msg),
     }
 }
+
+/// Runs a kernel with the interpreter detached (GIL released). A `CoreError` becomes its
+/// exception class; a panic — which would be a bug — becomes a `RuntimeError` instead of
+/// unwinding into Python as a `PanicException` (a `BaseException` most code does not catch).
+pub fn detached<T, F>(py: pyo3::Python<'_>, f: F) -> pyo3::PyResult<T>
+where
+    F: Send + FnOnce() -> Result<T, CoreError>,
+    T: Send,
+{
+    let outcome = py.detach(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
+    match outcome {
+        Ok(result) => result.map_err(to_py),
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_string());
+            Err(PyRuntimeError::new_err(format!(
+                "internal error in lmobjectives (please report it): {what}"
+            )))
+        }
+    }
+}

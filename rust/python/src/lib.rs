@@ -6,6 +6,7 @@
 mod convert;
 mod errors;
 mod masking;
+mod packing;
 mod padding;
 
 use pyo3::prelude::*;
@@ -20,6 +21,9 @@ mod _core {
 
     #[pymodule_export]
     use crate::padding::pad;
+
+    #[pymodule_export]
+    use crate::packing::pack;
 
     #[pymodule_export]
     use crate::errors::{InvalidArgumentError, LMObjectivesError, ShapeError, TokenIdError};

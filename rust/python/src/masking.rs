@@ -12,7 +12,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
 use crate::convert::{OutDtype, id_rows, mask_rows, pad_spec, to_numpy2, word_id_rows};
-use crate::errors::to_py;
+use crate::errors::{detached, to_py};
 use crate::with_rows;
 
 /// MLM masking configuration (validated once) and the kernel that applies it to batches.
@@ -120,7 +120,7 @@ where
     O: lmobjectives_core::batch::OutId + numpy::Element,
 {
     let Some(allocate) = allocate else {
-        let b = py.detach(|| job.run::<O>(threads)).map_err(to_py)?;
+        let b = detached(py, || job.run::<O>(threads))?;
         return arrays(py, b)?.into_pyobject(py);
     };
     let (rows, width) = (job.rows(), job.width());
@@ -151,8 +151,7 @@ where
         let n = rows * width;
         let (ids, rest) = out.split_at_mut(n);
         let (attention, labels) = rest.split_at_mut(n);
-        py.detach(|| job.run_into(threads, [ids, attention, labels]))
-            .map_err(to_py)?;
+        detached(py, || job.run_into(threads, [ids, attention, labels]))?;
     }
     PyTuple::new(py, [arr.get_item(0)?, arr.get_item(1)?, arr.get_item(2)?])
 }

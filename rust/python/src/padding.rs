@@ -4,7 +4,7 @@ use lmobjectives_core::batch::pad as pad_rows;
 use pyo3::prelude::*;
 
 use crate::convert::{OutDtype, id_rows, pad_spec, to_numpy2};
-use crate::errors::to_py;
+use crate::errors::{detached, to_py};
 use crate::with_rows;
 
 /// Pads rows of integers into a `rows × width` array (moved out of Rust, no copy).
@@ -46,15 +46,11 @@ pub fn pad<'py>(
         let n = r.rows();
         match dtype {
             OutDtype::I64 => {
-                let (w, buf) = py
-                    .detach(|| pad_rows::<_, i64>(name, &r, &spec, pad_value))
-                    .map_err(to_py)?;
+                let (w, buf) = detached(py, || pad_rows::<_, i64>(name, &r, &spec, pad_value))?;
                 Ok(to_numpy2(py, n, w, buf)?.into_any())
             }
             OutDtype::I32 => {
-                let (w, buf) = py
-                    .detach(|| pad_rows::<_, i32>(name, &r, &spec, pad_value))
-                    .map_err(to_py)?;
+                let (w, buf) = detached(py, || pad_rows::<_, i32>(name, &r, &spec, pad_value))?;
                 Ok(to_numpy2(py, n, w, buf)?.into_any())
             }
         }
