@@ -4,7 +4,7 @@ conversion. An objective subclasses :class:`Collator` and implements :meth:`Coll
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, cast
 
 from lmobjectives._inputs import Rows, normalize
 from lmobjectives._seeding import (
@@ -15,6 +15,7 @@ from lmobjectives._seeding import (
     worker_info,
 )
 
+Dtype = Literal["int64", "int32"]
 RETURN_TENSORS = ("np", "pt")
 DTYPES = ("int64", "int32")
 PADDING = ("longest", "max_length")
@@ -79,7 +80,7 @@ class Collator:
         num_threads: int | None,
     ) -> None:
         self.return_tensors = check_choice("return_tensors", return_tensors, RETURN_TENSORS)
-        self.dtype = check_choice("dtype", dtype, DTYPES)
+        self.dtype = cast(Dtype, check_choice("dtype", dtype, DTYPES))
         self.num_threads = check_num_threads(num_threads)
         self._streams = StreamState(check_seed(seed))
 

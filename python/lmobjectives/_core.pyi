@@ -16,6 +16,7 @@ __all__ = [
     "__version__",
     "_length_samples",
     "available_threads",
+    "pack",
     "pad",
 ]
 
@@ -113,6 +114,23 @@ def pad(
     name: str = "rows",
     rows_name: str | None = None,
 ) -> _IntArray: ...
+def pack(
+    examples: Any,
+    *,
+    max_length: int | None = None,
+    layout: str = "rows",
+    strategy: str = "ffd",
+    overflow: str = "error",
+    pad_token_id: int = 0,
+    causal_labels: bool = False,
+    pad_to_multiple_of: int = 1,
+    special_tokens_mask: Any = None,
+    word_ids: Any = None,
+    token_type_ids: Any = None,
+    dtype: Literal["int64", "int32"] = "int64",
+    num_threads: int = 1,
+    rows_name: str | None = None,
+) -> dict[str, Any]: ...
 def available_threads() -> int: ...
 def _length_samples(
     unit: str,

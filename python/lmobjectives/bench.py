@@ -59,6 +59,7 @@ __all__ = [
     "BenchRow",
     "ExampleDataset",
     "Workload",
+    "compare",
     "format_table",
     "make_workloads",
     "missing_contenders",
@@ -66,6 +67,8 @@ __all__ = [
     "peak_rss_mib",
     "ragged_batches",
     "run_mlm_benchmark",
+    "run_packing_benchmark",
+    "run_wwm_benchmark",
 ]
 
 #: Contender names, in table order.
@@ -514,6 +517,208 @@ def run_mlm_benchmark(
 
             torch.set_num_threads(saved_threads)
     return rows
+
+
+# -- other objectives: one generic same-run comparison ---------------------------------------
+
+
+def compare(
+    label: str,
+    contenders: dict[str, tuple[Callable[[Any], Any], list[Any]]],
+    *,
+    tokens_per_batch: float,
+    batch_size: int,
+    rounds: int,
+    quick: bool,
+    progress: Any,
+) -> list[BenchRow]:
+    """Times each contender on its own batches, alternating (A B C, B C A, …) for ``rounds``
+    rounds; ratios are against the contender named ``HF pt`` (and ``NumPy``) when present."""
+    target = 0.004 if quick else 0.1
+    cs = [_Contender(name, fn, batches) for name, (fn, batches) in contenders.items()]
+    for c in cs:
+        _warm_up(c, target)
+        progress.update(1)
+    _alternate(cs, rounds, progress)
+    return _rows(label, cs, batch_size, tokens_per_batch, rounds)
+
+
+def wwm_batches(
+    corpus: Any, *, batch_size: int, num_batches: int, ragged: bool, seed: int = SEED + 2
+) -> list[list[dict[str, Any]]]:
+    """Examples as a fast tokenizer gives them for whole-word masking: ``input_ids``,
+    ``special_tokens_mask`` and ``offset_mapping`` (which Hugging Face's whole-word path needs),
+    from corpus text re-tokenized with ``[CLS] … [SEP]``; exactly 512 tokens per row, or
+    128–512 when ``ragged``."""
+    from lmobjectives.baselines import hf_tokenizer
+
+    fast = hf_tokenizer(corpus.tokenizer)
+    rng = np.random.default_rng(seed)
+    ids, pos = _stream(corpus, rng)
+    out = []
+    for _ in range(num_batches):
+        texts, lengths = [], []
+        for _ in range(batch_size):
+            n = int(rng.integers(MIN_LEN, MAX_LEN + 1)) if ragged else PADDED_LEN
+            span = ids.take(np.arange(pos, pos + 2 * n), mode="wrap").tolist()
+            pos = (pos + 2 * n) % ids.size
+            texts.append(corpus.tokenizer.decode(span))
+            lengths.append(n)
+        batch = []
+        for text, n in zip(texts, lengths, strict=True):
+            enc = fast(
+                text,
+                truncation=True,
+                max_length=n,
+                return_offsets_mapping=True,
+                return_special_tokens_mask=True,
+            )
+            batch.append({k: list(v) for k, v in enc.items() if k != "token_type_ids"})
+        out.append(batch)
+    return out
+
+
+def run_wwm_benchmark(
+    corpus: Any = None,
+    *,
+    batch_size: int = 32,
+    rounds: int | None = None,
+    quick: bool = False,
+    include_hf: bool = True,
+    progress: bool | None = None,
+    seed: int = SEED,
+) -> tuple[list[BenchRow], list[str]]:
+    """Whole-word masking: lmobjectives (``unit="word"``, configured to do Hugging Face 5.x's
+    job: each word with probability 0.15, all chosen tokens [MASK]) against
+    ``DataCollatorForLanguageModeling(whole_word_mask=True)``, on rows of exactly 512 tokens
+    (a 2-D array for us, dicts with ``offset_mapping`` for Hugging Face) and on ragged rows of
+    128–512 given as dicts with ``special_tokens_mask`` (where Hugging Face fails). Returns rows
+    and notes."""
+    from lmobjectives._progress import Progress
+    from lmobjectives.baselines import hf_tokenizer
+    from lmobjectives.masking import MLMCollator
+
+    corpus = _default_corpus(corpus)
+    rounds = rounds or (3 if quick else 15)
+    num_batches = 2 if quick else 4
+    fast = hf_tokenizer(corpus.tokenizer)
+    kw: dict[str, Any] = {
+        "unit": "word",
+        "exact_budget": False,
+        "mask_replace_prob": 1.0,
+        "random_replace_prob": 0.0,
+        "seed": seed,
+    }
+    ours: dict[str, Callable[[Any], Any]] = {OURS_NP: MLMCollator(fast, **kw)}
+    if _has("torch"):
+        ours[OURS_PT] = MLMCollator(fast, return_tensors="pt", **kw)
+    hf = None
+    if include_hf and _has("torch") and _has("transformers"):
+        from transformers import DataCollatorForLanguageModeling
+
+        hf = DataCollatorForLanguageModeling(
+            fast, whole_word_mask=True, mask_replace_prob=1.0, random_replace_prob=0.0, seed=seed
+        )
+    rows: list[BenchRow] = []
+    notes: list[str] = []
+    with Progress(2 * (len(ours) + 1) * (rounds + 1), "bench wwm", enabled=progress) as bar:
+        for ragged in (False, True):
+            batches = wwm_batches(
+                corpus, batch_size=batch_size, num_batches=num_batches, ragged=ragged
+            )
+            # Each contender gets the form it is fastest with and that its users have: padded
+            # rows as one 2-D array for lmobjectives (as in the MLM padded workload), the
+            # fast tokenizer's dicts with offset_mapping for Hugging Face (which needs them).
+            ours_batches: list[Any] = [
+                [{k: v for k, v in ex.items() if k != "offset_mapping"} for ex in b]
+                for b in batches
+            ]
+            if not ragged:
+                ours_batches = [np.asarray([ex["input_ids"] for ex in b]) for b in batches]
+            label = f"wwm-{'ragged' if ragged else 'padded'}-{batch_size}x" + (
+                f"{MIN_LEN}-{MAX_LEN}" if ragged else f"{PADDED_LEN}"
+            )
+            contenders: dict[str, tuple[Callable[[Any], Any], list[Any]]] = {
+                name: (fn, ours_batches) for name, fn in ours.items()
+            }
+            if hf is not None:
+                try:
+                    hf(batches[0])
+                    contenders[HF_PT] = (hf, batches)
+                except Exception as e:  # Hugging Face cannot pad offset_mapping
+                    notes.append(f"{label}: {HF_PT} fails: {type(e).__name__}: {e}")
+            tokens = float(np.mean([sum(len(ex["input_ids"]) for ex in b) for b in batches]))
+            rows += compare(
+                label,
+                contenders,
+                tokens_per_batch=tokens,
+                batch_size=batch_size,
+                rounds=rounds,
+                quick=quick,
+                progress=bar,
+            )
+    return rows, notes
+
+
+def run_packing_benchmark(
+    corpus: Any = None,
+    *,
+    batch_size: int = 32,
+    rounds: int | None = None,
+    quick: bool = False,
+    include_hf: bool = True,
+    progress: bool | None = None,
+    seed: int = SEED,
+) -> tuple[list[BenchRow], list[str]]:
+    """Padding-free packing of ragged 128–512-token examples: lmobjectives'
+    ``PackingCollator(layout="flat")`` against ``DataCollatorWithFlattening`` (same outputs),
+    plus first-fit-decreasing rows of 512 (no Hugging Face counterpart). Returns rows and a
+    note with the rows layout's packing efficiency."""
+    from lmobjectives._progress import Progress
+    from lmobjectives.packing import PackingCollator
+
+    corpus = _default_corpus(corpus)
+    rounds = rounds or (3 if quick else 15)
+    num_batches = 2 if quick else 8
+    batches = [
+        [{"input_ids": ex["input_ids"]} for ex in b]
+        for b in ragged_batches(corpus, batch_size=batch_size, num_batches=num_batches, seed=seed)
+    ]
+    contenders: dict[str, tuple[Callable[[Any], Any], list[Any]]] = {
+        OURS_NP: (PackingCollator(layout="flat", pad_token_id=0), batches),
+    }
+    if _has("torch"):
+        contenders[OURS_PT] = (
+            PackingCollator(layout="flat", pad_token_id=0, return_tensors="pt"),
+            batches,
+        )
+    if include_hf and _has("torch") and _has("transformers"):
+        from transformers import DataCollatorWithFlattening
+
+        contenders[HF_PT] = (DataCollatorWithFlattening(), batches)
+    rows_packer = PackingCollator(max_length=PADDED_LEN, pad_token_id=0)
+    contenders["lmobjectives rows (ffd)"] = (rows_packer, batches)
+    tokens = float(np.mean([sum(len(ex["input_ids"]) for ex in b) for b in batches]))
+    with Progress(len(contenders) * (rounds + 1), "bench packing", enabled=progress) as bar:
+        rows = compare(
+            f"pack-{batch_size}x{MIN_LEN}-{MAX_LEN}",
+            contenders,
+            tokens_per_batch=tokens,
+            batch_size=batch_size,
+            rounds=rounds,
+            quick=quick,
+            progress=bar,
+        )
+    notes = [f"rows (ffd) packing efficiency: {rows_packer.efficiency:.1%} of slots hold tokens"]
+    return rows, notes
+
+
+def _default_corpus(corpus: Any) -> Any:
+    if corpus is None:
+        from lmobjectives.corpus import TokenCorpus
+
+        corpus = TokenCorpus.default()
+    return corpus
 
 
 # -- the table ---------------------------------------------------------------------------------

@@ -73,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(median over rounds).",
     )
     bench.add_argument(
+        "--objective",
+        choices=("mlm", "wwm", "packing", "all"),
+        default="mlm",
+        help="what to measure: MLM masking (default), whole-word masking, packing, or all",
+    )
+    bench.add_argument(
         "--batch-size", type=_positive_int, default=32, metavar="N", help="default: 32"
     )
     bench.add_argument(
@@ -156,7 +162,14 @@ def _versions() -> str:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from lmobjectives.bench import format_table, missing_contenders, peak_rss_mib, run_mlm_benchmark
+    from lmobjectives.bench import (
+        format_table,
+        missing_contenders,
+        peak_rss_mib,
+        run_mlm_benchmark,
+        run_packing_benchmark,
+        run_wwm_benchmark,
+    )
 
     corpus = _load_corpus(args.cache_dir)
     print(_corpus_summary(corpus), flush=True)
@@ -166,15 +179,29 @@ def _bench(args: argparse.Namespace) -> int:
     skipped = missing_contenders(
         include_hf=not args.no_hf, include_dataloader=not args.no_dataloader
     )
-    rows = run_mlm_benchmark(
-        corpus,
-        batch_size=args.batch_size,
-        rounds=args.rounds,
-        quick=args.quick,
-        include_hf=not args.no_hf,
-        include_dataloader=not args.no_dataloader,
-        num_threads=args.threads,
-    )
+    rows, notes = [], []
+    if args.objective in ("mlm", "all"):
+        rows += run_mlm_benchmark(
+            corpus,
+            batch_size=args.batch_size,
+            rounds=args.rounds,
+            quick=args.quick,
+            include_hf=not args.no_hf,
+            include_dataloader=not args.no_dataloader,
+            num_threads=args.threads,
+        )
+    extra = {"wwm": run_wwm_benchmark, "packing": run_packing_benchmark}
+    for name, run in extra.items():
+        if args.objective in (name, "all"):
+            more, said = run(
+                corpus,
+                batch_size=args.batch_size,
+                rounds=args.rounds,
+                quick=args.quick,
+                include_hf=not args.no_hf,
+            )
+            rows += more
+            notes += said
     print(_versions())
     print()
     print(format_table(rows, markdown=args.markdown))
@@ -184,6 +211,8 @@ def _bench(args: argparse.Namespace) -> int:
         "> 1 is faster than Hugging Face."
     )
     print(f"peak RSS of this process: {peak_rss_mib():,.0f} MiB")
+    for line in notes:
+        print(f"note: {line}")
     for line in skipped:
         print(f"skipped: {line}")
     return 0

@@ -46,14 +46,14 @@ class PackingCollator(Collator):
     - ``"flat"``: one padding-free row ``[1, total]`` holding every example back to back, as
       Hugging Face's ``DataCollatorWithFlattening`` makes for flash-attention models.
 
-    Outputs (Hugging Face names): ``input_ids``, ``attention_mask`` (1 on tokens, 0 on
-    padding; with ``attention="block_diagonal"`` a ``[rows, 1, width, width]`` boolean mask —
-    the 4-D form transformers models accept — that lets a token see only its own example), ``position_ids`` (restart at 0 per example),
-    ``labels`` (causal LM: the ids with −100 on each example's first token and on padding; or
-    the masking collator's labels). Optional: ``sequence_ids`` (example index per token, −1 on
-    padding), ``cu_seqlens`` (int32 segment boundaries over the flattened batch, each example
-    and each row's padding tail a segment) and ``max_seqlen``; ``token_type_ids`` when the
-    examples have them.
+    Outputs (Hugging Face names): ``input_ids``; ``attention_mask`` (1 on tokens, 0 on
+    padding; with ``attention="block_diagonal"`` a ``[rows, 1, width, width]`` boolean mask,
+    the 4-D form transformers models accept, that lets a token see only its own example);
+    ``position_ids`` (restart at 0 per example); ``labels`` (causal LM: the ids with −100 on
+    each example's first token and on padding; or the masking collator's labels). Optional:
+    ``sequence_ids`` (example index per token, −1 on padding); ``cu_seqlens`` (int32 segment
+    boundaries over the flattened batch, each example and each row's padding tail a segment)
+    and ``max_seqlen``; ``token_type_ids`` when the examples have them.
 
     Args:
         tokenizer: where to read ``pad_token_id`` from (or pass it).

@@ -6,7 +6,7 @@ use std::time::Instant;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use lmobjectives_core::batch::{PadSpec, Ragged, dense_offsets};
-use lmobjectives_core::masking::{MlmConfig, MlmParams, PURPOSE, TokenMasks, mask_batch};
+use lmobjectives_core::masking::{MlmConfig, MlmParams, PURPOSE, TokenMasks, UnitSpec, mask_batch};
 use lmobjectives_core::rng::{RowKeys, Streams};
 
 fn main() {
@@ -17,7 +17,19 @@ fn main() {
     let offsets = dense_offsets(rows, cols);
     let r = Ragged::new("input_ids", &ids, &offsets).unwrap();
     let specials = [1i64, 2, 3];
-    let cfg = MlmConfig::new(&MlmParams::new(30_522, 4, 0, &specials)).unwrap();
+    // UNIT=word measures whole-word masking (every 4th id continues a word).
+    let word_starts: Vec<bool> = (0..30_522).map(|i| i % 4 != 0).collect();
+    let unit = std::env::var("UNIT").unwrap_or_default();
+    let cfg = MlmConfig::new(&MlmParams {
+        unit: if unit == "word" {
+            UnitSpec::Word
+        } else {
+            UnitSpec::Token
+        },
+        word_starts: Some(&word_starts),
+        ..MlmParams::new(30_522, 4, 0, &specials)
+    })
+    .unwrap();
     for threads in [1usize, 2] {
         let iters: u64 = std::env::var("ITERS")
             .ok()

@@ -16,8 +16,8 @@ use crate::batch::{OutId, PadSpec, Ragged, TokenId, check_ids, fill_rows, fill_r
 use crate::parallel::threads_for;
 use crate::rng::{Categorical, Chance, GeometricGaps, Rng, RowKeys, Streams};
 use crate::units::{
-    ngram_weights, segment_words, select_ngrams, select_spans, select_words_bernoulli,
-    select_words_budget, span_length_weights, token_count,
+    BOUNDARY, ELIGIBLE, STARTS_WORD, Word, ngram_weights, segment_words, select_ngrams,
+    select_spans, select_words_bernoulli, select_words_budget, span_length_weights, token_count,
 };
 use crate::{CoreError, Result, check_probability};
 
@@ -135,6 +135,9 @@ pub struct MlmConfig {
     replace_by_unit: bool,
     /// `word_starts[id]`: a token with this id begins a word (from the tokenizer's vocabulary).
     word_starts: Option<Vec<bool>>,
+    /// Per-vocabulary unit flags: [`ELIGIBLE`] unless special, [`STARTS_WORD`] from
+    /// `word_starts` (set everywhere without a table).
+    vocab_flags: Vec<u8>,
     /// `special[id]`: never selected, never drawn as a random replacement.
     special: Vec<bool>,
     /// The ids random replacement draws from (every non-special id).
@@ -280,6 +283,16 @@ impl MlmConfig {
             units,
             replace_by_unit: p.replace_by_unit,
             word_starts: p.word_starts.map(<[bool]>::to_vec),
+            vocab_flags: (0..vocab)
+                .map(|i| {
+                    let starts = p.word_starts.is_none_or(|w| w[i]);
+                    if special[i] {
+                        0
+                    } else {
+                        ELIGIBLE | if starts { STARTS_WORD } else { 0 }
+                    }
+                })
+                .collect(),
             special,
             replacement_pool,
         })
@@ -503,20 +516,21 @@ impl<'a, T: TokenId> MlmJob<'a, T> {
         };
         let table = &cfg.special;
         if cfg.needs_words() {
+            let src_row = &src[..kept];
             let word_ids = self.masks.word_ids.as_ref().map(|w| &w.row(r)[..kept]);
             let bounds = self.masks.boundaries.as_ref().map(|b| &b.row(r)[..kept]);
-            let eligible = |t: usize, id: i64| {
-                attn.is_none_or(|a| a[t] != 0)
-                    && spec.is_none_or(|s| s[t] == 0)
-                    && !table[id as usize]
-            };
-            let starts = |t: usize, id: i64| match (word_ids, &cfg.word_starts) {
-                (Some(w), _) => t == 0 || w[t] != w[t - 1] || w[t] < 0,
-                (None, Some(table)) => table[id as usize],
-                (None, None) => true,
-            };
-            let boundary = |t: usize| bounds.is_some_and(|b| b[t] != 0);
-            row.mask_units(cfg, eligible, starts, boundary);
+            let mut words = Vec::with_capacity(kept);
+            if attn.is_none() && spec.is_none() && word_ids.is_none() && bounds.is_none() {
+                // Common case: the vocabulary alone says where words start.
+                let flags = src_row.iter().map(|x| cfg.vocab_flags[x.to_i64() as usize]);
+                segment_words(flags, &mut words);
+            } else {
+                segment_words(
+                    unit_flags(cfg, src_row, attn, spec, word_ids, bounds),
+                    &mut words,
+                );
+            }
+            row.mask_units(cfg, &words);
             return;
         }
         // Monomorphised per mask combination: no per-token Option checks.
@@ -614,13 +628,7 @@ impl<T: TokenId, O: OutId> Row<'_, T, O> {
     /// Stream use: the selection's draws first (see each selector), then per unit in position
     /// order either one decision draw for the whole unit followed by one draw per token that
     /// becomes random (`replace_by_unit`), or the per-token draws of token masking.
-    fn mask_units(
-        self,
-        cfg: &MlmConfig,
-        eligible: impl Fn(usize, i64) -> bool,
-        starts: impl Fn(usize, i64) -> bool,
-        boundary: impl Fn(usize) -> bool,
-    ) {
+    fn mask_units(self, cfg: &MlmConfig, words: &[Word]) {
         let Row {
             src,
             ids,
@@ -630,22 +638,14 @@ impl<T: TokenId, O: OutId> Row<'_, T, O> {
         for (d, &x) in ids.iter_mut().zip(src) {
             *d = O::from_i64(x.to_i64());
         }
-        let mut words = Vec::new();
-        segment_words(
-            src.len(),
-            |t| eligible(t, src[t].to_i64()),
-            |t| starts(t, src[t].to_i64()),
-            boundary,
-            &mut words,
-        );
-        let budget = cfg.exact_count(token_count(&words));
+        let budget = cfg.exact_count(token_count(words));
         let selected = match (&cfg.units, cfg.budget) {
-            (Units::Word, Budget::Bernoulli) => select_words_bernoulli(&words, &cfg.gaps, &mut rng),
-            (Units::Word, Budget::Exact { .. }) => select_words_budget(&words, budget, &mut rng),
+            (Units::Word, Budget::Bernoulli) => select_words_bernoulli(words, &cfg.gaps, &mut rng),
+            (Units::Word, Budget::Exact { .. }) => select_words_budget(words, budget, &mut rng),
             (Units::Span { lower, lengths }, _) => {
-                select_spans(&words, budget, *lower, lengths, &mut rng)
+                select_spans(words, budget, *lower, lengths, &mut rng)
             }
-            (Units::Ngram { lengths }, _) => select_ngrams(&words, budget, lengths, &mut rng),
+            (Units::Ngram { lengths }, _) => select_ngrams(words, budget, lengths, &mut rng),
             (Units::Token, _) => Vec::new(),
         };
         for unit in selected {
@@ -674,6 +674,50 @@ impl<T: TokenId, O: OutId> Row<'_, T, O> {
             }
         }
     }
+}
+
+/// Per-token unit flags of a row: the vocabulary's, cleared where the attention mask is 0 or
+/// the special-tokens mask is set, word starts from `word_ids` when given, example starts.
+fn unit_flags<T: TokenId>(
+    cfg: &MlmConfig,
+    src: &[T],
+    attn: Option<&[u8]>,
+    spec: Option<&[u8]>,
+    word_ids: Option<&[i64]>,
+    bounds: Option<&[u8]>,
+) -> Vec<u8> {
+    let mut flags: Vec<u8> = src
+        .iter()
+        .map(|x| cfg.vocab_flags[x.to_i64() as usize])
+        .collect();
+    if let Some(a) = attn {
+        for (f, &m) in flags.iter_mut().zip(a) {
+            if m == 0 {
+                *f = 0;
+            }
+        }
+    }
+    if let Some(s) = spec {
+        for (f, &m) in flags.iter_mut().zip(s) {
+            if m != 0 {
+                *f = 0;
+            }
+        }
+    }
+    if let Some(w) = word_ids {
+        for (t, f) in flags.iter_mut().enumerate() {
+            let starts = t == 0 || w[t] != w[t - 1] || w[t] < 0;
+            *f = (*f & !STARTS_WORD) | if starts { STARTS_WORD } else { 0 };
+        }
+    }
+    if let Some(b) = bounds {
+        for (f, &m) in flags.iter_mut().zip(b) {
+            if m != 0 {
+                *f |= BOUNDARY;
+            }
+        }
+    }
+    flags
 }
 
 /// Labels a selected position and applies the 80/10/10 (configurable) decision.

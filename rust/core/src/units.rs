@@ -27,32 +27,29 @@ pub struct Unit {
     pub count: u32,
 }
 
-/// Cuts positions `0..n` into words. `eligible(t)`: the token may be masked; `starts_word(t)`:
-/// an eligible token begins a new word (ignored for the first token of a segment, which
-/// always does); `boundary(t)`: a new example starts at `t` (a new segment).
-pub fn segment_words(
-    n: usize,
-    eligible: impl Fn(usize) -> bool,
-    starts_word: impl Fn(usize) -> bool,
-    boundary: impl Fn(usize) -> bool,
-    out: &mut Vec<Word>,
-) {
+/// Per-token flag: the token may be masked.
+pub const ELIGIBLE: u8 = 1;
+/// Per-token flag: an eligible token begins a new word (ignored for the first token of a
+/// segment, which always does).
+pub const STARTS_WORD: u8 = 2;
+/// Per-token flag: a new (packed) example begins here — a new segment.
+pub const BOUNDARY: u8 = 4;
+
+/// Cuts a row into words from its per-token flags ([`ELIGIBLE`], [`STARTS_WORD`],
+/// [`BOUNDARY`]), given as an iterator so callers need not materialise them.
+pub fn segment_words(flags: impl IntoIterator<Item = u8>, out: &mut Vec<Word>) {
     out.clear();
     let mut segment = 0u32;
     let mut open = false; // inside a segment that already has a word
-    for t in 0..n {
-        if open && boundary(t) {
+    for (t, f) in flags.into_iter().enumerate() {
+        if open && (f & BOUNDARY != 0 || f & ELIGIBLE == 0) {
             segment += 1;
             open = false;
         }
-        if !eligible(t) {
-            if open {
-                segment += 1;
-                open = false;
-            }
+        if f & ELIGIBLE == 0 {
             continue;
         }
-        if !open || starts_word(t) {
+        if !open || f & STARTS_WORD != 0 {
             out.push(Word {
                 start: t as u32,
                 len: 1,
@@ -73,7 +70,7 @@ pub fn token_count(words: &[Word]) -> usize {
 /// Each word independently with probability `p` (Hugging Face 5.x whole-word masking: the
 /// expected token fraction stays `p`). One draw per selected word (gap sampling over words).
 pub fn select_words_bernoulli(words: &[Word], gaps: &GeometricGaps, rng: &mut Rng) -> Vec<Unit> {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(words.len());
     if gaps.never() {
         return out;
     }
@@ -95,7 +92,7 @@ pub fn select_words_bernoulli(words: &[Word], gaps: &GeometricGaps, rng: &mut Rn
 pub fn select_words_budget(words: &[Word], budget: usize, rng: &mut Rng) -> Vec<Unit> {
     let mut order: Vec<u32> = (0..words.len() as u32).collect();
     shuffle(&mut order, rng);
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(words.len());
     let mut used = 0usize;
     for &w in &order {
         if used >= budget {
@@ -123,7 +120,7 @@ pub fn select_ngrams(
     let mut order: Vec<u32> = (0..words.len() as u32).collect();
     shuffle(&mut order, rng);
     let mut taken = vec![false; words.len()];
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(words.len());
     let mut used = 0usize;
     for &i in &order {
         if used >= budget {
@@ -162,7 +159,7 @@ pub fn select_spans(
     lengths: &Categorical,
     rng: &mut Rng,
 ) -> Vec<Unit> {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(words.len());
     if words.is_empty() {
         return out;
     }
@@ -249,8 +246,15 @@ mod tests {
     use super::*;
 
     fn words_of(n: usize, elig: &[bool], starts: &[bool], bounds: &[bool]) -> Vec<Word> {
+        let flags: Vec<u8> = (0..n)
+            .map(|t| {
+                u8::from(elig[t]) * ELIGIBLE
+                    + u8::from(starts[t]) * STARTS_WORD
+                    + u8::from(bounds[t]) * BOUNDARY
+            })
+            .collect();
         let mut out = Vec::new();
-        segment_words(n, |t| elig[t], |t| starts[t], |t| bounds[t], &mut out);
+        segment_words(flags, &mut out);
         out
     }
 
