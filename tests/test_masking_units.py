@@ -398,6 +398,7 @@ def test_words_need_boundaries():
     ("examples", "exc", "match"),
     [
         ([{"input_ids": [CLS, 10, SEP], "word_ids": [None, 0]}], ValueError, "word_ids"),
+        ([{"input_ids": [CLS, 10, SEP], "word_ids": []}], ValueError, "word_ids"),
         ([{"input_ids": [CLS, 10, SEP], "word_ids": [None, "a", None]}], TypeError, "word_ids"),
         ([{"input_ids": [CLS, 10, SEP], "word_ids": [None, 0.5, None]}], TypeError, "word_ids"),
     ],

@@ -239,3 +239,25 @@ def test_inputs_are_not_mutated():
     masker = MLMCollator(vocab_size=VOCAB, mask_token_id=MASK, pad_token_id=PAD, seed=1)
     PackingCollator(max_length=64, masking=masker)(rows)
     assert rows == copy
+
+
+def test_outputs_are_zero_copy_rust_buffers():
+    b = pack_sequences(make_rows(10, 3, 30, seed=7), max_length=64, return_cu_seqlens=True)
+    for k in ("input_ids", "attention_mask", "position_ids", "labels", "cu_seqlens"):
+        assert type(b[k].base).__name__ == "PySliceContainer", k
+
+
+@pytest.mark.slow
+def test_same_packed_batches_for_0_and_2_dataloader_workers():
+    from torch.utils.data import DataLoader
+
+    masker = MLMCollator(vocab_size=VOCAB, mask_token_id=MASK, pad_token_id=PAD, unit="token")
+    data = make_rows(96, 5, 60, seed=8)
+
+    def run(workers):
+        collate = PackingCollator(max_length=128, masking=masker, seed=3, return_tensors="pt")
+        loader = DataLoader(data, batch_size=16, collate_fn=collate, num_workers=workers)
+        return [b["labels"].numpy() for b in loader]
+
+    for a, b in zip(run(0), run(2), strict=True):
+        np.testing.assert_array_equal(a, b)
