@@ -22,3 +22,6 @@ def test_readme_example_runs(code):
     if "exact_budget=True" in code:  # the claim in its comment: 77 = round(0.15 · 512)
         labels = namespace["batch"]["labels"]
         assert ((labels != -100).sum(axis=1) == 77).all()
+    if "PackingCollator(" in code:  # the position_ids shown in its comment
+        positions = namespace["batch"]["position_ids"][0, :12].tolist()
+        assert positions == [0, 1, 2, 3, 0, 1, 2, 0, 1, 2, 3, 4]
