@@ -348,3 +348,83 @@ def mlm_units_row(
                 elif to_mask_or_random(u):
                     ids[t] = pool[rng.below(len(pool))]
     return ids, labels
+
+
+# -- sentence pairs (rust/core/src/pairs.rs) --------------------------------------------------
+
+
+def pair_index(
+    sentence_offsets,
+    document_offsets,
+    *,
+    task,
+    max_seq_length,
+    short_seq_prob,
+    random_next_prob,
+    swap_prob,
+    seed,
+    epoch,
+):
+    """Every instance [(a_lo, a_hi), (b_lo, b_hi), label] of one pass, shuffled, exactly as
+    the kernel builds them."""
+    so, do = [int(x) for x in sentence_offsets], [int(x) for x in document_offsets]
+    n_docs = len(do) - 1
+    max_tokens = max_seq_length - 3
+    short, half_random, swap = chance(short_seq_prob), chance(random_next_prob), chance(swap_prob)
+    half = chance(0.5)
+    out = []
+    for d in range(n_docs):
+        rng = Xoshiro(hash_words([seed, epoch, purpose("pairs"), TAG_SAMPLE, d]))
+        first, n = do[d], do[d + 1] - do[d]
+        target = max_tokens
+        if short(rng.next_u64()):
+            target = 2 + rng.below(max_tokens - 1)
+        chunk_start = chunk_sents = chunk_len = 0
+        i = 0
+        while i < n:
+            if chunk_sents == 0:
+                chunk_start = i
+            chunk_sents += 1
+            chunk_len += so[first + i + 1] - so[first + i]
+            if i + 1 == n or chunk_len >= target:
+                a_end = 1 + rng.below(chunk_sents - 1) if chunk_sents >= 2 else 1
+                a = [so[first + chunk_start], so[first + chunk_start + a_end]]
+                pair = None
+                if task == "nsp":
+                    want_random = chunk_sents == 1 or half_random(rng.next_u64())
+                    if want_random and n_docs > 1:
+                        target_b = max(0, target - (a[1] - a[0]))
+                        r = rng.below(n_docs - 1)
+                        if r >= d:
+                            r += 1
+                        lo, hi = do[r], do[r + 1]
+                        if hi > lo:
+                            start = lo + rng.below(hi - lo)
+                            end, length = start, 0
+                            while end < hi and (end == start or length < target_b):
+                                length += so[end + 1] - so[end]
+                                end += 1
+                            i -= chunk_sents - a_end
+                            pair = (a, [so[start], so[end]], 1)
+                    elif chunk_sents >= 2:
+                        pair = (a, [so[first + chunk_start + a_end], so[first + i + 1]], 0)
+                elif chunk_sents >= 2:
+                    b = [so[first + chunk_start + a_end], so[first + i + 1]]
+                    pair = (b, a, 1) if swap(rng.next_u64()) else (a, b, 0)
+                if pair is not None and pair[0][1] > pair[0][0] and pair[1][1] > pair[1][0]:
+                    a, b, label = [list(pair[0]), list(pair[1]), pair[2]]
+                    while (a[1] - a[0]) + (b[1] - b[0]) > max_tokens:
+                        side = a if (a[1] - a[0]) > (b[1] - b[0]) else b
+                        if half(rng.next_u64()):
+                            side[0] += 1
+                        else:
+                            side[1] -= 1
+                    out.append((tuple(a), tuple(b), label))
+                chunk_sents = chunk_len = 0
+            i += 1
+    order = list(range(len(out)))
+    rng = Xoshiro(hash_words([seed, epoch, purpose("pairs-order")]))
+    for i in range(len(order) - 1, 0, -1):
+        j = rng.below(i + 1)
+        order[i], order[j] = order[j], order[i]
+    return [out[k] for k in order]

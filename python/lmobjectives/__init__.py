@@ -16,6 +16,7 @@ from lmobjectives._core import (
 from lmobjectives.corpus import TokenCorpus, train_wordpiece
 from lmobjectives.masking import MLMCollator
 from lmobjectives.packing import PackingCollator, pack_sequences
+from lmobjectives.pairs import SentencePairDataset
 
 __all__ = [
     "STREAM_VERSION",
@@ -23,6 +24,7 @@ __all__ = [
     "LMObjectivesError",
     "MLMCollator",
     "PackingCollator",
+    "SentencePairDataset",
     "ShapeError",
     "TokenCorpus",
     "TokenIdError",

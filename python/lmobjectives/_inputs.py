@@ -6,7 +6,11 @@ Accepted forms (DESIGN.md §3):
   ``word_ids`` (a fast tokenizer's ``word_ids()``, ``None`` for special tokens), ``idx``;
 - a list of sequences (lists of ints or 1-D integer arrays / tensors);
 - a 2-D integer array (or tensor), e.g. already padded rows;
-- a mapping of such arrays (a pre-collated batch, e.g. ``{"input_ids": 2-D, ...}``).
+- a mapping of such arrays (a pre-collated batch, e.g. ``{"input_ids": 2-D, ...}``), whose
+  columns may also be :class:`RaggedRows` (rows stored flat, as our datasets return them).
+
+Per-example labels (``next_sentence_label``, ``sentence_order_label``) pass through as int64
+arrays of one value per row.
 
 Rows are not copied here: Python lists and 1-D arrays are gathered by the Rust layer, 2-D
 arrays are read in place when C-contiguous.
@@ -29,7 +33,33 @@ TOKEN_KEYS = (
     "word_ids",
 )
 SAMPLE_KEY = "idx"
-ACCEPTED_KEYS = frozenset((*TOKEN_KEYS, SAMPLE_KEY))
+LABEL_KEYS = ("next_sentence_label", "sentence_order_label")
+ACCEPTED_KEYS = frozenset((*TOKEN_KEYS, SAMPLE_KEY, *LABEL_KEYS))
+
+
+class RaggedRows:
+    """Rows stored flat: row ``r`` is ``values[offsets[r]:offsets[r + 1]]``.
+
+    A batch column in this form reaches the kernels without a Python object per row or per
+    token (our datasets' ``__getitems__`` return it).
+    """
+
+    __slots__ = ("offsets", "values")
+
+    def __init__(self, values: np.ndarray, offsets: np.ndarray) -> None:
+        self.values = np.ascontiguousarray(values)
+        self.offsets = np.ascontiguousarray(offsets, dtype=np.int64)
+        if self.values.ndim != 1 or self.offsets.ndim != 1 or len(self.offsets) == 0:
+            raise ValueError("RaggedRows: values and offsets must be 1-D, offsets non-empty")
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, r: int) -> np.ndarray:
+        return self.values[self.offsets[r] : self.offsets[r + 1]]
+
+    def __repr__(self) -> str:
+        return f"RaggedRows({len(self)} rows, {len(self.values)} values)"
 
 
 @dataclass
@@ -42,6 +72,8 @@ class Rows:
     token_type_ids: Any = None
     word_ids: Any = None
     sample_ids: list[int] | None = None
+    # Per-example labels that travel with the batch (name -> int64 array, one per row).
+    labels: dict[str, np.ndarray] | None = None
     # How row `{row}` of column `{key}` is named in error messages.
     rows_name: str = "{key}[{row}]"
 
@@ -70,6 +102,8 @@ def _rows(values: list[Any]) -> list[Any]:
 
 
 def _column(x: Any, name: str) -> Any:
+    if isinstance(x, RaggedRows):
+        return x
     x = _as_array_like(x)
     if isinstance(x, np.ndarray):
         if x.ndim == 1 and x.dtype != object:
@@ -100,6 +134,16 @@ def _sample_ids(values: Sequence[Any], name: str) -> list[int]:
     return out
 
 
+def _labels(values: Any, name: str) -> np.ndarray:
+    """One integer label per example, as int64."""
+    arr = np.asarray(values)
+    if arr.dtype == object or arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
+        if arr.dtype == np.bool_ and arr.ndim == 1:
+            return arr.astype(np.int64)
+        raise TypeError(f"{name}: expected one integer label per example, got {values!r}")
+    return arr.astype(np.int64)
+
+
 def _check_keys(keys: Any, where: str) -> None:
     if "input_ids" not in keys:
         raise ValueError(
@@ -124,7 +168,8 @@ def normalize(examples: Any) -> Rows:
         sample_ids = None
         if idx is not None:
             sample_ids = _sample_ids(np.asarray(idx).ravel().tolist(), SAMPLE_KEY)
-        return Rows(**cols, sample_ids=sample_ids)
+        labels = {k: _labels(examples[k], k) for k in LABEL_KEYS if examples.get(k) is not None}
+        return Rows(**cols, sample_ids=sample_ids, labels=labels or None)
 
     examples = _as_array_like(examples)
     if isinstance(examples, np.ndarray):
@@ -157,4 +202,10 @@ def normalize(examples: Any) -> Rows:
     sample_ids = (
         _sample_ids([ex[SAMPLE_KEY] for ex in examples], "idx") if SAMPLE_KEY in keys else None
     )
-    return Rows(**cols, sample_ids=sample_ids, rows_name="examples[{row}]['{key}']")
+    labels = {k: _labels([ex[k] for ex in examples], k) for k in LABEL_KEYS if k in keys}
+    return Rows(
+        **cols,
+        sample_ids=sample_ids,
+        labels=labels or None,
+        rows_name="examples[{row}]['{key}']",
+    )

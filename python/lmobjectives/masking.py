@@ -236,6 +236,13 @@ class MLMCollator(Collator):
             "attention_mask": attention_mask,
             "labels": labels,
         }
+        if rows.labels:
+            for name, values in rows.labels.items():
+                if len(values) != input_ids.shape[0]:
+                    raise ValueError(
+                        f"{name}: {len(values)} labels for {input_ids.shape[0]} examples"
+                    )
+                batch[name] = values
         if rows.token_type_ids is not None:
             batch["token_type_ids"] = _core.pad(
                 rows.token_type_ids,

@@ -11,6 +11,7 @@ pub mod batch;
 pub mod error;
 pub mod masking;
 pub mod packing;
+pub mod pairs;
 pub mod parallel;
 pub mod rng;
 pub mod units;

@@ -3,7 +3,7 @@
 //! Everything here runs with the GIL held and before any kernel: inputs are extracted first,
 //! then the kernel runs detached from the interpreter.
 
-use lmobjectives_core::batch::{PadSpec, Side, dense_offsets};
+use lmobjectives_core::batch::{PadSpec, Ragged, Side, dense_offsets};
 use numpy::ndarray::Array2;
 use numpy::{
     Element, IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray2, PyUntypedArray,
@@ -129,6 +129,9 @@ pub fn id_rows<'py>(
     if let Some(d) = dense_ids(obj, arg)? {
         return Ok(d);
     }
+    if let Some((values, offsets)) = ragged_parts(obj, arg)? {
+        return Ok(IdRows::Flat { values, offsets });
+    }
     let (values, offsets) = flatten(obj, arg, rows_name, false, None, |v| v)?;
     Ok(IdRows::Flat { values, offsets })
 }
@@ -167,7 +170,58 @@ pub fn mask_rows(
             dtype_name(arr)
         )));
     }
+    if let Some((values, offsets)) = ragged_parts(obj, arg)? {
+        return Ok((
+            values.into_iter().map(|v| u8::from(v != 0)).collect(),
+            offsets,
+        ));
+    }
     flatten(obj, arg, rows_name, true, None, |v| u8::from(v != 0))
+}
+
+/// Rows stored flat (`lmobjectives._inputs.RaggedRows`: row `r` is
+/// `values[offsets[r]:offsets[r + 1]]`), as `(values, offsets)`; `None` for other objects.
+fn ragged_parts(obj: &Bound<'_, PyAny>, arg: &str) -> PyResult<Option<(Vec<i64>, Vec<usize>)>> {
+    if obj
+        .get_type()
+        .name()
+        .map(|n| n != "RaggedRows")
+        .unwrap_or(true)
+    {
+        return Ok(None);
+    }
+    let values = obj.getattr("values")?;
+    let offsets = obj.getattr("offsets")?;
+    let offsets: Vec<i64> = offsets
+        .cast::<PyArray1<i64>>()
+        .map_err(|_| PyTypeError::new_err(format!("{arg}: offsets must be a 1-D int64 array")))?
+        .readonly()
+        .as_array()
+        .to_vec();
+    let arr = values
+        .cast::<PyUntypedArray>()
+        .map_err(|_| PyTypeError::new_err(format!("{arg}: values must be a 1-D integer array")))?;
+    macro_rules! gather {
+        ($($t:ty),*) => {
+            $(
+                if let Ok(a) = arr.cast::<PyArray1<$t>>() {
+                    let v: Vec<i64> = a.readonly().as_array().iter().map(|&x| i64::from(x)).collect();
+                    let offsets: Vec<usize> = offsets
+                        .iter()
+                        .map(|&o| usize::try_from(o))
+                        .collect::<Result<_, _>>()
+                        .map_err(|_| PyValueError::new_err(format!("{arg}: negative offset")))?;
+                    Ragged::new(arg, &v, &offsets).map_err(crate::errors::to_py)?;
+                    return Ok(Some((v, offsets)));
+                }
+            )*
+        };
+    }
+    gather!(i64, i32, u32, u16, u8, i16, i8, bool);
+    Err(PyTypeError::new_err(format!(
+        "{arg}: values must be an integer array, got dtype {}",
+        dtype_name(arr)
+    )))
 }
 
 /// Extracts per-token word indices (a fast tokenizer's `word_ids()`), where `None` (a special

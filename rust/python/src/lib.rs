@@ -8,6 +8,7 @@ mod errors;
 mod masking;
 mod packing;
 mod padding;
+mod pairs;
 
 use pyo3::prelude::*;
 
@@ -24,6 +25,9 @@ mod _core {
 
     #[pymodule_export]
     use crate::packing::pack;
+
+    #[pymodule_export]
+    use crate::pairs::{build_pair_index, pair_rows};
 
     #[pymodule_export]
     use crate::errors::{InvalidArgumentError, LMObjectivesError, ShapeError, TokenIdError};

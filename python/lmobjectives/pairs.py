@@ -1,0 +1,233 @@
+"""Sentence-pair pretraining data: BERT's next-sentence prediction (NSP) and ALBERT's
+sentence-order prediction (SOP), built in Rust from a :class:`~lmobjectives.TokenCorpus`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Literal
+
+import numpy as np
+
+from lmobjectives import _core
+from lmobjectives._collator import check_choice
+from lmobjectives._inputs import RaggedRows
+from lmobjectives._seeding import check_num_threads, check_seed, resolve_num_threads
+
+__all__ = ["SentencePairDataset"]
+
+#: Sample keys (``idx``) are ``epoch << EPOCH_SHIFT | item``, unique across epochs.
+EPOCH_SHIFT = 40
+
+
+class SentencePairDataset:
+    """NSP or SOP instances of a :class:`~lmobjectives.TokenCorpus`, a map-style dataset.
+
+    Item ``i`` of epoch ``e`` is a pure function of ``(seed, e, i)``: the sample index of a
+    whole pass (each instance's two token ranges and its label) is built once in Rust — in
+    parallel, in a few dozen bytes per instance — and items are materialised from the
+    memory-mapped corpus on demand. NSP follows Google BERT's ``create_instances_from_document``
+    (target length, short with probability ``short_seq_prob``, drawn once per document and
+    pass; sentences gathered into chunks; random split ``a_end``; B from a random *other*
+    document with the unused sentences put back, or the true continuation; ``truncate_seq_pair``
+    from the front or back at random); SOP follows ALBERT (B the true continuation, A and B
+    swapped with probability ½). Deliberate fixes, documented in ``rust/core/src/pairs.rs``: a
+    random document is never the current one (with a single document, chunks keep their true
+    continuation), and SOP drops single-sentence chunks instead of leaking NSP pairs into it.
+
+    An item is ``{"input_ids": [CLS] A [SEP] B [SEP], "token_type_ids": 0…0 1…1,
+    <label_name>: 1 = random next (NSP) / swapped (SOP), "idx": sample key}`` with int64
+    arrays; ``__getitems__`` (used by ``DataLoader``) returns a whole batch at once with the
+    rows stored flat. Pass the batches to an :class:`~lmobjectives.MLMCollator` (any masking
+    unit) for ``BertForPreTraining``/``AlbertForPreTraining`` batches: it masks, pads and keeps
+    the label; masks are keyed by ``idx``, so they are a pure function of (seed, epoch, item)
+    too.
+
+    Args:
+        corpus: the :class:`~lmobjectives.TokenCorpus` (memory-mapped corpora stay on disk).
+        task: ``"nsp"`` or ``"sop"``.
+        max_seq_length: longest ``[CLS] A [SEP] B [SEP]`` (128).
+        short_seq_prob: chance of a shorter target length (0.1).
+        random_next_prob: NSP's chance of a random B (0.5).
+        swap_prob: SOP's chance of swapping A and B (0.5).
+        seed: the seed of every random choice (an int; ``None`` draws one).
+        epoch: the pass to start with (see :meth:`set_epoch`).
+        label_name: the label's key (``"next_sentence_label"`` for BERT;
+            ``"sentence_order_label"`` for ALBERT, the default with ``task="sop"``).
+        cls_token_id, sep_token_id: default from the corpus tokenizer's ``[CLS]``/``[SEP]``.
+        num_threads: threads for building the index (default: all CPUs, 1 in workers).
+    """
+
+    def __init__(
+        self,
+        corpus: Any,
+        task: Literal["nsp", "sop"] = "nsp",
+        *,
+        max_seq_length: int = 128,
+        short_seq_prob: float = 0.1,
+        random_next_prob: float = 0.5,
+        swap_prob: float = 0.5,
+        seed: int | None = 0,
+        epoch: int = 0,
+        label_name: str | None = None,
+        cls_token_id: int | None = None,
+        sep_token_id: int | None = None,
+        num_threads: int | None = None,
+    ) -> None:
+        for name in ("ids", "sentence_offsets", "document_offsets"):
+            if not hasattr(corpus, name):
+                raise TypeError(f"corpus: expected a TokenCorpus, got {type(corpus).__name__}")
+        self.corpus = corpus
+        self.task = check_choice("task", task, ("nsp", "sop"))
+        if isinstance(max_seq_length, bool) or not isinstance(max_seq_length, int):
+            raise TypeError(f"max_seq_length: expected an int, got {max_seq_length!r}")
+        self.max_seq_length = max_seq_length
+        self.short_seq_prob = short_seq_prob
+        self.random_next_prob = random_next_prob
+        self.swap_prob = swap_prob
+        checked = check_seed(seed)
+        self.seed = checked if checked is not None else int.from_bytes(os.urandom(8), "little")
+        if label_name is None:
+            label_name = "sentence_order_label" if self.task == "sop" else "next_sentence_label"
+        self.label_name = check_choice(
+            "label_name", label_name, ("next_sentence_label", "sentence_order_label")
+        )
+        self.cls_token_id = self._special(cls_token_id, "[CLS]", "cls_token_id")
+        self.sep_token_id = self._special(sep_token_id, "[SEP]", "sep_token_id")
+        self.num_threads = check_num_threads(num_threads)
+        self._rank, self._world = 0, 1
+        self._epoch = -1
+        self._index: dict[str, np.ndarray] = {}
+        self.set_epoch(epoch)
+
+    def _special(self, given: int | None, token: str, name: str) -> int:
+        if given is not None:
+            return int(given)
+        tok = getattr(self.corpus, "tokenizer", None)
+        found = tok.token_to_id(token) if tok is not None else None
+        if found is None:
+            raise ValueError(f"{name}: the corpus tokenizer has no {token}; pass {name}")
+        return int(found)
+
+    # -- the pass ------------------------------------------------------------------------------
+
+    @property
+    def epoch(self) -> int:
+        return self._epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        """Builds pass ``epoch``: new chunks, pairs, truncations and order for the same corpus
+        (what Google BERT's ``dupe_factor`` copies give, one per epoch)."""
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch < 1 << 23:
+            raise ValueError(f"epoch: expected an int in [0, 2**23), got {epoch!r}")
+        if epoch == self._epoch:
+            return
+        c = self.corpus
+        self._index = _core.build_pair_index(
+            np.asarray(c.ids),
+            np.asarray(c.sentence_offsets, dtype=np.int64),
+            np.asarray(c.document_offsets, dtype=np.int64),
+            task=self.task,
+            max_seq_length=self.max_seq_length,
+            short_seq_prob=self.short_seq_prob,
+            random_next_prob=self.random_next_prob,
+            swap_prob=self.swap_prob,
+            seed=self.seed,
+            epoch=epoch,
+            num_threads=resolve_num_threads(self.num_threads),
+        )
+        self._epoch = epoch
+
+    def shard(self, rank: int, world_size: int) -> SentencePairDataset:
+        """This dataset's share for rank ``rank`` of ``world_size`` (items ``rank``,
+        ``rank + world_size``, …): disjoint, deterministic, covering every instance once."""
+        for name, v in (("rank", rank), ("world_size", world_size)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"{name}: expected a non-negative int, got {v!r}")
+        if world_size < 1 or rank >= world_size:
+            raise ValueError(f"rank: need 0 <= rank < world_size, got {rank}/{world_size}")
+        view = object.__new__(SentencePairDataset)
+        view.__dict__.update(self.__dict__)
+        view._rank = self._rank + rank * self._world
+        view._world = self._world * world_size
+        return view
+
+    # -- items ---------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        n = len(self._index["label"])
+        return max(0, (n - self._rank + self._world - 1) // self._world)
+
+    def _global(self, items: np.ndarray) -> np.ndarray:
+        n = len(self)
+        if items.size and (items.min() < -n or items.max() >= n):
+            raise IndexError(f"index out of range for {n} items")
+        items = np.where(items < 0, items + n, items)
+        return (items * self._world + self._rank).astype(np.uint64)
+
+    def _rows(self, items: np.ndarray) -> tuple[np.ndarray, ...]:
+        idx = self._index
+        return _core.pair_rows(
+            np.asarray(self.corpus.ids),
+            idx["a"],
+            idx["b"],
+            idx["label"],
+            self._global(items),
+            cls_token_id=self.cls_token_id,
+            sep_token_id=self.sep_token_id,
+        )
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
+            raise TypeError(f"index: expected an int, got {type(i).__name__}")
+        ids, types, _, labels = self._rows(np.asarray([int(i)], dtype=np.int64))
+        return {
+            "input_ids": ids,
+            "token_type_ids": types,
+            self.label_name: int(labels[0]),
+            "idx": self._key(int(i)),
+        }
+
+    def __getitems__(self, indices: Any) -> dict[str, Any]:
+        """A whole batch in one call: ``input_ids``/``token_type_ids`` as
+        :class:`~lmobjectives._inputs.RaggedRows`, the labels and sample keys as arrays."""
+        items = np.asarray(indices, dtype=np.int64).ravel()
+        ids, types, offsets, labels = self._rows(items)
+        n = len(self)
+        keys = (self._epoch << EPOCH_SHIFT) | np.where(items < 0, items + n, items)
+        return {
+            "input_ids": RaggedRows(ids, offsets),
+            "token_type_ids": RaggedRows(types, offsets),
+            self.label_name: labels,
+            "idx": keys.astype(np.uint64),
+        }
+
+    def _key(self, i: int) -> int:
+        return (self._epoch << EPOCH_SHIFT) | (i % len(self) if len(self) else i)
+
+    def label_balance(self) -> float:
+        """The share of label 1 among this pass's instances."""
+        labels = self._index["label"][self._rank :: self._world]
+        return float(labels.mean()) if labels.size else 0.0
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"seed": self.seed, "epoch": self._epoch}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if not isinstance(state, dict) or {"seed", "epoch"} - state.keys():
+            raise ValueError("state: expected a dict with 'seed' and 'epoch'")
+        seed = check_seed(state["seed"])
+        if seed is None:
+            raise ValueError("state: seed must be an int")
+        if seed != self.seed:
+            self.seed, self._epoch = seed, -1
+        self.set_epoch(state["epoch"])
+
+    def __repr__(self) -> str:
+        return (
+            f"SentencePairDataset(task={self.task!r}, max_seq_length={self.max_seq_length}, "
+            f"short_seq_prob={self.short_seq_prob}, seed={self.seed}, epoch={self._epoch}, "
+            f"instances={len(self)}, shard={self._rank}/{self._world})"
+        )

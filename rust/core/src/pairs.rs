@@ -1,0 +1,565 @@
+//! Sentence-pair instances for next-sentence (BERT NSP) and sentence-order (ALBERT SOP)
+//! prediction, built from a token corpus in CSR layout (flat ids, sentence offsets in tokens,
+//! document offsets in sentences).
+//!
+//! [`build_index`] walks every document as Google BERT's `create_instances_from_document`
+//! does — a target length (short with probability `short_seq_prob`, drawn once per document
+//! and pass), sentences accumulated into a chunk until it reaches the target, a random split
+//! point `a_end`, B from a random other document (NSP, with the unused sentences put back) or
+//! the true continuation (swapped with probability ½ for SOP), and `truncate_seq_pair`
+//! trimming the longer side from the front or back at random. Each document draws from its own
+//! stream `(seed, epoch, document)`, so documents are processed in parallel and the result
+//! does not depend on the thread count. The instances are then shuffled with the stream
+//! `(seed, epoch)`. Every instance is stored as two token ranges and a label — a few dozen
+//! bytes, far less than its tokens — and [`materialize`] turns any of them into
+//! `[CLS] A [SEP] B [SEP]` on demand.
+//!
+//! Deliberate departures from the reference, each tested:
+//! - NSP's random document is drawn uniformly among the *other* documents (Google retries up
+//!   to ten times and, with a single document, silently pairs a document with itself yet
+//!   labels it "random"). With one document, a chunk that would go random uses its actual
+//!   continuation instead (or is dropped when it has a single sentence).
+//! - SOP drops single-sentence chunks (ALBERT pairs them with a random document and labels
+//!   them "swapped", which quietly leaks NSP into SOP).
+//! - Pairs in which A or B would be empty (empty sentences) are dropped.
+
+use crate::batch::TokenId;
+use crate::parallel::{for_each_mut, threads_for};
+use crate::rng::{Chance, Rng, RowKeys, Streams, purpose};
+use crate::{CoreError, Result, check_probability};
+
+/// Which pair objective.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Task {
+    /// BERT next-sentence prediction: label 1 = B is a random sentence run.
+    Nsp,
+    /// ALBERT sentence-order prediction: label 1 = A and B swapped.
+    Sop,
+}
+
+impl Task {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "nsp" => Ok(Task::Nsp),
+            "sop" => Ok(Task::Sop),
+            other => Err(CoreError::invalid(
+                "task",
+                format!("must be 'nsp' or 'sop', got {other:?}"),
+            )),
+        }
+    }
+}
+
+/// Parameters of the instance builder (Google BERT's defaults).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PairParams {
+    pub task: Task,
+    /// Longest `[CLS] A [SEP] B [SEP]` (≥ 5).
+    pub max_seq_length: usize,
+    pub short_seq_prob: f64,
+    /// NSP: chance that B is a random sentence run (0.5).
+    pub random_next_prob: f64,
+    /// SOP: chance that A and B are swapped (0.5).
+    pub swap_prob: f64,
+}
+
+impl PairParams {
+    pub fn new(task: Task) -> Self {
+        Self {
+            task,
+            max_seq_length: 128,
+            short_seq_prob: 0.1,
+            random_next_prob: 0.5,
+            swap_prob: 0.5,
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.max_seq_length < 5 {
+            return Err(CoreError::invalid(
+                "max_seq_length",
+                format!(
+                    "must be at least 5 ([CLS] A [SEP] B [SEP] with one token each), got {}",
+                    self.max_seq_length
+                ),
+            ));
+        }
+        check_probability("short_seq_prob", self.short_seq_prob)?;
+        check_probability("random_next_prob", self.random_next_prob)?;
+        check_probability("swap_prob", self.swap_prob)?;
+        Ok(())
+    }
+}
+
+/// A corpus as the kernels read it (validated on construction).
+#[derive(Debug, Clone, Copy)]
+pub struct Corpus<'a, T> {
+    pub ids: &'a [T],
+    /// Token offsets of sentences, `num_sentences + 1` entries.
+    pub sentence_offsets: &'a [i64],
+    /// Sentence offsets of documents, `num_documents + 1` entries.
+    pub document_offsets: &'a [i64],
+}
+
+fn check_offsets(arg: &str, offsets: &[i64], end: usize) -> Result<()> {
+    if offsets.first() != Some(&0) {
+        return Err(CoreError::shape(arg, "must start at 0"));
+    }
+    if let Some(i) = offsets.windows(2).position(|w| w[1] < w[0]) {
+        return Err(CoreError::shape(
+            arg,
+            format!("must be non-decreasing (decreases after index {i})"),
+        ));
+    }
+    if offsets[offsets.len() - 1] != end as i64 {
+        return Err(CoreError::shape(
+            arg,
+            format!("must end at {end}, ends at {}", offsets[offsets.len() - 1]),
+        ));
+    }
+    Ok(())
+}
+
+impl<'a, T> Corpus<'a, T> {
+    pub fn new(
+        ids: &'a [T],
+        sentence_offsets: &'a [i64],
+        document_offsets: &'a [i64],
+    ) -> Result<Self> {
+        check_offsets("sentence_offsets", sentence_offsets, ids.len())?;
+        check_offsets(
+            "document_offsets",
+            document_offsets,
+            sentence_offsets.len() - 1,
+        )?;
+        Ok(Self {
+            ids,
+            sentence_offsets,
+            document_offsets,
+        })
+    }
+
+    pub fn num_documents(&self) -> usize {
+        self.document_offsets.len() - 1
+    }
+
+    fn sentences(&self, d: usize) -> std::ops::Range<usize> {
+        self.document_offsets[d] as usize..self.document_offsets[d + 1] as usize
+    }
+
+    fn sentence_len(&self, s: usize) -> usize {
+        (self.sentence_offsets[s + 1] - self.sentence_offsets[s]) as usize
+    }
+
+    /// Token range of sentences `first..end` (contiguous by construction).
+    fn span(&self, first: usize, end: usize) -> (u64, u64) {
+        (
+            self.sentence_offsets[first] as u64,
+            self.sentence_offsets[end] as u64,
+        )
+    }
+}
+
+/// Every instance of one pass: token ranges `[lo, hi)` of A and B, and the label.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PairIndex {
+    pub a: Vec<[u64; 2]>,
+    pub b: Vec<[u64; 2]>,
+    pub label: Vec<u8>,
+}
+
+impl PairIndex {
+    pub fn len(&self) -> usize {
+        self.label.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.label.is_empty()
+    }
+}
+
+/// One instance: token ranges of A and B, and the label.
+type Instance = ([u64; 2], [u64; 2], u8);
+
+/// Materialised instances: flat ids, flat token types, CSR offsets, labels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PairRows {
+    pub ids: Vec<i64>,
+    pub token_type_ids: Vec<i64>,
+    pub offsets: Vec<usize>,
+    pub labels: Vec<i64>,
+}
+
+pub const PURPOSE: u64 = purpose("pairs");
+const ORDER: u64 = purpose("pairs-order");
+
+/// Builds every instance of pass `epoch` (see the module documentation).
+pub fn build_index<T: TokenId>(
+    corpus: &Corpus<'_, T>,
+    params: &PairParams,
+    seed: u64,
+    epoch: u64,
+    threads: usize,
+) -> Result<PairIndex> {
+    params.validate()?;
+    let n_docs = corpus.num_documents();
+    let streams = Streams::new(seed, epoch, PURPOSE);
+    let per_doc = |d: usize| -> Vec<Instance> {
+        let ids = [d as u64];
+        let mut rng = streams.row(&RowKeys::Samples(&ids), 0);
+        document_instances(corpus, params, d, &mut rng)
+    };
+    let mut chunks: Vec<Vec<Instance>> = vec![Vec::new(); n_docs];
+    let threads = threads_for(threads, corpus.ids.len(), 256 * 1024);
+    for_each_mut(threads, &mut chunks, |d, out| *out = per_doc(d))?;
+    let total: usize = chunks.iter().map(Vec::len).sum();
+    let mut order: Vec<usize> = (0..total).collect();
+    let mut rng = Rng::from_key(&[seed, epoch, ORDER]);
+    for i in (1..total).rev() {
+        let j = rng.below(i as u64 + 1) as usize;
+        order.swap(i, j);
+    }
+    let flat: Vec<Instance> = chunks.into_iter().flatten().collect();
+    let mut index = PairIndex {
+        a: Vec::with_capacity(total),
+        b: Vec::with_capacity(total),
+        label: Vec::with_capacity(total),
+    };
+    for &k in &order {
+        let (a, b, l) = flat[k];
+        index.a.push(a);
+        index.b.push(b);
+        index.label.push(l);
+    }
+    Ok(index)
+}
+
+/// Google BERT's walk over one document (ALBERT's for SOP).
+fn document_instances<T>(
+    corpus: &Corpus<'_, T>,
+    p: &PairParams,
+    d: usize,
+    rng: &mut Rng,
+) -> Vec<Instance> {
+    let mut out = Vec::new();
+    let sentences = corpus.sentences(d);
+    let (first, n) = (sentences.start, sentences.len());
+    let max_tokens = p.max_seq_length - 3;
+    let mut target = max_tokens;
+    if Chance::new(p.short_seq_prob).hit(rng.next_u64()) {
+        target = 2 + rng.below((max_tokens - 1) as u64) as usize; // uniform on [2, max_tokens]
+    }
+    let n_docs = corpus.num_documents();
+    let (mut chunk_start, mut chunk_len_tokens, mut chunk_sents) = (0usize, 0usize, 0usize);
+    let mut i = 0usize;
+    while i < n {
+        if chunk_sents == 0 {
+            chunk_start = i;
+        }
+        chunk_sents += 1;
+        chunk_len_tokens += corpus.sentence_len(first + i);
+        if i + 1 == n || chunk_len_tokens >= target {
+            let a_end = if chunk_sents >= 2 {
+                1 + rng.below((chunk_sents - 1) as u64) as usize
+            } else {
+                1
+            };
+            let a = corpus.span(first + chunk_start, first + chunk_start + a_end);
+            let pair = match p.task {
+                Task::Nsp => {
+                    let want_random =
+                        chunk_sents == 1 || Chance::new(p.random_next_prob).hit(rng.next_u64());
+                    if want_random && n_docs > 1 {
+                        let target_b = target.saturating_sub((a.1 - a.0) as usize);
+                        let mut r = rng.below((n_docs - 1) as u64) as usize;
+                        if r >= d {
+                            r += 1;
+                        }
+                        let rs = corpus.sentences(r);
+                        if rs.is_empty() {
+                            None
+                        } else {
+                            let start = rs.start + rng.below(rs.len() as u64) as usize;
+                            let mut end = start;
+                            let mut len = 0usize;
+                            while end < rs.end && (end == start || len < target_b) {
+                                len += corpus.sentence_len(end);
+                                end += 1;
+                            }
+                            // Put back the chunk's unused sentences: they start the next one.
+                            i -= chunk_sents - a_end;
+                            Some((a, corpus.span(start, end), 1u8))
+                        }
+                    } else if chunk_sents >= 2 {
+                        let b = corpus.span(first + chunk_start + a_end, first + i + 1);
+                        Some((a, b, 0u8))
+                    } else {
+                        None // one document, one sentence: no pair possible
+                    }
+                }
+                Task::Sop => {
+                    if chunk_sents >= 2 {
+                        let b = corpus.span(first + chunk_start + a_end, first + i + 1);
+                        if Chance::new(p.swap_prob).hit(rng.next_u64()) {
+                            Some((b, a, 1u8))
+                        } else {
+                            Some((a, b, 0u8))
+                        }
+                    } else {
+                        None
+                    }
+                }
+            };
+            if let Some((mut a, mut b, label)) = pair
+                && a.1 > a.0
+                && b.1 > b.0
+            {
+                truncate_pair(&mut a, &mut b, max_tokens, rng);
+                out.push(([a.0, a.1], [b.0, b.1], label));
+            }
+            chunk_sents = 0;
+            chunk_len_tokens = 0;
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Google's `truncate_seq_pair`: while too long, trim the longer side (ties: B), from its
+/// front or back with probability ½ each. Closed-form runs of the same side are still decided
+/// one token at a time, so the draws match the reference.
+fn truncate_pair(a: &mut (u64, u64), b: &mut (u64, u64), max_tokens: usize, rng: &mut Rng) {
+    let half = Chance::new(0.5);
+    loop {
+        let (la, lb) = (a.1 - a.0, b.1 - b.0);
+        if (la + lb) as usize <= max_tokens {
+            return;
+        }
+        let side = if la > lb { &mut *a } else { &mut *b };
+        if half.hit(rng.next_u64()) {
+            side.0 += 1;
+        } else {
+            side.1 -= 1;
+        }
+    }
+}
+
+/// The tokens of instances `items` as `[CLS] A [SEP] B [SEP]`: flat ids and token types
+/// (0 up to and including the first [SEP], 1 after), CSR offsets, and labels.
+pub fn materialize<T: TokenId>(
+    ids: &[T],
+    index: (&[[u64; 2]], &[[u64; 2]], &[u8]),
+    items: &[u64],
+    cls: i64,
+    sep: i64,
+) -> Result<PairRows> {
+    let (a, b, label) = index;
+    let n = label.len();
+    if a.len() != n || b.len() != n {
+        return Err(CoreError::shape(
+            "index",
+            "a, b and label must have one entry each",
+        ));
+    }
+    let mut values = Vec::new();
+    let mut types = Vec::new();
+    let mut offsets = Vec::with_capacity(items.len() + 1);
+    let mut labels = Vec::with_capacity(items.len());
+    offsets.push(0);
+    for (k, &item) in items.iter().enumerate() {
+        let i = usize::try_from(item).unwrap_or(usize::MAX);
+        if i >= n {
+            return Err(CoreError::invalid(
+                "indices",
+                format!("indices[{k}] = {item} is out of range for {n} instances"),
+            ));
+        }
+        for &[lo, hi] in [&a[i], &b[i]] {
+            if hi < lo || hi as usize > ids.len() {
+                return Err(CoreError::shape(
+                    "index",
+                    format!("instance {i} is out of the corpus"),
+                ));
+            }
+        }
+        let (ra, rb) = (a[i], b[i]);
+        values.push(cls);
+        values.extend(
+            ids[ra[0] as usize..ra[1] as usize]
+                .iter()
+                .map(|x| x.to_i64()),
+        );
+        values.push(sep);
+        let first_segment = (ra[1] - ra[0]) as usize + 2;
+        values.extend(
+            ids[rb[0] as usize..rb[1] as usize]
+                .iter()
+                .map(|x| x.to_i64()),
+        );
+        values.push(sep);
+        let row = values.len() - offsets[k];
+        types.extend(std::iter::repeat_n(0, first_segment));
+        types.extend(std::iter::repeat_n(1, row - first_segment));
+        offsets.push(values.len());
+        labels.push(i64::from(label[i]));
+    }
+    Ok(PairRows {
+        ids: values,
+        token_type_ids: types,
+        offsets,
+        labels,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `docs` lists each document's sentence lengths; sentence s of the corpus holds tokens
+    /// `1000 * s + k`.
+    fn corpus_of(docs: &[&[usize]]) -> (Vec<u32>, Vec<i64>, Vec<i64>) {
+        let (mut ids, mut so, mut dof) = (Vec::new(), vec![0i64], vec![0i64]);
+        let mut s = 0u32;
+        for doc in docs {
+            for &len in doc.iter() {
+                ids.extend((0..len as u32).map(|k| 1000 * s + k));
+                so.push(ids.len() as i64);
+                s += 1;
+            }
+            dof.push((so.len() - 1) as i64);
+        }
+        (ids, so, dof)
+    }
+
+    #[test]
+    fn instances_fit_and_come_from_the_corpus_in_order() {
+        let docs: Vec<Vec<usize>> = (0..60)
+            .map(|d| (0..(2 + d % 7)).map(|s| 3 + (s * 7 + d) % 40).collect())
+            .collect();
+        let refs: Vec<&[usize]> = docs.iter().map(Vec::as_slice).collect();
+        let (ids, so, dof) = corpus_of(&refs);
+        let c = Corpus::new(&ids, &so, &dof).unwrap();
+        for task in [Task::Nsp, Task::Sop] {
+            let p = PairParams {
+                max_seq_length: 32,
+                ..PairParams::new(task)
+            };
+            let idx = build_index(&c, &p, 7, 0, 1).unwrap();
+            assert!(idx.len() > 50);
+            for i in 0..idx.len() {
+                let (a, b) = (idx.a[i], idx.b[i]);
+                assert!(a[1] > a[0] && b[1] > b[0]);
+                assert!((a[1] - a[0] + b[1] - b[0]) as usize <= 32 - 3);
+            }
+            // Same index for any thread count.
+            assert_eq!(idx, build_index(&c, &p, 7, 0, 4).unwrap());
+            assert_ne!(idx, build_index(&c, &p, 7, 1, 1).unwrap());
+        }
+    }
+
+    #[test]
+    fn sop_swaps_true_continuations_and_nsp_uses_other_documents() {
+        let docs: Vec<Vec<usize>> = (0..40).map(|_| vec![5, 6, 7, 8]).collect();
+        let refs: Vec<&[usize]> = docs.iter().map(Vec::as_slice).collect();
+        let (ids, so, dof) = corpus_of(&refs);
+        let c = Corpus::new(&ids, &so, &dof).unwrap();
+        let doc_of = |tok: u64| (ids[tok as usize] / 1000) as usize / 4;
+        let sop = build_index(
+            &c,
+            &PairParams {
+                max_seq_length: 64,
+                ..PairParams::new(Task::Sop)
+            },
+            1,
+            0,
+            1,
+        )
+        .unwrap();
+        for i in 0..sop.len() {
+            let (a, b) = (sop.a[i], sop.b[i]);
+            assert_eq!(doc_of(a[0]), doc_of(b[0]));
+            if sop.label[i] == 1 {
+                assert_eq!(b[1], a[0], "swapped: B ends where A starts");
+            } else {
+                assert_eq!(a[1], b[0], "in order: B continues A");
+            }
+        }
+        let nsp = build_index(
+            &c,
+            &PairParams {
+                max_seq_length: 64,
+                ..PairParams::new(Task::Nsp)
+            },
+            1,
+            0,
+            1,
+        )
+        .unwrap();
+        for i in 0..nsp.len() {
+            let (a, b) = (nsp.a[i], nsp.b[i]);
+            if nsp.label[i] == 1 {
+                assert_ne!(doc_of(a[0]), doc_of(b[0]));
+            } else {
+                assert_eq!(a[1], b[0]);
+            }
+        }
+    }
+
+    #[test]
+    fn one_document_corpus_never_pairs_with_itself_as_random() {
+        let (ids, so, dof) = corpus_of(&[&[4, 4, 4, 4, 4, 4, 4, 4]]);
+        let c = Corpus::new(&ids, &so, &dof).unwrap();
+        let idx = build_index(
+            &c,
+            &PairParams {
+                max_seq_length: 16,
+                ..PairParams::new(Task::Nsp)
+            },
+            3,
+            0,
+            1,
+        )
+        .unwrap();
+        assert!(!idx.is_empty());
+        assert!(idx.label.iter().all(|&l| l == 0));
+        // Single-sentence documents give SOP nothing.
+        let (ids, so, dof) = corpus_of(&[&[9], &[9]]);
+        let c = Corpus::new(&ids, &so, &dof).unwrap();
+        assert!(
+            build_index(&c, &PairParams::new(Task::Sop), 3, 0, 1)
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn materialized_rows() {
+        let ids = [10u16, 11, 12, 13, 14];
+        let a = [[0u64, 2]];
+        let b = [[3u64, 5]];
+        let rows = materialize(&ids, (&a, &b, &[1]), &[0], 2, 3).unwrap();
+        assert_eq!(rows.ids, [2, 10, 11, 3, 13, 14, 3]);
+        assert_eq!(rows.token_type_ids, [0, 0, 0, 0, 1, 1, 1]);
+        assert_eq!(rows.offsets, [0, 7]);
+        assert_eq!(rows.labels, [1]);
+        assert!(materialize(&ids, (&a, &b, &[1]), &[1], 2, 3).is_err());
+    }
+
+    #[test]
+    fn bad_parameters_and_corpora() {
+        let (ids, so, dof) = corpus_of(&[&[3, 3]]);
+        assert!(Corpus::new(&ids, &so[..2], &dof).is_err());
+        let c = Corpus::new(&ids, &so, &dof).unwrap();
+        let bad = PairParams {
+            max_seq_length: 4,
+            ..PairParams::new(Task::Nsp)
+        };
+        assert!(build_index(&c, &bad, 0, 0, 1).is_err());
+        let bad = PairParams {
+            short_seq_prob: 1.5,
+            ..PairParams::new(Task::Nsp)
+        };
+        assert!(build_index(&c, &bad, 0, 0, 1).is_err());
+        assert!(Task::parse("mlm").is_err());
+    }
+}

@@ -1,0 +1,155 @@
+//! NSP/SOP instance index and materialisation.
+
+use lmobjectives_core::pairs::{Corpus, PairIndex, PairParams, Task, build_index, materialize};
+use numpy::ndarray::Array2;
+use numpy::{
+    Element, IntoPyArray, PyArray1, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
+    PyUntypedArray, PyUntypedArrayMethods,
+};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
+
+use crate::errors::{detached, to_py};
+
+fn contiguous<'a, T: Element>(a: &'a PyReadonlyArray1<'_, T>, arg: &str) -> PyResult<&'a [T]> {
+    a.as_slice()
+        .map_err(|_| PyValueError::new_err(format!("{arg}: must be a contiguous 1-D array")))
+}
+
+/// Runs `$body` with `$ids` bound to the corpus ids as a slice of their own integer type.
+macro_rules! with_ids {
+    ($obj:expr, |$ids:ident| $body:expr) => {{
+        let arr = $obj
+            .cast::<PyUntypedArray>()
+            .map_err(|_| PyTypeError::new_err("ids: expected a 1-D integer NumPy array"))?;
+        if arr.ndim() != 1 {
+            return Err(PyValueError::new_err("ids: expected a 1-D array"));
+        }
+        macro_rules! arm {
+            ($t:ty) => {
+                if let Ok(a) = arr.cast::<PyArray1<$t>>() {
+                    let ro = a.readonly();
+                    let $ids: &[$t] = contiguous(&ro, "ids")?;
+                    return $body;
+                }
+            };
+        }
+        arm!(u16);
+        arm!(u32);
+        arm!(i32);
+        arm!(i64);
+        arm!(u8);
+        Err(PyTypeError::new_err(format!(
+            "ids: token ids must be an integer array, got dtype {}",
+            arr.dtype()
+        )))
+    }};
+}
+
+fn index_to_py<'py>(py: Python<'py>, index: PairIndex) -> PyResult<Bound<'py, PyDict>> {
+    let n = index.len();
+    let flat = |v: Vec<[u64; 2]>| v.into_iter().flatten().collect::<Vec<u64>>();
+    let a = Array2::from_shape_vec((n, 2), flat(index.a))
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let b = Array2::from_shape_vec((n, 2), flat(index.b))
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let out = PyDict::new(py);
+    out.set_item("a", a.into_pyarray(py))?;
+    out.set_item("b", b.into_pyarray(py))?;
+    out.set_item("label", index.label.into_pyarray(py))?;
+    Ok(out)
+}
+
+/// Builds the NSP/SOP instances of one pass over a corpus: `{"a", "b"}` (uint64 `[n, 2]`
+/// token ranges) and `"label"` (uint8), in shuffled order.
+#[pyfunction]
+#[pyo3(signature = (
+    ids, sentence_offsets, document_offsets, *, task="nsp", max_seq_length=128,
+    short_seq_prob=0.1, random_next_prob=0.5, swap_prob=0.5, seed, epoch=0, num_threads=1,
+))]
+#[allow(clippy::too_many_arguments)]
+pub fn build_pair_index<'py>(
+    py: Python<'py>,
+    ids: &Bound<'py, PyAny>,
+    sentence_offsets: PyReadonlyArray1<'py, i64>,
+    document_offsets: PyReadonlyArray1<'py, i64>,
+    task: &str,
+    max_seq_length: usize,
+    short_seq_prob: f64,
+    random_next_prob: f64,
+    swap_prob: f64,
+    seed: u64,
+    epoch: u64,
+    num_threads: usize,
+) -> PyResult<Bound<'py, PyDict>> {
+    let params = PairParams {
+        task: Task::parse(task).map_err(to_py)?,
+        max_seq_length,
+        short_seq_prob,
+        random_next_prob,
+        swap_prob,
+    };
+    let so = contiguous(&sentence_offsets, "sentence_offsets")?;
+    let dof = contiguous(&document_offsets, "document_offsets")?;
+    with_ids!(ids, |slice| {
+        let corpus = Corpus::new(slice, so, dof).map_err(to_py)?;
+        let index = detached(py, || {
+            build_index(&corpus, &params, seed, epoch, num_threads)
+        })?;
+        index_to_py(py, index)
+    })
+}
+
+fn ranges<'a>(a: &'a PyReadonlyArray2<'_, u64>, arg: &str) -> PyResult<&'a [[u64; 2]]> {
+    if a.shape()[1] != 2 {
+        return Err(PyValueError::new_err(format!(
+            "{arg}: expected shape [n, 2]"
+        )));
+    }
+    let flat = a
+        .as_slice()
+        .map_err(|_| PyValueError::new_err(format!("{arg}: must be C-contiguous")))?;
+    let (pairs, rest) = flat.as_chunks::<2>();
+    if !rest.is_empty() {
+        return Err(PyValueError::new_err(format!(
+            "{arg}: expected shape [n, 2]"
+        )));
+    }
+    Ok(pairs)
+}
+
+/// `[CLS] A [SEP] B [SEP]` for instances `indices`: `(ids, token_type_ids, offsets, labels)`,
+/// the first three flat (CSR, int64), moved out of Rust without a copy.
+#[pyfunction]
+#[pyo3(signature = (ids, a, b, label, indices, *, cls_token_id, sep_token_id))]
+#[allow(clippy::too_many_arguments)]
+pub fn pair_rows<'py>(
+    py: Python<'py>,
+    ids: &Bound<'py, PyAny>,
+    a: PyReadonlyArray2<'py, u64>,
+    b: PyReadonlyArray2<'py, u64>,
+    label: PyReadonlyArray1<'py, u8>,
+    indices: PyReadonlyArray1<'py, u64>,
+    cls_token_id: i64,
+    sep_token_id: i64,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let (ra, rb) = (ranges(&a, "a")?, ranges(&b, "b")?);
+    let labels = contiguous(&label, "label")?;
+    let items = contiguous(&indices, "indices")?;
+    with_ids!(ids, |slice| {
+        let rows = detached(py, || {
+            materialize(slice, (ra, rb, labels), items, cls_token_id, sep_token_id)
+        })?;
+        let offsets: Vec<i64> = rows.offsets.iter().map(|&o| o as i64).collect();
+        PyTuple::new(
+            py,
+            [
+                rows.ids.into_pyarray(py).into_any(),
+                rows.token_type_ids.into_pyarray(py).into_any(),
+                offsets.into_pyarray(py).into_any(),
+                rows.labels.into_pyarray(py).into_any(),
+            ],
+        )
+    })
+}
