@@ -371,7 +371,6 @@ def pair_index(
     n_docs = len(do) - 1
     max_tokens = max_seq_length - 3
     short, half_random, swap = chance(short_seq_prob), chance(random_next_prob), chance(swap_prob)
-    half = chance(0.5)
     out = []
     for d in range(n_docs):
         rng = Xoshiro(hash_words([seed, epoch, purpose("pairs"), TAG_SAMPLE, d]))
@@ -413,12 +412,7 @@ def pair_index(
                     pair = (b, a, 1) if swap(rng.next_u64()) else (a, b, 0)
                 if pair is not None and pair[0][1] > pair[0][0] and pair[1][1] > pair[1][0]:
                     a, b, label = [list(pair[0]), list(pair[1]), pair[2]]
-                    while (a[1] - a[0]) + (b[1] - b[0]) > max_tokens:
-                        side = a if (a[1] - a[0]) > (b[1] - b[0]) else b
-                        if half(rng.next_u64()):
-                            side[0] += 1
-                        else:
-                            side[1] -= 1
+                    _truncate(a, b, max_tokens, rng)
                     out.append((tuple(a), tuple(b), label))
                 chunk_sents = chunk_len = 0
             i += 1
@@ -428,3 +422,29 @@ def pair_index(
         j = rng.below(i + 1)
         order[i], order[j] = order[j], order[i]
     return [out[k] for k in order]
+
+
+def _truncate(a, b, max_tokens, rng):
+    """Google's truncate_seq_pair: side counts in closed form, front counts as popcounts."""
+    la, lb = a[1] - a[0], b[1] - b[0]
+    excess = max(0, la + lb - max_tokens)
+    if excess == 0:
+        return
+    ka = kb = 0
+    if la > lb:
+        d = min(excess, la - lb)
+        ka, excess = d, excess - d
+    elif lb > la:
+        d = min(excess, lb - la)
+        kb, excess = d, excess - d
+    kb += (excess + 1) // 2
+    ka += excess // 2
+    for side, k in ((a, ka), (b, kb)):
+        heads, left = 0, k
+        while left >= 64:
+            heads += bin(rng.next_u64()).count("1")
+            left -= 64
+        if left:
+            heads += bin(rng.next_u64() & ((1 << left) - 1)).count("1")
+        side[0] += heads
+        side[1] -= k - heads

@@ -16,8 +16,10 @@ __all__ = [
     "__version__",
     "_length_samples",
     "available_threads",
+    "build_pair_index",
     "pack",
     "pad",
+    "pair_rows",
 ]
 
 __version__: Final[str]
@@ -88,7 +90,7 @@ class MlmMasker:
         seed: int,
         epoch: int = 0,
         batch_index: int = 0,
-        sample_ids: list[int] | None = None,
+        sample_ids: npt.NDArray[np.uint64] | list[int] | None = None,
         max_length: int | None = None,
         truncation: bool = False,
         pad_to_max_length: bool = False,
@@ -131,6 +133,39 @@ def pack(
     num_threads: int = 1,
     rows_name: str | None = None,
 ) -> dict[str, Any]: ...
+def build_pair_index(
+    ids: npt.NDArray[Any],
+    sentence_offsets: npt.NDArray[np.int64],
+    document_offsets: npt.NDArray[np.int64],
+    *,
+    task: str = "nsp",
+    max_seq_length: int = 128,
+    short_seq_prob: float = 0.1,
+    random_next_prob: float = 0.5,
+    swap_prob: float = 0.5,
+    seed: int,
+    epoch: int = 0,
+    num_threads: int = 1,
+) -> dict[str, npt.NDArray[Any]]: ...
+def pair_rows(
+    ids: npt.NDArray[Any],
+    a: npt.NDArray[np.uint64],
+    b: npt.NDArray[np.uint64],
+    label: npt.NDArray[np.uint8],
+    indices: list[int],
+    *,
+    cls_token_id: int,
+    sep_token_id: int,
+    rank: int = 0,
+    world: int = 1,
+    epoch: int = 0,
+) -> tuple[
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.uint64],
+]: ...
 def available_threads() -> int: ...
 def _length_samples(
     unit: str,

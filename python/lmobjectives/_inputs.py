@@ -19,7 +19,7 @@ arrays are read in place when C-contiguous.
 from __future__ import annotations
 
 import operator
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,7 +71,7 @@ class Rows:
     special_tokens_mask: Any = None
     token_type_ids: Any = None
     word_ids: Any = None
-    sample_ids: list[int] | None = None
+    sample_ids: Any = None  # uint64 array of sample keys
     # Per-example labels that travel with the batch (name -> int64 array, one per row).
     labels: dict[str, np.ndarray] | None = None
     # How row `{row}` of column `{key}` is named in error messages.
@@ -122,7 +122,14 @@ def _column(x: Any, name: str) -> Any:
     raise TypeError(f"{name}: expected a list of rows or a 2-D array, got {type(x).__name__}")
 
 
-def _sample_ids(values: Sequence[Any], name: str) -> list[int]:
+def _sample_ids(values: Any, name: str) -> Any:
+    """Sample keys as a uint64 array (validated; vectorised for integer arrays)."""
+    if isinstance(values, np.ndarray) and np.issubdtype(values.dtype, np.integer):
+        values = values.ravel()
+        if values.size and np.issubdtype(values.dtype, np.signedinteger) and values.min() < 0:
+            i = int(np.argmax(values < 0))
+            raise ValueError(f"{name}[{i}]: sample index must be in [0, 2**64), got {values[i]}")
+        return values.astype(np.uint64)
     out = []
     for i, v in enumerate(values):
         if isinstance(v, bool) or not hasattr(v, "__index__"):
@@ -131,7 +138,7 @@ def _sample_ids(values: Sequence[Any], name: str) -> list[int]:
         if not 0 <= v < 1 << 64:
             raise ValueError(f"{name}[{i}]: sample index must be in [0, 2**64), got {v}")
         out.append(v)
-    return out
+    return np.asarray(out, dtype=np.uint64)
 
 
 def _labels(values: Any, name: str) -> np.ndarray:
@@ -167,7 +174,8 @@ def normalize(examples: Any) -> Rows:
         idx = examples.get(SAMPLE_KEY)
         sample_ids = None
         if idx is not None:
-            sample_ids = _sample_ids(np.asarray(idx).ravel().tolist(), SAMPLE_KEY)
+            arr = np.asarray(idx)
+            sample_ids = _sample_ids(arr if arr.dtype != object else arr.ravel(), SAMPLE_KEY)
         labels = {k: _labels(examples[k], k) for k in LABEL_KEYS if examples.get(k) is not None}
         return Rows(**cols, sample_ids=sample_ids, labels=labels or None)
 

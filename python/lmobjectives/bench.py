@@ -61,6 +61,7 @@ __all__ = [
     "Workload",
     "compare",
     "format_table",
+    "index_at_scale",
     "make_workloads",
     "missing_contenders",
     "padded_batches",
@@ -68,6 +69,7 @@ __all__ = [
     "ragged_batches",
     "run_mlm_benchmark",
     "run_packing_benchmark",
+    "run_pairs_benchmark",
     "run_wwm_benchmark",
 ]
 
@@ -76,6 +78,7 @@ OURS_NP = "lmobjectives np"
 OURS_PT = "lmobjectives pt"
 HF_PT = "HF pt"
 NUMPY = "NumPy"
+PYTHON = "Python"
 
 SEED = 1234
 BATCH_SIZE = 32
@@ -228,6 +231,7 @@ class BenchRow:
     tokens_per_s: float
     ratio_vs_hf: float | None = None  # t_HF / t_this (median over rounds); > 1 is faster
     ratio_vs_numpy: float | None = None  # t_NumPy / t_this
+    ratio_vs_python: float | None = None  # t_Python / t_this (pure-Python reference)
     rounds: int = 0
     calls_per_round: int = 0
     samples: list[float] = field(default_factory=list, repr=False)  # seconds per batch, by round
@@ -303,6 +307,7 @@ def _rows(
 ) -> list[BenchRow]:
     by_name = {c.name: c for c in contenders}
     hf, npy = by_name.get(HF_PT), by_name.get(NUMPY)
+    py_ref = next((c for c in contenders if c.name.startswith(PYTHON)), None)
     rows = []
     for c in contenders:
         t = statistics.median(c.samples)
@@ -317,6 +322,7 @@ def _rows(
                 tokens_per_s=tokens_per_batch / t,
                 ratio_vs_hf=_median_ratio(hf.samples, c.samples) if hf else None,
                 ratio_vs_numpy=_median_ratio(npy.samples, c.samples) if npy else None,
+                ratio_vs_python=_median_ratio(py_ref.samples, c.samples) if py_ref else None,
                 rounds=rounds,
                 calls_per_round=c.calls,
                 samples=list(c.samples),
@@ -713,6 +719,140 @@ def run_packing_benchmark(
     return rows, notes
 
 
+def run_pairs_benchmark(
+    corpus: Any = None,
+    *,
+    batch_size: int = 32,
+    rounds: int | None = None,
+    quick: bool = False,
+    include_hf: bool = True,
+    progress: bool | None = None,
+    seed: int = SEED,
+) -> tuple[list[BenchRow], list[str]]:
+    """NSP instances from the corpus: lmobjectives (Rust index, then batches through
+    ``__getitems__`` and the :class:`~lmobjectives.MLMCollator` — ``batch_size`` instances per
+    call as a DataLoader asks, or 1024 as an offline pass would) against Google BERT's
+    pure-Python builder (:func:`~lmobjectives.baselines.google_pair_instances`), with and
+    without masking. One call = one full pass over the same documents; "batches/s" counts
+    passes/s and tokens/s real tokens. Notes give instances/s and the index of a 100M-token
+    synthetic corpus (build time, peak memory vs the corpus size) unless ``quick``."""
+    import random
+
+    from lmobjectives._progress import Progress
+    from lmobjectives.baselines import google_pair_instances
+    from lmobjectives.corpus import TokenCorpus
+    from lmobjectives.masking import MLMCollator
+    from lmobjectives.pairs import SentencePairDataset
+
+    corpus = _default_corpus(corpus)
+    rounds = rounds or (3 if quick else 7)
+    n_docs = min(corpus.num_documents, 60 if quick else 400)
+    last_sentence = int(corpus.document_offsets[n_docs])
+    end = int(corpus.sentence_offsets[last_sentence])
+    sub = TokenCorpus(
+        np.asarray(corpus.ids[:end]),
+        np.asarray(corpus.sentence_offsets[: last_sentence + 1]),
+        np.asarray(corpus.document_offsets[: n_docs + 1]),
+        corpus.vocab_size,
+        tokenizer=corpus.tokenizer,
+    )
+    documents = [[s.tolist() for s in sub.document_sentences(d)] for d in range(n_docs)]
+    masker = MLMCollator(corpus.tokenizer, exact_budget=True, max_predictions=20, seed=seed)
+    epochs = iter(range(1, 1 << 22))
+
+    def ours(mask: bool, per_call: int) -> Callable[[Any], Any]:
+        def one_pass(_: Any) -> int:
+            ds = SentencePairDataset(sub, "nsp", seed=seed, epoch=next(epochs))
+            n = len(ds)
+            for start in range(0, n, per_call):
+                batch = ds.__getitems__(range(start, min(n, start + per_call)))
+                if mask:
+                    masker(batch)
+            return n
+
+        return one_pass
+
+    def google(mask: bool) -> Callable[[Any], Any]:
+        rng = random.Random(seed)
+        return lambda _: google_pair_instances(documents, rng=rng, masking=mask)
+
+    big = 1024  # instances per call when generating a pass offline
+    contenders: dict[str, tuple[Callable[[Any], Any], list[Any]]] = {
+        f"{OURS_NP} +mask, {batch_size}/call": (ours(True, batch_size), [None]),
+        f"{OURS_NP} +mask, {big}/call": (ours(True, big), [None]),
+        f"{PYTHON} (Google) +mask": (google(True), [None]),
+    }
+    rows: list[BenchRow] = []
+    probe = SentencePairDataset(sub, "nsp", seed=seed)
+    count = len(probe)
+    tokens = float(probe.__getitems__(range(count))["input_ids"].values.size)
+    with Progress(6 * (rounds + 1), "bench pairs", enabled=progress) as bar:
+        rows += compare(
+            f"nsp-mlm-{n_docs}docs",
+            contenders,
+            tokens_per_batch=tokens,
+            batch_size=count,
+            rounds=rounds,
+            quick=quick,
+            progress=bar,
+        )
+        rows += compare(
+            f"nsp-{n_docs}docs",
+            {
+                f"{OURS_NP}, {batch_size}/call": (ours(False, batch_size), [None]),
+                f"{OURS_NP}, {big}/call": (ours(False, big), [None]),
+                f"{PYTHON} (Google)": (google(False), [None]),
+            },
+            tokens_per_batch=tokens,
+            batch_size=count,
+            rounds=rounds,
+            quick=quick,
+            progress=bar,
+        )
+    notes = [
+        f"{r.workload} {r.contender}: {r.batches_per_s * count:,.0f} instances/s" for r in rows
+    ]
+    if not quick:
+        notes += [index_at_scale(100_000_000, seed=seed)]
+    return rows, notes
+
+
+def index_at_scale(num_tokens: int, *, seed: int = SEED, max_seq_length: int = 128) -> str:
+    """Builds the NSP index of a synthetic ``num_tokens`` corpus (uint16 ids, sentences of
+    8–40 tokens, documents of 2–60 sentences) and reports build time and the memory the build
+    added at its peak (RSS high-water mark), next to the corpus size."""
+    from lmobjectives import _core
+
+    g = np.random.default_rng(seed)
+    lengths = g.integers(8, 41, size=num_tokens // 24 + 16)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    n_sent = int(np.searchsorted(offsets, num_tokens, side="right") - 1)
+    sentence_offsets = offsets[: n_sent + 1].astype(np.int64)
+    docs = np.concatenate([[0], np.cumsum(g.integers(2, 61, size=n_sent // 2 + 2))])
+    docs = docs[docs < n_sent]
+    document_offsets = np.concatenate([docs, [n_sent]]).astype(np.int64)
+    ids = g.integers(5, 30_000, size=int(sentence_offsets[-1]), dtype=np.uint16)
+    before = peak_rss_mib()
+    t0 = time.perf_counter()
+    index = _core.build_pair_index(
+        ids,
+        sentence_offsets,
+        document_offsets,
+        max_seq_length=max_seq_length,
+        seed=seed,
+        num_threads=0,
+    )
+    seconds = time.perf_counter() - t0
+    added = max(0.0, peak_rss_mib() - before)
+    corpus_mib = (ids.nbytes + sentence_offsets.nbytes + document_offsets.nbytes) / 2**20
+    index_mib = sum(v.nbytes for v in index.values()) / 2**20
+    return (
+        f"NSP index of a {ids.size / 1e6:.0f}M-token synthetic corpus ({corpus_mib:,.0f} MiB): "
+        f"{len(index['label']):,} instances in {seconds:.2f} s; index {index_mib:,.0f} MiB, "
+        f"peak memory added by the build {added:,.0f} MiB"
+    )
+
+
 def _default_corpus(corpus: Any) -> Any:
     if corpus is None:
         from lmobjectives.corpus import TokenCorpus
@@ -739,8 +879,8 @@ def _ratio(x: float | None) -> str:
     return f"{x:.1f}x" if x >= 10 else f"{x:.2f}x"
 
 
-def _cells(row: BenchRow) -> list[str]:
-    return [
+def _cells(row: BenchRow, python: bool = False) -> list[str]:
+    cells = [
         row.workload,
         row.contender,
         f"{row.batches_per_s:,.1f}",
@@ -748,24 +888,27 @@ def _cells(row: BenchRow) -> list[str]:
         _ratio(row.ratio_vs_hf),
         _ratio(row.ratio_vs_numpy),
     ]
+    return [*cells, _ratio(row.ratio_vs_python)] if python else cells
 
 
 def format_table(rows: Sequence[BenchRow], markdown: bool = False) -> str:
     """The rows as an aligned text table, or as a GitHub Markdown table."""
-    body = [_cells(r) for r in rows]
-    right = [False, False, True, True, True, True]
+    python = any(r.ratio_vs_python is not None for r in rows)
+    columns = (*COLUMNS, "vs Python") if python else COLUMNS
+    body = [_cells(r, python) for r in rows]
+    right = [False, False, True, True, True, True] + ([True] if python else [])
     if markdown:
-        lines = ["| " + " | ".join(COLUMNS) + " |"]
+        lines = ["| " + " | ".join(columns) + " |"]
         lines.append("|" + "|".join("---:" if r else "---" for r in right) + "|")
         lines += ["| " + " | ".join(cells) + " |" for cells in body]
         return "\n".join(lines)
-    widths = [max(len(c), *(len(cells[i]) for cells in body)) for i, c in enumerate(COLUMNS)]
+    widths = [max(len(c), *(len(cells[i]) for cells in body)) for i, c in enumerate(columns)]
 
     def line(cells: Sequence[str]) -> str:
         return "  ".join(
             c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right, strict=True)
         ).rstrip()
 
-    out = [line(COLUMNS), line(["-" * w for w in widths])]
+    out = [line(columns), line(["-" * w for w in widths])]
     out += [line(cells) for cells in body]
     return "\n".join(out)

@@ -158,52 +158,44 @@ class SentencePairDataset:
         n = len(self._index["label"])
         return max(0, (n - self._rank + self._world - 1) // self._world)
 
-    def _global(self, items: np.ndarray) -> np.ndarray:
-        n = len(self)
-        if items.size and (items.min() < -n or items.max() >= n):
-            raise IndexError(f"index out of range for {n} items")
-        items = np.where(items < 0, items + n, items)
-        return (items * self._world + self._rank).astype(np.uint64)
-
-    def _rows(self, items: np.ndarray) -> tuple[np.ndarray, ...]:
+    def _rows(self, items: Any) -> tuple[np.ndarray, ...]:
         idx = self._index
         return _core.pair_rows(
-            np.asarray(self.corpus.ids),
+            np.asarray(self.corpus.ids),  # a view: memory-mapped corpora stay on disk
             idx["a"],
             idx["b"],
             idx["label"],
-            self._global(items),
+            items,
             cls_token_id=self.cls_token_id,
             sep_token_id=self.sep_token_id,
+            rank=self._rank,
+            world=self._world,
+            epoch=self._epoch,
         )
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
             raise TypeError(f"index: expected an int, got {type(i).__name__}")
-        ids, types, _, labels = self._rows(np.asarray([int(i)], dtype=np.int64))
+        ids, types, _, labels, keys = self._rows([int(i)])
         return {
             "input_ids": ids,
             "token_type_ids": types,
             self.label_name: int(labels[0]),
-            "idx": self._key(int(i)),
+            "idx": int(keys[0]),
         }
 
     def __getitems__(self, indices: Any) -> dict[str, Any]:
         """A whole batch in one call: ``input_ids``/``token_type_ids`` as
         :class:`~lmobjectives._inputs.RaggedRows`, the labels and sample keys as arrays."""
-        items = np.asarray(indices, dtype=np.int64).ravel()
-        ids, types, offsets, labels = self._rows(items)
-        n = len(self)
-        keys = (self._epoch << EPOCH_SHIFT) | np.where(items < 0, items + n, items)
+        if not isinstance(indices, list):
+            indices = list(indices)
+        ids, types, offsets, labels, keys = self._rows(indices)
         return {
             "input_ids": RaggedRows(ids, offsets),
             "token_type_ids": RaggedRows(types, offsets),
             self.label_name: labels,
-            "idx": keys.astype(np.uint64),
+            "idx": keys,
         }
-
-    def _key(self, i: int) -> int:
-        return (self._epoch << EPOCH_SHIFT) | (i % len(self) if len(self) else i)
 
     def label_balance(self) -> float:
         """The share of label 1 among this pass's instances."""

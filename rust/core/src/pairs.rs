@@ -326,22 +326,50 @@ fn document_instances<T>(
 }
 
 /// Google's `truncate_seq_pair`: while too long, trim the longer side (ties: B), from its
-/// front or back with probability ½ each. Closed-form runs of the same side are still decided
-/// one token at a time, so the draws match the reference.
+/// front or back with probability ½ each. The sides' trim counts follow from the lengths alone
+/// (the longer side shrinks until they are equal, then B and A alternate), so they are computed
+/// in closed form; each side's front count is then Binomial(k, ½), drawn exactly as the number
+/// of set bits among `k` fresh random bits.
 fn truncate_pair(a: &mut (u64, u64), b: &mut (u64, u64), max_tokens: usize, rng: &mut Rng) {
-    let half = Chance::new(0.5);
-    loop {
-        let (la, lb) = (a.1 - a.0, b.1 - b.0);
-        if (la + lb) as usize <= max_tokens {
-            return;
-        }
-        let side = if la > lb { &mut *a } else { &mut *b };
-        if half.hit(rng.next_u64()) {
-            side.0 += 1;
-        } else {
-            side.1 -= 1;
-        }
+    let (mut la, mut lb) = (a.1 - a.0, b.1 - b.0);
+    let mut excess = (la + lb).saturating_sub(max_tokens as u64);
+    if excess == 0 {
+        return;
     }
+    let (mut ka, mut kb) = (0, 0);
+    if la > lb {
+        let d = excess.min(la - lb);
+        ka += d;
+        la -= d;
+        excess -= d;
+    } else if lb > la {
+        let d = excess.min(lb - la);
+        kb += d;
+        lb -= d;
+        excess -= d;
+    }
+    kb += excess.div_ceil(2);
+    ka += excess / 2;
+    debug_assert!(la >= excess / 2 && lb >= excess.div_ceil(2));
+    for (side, k) in [(a, ka), (b, kb)] {
+        let front = fair_coin_heads(k, rng);
+        side.0 += front;
+        side.1 -= k - front;
+    }
+}
+
+/// Number of heads in `k` fair coin flips: the popcount of `k` random bits (64 per draw).
+fn fair_coin_heads(k: u64, rng: &mut Rng) -> u64 {
+    let mut heads = 0;
+    let mut left = k;
+    while left >= 64 {
+        heads += u64::from(rng.next_u64().count_ones());
+        left -= 64;
+    }
+    if left > 0 {
+        heads += u64::from((rng.next_u64() & ((1u64 << left) - 1)).count_ones());
+    }
+    heads
 }
 
 /// The tokens of instances `items` as `[CLS] A [SEP] B [SEP]`: flat ids and token types
@@ -361,8 +389,13 @@ pub fn materialize<T: TokenId>(
             "a, b and label must have one entry each",
         ));
     }
-    let mut values = Vec::new();
-    let mut types = Vec::new();
+    let total: usize = items
+        .iter()
+        .filter_map(|&i| usize::try_from(i).ok().filter(|&i| i < n))
+        .map(|i| (a[i][1].saturating_sub(a[i][0]) + b[i][1].saturating_sub(b[i][0])) as usize + 3)
+        .sum();
+    let mut values = Vec::with_capacity(total);
+    let mut types = Vec::with_capacity(total);
     let mut offsets = Vec::with_capacity(items.len() + 1);
     let mut labels = Vec::with_capacity(items.len());
     offsets.push(0);
@@ -530,6 +563,46 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn closed_form_truncation_matches_the_step_by_step_rule() {
+        // Against Google's loop (one side per step) for the side counts, over many shapes.
+        for (la, lb, max) in [
+            (50, 10, 40),
+            (10, 50, 40),
+            (30, 30, 41),
+            (31, 30, 40),
+            (3, 90, 9),
+        ] {
+            let (mut sa, mut sb, mut ka, mut kb) = (la, lb, 0, 0);
+            while sa + sb > max {
+                if sa > sb {
+                    sa -= 1;
+                    ka += 1;
+                } else {
+                    sb -= 1;
+                    kb += 1;
+                }
+            }
+            let mut r = Rng::from_seed(1);
+            let (mut a, mut b) = ((100u64, 100 + la), (500u64, 500 + lb));
+            truncate_pair(&mut a, &mut b, max as usize, &mut r);
+            assert_eq!((a.1 - a.0, b.1 - b.0), (sa, sb), "{la} {lb} {max}");
+            assert_eq!((a.0 - 100) + (100 + la - a.1), ka);
+            assert_eq!((b.0 - 500) + (500 + lb - b.1), kb);
+        }
+        // Front counts are Binomial(k, 1/2): mean k/2, variance k/4.
+        let mut r = Rng::from_seed(2);
+        let n = 20_000;
+        let k = 100;
+        let heads: Vec<u64> = (0..n).map(|_| fair_coin_heads(k, &mut r)).collect();
+        let mean = heads.iter().sum::<u64>() as f64 / n as f64;
+        assert!(
+            (mean - 50.0).abs() < 5.0 * (25.0f64 / n as f64).sqrt(),
+            "{mean}"
+        );
+        assert!(heads.iter().all(|&h| h <= k));
     }
 
     #[test]

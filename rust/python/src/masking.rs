@@ -385,7 +385,7 @@ impl MlmMasker {
         seed: u64,
         epoch: u64,
         batch_index: u64,
-        sample_ids: Option<Vec<u64>>,
+        sample_ids: Option<&Bound<'py, PyAny>>,
         max_length: Option<usize>,
         truncation: bool,
         pad_to_max_length: bool,
@@ -447,6 +447,12 @@ impl MlmMasker {
                 .transpose()
                 .map_err(to_py)?,
         };
+        let sample_ids: Option<Vec<u64>> = sample_ids
+            .map(|s| match s.cast::<numpy::PyArray1<u64>>() {
+                Ok(a) => Ok(a.readonly().as_array().to_vec()),
+                Err(_) => s.extract::<Vec<u64>>(),
+            })
+            .transpose()?;
         let keys = match &sample_ids {
             Some(ids) => RowKeys::Samples(ids),
             None => RowKeys::Batch { index: batch_index },

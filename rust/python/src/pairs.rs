@@ -6,7 +6,7 @@ use numpy::{
     Element, IntoPyArray, PyArray1, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
     PyUntypedArray, PyUntypedArrayMethods,
 };
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::{PyIndexError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
@@ -119,10 +119,14 @@ fn ranges<'a>(a: &'a PyReadonlyArray2<'_, u64>, arg: &str) -> PyResult<&'a [[u64
     Ok(pairs)
 }
 
-/// `[CLS] A [SEP] B [SEP]` for instances `indices`: `(ids, token_type_ids, offsets, labels)`,
-/// the first three flat (CSR, int64), moved out of Rust without a copy.
+/// `[CLS] A [SEP] B [SEP]` for items `indices` of the shard `rank`/`world` (item `i` is
+/// instance `i * world + rank`; negative items count from the end): `(ids, token_type_ids,
+/// offsets, labels, keys)`, the first three flat (CSR, int64), `keys` the sample keys
+/// `epoch << 40 | item`, all moved out of Rust without a copy.
 #[pyfunction]
-#[pyo3(signature = (ids, a, b, label, indices, *, cls_token_id, sep_token_id))]
+#[pyo3(signature = (
+    ids, a, b, label, indices, *, cls_token_id, sep_token_id, rank=0, world=1, epoch=0,
+))]
 #[allow(clippy::too_many_arguments)]
 pub fn pair_rows<'py>(
     py: Python<'py>,
@@ -130,16 +134,35 @@ pub fn pair_rows<'py>(
     a: PyReadonlyArray2<'py, u64>,
     b: PyReadonlyArray2<'py, u64>,
     label: PyReadonlyArray1<'py, u8>,
-    indices: PyReadonlyArray1<'py, u64>,
+    indices: Vec<i64>,
     cls_token_id: i64,
     sep_token_id: i64,
+    rank: u64,
+    world: u64,
+    epoch: u64,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let (ra, rb) = (ranges(&a, "a")?, ranges(&b, "b")?);
     let labels = contiguous(&label, "label")?;
-    let items = contiguous(&indices, "indices")?;
+    if world == 0 || rank >= world {
+        return Err(PyValueError::new_err("rank: need 0 <= rank < world"));
+    }
+    let total = labels.len() as u64;
+    let len = (total.saturating_sub(rank)).div_ceil(world) as i64;
+    let mut items = Vec::with_capacity(indices.len());
+    let mut keys = Vec::with_capacity(indices.len());
+    for (k, &i) in indices.iter().enumerate() {
+        let local = if i < 0 { i + len } else { i };
+        if !(0..len).contains(&local) {
+            return Err(PyIndexError::new_err(format!(
+                "indices[{k}] = {i} is out of range for {len} items"
+            )));
+        }
+        items.push(local as u64 * world + rank);
+        keys.push((epoch << 40) | local as u64);
+    }
     with_ids!(ids, |slice| {
         let rows = detached(py, || {
-            materialize(slice, (ra, rb, labels), items, cls_token_id, sep_token_id)
+            materialize(slice, (ra, rb, labels), &items, cls_token_id, sep_token_id)
         })?;
         let offsets: Vec<i64> = rows.offsets.iter().map(|&o| o as i64).collect();
         PyTuple::new(
@@ -149,6 +172,7 @@ pub fn pair_rows<'py>(
                 rows.token_type_ids.into_pyarray(py).into_any(),
                 offsets.into_pyarray(py).into_any(),
                 rows.labels.into_pyarray(py).into_any(),
+                keys.into_pyarray(py).into_any(),
             ],
         )
     })
