@@ -150,3 +150,23 @@ def test_collated_rows_feed_a_transformers_bert():
             batch["labels"] = batch["labels"].long()
         out = model(**batch)
         assert torch.isfinite(out.loss)
+
+
+def test_sentence_pair_head_and_loss():
+    from lmobjectives.torch import SentencePairHead, sentence_pair_loss
+
+    torch.manual_seed(0)
+    head = SentencePairHead(8)
+    hidden = torch.randn(4, 5, 8)
+    labels = torch.tensor([0, 1, 1, 0])
+    loss, logits = head(hidden, labels)
+    assert logits.shape == (4, 2)
+    by_hand = -torch.log_softmax(logits, -1)[torch.arange(4), labels].mean()
+    torch.testing.assert_close(loss, by_hand)
+    torch.testing.assert_close(head(hidden), logits)
+    with pytest.raises(ValueError, match="logits"):
+        sentence_pair_loss(torch.randn(4, 3), labels)
+    with pytest.raises(ValueError, match="labels"):
+        sentence_pair_loss(torch.randn(4, 2), labels[:3])
+    with pytest.raises(ValueError, match="hidden_states"):
+        head(torch.randn(4, 8))

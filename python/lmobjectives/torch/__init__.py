@@ -14,7 +14,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["IGNORE_INDEX", "MLMHead", "SharedMemoryAllocator", "masked_lm_loss", "to_torch"]
+__all__ = [
+    "IGNORE_INDEX",
+    "MLMHead",
+    "SentencePairHead",
+    "SharedMemoryAllocator",
+    "masked_lm_loss",
+    "sentence_pair_loss",
+    "to_torch",
+]
 
 IGNORE_INDEX = -100
 
@@ -148,3 +156,41 @@ class MLMHead(nn.Module):
         keep = labels != IGNORE_INDEX
         logits = self.logits(hidden_states[keep])
         return masked_lm_loss(logits, labels), logits
+
+
+def sentence_pair_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the NSP/SOP decision (``logits`` ``[batch, 2]``, ``labels`` ``[batch]``
+    with 1 = random next / swapped, as :class:`~lmobjectives.SentencePairDataset` labels them)."""
+    if logits.dim() != 2 or logits.shape[-1] != 2:
+        raise ValueError(f"logits: expected [batch, 2], got shape {tuple(logits.shape)}")
+    if labels.shape != logits.shape[:1]:
+        raise ValueError(
+            f"labels: expected shape {tuple(logits.shape[:1])}, got {tuple(labels.shape)}"
+        )
+    if labels.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"labels: expected an integer tensor, got {labels.dtype}")
+    return F.cross_entropy(logits.float(), labels.long())
+
+
+class SentencePairHead(nn.Module):
+    """BERT's next-sentence (or ALBERT's sentence-order) head: the ``[CLS]`` hidden state
+    through a tanh pooler and a two-way classifier.
+
+    ``forward(hidden_states, labels=None)`` returns logits ``[batch, 2]``, or ``(loss,
+    logits)`` when ``labels`` (``next_sentence_label``/``sentence_order_label``) are given.
+    """
+
+    def __init__(self, hidden_size: int) -> None:
+        super().__init__()
+        self.pooler = nn.Linear(hidden_size, hidden_size)
+        self.classifier = nn.Linear(hidden_size, 2)
+
+    def forward(self, hidden_states: torch.Tensor, labels: torch.Tensor | None = None) -> Any:
+        if hidden_states.dim() != 3:
+            raise ValueError(
+                f"hidden_states: expected [batch, seq, hidden], got {tuple(hidden_states.shape)}"
+            )
+        logits = self.classifier(torch.tanh(self.pooler(hidden_states[:, 0])))
+        if labels is None:
+            return logits
+        return sentence_pair_loss(logits, labels), logits
