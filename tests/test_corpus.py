@@ -6,6 +6,8 @@ taken from ``$LMOBJECTIVES_CACHE`` when that is set); everything else uses small
 
 from __future__ import annotations
 
+import gc
+import hashlib
 import io
 import json
 import os
@@ -523,15 +525,24 @@ def test_save_load_round_trip(small, saved):
         "tokenizer.json",
     ]
     manifest = json.loads((saved / "manifest.json").read_text())
+    files = manifest.pop("files")
     assert manifest == {
         "format": "lmobjectives.TokenCorpus",
-        "format_version": 1,
+        "format_version": 2,
         "vocab_size": 3000,
         "num_tokens": small.num_tokens,
         "num_sentences": 9,
         "num_documents": 4,
         "ids_dtype": "uint16",
         "source": "unit test",
+    }
+    # sizes and BLAKE2b-256 checksums of every file but the manifest, computed independently
+    assert files == {
+        name: {
+            "bytes": (saved / name).stat().st_size,
+            "blake2b_256": hashlib.blake2b((saved / name).read_bytes(), digest_size=32).hexdigest(),
+        }
+        for name in ("ids.npy", "sentence_offsets.npy", "document_offsets.npy", "tokenizer.json")
     }
     c = TokenCorpus.load(saved)
     assert_csr(c)
@@ -589,9 +600,16 @@ def test_pickle(small, saved):
     loaded = TokenCorpus.load(saved)
     blob = pickle.dumps(loaded)
     assert len(blob) < 1000  # a path, not the arrays
-    b = pickle.loads(blob)
+    # re-opening (in each DataLoader worker) checks structure and sizes but does not re-hash
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(corpus_module, "_file_digest", _no_hashing)
+        b = pickle.loads(blob)
     assert isinstance(b.ids, np.memmap)
     np.testing.assert_array_equal(b.ids, small.ids)
+
+
+def _no_hashing(path):
+    raise AssertionError(f"hashed {path}")
 
 
 def _edit_manifest(d: Path, **changes):
@@ -614,6 +632,42 @@ def _edit_npy(d: Path, name: str, edit):
     np.save(d / name, edit(arr.copy()))
 
 
+def _edit_file_entry(d: Path, name: str, **changes):
+    m = json.loads((d / "manifest.json").read_text())
+    m["files"][name].update(changes)
+    (d / "manifest.json").write_text(json.dumps(m))
+
+
+def _drop_file_entry(d: Path, name: str):
+    m = json.loads((d / "manifest.json").read_text())
+    del m["files"][name]
+    (d / "manifest.json").write_text(json.dumps(m))
+
+
+def _append_bytes(d: Path, name: str):
+    with open(d / name, "ab") as f:
+        f.write(b"\0\0")
+
+
+def _flip_last_byte(d: Path, name: str):
+    data = bytearray((d / name).read_bytes())
+    data[-1] ^= 1  # ids: the low bit of a token id (uint16 little-endian: its high byte)
+    (d / name).write_bytes(bytes(data))
+
+
+def _shift_one_boundary(a: np.ndarray) -> np.ndarray:
+    a[1] += 1  # still a valid, non-decreasing CSR: only the checksum can tell
+    return a
+
+
+def _as_version_1(d: Path):
+    """Rewrite the manifest exactly as format version 1 wrote it (no "files")."""
+    m = json.loads((d / "manifest.json").read_text())
+    del m["files"]
+    m["format_version"] = 1
+    (d / "manifest.json").write_text(json.dumps(m, indent=2) + "\n")
+
+
 def _swap12(a: np.ndarray) -> np.ndarray:
     a[1], a[2] = a[2], a[1]
     return a
@@ -631,7 +685,32 @@ def _dec_last(a: np.ndarray) -> np.ndarray:
         (lambda d: (d / "manifest.json").write_text("[1, 2]"), "manifest.json", "object"),
         (lambda d: (d / "manifest.json").unlink(), "manifest.json", "missing"),
         (lambda d: _edit_manifest(d, format="other"), "manifest.json", "format"),
-        (lambda d: _edit_manifest(d, format_version=2), "manifest.json", "format_version"),
+        (lambda d: _edit_manifest(d, format_version=3), "manifest.json", "format_version"),
+        (lambda d: _edit_manifest(d, format_version=0), "manifest.json", "format_version"),
+        (lambda d: _edit_manifest(d, files=None), "manifest.json", "files must be an object"),
+        (lambda d: _drop_file_entry(d, "tokenizer.json"), "manifest.json", "exactly"),
+        (lambda d: _edit_file_entry(d, "ids.npy", bytes=-1), "manifest.json", r"ids\.npy\.bytes"),
+        (lambda d: _edit_file_entry(d, "ids.npy", bytes=1.5), "manifest.json", r"ids\.npy\.bytes"),
+        (
+            lambda d: _edit_file_entry(d, "ids.npy", blake2b_256="ABC"),
+            "manifest.json",
+            "hex digits",
+        ),
+        (
+            lambda d: _edit_file_entry(d, "tokenizer.json", blake2b_256="0" * 63 + "g"),
+            "manifest.json",
+            "hex digits",
+        ),
+        (lambda d: _append_bytes(d, "ids.npy"), "ids.npy", "size"),
+        (lambda d: _append_bytes(d, "document_offsets.npy"), "document_offsets.npy", "size"),
+        (lambda d: _append_bytes(d, "tokenizer.json"), "tokenizer.json", "size"),
+        (lambda d: _flip_last_byte(d, "ids.npy"), "ids.npy", "checksum"),
+        (lambda d: _flip_last_byte(d, "tokenizer.json"), "tokenizer.json", "checksum"),
+        (
+            lambda d: _edit_npy(d, "sentence_offsets.npy", _shift_one_boundary),
+            "sentence_offsets.npy",
+            "checksum",
+        ),
         (lambda d: _edit_manifest(d, format_version=True), "manifest.json", "format_version"),
         (lambda d: _edit_manifest(d, num_tokens=-1), "manifest.json", "num_tokens"),
         (lambda d: _edit_manifest(d, num_sentences="10"), "manifest.json", "num_sentences"),
@@ -709,6 +788,77 @@ def test_load_rejects_corruption(saved, tmp_path, corrupt, file, match):
     assert str(d / file) in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("corrupt", "file"),
+    [
+        (lambda d: _flip_last_byte(d, "ids.npy"), "ids.npy"),
+        (
+            lambda d: _edit_npy(d, "sentence_offsets.npy", _shift_one_boundary),
+            "sentence_offsets.npy",
+        ),
+        (lambda d: _flip_last_byte(d, "tokenizer.json"), "tokenizer.json"),
+    ],
+)
+def test_verify_false_skips_only_the_hashing(saved, tmp_path, corrupt, file):
+    d = copy_corpus(saved, tmp_path / "c")
+    corrupt(d)
+    with pytest.raises(ValueError, match="checksum mismatch") as info:
+        TokenCorpus.load(d)  # verify=True is the default
+    assert str(d / file) in str(info.value)
+    c = TokenCorpus.load(d, verify=False)  # same size, valid structure: loads as it is
+    assert c.num_tokens == TokenCorpus.load(saved).num_tokens
+    # ... but sizes are still checked without verify
+    _append_bytes(d, file)
+    with pytest.raises(ValueError, match="size") as info:
+        TokenCorpus.load(d, verify=False)
+    assert str(d / file) in str(info.value)
+
+
+def test_load_reads_format_version_1(small, saved, tmp_path):
+    d = copy_corpus(saved, tmp_path / "v1")
+    _as_version_1(d)
+    for verify in (True, False):
+        for mmap in (True, False):
+            c = TokenCorpus.load(d, verify=verify, mmap=mmap)
+            assert_csr(c)
+            for name in ("ids", "sentence_offsets", "document_offsets"):
+                np.testing.assert_array_equal(getattr(c, name), getattr(small, name))
+            assert c.source == "unit test"
+    # structure is still checked in version-1 corpora ...
+    bad = copy_corpus(d, tmp_path / "v1-bad")
+    _edit_npy(bad, "sentence_offsets.npy", _swap12)
+    with pytest.raises(ValueError, match="non-decreasing"):
+        TokenCorpus.load(bad)
+    # ... but they carry no checksums: a changed token id goes unnoticed (documented)
+    _flip_last_byte(d, "ids.npy")
+    assert int(TokenCorpus.load(d).ids[-1]) != int(small.ids[-1])
+    # saving a version-1 corpus writes version 2
+    again = TokenCorpus.load(d).save(tmp_path / "v2")
+    assert json.loads((again / "manifest.json").read_text())["format_version"] == 2
+    TokenCorpus.load(again)
+    # a version-2 manifest must have the checksums
+    v2 = copy_corpus(saved, tmp_path / "v2-nofiles")
+    m = json.loads((v2 / "manifest.json").read_text())
+    del m["files"]
+    (v2 / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(ValueError, match="files"):
+        TokenCorpus.load(v2)
+
+
+def test_offsets_checked_in_chunks(saved, tmp_path, monkeypatch):
+    # a decrease in a later chunk is found, and reported at its global index
+    monkeypatch.setattr(corpus_module, "_CHECK_CHUNK", 2)
+    c = TokenCorpus.load(saved)
+    assert corpus_module._first_decrease(c.sentence_offsets) is None
+    offsets = np.asarray(c.sentence_offsets).copy()
+    offsets[7] = offsets[6] - 1
+    assert corpus_module._first_decrease(offsets) == 6
+    offsets = np.arange(10, dtype=np.int64)
+    offsets[-1] = 0
+    assert corpus_module._first_decrease(offsets) == 8
+    assert corpus_module._first_decrease(np.zeros(1, np.int64)) is None
+
+
 def test_load_rejects_mismatched_tokenizer(saved, tmp_path):
     d = copy_corpus(saved, tmp_path / "c")
     _edit_manifest(d, vocab_size=2999)  # still uint16; tokenizer has 3000
@@ -716,8 +866,9 @@ def test_load_rejects_mismatched_tokenizer(saved, tmp_path):
     with pytest.raises(ValueError, match=r"tokenizer\.json"):
         _ = c.tokenizer
     (d / "tokenizer.json").write_text("{broken")
+    _edit_file_entry(d, "tokenizer.json", bytes=len("{broken"))
     with pytest.raises(ValueError, match=r"tokenizer\.json"):
-        _ = TokenCorpus.load(d).tokenizer
+        _ = TokenCorpus.load(d, verify=False).tokenizer
 
 
 def test_load_missing_directory(tmp_path):
@@ -770,9 +921,18 @@ def test_default_second_call_loads_cache(default_cache, monkeypatch):
         raise AssertionError("default() rebuilt a cached corpus")
 
     monkeypatch.setattr(corpus_module, "_build_default_corpus", no_build)
+    hashed = []
+    real_digest = corpus_module._file_digest
+    monkeypatch.setattr(
+        corpus_module, "_file_digest", lambda path: hashed.append(path.name) or real_digest(path)
+    )
     c = TokenCorpus.default(cache_dir=default_cache)
     assert isinstance(c.ids, np.memmap)
     assert c._tokenizer is None
+    # the cached corpus is verified against its checksums on every load
+    assert sorted(hashed) == sorted(
+        ["ids.npy", "sentence_offsets.npy", "document_offsets.npy", "tokenizer.json"]
+    )
     monkeypatch.setenv("LMOBJECTIVES_CACHE", str(default_cache))
     assert TokenCorpus.default().path == c.path
 

@@ -93,7 +93,7 @@ _ARRAY_FILES = (_IDS_FILE, _SENTENCE_OFFSETS_FILE, _DOCUMENT_OFFSETS_FILE)
 _CHECKED_FILES = (*_ARRAY_FILES, _TOKENIZER_FILE)
 #: The checksum: BLAKE2b with a 32-byte digest over the whole file (``b2sum -l 256 FILE``).
 _CHECKSUM_KEY = "blake2b_256"
-_HASH_CHUNK = 1 << 20
+_HASH_CHUNK = 1 << 18
 #: Offsets are checked for monotonicity this many elements at a time (bounded memory).
 _CHECK_CHUNK = 1 << 18
 #: A version-1.0 ``.npy`` header of a 1-D array of a simple dtype is always 128 bytes long (for
@@ -1268,7 +1268,7 @@ def _read_manifest_files(path: Path, files: Any) -> dict[str, dict[str, Any]]:
 
 
 def _file_digest(path: Path) -> tuple[int, str]:
-    """``(size in bytes, BLAKE2b-256 hex digest)`` of a file, read in 1 MiB chunks."""
+    """``(size in bytes, BLAKE2b-256 hex digest)`` of a file, read in 256 KiB chunks."""
     h = hashlib.blake2b(digest_size=32)
     size = 0
     buf = bytearray(_HASH_CHUNK)
