@@ -887,6 +887,9 @@ class _Encoder:
         self.tokenizer = tok
         self.vocab_size = tok.get_vocab_size(with_added_tokens=True)
         self.dtype = _ids_dtype(self.vocab_size)
+        # encode_batch_fast (tokenizers >= 0.20) skips computing character offsets, which a
+        # corpus does not keep: same ids, ~15% less time.
+        self._encode = getattr(tok, "encode_batch_fast", tok.encode_batch)
         self._sink = sink
         self._add_special_tokens = bool(add_special_tokens)
         self._batch_size = batch
@@ -932,7 +935,7 @@ class _Encoder:
         batch = self._pending[:n]
         docs = np.array(self._pending_doc[:n], dtype=np.int64)
         del self._pending[:n], self._pending_doc[:n]
-        encodings = self.tokenizer.encode_batch(batch, add_special_tokens=self._add_special_tokens)
+        encodings = self._encode(batch, add_special_tokens=self._add_special_tokens)
         id_lists = [enc.ids for enc in encodings]
         del encodings, batch
         lengths = np.fromiter(map(len, id_lists), dtype=np.int64, count=len(id_lists))
@@ -1008,7 +1011,7 @@ class _DiskSink:
 
     def _write(self, name: str, arr: np.ndarray) -> None:
         if len(arr):
-            self._files[name].write(memoryview(np.ascontiguousarray(arr)).cast("B"))
+            self._files[name].write(np.ascontiguousarray(arr).data.cast("B"))
             self._lengths[name] += len(arr)
 
     def append(self, ids: np.ndarray, sentence_ends: np.ndarray, document_ends: np.ndarray) -> None:
