@@ -164,8 +164,10 @@ def _first_decrease(offsets: np.ndarray) -> int | None:
 class TokenCorpus:
     """Token ids of documents split into sentences, stored as flat arrays with CSR offsets.
 
-    Build one with :meth:`from_texts`, persist it with :meth:`save`, open it with :meth:`load`
-    (memory-mapped), or get the embedded corpus with :meth:`default`.
+    Build one with :meth:`from_texts` or :meth:`from_files` (in memory, or streamed to disk
+    with ``out=`` / :class:`TokenCorpusWriter`), persist it with :meth:`save`, open it with
+    :meth:`load` (memory-mapped, checksums verified), or get the embedded corpus with
+    :meth:`default`.
 
     Attributes:
         ids: 1-D token ids; uint16 if ``vocab_size <= 65536`` else uint32.
@@ -379,9 +381,10 @@ class TokenCorpus:
         """Tokenize documents into a corpus.
 
         Sentences are tokenized in batches of ``batch_size`` with the tokenizer's
-        ``encode_batch``, which runs on all cores in Rust (``tokenizers``' own thread pool;
-        ``TOKENIZERS_PARALLELISM=false`` makes it serial, and the result is the same either way).
-        Batches span document boundaries, so many short documents still make large batches.
+        ``encode_batch_fast`` (``encode_batch`` before ``tokenizers`` 0.20; the same ids), which
+        runs on all cores in Rust (``tokenizers``' own thread pool; ``TOKENIZERS_PARALLELISM=false``
+        makes it serial, and the result is the same either way). Batches span document
+        boundaries, so many short documents still make large batches.
 
         Args:
             documents: an iterable (read once, lazily) of documents, each either a ``str``
@@ -421,8 +424,8 @@ class TokenCorpus:
                 source=source,
                 overwrite=overwrite,
             )
-        sink = _MemorySink()
-        encoder = _Encoder(tokenizer, sink, add_special_tokens, batch_size)
+        encoder = _Encoder(tokenizer, add_special_tokens, batch_size)
+        sink = encoder.sink = _MemorySink()
         _feed_documents(encoder, documents, progress, flush=True)
         encoder.finish("documents: no non-empty sentence to tokenize")
         return sink.corpus(encoder, source)
@@ -487,8 +490,8 @@ class TokenCorpus:
                 source=source,
                 overwrite=overwrite,
             )
-        sink = _MemorySink()
-        encoder = _Encoder(tokenizer, sink, add_special_tokens, batch_size)
+        encoder = _Encoder(tokenizer, add_special_tokens, batch_size)
+        sink = encoder.sink = _MemorySink()
         _feed_files(encoder, files, bool(one_sentence_per_line), progress, flush=True)
         encoder.finish("paths: the files hold no non-empty sentence")
         return sink.corpus(encoder, source)
@@ -719,13 +722,11 @@ class TokenCorpusWriter:
         self._source = source
         self._corpus: TokenCorpus | None = None
         self._aborted = False
+        self._encoder = _Encoder(tokenizer, add_special_tokens, batch_size)  # validates
         self._tmp = _make_temp_dir(self._path)
         try:
-            self._sink = _DiskSink(self._tmp)
-            self._encoder = _Encoder(tokenizer, self._sink, add_special_tokens, batch_size)
+            self._sink = self._encoder.sink = _DiskSink(self._tmp)
         except BaseException:
-            if hasattr(self, "_sink"):
-                self._sink.close()
             shutil.rmtree(self._tmp, ignore_errors=True)
             raise
         # Discard the temporary directory if the writer is dropped without close()/abort().
@@ -877,9 +878,10 @@ class _Encoder:
     document's end.
     """
 
-    def __init__(
-        self, tokenizer: Any, sink: _MemorySink | _DiskSink, add_special_tokens: bool, batch: int
-    ) -> None:
+    #: Where the pieces go; set by the caller after construction (which validates the options).
+    sink: _MemorySink | _DiskSink
+
+    def __init__(self, tokenizer: Any, add_special_tokens: bool, batch: int) -> None:
         tok = _private_tokenizer(tokenizer)
         batch = operator.index(batch)
         if batch <= 0:
@@ -890,7 +892,6 @@ class _Encoder:
         # encode_batch_fast (tokenizers >= 0.20) skips computing character offsets, which a
         # corpus does not keep: same ids, ~15% less time.
         self._encode = getattr(tok, "encode_batch_fast", tok.encode_batch)
-        self._sink = sink
         self._add_special_tokens = bool(add_special_tokens)
         self._batch_size = batch
         self._pending: list[str] = []
@@ -924,7 +925,7 @@ class _Encoder:
         self.flush()
         if self.num_sentences == 0:
             raise ValueError(empty_message)
-        self._sink.append(
+        self.sink.append(
             np.zeros(0, self.dtype),
             np.zeros(0, np.int64),
             np.array([self.num_sentences], dtype=np.int64),
@@ -958,7 +959,7 @@ class _Encoder:
             previous[1:] = kept_docs[:-1]
             self._last_doc = int(kept_docs[-1])
         starts = np.flatnonzero(kept_docs != previous) + self.num_sentences
-        self._sink.append(flat.astype(self.dtype), sentence_ends, starts[starts > 0])
+        self.sink.append(flat.astype(self.dtype), sentence_ends, starts[starts > 0])
         self.num_tokens += len(flat)
         self.num_sentences += len(kept_lengths)
         self.num_documents += len(starts)
@@ -1166,7 +1167,7 @@ def _feed_files(
             encoder.end_document()  # documents never run across files
         if flush:
             encoder.flush()
-        bar.update(total_kib - bar.n)
+        bar.update(max(0, total_kib - bar.n))
 
 
 def _build_on_disk(
