@@ -480,6 +480,19 @@ def test_from_texts_bad_input(tokenizer, documents, tok, exc, match):
         TokenCorpus.from_texts(documents, tokenizer if tok else object(), progress=False)
 
 
+def test_from_texts_names_a_sentence_tokenizers_rejects(tokenizer, tmp_path):
+    docs = [["Fine."], "Also fine. Still.", ["ok", "lone \udc80 surrogate"]]
+    with pytest.raises(ValueError, match=r"documents\[2\]: a sentence is not valid Unicode"):
+        TokenCorpus.from_texts(docs, tokenizer)
+    w = TokenCorpusWriter(tmp_path / "c", tokenizer)
+    w.add_documents(docs[:2])
+    w.add_documents(docs[2:])  # pending: encoded on close
+    with pytest.raises(ValueError, match=r"document 2 \(from 0\) added to the writer"):
+        w.close()
+    assert w.closed
+    assert list(tmp_path.iterdir()) == []  # a failed close discards the build
+
+
 def test_from_texts_bad_batch_size(tokenizer):
     with pytest.raises(ValueError, match="batch_size"):
         TokenCorpus.from_texts(DOCS, tokenizer, batch_size=0)
@@ -1224,6 +1237,11 @@ def test_writer_lifecycle_and_failures(tokenizer, tmp_path, monkeypatch):
         w.add_documents(DOCS)
     with pytest.raises(ValueError, match="aborted"):
         w.close()
+    # an explicit abort() inside the block: nothing written, no error on leaving it
+    with TokenCorpusWriter(target, tokenizer) as w:
+        w.add_documents(DOCS)
+        w.abort()
+    assert list(tmp_path.iterdir()) == []
     # nothing added: close refuses, leaves nothing
     w = TokenCorpusWriter(target, tokenizer)
     w.add_documents(["", ["  "]])

@@ -674,7 +674,8 @@ class TokenCorpusWriter:
     on :meth:`close`, so an interrupted or failed build never leaves a directory that
     :meth:`TokenCorpus.load` accepts.
 
-    Use it as a context manager (an exception inside the block discards everything)::
+    Use it as a context manager (leaving the block closes it; an exception inside the block,
+    or an explicit :meth:`abort`, discards everything)::
 
         with TokenCorpusWriter("corpus-dir", tokenizer) as writer:
             writer.add_files(["part-000.txt", "part-001.txt"], one_sentence_per_line=True)
@@ -726,6 +727,7 @@ class TokenCorpusWriter:
         self._tmp = _make_temp_dir(self._path)
         try:
             self._sink = self._encoder.sink = _DiskSink(self._tmp)
+            self._encoder.document_label = "document {} (from 0) added to the writer"
         except BaseException:
             shutil.rmtree(self._tmp, ignore_errors=True)
             raise
@@ -837,7 +839,7 @@ class TokenCorpusWriter:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if exc_type is None:
+        if exc_type is None and not self._aborted:  # (an explicit abort() stays aborted)
             self.close()
         else:
             self.abort()
@@ -880,6 +882,8 @@ class _Encoder:
 
     #: Where the pieces go; set by the caller after construction (which validates the options).
     sink: _MemorySink | _DiskSink
+    #: How errors name document number ``{}`` (counted from 0 over everything added).
+    document_label = "documents[{}]"
 
     def __init__(self, tokenizer: Any, add_special_tokens: bool, batch: int) -> None:
         tok = _private_tokenizer(tokenizer)
@@ -936,7 +940,11 @@ class _Encoder:
         batch = self._pending[:n]
         docs = np.array(self._pending_doc[:n], dtype=np.int64)
         del self._pending[:n], self._pending_doc[:n]
-        encodings = self._encode(batch, add_special_tokens=self._add_special_tokens)
+        try:
+            encodings = self._encode(batch, add_special_tokens=self._add_special_tokens)
+        except Exception:
+            _explain_unencodable(batch, docs, self.document_label)
+            raise
         id_lists = [enc.ids for enc in encodings]
         del encodings, batch
         lengths = np.fromiter(map(len, id_lists), dtype=np.int64, count=len(id_lists))
@@ -963,6 +971,22 @@ class _Encoder:
         self.num_tokens += len(flat)
         self.num_sentences += len(kept_lengths)
         self.num_documents += len(starts)
+
+
+def _explain_unencodable(batch: list[str], docs: np.ndarray, label: str) -> None:
+    """After ``encode_batch`` failed: a ValueError naming the sentence ``tokenizers`` rejected.
+
+    (``tokenizers`` raises a bare ``TypeError`` on strings that are not valid Unicode, e.g. with
+    lone surrogates from ``errors="surrogateescape"`` decoding, without saying which one.)
+    """
+    for sentence, doc in zip(batch, docs.tolist(), strict=True):
+        try:
+            sentence.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(
+                f"{label.format(doc)}: a sentence is not valid Unicode ({exc.reason} at character "
+                f"{exc.start}): {sentence[:60]!r}"
+            ) from None
 
 
 class _MemorySink:
