@@ -6,6 +6,8 @@ taken from ``$LMOBJECTIVES_CACHE`` when that is set); everything else uses small
 
 from __future__ import annotations
 
+import gc
+import hashlib
 import io
 import json
 import os
@@ -22,7 +24,7 @@ from lmobjectives import _embedded
 from lmobjectives import corpus as corpus_module
 from lmobjectives._embedded import clean_block, file_blocks, split_sentences, stdlib_documents
 from lmobjectives._progress import Progress, progress_enabled
-from lmobjectives.corpus import SPECIAL_TOKENS, TokenCorpus, train_wordpiece
+from lmobjectives.corpus import SPECIAL_TOKENS, TokenCorpus, TokenCorpusWriter, train_wordpiece
 
 PAD, UNK, CLS, SEP, MASK = range(5)
 
@@ -478,6 +480,19 @@ def test_from_texts_bad_input(tokenizer, documents, tok, exc, match):
         TokenCorpus.from_texts(documents, tokenizer if tok else object(), progress=False)
 
 
+def test_from_texts_names_a_sentence_tokenizers_rejects(tokenizer, tmp_path):
+    docs = [["Fine."], "Also fine. Still.", ["ok", "lone \udc80 surrogate"]]
+    with pytest.raises(ValueError, match=r"documents\[2\]: a sentence is not valid Unicode"):
+        TokenCorpus.from_texts(docs, tokenizer)
+    w = TokenCorpusWriter(tmp_path / "c", tokenizer)
+    w.add_documents(docs[:2])
+    w.add_documents(docs[2:])  # pending: encoded on close
+    with pytest.raises(ValueError, match=r"document 2 \(from 0\) added to the writer"):
+        w.close()
+    assert w.closed
+    assert list(tmp_path.iterdir()) == []  # a failed close discards the build
+
+
 def test_from_texts_bad_batch_size(tokenizer):
     with pytest.raises(ValueError, match="batch_size"):
         TokenCorpus.from_texts(DOCS, tokenizer, batch_size=0)
@@ -523,15 +538,24 @@ def test_save_load_round_trip(small, saved):
         "tokenizer.json",
     ]
     manifest = json.loads((saved / "manifest.json").read_text())
+    files = manifest.pop("files")
     assert manifest == {
         "format": "lmobjectives.TokenCorpus",
-        "format_version": 1,
+        "format_version": 2,
         "vocab_size": 3000,
         "num_tokens": small.num_tokens,
         "num_sentences": 9,
         "num_documents": 4,
         "ids_dtype": "uint16",
         "source": "unit test",
+    }
+    # sizes and BLAKE2b-256 checksums of every file but the manifest, computed independently
+    assert files == {
+        name: {
+            "bytes": (saved / name).stat().st_size,
+            "blake2b_256": hashlib.blake2b((saved / name).read_bytes(), digest_size=32).hexdigest(),
+        }
+        for name in ("ids.npy", "sentence_offsets.npy", "document_offsets.npy", "tokenizer.json")
     }
     c = TokenCorpus.load(saved)
     assert_csr(c)
@@ -589,9 +613,16 @@ def test_pickle(small, saved):
     loaded = TokenCorpus.load(saved)
     blob = pickle.dumps(loaded)
     assert len(blob) < 1000  # a path, not the arrays
-    b = pickle.loads(blob)
+    # re-opening (in each DataLoader worker) checks structure and sizes but does not re-hash
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(corpus_module, "_file_digest", _no_hashing)
+        b = pickle.loads(blob)
     assert isinstance(b.ids, np.memmap)
     np.testing.assert_array_equal(b.ids, small.ids)
+
+
+def _no_hashing(path):
+    raise AssertionError(f"hashed {path}")
 
 
 def _edit_manifest(d: Path, **changes):
@@ -614,6 +645,42 @@ def _edit_npy(d: Path, name: str, edit):
     np.save(d / name, edit(arr.copy()))
 
 
+def _edit_file_entry(d: Path, name: str, **changes):
+    m = json.loads((d / "manifest.json").read_text())
+    m["files"][name].update(changes)
+    (d / "manifest.json").write_text(json.dumps(m))
+
+
+def _drop_file_entry(d: Path, name: str):
+    m = json.loads((d / "manifest.json").read_text())
+    del m["files"][name]
+    (d / "manifest.json").write_text(json.dumps(m))
+
+
+def _append_bytes(d: Path, name: str):
+    with open(d / name, "ab") as f:
+        f.write(b"\0\0")
+
+
+def _flip_last_byte(d: Path, name: str):
+    data = bytearray((d / name).read_bytes())
+    data[-1] ^= 1  # ids: the low bit of a token id (uint16 little-endian: its high byte)
+    (d / name).write_bytes(bytes(data))
+
+
+def _shift_one_boundary(a: np.ndarray) -> np.ndarray:
+    a[1] += 1  # still a valid, non-decreasing CSR: only the checksum can tell
+    return a
+
+
+def _as_version_1(d: Path):
+    """Rewrite the manifest exactly as format version 1 wrote it (no "files")."""
+    m = json.loads((d / "manifest.json").read_text())
+    del m["files"]
+    m["format_version"] = 1
+    (d / "manifest.json").write_text(json.dumps(m, indent=2) + "\n")
+
+
 def _swap12(a: np.ndarray) -> np.ndarray:
     a[1], a[2] = a[2], a[1]
     return a
@@ -631,7 +698,32 @@ def _dec_last(a: np.ndarray) -> np.ndarray:
         (lambda d: (d / "manifest.json").write_text("[1, 2]"), "manifest.json", "object"),
         (lambda d: (d / "manifest.json").unlink(), "manifest.json", "missing"),
         (lambda d: _edit_manifest(d, format="other"), "manifest.json", "format"),
-        (lambda d: _edit_manifest(d, format_version=2), "manifest.json", "format_version"),
+        (lambda d: _edit_manifest(d, format_version=3), "manifest.json", "format_version"),
+        (lambda d: _edit_manifest(d, format_version=0), "manifest.json", "format_version"),
+        (lambda d: _edit_manifest(d, files=None), "manifest.json", "files must be an object"),
+        (lambda d: _drop_file_entry(d, "tokenizer.json"), "manifest.json", "exactly"),
+        (lambda d: _edit_file_entry(d, "ids.npy", bytes=-1), "manifest.json", r"ids\.npy\.bytes"),
+        (lambda d: _edit_file_entry(d, "ids.npy", bytes=1.5), "manifest.json", r"ids\.npy\.bytes"),
+        (
+            lambda d: _edit_file_entry(d, "ids.npy", blake2b_256="ABC"),
+            "manifest.json",
+            "hex digits",
+        ),
+        (
+            lambda d: _edit_file_entry(d, "tokenizer.json", blake2b_256="0" * 63 + "g"),
+            "manifest.json",
+            "hex digits",
+        ),
+        (lambda d: _append_bytes(d, "ids.npy"), "ids.npy", "size"),
+        (lambda d: _append_bytes(d, "document_offsets.npy"), "document_offsets.npy", "size"),
+        (lambda d: _append_bytes(d, "tokenizer.json"), "tokenizer.json", "size"),
+        (lambda d: _flip_last_byte(d, "ids.npy"), "ids.npy", "checksum"),
+        (lambda d: _flip_last_byte(d, "tokenizer.json"), "tokenizer.json", "checksum"),
+        (
+            lambda d: _edit_npy(d, "sentence_offsets.npy", _shift_one_boundary),
+            "sentence_offsets.npy",
+            "checksum",
+        ),
         (lambda d: _edit_manifest(d, format_version=True), "manifest.json", "format_version"),
         (lambda d: _edit_manifest(d, num_tokens=-1), "manifest.json", "num_tokens"),
         (lambda d: _edit_manifest(d, num_sentences="10"), "manifest.json", "num_sentences"),
@@ -709,6 +801,77 @@ def test_load_rejects_corruption(saved, tmp_path, corrupt, file, match):
     assert str(d / file) in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("corrupt", "file"),
+    [
+        (lambda d: _flip_last_byte(d, "ids.npy"), "ids.npy"),
+        (
+            lambda d: _edit_npy(d, "sentence_offsets.npy", _shift_one_boundary),
+            "sentence_offsets.npy",
+        ),
+        (lambda d: _flip_last_byte(d, "tokenizer.json"), "tokenizer.json"),
+    ],
+)
+def test_verify_false_skips_only_the_hashing(saved, tmp_path, corrupt, file):
+    d = copy_corpus(saved, tmp_path / "c")
+    corrupt(d)
+    with pytest.raises(ValueError, match="checksum mismatch") as info:
+        TokenCorpus.load(d)  # verify=True is the default
+    assert str(d / file) in str(info.value)
+    c = TokenCorpus.load(d, verify=False)  # same size, valid structure: loads as it is
+    assert c.num_tokens == TokenCorpus.load(saved).num_tokens
+    # ... but sizes are still checked without verify
+    _append_bytes(d, file)
+    with pytest.raises(ValueError, match="size") as info:
+        TokenCorpus.load(d, verify=False)
+    assert str(d / file) in str(info.value)
+
+
+def test_load_reads_format_version_1(small, saved, tmp_path):
+    d = copy_corpus(saved, tmp_path / "v1")
+    _as_version_1(d)
+    for verify in (True, False):
+        for mmap in (True, False):
+            c = TokenCorpus.load(d, verify=verify, mmap=mmap)
+            assert_csr(c)
+            for name in ("ids", "sentence_offsets", "document_offsets"):
+                np.testing.assert_array_equal(getattr(c, name), getattr(small, name))
+            assert c.source == "unit test"
+    # structure is still checked in version-1 corpora ...
+    bad = copy_corpus(d, tmp_path / "v1-bad")
+    _edit_npy(bad, "sentence_offsets.npy", _swap12)
+    with pytest.raises(ValueError, match="non-decreasing"):
+        TokenCorpus.load(bad)
+    # ... but they carry no checksums: a changed token id goes unnoticed (documented)
+    _flip_last_byte(d, "ids.npy")
+    assert int(TokenCorpus.load(d).ids[-1]) != int(small.ids[-1])
+    # saving a version-1 corpus writes version 2
+    again = TokenCorpus.load(d).save(tmp_path / "v2")
+    assert json.loads((again / "manifest.json").read_text())["format_version"] == 2
+    TokenCorpus.load(again)
+    # a version-2 manifest must have the checksums
+    v2 = copy_corpus(saved, tmp_path / "v2-nofiles")
+    m = json.loads((v2 / "manifest.json").read_text())
+    del m["files"]
+    (v2 / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(ValueError, match="files"):
+        TokenCorpus.load(v2)
+
+
+def test_offsets_checked_in_chunks(saved, tmp_path, monkeypatch):
+    # a decrease in a later chunk is found, and reported at its global index
+    monkeypatch.setattr(corpus_module, "_CHECK_CHUNK", 2)
+    c = TokenCorpus.load(saved)
+    assert corpus_module._first_decrease(c.sentence_offsets) is None
+    offsets = np.asarray(c.sentence_offsets).copy()
+    offsets[7] = offsets[6] - 1
+    assert corpus_module._first_decrease(offsets) == 6
+    offsets = np.arange(10, dtype=np.int64)
+    offsets[-1] = 0
+    assert corpus_module._first_decrease(offsets) == 8
+    assert corpus_module._first_decrease(np.zeros(1, np.int64)) is None
+
+
 def test_load_rejects_mismatched_tokenizer(saved, tmp_path):
     d = copy_corpus(saved, tmp_path / "c")
     _edit_manifest(d, vocab_size=2999)  # still uint16; tokenizer has 3000
@@ -716,8 +879,9 @@ def test_load_rejects_mismatched_tokenizer(saved, tmp_path):
     with pytest.raises(ValueError, match=r"tokenizer\.json"):
         _ = c.tokenizer
     (d / "tokenizer.json").write_text("{broken")
+    _edit_file_entry(d, "tokenizer.json", bytes=len("{broken"))
     with pytest.raises(ValueError, match=r"tokenizer\.json"):
-        _ = TokenCorpus.load(d).tokenizer
+        _ = TokenCorpus.load(d, verify=False).tokenizer
 
 
 def test_load_missing_directory(tmp_path):
@@ -770,9 +934,22 @@ def test_default_second_call_loads_cache(default_cache, monkeypatch):
         raise AssertionError("default() rebuilt a cached corpus")
 
     monkeypatch.setattr(corpus_module, "_build_default_corpus", no_build)
+    hashed = []
+    real_digest = corpus_module._file_digest
+    monkeypatch.setattr(
+        corpus_module, "_file_digest", lambda path: hashed.append(path.name) or real_digest(path)
+    )
     c = TokenCorpus.default(cache_dir=default_cache)
     assert isinstance(c.ids, np.memmap)
     assert c._tokenizer is None
+    # the cached corpus is verified against its checksums on every load (a version-1 cache
+    # from before checksums, reused through $LMOBJECTIVES_CACHE, has none to verify)
+    version = json.loads((c.path / "manifest.json").read_text())["format_version"]
+    assert sorted(hashed) == (
+        sorted(["ids.npy", "sentence_offsets.npy", "document_offsets.npy", "tokenizer.json"])
+        if version == 2
+        else []
+    )
     monkeypatch.setenv("LMOBJECTIVES_CACHE", str(default_cache))
     assert TokenCorpus.default().path == c.path
 
@@ -824,3 +1001,350 @@ def test_import_is_light():
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+# ------------------------------------------------------------------------------- from_files
+
+
+def write_text(path: Path, text: str | bytes) -> Path:
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return path
+
+
+def assert_same_corpus(a: TokenCorpus, b: TokenCorpus) -> None:
+    for name in ("ids", "sentence_offsets", "document_offsets"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert x.dtype == y.dtype, name
+        np.testing.assert_array_equal(x, y, err_msg=name)
+    assert a.vocab_size == b.vocab_size
+
+
+@pytest.fixture(scope="module")
+def topic_documents() -> list[list[str]]:
+    """About 60 pydoc topics, each a document of sentences (a few thousand sentences in all)."""
+    from pydoc_data.topics import topics
+
+    docs = [split_sentences(topics[key]) for key in sorted(topics)[:60]]
+    return [d for d in docs if d]
+
+
+def test_from_files_one_sentence_per_line(tokenizer, topic_documents, tmp_path):
+    docs = topic_documents
+    half = len(docs) // 2
+    files = [
+        write_text(tmp_path / "a.txt", "\n\n".join("\n".join(d) for d in docs[:half]) + "\n"),
+        write_text(tmp_path / "b.txt", "\n\n".join("\n".join(d) for d in docs[half:])),
+    ]
+    expected = TokenCorpus.from_texts(docs, tokenizer, progress=False)
+    in_memory = TokenCorpus.from_files(files, tokenizer, one_sentence_per_line=True)
+    assert_csr(in_memory)
+    assert_same_corpus(in_memory, expected)
+    assert in_memory.num_documents == len(docs)
+    assert in_memory.source == f"files: {files[0]}, {files[1]}"
+    # streamed to disk in batches of 7 sentences: hundreds of appends, same corpus
+    on_disk = TokenCorpus.from_files(
+        [str(f) for f in files],
+        tokenizer,
+        one_sentence_per_line=True,
+        batch_size=7,
+        out=tmp_path / "out",
+        source="two files",
+    )
+    assert on_disk.num_sentences > 100 * 7
+    assert isinstance(on_disk.ids, np.memmap)
+    assert on_disk.path == tmp_path / "out"
+    assert_same_corpus(on_disk, expected)
+    reloaded = TokenCorpus.load(tmp_path / "out")  # checksums verify
+    assert_same_corpus(reloaded, expected)
+    assert reloaded.source == "two files"
+    assert reloaded.tokenizer.to_str() == tokenizer.to_str()
+    # plain NumPy reads the streamed files (the headers written at the end are valid)
+    np.testing.assert_array_equal(np.load(tmp_path / "out" / "ids.npy"), expected.ids)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.txt", "out"]
+
+
+def test_from_files_free_text(tokenizer, topic_documents, tmp_path):
+    # each document is free text wrapped at 60 columns (lines break mid-sentence)
+    texts = [textwrap.fill(" ".join(d), width=60) for d in topic_documents[:20]]
+    path = write_text(tmp_path / "free.txt", "\n\n".join(texts))
+    expected = TokenCorpus.from_texts(texts, tokenizer, progress=False)
+    got = TokenCorpus.from_files(path, tokenizer)  # one path, default: free text
+    assert_same_corpus(got, expected)
+    streamed = TokenCorpus.from_files(path, tokenizer, batch_size=5, out=tmp_path / "out")
+    assert_same_corpus(streamed, expected)
+    # read as one sentence per line instead, every wrapped line is a "sentence"
+    lines = TokenCorpus.from_files(path, tokenizer, one_sentence_per_line=True)
+    assert lines.num_sentences == sum(len(t.splitlines()) for t in texts)
+
+
+def test_from_files_format_details(tokenizer, tmp_path):
+    first = write_text(
+        tmp_path / "1.txt",
+        b"\xef\xbb\xbfFirst doc, line one.\r\n  First doc, line two.  \r\n \t \r\n\n\n"
+        b"Second doc.\n\nThird doc, no newline at the end",
+    )
+    second = write_text(tmp_path / "2.txt", "Fourth doc starts the second file.\n\n\n")
+    empty = write_text(tmp_path / "empty.txt", "")
+    blank = write_text(tmp_path / "blank.txt", "\n \n\t\n")
+    got = TokenCorpus.from_files(
+        [first, empty, second, blank], tokenizer, one_sentence_per_line=True
+    )
+    expected = TokenCorpus.from_texts(
+        [
+            ["First doc, line one.", "First doc, line two."],
+            ["Second doc."],
+            # (Google's script would glue the next file's first lines onto this document)
+            ["Third doc, no newline at the end"],
+            ["Fourth doc starts the second file."],
+        ],
+        tokenizer,
+    )
+    assert_same_corpus(got, expected)
+    # ids are exactly the tokenizer's (batched encoding changes nothing)
+    for s, text in enumerate(["First doc, line one.", "First doc, line two.", "Second doc."]):
+        assert got.sentence(s).tolist() == tokenizer.encode(text, add_special_tokens=False).ids
+    # the BOM is gone: the first sentence decodes to its text
+    assert tokenizer.decode(got.sentence(0).tolist()).startswith("first doc")
+    # sentences that tokenize to nothing are dropped, and documents left empty with them
+    odd = write_text(tmp_path / "odd.txt", "\u200b\n\nKept.\n\u200b\n")
+    c = TokenCorpus.from_files(odd, tokenizer, one_sentence_per_line=True)
+    assert (c.num_documents, c.num_sentences) == (1, 1)
+
+
+def test_from_files_tokenizers_parallelism_off_gives_same_bytes(tokenizer, tmp_path):
+    """TOKENIZERS_PARALLELISM=false makes encode_batch serial; the files come out identical."""
+    lines = [f"Sentence number {i} talks about {i % 7} things." for i in range(3000)]
+    text = "\n".join(ln if i % 50 else "" for i, ln in enumerate(lines))
+    src = write_text(tmp_path / "in.txt", text)
+    (tmp_path / "tok.json").write_text(tokenizer.to_str())
+    TokenCorpus.from_files(src, tokenizer, one_sentence_per_line=True, out=tmp_path / "par")
+    code = textwrap.dedent(
+        f"""\
+        from tokenizers import Tokenizer
+        from lmobjectives.corpus import TokenCorpus
+        tok = Tokenizer.from_file({str(tmp_path / "tok.json")!r})
+        TokenCorpus.from_files({str(src)!r}, tok, one_sentence_per_line=True, batch_size=100,
+                               out={str(tmp_path / "serial")!r})
+        """
+    )
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120, env=env)
+    manifests = [
+        json.loads((tmp_path / d / "manifest.json").read_text()) for d in ("par", "serial")
+    ]
+    assert manifests[0]["files"] == manifests[1]["files"]
+
+
+def test_from_files_progress(tokenizer, tmp_path, capsys):
+    path = write_text(tmp_path / "p.txt", "One sentence.\nTwo sentences.\n" * 100)
+    TokenCorpus.from_files(path, tokenizer, one_sentence_per_line=True, progress=True)
+    err = capsys.readouterr().err
+    total = -(-path.stat().st_size // 1024)
+    assert f"tokenize: 100% |##########| {total}/{total} KiB" in err
+    TokenCorpus.from_texts(["A document.", "Another one."], tokenizer, progress=True)
+    assert "tokenize: 100% |##########| 2/2 doc" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("paths", "exc", "match"),
+    [
+        (lambda d: [], ValueError, "paths: no files"),
+        (lambda d: 42, TypeError, "paths"),
+        (lambda d: b"bytes.txt", TypeError, "paths"),
+        (lambda d: [d / "ok.txt", 3], TypeError, r"paths\[1\]"),
+        (lambda d: d / "missing.txt", FileNotFoundError, "paths: no such file"),
+        (lambda d: [d / "ok.txt", d / "missing.txt"], FileNotFoundError, r"paths\[1\]"),
+        (lambda d: [d], IsADirectoryError, r"paths\[0\].*directory"),
+        (lambda d: "/dev/null", ValueError, "paths: /dev/null is not a regular file"),
+        (lambda d: d / "empty.txt", ValueError, "no non-empty sentence"),
+    ],
+)
+def test_from_files_bad_paths(tokenizer, tmp_path, paths, exc, match):
+    write_text(tmp_path / "ok.txt", "Fine.\n")
+    write_text(tmp_path / "empty.txt", "\n\n")
+    with pytest.raises(exc, match=match):
+        TokenCorpus.from_files(paths(tmp_path), tokenizer)
+    with pytest.raises(exc, match=match):
+        TokenCorpus.from_files(paths(tmp_path), tokenizer, out=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp dirs left
+
+
+def test_from_files_invalid_utf8_names_file_and_line(tokenizer, tmp_path):
+    good = write_text(tmp_path / "good.txt", "Fine.\n")
+    bad = write_text(tmp_path / "bad.txt", b"Fine.\n\nAlso fine.\nnot \xff\xfe utf-8\n")
+    for out in (None, tmp_path / "out"):
+        with pytest.raises(ValueError, match=r"bad\.txt: line 4: not valid UTF-8") as info:
+            TokenCorpus.from_files([good, bad], tokenizer, out=out)
+        assert str(bad) in str(info.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.txt", "good.txt"]
+
+
+# ------------------------------------------------------------------------------- writer
+
+
+def test_writer_mixed_sources_and_tiny_batches(tokenizer, tmp_path):
+    path = write_text(tmp_path / "in.txt", "File sentence one.\nFile sentence two.\n\nAnother.\n")
+    with TokenCorpusWriter(tmp_path / "c", tokenizer, batch_size=2, source="mixed") as w:
+        w.add_documents(DOCS[:2])
+        assert w.num_sentences >= 4  # complete batches are already on disk
+        w.add_files(path, one_sentence_per_line=True)
+        w.add_documents(iter(DOCS[2:]))
+        assert repr(w).startswith(f"TokenCorpusWriter(path={str(tmp_path / 'c')!r}, open")
+        assert not w.closed
+    assert w.closed
+    assert "closed" in repr(w)
+    expected = TokenCorpus.from_texts(
+        [*DOCS[:2], ["File sentence one.", "File sentence two."], ["Another."], *DOCS[2:]],
+        tokenizer,
+    )
+    c = TokenCorpus.load(tmp_path / "c")
+    assert_same_corpus(c, expected)
+    assert c.source == "mixed"
+    assert w.num_tokens == c.num_tokens
+    assert w.close() is w.close()  # idempotent; the same corpus object
+    with pytest.raises(ValueError, match="closed"):
+        w.add_documents(DOCS)
+
+
+def test_writer_from_texts_out_and_uint32(tmp_path):
+    """A vocabulary over 65,536 ids gives uint32 ids, in memory and on disk alike."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    vocab = {"[UNK]": 0, **{f"w{i}": i for i in range(1, 70_000)}}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    docs = [["w1 w69999 w65536", "w2 nope"], ["w70000"]]
+    a = TokenCorpus.from_texts(docs, tok)
+    b = TokenCorpus.from_texts(docs, tok, out=tmp_path / "c", batch_size=1)
+    assert a.ids.dtype == np.uint32
+    assert_same_corpus(a, b)
+    assert a.ids.tolist() == [1, 69999, 65536, 2, 0, 0]
+    assert json.loads((tmp_path / "c" / "manifest.json").read_text())["ids_dtype"] == "uint32"
+
+
+def _add_then_fail(writer: TokenCorpusWriter) -> None:
+    with writer:
+        writer.add_documents(DOCS)
+        raise KeyError("boom")
+
+
+def test_writer_lifecycle_and_failures(tokenizer, tmp_path, monkeypatch):
+    target = tmp_path / "c"
+    # an exception inside the block discards everything
+    w = TokenCorpusWriter(target, tokenizer)
+    with pytest.raises(KeyError):
+        _add_then_fail(w)
+    assert list(tmp_path.iterdir()) == []
+    assert "aborted" in repr(w)
+    with pytest.raises(ValueError, match="aborted"):
+        w.add_documents(DOCS)
+    with pytest.raises(ValueError, match="aborted"):
+        w.close()
+    # an explicit abort() inside the block: nothing written, no error on leaving it
+    with TokenCorpusWriter(target, tokenizer) as w:
+        w.add_documents(DOCS)
+        w.abort()
+    assert list(tmp_path.iterdir()) == []
+    # nothing added: close refuses, leaves nothing
+    w = TokenCorpusWriter(target, tokenizer)
+    w.add_documents(["", ["  "]])
+    with pytest.raises(ValueError, match="no non-empty sentence"):
+        w.close()
+    assert list(tmp_path.iterdir()) == []
+    # a bad document: the earlier ones stay, the writer stays usable
+    w = TokenCorpusWriter(target, tokenizer)
+    with pytest.raises(TypeError, match=r"documents\[1\]"):
+        w.add_documents([DOCS[0], 5, DOCS[1]])
+    with pytest.raises(TypeError, match="documents"):
+        w.add_documents("not a list")
+    w.add_documents(DOCS[1:2])
+    assert_same_corpus(w.close(), TokenCorpus.from_texts(DOCS[:2], tokenizer))
+    # the path exists now
+    with pytest.raises(FileExistsError, match="path"):
+        TokenCorpusWriter(target, tokenizer)
+    with TokenCorpusWriter(target, tokenizer, overwrite=True) as w:
+        w.add_documents(["Replaced."])
+    assert TokenCorpus.load(target).num_sentences == 1
+    # a failure while finishing (here: the manifest) leaves the old corpus and no temp dir
+    w = TokenCorpusWriter(target, tokenizer, overwrite=True)
+    w.add_documents(DOCS)
+
+    def failing(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(corpus_module, "_write_manifest", failing)
+    with pytest.raises(OSError, match="disk full"):
+        w.close()
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]
+    assert TokenCorpus.load(target).num_sentences == 1
+    # dropped without close(): the temporary directory goes with it
+    w = TokenCorpusWriter(tmp_path / "d", tokenizer)
+    w.add_documents(DOCS)
+    assert len(list(tmp_path.iterdir())) == 2
+    del w
+    gc.collect()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]
+    # argument checks
+    with pytest.raises(ValueError, match="batch_size"):
+        TokenCorpusWriter(tmp_path / "e", tokenizer, batch_size=0)
+    with pytest.raises(TypeError, match="tokenizer"):
+        TokenCorpusWriter(tmp_path / "e", object())
+    with pytest.raises(TypeError, match="source"):
+        TokenCorpusWriter(tmp_path / "e", tokenizer, source=3)  # type: ignore[arg-type]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]
+
+
+def test_npy_header_is_always_128_bytes():
+    for dtype in (np.uint16, np.uint32, np.int64):
+        for n in (0, 1, 10**9, 2**63 - 1):
+            header = corpus_module._npy_header(np.dtype(dtype), n)
+            assert len(header) == 128
+            f = io.BytesIO(header)
+            assert np.lib.format.read_magic(f) == (1, 0)
+            assert np.lib.format.read_array_header_1_0(f) == ((n,), False, np.dtype(dtype))
+
+
+def _synthetic_file(path: Path, num_sentences: int, words: int) -> Path:
+    """``num_sentences`` lines of ``words`` tokens of the conftest vocabulary; 20 per document."""
+    g = np.random.default_rng(0)
+    ids = g.integers(5, 1000, size=(num_sentences, words))
+    with open(path, "w") as f:
+        for s, row in enumerate(ids):
+            f.write(" ".join(f"w{i}" for i in row))
+            f.write("\n\n" if s % 20 == 19 else "\n")
+    return path
+
+
+def test_writer_memory_is_bounded(small_tokenizer, tmp_path):
+    """Streaming to disk holds one batch, not the corpus (NumPy and Python allocations, traced).
+
+    (``tokenizers``' own Rust allocations are not traced; they too are one batch's worth.) The
+    control shows that the measurement sees NumPy arrays: reading the ids back into memory
+    peaks above their size.
+    """
+    import tracemalloc
+
+    src = _synthetic_file(tmp_path / "in.txt", 50_000, 24)  # 1.2M tokens, ~5.8 MB of text
+    corpus_bytes = 1_200_000 * 2 + 50_001 * 8 + 2_501 * 8  # uint16 ids + offsets: ~2.8 MB
+    tracemalloc.start()
+    try:
+        c = TokenCorpus.from_files(
+            src, small_tokenizer, one_sentence_per_line=True, batch_size=256, out=tmp_path / "c"
+        )
+        _, streamed_peak = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        ids = np.load(tmp_path / "c" / "ids.npy")  # the control
+        _, control_peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    stats = c.stats()
+    assert stats["nbytes"] == corpus_bytes
+    assert (stats["num_sentences"], stats["num_documents"]) == (50_000, 2_500)
+    with open(src) as f:  # spot check: the first and last sentences are the file's
+        lines = [ln.split() for ln in f if ln.strip()]
+    assert small_tokenizer.decode(c.sentence(0).tolist()).split() == lines[0]
+    assert small_tokenizer.decode(c.sentence(-1).tolist()).split() == lines[-1]
+    assert control_peak >= ids.nbytes
+    assert streamed_peak < corpus_bytes / 4, (streamed_peak, corpus_bytes)

@@ -13,7 +13,7 @@ from lmobjectives._core import (
     TokenIdError,
     __version__,
 )
-from lmobjectives.corpus import TokenCorpus, train_wordpiece
+from lmobjectives.corpus import TokenCorpus, TokenCorpusWriter, train_wordpiece
 from lmobjectives.masking import MLMCollator
 from lmobjectives.packing import PackingCollator, pack_sequences
 from lmobjectives.pairs import SentencePairDataset
@@ -27,6 +27,7 @@ __all__ = [
     "SentencePairDataset",
     "ShapeError",
     "TokenCorpus",
+    "TokenCorpusWriter",
     "TokenIdError",
     "__version__",
     "pack_sequences",

@@ -9,8 +9,15 @@ A :class:`TokenCorpus` holds three arrays::
                       sentences document_offsets[d]:document_offsets[d + 1]
 
 plus the tokenizer that produced them. On disk a corpus is a directory of ``.npy`` files, the
-tokenizer's ``tokenizer.json`` and a ``manifest.json``; :meth:`TokenCorpus.load` memory-maps the
-arrays, so opening even a large corpus is instant and its pages are shared between processes.
+tokenizer's ``tokenizer.json`` and a ``manifest.json`` recording counts, the byte size of every
+file and its BLAKE2b-256 checksum; :meth:`TokenCorpus.load` memory-maps the arrays, so opening
+even a large corpus is quick and its pages are shared between processes.
+
+Corpora are built from Python strings (:meth:`TokenCorpus.from_texts`) or from text files
+(:meth:`TokenCorpus.from_files`), tokenized by Hugging Face ``tokenizers`` in large multi-threaded
+``encode_batch`` calls. Given ``out=``, or through :class:`TokenCorpusWriter`, a build streams
+token ids and offsets straight into the final files, so a corpus larger than memory can be built
+with memory bounded by one batch.
 
 :meth:`TokenCorpus.default` is the embedded corpus: English prose that every CPython ships
 (see :mod:`lmobjectives._embedded`), tokenized with a BERT-uncased-style WordPiece vocabulary of
@@ -23,6 +30,8 @@ loaded or used.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import io
 import itertools
 import json
 import operator
@@ -30,8 +39,10 @@ import os
 import shutil
 import sys
 import uuid
-from collections.abc import Iterable, Sequence
+import weakref
+from collections.abc import Iterable, Sequence, Sized
 from pathlib import Path
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -42,20 +53,25 @@ if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
 __all__ = [
+    "DEFAULT_BATCH_SIZE",
     "DEFAULT_VOCAB_SIZE",
     "FORMAT",
     "FORMAT_VERSION",
     "RECIPE_VERSION",
     "SPECIAL_TOKENS",
     "TokenCorpus",
+    "TokenCorpusWriter",
     "default_cache_dir",
     "train_wordpiece",
 ]
 
 #: ``manifest.json`` "format" value.
 FORMAT = "lmobjectives.TokenCorpus"
-#: ``manifest.json`` "format_version" value this code reads and writes.
-FORMAT_VERSION = 1
+#: ``manifest.json`` "format_version" value this code writes. Version 2 added the per-file sizes
+#: and checksums (``"files"``); version-1 corpora (without them) are still read.
+FORMAT_VERSION = 2
+#: Every format version :meth:`TokenCorpus.load` reads.
+READABLE_FORMAT_VERSIONS = (1, 2)
 #: Version of the embedded corpus recipe (text extraction + tokenizer training); part of the
 #: cache key, so bumping it rebuilds every cached default corpus.
 RECIPE_VERSION = 1
@@ -63,6 +79,9 @@ RECIPE_VERSION = 1
 DEFAULT_VOCAB_SIZE = 30522
 #: Special tokens, in id order: [PAD]=0, [UNK]=1, [CLS]=2, [SEP]=3, [MASK]=4.
 SPECIAL_TOKENS: tuple[str, ...] = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+#: Sentences per ``encode_batch`` call when building: large enough that ``tokenizers`` keeps
+#: every core busy, small enough that a batch's encodings stay in the tens of MB.
+DEFAULT_BATCH_SIZE = 8192
 
 _IDS_FILE = "ids.npy"
 _SENTENCE_OFFSETS_FILE = "sentence_offsets.npy"
@@ -70,6 +89,17 @@ _DOCUMENT_OFFSETS_FILE = "document_offsets.npy"
 _TOKENIZER_FILE = "tokenizer.json"
 _MANIFEST_FILE = "manifest.json"
 _CACHE_ENV = "LMOBJECTIVES_CACHE"
+_ARRAY_FILES = (_IDS_FILE, _SENTENCE_OFFSETS_FILE, _DOCUMENT_OFFSETS_FILE)
+_CHECKED_FILES = (*_ARRAY_FILES, _TOKENIZER_FILE)
+#: The checksum: BLAKE2b with a 32-byte digest over the whole file (``b2sum -l 256 FILE``).
+_CHECKSUM_KEY = "blake2b_256"
+_HASH_CHUNK = 1 << 18
+#: Offsets are checked for monotonicity this many elements at a time (bounded memory).
+_CHECK_CHUNK = 1 << 18
+#: A version-1.0 ``.npy`` header of a 1-D array of a simple dtype is always 128 bytes long (for
+#: any length up to 2**63), so the writer streams the data from byte 128 and writes the header
+#: last.
+_NPY_HEADER_BYTES = 128
 
 
 def _ids_dtype(vocab_size: int) -> np.dtype[Any]:
@@ -110,17 +140,34 @@ def _check_csr(
             return name, f"must start at 0, starts at {int(offsets[0])}"
         if int(offsets[-1]) != end:
             return name, f"must end at {unit} = {end}, ends at {int(offsets[-1])}"
-        if len(offsets) > 1 and bool(np.any(offsets[1:] < offsets[:-1])):
-            bad = int(np.flatnonzero(offsets[1:] < offsets[:-1])[0])
+        bad = _first_decrease(offsets)
+        if bad is not None:
             return name, f"must be non-decreasing; decreases after index {bad}"
+    return None
+
+
+def _first_decrease(offsets: np.ndarray) -> int | None:
+    """Index ``i`` of the first ``offsets[i + 1] < offsets[i]``, or ``None``.
+
+    Scans in chunks so that checking a memory-mapped array of any length needs bounded memory.
+    """
+    n = len(offsets)
+    for start in range(0, n - 1, _CHECK_CHUNK):
+        stop = min(start + _CHECK_CHUNK + 1, n)
+        block = np.asarray(offsets[start:stop])
+        down = block[1:] < block[:-1]
+        if down.any():
+            return start + int(np.argmax(down))
     return None
 
 
 class TokenCorpus:
     """Token ids of documents split into sentences, stored as flat arrays with CSR offsets.
 
-    Build one with :meth:`from_texts`, persist it with :meth:`save`, open it with :meth:`load`
-    (memory-mapped), or get the embedded corpus with :meth:`default`.
+    Build one with :meth:`from_texts` or :meth:`from_files` (in memory, or streamed to disk
+    with ``out=`` / :class:`TokenCorpusWriter`), persist it with :meth:`save`, open it with
+    :meth:`load` (memory-mapped, checksums verified), or get the embedded corpus with
+    :meth:`default`.
 
     Attributes:
         ids: 1-D token ids; uint16 if ``vocab_size <= 65536`` else uint32.
@@ -325,109 +372,129 @@ class TokenCorpus:
         tokenizer: Any,
         *,
         add_special_tokens: bool = False,
-        batch_size: int = 1000,
+        batch_size: int = DEFAULT_BATCH_SIZE,
         progress: bool | None = None,
         source: str = "",
+        out: str | os.PathLike[str] | None = None,
+        overwrite: bool = False,
     ) -> TokenCorpus:
         """Tokenize documents into a corpus.
 
+        Sentences are tokenized in batches of ``batch_size`` with the tokenizer's
+        ``encode_batch_fast`` (``encode_batch`` before ``tokenizers`` 0.20; the same ids), which
+        runs on all cores in Rust (``tokenizers``' own thread pool; ``TOKENIZERS_PARALLELISM=false``
+        makes it serial, and the result is the same either way). Batches span document
+        boundaries, so many short documents still make large batches.
+
         Args:
-            documents: each either a ``str`` (split into sentences with
-                :func:`lmobjectives._embedded.split_sentences`: paragraphs at blank lines, then
-                sentence-final punctuation) or a sequence of sentence strings (used as given).
+            documents: an iterable (read once, lazily) of documents, each either a ``str``
+                (split into sentences with :func:`lmobjectives._embedded.split_sentences`:
+                paragraphs at blank lines, then sentence-final punctuation) or a sequence of
+                sentence strings (used as given).
             tokenizer: a ``tokenizers.Tokenizer`` or a transformers fast tokenizer (its
                 ``backend_tokenizer`` is used). Padding and truncation, if enabled on it, are
                 disabled on a private copy; the argument is never modified.
             add_special_tokens: pass through to ``encode_batch`` (e.g. wrap each sentence in
                 ``[CLS] ... [SEP]``). Usually ``False``: objectives add their own.
             batch_size: sentences per ``encode_batch`` call.
-            progress: show a progress bar (``None``: iff stderr is a TTY or
+            progress: show a progress bar over the documents (``None``: iff stderr is a TTY or
                 ``LMOBJECTIVES_PROGRESS=1``).
             source: free text stored in the manifest.
+            out: if given, stream the corpus into this directory with a
+                :class:`TokenCorpusWriter` (memory bounded by one batch, not by the corpus) and
+                return it memory-mapped from there.
+            overwrite: with ``out``, replace an existing directory.
 
         Sentences that tokenize to nothing are dropped, then documents left without sentences.
 
         Raises:
             TypeError: a document or sentence is not a ``str``, or ``tokenizer`` is not one.
             ValueError: ``batch_size`` is not positive, or no non-empty sentence remains.
+            FileExistsError: ``out`` exists and ``overwrite`` is false.
         """
-        from lmobjectives._embedded import split_sentences
-
-        tok = _as_backend_tokenizer(tokenizer)
-        if tok.padding is not None or tok.truncation is not None:
-            from tokenizers import Tokenizer
-
-            tok = Tokenizer.from_str(tok.to_str())
-            tok.no_padding()
-            tok.no_truncation()
-        batch_size = operator.index(batch_size)
-        if batch_size <= 0:
-            raise ValueError(f"batch_size: must be positive, got {batch_size}")
-        if isinstance(documents, str | bytes) or not isinstance(documents, Iterable):
-            raise TypeError(
-                "documents: expected an iterable of documents (each a str or a list of sentence "
-                f"strings), got {type(documents).__name__}"
+        _check_documents(documents)
+        if out is not None:
+            return _build_on_disk(
+                out,
+                tokenizer,
+                lambda writer: writer.add_documents(documents),
+                add_special_tokens=add_special_tokens,
+                batch_size=batch_size,
+                progress=progress,
+                source=source,
+                overwrite=overwrite,
             )
+        encoder = _Encoder(tokenizer, add_special_tokens, batch_size)
+        sink = encoder.sink = _MemorySink()
+        _feed_documents(encoder, documents, progress, flush=True)
+        encoder.finish("documents: no non-empty sentence to tokenize")
+        return sink.corpus(encoder, source)
 
-        sentences: list[str] = []
-        doc_sizes: list[int] = []  # sentences per input document
-        for d, doc in enumerate(documents):
-            if isinstance(doc, str):
-                sents = split_sentences(doc)
-            elif isinstance(doc, Sequence) and not isinstance(doc, bytes):
-                sents = list(doc)
-                for j, sent in enumerate(sents):
-                    if not isinstance(sent, str):
-                        raise TypeError(
-                            f"documents[{d}][{j}]: expected str, got {type(sent).__name__}"
-                        )
-            else:
-                raise TypeError(
-                    f"documents[{d}]: expected a str or a list of str, got {type(doc).__name__}"
-                )
-            sentences.extend(sents)
-            doc_sizes.append(len(sents))
+    @classmethod
+    def from_files(
+        cls,
+        paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+        tokenizer: Any,
+        *,
+        one_sentence_per_line: bool = False,
+        add_special_tokens: bool = False,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        progress: bool | None = None,
+        source: str | None = None,
+        out: str | os.PathLike[str] | None = None,
+        overwrite: bool = False,
+    ) -> TokenCorpus:
+        """Tokenize UTF-8 text files into a corpus (see :meth:`from_texts` for tokenization).
 
-        vocab_size = tok.get_vocab_size(with_added_tokens=True)
-        dtype = _ids_dtype(vocab_size)
-        id_chunks: list[np.ndarray] = []
-        len_chunks: list[np.ndarray] = []
-        with Progress(len(sentences), "tokenize", unit="sent", enabled=progress) as bar:
-            for start in range(0, len(sentences), batch_size):
-                batch = sentences[start : start + batch_size]
-                encodings = tok.encode_batch(batch, add_special_tokens=add_special_tokens)
-                id_lists = [enc.ids for enc in encodings]
-                lengths = np.fromiter(map(len, id_lists), dtype=np.int64, count=len(id_lists))
-                flat = np.fromiter(
-                    itertools.chain.from_iterable(id_lists),
-                    dtype=np.int64,
-                    count=int(lengths.sum()),
-                )
-                if len(flat) and (flat.min() < 0 or flat.max() >= vocab_size):
-                    raise ValueError(f"tokenizer: produced ids outside [0, {vocab_size})")
-                id_chunks.append(flat.astype(dtype))
-                len_chunks.append(lengths)
-                bar.update(len(batch))
+        File format: UTF-8 text (a leading byte-order mark is ignored), lines ending in ``\\n``
+        or ``\\r\\n``. Documents are separated by blank (or whitespace-only) lines; the end of a
+        file ends its last document (documents never run across files). Within a document:
 
-        lengths = np.concatenate(len_chunks) if len_chunks else np.zeros(0, np.int64)
-        keep = lengths > 0
-        if not keep.any():
-            raise ValueError("documents: no non-empty sentence to tokenize")
-        sentence_offsets = np.zeros(int(keep.sum()) + 1, dtype=np.int64)
-        np.cumsum(lengths[keep], out=sentence_offsets[1:])
-        sentence_doc = np.repeat(np.arange(len(doc_sizes), dtype=np.int64), doc_sizes)
-        per_doc = np.bincount(sentence_doc[keep], minlength=len(doc_sizes)).astype(np.int64)
-        per_doc = per_doc[per_doc > 0]
-        document_offsets = np.zeros(len(per_doc) + 1, dtype=np.int64)
-        np.cumsum(per_doc, out=document_offsets[1:])
-        return cls(
-            np.concatenate(id_chunks),
-            sentence_offsets,
-            document_offsets,
-            vocab_size,
-            tok,
-            source=source,
-        )
+        * ``one_sentence_per_line=True`` — each line is one sentence (Google BERT's
+          ``create_pretraining_data.py`` format), stripped of surrounding whitespace; lines are
+          streamed, so even a single enormous document needs no more memory than one batch;
+        * ``one_sentence_per_line=False`` — the lines are free text, joined and split into
+          sentences with :func:`lmobjectives._embedded.split_sentences`.
+
+        Files are read in the order given, line by line (never whole). Every path is checked
+        before any is read.
+
+        Args:
+            paths: one path or an iterable of paths (``str`` or ``os.PathLike``).
+            tokenizer, add_special_tokens, batch_size, out, overwrite: as in :meth:`from_texts`;
+                with ``out`` nothing but the current batch is held in memory.
+            one_sentence_per_line: how lines within a document are read (above).
+            progress: show a progress bar over the input bytes (``None``: iff stderr is a TTY
+                or ``LMOBJECTIVES_PROGRESS=1``).
+            source: free text for the manifest; default names the files.
+
+        Raises:
+            TypeError: ``paths`` (or one of them) is not a path, or ``tokenizer`` is not one.
+            FileNotFoundError: a path does not exist or is not a regular file
+                (``paths[i]: ...``).
+            ValueError: ``paths`` is empty, a file is not valid UTF-8 (the message names the
+                file and line), ``batch_size`` is not positive, or no sentence remains.
+        """
+        files = _check_paths(paths)
+        if source is None:
+            names = ", ".join(str(f) for f in files[:3])
+            source = f"files: {names}" + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+        if out is not None:
+            return _build_on_disk(
+                out,
+                tokenizer,
+                lambda writer: writer.add_files(files, one_sentence_per_line=one_sentence_per_line),
+                add_special_tokens=add_special_tokens,
+                batch_size=batch_size,
+                progress=progress,
+                source=source,
+                overwrite=overwrite,
+            )
+        encoder = _Encoder(tokenizer, add_special_tokens, batch_size)
+        sink = encoder.sink = _MemorySink()
+        _feed_files(encoder, files, bool(one_sentence_per_line), progress, flush=True)
+        encoder.finish("paths: the files hold no non-empty sentence")
+        return sink.corpus(encoder, source)
 
     # ------------------------------------------------------------------ persistence
 
@@ -435,7 +502,8 @@ class TokenCorpus:
         """Write the corpus as a directory; atomically (temp dir + rename). Returns the path.
 
         The directory holds ``ids.npy``, ``sentence_offsets.npy``, ``document_offsets.npy``,
-        ``tokenizer.json`` and ``manifest.json``. It is written next to ``path`` under a
+        ``tokenizer.json`` and ``manifest.json`` (format version :data:`FORMAT_VERSION`, with
+        each file's size and BLAKE2b-256 checksum). It is written next to ``path`` under a
         temporary name and renamed into place, so an interrupted save never leaves a directory
         that :meth:`load` accepts.
 
@@ -446,9 +514,7 @@ class TokenCorpus:
         path = Path(path)
         if path.exists() and not overwrite:
             raise FileExistsError(f"path: {path} already exists (pass overwrite=True)")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex}"
-        tmp.mkdir()  # (unlike tempfile.mkdtemp, honours the umask: caches may be shared)
+        tmp = _make_temp_dir(path)
         try:
             for name, arr in (
                 (_IDS_FILE, self.ids),
@@ -462,43 +528,43 @@ class TokenCorpus:
             # (Loads a lazily loaded tokenizer first, so overwriting the corpus's own directory
             # leaves this object usable.)
             _write_text(tmp / _TOKENIZER_FILE, self.tokenizer.to_str())
-            manifest = {
-                "format": FORMAT,
-                "format_version": FORMAT_VERSION,
-                "vocab_size": self.vocab_size,
-                "num_tokens": self.num_tokens,
-                "num_sentences": self.num_sentences,
-                "num_documents": self.num_documents,
-                "ids_dtype": str(self.ids.dtype),
-                "source": self.source,
-            }
-            _write_text(tmp / _MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
-            if overwrite and path.exists():
-                old = path.parent / f".{path.name}.old-{uuid.uuid4().hex}"
-                os.rename(path, old)
-                os.rename(tmp, path)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                try:
-                    os.rename(tmp, path)
-                except OSError as exc:  # someone else created it meanwhile
-                    raise FileExistsError(f"path: {path} already exists") from exc
+            _write_manifest(
+                tmp,
+                vocab_size=self.vocab_size,
+                num_tokens=self.num_tokens,
+                num_sentences=self.num_sentences,
+                num_documents=self.num_documents,
+                ids_dtype=self.ids.dtype,
+                source=self.source,
+            )
+            _publish(tmp, path, overwrite)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], *, mmap: bool = True) -> TokenCorpus:
+    def load(
+        cls, path: str | os.PathLike[str], *, mmap: bool = True, verify: bool = True
+    ) -> TokenCorpus:
         """Open a corpus saved with :meth:`save`; arrays are memory-mapped unless ``mmap=False``.
 
-        Validates the manifest (format, version, counts, dtype) and the arrays against it
-        (dtypes, shapes, offsets starting at 0, non-decreasing and ending at the right totals).
-        Token ids are not scanned (that would defeat memory-mapping). Never unpickles.
+        Always validates the manifest (format, version, counts, dtype), the arrays against it
+        (dtypes, shapes, offsets starting at 0, non-decreasing and ending at the right totals;
+        the offsets are scanned in bounded-memory chunks) and every file's byte size against
+        the manifest. Never unpickles.
+
+        With ``verify=True`` (the default) it also recomputes the BLAKE2b-256 checksum of every
+        file and compares it with the manifest, which catches any changed byte, token ids
+        included. That costs one sequential read of the files (hashing runs at roughly
+        1 GB/s; the embedded corpus, about 3 MB, takes a few milliseconds), so for a huge
+        corpus that is opened often, ``verify=False`` skips only the hashing. Corpora written
+        by format version 1 carry no checksums; they load with the other checks.
 
         Raises:
             FileNotFoundError: ``path`` is not a directory.
-            ValueError: any file is missing or invalid; the message names the file.
+            ValueError: any file is missing, invalid, of the wrong size or (with ``verify``)
+                has the wrong checksum; the message names the file and what is wrong.
         """
         path = Path(path)
         if not path.is_dir():
@@ -526,6 +592,25 @@ class TokenCorpus:
         tokenizer_path = path / _TOKENIZER_FILE
         if not tokenizer_path.is_file():
             raise ValueError(f"{tokenizer_path}: missing")
+        files = manifest.get("files")
+        if files is not None:  # format version >= 2
+            for name in _CHECKED_FILES:
+                size = (path / name).stat().st_size
+                if size != files[name]["bytes"]:
+                    raise ValueError(
+                        f"{path / name}: size {size} bytes does not match the manifest "
+                        f"({files[name]['bytes']} bytes); the file is truncated, extended or "
+                        "replaced"
+                    )
+            if verify:
+                for name in _CHECKED_FILES:
+                    digest = _file_digest(path / name)[1]
+                    if digest != files[name][_CHECKSUM_KEY]:
+                        raise ValueError(
+                            f"{path / name}: checksum mismatch (BLAKE2b-256 {digest}, manifest "
+                            f"says {files[name][_CHECKSUM_KEY]}); the file is corrupted or was "
+                            "modified"
+                        )
         return cls(
             ids,
             sentence_offsets,
@@ -577,6 +662,566 @@ class TokenCorpus:
         return cls.load(target)
 
 
+class TokenCorpusWriter:
+    """Build a :class:`TokenCorpus` on disk, streaming: memory stays bounded by one batch.
+
+    Documents are tokenized in batches of ``batch_size`` sentences (as in
+    :meth:`TokenCorpus.from_texts`) and each batch's token ids and offsets are appended to the
+    final ``.npy`` files as soon as it is tokenized; the ``.npy`` headers (whose shapes are known
+    only at the end) are written into space reserved at the start of each file, the tokenizer
+    and the manifest (with checksums, which costs one read of the files) on :meth:`close`.
+    Everything is written into a temporary directory next to ``path`` and renamed into place
+    on :meth:`close`, so an interrupted or failed build never leaves a directory that
+    :meth:`TokenCorpus.load` accepts.
+
+    Use it as a context manager (leaving the block closes it; an exception inside the block,
+    or an explicit :meth:`abort`, discards everything)::
+
+        with TokenCorpusWriter("corpus-dir", tokenizer) as writer:
+            writer.add_files(["part-000.txt", "part-001.txt"], one_sentence_per_line=True)
+            writer.add_documents(more_documents)  # str or list-of-sentence documents
+        corpus = TokenCorpus.load("corpus-dir")
+
+    or call :meth:`close` (which returns the corpus, memory-mapped) or :meth:`abort` yourself.
+    A temporary directory left behind by a killed process is named ``.<name>.tmp-<hex>``.
+
+    Args:
+        path: the corpus directory to create.
+        tokenizer: a ``tokenizers.Tokenizer`` or a transformers fast tokenizer (padding and
+            truncation are disabled on a private copy).
+        overwrite: replace ``path`` on :meth:`close` if it exists (else it must not exist).
+        add_special_tokens, batch_size: as in :meth:`TokenCorpus.from_texts`.
+        progress: show a progress bar during each ``add_*`` call (``None``: iff stderr is a
+            TTY or ``LMOBJECTIVES_PROGRESS=1``).
+        source: free text stored in the manifest.
+
+    Raises:
+        FileExistsError: ``path`` exists and ``overwrite`` is false.
+        TypeError, ValueError: a bad ``tokenizer``, ``batch_size`` or ``source``.
+
+    Not thread-safe: add from one thread at a time.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        tokenizer: Any,
+        *,
+        overwrite: bool = False,
+        add_special_tokens: bool = False,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        progress: bool | None = None,
+        source: str = "",
+    ) -> None:
+        if not isinstance(source, str):
+            raise TypeError(f"source: expected str, got {type(source).__name__}")
+        self._path = Path(path)
+        self._overwrite = bool(overwrite)
+        if self._path.exists() and not self._overwrite:
+            raise FileExistsError(f"path: {self._path} already exists (pass overwrite=True)")
+        self._progress = progress
+        self._source = source
+        self._corpus: TokenCorpus | None = None
+        self._aborted = False
+        self._encoder = _Encoder(tokenizer, add_special_tokens, batch_size)  # validates
+        self._tmp = _make_temp_dir(self._path)
+        try:
+            self._sink = self._encoder.sink = _DiskSink(self._tmp)
+            self._encoder.document_label = "document {} (from 0) added to the writer"
+        except BaseException:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            raise
+        # Discard the temporary directory if the writer is dropped without close()/abort().
+        self._finalizer = weakref.finalize(self, _discard, self._sink, self._tmp)
+
+    @property
+    def path(self) -> Path:
+        """The directory the corpus is published to on :meth:`close`."""
+        return self._path
+
+    @property
+    def num_tokens(self) -> int:
+        """Tokens written so far (sentences still waiting for a full batch not included)."""
+        return self._encoder.num_tokens
+
+    @property
+    def num_sentences(self) -> int:
+        """Non-empty sentences written so far."""
+        return self._encoder.num_sentences
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` or :meth:`abort` has run."""
+        return self._corpus is not None or self._aborted
+
+    def _check_open(self) -> None:
+        if self._aborted:
+            raise ValueError("TokenCorpusWriter: aborted (nothing more can be added)")
+        if self._corpus is not None:
+            raise ValueError("TokenCorpusWriter: already closed (nothing more can be added)")
+
+    def add_documents(self, documents: Iterable[str | Sequence[str]]) -> None:
+        """Add documents, each a ``str`` or a sequence of sentence strings.
+
+        The same rules as :meth:`TokenCorpus.from_texts` (read lazily, split, empty sentences
+        and documents dropped). On a bad document (``TypeError`` naming ``documents[i]``) the
+        documents before it stay added and the writer stays usable.
+        """
+        self._check_open()
+        _check_documents(documents)
+        _feed_documents(self._encoder, documents, self._progress, flush=False)
+
+    def add_files(
+        self,
+        paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+        *,
+        one_sentence_per_line: bool = False,
+    ) -> None:
+        """Add text files in the format of :meth:`TokenCorpus.from_files`, read line by line.
+
+        Every path is checked before any is read; on a decoding error (``ValueError`` naming the
+        file and line) what was read before stays added.
+        """
+        self._check_open()
+        files = _check_paths(paths)
+        _feed_files(self._encoder, files, bool(one_sentence_per_line), self._progress, flush=False)
+
+    def close(self) -> TokenCorpus:
+        """Tokenize what is pending, finish the files, publish the directory; returns the corpus.
+
+        The corpus is returned memory-mapped from :attr:`path` (opened with ``verify=False``:
+        the checksums were computed from the files just written). Idempotent.
+
+        Raises:
+            ValueError: no non-empty sentence was added (nothing is written), or the writer
+                was aborted.
+            FileExistsError: ``path`` appeared meanwhile and ``overwrite`` is false.
+        """
+        if self._corpus is not None:
+            return self._corpus
+        if self._aborted:
+            raise ValueError("TokenCorpusWriter: aborted (nothing to close)")
+        try:
+            encoder = self._encoder
+            encoder.finish("TokenCorpusWriter: no non-empty sentence was added; nothing written")
+            self._sink.finish(encoder.dtype)
+            _write_text(self._tmp / _TOKENIZER_FILE, encoder.tokenizer.to_str())
+            _write_manifest(
+                self._tmp,
+                vocab_size=encoder.vocab_size,
+                num_tokens=encoder.num_tokens,
+                num_sentences=encoder.num_sentences,
+                num_documents=encoder.num_documents,
+                ids_dtype=encoder.dtype,
+                source=self._source,
+            )
+            _publish(self._tmp, self._path, self._overwrite)
+        except BaseException:
+            self.abort()
+            raise
+        self._finalizer.detach()
+        self._corpus = TokenCorpus.load(self._path, verify=False)
+        return self._corpus
+
+    def abort(self) -> None:
+        """Discard everything written so far (the temporary directory). Idempotent."""
+        if self._corpus is not None or self._aborted:
+            return
+        self._aborted = True
+        self._finalizer()
+
+    def __enter__(self) -> TokenCorpusWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None and not self._aborted:  # (an explicit abort() stays aborted)
+            self.close()
+        else:
+            self.abort()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._corpus is not None else "aborted" if self._aborted else "open"
+        return (
+            f"TokenCorpusWriter(path={str(self._path)!r}, {state}, "
+            f"sentences={self.num_sentences:,}, tokens={self.num_tokens:,})"
+        )
+
+
+# ---------------------------------------------------------------------- building
+
+
+def _private_tokenizer(tokenizer: Any) -> Tokenizer:
+    """The backend tokenizer, copied without padding/truncation if either is enabled."""
+    tok = _as_backend_tokenizer(tokenizer)
+    if tok.padding is not None or tok.truncation is not None:
+        from tokenizers import Tokenizer
+
+        tok = Tokenizer.from_str(tok.to_str())
+        tok.no_padding()
+        tok.no_truncation()
+    return tok
+
+
+class _Encoder:
+    """Tokenizes a stream of sentences in batches and hands CSR pieces to a sink.
+
+    Sentences are added with :meth:`add_sentences` / :meth:`add_sentence`; :meth:`end_document`
+    closes the current document. Whenever ``batch_size`` sentences are pending they are encoded
+    with one ``encode_batch`` call (multi-threaded in Rust; ``TOKENIZERS_PARALLELISM`` is left
+    to ``tokenizers``), and the sink receives, per batch, the token ids, the global end offset
+    of every non-empty sentence, and the global end (in sentences) of every document that
+    ended before this batch's first new document started. Empty sentences and documents left
+    without sentences are dropped. :meth:`finish` encodes the rest and sends the last
+    document's end.
+    """
+
+    #: Where the pieces go; set by the caller after construction (which validates the options).
+    sink: _MemorySink | _DiskSink
+    #: How errors name document number ``{}`` (counted from 0 over everything added).
+    document_label = "documents[{}]"
+
+    def __init__(self, tokenizer: Any, add_special_tokens: bool, batch: int) -> None:
+        tok = _private_tokenizer(tokenizer)
+        batch = operator.index(batch)
+        if batch <= 0:
+            raise ValueError(f"batch_size: must be positive, got {batch}")
+        self.tokenizer = tok
+        self.vocab_size = tok.get_vocab_size(with_added_tokens=True)
+        self.dtype = _ids_dtype(self.vocab_size)
+        # encode_batch_fast (tokenizers >= 0.20) skips computing character offsets, which a
+        # corpus does not keep: same ids, ~15% less time.
+        self._encode = getattr(tok, "encode_batch_fast", tok.encode_batch)
+        self._add_special_tokens = bool(add_special_tokens)
+        self._batch_size = batch
+        self._pending: list[str] = []
+        self._pending_doc: list[int] = []  # the document serial number of each pending sentence
+        self._doc = 0  # serial number of the document being added
+        self._last_doc = -1  # serial number of the document of the last non-empty sentence
+        self.num_tokens = 0
+        self.num_sentences = 0  # non-empty sentences sent to the sink
+        self.num_documents = 0  # documents with at least one of them
+
+    def add_sentence(self, sentence: str) -> None:
+        self._pending.append(sentence)
+        self._pending_doc.append(self._doc)
+        if len(self._pending) >= self._batch_size:
+            self._encode_pending()
+
+    def add_sentences(self, sentences: list[str]) -> None:
+        self._pending.extend(sentences)
+        self._pending_doc.extend(itertools.repeat(self._doc, len(sentences)))
+        while len(self._pending) >= self._batch_size:
+            self._encode_pending()
+
+    def end_document(self) -> None:
+        self._doc += 1
+
+    def flush(self) -> None:
+        while self._pending:
+            self._encode_pending()
+
+    def finish(self, empty_message: str) -> None:
+        self.flush()
+        if self.num_sentences == 0:
+            raise ValueError(empty_message)
+        self.sink.append(
+            np.zeros(0, self.dtype),
+            np.zeros(0, np.int64),
+            np.array([self.num_sentences], dtype=np.int64),
+        )
+
+    def _encode_pending(self) -> None:
+        n = min(self._batch_size, len(self._pending))
+        batch = self._pending[:n]
+        docs = np.array(self._pending_doc[:n], dtype=np.int64)
+        del self._pending[:n], self._pending_doc[:n]
+        try:
+            encodings = self._encode(batch, add_special_tokens=self._add_special_tokens)
+        except Exception:
+            _explain_unencodable(batch, docs, self.document_label)
+            raise
+        id_lists = [enc.ids for enc in encodings]
+        del encodings, batch
+        lengths = np.fromiter(map(len, id_lists), dtype=np.int64, count=len(id_lists))
+        flat = np.fromiter(
+            itertools.chain.from_iterable(id_lists), dtype=np.uint32, count=int(lengths.sum())
+        )
+        del id_lists
+        if len(flat) and int(flat.max()) >= self.vocab_size:
+            raise ValueError(f"tokenizer: produced ids outside [0, {self.vocab_size})")
+        keep = lengths > 0
+        kept_lengths = lengths[keep]
+        kept_docs = docs[keep]
+        sentence_ends = self.num_tokens + np.cumsum(kept_lengths)
+        # A document starts at every non-empty sentence whose document differs from that of the
+        # previous non-empty sentence (in this batch or an earlier one). Each start but the very
+        # first (the leading 0 of document_offsets) is the end of the document before it.
+        previous = np.empty_like(kept_docs)
+        if len(kept_docs):
+            previous[0] = self._last_doc
+            previous[1:] = kept_docs[:-1]
+            self._last_doc = int(kept_docs[-1])
+        starts = np.flatnonzero(kept_docs != previous) + self.num_sentences
+        self.sink.append(flat.astype(self.dtype), sentence_ends, starts[starts > 0])
+        self.num_tokens += len(flat)
+        self.num_sentences += len(kept_lengths)
+        self.num_documents += len(starts)
+
+
+def _explain_unencodable(batch: list[str], docs: np.ndarray, label: str) -> None:
+    """After ``encode_batch`` failed: a ValueError naming the sentence ``tokenizers`` rejected.
+
+    (``tokenizers`` raises a bare ``TypeError`` on strings that are not valid Unicode, e.g. with
+    lone surrogates from ``errors="surrogateescape"`` decoding, without saying which one.)
+    """
+    for sentence, doc in zip(batch, docs.tolist(), strict=True):
+        try:
+            sentence.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(
+                f"{label.format(doc)}: a sentence is not valid Unicode ({exc.reason} at character "
+                f"{exc.start}): {sentence[:60]!r}"
+            ) from None
+
+
+class _MemorySink:
+    """Collects the encoder's pieces in memory (for :meth:`TokenCorpus.from_texts`)."""
+
+    def __init__(self) -> None:
+        self._ids: list[np.ndarray] = []
+        self._sentence_offsets: list[np.ndarray] = [np.zeros(1, np.int64)]
+        self._document_offsets: list[np.ndarray] = [np.zeros(1, np.int64)]
+
+    def append(self, ids: np.ndarray, sentence_ends: np.ndarray, document_ends: np.ndarray) -> None:
+        self._ids.append(ids)
+        self._sentence_offsets.append(sentence_ends)
+        self._document_offsets.append(document_ends)
+
+    def corpus(self, encoder: _Encoder, source: str) -> TokenCorpus:
+        return TokenCorpus(
+            np.concatenate(self._ids),
+            np.concatenate(self._sentence_offsets),
+            np.concatenate(self._document_offsets),
+            encoder.vocab_size,
+            encoder.tokenizer,
+            source=source,
+        )
+
+
+class _DiskSink:
+    """Appends the encoder's pieces to the three ``.npy`` files of a directory.
+
+    Each file starts with :data:`_NPY_HEADER_BYTES` reserved bytes, filled by :meth:`finish`
+    with the real header once the length is known; the offsets files start with their 0.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self._files: dict[str, io.BufferedWriter] = {}
+        self._lengths = {_IDS_FILE: 0, _SENTENCE_OFFSETS_FILE: 0, _DOCUMENT_OFFSETS_FILE: 0}
+        try:
+            for name in _ARRAY_FILES:
+                f = open(directory / name, "wb")  # noqa: SIM115 (closed in finish/close)
+                self._files[name] = f
+                f.write(bytes(_NPY_HEADER_BYTES))
+            self._write(_SENTENCE_OFFSETS_FILE, np.zeros(1, np.int64))
+            self._write(_DOCUMENT_OFFSETS_FILE, np.zeros(1, np.int64))
+        except BaseException:
+            self.close()
+            raise
+
+    def _write(self, name: str, arr: np.ndarray) -> None:
+        if len(arr):
+            self._files[name].write(np.ascontiguousarray(arr).data.cast("B"))
+            self._lengths[name] += len(arr)
+
+    def append(self, ids: np.ndarray, sentence_ends: np.ndarray, document_ends: np.ndarray) -> None:
+        self._write(_IDS_FILE, ids)
+        self._write(_SENTENCE_OFFSETS_FILE, sentence_ends)
+        self._write(_DOCUMENT_OFFSETS_FILE, document_ends)
+
+    def finish(self, ids_dtype: np.dtype[Any]) -> None:
+        """Write each file's header into its reserved space, sync and close it."""
+        for name, f in self._files.items():
+            dtype = ids_dtype if name == _IDS_FILE else np.dtype(np.int64)
+            f.flush()
+            f.seek(0)
+            f.write(_npy_header(dtype, self._lengths[name]))
+            f.flush()
+            os.fsync(f.fileno())
+            f.close()
+
+    def close(self) -> None:
+        for f in self._files.values():
+            f.close()
+
+
+def _discard(sink: _DiskSink, tmp: Path) -> None:
+    sink.close()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _npy_header(dtype: np.dtype[Any], length: int) -> bytes:
+    """The ``.npy`` (version 1.0) header of a C-order 1-D array; always 128 bytes."""
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buf,
+        {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": (length,)},
+    )
+    header = buf.getvalue()
+    if len(header) != _NPY_HEADER_BYTES:  # cannot happen for a 1-D array (length < 2**63)
+        raise RuntimeError(f"unexpected .npy header size {len(header)} for {dtype}[{length}]")
+    return header
+
+
+def _check_documents(documents: Any) -> None:
+    if isinstance(documents, str | bytes) or not isinstance(documents, Iterable):
+        raise TypeError(
+            "documents: expected an iterable of documents (each a str or a list of sentence "
+            f"strings), got {type(documents).__name__}"
+        )
+
+
+def _feed_documents(
+    encoder: _Encoder,
+    documents: Iterable[str | Sequence[str]],
+    progress: bool | None,
+    *,
+    flush: bool,
+) -> None:
+    """Split/check each document and add it to ``encoder`` (one progress step per document)."""
+    from lmobjectives._embedded import split_sentences
+
+    total = len(documents) if isinstance(documents, Sized) else None
+    with Progress(total, "tokenize", unit="doc", enabled=progress) as bar:
+        for d, doc in enumerate(documents):
+            if isinstance(doc, str):
+                sentences = split_sentences(doc)
+            elif isinstance(doc, Sequence) and not isinstance(doc, bytes):
+                sentences = list(doc)
+                for j, sentence in enumerate(sentences):
+                    if not isinstance(sentence, str):
+                        raise TypeError(
+                            f"documents[{d}][{j}]: expected str, got {type(sentence).__name__}"
+                        )
+            else:
+                raise TypeError(
+                    f"documents[{d}]: expected a str or a list of str, got {type(doc).__name__}"
+                )
+            encoder.add_sentences(sentences)
+            encoder.end_document()
+            bar.update()
+        if flush:
+            encoder.flush()
+
+
+def _check_paths(paths: Any) -> list[Path]:
+    """``paths`` (one path or an iterable of them) as a non-empty list of existing files."""
+    if isinstance(paths, str | os.PathLike):
+        items, labels = [paths], ["paths"]
+    elif isinstance(paths, bytes) or not isinstance(paths, Iterable):
+        raise TypeError(
+            f"paths: expected a path or an iterable of paths, got {type(paths).__name__}"
+        )
+    else:
+        items = list(paths)
+        labels = [f"paths[{i}]" for i in range(len(items))]
+        if not items:
+            raise ValueError("paths: no files given")
+    files = []
+    for label, item in zip(labels, items, strict=True):
+        if not isinstance(item, str | os.PathLike):
+            raise TypeError(f"{label}: expected str or os.PathLike, got {type(item).__name__}")
+        path = Path(item)
+        if not path.exists():
+            raise FileNotFoundError(f"{label}: no such file: {path}")
+        if path.is_dir():
+            raise IsADirectoryError(f"{label}: {path} is a directory, not a text file")
+        if not path.is_file():
+            raise ValueError(f"{label}: {path} is not a regular file")
+        files.append(path)
+    return files
+
+
+def _feed_files(
+    encoder: _Encoder,
+    files: list[Path],
+    one_sentence_per_line: bool,
+    progress: bool | None,
+    *,
+    flush: bool,
+) -> None:
+    """Read each file line by line (format: see :meth:`TokenCorpus.from_files`) into ``encoder``."""
+    from lmobjectives._embedded import split_sentences
+
+    total_kib = -(-sum(f.stat().st_size for f in files) // 1024)
+    with Progress(total_kib, "tokenize", unit="KiB", enabled=progress) as bar:
+        done = 0  # bytes read
+        for path in files:
+            lines: list[str] = []  # the current document's lines (free-text mode)
+            with open(path, "rb") as f:
+                for lineno, raw in enumerate(f, 1):
+                    done += len(raw)
+                    if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 BOM
+                        raw = raw[3:]
+                    try:
+                        line = raw.decode("utf-8").strip()
+                    except UnicodeDecodeError as exc:
+                        raise ValueError(
+                            f"{path}: line {lineno}: not valid UTF-8 ({exc.reason} at byte "
+                            f"{exc.start} of the line)"
+                        ) from None
+                    if not line:  # a blank line ends the document
+                        if lines:
+                            encoder.add_sentences(split_sentences("\n".join(lines)))
+                            lines = []
+                        encoder.end_document()
+                    elif one_sentence_per_line:
+                        encoder.add_sentence(line)
+                    else:
+                        lines.append(line)
+                    if done - (bar.n << 10) >= 1 << 16:
+                        bar.update((done >> 10) - bar.n)
+            if lines:
+                encoder.add_sentences(split_sentences("\n".join(lines)))
+            encoder.end_document()  # documents never run across files
+        if flush:
+            encoder.flush()
+        bar.update(max(0, total_kib - bar.n))
+
+
+def _build_on_disk(
+    out: str | os.PathLike[str],
+    tokenizer: Any,
+    fill: Any,
+    *,
+    add_special_tokens: bool,
+    batch_size: int,
+    progress: bool | None,
+    source: str,
+    overwrite: bool,
+) -> TokenCorpus:
+    writer = TokenCorpusWriter(
+        out,
+        tokenizer,
+        overwrite=overwrite,
+        add_special_tokens=add_special_tokens,
+        batch_size=batch_size,
+        progress=progress,
+        source=source,
+    )
+    try:
+        fill(writer)
+    except BaseException:
+        writer.abort()
+        raise
+    return writer.close()
+
+
 # ---------------------------------------------------------------------- helpers
 
 
@@ -601,9 +1246,10 @@ def _read_manifest(path: Path) -> dict[str, Any]:
     if manifest.get("format") != FORMAT:
         raise ValueError(f"{path}: format must be {FORMAT!r}, got {manifest.get('format')!r}")
     version = manifest.get("format_version")
-    if type(version) is not int or version != FORMAT_VERSION:
+    if type(version) is not int or version not in READABLE_FORMAT_VERSIONS:
         raise ValueError(
-            f"{path}: unsupported format_version {version!r} (this version reads {FORMAT_VERSION})"
+            f"{path}: unsupported format_version {version!r} (this version reads "
+            f"{', '.join(map(str, READABLE_FORMAT_VERSIONS))})"
         )
     for key in ("vocab_size", "num_tokens", "num_sentences", "num_documents"):
         value = manifest.get(key)
@@ -619,7 +1265,98 @@ def _read_manifest(path: Path) -> dict[str, Any]:
     if not isinstance(source, str):
         raise ValueError(f"{path}: source must be a string, got {type(source).__name__}")
     manifest["source"] = source
+    manifest["files"] = _read_manifest_files(path, manifest.get("files")) if version >= 2 else None
     return manifest
+
+
+def _read_manifest_files(path: Path, files: Any) -> dict[str, dict[str, Any]]:
+    """Validate the manifest's ``"files"``: each checked file's ``bytes`` and checksum."""
+    if not isinstance(files, dict):
+        raise ValueError(f"{path}: files must be an object, got {type(files).__name__}")
+    if sorted(files) != sorted(_CHECKED_FILES):
+        raise ValueError(
+            f"{path}: files must list exactly {', '.join(_CHECKED_FILES)}; got "
+            f"{', '.join(sorted(map(str, files))) or 'none'}"
+        )
+    for name in _CHECKED_FILES:
+        entry = files[name]
+        size = entry.get("bytes") if isinstance(entry, dict) else None
+        digest = entry.get(_CHECKSUM_KEY) if isinstance(entry, dict) else None
+        if type(size) is not int or size < 0:
+            raise ValueError(f"{path}: files.{name}.bytes must be a non-negative integer")
+        if (
+            not isinstance(digest, str)
+            or len(digest) != 64
+            or digest.strip("0123456789abcdef") != ""
+        ):
+            raise ValueError(
+                f"{path}: files.{name}.{_CHECKSUM_KEY} must be 64 lowercase hex digits"
+            )
+    return files
+
+
+def _file_digest(path: Path) -> tuple[int, str]:
+    """``(size in bytes, BLAKE2b-256 hex digest)`` of a file, read in 256 KiB chunks."""
+    h = hashlib.blake2b(digest_size=32)
+    size = 0
+    buf = bytearray(_HASH_CHUNK)
+    view = memoryview(buf)
+    with open(path, "rb") as f:
+        while n := f.readinto(buf):
+            h.update(view[:n])
+            size += n
+    return size, h.hexdigest()
+
+
+def _write_manifest(
+    directory: Path,
+    *,
+    vocab_size: int,
+    num_tokens: int,
+    num_sentences: int,
+    num_documents: int,
+    ids_dtype: np.dtype[Any],
+    source: str,
+) -> None:
+    """Write ``manifest.json`` for the (complete) files in ``directory``, with their checksums."""
+    files = {}
+    for name in _CHECKED_FILES:
+        size, digest = _file_digest(directory / name)
+        files[name] = {"bytes": size, _CHECKSUM_KEY: digest}
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "vocab_size": vocab_size,
+        "num_tokens": num_tokens,
+        "num_sentences": num_sentences,
+        "num_documents": num_documents,
+        "ids_dtype": str(ids_dtype),
+        "source": source,
+        "files": files,
+    }
+    _write_text(directory / _MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
+
+
+def _make_temp_dir(path: Path) -> Path:
+    """A fresh hidden directory next to ``path`` (same filesystem, so it can be renamed in)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex}"
+    tmp.mkdir()  # (unlike tempfile.mkdtemp, honours the umask: caches may be shared)
+    return tmp
+
+
+def _publish(tmp: Path, path: Path, overwrite: bool) -> None:
+    """Rename the finished directory ``tmp`` to ``path`` (replacing it if ``overwrite``)."""
+    if overwrite and path.exists():
+        old = path.parent / f".{path.name}.old-{uuid.uuid4().hex}"
+        os.rename(path, old)
+        os.rename(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        try:
+            os.rename(tmp, path)
+        except OSError as exc:  # someone else created it meanwhile
+            raise FileExistsError(f"path: {path} already exists") from exc
 
 
 def _load_array(path: Path, dtype: np.dtype[Any], length: int, mmap: bool) -> np.ndarray:
@@ -649,7 +1386,10 @@ def _load_array(path: Path, dtype: np.dtype[Any], length: int, mmap: bool) -> np
 
 
 def _reopen(path: str, mmap: bool) -> TokenCorpus:
-    return TokenCorpus.load(path, mmap=mmap)
+    # The pickling process verified the checksums when it loaded the corpus; DataLoader workers
+    # re-opening it only re-check sizes and structure (hashing a large corpus once per worker
+    # would defeat memory-mapping).
+    return TokenCorpus.load(path, mmap=mmap, verify=False)
 
 
 def _from_state(
