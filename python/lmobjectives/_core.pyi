@@ -54,6 +54,7 @@ class MlmMasker:
         span_upper: int = 10,
         ngram: int = 3,
         favor_shorter_ngram: bool = True,
+        position_sampling: str = "without_replacement",
     ) -> MlmMasker: ...
     @property
     def vocab_size(self) -> int: ...

@@ -86,6 +86,9 @@ class MLMCollator(Collator):
         geometric_p, span_lower, span_upper: SpanBERT's span-length law (0.2, 1, 10).
         ngram, favor_shorter_ngram: ALBERT's longest n-gram (3) and P(n) ∝ 1/n (True) or
             reversed (False).
+        position_sampling: ``"without_replacement"`` (default), or ``"with_replacement"`` —
+            ELECTRA's reference draws the exact budget's positions with replacement, so
+            duplicates collapse and slightly fewer positions are masked (token units only).
         max_length: longest row accepted; longer rows raise unless ``truncation=True``.
         truncation: keep the first ``max_length`` tokens of longer rows.
         padding: ``"longest"`` (pad to the longest row) or ``"max_length"``.
@@ -132,6 +135,9 @@ class MLMCollator(Collator):
         span_upper: int = 10,
         ngram: int = 3,
         favor_shorter_ngram: bool = True,
+        position_sampling: Literal["without_replacement", "with_replacement"] = (
+            "without_replacement"
+        ),
         max_length: int | None = None,
         truncation: bool = False,
         padding: Literal["longest", "max_length"] = "longest",
@@ -184,6 +190,7 @@ class MLMCollator(Collator):
             span_upper=span_upper,
             ngram=ngram,
             favor_shorter_ngram=check_bool("favor_shorter_ngram", favor_shorter_ngram),
+            position_sampling=position_sampling,
         )
         self.padding = PaddingOptions(
             max_length=max_length,
@@ -191,6 +198,33 @@ class MLMCollator(Collator):
             padding=padding,
             pad_to_multiple_of=pad_to_multiple_of,
             padding_side=padding_side if padding_side is not None else ids["padding_side"],
+        )
+
+    @classmethod
+    def electra(
+        cls,
+        tokenizer: Any = None,
+        *,
+        mask_prob: float = 0.15,
+        max_seq_length: int | None = None,
+        **kwargs: Any,
+    ) -> MLMCollator:
+        """ELECTRA's masking: exactly ``max(1, min(max_predictions, round(n·p)))`` positions
+        per row among the non-special tokens, each replaced by ``[MASK]`` with probability 0.85
+        and kept otherwise — **no random-token branch**. ``max_predictions`` defaults to
+        ELECTRA's ``int((mask_prob + 0.005) · max_seq_length)`` when ``max_seq_length`` is
+        given (19 for 128). ``mask_prob`` is 0.15 (0.25 for large models). Other keyword
+        arguments are :class:`MLMCollator`'s (e.g. ``position_sampling="with_replacement"``
+        for the reference's sampling)."""
+        if max_seq_length is not None and "max_predictions" not in kwargs:
+            kwargs["max_predictions"] = max(1, int((mask_prob + 0.005) * max_seq_length))
+        return cls(
+            tokenizer,
+            mlm_probability=mask_prob,
+            mask_replace_prob=0.85,
+            random_replace_prob=0.0,
+            exact_budget=True,
+            **kwargs,
         )
 
     # -- configuration ---------------------------------------------------------------------

@@ -3,6 +3,10 @@
 - :func:`to_torch`: a batch of NumPy arrays as tensors sharing the same memory.
 - :class:`MLMHead` and :func:`masked_lm_loss`: the MLM objective's model side; the head
   projects only the labelled positions (about 15% of tokens), not the whole sequence.
+- :class:`SentencePairHead` and :func:`sentence_pair_loss`: NSP/SOP.
+- :mod:`lmobjectives.torch.electra`: ELECTRA replaced-token detection (:class:`ElectraRTD`).
+- :mod:`lmobjectives.torch.models`: small models from a few numbers (:class:`TinyEncoder`).
+- :mod:`lmobjectives.torch.oracle`: a seeded LSTM oracle for synthetic-corpus experiments.
 """
 
 from __future__ import annotations

@@ -130,6 +130,8 @@ pub struct MlmConfig {
     to_mask: Chance,
     to_mask_or_random: Chance,
     budget: Budget,
+    /// Exact budget drawn with replacement (ELECTRA's reference sampling).
+    with_replacement: bool,
     units: Units,
     /// Replacement decisions per unit (all tokens of a word/span share one draw) or per token.
     replace_by_unit: bool,
@@ -155,6 +157,9 @@ pub struct MlmParams<'a> {
     pub mask_replace_prob: f64,
     pub random_replace_prob: f64,
     pub budget: Budget,
+    /// Draw the exact budget's positions with replacement (ELECTRA's reference; duplicates
+    /// collapse). Token units only.
+    pub with_replacement: bool,
     pub unit: UnitSpec,
     pub replace_by_unit: bool,
     /// A per-vocabulary "starts a word" table (`len == vocab_size`), if word boundaries come
@@ -180,6 +185,7 @@ impl<'a> MlmParams<'a> {
             mask_replace_prob: 0.8,
             random_replace_prob: 0.1,
             budget: Budget::Bernoulli,
+            with_replacement: false,
             unit: UnitSpec::Token,
             replace_by_unit: true,
             word_starts: None,
@@ -244,6 +250,13 @@ impl MlmConfig {
                 "span and n-gram masking fill a token budget; they need exact_budget=True",
             ));
         }
+        if p.with_replacement && (p.budget == Budget::Bernoulli || p.unit != UnitSpec::Token) {
+            return Err(CoreError::invalid(
+                "position_sampling",
+                "'with_replacement' draws the exact budget of token masking; it needs \
+                 exact_budget=True and unit='token'",
+            ));
+        }
         if let Some(ws) = p.word_starts
             && ws.len() as i64 != p.vocab_size
         {
@@ -280,6 +293,7 @@ impl MlmConfig {
             // The float slack allowed above makes a sum of 1 + 1e-12 mean "always".
             to_mask_or_random: Chance::new(if total >= 1.0 - 1e-12 { 1.0 } else { total }),
             budget: p.budget,
+            with_replacement: p.with_replacement,
             units,
             replace_by_unit: p.replace_by_unit,
             word_starts: p.word_starts.map(<[bool]>::to_vec),
@@ -598,12 +612,25 @@ impl<T: TokenId, O: OutId> Row<'_, T, O> {
                     }
                 }
                 let k = cfg.exact_count(candidates.len());
-                // Partial Fisher–Yates: the first k entries become a uniform k-subset.
-                for i in 0..k {
-                    let j = i + self.rng.below((candidates.len() - i) as u64) as usize;
-                    candidates.swap(i, j);
-                }
-                let chosen = &mut candidates[..k];
+                let chosen: &mut [u32] = if cfg.with_replacement {
+                    // ELECTRA's reference: k draws with replacement; duplicates collapse, so
+                    // fewer than k positions may be selected.
+                    let n = candidates.len() as u64;
+                    let mut drawn: Vec<u32> = (0..k)
+                        .map(|_| candidates[self.rng.below(n) as usize])
+                        .collect();
+                    drawn.sort_unstable();
+                    drawn.dedup();
+                    candidates = drawn;
+                    &mut candidates[..]
+                } else {
+                    // Partial Fisher–Yates: the first k entries become a uniform k-subset.
+                    for i in 0..k {
+                        let j = i + self.rng.below((candidates.len() - i) as u64) as usize;
+                        candidates.swap(i, j);
+                    }
+                    &mut candidates[..k]
+                };
                 chosen.sort_unstable();
                 for &t in chosen.iter() {
                     let t = t as usize;
@@ -749,6 +776,7 @@ mod tests {
             mask_replace_prob: 0.8,
             random_replace_prob: 0.1,
             budget: Budget::Bernoulli,
+            with_replacement: false,
             unit: UnitSpec::Token,
             replace_by_unit: true,
             word_starts: None,
@@ -894,6 +922,35 @@ mod tests {
         let mut short = [vec![0i32; 389], vec![0i32; 389], vec![0i32; 389]];
         let [a, b, c] = &mut short;
         assert!(job.run_into(1, [a.as_mut_slice(), b, c]).is_err());
+    }
+
+    #[test]
+    fn with_replacement_collapses_duplicates() {
+        let sp = [1, 2, 3];
+        let mut p = params(&sp);
+        p.budget = Budget::Exact {
+            max_predictions: None,
+        };
+        p.with_replacement = true;
+        let cfg = MlmConfig::new(&p).unwrap();
+        let (rows, cols) = (400, 128);
+        let ids: Vec<i64> = (0..rows * cols).map(|i| 10 + (i as i64 % 50)).collect();
+        let out = run(&cfg, &ids, &dense_offsets(rows, cols), 1);
+        let per_row: Vec<usize> = (0..rows)
+            .map(|r| {
+                out.labels[r * cols..(r + 1) * cols]
+                    .iter()
+                    .filter(|&&l| l != IGNORE_INDEX)
+                    .count()
+            })
+            .collect();
+        // k = round(0.15 * 128) = 19 draws among 128: E[distinct] = 128 (1 - (127/128)^19).
+        assert!(per_row.iter().all(|&c| (1..=19).contains(&c)));
+        let mean = per_row.iter().sum::<usize>() as f64 / rows as f64;
+        let expected = 128.0 * (1.0 - (127.0f64 / 128.0).powi(19));
+        assert!((mean - expected).abs() < 0.2, "{mean} vs {expected}");
+        p.budget = Budget::Bernoulli;
+        assert!(MlmConfig::new(&p).is_err());
     }
 
     #[test]

@@ -42,6 +42,7 @@ struct Args {
     span_upper: u32,
     ngram: u32,
     favor_shorter_ngram: bool,
+    position_sampling: String,
 }
 
 impl Args {
@@ -86,6 +87,7 @@ impl Args {
         d.set_item("span_upper", self.span_upper)?;
         d.set_item("ngram", self.ngram)?;
         d.set_item("favor_shorter_ngram", self.favor_shorter_ngram)?;
+        d.set_item("position_sampling", &self.position_sampling)?;
         Ok(d)
     }
 }
@@ -217,7 +219,7 @@ impl MlmMasker {
         mlm_probability=0.15, mask_replace_prob=0.8, random_replace_prob=0.1,
         exact_budget=false, max_predictions=None, unit="token", replace_by="unit",
         word_starts=None, geometric_p=0.2, span_lower=1, span_upper=10, ngram=3,
-        favor_shorter_ngram=true,
+        favor_shorter_ngram=true, position_sampling="without_replacement",
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -238,7 +240,18 @@ impl MlmMasker {
         span_upper: u32,
         ngram: u32,
         favor_shorter_ngram: bool,
+        position_sampling: &str,
     ) -> PyResult<Self> {
+        let with_replacement = match position_sampling {
+            "without_replacement" => false,
+            "with_replacement" => true,
+            other => {
+                return Err(to_py(CoreError::invalid(
+                    "position_sampling",
+                    format!("must be 'without_replacement' or 'with_replacement', got {other:?}"),
+                )));
+            }
+        };
         if max_predictions.is_some() && !exact_budget {
             return Err(to_py(CoreError::invalid(
                 "max_predictions",
@@ -278,6 +291,7 @@ impl MlmMasker {
             span_upper,
             ngram,
             favor_shorter_ngram,
+            position_sampling: position_sampling.to_string(),
         };
         let cfg = MlmConfig::new(&MlmParams {
             mlm_probability,
@@ -289,6 +303,7 @@ impl MlmMasker {
                 Budget::Bernoulli
             },
             unit: args.unit_spec()?,
+            with_replacement,
             replace_by_unit,
             word_starts: args.word_starts.as_deref(),
             ..MlmParams::new(
@@ -517,6 +532,9 @@ impl MlmMasker {
         }
         if a.word_starts.is_some() {
             s += ", word_starts=<table>";
+        }
+        if a.position_sampling != "without_replacement" {
+            s += &format!(", position_sampling='{}'", a.position_sampling);
         }
         s + ")"
     }

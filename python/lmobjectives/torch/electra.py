@@ -1,0 +1,221 @@
+"""ELECTRA replaced-token detection as one module: :class:`ElectraRTD`.
+
+Given a batch masked ELECTRA's way (:meth:`lmobjectives.MLMCollator.electra`), the generator
+(a small MLM) predicts the masked tokens; replacements are sampled **exactly** from
+softmax(logits/τ) with the Gumbel-max trick and scattered, without gradient, into the original
+sequence; the discriminator labels every real token original (0) or replaced (1). A sample
+equal to the original counts as original (ELECTRA), or as replaced with
+``equal_counts_as_original=False`` (Electric). Loss = ``gen_weight``·MLM + ``disc_weight``·BCE
+over all real tokens (1.0 and 50.0).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "ElectraOutput",
+    "ElectraRTD",
+    "generator_config",
+    "gumbel_sample",
+    "share_embeddings",
+]
+
+IGNORE_INDEX = -100
+
+
+def gumbel_sample(
+    logits: torch.Tensor, temperature: float = 1.0, *, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """One exact sample per row of ``logits`` (``[..., vocab]``) from softmax(logits/τ):
+    ``argmax(logits/τ + G)`` with G i.i.d. standard Gumbel (``-log E``, E ~ Exp(1))."""
+    if not temperature > 0:
+        raise ValueError(f"temperature: must be positive, got {temperature}")
+    exponential = torch.empty_like(logits, dtype=torch.float32).exponential_(generator=generator)
+    return (logits.float() / temperature - exponential.log()).argmax(dim=-1)
+
+
+@dataclass
+class ElectraOutput:
+    """What one :class:`ElectraRTD` step computed."""
+
+    loss: torch.Tensor
+    mlm_loss: torch.Tensor
+    disc_loss: torch.Tensor
+    disc_logits: torch.Tensor  # [batch, seq]
+    is_replaced: torch.Tensor  # [batch, seq] float 0/1 labels of the discriminator
+    corrupted_ids: torch.Tensor  # [batch, seq] what the discriminator read
+    gen_accuracy: torch.Tensor  # share of masked positions the generator got right (argmax)
+
+
+def _logits(output: Any) -> torch.Tensor:
+    return output.logits if hasattr(output, "logits") else output
+
+
+class ElectraRTD(nn.Module):
+    """ELECTRA pretraining: generator + discriminator in one step.
+
+    Args:
+        generator: an MLM taking ``input_ids``/``attention_mask``/``token_type_ids`` keywords
+            and returning ``[batch, seq, vocab]`` logits (or an object with ``.logits``), e.g.
+            ``transformers.ElectraForMaskedLM`` or :class:`TinyEncoder` with ``head="mlm"``.
+        discriminator: the same call returning ``[batch, seq]`` logits (or ``.logits``), e.g.
+            ``transformers.ElectraForPreTraining`` or :class:`TinyEncoder` with
+            ``head="token"``.
+        gen_weight, disc_weight: loss weights (1.0, 50.0).
+        temperature: sampling temperature (1.0).
+        equal_counts_as_original: label a sample equal to the original 0 (ELECTRA, default) or
+            1 (Electric).
+        disallow_correct: never sample the original token (the reference's option, off).
+        tie_embeddings: share token/position/type embeddings between the two (ELECTRA's
+            default), see :func:`share_embeddings`.
+
+    ``forward(input_ids, labels, attention_mask=None, token_type_ids=None, generator=None)``:
+    ``input_ids`` is the masked batch, ``labels`` the original ids at masked positions and
+    −100 elsewhere (what the collator returns); ``generator`` is an optional
+    ``torch.Generator`` for the Gumbel noise.
+    """
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        discriminator: nn.Module,
+        *,
+        gen_weight: float = 1.0,
+        disc_weight: float = 50.0,
+        temperature: float = 1.0,
+        equal_counts_as_original: bool = True,
+        disallow_correct: bool = False,
+        tie_embeddings: bool = True,
+    ) -> None:
+        super().__init__()
+        if not temperature > 0:
+            raise ValueError(f"temperature: must be positive, got {temperature}")
+        for name, w in (("gen_weight", gen_weight), ("disc_weight", disc_weight)):
+            if not w >= 0:
+                raise ValueError(f"{name}: must be non-negative, got {w}")
+        self.generator = generator
+        self.discriminator = discriminator
+        self.gen_weight = gen_weight
+        self.disc_weight = disc_weight
+        self.temperature = temperature
+        self.equal_counts_as_original = equal_counts_as_original
+        self.disallow_correct = disallow_correct
+        if tie_embeddings:
+            share_embeddings(generator, discriminator)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        labels: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> ElectraOutput:
+        if labels.shape != input_ids.shape:
+            raise ValueError(
+                f"labels: shape {tuple(labels.shape)} does not match input_ids "
+                f"{tuple(input_ids.shape)}"
+            )
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        kw = {"attention_mask": attention_mask}
+        if token_type_ids is not None:
+            kw["token_type_ids"] = token_type_ids
+        masked = labels != IGNORE_INDEX
+        original = torch.where(masked, labels, input_ids)
+
+        gen_logits = _logits(self.generator(input_ids=input_ids, **kw))
+        masked_logits = gen_logits[masked]  # [n_masked, vocab]
+        targets = original[masked]
+        if masked_logits.shape[0] == 0:
+            mlm_loss = gen_logits.sum() * 0.0
+            gen_accuracy = torch.zeros((), device=input_ids.device)
+        else:
+            mlm_loss = F.cross_entropy(masked_logits.float(), targets)
+            gen_accuracy = (masked_logits.argmax(-1) == targets).float().mean()
+
+        with torch.no_grad():
+            sample_logits = masked_logits.detach()
+            if self.disallow_correct:
+                sample_logits = sample_logits.scatter(
+                    -1, targets.unsqueeze(-1), torch.finfo(sample_logits.dtype).min
+                )
+            sampled = gumbel_sample(sample_logits, self.temperature, generator=generator)
+            corrupted = original.clone()
+            corrupted[masked] = sampled.to(corrupted.dtype)
+            if self.equal_counts_as_original:
+                is_replaced = (corrupted != original) & masked
+            else:
+                is_replaced = masked.clone()
+            is_replaced = is_replaced.float()
+
+        disc_logits = _logits(self.discriminator(input_ids=corrupted, **kw))
+        if disc_logits.dim() == 3 and disc_logits.shape[-1] == 1:
+            disc_logits = disc_logits.squeeze(-1)
+        real = attention_mask.bool()
+        disc_loss = F.binary_cross_entropy_with_logits(disc_logits[real].float(), is_replaced[real])
+        loss = self.gen_weight * mlm_loss + self.disc_weight * disc_loss
+        return ElectraOutput(
+            loss=loss,
+            mlm_loss=mlm_loss,
+            disc_loss=disc_loss,
+            disc_logits=disc_logits,
+            is_replaced=is_replaced,
+            corrupted_ids=corrupted,
+            gen_accuracy=gen_accuracy,
+        )
+
+
+def share_embeddings(generator: nn.Module, discriminator: nn.Module) -> None:
+    """Makes the generator use the discriminator's embedding module (token, position and type
+    embeddings: one set of parameters, as ELECTRA does) and ties its output layer to the shared
+    token embeddings. Works for ``transformers`` ELECTRA models (same ``embedding_size``) and
+    :class:`TinyEncoder`."""
+    for g, d in ((generator, discriminator),):
+        if hasattr(g, "electra") and hasattr(d, "electra"):
+            ge, de = g.electra.embeddings, d.electra.embeddings
+            if ge.word_embeddings.weight.shape != de.word_embeddings.weight.shape:
+                raise ValueError(
+                    "share_embeddings: generator and discriminator embeddings differ in shape "
+                    f"({tuple(ge.word_embeddings.weight.shape)} vs "
+                    f"{tuple(de.word_embeddings.weight.shape)}); give both the same "
+                    "embedding_size"
+                )
+            g.electra.embeddings = de
+            head = getattr(g, "generator_lm_head", None)
+            if head is not None:
+                head.weight = de.word_embeddings.weight
+            return
+        if hasattr(g, "embeddings") and hasattr(d, "embeddings"):
+            if g.embeddings.token.weight.shape != d.embeddings.token.weight.shape:
+                raise ValueError("share_embeddings: embedding shapes differ")
+            g.embeddings = d.embeddings
+            if hasattr(g, "tie_output"):
+                g.tie_output()
+            return
+    raise TypeError(
+        "share_embeddings: expected transformers ELECTRA models or lmobjectives TinyEncoders, "
+        f"got {type(generator).__name__} and {type(discriminator).__name__}"
+    )
+
+
+def generator_config(discriminator_config: Any, fraction: float = 0.25) -> Any:
+    """A generator config at ``fraction`` of the discriminator's width (ELECTRA: ¼): hidden
+    size scaled, ``max(1, hidden // 64)`` heads, feed-forward 4× hidden, same depth and
+    embedding size (so embeddings can be shared). Works on ``transformers.ElectraConfig``."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction: must be in (0, 1], got {fraction}")
+    cfg = copy.deepcopy(discriminator_config)
+    heads = max(1, int(cfg.hidden_size * fraction) // 64)
+    hidden = max(heads, int(cfg.hidden_size * fraction) // heads * heads)
+    cfg.hidden_size = hidden
+    cfg.num_attention_heads = heads
+    cfg.intermediate_size = 4 * hidden
+    return cfg
