@@ -173,33 +173,31 @@ class ElectraRTD(nn.Module):
         )
 
 
-def share_embeddings(generator: nn.Module, discriminator: nn.Module) -> None:
+def share_embeddings(generator: Any, discriminator: Any) -> None:
     """Makes the generator use the discriminator's embedding module (token, position and type
     embeddings: one set of parameters, as ELECTRA does) and ties its output layer to the shared
     token embeddings. Works for ``transformers`` ELECTRA models (same ``embedding_size``) and
-    :class:`TinyEncoder`."""
-    for g, d in ((generator, discriminator),):
-        if hasattr(g, "electra") and hasattr(d, "electra"):
-            ge, de = g.electra.embeddings, d.electra.embeddings
-            if ge.word_embeddings.weight.shape != de.word_embeddings.weight.shape:
-                raise ValueError(
-                    "share_embeddings: generator and discriminator embeddings differ in shape "
-                    f"({tuple(ge.word_embeddings.weight.shape)} vs "
-                    f"{tuple(de.word_embeddings.weight.shape)}); give both the same "
-                    "embedding_size"
-                )
-            g.electra.embeddings = de
-            head = getattr(g, "generator_lm_head", None)
-            if head is not None:
-                head.weight = de.word_embeddings.weight
-            return
-        if hasattr(g, "embeddings") and hasattr(d, "embeddings"):
-            if g.embeddings.token.weight.shape != d.embeddings.token.weight.shape:
-                raise ValueError("share_embeddings: embedding shapes differ")
-            g.embeddings = d.embeddings
-            if hasattr(g, "tie_output"):
-                g.tie_output()
-            return
+    :class:`~lmobjectives.torch.models.TinyEncoder`."""
+    g, d = generator, discriminator
+    if hasattr(g, "electra") and hasattr(d, "electra"):
+        shared = d.electra.embeddings
+        mine = g.electra.embeddings.word_embeddings.weight.shape
+        theirs = shared.word_embeddings.weight.shape
+        if mine != theirs:
+            raise ValueError(
+                "share_embeddings: generator and discriminator embeddings differ in shape "
+                f"({tuple(mine)} vs {tuple(theirs)}); give both the same embedding_size"
+            )
+        g.electra.embeddings = shared
+        if getattr(g, "generator_lm_head", None) is not None:
+            g.generator_lm_head.weight = shared.word_embeddings.weight
+        return
+    if hasattr(g, "embeddings") and hasattr(d, "embeddings") and hasattr(g, "tie_output"):
+        if g.embeddings.token.weight.shape != d.embeddings.token.weight.shape:
+            raise ValueError("share_embeddings: embedding shapes differ")
+        g.embeddings = d.embeddings
+        g.tie_output()
+        return
     raise TypeError(
         "share_embeddings: expected transformers ELECTRA models or lmobjectives TinyEncoders, "
         f"got {type(generator).__name__} and {type(discriminator).__name__}"
