@@ -1,0 +1,282 @@
+//! Denoising objectives for encoder–decoder pretraining: T5 span corruption ([`t5`],
+//! [`seq2seq`]), UL2's mixture of denoisers ([`ul2`]) and BART's noising ([`bart`]).
+//!
+//! Every kernel turns raw token rows into five padded `rows × width` outputs with Hugging Face
+//! names ([`Seq2SeqBatch`]): the encoder's `input_ids` and `attention_mask`, and the decoder's
+//! `labels` (`-100` on padding), `decoder_input_ids` (labels shifted right behind
+//! `decoder_start_token_id`, exactly as `transformers`' `shift_tokens_right`) and
+//! `decoder_attention_mask`. Rows are noised in parallel, each from its own keyed stream
+//! ([`crate::rng`]), so a batch is the same for any thread count.
+
+pub mod bart;
+pub mod seq2seq;
+pub mod t5;
+pub mod ul2;
+pub mod word_starts;
+
+use crate::batch::{OutId, Ragged, TokenId, fill_rows};
+use crate::{CoreError, Result};
+
+/// Label value for positions that do not contribute to the loss.
+pub const IGNORE_INDEX: i64 = -100;
+
+/// A padded encoder–decoder batch: two `rows × input_width` and three
+/// `rows × target_width` row-major buffers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Seq2SeqBatch<O> {
+    pub rows: usize,
+    pub input_width: usize,
+    pub target_width: usize,
+    pub input_ids: Vec<O>,
+    pub attention_mask: Vec<O>,
+    pub labels: Vec<O>,
+    pub decoder_input_ids: Vec<O>,
+    pub decoder_attention_mask: Vec<O>,
+}
+
+/// How wide the encoder and decoder outputs are: the longest row of the batch, or a fixed
+/// width (a longer row is an error), rounded up to a multiple.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Widths {
+    pub input: Option<usize>,
+    pub target: Option<usize>,
+    pub multiple_of: usize,
+}
+
+impl Default for Widths {
+    fn default() -> Self {
+        Self {
+            input: None,
+            target: None,
+            multiple_of: 1,
+        }
+    }
+}
+
+impl Widths {
+    pub fn validate(&self) -> Result<()> {
+        if self.multiple_of == 0 {
+            return Err(CoreError::invalid(
+                "pad_to_multiple_of",
+                "must be a positive integer",
+            ));
+        }
+        if self.input == Some(0) || self.target == Some(0) {
+            return Err(CoreError::invalid(
+                "max_length",
+                "padded widths must be positive",
+            ));
+        }
+        Ok(())
+    }
+
+    fn width(
+        &self,
+        arg: &str,
+        fixed: Option<usize>,
+        lengths: impl Iterator<Item = usize>,
+    ) -> Result<usize> {
+        let (mut longest, mut row) = (0, 0);
+        for (r, n) in lengths.enumerate() {
+            if n > longest {
+                (longest, row) = (n, r);
+            }
+        }
+        let base = match fixed {
+            Some(w) if longest > w => {
+                return Err(CoreError::invalid(
+                    arg,
+                    format!("row {row} has {longest} tokens, more than the padded width {w}"),
+                ));
+            }
+            Some(w) => w,
+            None => longest,
+        };
+        Ok(base.div_ceil(self.multiple_of) * self.multiple_of)
+    }
+
+    pub fn input_width(&self, lengths: impl Iterator<Item = usize>) -> Result<usize> {
+        self.width("input_ids", self.input, lengths)
+    }
+
+    pub fn target_width(&self, lengths: impl Iterator<Item = usize>) -> Result<usize> {
+        self.width("labels", self.target, lengths)
+    }
+}
+
+fn check_vocab(vocab_size: i64) -> Result<()> {
+    if vocab_size < 1 || vocab_size > i64::from(i32::MAX) {
+        return Err(CoreError::invalid(
+            "vocab_size",
+            format!("must be in [1, {}], got {vocab_size}", i32::MAX),
+        ));
+    }
+    Ok(())
+}
+
+fn check_id(arg: &str, id: i64, vocab_size: i64) -> Result<u32> {
+    if (0..vocab_size).contains(&id) {
+        Ok(id as u32)
+    } else {
+        Err(CoreError::invalid(
+            arg,
+            format!("must be in [0, vocab_size={vocab_size}), got {id}"),
+        ))
+    }
+}
+
+/// Checks the ids of row `r` lie in `[0, vocab_size)`.
+fn check_row_ids<T: TokenId>(arg: &str, r: usize, row: &[T], vocab_size: u32) -> Result<()> {
+    let v = i64::from(vocab_size);
+    if row.iter().all(|&x| (0..v).contains(&x.to_i64())) {
+        return Ok(());
+    }
+    let (position, value) = row
+        .iter()
+        .map(|x| x.to_i64())
+        .enumerate()
+        .find(|(_, x)| !(0..v).contains(x))
+        .unwrap_or_default();
+    Err(CoreError::TokenOutOfRange {
+        arg: arg.to_string(),
+        row: r,
+        position,
+        value,
+        vocab_size: u64::from(vocab_size),
+    })
+}
+
+/// The rows of `ids`, each cut to its attended tokens when an `attention_mask` is given (they
+/// must be one contiguous block: padding on the left or the right, not inside a row).
+pub fn row_slices<'a, T>(
+    ids: &Ragged<'a, T>,
+    attention: Option<&Ragged<'_, u8>>,
+) -> Result<Vec<&'a [T]>> {
+    let Some(att) = attention else {
+        return Ok((0..ids.rows()).map(|r| ids.row(r)).collect());
+    };
+    ids.check_aligned("attention_mask", att)?;
+    (0..ids.rows())
+        .map(|r| {
+            let (row, a) = (ids.row(r), att.row(r));
+            let start = a.iter().position(|&m| m != 0).unwrap_or(a.len());
+            let end = a.iter().rposition(|&m| m != 0).map_or(start, |e| e + 1);
+            if a[start..end].contains(&0) {
+                return Err(CoreError::invalid(
+                    "attention_mask",
+                    format!("row {r} has padding between its tokens (only left or right padding is supported)"),
+                ));
+            }
+            Ok(&row[start..end])
+        })
+        .collect()
+}
+
+/// Builds `input_ids` and `attention_mask`: `write(r, row)` writes row `r`'s tokens at the
+/// start of its (zeroed) row and returns how many; the rest is padding.
+fn fill_encoder<O, F>(
+    threads: usize,
+    rows: usize,
+    width: usize,
+    pad: i64,
+    write: F,
+) -> Result<[Vec<O>; 2]>
+where
+    O: OutId,
+    F: Fn(usize, &mut [O]) -> usize + Sync + Send,
+{
+    fill_rows(threads, rows, width, |r, [ids, attention]| {
+        let n = write(r, ids);
+        attention[..n].fill(O::from_i64(1));
+        if pad != 0 {
+            ids[n..].fill(O::from_i64(pad));
+        }
+    })
+}
+
+/// Builds `labels`, `decoder_input_ids` and `decoder_attention_mask`: `write(r, row)` writes
+/// row `r`'s targets and returns how many; labels are `-100` after them, decoder inputs are
+/// the labels shifted right by one behind `start` with `-100` read as `pad` (Hugging Face's
+/// `shift_tokens_right`), and the decoder attends to the target positions.
+fn fill_decoder<O, F>(
+    threads: usize,
+    rows: usize,
+    width: usize,
+    pad: i64,
+    start: i64,
+    write: F,
+) -> Result<[Vec<O>; 3]>
+where
+    O: OutId,
+    F: Fn(usize, &mut [O]) -> usize + Sync + Send,
+{
+    fill_rows(threads, rows, width, |r, [labels, decoder, attention]| {
+        let n = write(r, labels);
+        labels[n..].fill(O::from_i64(IGNORE_INDEX));
+        decoder[0] = O::from_i64(start);
+        let shifted = n.min(width - 1);
+        decoder[1..=shifted].copy_from_slice(&labels[..shifted]);
+        if pad != 0 {
+            decoder[shifted + 1..].fill(O::from_i64(pad));
+        }
+        attention[..n].fill(O::from_i64(1));
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn widths() {
+        let w = Widths::default();
+        assert_eq!(w.input_width([3usize, 7, 5].into_iter()).unwrap(), 7);
+        let w = Widths {
+            input: Some(8),
+            target: None,
+            multiple_of: 4,
+        };
+        assert_eq!(w.input_width([3usize, 7].into_iter()).unwrap(), 8);
+        assert_eq!(w.target_width([3usize, 9].into_iter()).unwrap(), 12);
+        let err = w.input_width([3usize, 9].into_iter()).unwrap_err();
+        assert!(err.to_string().contains("row 1 has 9"));
+        assert!(
+            Widths {
+                multiple_of: 0,
+                ..Widths::default()
+            }
+            .validate()
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn decoder_inputs_are_shifted_labels() {
+        let [labels, dec, att] = fill_decoder::<i64, _>(1, 2, 5, 0, 9, |r, out| {
+            let n = 3 + r * 2;
+            for (i, o) in out[..n].iter_mut().enumerate() {
+                *o = 10 + i as i64;
+            }
+            n
+        })
+        .unwrap();
+        assert_eq!(labels, [10, 11, 12, -100, -100, 10, 11, 12, 13, 14]);
+        // Position 3 of row 0 gets the last label (as shift_tokens_right), then pad.
+        assert_eq!(dec, [9, 10, 11, 12, 0, 9, 10, 11, 12, 13]);
+        assert_eq!(att, [1, 1, 1, 0, 0, 1, 1, 1, 1, 1]);
+    }
+
+    #[test]
+    fn attention_trims_rows() {
+        let ids = [0i64, 5, 6, 0, 7, 8, 9, 0, 1, 0, 2, 0];
+        let att = [0u8, 1, 1, 0, 1, 1, 1, 1, 1, 0, 1, 0];
+        let offs = [0, 4, 8, 12];
+        let r = Ragged::new("input_ids", &ids, &offs).unwrap();
+        let a = Ragged::new("attention_mask", &att[..8], &offs[..3]).unwrap();
+        let ids8 = Ragged::new("input_ids", &ids[..8], &offs[..3]).unwrap();
+        let rows = row_slices(&ids8, Some(&a)).unwrap();
+        assert_eq!(rows, [&[5i64, 6][..], &[7, 8, 9, 0][..]]);
+        let a = Ragged::new("attention_mask", &att, &offs).unwrap();
+        assert!(row_slices(&r, Some(&a)).is_err());
+    }
+}
