@@ -4,6 +4,7 @@
 //! the interpreter detached (`py.detach`), then moves the result buffers into NumPy arrays.
 
 mod convert;
+mod denoising;
 mod errors;
 mod masking;
 mod packing;
@@ -28,6 +29,9 @@ mod _core {
 
     #[pymodule_export]
     use crate::pairs::{build_pair_index, pair_rows};
+
+    #[pymodule_export]
+    use crate::denoising::{BartNoiser, SpanCorruptor, compute_input_and_target_lengths};
 
     #[pymodule_export]
     use crate::errors::{InvalidArgumentError, LMObjectivesError, ShapeError, TokenIdError};

@@ -240,7 +240,9 @@ impl BartConfig {
         for &id in p.special_token_ids {
             special[check_id("special_token_ids", id, v)? as usize] = true;
         }
-        let pool: Vec<u32> = (0..vocab as u32).filter(|&i| !special[i as usize]).collect();
+        let pool: Vec<u32> = (0..vocab as u32)
+            .filter(|&i| !special[i as usize])
+            .collect();
         if random_ratio > 0.0 && pool.is_empty() {
             return Err(CoreError::invalid(
                 "random_ratio",
@@ -442,7 +444,7 @@ impl BartConfig {
         for &j in &order {
             let s = starts[j] as usize;
             let flag = random[j];
-            let mut replace = |src: &mut [u32], rng: &mut Rng, q: usize| {
+            let replace = |src: &mut [u32], rng: &mut Rng, q: usize| {
                 src[q] = if flag { self.random_id(rng) } else { self.mask };
             };
             if self.replace_length == 0 {
@@ -775,7 +777,7 @@ mod tests {
             let removed = 100 - kept.len();
             // The budget is ceil(100 · 0.3) in float32, as fairseq: 30.000002 → 31.
             assert!(removed <= 31, "at most the budget");
-            assert!(out.iter().any(|&x| x == MASK));
+            assert!(out.contains(&MASK));
         }
     }
 
@@ -892,15 +894,26 @@ mod tests {
         })
         .unwrap();
         let data: Vec<Vec<i64>> = (0..64)
-            .map(|r| (0..300 + r).map(|i| 10 + ((r * 7 + i * 13) % 900) as i64).collect())
+            .map(|r| {
+                (0..300 + r)
+                    .map(|i| 10 + ((r * 7 + i * 13) % 900) as i64)
+                    .collect()
+            })
             .collect();
         let rows: Vec<&[i64]> = data.iter().map(|r| r.as_slice()).collect();
         let keys = RowKeys::Batch { index: 1 };
         let go = |threads| {
-            BartJob::new(&cfg, &rows, None, Widths::default(), Streams::new(1, 0, 0), &keys)
-                .unwrap()
-                .run::<i64>(threads)
-                .unwrap()
+            BartJob::new(
+                &cfg,
+                &rows,
+                None,
+                Widths::default(),
+                Streams::new(1, 0, 0),
+                &keys,
+            )
+            .unwrap()
+            .run::<i64>(threads)
+            .unwrap()
         };
         let one = go(1);
         assert_eq!(one, go(2));
@@ -908,8 +921,15 @@ mod tests {
         assert_eq!(one.target_width, 365);
         let empty: Vec<&[i64]> = vec![&[]];
         assert!(
-            BartJob::new(&cfg, &empty, None, Widths::default(), Streams::new(1, 0, 0), &keys)
-                .is_err()
+            BartJob::new(
+                &cfg,
+                &empty,
+                None,
+                Widths::default(),
+                Streams::new(1, 0, 0),
+                &keys
+            )
+            .is_err()
         );
         let strict = BartConfig::new(&BartParams {
             add_special_tokens: false,
@@ -918,8 +938,15 @@ mod tests {
         .unwrap();
         let bad: Vec<&[i64]> = vec![&[2, 10, 11]];
         assert!(
-            BartJob::new(&strict, &bad, None, Widths::default(), Streams::new(1, 0, 0), &keys)
-                .is_err()
+            BartJob::new(
+                &strict,
+                &bad,
+                None,
+                Widths::default(),
+                Streams::new(1, 0, 0),
+                &keys
+            )
+            .is_err()
         );
     }
 }

@@ -146,29 +146,42 @@ fn check_row_ids<T: TokenId>(arg: &str, r: usize, row: &[T], vocab_size: u32) ->
     })
 }
 
-/// The rows of `ids`, each cut to its attended tokens when an `attention_mask` is given (they
-/// must be one contiguous block: padding on the left or the right, not inside a row).
-pub fn row_slices<'a, T>(
-    ids: &Ragged<'a, T>,
+/// Where each row's tokens are: the whole row, or its attended tokens when an
+/// `attention_mask` is given (they must be one contiguous block: padding on the left or the
+/// right, not inside a row).
+pub fn row_ranges<T>(
+    ids: &Ragged<'_, T>,
     attention: Option<&Ragged<'_, u8>>,
-) -> Result<Vec<&'a [T]>> {
+) -> Result<Vec<std::ops::Range<usize>>> {
     let Some(att) = attention else {
-        return Ok((0..ids.rows()).map(|r| ids.row(r)).collect());
+        return Ok((0..ids.rows()).map(|r| 0..ids.row_len(r)).collect());
     };
     ids.check_aligned("attention_mask", att)?;
     (0..ids.rows())
         .map(|r| {
-            let (row, a) = (ids.row(r), att.row(r));
+            let a = att.row(r);
             let start = a.iter().position(|&m| m != 0).unwrap_or(a.len());
             let end = a.iter().rposition(|&m| m != 0).map_or(start, |e| e + 1);
             if a[start..end].contains(&0) {
                 return Err(CoreError::invalid(
                     "attention_mask",
-                    format!("row {r} has padding between its tokens (only left or right padding is supported)"),
+                    format!(
+                        "row {r} has padding between its tokens (only left or right padding \
+                         is supported)"
+                    ),
                 ));
             }
-            Ok(&row[start..end])
+            Ok(start..end)
         })
+        .collect()
+}
+
+/// The rows of `rows` cut to `ranges` (from [`row_ranges`]).
+pub fn slice_rows<'a, T>(rows: &Ragged<'a, T>, ranges: &[std::ops::Range<usize>]) -> Vec<&'a [T]> {
+    ranges
+        .iter()
+        .enumerate()
+        .map(|(r, range)| &rows.row(r)[range.clone()])
         .collect()
 }
 
@@ -274,9 +287,11 @@ mod tests {
         let r = Ragged::new("input_ids", &ids, &offs).unwrap();
         let a = Ragged::new("attention_mask", &att[..8], &offs[..3]).unwrap();
         let ids8 = Ragged::new("input_ids", &ids[..8], &offs[..3]).unwrap();
-        let rows = row_slices(&ids8, Some(&a)).unwrap();
+        let ranges = row_ranges(&ids8, Some(&a)).unwrap();
+        let rows = slice_rows(&ids8, &ranges);
         assert_eq!(rows, [&[5i64, 6][..], &[7, 8, 9, 0][..]]);
         let a = Ragged::new("attention_mask", &att, &offs).unwrap();
-        assert!(row_slices(&r, Some(&a)).is_err());
+        assert!(row_ranges(&r, Some(&a)).is_err());
+        assert_eq!(row_ranges(&r, None).unwrap(), [0..4, 0..4, 0..4]);
     }
 }

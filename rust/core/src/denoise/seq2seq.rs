@@ -83,7 +83,10 @@ impl Seq2SeqConfig {
             if s == eos || s == pad {
                 return Err(CoreError::invalid(
                     "sentinel_ids",
-                    format!("{s} is also the {} id", if s == eos { "EOS" } else { "pad" }),
+                    format!(
+                        "{s} is also the {} id",
+                        if s == eos { "EOS" } else { "pad" }
+                    ),
                 ));
             }
             if !seen.insert(s) {
@@ -95,7 +98,10 @@ impl Seq2SeqConfig {
             sentinels.push(s);
         }
         if p.denoisers.is_empty() {
-            return Err(CoreError::invalid("denoisers", "needs at least one denoiser"));
+            return Err(CoreError::invalid(
+                "denoisers",
+                "needs at least one denoiser",
+            ));
         }
         let denoisers = p
             .denoisers
@@ -103,10 +109,7 @@ impl Seq2SeqConfig {
             .map(|d| Denoiser::new(d, p.input_length, p.random_roll, v))
             .collect::<Result<Vec<_>>>()?;
         let mixture = Mixture::new(p.weights, denoisers.len())?;
-        if let Some(d) = denoisers
-            .iter()
-            .find(|d| d.max_sentinels > sentinels.len())
-        {
+        if let Some(d) = denoisers.iter().find(|d| d.max_sentinels > sentinels.len()) {
             let DenoiserKind::Spans {
                 noise_density,
                 mean_span,
@@ -162,17 +165,29 @@ impl Seq2SeqConfig {
 
     /// Longest raw row any denoiser uses.
     pub fn max_raw_length(&self) -> usize {
-        self.denoisers.iter().map(|d| d.raw_length).max().unwrap_or(0)
+        self.denoisers
+            .iter()
+            .map(|d| d.raw_length)
+            .max()
+            .unwrap_or(0)
     }
 
     /// Longest inputs (mode token and EOS included) of rows of at most the raw lengths.
     pub fn input_length(&self) -> usize {
-        self.denoisers.iter().map(|d| d.input_length).max().unwrap_or(0)
+        self.denoisers
+            .iter()
+            .map(|d| d.input_length)
+            .max()
+            .unwrap_or(0)
     }
 
     /// Longest targets (EOS included) of rows of at most the raw lengths.
     pub fn target_length(&self) -> usize {
-        self.denoisers.iter().map(|d| d.target_length).max().unwrap_or(0)
+        self.denoisers
+            .iter()
+            .map(|d| d.target_length)
+            .max()
+            .unwrap_or(0)
     }
 
     /// The denoiser of batch `batch_index` in per-batch mode (one draw from the batch
@@ -344,7 +359,9 @@ impl<'a, T: TokenId> Seq2SeqJob<'a, T> {
             }
         }
         let input_width = self.widths.input_width(plans.iter().map(|p| p.input_len))?;
-        let target_width = self.widths.target_width(plans.iter().map(|p| p.target_len))?;
+        let target_width = self
+            .widths
+            .target_width(plans.iter().map(|p| p.target_len))?;
         let rows = self.rows.len();
         let pad = i64::from(cfg.pad);
         let [input_ids, attention_mask] =
@@ -482,7 +499,11 @@ mod tests {
         for &x in inputs {
             if is_s(x) {
                 let at = targets.iter().position(|&t| t == x).unwrap();
-                out.extend(targets[at + 1..].iter().take_while(|&&t| !is_s(t) && t != 1));
+                out.extend(
+                    targets[at + 1..]
+                        .iter()
+                        .take_while(|&&t| !is_s(t) && t != 1),
+                );
             } else {
                 out.push(x);
             }
@@ -505,7 +526,9 @@ mod tests {
         (0..n)
             .map(|r| {
                 let len = lo + (r * 7919) % (hi - lo + 1);
-                (0..len).map(|i| 10 + ((r * 131 + i * 17) % 700) as i64).collect()
+                (0..len)
+                    .map(|i| 10 + ((r * 131 + i * 17) % 700) as i64)
+                    .collect()
             })
             .collect()
     }

@@ -191,7 +191,8 @@ pub fn collator_lengths(
     if tokens < 2 {
         return Err(too_short());
     }
-    let targets = SpanCounts::lengths(tokens, noise_density, mean_span).1 + usize::from(random_roll);
+    let targets =
+        SpanCounts::lengths(tokens, noise_density, mean_span).1 + usize::from(random_roll);
     Ok((tokens, targets))
 }
 
@@ -342,7 +343,10 @@ mod tests {
                 "{l} {d} {mu}"
             );
         }
-        assert_eq!(compute_input_and_target_lengths(512, 0.0, 3.0).unwrap(), (511, 1));
+        assert_eq!(
+            compute_input_and_target_lengths(512, 0.0, 3.0).unwrap(),
+            (511, 1)
+        );
         assert!(compute_input_and_target_lengths(512, 1.0, 3.0).is_err());
         assert!(compute_input_and_target_lengths(512, 0.15, 0.5).is_err());
         assert!(compute_input_and_target_lengths(0, 0.15, 3.0).is_err());
@@ -375,7 +379,15 @@ mod tests {
     fn compositions_are_positive_and_sum() {
         let mut rng = Rng::from_seed(5);
         let (mut bits, mut out) = (Vec::new(), Vec::new());
-        for (n, m) in [(1, 1), (5, 5), (85, 28), (483, 28), (200, 1), (130, 64), (65, 2)] {
+        for (n, m) in [
+            (1, 1),
+            (5, 5),
+            (85, 28),
+            (483, 28),
+            (200, 1),
+            (130, 64),
+            (65, 2),
+        ] {
             random_composition(&mut rng, n, m, &mut bits, &mut out);
             assert_eq!(out.len(), m);
             assert!(out.iter().all(|&x| x >= 1));
@@ -446,8 +458,14 @@ mod tests {
     #[test]
     fn collator_lengths_fit_the_mask() {
         // At the usual settings they are T5's numbers.
-        assert_eq!(collator_lengths(512, 0.15, 3.0, 0, false).unwrap(), (568, 114));
-        assert_eq!(collator_lengths(512, 0.5, 64.0, 0, false).unwrap(), (1006, 512));
+        assert_eq!(
+            collator_lengths(512, 0.15, 3.0, 0, false).unwrap(),
+            (568, 114)
+        );
+        assert_eq!(
+            collator_lengths(512, 0.5, 64.0, 0, false).unwrap(),
+            (1006, 512)
+        );
         // μ = 64 on short inputs: the helper assumes no span, the mask has one.
         let (raw, tg) = collator_lengths(64, 0.15, 64.0, 0, false).unwrap();
         let (inp, t) = SpanCounts::lengths(raw, 0.15, 64.0);

@@ -129,10 +129,7 @@ impl Mixture {
         if weights.len() != count {
             return Err(CoreError::invalid(
                 "weights",
-                format!(
-                    "has {} entries for {count} denoisers",
-                    weights.len()
-                ),
+                format!("has {} entries for {count} denoisers", weights.len()),
             ));
         }
         if let Some(w) = weights.iter().find(|w| !(w.is_finite() && **w >= 0.0)) {
@@ -209,7 +206,10 @@ mod tests {
     #[test]
     fn ul2_lengths_at_512() {
         let d = Denoiser::new(&spans(0.5, 3.0, None), 512, false, 40_000).unwrap();
-        assert_eq!((d.raw_length, d.target_length, d.max_sentinels), (766, 512, 128));
+        assert_eq!(
+            (d.raw_length, d.target_length, d.max_sentinels),
+            (766, 512, 128)
+        );
         assert_eq!(d.input_length, 512);
         // With a mode token the raw length is computed for 511 inputs.
         let d = Denoiser::new(&spans(0.15, 3.0, Some(7)), 512, false, 40_000).unwrap();
@@ -230,7 +230,10 @@ mod tests {
             40_000,
         )
         .unwrap();
-        assert_eq!((s.raw_length, s.input_length, s.target_length), (510, 511, 510));
+        assert_eq!(
+            (s.raw_length, s.input_length, s.target_length),
+            (510, 511, 510)
+        );
         assert!(Denoiser::new(&spans(0.15, 3.0, Some(40_000)), 512, false, 40_000).is_err());
         let bad = DenoiserParams {
             kind: DenoiserKind::Prefix { noise_density: 0.6 },
@@ -258,6 +261,10 @@ mod tests {
         let single = Mixture::new(&[1.0], 1).unwrap();
         let mut r1 = Rng::from_seed(1);
         assert_eq!(single.choose(&mut r1), 0);
-        assert_eq!(r1.next_u64(), Rng::from_seed(1).next_u64(), "no draw for one denoiser");
+        assert_eq!(
+            r1.next_u64(),
+            Rng::from_seed(1).next_u64(),
+            "no draw for one denoiser"
+        );
     }
 }

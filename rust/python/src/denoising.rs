@@ -1,0 +1,737 @@
+//! Denoising kernels as frozen, picklable Python objects: `SpanCorruptor` (T5 span
+//! corruption and UL2 mixtures) and `BartNoiser`, plus `compute_input_and_target_lengths`.
+
+use lmobjectives_core::CoreError;
+use lmobjectives_core::batch::{OutId, TokenId};
+use lmobjectives_core::denoise::bart::{BartConfig, BartJob, BartParams, MaskLength};
+use lmobjectives_core::denoise::seq2seq::{Seq2SeqConfig, Seq2SeqJob, Seq2SeqParams};
+use lmobjectives_core::denoise::t5;
+use lmobjectives_core::denoise::ul2::{DenoiserKind, DenoiserParams};
+use lmobjectives_core::denoise::{Seq2SeqBatch, Widths, row_ranges, slice_rows};
+use lmobjectives_core::rng::{RowKeys, Streams, purpose};
+use numpy::{IntoPyArray, PyArray1, PyArray2};
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+
+use crate::convert::{OutDtype, id_rows, mask_rows, to_numpy2};
+use crate::errors::to_py;
+use crate::with_rows;
+
+type Arrays<'py, O> = (
+    Bound<'py, PyArray2<O>>,
+    Bound<'py, PyArray2<O>>,
+    Bound<'py, PyArray2<O>>,
+    Bound<'py, PyArray2<O>>,
+    Bound<'py, PyArray2<O>>,
+);
+
+/// `(input_ids, attention_mask, labels, decoder_input_ids, decoder_attention_mask)`, each
+/// moved into NumPy without a copy.
+fn arrays<O: OutId + numpy::Element>(
+    py: Python<'_>,
+    b: Seq2SeqBatch<O>,
+) -> PyResult<Arrays<'_, O>> {
+    let (n, wi, wt) = (b.rows, b.input_width, b.target_width);
+    Ok((
+        to_numpy2(py, n, wi, b.input_ids)?,
+        to_numpy2(py, n, wi, b.attention_mask)?,
+        to_numpy2(py, n, wt, b.labels)?,
+        to_numpy2(py, n, wt, b.decoder_input_ids)?,
+        to_numpy2(py, n, wt, b.decoder_attention_mask)?,
+    ))
+}
+
+fn keys(sample_ids: &Option<Vec<u64>>, batch_index: u64) -> RowKeys<'_> {
+    match sample_ids {
+        Some(ids) => RowKeys::Samples(ids),
+        None => RowKeys::Batch { index: batch_index },
+    }
+}
+
+/// T5's `random_spans_helper(inputs_length, noise_density, mean_noise_span_length, 1, 1)`:
+/// `(raw tokens, targets length)`.
+#[pyfunction]
+#[pyo3(signature = (inputs_length, noise_density=0.15, mean_noise_span_length=3.0))]
+pub fn compute_input_and_target_lengths(
+    inputs_length: usize,
+    noise_density: f64,
+    mean_noise_span_length: f64,
+) -> PyResult<(usize, usize)> {
+    t5::compute_input_and_target_lengths(inputs_length, noise_density, mean_noise_span_length)
+        .map_err(to_py)
+}
+
+/// One denoiser as Python passes it: `(kind, noise_density, mean_noise_span_length,
+/// mode_token_id)` with kind `"spans"` or `"prefix"`.
+type DenoiserTuple = (String, f64, f64, Option<i64>);
+
+fn denoiser_params(d: &DenoiserTuple) -> PyResult<DenoiserParams> {
+    let (kind, density, mean, mode) = d;
+    let kind = match kind.as_str() {
+        "spans" => DenoiserKind::Spans {
+            noise_density: *density,
+            mean_span: *mean,
+        },
+        "prefix" => DenoiserKind::Prefix {
+            noise_density: *density,
+        },
+        other => {
+            return Err(to_py(CoreError::invalid(
+                "denoisers",
+                format!("kind must be 'spans' or 'prefix', got {other:?}"),
+            )));
+        }
+    };
+    Ok(DenoiserParams {
+        kind,
+        mode_token: *mode,
+    })
+}
+
+/// T5 span corruption / UL2 mixture configuration (validated once) and its kernel.
+#[pyclass(frozen, module = "lmobjectives._core")]
+pub struct SpanCorruptor {
+    cfg: Seq2SeqConfig,
+    vocab_size: i64,
+    eos_token_id: i64,
+    pad_token_id: i64,
+    decoder_start_token_id: i64,
+    sentinel_ids: Vec<i64>,
+    denoisers: Vec<DenoiserTuple>,
+    weights: Vec<f64>,
+    input_length: usize,
+    random_roll: bool,
+    per_batch: bool,
+    purpose: String,
+}
+
+#[pymethods]
+impl SpanCorruptor {
+    #[new]
+    #[pyo3(signature = (
+        vocab_size, eos_token_id, pad_token_id, decoder_start_token_id, sentinel_ids,
+        denoisers, weights, input_length, random_roll=false, per_batch=false, purpose="t5",
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        vocab_size: i64,
+        eos_token_id: i64,
+        pad_token_id: i64,
+        decoder_start_token_id: i64,
+        sentinel_ids: Vec<i64>,
+        denoisers: Vec<DenoiserTuple>,
+        weights: Vec<f64>,
+        input_length: usize,
+        random_roll: bool,
+        per_batch: bool,
+        purpose: &str,
+    ) -> PyResult<Self> {
+        let params = denoisers
+            .iter()
+            .map(denoiser_params)
+            .collect::<PyResult<Vec<_>>>()?;
+        let cfg = Seq2SeqConfig::new(&Seq2SeqParams {
+            vocab_size,
+            eos_token_id,
+            pad_token_id,
+            decoder_start_token_id,
+            sentinel_ids: &sentinel_ids,
+            denoisers: &params,
+            weights: &weights,
+            input_length,
+            random_roll,
+            per_batch,
+            purpose: self::purpose(purpose),
+        })
+        .map_err(to_py)?;
+        Ok(Self {
+            cfg,
+            vocab_size,
+            eos_token_id,
+            pad_token_id,
+            decoder_start_token_id,
+            sentinel_ids,
+            denoisers,
+            weights,
+            input_length,
+            random_roll,
+            per_batch,
+            purpose: purpose.to_string(),
+        })
+    }
+
+    #[getter]
+    fn vocab_size(&self) -> i64 {
+        self.vocab_size
+    }
+
+    #[getter]
+    fn eos_token_id(&self) -> i64 {
+        self.eos_token_id
+    }
+
+    #[getter]
+    fn pad_token_id(&self) -> i64 {
+        self.pad_token_id
+    }
+
+    #[getter]
+    fn decoder_start_token_id(&self) -> i64 {
+        self.decoder_start_token_id
+    }
+
+    #[getter]
+    fn sentinel_ids(&self) -> Vec<i64> {
+        self.sentinel_ids.clone()
+    }
+
+    #[getter]
+    fn denoisers(&self) -> Vec<DenoiserTuple> {
+        self.denoisers.clone()
+    }
+
+    #[getter]
+    fn weights(&self) -> Vec<f64> {
+        self.weights.clone()
+    }
+
+    #[getter]
+    fn random_roll(&self) -> bool {
+        self.random_roll
+    }
+
+    #[getter]
+    fn per_batch(&self) -> bool {
+        self.per_batch
+    }
+
+    /// Raw tokens each denoiser cuts a row to.
+    #[getter]
+    fn raw_lengths(&self) -> Vec<usize> {
+        self.cfg.denoisers().iter().map(|d| d.raw_length).collect()
+    }
+
+    /// Longest inputs (mode token and EOS included) of each denoiser.
+    #[getter]
+    fn input_lengths(&self) -> Vec<usize> {
+        self.cfg
+            .denoisers()
+            .iter()
+            .map(|d| d.input_length)
+            .collect()
+    }
+
+    /// Longest targets (EOS included) of each denoiser.
+    #[getter]
+    fn target_lengths(&self) -> Vec<usize> {
+        self.cfg
+            .denoisers()
+            .iter()
+            .map(|d| d.target_length)
+            .collect()
+    }
+
+    /// The inputs length the raw lengths were computed for.
+    #[getter]
+    fn input_length(&self) -> usize {
+        self.input_length
+    }
+
+    /// The denoiser batch `batch_index` uses in per-batch mode.
+    #[pyo3(signature = (*, seed, epoch=0, batch_index=0))]
+    fn batch_denoiser(&self, seed: u64, epoch: u64, batch_index: u64) -> usize {
+        let streams = Streams::new(seed, epoch, purpose(&self.purpose));
+        self.cfg.batch_denoiser(&streams, batch_index)
+    }
+
+    /// Noises a batch of raw token rows (no EOS) into `(input_ids, attention_mask, labels,
+    /// decoder_input_ids, decoder_attention_mask)`.
+    #[pyo3(signature = (
+        input_ids, *, attention_mask=None, seed, epoch=0, batch_index=0, sample_ids=None,
+        truncation=false, input_width=None, target_width=None, pad_to_multiple_of=1,
+        dtype="int64", num_threads=1, rows_name=None,
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn corrupt<'py>(
+        &self,
+        py: Python<'py>,
+        input_ids: &Bound<'py, PyAny>,
+        attention_mask: Option<&Bound<'py, PyAny>>,
+        seed: u64,
+        epoch: u64,
+        batch_index: u64,
+        sample_ids: Option<Vec<u64>>,
+        truncation: bool,
+        input_width: Option<usize>,
+        target_width: Option<usize>,
+        pad_to_multiple_of: usize,
+        dtype: &str,
+        num_threads: usize,
+        rows_name: Option<&str>,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let dtype = OutDtype::parse(dtype)?;
+        let name = |key: &str| rows_name.map(|t| t.replace("{key}", key));
+        let rows = id_rows(input_ids, "input_ids", name("input_ids").as_deref())?;
+        let attn = attention_mask
+            .map(|a| mask_rows(a, "attention_mask", name("attention_mask").as_deref()))
+            .transpose()?;
+        let widths = Widths {
+            input: input_width,
+            target: target_width,
+            multiple_of: pad_to_multiple_of,
+        };
+        let keys = keys(&sample_ids, batch_index);
+        let cfg = &self.cfg;
+        with_rows!(rows, "input_ids", |r| {
+            let att = attn
+                .as_ref()
+                .map(|(v, o)| Ragged::new("attention_mask", v, o))
+                .transpose()
+                .map_err(to_py)?;
+            let ranges = row_ranges(&r, att.as_ref()).map_err(to_py)?;
+            let slices = slice_rows(&r, &ranges);
+            let job = Seq2SeqJob::new(
+                cfg,
+                &slices,
+                widths,
+                truncation,
+                seed,
+                epoch,
+                &keys,
+                batch_index,
+            )
+            .map_err(to_py)?;
+            run_job(py, dtype, &job, num_threads)
+        })
+    }
+
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
+        let py = slf.py();
+        let s = slf.get();
+        let args = (
+            s.vocab_size,
+            s.eos_token_id,
+            s.pad_token_id,
+            s.decoder_start_token_id,
+            s.sentinel_ids.clone(),
+            s.denoisers.clone(),
+            s.weights.clone(),
+            s.input_length,
+            s.random_roll,
+            s.per_batch,
+            s.purpose.clone(),
+        );
+        (slf.get_type(), args).into_pyobject(py)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "SpanCorruptor(vocab_size={}, eos_token_id={}, pad_token_id={}, \
+             decoder_start_token_id={}, sentinels={}, denoisers={:?}, weights={:?}, \
+             input_length={}, random_roll={}, per_batch={}, purpose={:?})",
+            self.vocab_size,
+            self.eos_token_id,
+            self.pad_token_id,
+            self.decoder_start_token_id,
+            self.sentinel_ids.len(),
+            self.denoisers,
+            self.weights,
+            self.input_length,
+            py_bool(self.random_roll),
+            py_bool(self.per_batch),
+            self.purpose,
+        )
+    }
+}
+
+fn py_bool(b: bool) -> &'static str {
+    if b { "True" } else { "False" }
+}
+
+/// Runs a job at the requested output width with the GIL released.
+fn run_job<'py, J: RunBoth + Sync>(
+    py: Python<'py>,
+    dtype: OutDtype,
+    job: &J,
+    threads: usize,
+) -> PyResult<Bound<'py, PyTuple>> {
+    match dtype {
+        OutDtype::I64 => {
+            let b = py.detach(|| job.run_i64(threads)).map_err(to_py)?;
+            arrays(py, b)?.into_pyobject(py)
+        }
+        OutDtype::I32 => {
+            let b = py.detach(|| job.run_i32(threads)).map_err(to_py)?;
+            arrays(py, b)?.into_pyobject(py)
+        }
+    }
+}
+
+/// Both output widths of a job, behind one bound.
+trait RunBoth {
+    fn run_i64(&self, threads: usize) -> lmobjectives_core::Result<Seq2SeqBatch<i64>>;
+    fn run_i32(&self, threads: usize) -> lmobjectives_core::Result<Seq2SeqBatch<i32>>;
+}
+
+impl<T: TokenId> RunBoth for Seq2SeqJob<'_, T> {
+    fn run_i64(&self, threads: usize) -> lmobjectives_core::Result<Seq2SeqBatch<i64>> {
+        self.run(threads)
+    }
+    fn run_i32(&self, threads: usize) -> lmobjectives_core::Result<Seq2SeqBatch<i32>> {
+        self.run(threads)
+    }
+}
+
+impl<T: TokenId> RunBoth for BartJob<'_, T> {
+    fn run_i64(&self, threads: usize) -> lmobjectives_core::Result<Seq2SeqBatch<i64>> {
+        self.run(threads)
+    }
+    fn run_i32(&self, threads: usize) -> lmobjectives_core::Result<Seq2SeqBatch<i32>> {
+        self.run(threads)
+    }
+}
+
+/// BART noising configuration (validated once) and its kernel.
+#[pyclass(frozen, module = "lmobjectives._core")]
+pub struct BartNoiser {
+    cfg: BartConfig,
+    args: BartArgs,
+}
+
+#[derive(Clone)]
+struct BartArgs {
+    vocab_size: i64,
+    bos_token_id: i64,
+    eos_token_id: i64,
+    pad_token_id: i64,
+    mask_token_id: i64,
+    decoder_start_token_id: i64,
+    special_token_ids: Vec<i64>,
+    word_starts: Option<Vec<bool>>,
+    full_stop_token_ids: Vec<i64>,
+    mask_ratio: f64,
+    random_ratio: f64,
+    insert_ratio: f64,
+    rotate_ratio: f64,
+    permute_sentence_ratio: f64,
+    poisson_lambda: f64,
+    mask_length: String,
+    replace_length: i64,
+    add_special_tokens: bool,
+}
+
+#[pymethods]
+impl BartNoiser {
+    #[new]
+    #[pyo3(signature = (
+        vocab_size, bos_token_id, eos_token_id, pad_token_id, mask_token_id,
+        decoder_start_token_id, special_token_ids, word_starts=None, full_stop_token_ids=vec![],
+        mask_ratio=0.3, random_ratio=0.1, insert_ratio=0.0, rotate_ratio=0.0,
+        permute_sentence_ratio=1.0, poisson_lambda=3.0, mask_length="span-poisson",
+        replace_length=1, add_special_tokens=true,
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        vocab_size: i64,
+        bos_token_id: i64,
+        eos_token_id: i64,
+        pad_token_id: i64,
+        mask_token_id: i64,
+        decoder_start_token_id: i64,
+        special_token_ids: Vec<i64>,
+        word_starts: Option<Vec<bool>>,
+        full_stop_token_ids: Vec<i64>,
+        mask_ratio: f64,
+        random_ratio: f64,
+        insert_ratio: f64,
+        rotate_ratio: f64,
+        permute_sentence_ratio: f64,
+        poisson_lambda: f64,
+        mask_length: &str,
+        replace_length: i64,
+        add_special_tokens: bool,
+    ) -> PyResult<Self> {
+        let args = BartArgs {
+            vocab_size,
+            bos_token_id,
+            eos_token_id,
+            pad_token_id,
+            mask_token_id,
+            decoder_start_token_id,
+            special_token_ids,
+            word_starts,
+            full_stop_token_ids,
+            mask_ratio,
+            random_ratio,
+            insert_ratio,
+            rotate_ratio,
+            permute_sentence_ratio,
+            poisson_lambda,
+            mask_length: mask_length.to_string(),
+            replace_length,
+            add_special_tokens,
+        };
+        let cfg = BartConfig::new(&BartParams {
+            vocab_size,
+            bos_token_id,
+            eos_token_id,
+            pad_token_id,
+            mask_token_id,
+            decoder_start_token_id,
+            special_token_ids: &args.special_token_ids,
+            word_starts: args.word_starts.as_deref(),
+            full_stop_ids: &args.full_stop_token_ids,
+            mask_ratio,
+            random_ratio,
+            insert_ratio,
+            rotate_ratio,
+            permute_sentence_ratio,
+            poisson_lambda,
+            mask_length: MaskLength::parse(mask_length).map_err(to_py)?,
+            replace_length,
+            add_special_tokens,
+        })
+        .map_err(to_py)?;
+        Ok(Self { cfg, args })
+    }
+
+    #[getter]
+    fn vocab_size(&self) -> i64 {
+        self.args.vocab_size
+    }
+
+    #[getter]
+    fn bos_token_id(&self) -> i64 {
+        self.args.bos_token_id
+    }
+
+    #[getter]
+    fn eos_token_id(&self) -> i64 {
+        self.args.eos_token_id
+    }
+
+    #[getter]
+    fn pad_token_id(&self) -> i64 {
+        self.args.pad_token_id
+    }
+
+    #[getter]
+    fn mask_token_id(&self) -> i64 {
+        self.args.mask_token_id
+    }
+
+    #[getter]
+    fn decoder_start_token_id(&self) -> i64 {
+        self.args.decoder_start_token_id
+    }
+
+    #[getter]
+    fn special_token_ids(&self) -> Vec<i64> {
+        self.args.special_token_ids.clone()
+    }
+
+    #[getter]
+    fn full_stop_token_ids(&self) -> Vec<i64> {
+        self.args.full_stop_token_ids.clone()
+    }
+
+    #[getter]
+    fn mask_ratio(&self) -> f64 {
+        self.args.mask_ratio
+    }
+
+    #[getter]
+    fn random_ratio(&self) -> f64 {
+        self.args.random_ratio
+    }
+
+    #[getter]
+    fn insert_ratio(&self) -> f64 {
+        self.args.insert_ratio
+    }
+
+    #[getter]
+    fn rotate_ratio(&self) -> f64 {
+        self.args.rotate_ratio
+    }
+
+    #[getter]
+    fn permute_sentence_ratio(&self) -> f64 {
+        self.args.permute_sentence_ratio
+    }
+
+    #[getter]
+    fn poisson_lambda(&self) -> f64 {
+        self.args.poisson_lambda
+    }
+
+    #[getter]
+    fn mask_length(&self) -> String {
+        self.args.mask_length.clone()
+    }
+
+    #[getter]
+    fn replace_length(&self) -> i64 {
+        self.args.replace_length
+    }
+
+    #[getter]
+    fn add_special_tokens(&self) -> bool {
+        self.args.add_special_tokens
+    }
+
+    /// The word-start table (one bool per id), or `None` when every token starts a word.
+    #[getter]
+    fn word_starts<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyArray1<bool>>> {
+        self.cfg
+            .word_starts()
+            .table()
+            .map(|t| t.to_vec().into_pyarray(py))
+    }
+
+    /// Probabilities of span lengths `0..=K` (span-poisson only).
+    #[getter]
+    fn span_length_probabilities(&self) -> Option<Vec<f64>> {
+        self.cfg.spans().map(|s| s.probabilities())
+    }
+
+    /// `count` span lengths drawn from the span-length distribution the kernel uses.
+    #[pyo3(signature = (count, *, seed))]
+    fn sample_span_lengths<'py>(
+        &self,
+        py: Python<'py>,
+        count: usize,
+        seed: u64,
+    ) -> PyResult<Bound<'py, PyArray1<u32>>> {
+        let v = py
+            .detach(|| self.cfg.sample_span_lengths(count, seed))
+            .map_err(to_py)?;
+        Ok(v.into_pyarray(py))
+    }
+
+    /// Noises a batch into `(input_ids, attention_mask, labels, decoder_input_ids,
+    /// decoder_attention_mask)`.
+    #[pyo3(signature = (
+        input_ids, *, attention_mask=None, sentence_starts=None, seed, epoch=0, batch_index=0,
+        sample_ids=None, pad_to_multiple_of=1, dtype="int64", num_threads=1, rows_name=None,
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn noise<'py>(
+        &self,
+        py: Python<'py>,
+        input_ids: &Bound<'py, PyAny>,
+        attention_mask: Option<&Bound<'py, PyAny>>,
+        sentence_starts: Option<&Bound<'py, PyAny>>,
+        seed: u64,
+        epoch: u64,
+        batch_index: u64,
+        sample_ids: Option<Vec<u64>>,
+        pad_to_multiple_of: usize,
+        dtype: &str,
+        num_threads: usize,
+        rows_name: Option<&str>,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let dtype = OutDtype::parse(dtype)?;
+        let name = |key: &str| rows_name.map(|t| t.replace("{key}", key));
+        let rows = id_rows(input_ids, "input_ids", name("input_ids").as_deref())?;
+        let attn = attention_mask
+            .map(|a| mask_rows(a, "attention_mask", name("attention_mask").as_deref()))
+            .transpose()?;
+        let starts = sentence_starts
+            .map(|s| mask_rows(s, "sentence_starts", name("sentence_starts").as_deref()))
+            .transpose()?;
+        let widths = Widths {
+            input: None,
+            target: None,
+            multiple_of: pad_to_multiple_of,
+        };
+        let keys = keys(&sample_ids, batch_index);
+        let cfg = &self.cfg;
+        with_rows!(rows, "input_ids", |r| {
+            let att = attn
+                .as_ref()
+                .map(|(v, o)| Ragged::new("attention_mask", v, o))
+                .transpose()
+                .map_err(to_py)?;
+            let ranges = row_ranges(&r, att.as_ref()).map_err(to_py)?;
+            let slices = slice_rows(&r, &ranges);
+            let start_rows = starts
+                .as_ref()
+                .map(|(v, o)| -> PyResult<Vec<&[u8]>> {
+                    let s = Ragged::new("sentence_starts", v, o).map_err(to_py)?;
+                    r.check_aligned("sentence_starts", &s).map_err(to_py)?;
+                    Ok(slice_rows(&s, &ranges))
+                })
+                .transpose()?;
+            let job = BartJob::new(
+                cfg,
+                &slices,
+                start_rows.as_deref(),
+                widths,
+                Streams::new(seed, epoch, 0),
+                &keys,
+            )
+            .map_err(to_py)?;
+            run_job(py, dtype, &job, num_threads)
+        })
+    }
+
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
+        let py = slf.py();
+        let a = slf.get().args.clone();
+        let args = [
+            a.vocab_size.into_pyobject(py)?.into_any(),
+            a.bos_token_id.into_pyobject(py)?.into_any(),
+            a.eos_token_id.into_pyobject(py)?.into_any(),
+            a.pad_token_id.into_pyobject(py)?.into_any(),
+            a.mask_token_id.into_pyobject(py)?.into_any(),
+            a.decoder_start_token_id.into_pyobject(py)?.into_any(),
+            a.special_token_ids.into_pyobject(py)?.into_any(),
+            a.word_starts.into_pyobject(py)?.into_any(),
+            a.full_stop_token_ids.into_pyobject(py)?.into_any(),
+            a.mask_ratio.into_pyobject(py)?.into_any(),
+            a.random_ratio.into_pyobject(py)?.into_any(),
+            a.insert_ratio.into_pyobject(py)?.into_any(),
+            a.rotate_ratio.into_pyobject(py)?.into_any(),
+            a.permute_sentence_ratio.into_pyobject(py)?.into_any(),
+            a.poisson_lambda.into_pyobject(py)?.into_any(),
+            a.mask_length.into_pyobject(py)?.into_any(),
+            a.replace_length.into_pyobject(py)?.into_any(),
+            a.add_special_tokens
+                .into_pyobject(py)?
+                .to_owned()
+                .into_any(),
+        ];
+        (slf.get_type(), PyTuple::new(py, args)?).into_pyobject(py)
+    }
+
+    fn __repr__(&self) -> String {
+        let a = &self.args;
+        format!(
+            "BartNoiser(vocab_size={}, bos_token_id={}, eos_token_id={}, pad_token_id={}, \
+             mask_token_id={}, decoder_start_token_id={}, mask_ratio={:?}, random_ratio={:?}, \
+             insert_ratio={:?}, rotate_ratio={:?}, permute_sentence_ratio={:?}, poisson_lambda={:?}, \
+             mask_length={:?}, replace_length={}, add_special_tokens={}, word_starts={})",
+            a.vocab_size,
+            a.bos_token_id,
+            a.eos_token_id,
+            a.pad_token_id,
+            a.mask_token_id,
+            a.decoder_start_token_id,
+            a.mask_ratio,
+            a.random_ratio,
+            a.insert_ratio,
+            a.rotate_ratio,
+            a.permute_sentence_ratio,
+            a.poisson_lambda,
+            a.mask_length,
+            a.replace_length,
+            py_bool(a.add_special_tokens),
+            if a.word_starts.is_some() {
+                "table"
+            } else {
+                "None"
+            },
+        )
+    }
+}
