@@ -71,6 +71,10 @@ class Collator:
     ``return_tensors`` / ``dtype``.
     """
 
+    #: Per-token example columns this objective reads beyond input_ids & co (see
+    #: :func:`lmobjectives._inputs.normalize`).
+    _extra_keys: tuple[str, ...] = ()
+
     def __init__(
         self,
         *,
@@ -109,7 +113,7 @@ class Collator:
     # -- the batch -------------------------------------------------------------------------
 
     def __call__(self, examples: Any) -> dict[str, Any]:
-        rows = normalize(examples)
+        rows = normalize(examples, self._extra_keys)
         seed, epoch, batch_index, ticket = self._streams.reserve()
         try:
             key = Key(seed, epoch, batch_index, rows.sample_ids)

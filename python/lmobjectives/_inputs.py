@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -76,6 +76,8 @@ class Rows:
     labels: dict[str, np.ndarray] | None = None
     # How row `{row}` of column `{key}` is named in error messages.
     rows_name: str = "{key}[{row}]"
+    # Columns an objective asked for beyond TOKEN_KEYS (see ``normalize(extra_keys=...)``).
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _as_array_like(x: Any) -> Any:
@@ -151,33 +153,39 @@ def _labels(values: Any, name: str) -> np.ndarray:
     return arr.astype(np.int64)
 
 
-def _check_keys(keys: Any, where: str) -> None:
+def _check_keys(keys: Any, where: str, extra_keys: tuple[str, ...] = ()) -> None:
     if "input_ids" not in keys:
         raise ValueError(
             f"{where}: missing the 'input_ids' key (got keys {sorted(map(str, keys))})"
         )
-    unknown = set(keys) - ACCEPTED_KEYS
+    accepted = ACCEPTED_KEYS.union(extra_keys)
+    unknown = set(keys) - accepted
     if unknown:
         raise ValueError(
             f"{where}: unexpected keys {sorted(map(str, unknown))}; accepted keys are "
-            f"{sorted(ACCEPTED_KEYS)} (remove other columns, e.g. with "
+            f"{sorted(accepted)} (remove other columns, e.g. with "
             "dataset.remove_columns or Trainer's remove_unused_columns)"
         )
 
 
-def normalize(examples: Any) -> Rows:
+def normalize(examples: Any, extra_keys: tuple[str, ...] = ()) -> Rows:
     """Turns a batch in any accepted form into :class:`Rows`; raises TypeError/ValueError
-    naming ``examples`` (and the offending index/key) for anything else."""
+    naming ``examples`` (and the offending index/key) for anything else.
+
+    ``extra_keys`` names further per-token columns an objective reads (e.g. BART's
+    ``sentence_starts``); they are accepted and returned in :attr:`Rows.extra`.
+    """
     if isinstance(examples, Mapping):
-        _check_keys(examples.keys(), "examples")
+        _check_keys(examples.keys(), "examples", extra_keys)
         cols = {k: _column(examples[k], k) for k in TOKEN_KEYS if examples.get(k) is not None}
+        extra = {k: _column(examples[k], k) for k in extra_keys if examples.get(k) is not None}
         idx = examples.get(SAMPLE_KEY)
         sample_ids = None
         if idx is not None:
             arr = np.asarray(idx)
             sample_ids = _sample_ids(arr if arr.dtype != object else arr.ravel(), SAMPLE_KEY)
         labels = {k: _labels(examples[k], k) for k in LABEL_KEYS if examples.get(k) is not None}
-        return Rows(**cols, sample_ids=sample_ids, labels=labels or None)
+        return Rows(**cols, sample_ids=sample_ids, labels=labels or None, extra=extra)
 
     examples = _as_array_like(examples)
     if isinstance(examples, np.ndarray):
@@ -196,7 +204,7 @@ def normalize(examples: Any) -> Rows:
         return Rows(input_ids=_rows(list(examples)), rows_name="examples[{row}]")
 
     keys = first.keys()
-    _check_keys(keys, "examples[0]")
+    _check_keys(keys, "examples[0]", extra_keys)
     for i, ex in enumerate(examples):
         if type(ex) is not dict and not isinstance(ex, Mapping):
             raise TypeError(
@@ -207,6 +215,7 @@ def normalize(examples: Any) -> Rows:
                 f"examples[{i}]: keys {sorted(ex.keys())} differ from examples[0]'s {sorted(keys)}"
             )
     cols = {k: _rows([ex[k] for ex in examples]) for k in TOKEN_KEYS if k in keys}
+    extra = {k: _rows([ex[k] for ex in examples]) for k in extra_keys if k in keys}
     sample_ids = (
         _sample_ids([ex[SAMPLE_KEY] for ex in examples], "idx") if SAMPLE_KEY in keys else None
     )
@@ -216,4 +225,5 @@ def normalize(examples: Any) -> Rows:
         sample_ids=sample_ids,
         labels=labels or None,
         rows_name="examples[{row}]['{key}']",
+        extra=extra,
     )

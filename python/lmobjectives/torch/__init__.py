@@ -7,6 +7,8 @@
 - :mod:`lmobjectives.torch.electra`: ELECTRA replaced-token detection (:class:`ElectraRTD`).
 - :mod:`lmobjectives.torch.models`: small models from a few numbers (:class:`TinyEncoder`).
 - :mod:`lmobjectives.torch.oracle`: a seeded LSTM oracle for synthetic-corpus experiments.
+- :func:`seq2seq_loss`: the denoising objectives' (T5, BART, UL2) token cross-entropy over
+  the decoder's labelled positions, with optional label smoothing.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ __all__ = [
     "SharedMemoryAllocator",
     "masked_lm_loss",
     "sentence_pair_loss",
+    "seq2seq_loss",
     "to_torch",
 ]
 
@@ -198,3 +201,46 @@ class SentencePairHead(nn.Module):
         if labels is None:
             return logits
         return sentence_pair_loss(logits, labels), logits
+
+
+def seq2seq_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    label_smoothing: float = 0.0,
+    ignore_index: int = IGNORE_INDEX,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """Token cross-entropy of a decoder's ``logits`` ``[batch, length, vocab]`` against
+    ``labels`` ``[batch, length]`` (``-100`` = ignore), as the batches of
+    :mod:`lmobjectives.denoising` carry them.
+
+    ``reduction="mean"`` averages over the labelled tokens of the whole batch (what
+    ``T5ForConditionalGeneration`` and ``BartForConditionalGeneration`` return as ``loss``);
+    ``"sum"`` adds them up (divide by a token count of your own, e.g. across gradient
+    accumulation steps). ``label_smoothing`` spreads that much probability mass uniformly over
+    the vocabulary (fairseq's BART recipe uses 0.1). A batch without labels gives 0 with a
+    gradient.
+    """
+    if logits.dim() != 3:
+        raise ValueError(f"logits: expected [batch, length, vocab], got {tuple(logits.shape)}")
+    if labels.shape != logits.shape[:2]:
+        raise ValueError(
+            f"labels: shape {tuple(labels.shape)} does not match logits {tuple(logits.shape[:2])}"
+        )
+    if labels.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"labels: expected an integer tensor, got {labels.dtype}")
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"label_smoothing: must be in [0, 1], got {label_smoothing}")
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"reduction: must be 'mean' or 'sum', got {reduction!r}")
+    flat = labels.reshape(-1)
+    keep = flat != ignore_index
+    if not bool(keep.any()):
+        return logits.sum() * 0.0
+    return F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1])[keep].float(),
+        flat[keep].long(),
+        label_smoothing=label_smoothing,
+        reduction=reduction,
+    )

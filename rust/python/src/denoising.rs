@@ -6,7 +6,7 @@ use lmobjectives_core::batch::{OutId, TokenId};
 use lmobjectives_core::denoise::bart::{BartConfig, BartJob, BartParams, MaskLength};
 use lmobjectives_core::denoise::seq2seq::{Seq2SeqConfig, Seq2SeqJob, Seq2SeqParams};
 use lmobjectives_core::denoise::t5;
-use lmobjectives_core::denoise::ul2::{DenoiserKind, DenoiserParams};
+use lmobjectives_core::denoise::ul2::{Denoiser, DenoiserKind, DenoiserParams};
 use lmobjectives_core::denoise::{Seq2SeqBatch, Widths, row_ranges, slice_rows};
 use lmobjectives_core::rng::{RowKeys, Streams, purpose};
 use numpy::{IntoPyArray, PyArray1, PyArray2};
@@ -86,6 +86,31 @@ fn denoiser_params(d: &DenoiserTuple) -> PyResult<DenoiserParams> {
         kind,
         mode_token: *mode,
     })
+}
+
+/// Per denoiser, `(raw_length, input_length, target_length, max_sentinels)` at inputs of
+/// `input_length` tokens (a mode token, when the tuple has one, and EOS included).
+#[pyfunction]
+#[pyo3(signature = (denoisers, input_length, random_roll=false))]
+pub fn denoiser_lengths(
+    denoisers: Vec<DenoiserTuple>,
+    input_length: usize,
+    random_roll: bool,
+) -> PyResult<Vec<(usize, usize, usize, usize)>> {
+    denoisers
+        .iter()
+        .map(|d| {
+            let p = denoiser_params(d)?;
+            let d =
+                Denoiser::new(&p, input_length, random_roll, i64::from(i32::MAX)).map_err(to_py)?;
+            Ok((
+                d.raw_length,
+                d.input_length,
+                d.target_length,
+                d.max_sentinels,
+            ))
+        })
+        .collect()
 }
 
 /// T5 span corruption / UL2 mixture configuration (validated once) and its kernel.

@@ -31,7 +31,9 @@ mod _core {
     use crate::pairs::{build_pair_index, pair_rows};
 
     #[pymodule_export]
-    use crate::denoising::{BartNoiser, SpanCorruptor, compute_input_and_target_lengths};
+    use crate::denoising::{
+        BartNoiser, SpanCorruptor, compute_input_and_target_lengths, denoiser_lengths,
+    };
 
     #[pymodule_export]
     use crate::errors::{InvalidArgumentError, LMObjectivesError, ShapeError, TokenIdError};
