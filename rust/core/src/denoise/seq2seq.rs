@@ -393,36 +393,24 @@ impl<'a, T: TokenId> Seq2SeqJob<'a, T> {
         let cfg = self.cfg;
         let d = &cfg.denoisers[plan.denoiser];
         let row = &row[..plan.len];
-        let mut w = 0;
-        let mut put = |out: &mut [O], v: i64| {
-            out[w] = O::from_i64(v);
-            w += 1;
-        };
+        let mut w = Writer { out, at: 0 };
         if let Some(m) = d.mode_token {
-            put(out, i64::from(m));
+            w.push(m);
         }
         match d.kind {
             DenoiserKind::Spans { .. } => {
                 let mut pos = 0usize;
                 for (k, &(s, l)) in plan.mask.runs.iter().enumerate() {
-                    for &x in &row[pos..s as usize] {
-                        put(out, x.to_i64());
-                    }
-                    put(out, i64::from(cfg.sentinels[k]));
+                    w.copy(&row[pos..s as usize]);
+                    w.push(cfg.sentinels[k]);
                     pos = (s + l) as usize;
                 }
-                for &x in &row[pos..] {
-                    put(out, x.to_i64());
-                }
+                w.copy(&row[pos..]);
             }
-            DenoiserKind::Prefix { .. } => {
-                for &x in &row[..plan.prefix] {
-                    put(out, x.to_i64());
-                }
-            }
+            DenoiserKind::Prefix { .. } => w.copy(&row[..plan.prefix]),
         }
-        put(out, i64::from(cfg.eos));
-        w
+        w.push(cfg.eos);
+        w.at
     }
 
     /// Writes the targets of one row into `out[..plan.target_len]`; returns the length.
@@ -430,32 +418,45 @@ impl<'a, T: TokenId> Seq2SeqJob<'a, T> {
         let cfg = self.cfg;
         let d = &cfg.denoisers[plan.denoiser];
         let row = &row[..plan.len];
-        let mut w = 0;
-        let mut put = |out: &mut [O], v: i64| {
-            out[w] = O::from_i64(v);
-            w += 1;
-        };
+        let mut w = Writer { out, at: 0 };
         match d.kind {
             DenoiserKind::Spans { .. } => {
-                let m = plan.mask.runs.len();
                 for (k, &(s, l)) in plan.mask.runs.iter().enumerate() {
-                    put(out, i64::from(cfg.sentinels[k]));
-                    for &x in &row[s as usize..(s + l) as usize] {
-                        put(out, x.to_i64());
-                    }
+                    w.push(cfg.sentinels[k]);
+                    w.copy(&row[s as usize..(s + l) as usize]);
                 }
                 if plan.mask.ends_clean {
-                    put(out, i64::from(cfg.sentinels[m]));
+                    w.push(cfg.sentinels[plan.mask.runs.len()]);
                 }
             }
-            DenoiserKind::Prefix { .. } => {
-                for &x in &row[plan.prefix..] {
-                    put(out, x.to_i64());
-                }
-            }
+            DenoiserKind::Prefix { .. } => w.copy(&row[plan.prefix..]),
         }
-        put(out, i64::from(cfg.eos));
-        w
+        w.push(cfg.eos);
+        w.at
+    }
+}
+
+/// Appends to the start of an output row.
+struct Writer<'a, O> {
+    out: &'a mut [O],
+    at: usize,
+}
+
+impl<O: OutId> Writer<'_, O> {
+    #[inline]
+    fn push(&mut self, id: u32) {
+        self.out[self.at] = O::from_i64(i64::from(id));
+        self.at += 1;
+    }
+
+    /// Copies (and converts) a run of tokens: one bounds check, a vectorisable loop.
+    #[inline]
+    fn copy<T: TokenId>(&mut self, src: &[T]) {
+        let dst = &mut self.out[self.at..self.at + src.len()];
+        for (d, &x) in dst.iter_mut().zip(src) {
+            *d = O::from_i64(x.to_i64());
+        }
+        self.at += src.len();
     }
 }
 
