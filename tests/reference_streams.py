@@ -448,3 +448,327 @@ def _truncate(a, b, max_tokens, rng):
             heads += bin(rng.next_u64() & ((1 << left) - 1)).count("1")
         side[0] += heads
         side[1] -= k - heads
+
+
+# -- denoising (rust/core/src/denoise) -------------------------------------------------------------
+
+
+def _round(x: float) -> int:
+    return int(round(x))  # Python rounds half to even, as the kernel
+
+
+def t5_counts(length: int, d: float, mu: float) -> tuple[int, int, int]:
+    """(noise, clean, spans) of T5's mask for a row of ``length`` tokens (drawn for
+    max(length, 2), spans capped at the non-noise count)."""
+    n = max(length, 2)
+    noise = min(max(_round(n * d), 1), n - 1)
+    clean = n - noise
+    return noise, clean, min(max(1, _round(noise / mu)), clean)
+
+
+def composition(rng: Xoshiro, n: int, m: int) -> list[int]:
+    """Floyd's sample of m − 1 boundaries among the n − 1 slots → part lengths."""
+    slots, k = n - 1, m - 1
+    chosen: set[int] = set()
+    for j in range(slots - k, slots):
+        t = rng.below(j + 1)
+        chosen.add(j if t in chosen else t)
+    cuts = [0] + [c + 1 for c in sorted(chosen)] + [n]
+    return [b - a for a, b in zip(cuts, cuts[1:])]
+
+
+def t5_runs(rng: Xoshiro, length: int, d: float, mu: float, roll: bool) -> list[tuple[int, int]]:
+    """The noise runs (start, len) of one row, drawn as the kernel draws them."""
+    noise, clean, spans = t5_counts(length, d, mu)
+    noise_parts = composition(rng, noise, spans)
+    clean_parts = composition(rng, clean, spans)
+    runs, pos = [], 0
+    for c, n in zip(clean_parts, noise_parts):
+        pos += c
+        if pos >= length:
+            break
+        n = min(n, length - pos)
+        runs.append((pos, n))
+        pos += n
+    if roll:
+        offset = rng.below(length)
+        if offset:
+            rolled = []
+            for s, n in runs:
+                start = (s + offset) % length
+                if start + n > length:
+                    rolled += [(start, length - start), (0, start + n - length)]
+                else:
+                    rolled.append((start, n))
+            runs = sorted(rolled)
+    return runs
+
+
+def t5_row(row, runs, sentinels, eos, mode=None):
+    """(inputs, targets) of a row with noise ``runs``: sentinel k in front of span k."""
+    inputs = [] if mode is None else [mode]
+    targets = []
+    pos = 0
+    for k, (s, n) in enumerate(runs):
+        inputs += list(row[pos:s]) + [sentinels[k]]
+        targets += [sentinels[k], *row[s : s + n]]
+        pos = s + n
+    inputs += list(row[pos:])
+    if not runs or runs[-1][0] + runs[-1][1] != len(row):
+        targets.append(sentinels[len(runs)])
+    return inputs + [eos], targets + [eos]
+
+
+def mixture_pick(u: int, weights: list[float]) -> int:
+    total, acc, thresholds = sum(weights), 0.0, []
+    for w in weights:
+        acc += w
+        p = acc / total
+        thresholds.append((1 << 64) - 1 if p >= 1.0 else int(p * 18446744073709551616.0))
+    last = max(i for i, w in enumerate(weights) if w > 0)
+    for i in range(last):
+        if u < thresholds[i]:
+            return i
+    return last
+
+
+def prefix_length(rng: Xoshiro, length: int, d: float) -> int:
+    hi = length - 1
+    lo = min(hi, max(1, _round((1 - 2 * d) * hi)))
+    return lo + rng.below(hi - lo + 1)
+
+
+class BartReference:
+    """The BART kernel (rust/core/src/denoise/bart.rs) in Python, draw for draw; records its
+    decisions (``self.log``) so they can be replayed into the fairseq port."""
+
+    def __init__(self, *, vocab_size, bos, eos, pad, mask, specials=(), word_starts=None,
+                 full_stops=(), mask_ratio=0.3, random_ratio=0.1, insert_ratio=0.0,
+                 rotate_ratio=0.0, permute_ratio=1.0, poisson_lambda=3.0,
+                 mask_length="span-poisson", replace_length=1):
+        import math
+
+        import numpy as np
+
+        self.math, self.np = math, np
+        self.bos, self.eos, self.mask = bos, eos, mask
+        special = {bos, eos, pad, mask, *specials}
+        self.pool = [i for i in range(vocab_size) if i not in special]
+        self.word_starts = None if mask_length == "subword" else word_starts
+        self.full_stops = set(full_stops)
+        self.mask_ratio, self.random_ratio = mask_ratio, random_ratio
+        self.insert_ratio, self.rotate_ratio, self.permute_ratio = (
+            insert_ratio,
+            rotate_ratio,
+            permute_ratio,
+        )
+        self.mask_length, self.replace_length = mask_length, replace_length
+        self.random = chance(random_ratio)
+        self.rotate = chance(rotate_ratio)
+        pmf, term, k = [math.exp(-poisson_lambda)], math.exp(-poisson_lambda), 0.0
+        while not (term < 1e-7 and k >= poisson_lambda):
+            k += 1.0
+            term *= poisson_lambda / k
+            pmf.append(term)
+        total, acc, self.cumulative = sum(pmf), 0.0, []
+        for p in pmf:
+            acc += p / total
+            self.cumulative.append(
+                (1 << 64) - 1 if acc >= 1.0 else int(acc * 18446744073709551616.0)
+            )
+        self.cumulative[-1] = (1 << 64) - 1
+        self.log: dict = {}
+
+    def _span_length(self, rng):
+        u = rng.next_u64()
+        for i, c in enumerate(self.cumulative[:-1]):
+            if u < c:
+                return i
+        return len(self.cumulative) - 1
+
+    def _random_id(self, rng):
+        return self.pool[rng.below(len(self.pool))]
+
+    def _ws(self, src, i):
+        if i == 0 or i == len(src) - 1:
+            return False
+        return True if self.word_starts is None else bool(self.word_starts[src[i]])
+
+    def noise(self, src, rng, sentence_starts=None):
+        """Noises ``src`` (BOS … EOS, a list); ``sentence_starts`` aligned with src[1:-1]."""
+        self.log = {"perms": [], "lengths": []}
+        src = list(src)
+        if self.permute_ratio > 0:
+            src = self._permute(src, rng, sentence_starts)
+        if self.mask_ratio > 0:
+            src = self._mask(src, rng)
+        if self.insert_ratio > 0:
+            src = self._insert(src, self.insert_ratio, rng)
+        if self.rotate_ratio > 0:
+            hit = self.rotate(rng.next_u64())
+            self.log["rotate"] = hit
+            if hit:
+                n = len(src)
+                offset = 1 + rng.below(max(1, n - 1))
+                self.log["offset"] = offset
+                src = [src[0], *src[offset:-1], *src[1:offset], src[-1]]
+        return src
+
+    def _permute(self, src, rng, starts):
+        n = len(src)
+        ends = []
+        if starts is not None:
+            ends = [i + 1 for i, s in enumerate(starts) if s and 1 < i + 1 < n - 1] + [n - 1]
+        elif self.full_stops:
+            fs = [i == n - 2 or src[i] in self.full_stops for i in range(n)]
+            ends = [j + 2 for j in range(n - 1) if fs[j + 1] and not fs[j]]
+        else:
+            ends = [n - 1]
+        s = len(ends)
+        k = min(s, self.math.ceil((s * 2 * self.permute_ratio) / 2.0))
+        if s < 2:  # nothing to shuffle (fairseq's permutations are then trivial too)
+            self.log["perms"] += [list(range(s)), list(range(k))]
+            return src
+        idx = list(range(s))
+        for i in range(k):
+            j = i + rng.below(s - i)
+            idx[i], idx[j] = idx[j], idx[i]
+        perm = list(range(k))
+        for i in range(k - 1, 0, -1):
+            j = rng.below(i + 1)
+            perm[i], perm[j] = perm[j], perm[i]
+        self.log["perms"] += [idx, perm]
+        ordering = list(range(s))
+        for i in range(k):
+            ordering[idx[i]] = idx[perm[i]]
+        out, at = list(src), 1
+        for i in ordering:
+            piece = src[(ends[i - 1] if i > 0 else 1) : ends[i]]
+            out[at : at + len(piece)] = piece
+            at += len(piece)
+        return out
+
+    def _mask(self, src, rng):
+        np = self.np
+        n = len(src)
+        positions = [i for i in range(n) if self._ws(src, i)]
+        budget = self.math.ceil(float(np.float32(len(positions)) * np.float32(self.mask_ratio)))
+        if budget == 0:
+            return src
+        num_inserts = 0
+        if self.mask_length == "span-poisson":
+            lengths, total = [], 0
+            while total < budget:
+                ln = self._span_length(rng)
+                lengths.append(ln)
+                total += ln
+            self.log["lengths"] = list(lengths)  # as drawn, before the last is cut
+            lengths[-1] -= total - budget
+            num_inserts = sum(1 for ln in lengths if ln == 0)
+            lengths = [ln for ln in lengths if ln > 0]
+            if not lengths:
+                return self._insert(src, num_inserts / n, rng)
+        else:
+            lengths = [1] * budget
+        m = min(len(lengths), len(positions))
+        idx = list(range(len(positions)))
+        for i in range(m):
+            j = i + rng.below(len(idx) - i)
+            idx[i], idx[j] = idx[j], idx[i]
+        self.log["perms"].append(list(idx))
+        starts = [positions[i] for i in idx[:m]]
+        flags = [self.random(rng.next_u64()) for _ in range(m)] if self.random_ratio > 0 else [
+            False
+        ] * m
+        self.log["flags"] = flags
+        out, keep = list(src), [True] * n
+        for j in sorted(range(m), key=lambda j: -starts[j]):
+            s, flag = starts[j], flags[j]
+
+            def replace(q, flag=flag):
+                out[q] = self._random_id(rng) if flag else self.mask
+
+            if self.replace_length == 0:
+                keep[s] = False
+            else:
+                replace(s)
+            q, remaining = s + 1, lengths[j] - 1
+            while True:
+                if self.mask_length == "span-poisson":
+                    remaining -= 255 if q == n - 1 else int(self._ws(src, q))
+                    more = remaining >= 0
+                else:
+                    more = q != n - 1 and not self._ws(src, q)
+                if not more:
+                    break
+                if self.replace_length == -1:
+                    replace(q)
+                else:
+                    keep[q] = False
+                q += 1
+        out = [x for x, k in zip(out, keep) if k]
+        if num_inserts:
+            out = self._insert(out, num_inserts / len(out), rng)
+        return out
+
+    def _insert(self, tokens, p, rng):
+        if p == 0:
+            return tokens
+        nt = len(tokens)
+        n = self.math.ceil(nt * p)
+        slots = nt + n - 2
+        idx = list(range(slots))
+        for i in range(n):
+            j = i + rng.below(slots - i)
+            idx[i], idx[j] = idx[j], idx[i]
+        self.log["perms"].append(list(idx))
+        num_random = self.math.ceil(n * self.random_ratio)
+        out = [None] * (nt + n)
+        for i, pos in enumerate(idx[:n]):
+            out[pos + 1] = self._random_id(rng) if i < num_random else self.mask
+        it = iter(tokens)
+        return [next(it) if x is None else x for x in out]
+
+
+class ReplayRandom:
+    """The random calls of ``baselines.FairseqBartNoiser``, answered from a
+    :class:`BartReference` log: the same decisions, in fairseq's call order (random ids are
+    not replayed: use ``random_ratio=0``)."""
+
+    def __init__(self, log: dict) -> None:
+        import numpy as np
+
+        self.np = np
+        self.perms = list(log["perms"])
+        self.lengths = list(log["lengths"])
+        self.flags = list(log.get("flags", []))
+        self.rotate = log.get("rotate")
+        self.offset = log.get("offset")
+
+    def categorical(self, probs, size):
+        out = [self.lengths.pop(0) if self.lengths else 1 for _ in range(size)]
+        return self.np.asarray(out, dtype=self.np.int64)
+
+    def randperm(self, n):
+        perm = self.perms.pop(0)
+        assert len(perm) == n, (len(perm), n)
+        return self.np.asarray(perm, dtype=self.np.int64)
+
+    def uniform(self, size):
+        flags, self.flags = self.flags[:size], self.flags[size:]
+        assert len(flags) == size
+        return self.np.asarray([0.0 if f else 1.0 for f in flags])
+
+    def randint(self, low, high, size):
+        assert size == 0, "random ids are not replayed"
+        return self.np.zeros(0, dtype=self.np.int64)
+
+    def random(self):
+        return 0.0 if self.rotate else 1.0
+
+    def randint_scalar(self, low, high):
+        assert self.offset is not None and low <= self.offset < high
+        return self.offset
+
+    def exhausted(self) -> bool:
+        return not self.perms and not self.flags
