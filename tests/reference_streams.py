@@ -6,6 +6,8 @@ check the Rust kernels draw for draw.
 
 from __future__ import annotations
 
+import itertools
+
 M64 = (1 << 64) - 1
 GOLDEN_GAMMA = 0x9E3779B97F4A7C15
 TAG_BATCH = 0xB47C000000000001
@@ -454,7 +456,7 @@ def _truncate(a, b, max_tokens, rng):
 
 
 def _round(x: float) -> int:
-    return int(round(x))  # Python rounds half to even, as the kernel
+    return round(x)  # Python rounds half to even, as the kernel
 
 
 def t5_counts(length: int, d: float, mu: float) -> tuple[int, int, int]:
@@ -474,7 +476,7 @@ def composition(rng: Xoshiro, n: int, m: int) -> list[int]:
         t = rng.below(j + 1)
         chosen.add(j if t in chosen else t)
     cuts = [0] + [c + 1 for c in sorted(chosen)] + [n]
-    return [b - a for a, b in zip(cuts, cuts[1:])]
+    return [b - a for a, b in itertools.pairwise(cuts)]
 
 
 def t5_runs(rng: Xoshiro, length: int, d: float, mu: float, roll: bool) -> list[tuple[int, int]]:
@@ -483,7 +485,7 @@ def t5_runs(rng: Xoshiro, length: int, d: float, mu: float, roll: bool) -> list[
     noise_parts = composition(rng, noise, spans)
     clean_parts = composition(rng, clean, spans)
     runs, pos = [], 0
-    for c, n in zip(clean_parts, noise_parts):
+    for c, n in zip(clean_parts, noise_parts, strict=False):
         pos += c
         if pos >= length:
             break
@@ -510,13 +512,13 @@ def t5_row(row, runs, sentinels, eos, mode=None):
     targets = []
     pos = 0
     for k, (s, n) in enumerate(runs):
-        inputs += list(row[pos:s]) + [sentinels[k]]
+        inputs += [*list(row[pos:s]), sentinels[k]]
         targets += [sentinels[k], *row[s : s + n]]
         pos = s + n
     inputs += list(row[pos:])
     if not runs or runs[-1][0] + runs[-1][1] != len(row):
         targets.append(sentinels[len(runs)])
-    return inputs + [eos], targets + [eos]
+    return [*inputs, eos], [*targets, eos]
 
 
 def mixture_pick(u: int, weights: list[float]) -> int:
@@ -542,10 +544,26 @@ class BartReference:
     """The BART kernel (rust/core/src/denoise/bart.rs) in Python, draw for draw; records its
     decisions (``self.log``) so they can be replayed into the fairseq port."""
 
-    def __init__(self, *, vocab_size, bos, eos, pad, mask, specials=(), word_starts=None,
-                 full_stops=(), mask_ratio=0.3, random_ratio=0.1, insert_ratio=0.0,
-                 rotate_ratio=0.0, permute_ratio=1.0, poisson_lambda=3.0,
-                 mask_length="span-poisson", replace_length=1):
+    def __init__(
+        self,
+        *,
+        vocab_size,
+        bos,
+        eos,
+        pad,
+        mask,
+        specials=(),
+        word_starts=None,
+        full_stops=(),
+        mask_ratio=0.3,
+        random_ratio=0.1,
+        insert_ratio=0.0,
+        rotate_ratio=0.0,
+        permute_ratio=1.0,
+        poisson_lambda=3.0,
+        mask_length="span-poisson",
+        replace_length=1,
+    ):
         import math
 
         import numpy as np
@@ -677,9 +695,11 @@ class BartReference:
             idx[i], idx[j] = idx[j], idx[i]
         self.log["perms"].append(list(idx))
         starts = [positions[i] for i in idx[:m]]
-        flags = [self.random(rng.next_u64()) for _ in range(m)] if self.random_ratio > 0 else [
-            False
-        ] * m
+        flags = (
+            [self.random(rng.next_u64()) for _ in range(m)]
+            if self.random_ratio > 0
+            else [False] * m
+        )
         self.log["flags"] = flags
         out, keep = list(src), [True] * n
         for j in sorted(range(m), key=lambda j: -starts[j]):
@@ -706,7 +726,7 @@ class BartReference:
                 else:
                     keep[q] = False
                 q += 1
-        out = [x for x, k in zip(out, keep) if k]
+        out = [x for x, k in zip(out, keep, strict=False) if k]
         if num_inserts:
             out = self._insert(out, num_inserts / len(out), rng)
         return out
@@ -767,7 +787,8 @@ class ReplayRandom:
         return 0.0 if self.rotate else 1.0
 
     def randint_scalar(self, low, high):
-        assert self.offset is not None and low <= self.offset < high
+        assert self.offset is not None
+        assert low <= self.offset < high
         return self.offset
 
     def exhausted(self) -> bool:

@@ -14,22 +14,34 @@ from lmobjectives._core import (
     __version__,
 )
 from lmobjectives.corpus import TokenCorpus, TokenCorpusWriter, train_wordpiece
+from lmobjectives.denoising import (
+    BartDenoisingCollator,
+    CorpusChunks,
+    T5SpanCorruptionCollator,
+    UL2Collator,
+    compute_input_and_target_lengths,
+)
 from lmobjectives.masking import MLMCollator
 from lmobjectives.packing import PackingCollator, pack_sequences
 from lmobjectives.pairs import SentencePairDataset
 
 __all__ = [
     "STREAM_VERSION",
+    "BartDenoisingCollator",
+    "CorpusChunks",
     "InvalidArgumentError",
     "LMObjectivesError",
     "MLMCollator",
     "PackingCollator",
     "SentencePairDataset",
     "ShapeError",
+    "T5SpanCorruptionCollator",
     "TokenCorpus",
     "TokenCorpusWriter",
     "TokenIdError",
+    "UL2Collator",
     "__version__",
+    "compute_input_and_target_lengths",
     "pack_sequences",
     "train_wordpiece",
 ]

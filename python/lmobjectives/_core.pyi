@@ -8,15 +8,19 @@ import numpy.typing as npt
 
 __all__ = [
     "STREAM_VERSION",
+    "BartNoiser",
     "InvalidArgumentError",
     "LMObjectivesError",
     "MlmMasker",
     "ShapeError",
+    "SpanCorruptor",
     "TokenIdError",
     "__version__",
     "_length_samples",
     "available_threads",
     "build_pair_index",
+    "compute_input_and_target_lengths",
+    "denoiser_lengths",
     "pack",
     "pad",
     "pair_rows",
@@ -179,3 +183,156 @@ def _length_samples(
     ngram: int = 3,
     favor_shorter_ngram: bool = True,
 ) -> npt.NDArray[np.uint32]: ...
+
+# -- denoising ----------------------------------------------------------------------------------
+
+_Seq2SeqArrays = tuple[_IntArray, _IntArray, _IntArray, _IntArray, _IntArray]
+_DenoiserTuple = tuple[str, float, float, int | None]
+
+def compute_input_and_target_lengths(
+    inputs_length: int, noise_density: float = 0.15, mean_noise_span_length: float = 3.0
+) -> tuple[int, int]: ...
+def denoiser_lengths(
+    denoisers: list[_DenoiserTuple], input_length: int, random_roll: bool = False
+) -> list[tuple[int, int, int, int]]: ...
+
+@final
+class SpanCorruptor:
+    def __new__(
+        cls,
+        vocab_size: int,
+        eos_token_id: int,
+        pad_token_id: int,
+        decoder_start_token_id: int,
+        sentinel_ids: list[int],
+        denoisers: list[_DenoiserTuple],
+        weights: list[float],
+        input_length: int,
+        random_roll: bool = False,
+        per_batch: bool = False,
+        purpose: str = "t5",
+    ) -> SpanCorruptor: ...
+    @property
+    def vocab_size(self) -> int: ...
+    @property
+    def eos_token_id(self) -> int: ...
+    @property
+    def pad_token_id(self) -> int: ...
+    @property
+    def decoder_start_token_id(self) -> int: ...
+    @property
+    def sentinel_ids(self) -> list[int]: ...
+    @property
+    def denoisers(self) -> list[_DenoiserTuple]: ...
+    @property
+    def weights(self) -> list[float]: ...
+    @property
+    def random_roll(self) -> bool: ...
+    @property
+    def per_batch(self) -> bool: ...
+    @property
+    def raw_lengths(self) -> list[int]: ...
+    @property
+    def input_lengths(self) -> list[int]: ...
+    @property
+    def target_lengths(self) -> list[int]: ...
+    @property
+    def input_length(self) -> int: ...
+    def batch_denoiser(self, *, seed: int, epoch: int = 0, batch_index: int = 0) -> int: ...
+    def corrupt(
+        self,
+        input_ids: Any,
+        *,
+        attention_mask: Any = None,
+        seed: int,
+        epoch: int = 0,
+        batch_index: int = 0,
+        sample_ids: list[int] | None = None,
+        truncation: bool = False,
+        input_width: int | None = None,
+        target_width: int | None = None,
+        pad_to_multiple_of: int = 1,
+        dtype: Literal["int64", "int32"] = "int64",
+        num_threads: int = 1,
+        rows_name: str | None = None,
+    ) -> _Seq2SeqArrays: ...
+    def __reduce__(self) -> tuple[Any, ...]: ...
+
+@final
+class BartNoiser:
+    def __new__(
+        cls,
+        vocab_size: int,
+        bos_token_id: int,
+        eos_token_id: int,
+        pad_token_id: int,
+        mask_token_id: int,
+        decoder_start_token_id: int,
+        special_token_ids: list[int],
+        word_starts: list[bool] | None = None,
+        full_stop_token_ids: list[int] = ...,
+        mask_ratio: float = 0.3,
+        random_ratio: float = 0.1,
+        insert_ratio: float = 0.0,
+        rotate_ratio: float = 0.0,
+        permute_sentence_ratio: float = 1.0,
+        poisson_lambda: float = 3.0,
+        mask_length: str = "span-poisson",
+        replace_length: int = 1,
+        add_special_tokens: bool = True,
+    ) -> BartNoiser: ...
+    @property
+    def vocab_size(self) -> int: ...
+    @property
+    def bos_token_id(self) -> int: ...
+    @property
+    def eos_token_id(self) -> int: ...
+    @property
+    def pad_token_id(self) -> int: ...
+    @property
+    def mask_token_id(self) -> int: ...
+    @property
+    def decoder_start_token_id(self) -> int: ...
+    @property
+    def special_token_ids(self) -> list[int]: ...
+    @property
+    def full_stop_token_ids(self) -> list[int]: ...
+    @property
+    def mask_ratio(self) -> float: ...
+    @property
+    def random_ratio(self) -> float: ...
+    @property
+    def insert_ratio(self) -> float: ...
+    @property
+    def rotate_ratio(self) -> float: ...
+    @property
+    def permute_sentence_ratio(self) -> float: ...
+    @property
+    def poisson_lambda(self) -> float: ...
+    @property
+    def mask_length(self) -> str: ...
+    @property
+    def replace_length(self) -> int: ...
+    @property
+    def add_special_tokens(self) -> bool: ...
+    @property
+    def word_starts(self) -> npt.NDArray[np.bool_] | None: ...
+    @property
+    def span_length_probabilities(self) -> list[float] | None: ...
+    def sample_span_lengths(self, count: int, *, seed: int) -> npt.NDArray[np.uint32]: ...
+    def noise(
+        self,
+        input_ids: Any,
+        *,
+        attention_mask: Any = None,
+        sentence_starts: Any = None,
+        seed: int,
+        epoch: int = 0,
+        batch_index: int = 0,
+        sample_ids: list[int] | None = None,
+        pad_to_multiple_of: int = 1,
+        dtype: Literal["int64", "int32"] = "int64",
+        num_threads: int = 1,
+        rows_name: str | None = None,
+    ) -> _Seq2SeqArrays: ...
+    def __reduce__(self) -> tuple[Any, ...]: ...

@@ -101,8 +101,9 @@ def word_start_table(
             scheme, _BYTE_LEVEL_MARK
         )
         model = getattr(_backend(tokenizer), "model", None)
-        if scheme == "wordpiece" and getattr(model, "continuing_subword_prefix", None):
-            mark = model.continuing_subword_prefix
+        prefix = getattr(model, "continuing_subword_prefix", None)
+        if scheme == "wordpiece" and prefix:
+            mark = str(prefix)
     else:
         raise ValueError(f"scheme: must be one of {list(SCHEMES)} or None, got {scheme!r}")
     size = max(vocab.values(), default=-1) + 1

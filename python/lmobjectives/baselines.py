@@ -579,9 +579,7 @@ class NumpyT5Collator(HFT5MLMCollator):
             input_ids = np.array([ex["input_ids"] for ex in examples])
         mask = self.batch_noise_mask(*input_ids.shape)
         inputs = self.filter_input_ids(input_ids, self.create_sentinel_ids(mask.astype(np.int8)))
-        labels = self.filter_input_ids(
-            input_ids, self.create_sentinel_ids((~mask).astype(np.int8))
-        )
+        labels = self.filter_input_ids(input_ids, self.create_sentinel_ids((~mask).astype(np.int8)))
         return {
             "input_ids": inputs,
             "attention_mask": np.ones_like(inputs),
@@ -745,7 +743,7 @@ class FairseqBartNoiser:
     def add_whole_word_mask(self, source: np.ndarray, p: float) -> np.ndarray:
         is_word_start = self.word_starts(source)
         # fairseq: math.ceil(is_word_start.float().sum() * p) — a float32 product.
-        num_to_mask = int(math.ceil(np.float32(is_word_start.sum()) * np.float32(p)))
+        num_to_mask = math.ceil(np.float32(is_word_start.sum()) * np.float32(p))
         num_inserts = 0
         if num_to_mask == 0:
             return source
@@ -819,12 +817,12 @@ class FairseqBartNoiser:
         if p == 0.0:
             return tokens
         num_tokens = len(tokens)
-        n = int(math.ceil(num_tokens * p))
+        n = math.ceil(num_tokens * p)
         noise_indices = self.rng.randperm(num_tokens + n - 2)[:n] + 1
         noise_mask = np.zeros(num_tokens + n, dtype=bool)
         noise_mask[noise_indices] = True
         result = np.full(n + len(tokens), -1, dtype=np.int64)
-        num_random = int(math.ceil(n * self.random_ratio))
+        num_random = math.ceil(n * self.random_ratio)
         result[noise_indices[num_random:]] = self.mask_idx
         result[noise_indices[:num_random]] = self.rng.randint(1, self.vocab_size, num_random)
         result[~noise_mask] = tokens

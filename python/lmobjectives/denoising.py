@@ -135,7 +135,7 @@ def _tokenizer_id(tokenizer: Any, attrs: tuple[str, ...]) -> int | None:
 
 def _extra_ids(vocab: Mapping[str, int]) -> list[int]:
     """The ids of ``<extra_id_0>``, ``<extra_id_1>``, … (T5's sentinels), in k order."""
-    out = []
+    out: list[int] = []
     while f"<extra_id_{len(out)}>" in vocab:
         out.append(int(vocab[f"<extra_id_{len(out)}>"]))
     return out
@@ -325,7 +325,9 @@ class _SpanCollator(Collator):
         self.truncation = check_bool("truncation", truncation)
         self.padding = check_choice("padding", padding, ("longest", "max_length"))
         self.pad_to_multiple_of = check_positive_int("pad_to_multiple_of", pad_to_multiple_of)
-        names = {d.mode: MODE_TOKENS[d.mode] for d in denoisers} if mode_tokens else {}
+        names: dict[str, str] = (
+            {d.mode: MODE_TOKENS[d.mode] for d in denoisers} if mode_tokens else {}
+        )
         # Lengths first: how many sentinels the denoisers need (mode tokens only matter for
         # whether they reserve a slot).
         probe = [d._kernel(0 if mode_tokens else None) for d in denoisers]
@@ -625,9 +627,7 @@ class UL2Collator(_SpanCollator):
             weights = [1.0] * len(denoisers)
         weights = list(weights)
         if len(weights) != len(denoisers):
-            raise ValueError(
-                f"weights: has {len(weights)} entries for {len(denoisers)} denoisers"
-            )
+            raise ValueError(f"weights: has {len(weights)} entries for {len(denoisers)} denoisers")
         self.denoisers = denoisers
         self.per_batch = check_bool("per_batch", per_batch)
         self.mode_tokens = check_bool("mode_tokens", mode_tokens)
@@ -795,10 +795,9 @@ class BartDenoisingCollator(Collator):
             if value is None:
                 where = "the tokenizer has none; pass it" if tokenizer is not None else "pass it"
                 raise ValueError(f"{name}: required ({where} or a tokenizer)")
-        assert bos is not None and eos is not None
-        mask_length = check_choice(
-            "mask_length", mask_length, ("span-poisson", "word", "subword")
-        )
+        assert bos is not None
+        assert eos is not None
+        length_mode = check_choice("mask_length", mask_length, ("span-poisson", "word", "subword"))
         table = None
         if word_starts is not None:
             table = np.asarray(word_starts)
@@ -807,7 +806,7 @@ class BartDenoisingCollator(Collator):
                     "word_starts: expected a 1-D boolean array (one entry per id), got "
                     f"{table.dtype} with shape {table.shape}"
                 )
-        elif tokenizer is not None and mask_length != "subword":
+        elif tokenizer is not None and length_mode != "subword":
             table = word_start_table(tokenizer, vocab_size=ids["vocab_size"])
         start = _optional_id("decoder_start_token_id", decoder_start_token_id)
         self._noiser = _core.BartNoiser(
@@ -826,7 +825,7 @@ class BartDenoisingCollator(Collator):
             _number("rotate_ratio", rotate_ratio),
             _number("permute_sentence_ratio", permute_sentence_ratio),
             _number("poisson_lambda", poisson_lambda),
-            mask_length,
+            length_mode,
             _integer("replace_length", replace_length),
             check_bool("add_special_tokens", add_special_tokens),
         )
@@ -867,14 +866,14 @@ class BartDenoisingCollator(Collator):
     # -- the batch -------------------------------------------------------------------------
 
     def _make(self, rows: Rows, key: Key) -> tuple[dict[str, Any], Any]:
+        out_kwargs: dict[str, Any] = {"dtype": self.dtype, "num_threads": self._threads()}
         out = self._noiser.noise(
             rows.input_ids,
             attention_mask=rows.attention_mask,
             sentence_starts=rows.extra.get("sentence_starts"),
             pad_to_multiple_of=self.pad_to_multiple_of or 1,
-            dtype=self.dtype,
-            num_threads=self._threads(),
             rows_name=rows.rows_name,
+            **out_kwargs,
             **key.kwargs(),
         )
         return dict(zip(SEQ2SEQ_KEYS, out, strict=True)), None
@@ -1012,4 +1011,3 @@ class CorpusChunks:
             f"separator={self.separator.tolist()}, sentence_starts={self.sentence_starts}, "
             f"drop_last={self.drop_last}, chunks={self._len})"
         )
-
