@@ -304,9 +304,11 @@ def _rows(
     batch_size: int,
     tokens_per_batch: float,
     rounds: int,
+    vs_hf: str = HF_PT,
+    vs_numpy: str = NUMPY,
 ) -> list[BenchRow]:
     by_name = {c.name: c for c in contenders}
-    hf, npy = by_name.get(HF_PT), by_name.get(NUMPY)
+    hf, npy = by_name.get(vs_hf), by_name.get(vs_numpy)
     py_ref = next((c for c in contenders if c.name.startswith(PYTHON)), None)
     rows = []
     for c in contenders:
@@ -537,16 +539,19 @@ def compare(
     rounds: int,
     quick: bool,
     progress: Any,
+    vs_hf: str = HF_PT,
+    vs_numpy: str = NUMPY,
 ) -> list[BenchRow]:
     """Times each contender on its own batches, alternating (A B C, B C A, …) for ``rounds``
-    rounds; ratios are against the contender named ``HF pt`` (and ``NumPy``) when present."""
+    rounds; ratios are against the contender named ``vs_hf`` (default ``HF pt``) and
+    ``vs_numpy`` (default ``NumPy``) when present."""
     target = 0.004 if quick else 0.1
     cs = [_Contender(name, fn, batches) for name, (fn, batches) in contenders.items()]
     for c in cs:
         _warm_up(c, target)
         progress.update(1)
     _alternate(cs, rounds, progress)
-    return _rows(label, cs, batch_size, tokens_per_batch, rounds)
+    return _rows(label, cs, batch_size, tokens_per_batch, rounds, vs_hf, vs_numpy)
 
 
 def wwm_batches(

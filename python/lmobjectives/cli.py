@@ -74,10 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "--objective",
-        choices=("mlm", "wwm", "packing", "pairs", "all"),
+        choices=("mlm", "wwm", "packing", "pairs", "t5", "bart", "all"),
         default="mlm",
         help="what to measure: MLM masking (default), whole-word masking, packing, NSP/SOP "
-        "pairs, or all",
+        "pairs, T5 span corruption (against Hugging Face's Flax collator and vectorised "
+        "NumPy), BART noising (against a port of fairseq's), or all",
     )
     bench.add_argument(
         "--batch-size", type=_positive_int, default=32, metavar="N", help="default: 32"
@@ -172,6 +173,7 @@ def _bench(args: argparse.Namespace) -> int:
         run_pairs_benchmark,
         run_wwm_benchmark,
     )
+    from lmobjectives.bench_denoising import run_bart_benchmark, run_t5_benchmark
 
     corpus = _load_corpus(args.cache_dir)
     print(_corpus_summary(corpus), flush=True)
@@ -196,6 +198,8 @@ def _bench(args: argparse.Namespace) -> int:
         "wwm": run_wwm_benchmark,
         "packing": run_packing_benchmark,
         "pairs": run_pairs_benchmark,
+        "t5": run_t5_benchmark,
+        "bart": run_bart_benchmark,
     }
     for name, run in extra.items():
         if args.objective in (name, "all"):

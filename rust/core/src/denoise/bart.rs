@@ -363,7 +363,7 @@ impl BartConfig {
         ends
     }
 
-    fn permute_sentences(&self, src: &mut [u32], starts: Option<&[u8]>, rng: &mut Rng) {
+    fn permute_sentences(&self, src: &mut Vec<u32>, starts: Option<&[u8]>, rng: &mut Rng) {
         let ends = self.sentence_ends(src, starts);
         let s = ends.len();
         if s < 2 {
@@ -386,20 +386,30 @@ impl BartConfig {
         for i in 0..k {
             ordering[subs[i]] = subs[perm[i]];
         }
-        let original = src.to_vec();
-        let mut at = 1;
+        let mut out = Vec::with_capacity(src.len());
+        out.push(src[0]);
         for &i in &ordering {
             let from = if i > 0 { ends[i - 1] } else { 1 };
-            let len = ends[i] - from;
-            src[at..at + len].copy_from_slice(&original[from..ends[i]]);
-            at += len;
+            out.extend_from_slice(&src[from..ends[i]]);
         }
+        out.extend_from_slice(&src[ends[s - 1]..]);
+        *src = out;
     }
 
     fn mask_words(&self, mut src: Vec<u32>, rng: &mut Rng) -> Vec<u32> {
         let n = src.len();
-        let ws = |src: &[u32], i: usize| i != 0 && i != n - 1 && self.word_starts.starts(src[i]);
-        let positions: Vec<u32> = (0..n).filter(|&i| ws(&src, i)).map(|i| i as u32).collect();
+        // is_start[i]: token i begins a word (never BOS or EOS). Branch-free compaction of the
+        // positions: word starts are too irregular for the branch predictor.
+        let mut is_start = vec![false; n];
+        let mut positions: Vec<u32> = vec![0; n];
+        let mut count = 0;
+        for i in 1..n.saturating_sub(1) {
+            let w = self.word_starts.starts(src[i]);
+            is_start[i] = w;
+            positions[count] = i as u32;
+            count += usize::from(w);
+        }
+        positions.truncate(count);
         let budget = ((positions.len() as f32) * (self.mask_ratio as f32)).ceil() as usize;
         if budget == 0 {
             return src;
@@ -437,12 +447,14 @@ impl BartConfig {
         } else {
             vec![false; m]
         };
-        let mut order: Vec<usize> = (0..m).collect();
-        order.sort_unstable_by_key(|&j| std::cmp::Reverse(starts[j]));
-        let original = src.clone();
+        // Spans in decreasing start order (start in the high half, span index in the low).
+        let mut order: Vec<u64> = (0..m)
+            .map(|j| (u64::from(starts[j]) << 32) | j as u64)
+            .collect();
+        order.sort_unstable_by(|a, b| b.cmp(a));
         let mut keep = vec![true; n];
-        for &j in &order {
-            let s = starts[j] as usize;
+        for &key in &order {
+            let (s, j) = ((key >> 32) as usize, (key & 0xFFFF_FFFF) as usize);
             let flag = random[j];
             let replace = |src: &mut [u32], rng: &mut Rng, q: usize| {
                 src[q] = if flag { self.random_id(rng) } else { self.mask };
@@ -461,11 +473,11 @@ impl BartConfig {
                         remaining -= if q == n - 1 {
                             255
                         } else {
-                            i64::from(ws(&original, q))
+                            i64::from(is_start[q])
                         };
                         remaining >= 0
                     }
-                    _ => q != n - 1 && !ws(&original, q),
+                    _ => q != n - 1 && !is_start[q],
                 };
                 if !more {
                     break;
@@ -478,8 +490,13 @@ impl BartConfig {
                 q += 1;
             }
         }
-        let mut out = Vec::with_capacity(n);
-        out.extend(src.iter().zip(&keep).filter(|(_, k)| **k).map(|(x, _)| *x));
+        let mut out = vec![0u32; n];
+        let mut kept = 0;
+        for (&x, &k) in src.iter().zip(&keep) {
+            out[kept] = x;
+            kept += usize::from(k);
+        }
+        out.truncate(kept);
         if num_inserts > 0 {
             let p = num_inserts as f64 / out.len() as f64;
             out = self.insert(out, p, rng);
