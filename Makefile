@@ -54,6 +54,8 @@ run:
 bench: dev
 	$(BIN)/pytest benches --benchmark-only --benchmark-group-by=group --benchmark-columns=median,ops,rounds
 	$(BIN)/lmobjectives bench --markdown
+	$(BIN)/lmobjectives bench --objective t5 --markdown
+	$(BIN)/lmobjectives bench --objective bart --markdown
 
 clean:
 	rm -rf $(VENV) target .pytest_cache .benchmarks
