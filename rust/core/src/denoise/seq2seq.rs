@@ -19,6 +19,13 @@
 //! target tokens after the same sentinel gives back the row.
 //!
 //! The prefix LM splits the row: inputs = `[mode] prefix EOS`, targets = `rest EOS`.
+//!
+//! Stream use, per row (its keyed stream, purpose `t5-span-corruption` or `ul2`): with more
+//! than one denoiser and per-row mixing, one 64-bit draw picks the denoiser ([`Mixture`]);
+//! then a span denoiser draws its mask ([`t5::span_mask`]: the noise composition, the
+//! non-noise composition, the roll offset) and the prefix LM one `below` for the prefix
+//! length ([`t5::prefix_length`]). With per-batch mixing the denoiser is drawn once from the
+//! batch stream `(seed, epoch, purpose, tag, batch index)` and rows draw only their masks.
 
 use super::t5::{self, Scratch, SpanMask};
 use super::ul2::{Denoiser, DenoiserKind, DenoiserParams, Mixture};

@@ -246,9 +246,9 @@ pub struct SpanMask {
 
 /// Draws T5's `random_spans_noise_mask` for a row of `len ≥ 1` tokens.
 ///
-/// Stream use: the noise composition (`spans − 1` draws, [`random_composition`]), then the
-/// non-noise composition (`spans − 1` draws), then — with `random_roll` — one `below(len)`
-/// for the roll offset. The mask interleaves non-noise and noise parts
+/// Stream use: the noise composition (`spans − 1` draws, Floyd sampling of the part
+/// boundaries), then the non-noise composition (`spans − 1` draws), then — with
+/// `random_roll` — one `below(len)` for the roll offset. The mask interleaves non-noise and noise parts
 /// (`clean₀ noise₀ clean₁ noise₁ …`), so it starts with non-noise and ends with noise; it is
 /// drawn for `max(len, 2)` tokens and cut to `len`; a roll by `o` moves position `i` to
 /// `(i + o) mod len` and may split a run at the row boundary into two.
