@@ -9,7 +9,7 @@ use lmobjectives_core::denoise::t5;
 use lmobjectives_core::denoise::ul2::{Denoiser, DenoiserKind, DenoiserParams};
 use lmobjectives_core::denoise::{Seq2SeqBatch, Widths, row_ranges, slice_rows};
 use lmobjectives_core::rng::{RowKeys, Streams, purpose};
-use numpy::{IntoPyArray, PyArray1, PyArray2};
+use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
@@ -39,6 +39,15 @@ fn arrays<O: OutId + numpy::Element>(
         to_numpy2(py, n, wt, b.decoder_input_ids)?,
         to_numpy2(py, n, wt, b.decoder_attention_mask)?,
     ))
+}
+
+/// Sample keys from a uint64 array (read at once) or any sequence of ints.
+fn sample_keys(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Vec<u64>>> {
+    obj.map(|s| match s.cast::<numpy::PyArray1<u64>>() {
+        Ok(a) => Ok(a.readonly().as_array().to_vec()),
+        Err(_) => s.extract::<Vec<u64>>(),
+    })
+    .transpose()
 }
 
 fn keys(sample_ids: &Option<Vec<u64>>, batch_index: u64) -> RowKeys<'_> {
@@ -285,7 +294,7 @@ impl SpanCorruptor {
         seed: u64,
         epoch: u64,
         batch_index: u64,
-        sample_ids: Option<Vec<u64>>,
+        sample_ids: Option<&Bound<'py, PyAny>>,
         truncation: bool,
         input_width: Option<usize>,
         target_width: Option<usize>,
@@ -305,6 +314,7 @@ impl SpanCorruptor {
             target: target_width,
             multiple_of: pad_to_multiple_of,
         };
+        let sample_ids = sample_keys(sample_ids)?;
         let keys = keys(&sample_ids, batch_index);
         let cfg = &self.cfg;
         with_rows!(rows, "input_ids", |r| {
@@ -650,7 +660,7 @@ impl BartNoiser {
         seed: u64,
         epoch: u64,
         batch_index: u64,
-        sample_ids: Option<Vec<u64>>,
+        sample_ids: Option<&Bound<'py, PyAny>>,
         pad_to_multiple_of: usize,
         dtype: &str,
         num_threads: usize,
@@ -670,6 +680,7 @@ impl BartNoiser {
             target: None,
             multiple_of: pad_to_multiple_of,
         };
+        let sample_ids = sample_keys(sample_ids)?;
         let keys = keys(&sample_ids, batch_index);
         let cfg = &self.cfg;
         with_rows!(rows, "input_ids", |r| {
