@@ -349,6 +349,22 @@ fn push_row<V>(
             )));
         }
         out.reserve(arr.len());
+        // Contiguous arrays of types that always fit in i64: one tight loop over the slice
+        // (no per-element range check), which the compiler can vectorise.
+        macro_rules! gather_contiguous {
+            ($($t:ty),*) => {
+                $(
+                    if let Ok(a) = arr.cast::<PyArray1<$t>>() {
+                        let ro = a.readonly();
+                        if let Ok(slice) = ro.as_slice() {
+                            out.extend(slice.iter().map(|&x| conv(i64::from(x))));
+                            return Ok(());
+                        }
+                    }
+                )*
+            };
+        }
+        gather_contiguous!(i64, i32, u32, u16, i16, u8, i8);
         macro_rules! gather {
             ($($t:ty),*) => {
                 $(
