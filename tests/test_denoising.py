@@ -1362,3 +1362,34 @@ def test_docstring_examples_run():
         failures, tried = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
         assert tried > 0
         assert failures == 0
+
+
+def test_corpus_chunks_batches_equal_their_items(small_corpus):
+    from torch.utils.data import DataLoader
+
+    from lmobjectives._inputs import RaggedRows
+
+    for kw in ({}, {"separator": [3]}, {"sentence_starts": True}):
+        chunks = CorpusChunks(small_corpus, 40, **kw)
+        batch = chunks.__getitems__([5, 0, -1])
+        assert batch["idx"].dtype == np.uint64
+        assert batch["idx"].tolist() == [5, 0, len(chunks) - 1]
+        for j, i in enumerate([5, 0, len(chunks) - 1]):
+            assert batch["input_ids"][j].tolist() == chunks[i]["input_ids"].tolist()
+            if "sentence_starts" in kw:
+                assert batch["sentence_starts"][j].tolist() == chunks[i]["sentence_starts"].tolist()
+        with pytest.raises(IndexError):
+            chunks.__getitems__([len(chunks)])
+    tail = CorpusChunks(small_corpus, 40, drop_last=False)
+    batch = tail.__getitems__([0, len(tail) - 1])
+    assert isinstance(batch["input_ids"], RaggedRows)
+    assert batch["input_ids"][1].tolist() == tail[len(tail) - 1]["input_ids"].tolist()
+    # A DataLoader hands the collator these batches; the noise equals the per-item path.
+    c = t5(input_length=32, vocab_size=small_corpus.vocab_size + 100)
+    chunks = CorpusChunks(small_corpus, c.raw_length, separator=[3])
+    loader = DataLoader(chunks, batch_size=8, collate_fn=c)
+    first = next(iter(loader))
+    again = t5(input_length=32, vocab_size=small_corpus.vocab_size + 100)
+    per_item = again([chunks[i] for i in range(8)])
+    for k in KEYS:
+        np.testing.assert_array_equal(first[k], per_item[k])

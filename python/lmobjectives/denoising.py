@@ -909,7 +909,8 @@ class CorpusChunks:
     Item ``i`` is ``{"input_ids": int64 array of length tokens, "idx": i}``, plus
     ``"sentence_starts"`` (uint8, 1 where a corpus sentence begins) with
     ``sentence_starts=True`` — what :class:`BartDenoisingCollator` permutes. The ``idx`` keys
-    each chunk's random stream, so its noise does not depend on batching.
+    each chunk's random stream, so its noise does not depend on batching. ``DataLoader`` fetches
+    whole batches through :meth:`__getitems__` (columns as arrays).
 
     Args:
         corpus: the corpus (pickles by path, so DataLoader workers reopen its memory map).
@@ -1004,6 +1005,38 @@ class CorpusChunks:
             mask[starts] = 1
             item["sentence_starts"] = mask
         return item
+
+    def __getitems__(self, indices: Any) -> dict[str, Any]:
+        """A whole batch in one call (``DataLoader`` uses it): ``input_ids`` as one
+        ``(batch, length)`` int64 array (:class:`~lmobjectives._inputs.RaggedRows` when a
+        shorter last chunk is in it), ``idx`` as uint64, ``sentence_starts`` likewise — the
+        form the collators read without a Python object per row."""
+        from lmobjectives._inputs import RaggedRows
+
+        idx = [operator.index(i) for i in indices]
+        idx = [i + self._len if i < 0 else i for i in idx]
+        for i in idx:
+            if not 0 <= i < self._len:
+                raise IndexError(f"chunk index out of range (there are {self._len})")
+        full = self.total // self.length
+        keys = np.asarray(idx, dtype=np.uint64)
+        if not len(self.separator) and not self.sentence_starts and all(i < full for i in idx):
+            # No separator: chunk i is ids[i·length:(i + 1)·length], one gather for the batch.
+            pos = np.asarray(idx, dtype=np.int64)[:, None] * self.length
+            rows = np.asarray(self.corpus.ids)[pos + np.arange(self.length)].astype(np.int64)
+            return {"input_ids": rows, "idx": keys}
+        items = [self[i] for i in idx]
+        out: dict[str, Any] = {"idx": keys}
+        names = ["input_ids", "sentence_starts"] if self.sentence_starts else ["input_ids"]
+        for name in names:
+            cols = [item[name] for item in items]
+            if all(i < full for i in idx):
+                out[name] = np.stack(cols) if cols else np.zeros((0, self.length), np.int64)
+            else:
+                offsets = np.zeros(len(cols) + 1, dtype=np.int64)
+                np.cumsum([len(c) for c in cols], out=offsets[1:])
+                out[name] = RaggedRows(np.concatenate(cols), offsets)
+        return out
 
     def __repr__(self) -> str:
         return (
