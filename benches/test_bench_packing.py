@@ -45,7 +45,7 @@ def test_wwm_padded(benchmark, wwm_padded, fast_tokenizer, contender):
     from transformers import DataCollatorForLanguageModeling
 
     from lmobjectives import MLMCollator
-    from lmobjectives._tokenizer import word_start_table
+    from lmobjectives._word_starts import word_start_table
 
     rows = [ex["input_ids"] for ex in wwm_padded[0]]
     if contender == "hf":

@@ -9,7 +9,7 @@ import pytest
 
 import lmobjectives
 from lmobjectives import MLMCollator, _core
-from lmobjectives._tokenizer import word_start_table
+from lmobjectives._word_starts import word_start_table
 
 import reference_streams as ref
 from conftest import CLS, MASK, PAD, SEP, UNK, VOCAB
@@ -78,7 +78,7 @@ def test_word_table_from_wordpiece_sentencepiece_and_byte_bpe():
     pieces = ["<unk>", "▁play", "ing", "12", "€", "ü", "ab", "-", "▁x", "日本"]
     sp = Tokenizer(models.Unigram([(p, -1.0) for p in pieces], unk_id=0))
     sp.add_special_tokens(["<unk>"])
-    table = word_start_table(sp)
+    table = word_start_table(sp, sentencepiece_rule="albert")
     # ALBERT's rule: ▁ or < starts; lone ASCII punctuation, € and £ start; any character that
     # is not an English letter or punctuation (digits, ü, CJK) starts; plain letters continue.
     want = {
@@ -100,7 +100,8 @@ def test_word_table_from_wordpiece_sentencepiece_and_byte_bpe():
     assert word_start_table(bpe).tolist() == [True, True, False, True, False]
 
     unknown = Tokenizer(models.WordLevel({"a": 0, "b": 1}, unk_token="a"))
-    assert word_start_table(unknown) is None
+    with pytest.raises(ValueError, match="word starts"):
+        word_start_table(unknown)
 
 
 def test_real_tokenizer_word_ids_and_vocabulary_table_agree():

@@ -6,13 +6,8 @@ Accepts a Hugging Face ``tokenizers.Tokenizer`` or a ``transformers`` tokenizer 
 
 from __future__ import annotations
 
-import string
-import unicodedata
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-
-import numpy as np
 
 _MASK_NAMES = ("[MASK]", "<mask>", "<MASK>")
 _PAD_NAMES = ("[PAD]", "<pad>", "<PAD>")
@@ -110,79 +105,3 @@ def resolve_ids(
         ) from None
     out["padding_side"] = info.padding_side if info else "right"
     return out
-
-
-def _backend(tokenizer: Any) -> Any:
-    """The ``tokenizers.Tokenizer`` behind a tokenizer, or ``None`` (slow tokenizers)."""
-    if hasattr(tokenizer, "get_added_tokens_decoder") and hasattr(tokenizer, "model"):
-        return tokenizer
-    return getattr(tokenizer, "backend_tokenizer", None)
-
-
-_ASCII_PUNCT = frozenset(string.punctuation)
-
-
-def _albert_starts_word(piece: str) -> bool:
-    """ALBERT's ``_is_start_piece_sp``: a SentencePiece piece starts a word if it begins with
-    ``▁`` or ``<``, is one ASCII punctuation character, ``€`` or ``£``, or has any character
-    that is neither an English letter nor punctuation (so digits and non-Latin text start
-    words)."""
-    if piece.startswith(("▁", "<")) or piece in _ASCII_PUNCT or piece in ("€", "£"):
-        return True
-    for ch in piece:
-        english = ch in string.ascii_letters
-        punct = unicodedata.category(ch).startswith("P")
-        if not english and not punct:
-            return True
-    return False
-
-
-def word_start_table(tokenizer: Any) -> np.ndarray | None:
-    """A boolean table over the vocabulary: ``table[id]`` is True when a token with that id
-    begins a word. Derived once from the vocabulary strings so the kernels need none:
-
-    - WordPiece (continuation prefix ``##``): a token starts a word unless it has the prefix;
-    - SentencePiece (``▁`` word-start marker, Unigram/BPE models): ALBERT's rule (``▁`` or
-      ``<``, lone punctuation, ``€``/``£``, or any character other than English letters and
-      punctuation);
-    - byte-level BPE (``Ġ`` marker): a token starts a word if it has the marker.
-
-    Special and added tokens are marked True (they are never masked anyway). Returns ``None``
-    when the scheme cannot be recognised; pass ``word_ids`` with the examples then.
-    """
-    backend = _backend(tokenizer)
-    if backend is not None:
-        import json
-
-        model = json.loads(backend.to_str()).get("model", {})
-        vocab: dict[str, int] = backend.get_vocab(with_added_tokens=True)
-        size = int(backend.get_vocab_size(with_added_tokens=True))
-        added = {int(i) for i in backend.get_added_tokens_decoder()}
-        prefix = model.get("continuing_subword_prefix") or ""
-        kind = model.get("type", "")
-    elif hasattr(tokenizer, "get_vocab"):
-        vocab = dict(tokenizer.get_vocab())
-        size = len(tokenizer)
-        added = {int(i) for i in getattr(tokenizer, "all_special_ids", [])}
-        prefix, kind = "", ""
-    else:
-        raise TypeError(
-            "tokenizer: expected a tokenizers.Tokenizer or a transformers tokenizer, "
-            f"got {type(tokenizer).__name__}"
-        )
-    tokens = [t for t, i in vocab.items() if int(i) not in added]
-    rule: Callable[[str], bool]
-    if kind == "WordPiece" or (not kind and any(t.startswith("##") for t in tokens)):
-        continuation = prefix or "##"
-        rule = lambda t: not t.startswith(continuation)  # noqa: E731
-    elif sum(t.startswith("▁") for t in tokens) > len(tokens) // 10:
-        rule = _albert_starts_word
-    elif sum(t.startswith("Ġ") for t in tokens) > len(tokens) // 10:
-        rule = lambda t: t.startswith("Ġ")  # noqa: E731
-    else:
-        return None
-    table = np.ones(max(size, max(vocab.values(), default=-1) + 1), dtype=bool)
-    for tok, i in vocab.items():
-        if int(i) not in added:
-            table[int(i)] = rule(tok)
-    return table

@@ -5,7 +5,11 @@ table instead of re-tokenising text. The rule depends on how the vocabulary mark
 
 - WordPiece (BERT): a piece with the continuation prefix (``##``) continues a word; every other
   piece starts one.
-- SentencePiece (T5, ALBERT, XLNet, mBART): a piece starting with ``▁`` (U+2581) starts a word.
+- SentencePiece (T5, ALBERT, XLNet, mBART): a piece starting with ``▁`` (U+2581) starts a word
+  (fairseq's rule); ALBERT's variant (``sentencepiece_rule="albert"``, what its whole-word and
+  n-gram masking use) also starts a word at ``<``, at a lone ASCII punctuation mark, ``€``,
+  ``£``, and at any piece with a character that is neither an English letter nor punctuation
+  (digits, non-Latin text).
 - Byte-level BPE (GPT-2, RoBERTa, BART): a piece starting with ``Ġ`` (an encoded space) does.
 
 These are fairseq's rules (``BertBPE``/``SentencepieceBPE``/``GPT2BPE.is_beginning_of_word``).
@@ -15,6 +19,8 @@ Special and added tokens always count as word starts, as in fairseq. Nothing her
 
 from __future__ import annotations
 
+import string
+import unicodedata
 from typing import Any
 
 import numpy as np
@@ -75,8 +81,25 @@ def _detect(tokenizer: Any, vocab: dict[str, int]) -> tuple[str, str]:
     return scheme, mark
 
 
+_ASCII_PUNCT = frozenset(string.punctuation)
+
+
+def albert_starts_word(piece: str) -> bool:
+    """ALBERT's ``_is_start_piece_sp`` (see the module docstring)."""
+    if piece.startswith((_SENTENCEPIECE_MARK, "<")) or piece in _ASCII_PUNCT or piece in "€£":
+        return True
+    return any(
+        ch not in string.ascii_letters and not unicodedata.category(ch).startswith("P")
+        for ch in piece
+    )
+
+
 def word_start_table(
-    tokenizer: Any, *, vocab_size: int | None = None, scheme: str | None = None
+    tokenizer: Any,
+    *,
+    vocab_size: int | None = None,
+    scheme: str | None = None,
+    sentencepiece_rule: str = "fairseq",
 ) -> np.ndarray:
     """A boolean table ``starts[id]``: does token ``id`` begin a word?
 
@@ -86,6 +109,9 @@ def word_start_table(
             (e.g. sentinels appended after it) count as word starts.
         scheme: ``"wordpiece"``, ``"sentencepiece"`` or ``"byte-level"`` (default: detected
             from the tokenizer's model, else from which word mark its vocabulary uses most).
+        sentencepiece_rule: ``"fairseq"`` (only ``▁`` starts a word) or ``"albert"``.
+
+    Raises ``ValueError`` when the scheme cannot be recognised.
 
     Example:
         >>> from tokenizers import Tokenizer, models
@@ -113,9 +139,19 @@ def word_start_table(
                 f"vocab_size: {vocab_size} is smaller than the tokenizer's vocabulary ({size})"
             )
         size = vocab_size
+    if sentencepiece_rule not in ("fairseq", "albert"):
+        raise ValueError(
+            f"sentencepiece_rule: must be 'fairseq' or 'albert', got {sentencepiece_rule!r}"
+        )
+    albert = scheme == "sentencepiece" and sentencepiece_rule == "albert"
     table = np.ones(size, dtype=bool)
     for token, i in vocab.items():
-        starts = not token.startswith(mark) if scheme == "wordpiece" else token.startswith(mark)
+        if scheme == "wordpiece":
+            starts = not token.startswith(mark)
+        elif albert:
+            starts = albert_starts_word(token)
+        else:
+            starts = token.startswith(mark)
         table[i] = starts
     for i in _special_ids(tokenizer):
         if 0 <= i < size:

@@ -20,7 +20,8 @@ from lmobjectives._collator import (
     check_positive_int,
 )
 from lmobjectives._inputs import Rows
-from lmobjectives._tokenizer import resolve_ids, word_start_table
+from lmobjectives._tokenizer import resolve_ids
+from lmobjectives._word_starts import word_start_table
 
 UNITS = ("token", "word", "span", "ngram")
 
@@ -163,7 +164,12 @@ class MLMCollator(Collator):
         if exact_budget is None:
             exact_budget = unit_name != "token"
         if unit_name != "token" and word_starts is None and tokenizer is not None:
-            word_starts = word_start_table(tokenizer)
+            try:  # ALBERT's rule for SentencePiece, as its whole-word/n-gram masking does
+                word_starts = word_start_table(
+                    tokenizer, vocab_size=ids["vocab_size"], sentencepiece_rule="albert"
+                )
+            except ValueError:  # unrecognised vocabulary: word_ids must come with examples
+                word_starts = None
         if word_starts is not None:
             word_starts = np.asarray(word_starts)
             if word_starts.dtype != np.bool_ or word_starts.ndim != 1:

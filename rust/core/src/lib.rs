@@ -16,5 +16,6 @@ pub mod pairs;
 pub mod parallel;
 pub mod rng;
 pub mod units;
+pub mod word_starts;
 
 pub use error::{CoreError, Result, check_probability};

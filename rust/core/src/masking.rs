@@ -19,6 +19,7 @@ use crate::units::{
     BOUNDARY, ELIGIBLE, STARTS_WORD, Word, ngram_weights, segment_words, select_ngrams,
     select_spans, select_words_bernoulli, select_words_budget, span_length_weights, token_count,
 };
+use crate::word_starts::WordStarts;
 use crate::{CoreError, Result, check_probability};
 
 /// Label value for positions that do not contribute to the loss.
@@ -135,8 +136,8 @@ pub struct MlmConfig {
     units: Units,
     /// Replacement decisions per unit (all tokens of a word/span share one draw) or per token.
     replace_by_unit: bool,
-    /// `word_starts[id]`: a token with this id begins a word (from the tokenizer's vocabulary).
-    word_starts: Option<Vec<bool>>,
+    /// Which ids begin a word (from the tokenizer's vocabulary), when a table was given.
+    word_starts: Option<WordStarts>,
     /// Per-vocabulary unit flags: [`ELIGIBLE`] unless special, [`STARTS_WORD`] from
     /// `word_starts` (set everywhere without a table).
     vocab_flags: Vec<u8>,
@@ -257,14 +258,10 @@ impl MlmConfig {
                  exact_budget=True and unit='token'",
             ));
         }
-        if let Some(ws) = p.word_starts
-            && ws.len() as i64 != p.vocab_size
-        {
-            return Err(CoreError::shape(
-                "word_starts",
-                format!("has {} entries for vocab_size {}", ws.len(), p.vocab_size),
-            ));
-        }
+        let word_starts = p
+            .word_starts
+            .map(|w| WordStarts::from_table(w, p.vocab_size as usize))
+            .transpose()?;
         let vocab = p.vocab_size as usize;
         let mut special = vec![false; vocab];
         special[mask_token_id as usize] = true;
@@ -296,7 +293,7 @@ impl MlmConfig {
             with_replacement: p.with_replacement,
             units,
             replace_by_unit: p.replace_by_unit,
-            word_starts: p.word_starts.map(<[bool]>::to_vec),
+            word_starts,
             vocab_flags: (0..vocab)
                 .map(|i| {
                     let starts = p.word_starts.is_none_or(|w| w[i]);

@@ -10,7 +10,7 @@
 //!    does, end at full-stop tokens (a run of full stops ends a sentence after its first one;
 //!    the token before EOS always ends one).
 //! 2. **Masking** (`mask_ratio = r`): `W` word starts (BOS and EOS never are; see
-//!    [`super::word_starts`]); a budget of `ceil(W·r)` words (computed in `float32`, as
+//!    [`crate::word_starts`]); a budget of `ceil(W·r)` words (computed in `float32`, as
 //!    fairseq). With `span-poisson`, span lengths are drawn from Poisson(λ) truncated where
 //!    fairseq truncates it (the first term below 1e−7) until they reach the budget, the last
 //!    one cut to fit; zero lengths become inserted masks. Spans start at distinct random word
@@ -37,11 +37,11 @@
 //! per random id), then rotation (one 64-bit draw, and one `below` for the offset when it
 //! rotates).
 
-use super::word_starts::WordStarts;
 use super::{Seq2SeqBatch, Widths, check_id, fill_decoder, fill_encoder};
 use crate::batch::{OutId, TokenId};
 use crate::parallel::{for_each_mut, threads_for};
 use crate::rng::{Chance, Rng, RowKeys, Streams};
+use crate::word_starts::WordStarts;
 use crate::{CoreError, Result, check_probability};
 
 /// The purpose tag of BART streams.

@@ -12,7 +12,6 @@ pub mod bart;
 pub mod seq2seq;
 pub mod t5;
 pub mod ul2;
-pub mod word_starts;
 
 use crate::batch::{OutId, Ragged, TokenId, fill_rows};
 use crate::{CoreError, Result};
