@@ -10,6 +10,7 @@
 pub mod batch;
 pub mod error;
 pub mod masking;
+pub mod mining;
 pub mod packing;
 pub mod pairs;
 pub mod parallel;
