@@ -17,9 +17,11 @@ from lmobjectives.corpus import TokenCorpus, TokenCorpusWriter, train_wordpiece
 from lmobjectives.masking import MLMCollator
 from lmobjectives.packing import PackingCollator, pack_sequences
 from lmobjectives.pairs import SentencePairDataset
+from lmobjectives.mining import HardNegatives, exact_topk, mine_hard_negatives
 
 __all__ = [
     "STREAM_VERSION",
+    "HardNegatives",
     "InvalidArgumentError",
     "LMObjectivesError",
     "MLMCollator",
@@ -31,5 +33,7 @@ __all__ = [
     "TokenIdError",
     "__version__",
     "pack_sequences",
+    "exact_topk",
+    "mine_hard_negatives",
     "train_wordpiece",
 ]

@@ -17,9 +17,13 @@ __all__ = [
     "_length_samples",
     "available_threads",
     "build_pair_index",
+    "mining_isas",
     "pack",
     "pad",
     "pair_rows",
+    "pair_scores",
+    "search_topk",
+    "select_negatives",
 ]
 
 __version__: Final[str]
@@ -179,3 +183,60 @@ def _length_samples(
     ngram: int = 3,
     favor_shorter_ngram: bool = True,
 ) -> npt.NDArray[np.uint32]: ...
+
+# -- mining ------------------------------------------------------------------------------------
+
+_F32 = npt.NDArray[np.float32]
+_I64 = npt.NDArray[np.int64]
+
+def search_topk(
+    queries: npt.NDArray[Any],
+    corpus: npt.NDArray[Any],
+    *,
+    k: int,
+    similarity: Literal["cosine", "dot"] = "cosine",
+    queries_float16: bool = False,
+    corpus_float16: bool = False,
+    num_threads: int = 0,
+    progress: Callable[[int, int], object] | None = None,
+    isa: Literal["avx512", "avx2", "portable"] | None = None,
+    query_block: int | None = None,
+    corpus_tile: int | None = None,
+    span: int | None = None,
+) -> tuple[_I64, _F32]: ...
+def pair_scores(
+    queries: npt.NDArray[Any],
+    corpus: npt.NDArray[Any],
+    values: _I64,
+    offsets: _I64,
+    *,
+    similarity: Literal["cosine", "dot"] = "cosine",
+    queries_float16: bool = False,
+    corpus_float16: bool = False,
+    num_threads: int = 0,
+    name: str = "positives",
+) -> _F32: ...
+def select_negatives(
+    candidate_ids: _I64,
+    candidate_scores: _F32,
+    *,
+    corpus_rows: int,
+    keys: npt.NDArray[np.uint64],
+    num_negatives: int,
+    range_min: int,
+    range_max: int,
+    positive_values: _I64 | None = None,
+    positive_offsets: _I64 | None = None,
+    positive_scores: _F32 | None = None,
+    self_ids: _I64 | None = None,
+    absolute_margin: float | None = None,
+    relative_margin: float | None = None,
+    max_score: float | None = None,
+    min_score: float | None = None,
+    sampling: Literal["top", "random"] = "top",
+    ranks: Literal["filtered", "raw"] = "filtered",
+    include_positives: bool = False,
+    seed: int = 0,
+    num_threads: int = 0,
+) -> tuple[_I64, _F32, dict[str, int]]: ...
+def mining_isas() -> list[str]: ...

@@ -6,6 +6,7 @@
 mod convert;
 mod errors;
 mod masking;
+mod mining;
 mod packing;
 mod padding;
 mod pairs;
@@ -28,6 +29,9 @@ mod _core {
 
     #[pymodule_export]
     use crate::pairs::{build_pair_index, pair_rows};
+
+    #[pymodule_export]
+    use crate::mining::{mining_isas, pair_scores, search_topk, select_negatives};
 
     #[pymodule_export]
     use crate::errors::{InvalidArgumentError, LMObjectivesError, ShapeError, TokenIdError};
