@@ -448,3 +448,19 @@ def _truncate(a, b, max_tokens, rng):
             heads += bin(rng.next_u64() & ((1 << left) - 1)).count("1")
         side[0] += heads
         side[1] -= k - heads
+# -- hard-negative mining (rust/core/src/mining.rs) ---------------------------------------------
+
+MINING = purpose("mining")
+
+
+def mining_sample(seed: int, key: int, window: int, k: int) -> list[int]:
+    """Window positions drawn for a query with stream key ``key``: a partial Fisher–Yates
+    shuffle of ``0..window`` with one ``below`` draw per pick, the picks sorted."""
+    if window <= k:
+        return list(range(window))
+    rng = Xoshiro(hash_words([seed, 0, MINING, TAG_SAMPLE, key]))
+    order = list(range(window))
+    for i in range(k):
+        j = i + rng.below(window - i)
+        order[i], order[j] = order[j], order[i]
+    return sorted(order[:k])
