@@ -66,18 +66,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser(
         "bench",
-        help="MLM collation throughput against Hugging Face and NumPy (the default)",
+        help="MLM collation throughput against Hugging Face and NumPy (the default); "
+        "--objective mining: exact top-k retrieval against faiss, torch and NumPy",
         description="Masks the same batches of the embedded corpus with lmobjectives' "
         "MLMCollator, Hugging Face's DataCollatorForLanguageModeling and a NumPy reference, "
         "alternating between them, and prints batches/s, tokens/s and the speed-up ratios "
-        "(median over rounds).",
+        "(median over rounds). With --objective mining: exact top-k retrieval over the same "
+        "embeddings with lmobjectives, faiss IndexFlatIP, sentence-transformers' torch "
+        "approach and NumPy, against NumPy's bare sgemm (the machine's roofline).",
+    )
+    bench.add_argument(
+        "--case",
+        choices=("small", "large"),
+        default="small",
+        help="mining: small = 1k x 20k x 384, k=11 (default); large = 10k x 200k x 384, "
+        "k=100 (minutes, ~3 GB)",
+    )
+    bench.add_argument(
+        "--no-memory",
+        action="store_true",
+        help="mining: skip the per-contender peak-memory processes",
     )
     bench.add_argument(
         "--objective",
-        choices=("mlm", "wwm", "packing", "pairs", "all"),
+        choices=("mlm", "wwm", "packing", "pairs", "all", "mining"),
         default="mlm",
         help="what to measure: MLM masking (default), whole-word masking, packing, NSP/SOP "
-        "pairs, or all",
+        "pairs, or all of those; mining: exact top-k retrieval (its own table)",
     )
     bench.add_argument(
         "--batch-size", type=_positive_int, default=32, metavar="N", help="default: 32"
@@ -152,7 +167,7 @@ def _versions() -> str:
 
     parts = [f"{PROG} {_version()}", f"python {platform.python_version()}"]
     parts.append(f"numpy {numpy.__version__}")
-    for name in ("torch", "transformers"):
+    for name in ("torch", "transformers", "faiss"):
         try:
             module = __import__(name)
         except ImportError:
@@ -162,7 +177,39 @@ def _versions() -> str:
     return ", ".join(parts)
 
 
+def _bench_mining(args: argparse.Namespace) -> int:
+    from lmobjectives.bench_mining import (
+        CASES,
+        format_mining_table,
+        missing_mining_contenders,
+        run_mining_benchmark,
+    )
+
+    case = CASES[args.case]
+    print(f"mining: {case.label}, L2-normalised float32 Gaussian embeddings", flush=True)
+    rows = run_mining_benchmark(
+        case,
+        rounds=args.rounds,
+        num_threads=args.threads,
+        memory=not args.no_memory,
+    )
+    print(_versions())
+    print()
+    print(format_mining_table(rows, markdown=args.markdown))
+    print()
+    print(
+        "queries/s: median over alternating rounds; vs faiss = t_faiss / t and of sgemm = "
+        "t_sgemm / t (medians of same-round ratios); extra MiB = peak RSS above the loaded "
+        "embeddings, one fresh process per contender."
+    )
+    for line in missing_mining_contenders():
+        print(f"skipped: {line}")
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
+    if args.objective == "mining":
+        return _bench_mining(args)
     from lmobjectives.bench import (
         format_table,
         missing_contenders,

@@ -389,9 +389,10 @@ pub struct Search<'a> {
     spans: usize,
 }
 
-/// Score multiply-adds per task the automatic plan aims at (~10–50 ms on one core): short
-/// enough to stop promptly between chunks, long enough that merging is noise.
-const TASK_FMAS: f64 = 4e9;
+/// Score multiply-adds per task the automatic plan aims at (~0.1–0.2 s on one core): short
+/// enough to stop promptly between chunks, long enough that each query's reservoir warms up
+/// once per many thousand rows and merging is noise.
+const TASK_FMAS: f64 = 1e10;
 const MAX_QUERY_BLOCK: usize = 1024;
 /// Floats of packed corpus per tile (512 KiB): it stays in L2 while every query block row
 /// streams past it.
@@ -448,9 +449,12 @@ impl<'a> Search<'a> {
             Some(0) => Err(CoreError::invalid(arg, "must be at least 1")),
             _ => Ok(v),
         };
+        // As many queries per task as fit L2 beside a corpus tile (each tile is packed once
+        // per query block, so fewer blocks pack less), in equal blocks; threads split the
+        // corpus instead when there are few blocks.
         let query_block = match check("query_block", options.query_block)? {
             Some(b) => round_up(b, mr),
-            None => round_up(q.div_ceil(threads).min(MAX_QUERY_BLOCK), mr),
+            None => round_up(q.div_ceil(q.div_ceil(MAX_QUERY_BLOCK).max(1)), mr),
         };
         let corpus_tile = match check("corpus_tile", options.corpus_tile)? {
             Some(t) => round_up(t, nr),
