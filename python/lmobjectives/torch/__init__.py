@@ -7,6 +7,9 @@
 - :mod:`lmobjectives.torch.electra`: ELECTRA replaced-token detection (:class:`ElectraRTD`).
 - :mod:`lmobjectives.torch.models`: small models from a few numbers (:class:`TinyEncoder`).
 - :mod:`lmobjectives.torch.oracle`: a seeded LSTM oracle for synthetic-corpus experiments.
+- Contrastive losses (:mod:`lmobjectives.torch.contrastive`): :func:`info_nce_loss` /
+  :class:`InfoNCELoss` (in-batch, hard and cross-rank negatives), :func:`cpc_loss` /
+  :class:`CPCHead`, :class:`SimCSE`.
 """
 
 from __future__ import annotations
@@ -20,9 +23,15 @@ from torch import nn
 
 __all__ = [
     "IGNORE_INDEX",
+    "CPCHead",
+    "InfoNCELoss",
     "MLMHead",
     "SentencePairHead",
     "SharedMemoryAllocator",
+    "SimCSE",
+    "all_gather_with_grad",
+    "cpc_loss",
+    "info_nce_loss",
     "masked_lm_loss",
     "sentence_pair_loss",
     "to_torch",
@@ -198,3 +207,13 @@ class SentencePairHead(nn.Module):
         if labels is None:
             return logits
         return sentence_pair_loss(logits, labels), logits
+
+
+from lmobjectives.torch.contrastive import (  # noqa: E402  (after the MLM side it extends)
+    CPCHead,
+    InfoNCELoss,
+    SimCSE,
+    all_gather_with_grad,
+    cpc_loss,
+    info_nce_loss,
+)
