@@ -13,6 +13,7 @@ from lmobjectives._core import (
     TokenIdError,
     __version__,
 )
+from lmobjectives.contrastive import Augmentation, ContrastivePairCollator, neighbour_pairs
 from lmobjectives.corpus import TokenCorpus, TokenCorpusWriter, train_wordpiece
 from lmobjectives.masking import MLMCollator
 from lmobjectives.packing import PackingCollator, pack_sequences
@@ -21,6 +22,8 @@ from lmobjectives.mining import HardNegatives, exact_topk, mine_hard_negatives
 
 __all__ = [
     "STREAM_VERSION",
+    "Augmentation",
+    "ContrastivePairCollator",
     "HardNegatives",
     "InvalidArgumentError",
     "LMObjectivesError",
@@ -35,5 +38,6 @@ __all__ = [
     "pack_sequences",
     "exact_topk",
     "mine_hard_negatives",
+    "neighbour_pairs",
     "train_wordpiece",
 ]

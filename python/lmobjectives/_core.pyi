@@ -12,11 +12,13 @@ __all__ = [
     "LMObjectivesError",
     "MlmMasker",
     "ShapeError",
+    "TokenAugmenter",
     "TokenIdError",
     "__version__",
     "_length_samples",
     "available_threads",
     "build_pair_index",
+    "duplicate_groups",
     "mining_isas",
     "pack",
     "pad",
@@ -240,3 +242,46 @@ def select_negatives(
     num_threads: int = 0,
 ) -> tuple[_I64, _F32, dict[str, int]]: ...
 def mining_isas() -> list[str]: ...
+
+# -- contrastive augmentations -----------------------------------------------------------------
+
+@final
+class TokenAugmenter:
+    def __new__(
+        cls,
+        vocab_size: int,
+        special_token_ids: list[int],
+        crop: float = 0.0,
+        span_deletion: float = 0.0,
+        token_deletion: float = 0.0,
+        reorder: float = 0.0,
+        substitution: float = 0.0,
+        insertion: float = 0.0,
+        unigram: list[float] | None = None,
+    ) -> TokenAugmenter: ...
+    @property
+    def vocab_size(self) -> int: ...
+    @property
+    def special_token_ids(self) -> list[int]: ...
+    def augment(
+        self,
+        input_ids: Any,
+        *,
+        pad_token_id: int,
+        seed: int,
+        epoch: int = 0,
+        batch_index: int = 0,
+        sample_ids: list[int] | None = None,
+        view: int = 0,
+        max_length: int | None = None,
+        truncation: bool = False,
+        pad_to_max_length: bool = False,
+        pad_to_multiple_of: int = 1,
+        padding_side: Literal["right", "left"] = "right",
+        dtype: Literal["int64", "int32"] = "int64",
+        num_threads: int = 1,
+        rows_name: str | None = None,
+    ) -> tuple[_IntArray, _IntArray]: ...
+    def __reduce__(self) -> tuple[Any, ...]: ...
+
+def duplicate_groups(input_ids: Any, *, rows_name: str | None = None) -> _I64: ...

@@ -8,6 +8,7 @@
 //! - runs rows in parallel through [`parallel::for_each_mut`].
 
 pub mod batch;
+pub mod contrastive;
 pub mod error;
 pub mod masking;
 pub mod mining;

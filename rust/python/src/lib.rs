@@ -3,6 +3,7 @@
 //! Conversions only: every function extracts its inputs, then runs the pure-Rust kernel with
 //! the interpreter detached (`py.detach`), then moves the result buffers into NumPy arrays.
 
+mod contrastive;
 mod convert;
 mod errors;
 mod masking;
@@ -29,6 +30,9 @@ mod _core {
 
     #[pymodule_export]
     use crate::pairs::{build_pair_index, pair_rows};
+
+    #[pymodule_export]
+    use crate::contrastive::{TokenAugmenter, duplicate_groups};
 
     #[pymodule_export]
     use crate::mining::{mining_isas, pair_scores, search_topk, select_negatives};

@@ -6,8 +6,8 @@
 
 use lmobjectives_core::batch::Ragged;
 use lmobjectives_core::mining::{
-    Candidates, Embeddings, Isa, Ranks, SelectInputs, SelectParams, Sampling, Search,
-    SearchOptions, Similarity, Values, pair_scores as core_pair_scores, select,
+    Candidates, Embeddings, Isa, Ranks, Sampling, Search, SearchOptions, SelectInputs,
+    SelectParams, Similarity, Values, pair_scores as core_pair_scores, select,
 };
 use numpy::ndarray::Array2;
 use numpy::{
@@ -28,9 +28,9 @@ enum Matrix<'py> {
 
 impl<'py> Matrix<'py> {
     fn extract(obj: &Bound<'py, PyAny>, arg: &str, float16: bool) -> PyResult<Self> {
-        let arr = obj.cast::<PyUntypedArray>().map_err(|_| {
-            PyTypeError::new_err(format!("{arg}: expected a NumPy array"))
-        })?;
+        let arr = obj
+            .cast::<PyUntypedArray>()
+            .map_err(|_| PyTypeError::new_err(format!("{arg}: expected a NumPy array")))?;
         if arr.ndim() != 2 {
             return Err(PyValueError::new_err(format!(
                 "{arg}: expected a 2-D array (rows × dim), got {} dimensions",
@@ -119,7 +119,10 @@ pub fn search_topk<'py>(
     span: Option<usize>,
 ) -> PyResult<(Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<f32>>)> {
     let similarity = Similarity::parse("similarity", similarity).map_err(to_py)?;
-    let isa = isa.map(|s| Isa::parse("isa", s)).transpose().map_err(to_py)?;
+    let isa = isa
+        .map(|s| Isa::parse("isa", s))
+        .transpose()
+        .map_err(to_py)?;
     let qm = Matrix::extract(queries, "queries", queries_float16)?;
     let cm = Matrix::extract(corpus, "corpus", corpus_float16)?;
     let q = qm.embeddings("queries")?;
@@ -291,7 +294,10 @@ pub fn select_negatives<'py>(
         .map(|s| slice1(s, "positive_scores"))
         .transpose()?
         .unwrap_or(&[]);
-    let self_s = self_ids.as_ref().map(|s| slice1(s, "query_ids")).transpose()?;
+    let self_s = self_ids
+        .as_ref()
+        .map(|s| slice1(s, "query_ids"))
+        .transpose()?;
     let inputs = SelectInputs {
         candidates: Candidates { ids, scores, depth },
         positives,
