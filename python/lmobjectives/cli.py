@@ -180,12 +180,15 @@ def _versions() -> str:
 def _bench_mining(args: argparse.Namespace) -> int:
     from lmobjectives.bench_mining import (
         CASES,
+        MiningCase,
         format_mining_table,
         missing_mining_contenders,
         run_mining_benchmark,
     )
 
     case = CASES[args.case]
+    if args.quick:  # a run of a few seconds (tests, CI)
+        case = MiningCase("quick", 256, 4000, 384, 11)
     print(f"mining: {case.label}, L2-normalised float32 Gaussian embeddings", flush=True)
     rows = run_mining_benchmark(
         case,
