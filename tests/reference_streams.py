@@ -498,8 +498,20 @@ def alias_table(weights: list[float]) -> tuple[list[float], list[int]]:
     return prob, alias
 
 
-def augment_row(row, rng, *, vocab_size, specials, crop=0.0, span_deletion=0.0,
-                token_deletion=0.0, reorder=0.0, substitution=0.0, insertion=0.0, unigram=None):
+def augment_row(
+    row,
+    rng,
+    *,
+    vocab_size,
+    specials,
+    crop=0.0,
+    span_deletion=0.0,
+    token_deletion=0.0,
+    reorder=0.0,
+    substitution=0.0,
+    insertion=0.0,
+    unigram=None,
+):
     """One augmented row, draw for draw (see the module documentation of contrastive.rs)."""
     specials = sorted(set(specials))
     table = None

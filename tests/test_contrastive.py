@@ -83,7 +83,8 @@ def test_learnable_scale_gets_a_gradient_and_matches_the_fixed_scale():
     loss = module(q, p, n)
     torch.testing.assert_close(loss, info_nce_loss(q, p, n, scale=20.0))
     loss.backward()
-    assert module.log_scale.grad is not None and module.log_scale.grad.abs() > 0
+    assert module.log_scale.grad is not None
+    assert module.log_scale.grad.abs() > 0
     assert "scale=20" in repr(module)
     fixed = InfoNCELoss(scale=5.0, symmetric=True)
     assert not list(fixed.parameters())
@@ -156,7 +157,7 @@ def _worker(rank, world, init, out_dir, symmetric, with_dups):
         # Control: the interleaved layout of sentence-transformers #3453 / SimCLR #46
         # ([P_r0, N_r0, P_r1, N_r1] with block targets) trains toward the wrong columns.
         with torch.no_grad():
-            q, p, n = (model.module(x[k][sl]) for k in ("q", "p", "n"))
+            q, _p, _n = (model.module(x[k][sl]) for k in ("q", "p", "n"))
             parts = []
             for r in range(world):
                 rs = slice(sum(SIZES[:r]), sum(SIZES[: r + 1]))
@@ -200,8 +201,14 @@ def test_gathered_loss_and_ddp_gradients_equal_the_global_batch(tmp_path, symmet
         torch.testing.assert_close(g0, g.grad, rtol=1e-5, atol=1e-6)
     # The control layout really differs (the test would catch that bug).
     per_row = [
-        _loss(model, x, slice(sum(SIZES[:r]), sum(SIZES[: r + 1])), gather=False, symmetric=False,
-              duplicates=None).item()
+        _loss(
+            model,
+            x,
+            slice(sum(SIZES[:r]), sum(SIZES[: r + 1])),
+            gather=False,
+            symmetric=False,
+            duplicates=None,
+        ).item()
         for r in range(2)
     ]
     if not symmetric:
@@ -325,8 +332,14 @@ from lmobjectives import (  # noqa: E402
 )
 
 from conftest import CLS, MASK, PAD, SEP, UNK, VOCAB, make_rows  # noqa: E402
-from reference_streams import TAG_BATCH, TAG_SAMPLE, Xoshiro, augment_row, hash_words  # noqa: E402
-from reference_streams import view_purpose  # noqa: E402
+from reference_streams import (  # noqa: E402
+    TAG_BATCH,
+    TAG_SAMPLE,
+    Xoshiro,
+    augment_row,
+    hash_words,
+    view_purpose,
+)
 
 SPECIALS = [PAD, UNK, CLS, SEP, MASK]
 
@@ -347,7 +360,9 @@ fractions = st.sampled_from([0.0, 0.2, 0.5, 0.9])
 @settings(max_examples=120, deadline=None)
 @given(
     rows=st.lists(
-        st.lists(st.sampled_from([PAD, CLS, SEP, MASK, 7, 8, 9, 500, 999]), min_size=1, max_size=30),
+        st.lists(
+            st.sampled_from([PAD, CLS, SEP, MASK, 7, 8, 9, 500, 999]), min_size=1, max_size=30
+        ),
         min_size=1,
         max_size=5,
     ),
@@ -423,9 +438,10 @@ def test_views_are_keyed_reproducible_and_independent_of_threads_and_batching():
     )
     # With idx keys, a row's views do not depend on the rest of the batch.
     half = collator(anchor=aug, positive=aug)(examples[10:20])
-    assert unpad(half["positive_input_ids"], half["positive_attention_mask"]) == unpad(
-        a["positive_input_ids"], a["positive_attention_mask"]
-    )[10:20]
+    assert (
+        unpad(half["positive_input_ids"], half["positive_attention_mask"])
+        == unpad(a["positive_input_ids"], a["positive_attention_mask"])[10:20]
+    )
     # A new epoch draws new views; state_dict resumes the stream.
     c = collator(positive=aug)
     first = c(rows)
@@ -444,9 +460,7 @@ def test_duplicates_pairs_and_tensors():
     p = collator(positive=None, return_tensors="pt")(pairs)
     assert isinstance(p["positive_input_ids"], torch.Tensor)
     assert p["positive_input_ids"].tolist() == [[CLS, 50 + i, SEP] for i in range(4)]
-    loss = info_nce_loss(
-        torch.randn(4, 8), torch.randn(4, 8), duplicates=p["duplicate_ids"]
-    )
+    loss = info_nce_loss(torch.randn(4, 8), torch.randn(4, 8), duplicates=p["duplicate_ids"])
     assert torch.isfinite(loss)
 
 

@@ -69,7 +69,9 @@ def assert_topk_matches(ids, scores, q, c, k, similarity, gap=1e-5):
 def test_topk_equals_float64_brute_force(nq, n, d, k, similarity):
     q, c = gaussian(nq, d, 1), gaussian(n, d, 2)
     ids, scores = exact_topk(q, c, k, similarity=similarity)
-    assert ids.dtype == np.int64 and scores.dtype == np.float32 and ids.shape == (nq, k)
+    assert ids.dtype == np.int64
+    assert scores.dtype == np.float32
+    assert ids.shape == (nq, k)
     assert_topk_matches(ids, scores, q, c, k, similarity)
     assert (np.diff(scores, axis=1) <= 0).all()
 
@@ -147,7 +149,9 @@ def test_outputs_are_handed_over_without_copies_and_inputs_untouched():
     q0, c0 = q.copy(), c.copy()
     ids, scores = exact_topk(q, c, 5)
     for arr in (ids, scores):
-        assert arr.base is not None and arr.flags.c_contiguous and arr.flags.writeable
+        assert arr.base is not None
+        assert arr.flags.c_contiguous
+        assert arr.flags.writeable
         assert torch.from_numpy(arr).data_ptr() == arr.ctypes.data
     mined = mine_hard_negatives(q, c, np.arange(10), num_negatives=2)
     assert mined.negative_ids.base is not None
@@ -159,7 +163,9 @@ def test_progress_bar(capsys):
     q, c = gaussian(40, 16, 15), gaussian(5000, 16, 16)
     exact_topk(q, c, 3, progress=True)
     err = capsys.readouterr().err
-    assert "mining:" in err and "task" in err and err.endswith("\n")
+    assert "mining:" in err
+    assert "task" in err
+    assert err.endswith("\n")
     exact_topk(q, c, 3, progress=False)
     assert capsys.readouterr().err == ""
 
@@ -287,7 +293,9 @@ def reference_select(
                 continue
             if absolute_margin is not None and f32(s + f32(absolute_margin)) > pmin:
                 continue
-            if relative_margin is not None and s > f32(pmin - f32(abs(pmin) * f32(relative_margin))):
+            if relative_margin is not None and s > f32(
+                pmin - f32(abs(pmin) * f32(relative_margin))
+            ):
                 continue
             if max_score is not None and s > f32(max_score):
                 continue
@@ -305,7 +313,9 @@ def reference_select(
     return out_ids, out_scores
 
 
-def select(cand_ids, cand_scores, positives, pos_scores, n_corpus, *, keys=None, self_ids=None, **kw):
+def select(
+    cand_ids, cand_scores, positives, pos_scores, n_corpus, *, keys=None, self_ids=None, **kw
+):
     values = np.asarray([i for p in positives for i in p], dtype=np.int64)
     offsets = np.cumsum([0] + [len(p) for p in positives]).astype(np.int64)
     flat_scores = np.asarray([s for p in pos_scores for s in p], dtype=np.float32)
@@ -355,7 +365,9 @@ def selection_case(draw):
         "include_positives": draw(st.booleans()),
         "seed": draw(st.integers(0, 2**64 - 1)),
     }
-    self_ids = draw(st.none() | st.lists(st.integers(-1, n_corpus - 1), min_size=rows, max_size=rows))
+    self_ids = draw(
+        st.none() | st.lists(st.integers(-1, n_corpus - 1), min_size=rows, max_size=rows)
+    )
     keys = draw(st.lists(st.integers(0, 2**64 - 1), min_size=rows, max_size=rows))
     return n_corpus, cand_ids, cand_scores, positives, pos_scores, kwargs, self_ids, keys
 
@@ -410,7 +422,9 @@ def test_random_sampling_is_keyed_by_seed_and_query_id():
     pos = np.arange(60)
     kw = {"num_negatives": 4, "range_max": 40, "sampling": "random", "seed": 5}
     full = mine_hard_negatives(q, c, pos, **kw)
-    assert full.negative_ids.tobytes() == mine_hard_negatives(q, c, pos, **kw).negative_ids.tobytes()
+    assert (
+        full.negative_ids.tobytes() == mine_hard_negatives(q, c, pos, **kw).negative_ids.tobytes()
+    )
     # Any thread count, any backend (same candidates), any shard of the queries.
     for threads in (1, 3):
         other = mine_hard_negatives(q, c, pos, num_threads=threads, **kw)
@@ -465,7 +479,8 @@ def test_margins_use_the_minimum_positive_and_raw_ranks():
         assert (found < pmin - 0.1 + 1e-5).all()
     raw = mine_hard_negatives(q, c, pos, num_negatives=3, range_min=5, range_max=20, ranks="raw")
     filt = mine_hard_negatives(q, c, pos, num_negatives=3, range_min=5, range_max=20)
-    assert raw.depth == 20 and filt.depth == 22
+    assert raw.depth == 20
+    assert filt.depth == 22
     ids, _ = exact_topk(q, c, 20)
     for i in range(15):
         window = [j for j in ids[i, 5:20] if j not in pos[i]]
@@ -482,10 +497,12 @@ def test_range_max_default_and_short_windows():
     # A corpus smaller than the window: fewer candidates, no crash (sentence-transformers #3873).
     tiny = mine_hard_negatives(q, c[:6], np.arange(5), num_negatives=5, range_min=1, range_max=50)
     assert tiny.depth == 6
-    assert (tiny.num_found == 4).all() and (tiny.negative_ids[:, 4] == -1).all()
+    assert (tiny.num_found == 4).all()
+    assert (tiny.negative_ids[:, 4] == -1).all()
     assert np.isneginf(tiny.negative_scores[:, 4]).all()
     nothing = mine_hard_negatives(q, c, np.arange(5), min_score=5.0)
-    assert (nothing.negative_ids == -1).all() and "fewer than 3" in nothing.summary()
+    assert (nothing.negative_ids == -1).all()
+    assert "fewer than 3" in nothing.summary()
 
 
 @pytest.mark.parametrize(
@@ -577,7 +594,8 @@ def test_hard_negatives_layouts():
     assert t["negative"].tolist() == [5, 6, 5, 6, 7]
     np.testing.assert_array_equal(t["positive_score"], np.float32([0.9, 0.9, 0.8, 0.8, 0.7]))
     n = mined.ntuples()
-    assert n["query"].tolist() == [0, 0] and n["positive"].tolist() == [1, 2]
+    assert n["query"].tolist() == [0, 0]
+    assert n["positive"].tolist() == [1, 2]
     assert n["negatives"].tolist() == [[5, 6], [5, 6]]
     np.testing.assert_array_equal(n["scores"][1], np.float32([0.8, 0.5, 0.4]))
     assert mined.num_found.tolist() == [2, 1]
@@ -586,7 +604,8 @@ def test_hard_negatives_layouts():
 def test_docstring_examples_run():
     mod = importlib.import_module("lmobjectives.mining")
     failures, tried = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert tried > 0 and failures == 0
+    assert tried > 0
+    assert failures == 0
 
 
 # -- parity with sentence-transformers ---------------------------------------------------------
@@ -693,7 +712,9 @@ def test_same_triplets_as_sentence_transformers(kw, use_faiss):
     assert ids_of(theirs["negative"]) == t["negative"].tolist()
 
 
-@pytest.mark.parametrize("kw", [{}, {"relative_margin": 0.1}, {"range_min": 2, "include_positives": True}])
+@pytest.mark.parametrize(
+    "kw", [{}, {"relative_margin": 0.1}, {"range_min": 2, "include_positives": True}]
+)
 def test_same_ntuples_and_scores_as_sentence_transformers(kw):
     q, c = exact_data(25, 200, 37)
     positives = [[int(j)] for j in np.argsort(-(q @ c.T), axis=1)[:, 3]]
@@ -732,30 +753,47 @@ def test_bench_objective_mining_prints_its_table(capsys):
     lines = out.splitlines()
     start = lines.index(next(x for x in lines if x.startswith("| case")))
     header = [c.strip() for c in lines[start].strip("|").split("|")]
-    assert header == ["case", "contender", "queries/s", "GFLOP/s", "vs faiss", "of sgemm", "extra MiB"]
+    assert header == [
+        "case",
+        "contender",
+        "queries/s",
+        "GFLOP/s",
+        "vs faiss",
+        "of sgemm",
+        "extra MiB",
+    ]
     rows = [[c.strip() for c in x.strip("|").split("|")] for x in lines[start + 2 : start + 7]]
     assert [r[1] for r in rows] == ["lmobjectives", "faiss", "torch (ST)", "NumPy", "NumPy sgemm"]
     for r in rows:
         assert r[0] == "256x4kx384 k=11"
-        assert float(r[2].replace(",", "")) > 0 and r[5].endswith("%")
-    assert rows[1][4] == "1.00x" and rows[4][5] == "100%"
+        assert float(r[2].replace(",", "")) > 0
+        assert r[5].endswith("%")
+    assert rows[1][4] == "1.00x"
+    assert rows[4][5] == "100%"
     assert "skipped" not in out
 
 
 def test_run_mining_benchmark_measures_memory_and_skips_missing_packages(monkeypatch):
     import sys
 
-    from lmobjectives.bench_mining import MiningCase, missing_mining_contenders, run_mining_benchmark
+    from lmobjectives.bench_mining import (
+        MiningCase,
+        missing_mining_contenders,
+        run_mining_benchmark,
+    )
 
     case = MiningCase("t", 64, 3000, 32, 5)
     rows = run_mining_benchmark(case, rounds=2, include=("lmobjectives", "NumPy"), memory=True)
     by = {r.contender: r for r in rows}
     assert set(by) == {"lmobjectives", "NumPy"}
-    assert by["lmobjectives"].recall == 1.0 and by["NumPy"].recall > 0.99
-    assert by["lmobjectives"].extra_mib is not None and by["NumPy"].extra_mib is not None
+    assert by["lmobjectives"].recall == 1.0
+    assert by["NumPy"].recall > 0.99
+    assert by["lmobjectives"].extra_mib is not None
+    assert by["NumPy"].extra_mib is not None
     # NumPy's chunk of scores (64 × 3000 float32) is at least what it must hold.
     assert by["NumPy"].extra_mib >= 0.5
-    assert len(by["NumPy"].samples) == 2 and by["NumPy"].ratio_vs_faiss is None
+    assert len(by["NumPy"].samples) == 2
+    assert by["NumPy"].ratio_vs_faiss is None
     monkeypatch.setitem(sys.modules, "faiss", None)
     rows = run_mining_benchmark(case, rounds=1, memory=False)
     assert "faiss" not in {r.contender for r in rows}

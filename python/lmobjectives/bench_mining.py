@@ -17,9 +17,9 @@ gets the same L2-normalised float32 embeddings (Gaussian, seeded) and returns ea
     per chunk of 1024 queries, ``chunk @ corpus.T``, ``argpartition``, then a sort of the k.
 
 Roofline: ``NumPy sgemm`` times the bare product ``queries @ corpus.T`` (OpenBLAS, no
-top-k; 1024 queries at a time into one reused output buffer) in the same rounds; ``of sgemm`` is ``t_sgemm / t`` — the
-fraction of this machine's single-precision GEMM throughput a contender reaches while also
-selecting the top k.
+top-k; 1024 queries at a time into one reused output buffer) in the same rounds; ``of sgemm``
+is ``t_sgemm / t`` — the fraction of this machine's single-precision GEMM throughput a
+contender reaches while also selecting the top k.
 
 Measuring (DESIGN.md §7): one warm-up call each, then ``rounds`` rounds run the contenders
 one after the other, rotating the start; ``queries/s`` comes from the median time, ``vs faiss``
@@ -125,7 +125,9 @@ def mining_contenders(
 
     out: dict[str, Callable[[], Any]] = {}
     if OURS in include:
-        out[OURS] = lambda: exact_topk(queries, corpus, k, similarity="dot", num_threads=num_threads)
+        out[OURS] = lambda: exact_topk(
+            queries, corpus, k, similarity="dot", num_threads=num_threads
+        )
     if FAISS in include and _has("faiss"):
         import faiss
 
@@ -287,7 +289,17 @@ def _extra_memory(
             if name == SGEMM:
                 continue
             proc = subprocess.run(
-                [sys.executable, "-c", _MEMORY_SCRIPT, qp, cp, str(k), path, str(threads or 0), name],
+                [
+                    sys.executable,
+                    "-c",
+                    _MEMORY_SCRIPT,
+                    qp,
+                    cp,
+                    str(k),
+                    path,
+                    str(threads or 0),
+                    name,
+                ],
                 capture_output=True,
                 text=True,
                 timeout=3600,
@@ -347,7 +359,9 @@ def run_mining_benchmark(
         names = list(fns)
         samples: dict[str, list[float]] = {n: [] for n in names}
         results: dict[str, Any] = {}
-        with Progress(len(names) * (rounds + 1), "bench mining", unit="call", enabled=progress) as bar:
+        with Progress(
+            len(names) * (rounds + 1), "bench mining", unit="call", enabled=progress
+        ) as bar:
             for n in names:  # warm-up, and the results for the sanity check
                 results[n] = fns[n]()
                 bar.update(1)
@@ -435,4 +449,3 @@ def format_mining_table(rows: Sequence[MiningRow], markdown: bool = False) -> st
         ).rstrip()
 
     return "\n".join([line(COLUMNS), line(["-" * w for w in widths]), *map(line, body)])
-

@@ -144,14 +144,16 @@ class ContrastivePairCollator(Collator):
         )
         for name, aug in (("anchor", anchor), ("positive", positive)):
             if aug is not None and not isinstance(aug, Augmentation):
-                raise TypeError(f"{name}: expected an Augmentation or None, got {type(aug).__name__}")
+                raise TypeError(
+                    f"{name}: expected an Augmentation or None, got {type(aug).__name__}"
+                )
         self.anchor = anchor or Augmentation()
         self.positive = positive or Augmentation()
         self.pad_token_id = int(ids["pad_token_id"])
-        specials = {*ids["special_token_ids"], self.pad_token_id}
+        special_set = {*ids["special_token_ids"], self.pad_token_id}
         if ids["mask_token_id"] is not None:
-            specials.add(int(ids["mask_token_id"]))
-        specials = sorted(specials)
+            special_set.add(int(ids["mask_token_id"]))
+        specials = sorted(special_set)
         weights = _unigram(unigram, int(ids["vocab_size"]))
         self._augmenters = tuple(
             _core.TokenAugmenter(
@@ -235,15 +237,16 @@ def _split_positives(examples: Any) -> tuple[Any, Any]:
     """Takes ``positive_input_ids`` out of the examples (which the shared normaliser does
     not know)."""
     if isinstance(examples, Mapping) and POSITIVE_KEY in examples:
-        rest = {k: v for k, v in examples.items() if k != POSITIVE_KEY}
-        return rest, examples[POSITIVE_KEY]
+        columns = {k: v for k, v in examples.items() if k != POSITIVE_KEY}
+        return columns, examples[POSITIVE_KEY]
     if (
         isinstance(examples, Sequence)
         and examples
         and isinstance(examples[0], Mapping)
         and POSITIVE_KEY in examples[0]
     ):
-        positives, rest = [], []
+        positives: list[Any] = []
+        rest: list[dict[str, Any]] = []
         for i, ex in enumerate(examples):
             if not isinstance(ex, Mapping) or POSITIVE_KEY not in ex:
                 raise ValueError(f"examples[{i}]: missing the '{POSITIVE_KEY}' key of examples[0]")

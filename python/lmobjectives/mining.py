@@ -139,7 +139,7 @@ def _check_float(name: str, v: Any) -> float | None:
     return float(v)
 
 
-def _choice(name: str, v: Any, choices: tuple[str, ...]) -> str:
+def _choice(name: str, v: Any, choices: tuple[str, ...]) -> Any:
     if v not in choices:
         raise ValueError(f"{name}: must be one of {list(choices)}, got {v!r}")
     return str(v)
@@ -217,7 +217,7 @@ def _rust_topk(
             q,
             c,
             k=k,
-            similarity=similarity,
+            similarity=similarity,  # type: ignore[arg-type]  # checked by the callers
             queries_float16=q16,
             corpus_float16=c16,
             num_threads=threads,
@@ -252,7 +252,8 @@ def _torch_topk(
     with Progress(steps, "mining", unit="block", enabled=progress) as bar, torch.no_grad():
         for i in range(0, queries.shape[0], query_chunk):
             q = q_all[i : i + query_chunk]
-            best_s = best_i = None
+            best_s: Any = None
+            best_i: Any = None
             for j in range(0, n, corpus_chunk):
                 c = corpus[j : j + corpus_chunk].float()
                 if similarity == "cosine":
@@ -265,7 +266,8 @@ def _torch_topk(
                     ti = torch.cat([best_i, ti], 1).gather(1, pick)
                 best_s, best_i = ts, ti
                 bar.update(1)
-            assert best_s is not None and best_i is not None
+            assert best_s is not None
+            assert best_i is not None
             scores_out[i : i + query_chunk] = best_s.cpu()
             ids_out[i : i + query_chunk] = best_i.cpu()
     if not torch.isfinite(scores_out).all():
@@ -500,10 +502,10 @@ def mine_hard_negatives(
     min_score = _check_float("min_score", min_score)
     absolute_margin = _check_float("absolute_margin", absolute_margin)
     relative_margin = _check_float("relative_margin", relative_margin)
-    sampling = _choice("sampling", sampling, ("top", "random"))
-    ranks = _choice("ranks", ranks, ("filtered", "raw"))
-    similarity = _choice("similarity", similarity, _SIMILARITIES)
-    backend = _choice("backend", backend, _BACKENDS)
+    sampling_name = _choice("sampling", sampling, ("top", "random"))
+    ranks_name = _choice("ranks", ranks, ("filtered", "raw"))
+    sim = _choice("similarity", similarity, _SIMILARITIES)
+    backend_name = _choice("backend", backend, _BACKENDS)
     for name, flag in (("include_positives", include_positives), ("exclude_self", exclude_self)):
         if not isinstance(flag, bool):
             raise TypeError(f"{name}: expected a bool, got {type(flag).__name__}")
@@ -517,9 +519,9 @@ def mine_hard_negatives(
     if corpus is None:
         corpus = queries
     on_device = _is_torch(queries) and queries.device.type != "cpu"
-    if backend == "auto":
-        backend = "torch" if on_device else "rust"
-    if backend == "torch":
+    if backend_name == "auto":
+        backend_name = "torch" if on_device else "rust"
+    if backend_name == "torch":
         import torch
 
         q_t = queries if _is_torch(queries) else torch.from_numpy(_as_matrix(queries, "queries")[0])
@@ -530,7 +532,9 @@ def mine_hard_negatives(
             c_t = corpus
         for name, t in (("queries", q_t), ("corpus", c_t)):
             if t.dim() != 2:
-                raise ValueError(f"{name}: expected a 2-D tensor (rows × dim), got {tuple(t.shape)}")
+                raise ValueError(
+                    f"{name}: expected a 2-D tensor (rows × dim), got {tuple(t.shape)}"
+                )
         num_q, num_c, dim_q, dim_c = q_t.shape[0], c_t.shape[0], q_t.shape[1], c_t.shape[1]
     else:
         q, q16 = _as_matrix(queries, "queries")
@@ -541,9 +545,7 @@ def mine_hard_negatives(
     if num_c == 0:
         raise ValueError("corpus: is empty")
     if num_negatives > num_c:
-        raise ValueError(
-            f"num_negatives: is {num_negatives} but the corpus has only {num_c} rows"
-        )
+        raise ValueError(f"num_negatives: is {num_negatives} but the corpus has only {num_c} rows")
 
     if positives is None:
         pos_values = np.zeros(0, dtype=np.int64)
@@ -588,34 +590,29 @@ def mine_hard_negatives(
             f"num_negatives: is {num_negatives} but the window range_min={range_min}.."
             f"range_max={range_max} holds only {range_max - range_min}"
         )
-    if ranks == "raw":
-        depth = range_max
-    else:
-        depth = range_max + max_positives + int(exclude_self)
+    depth = range_max if ranks_name == "raw" else range_max + max_positives + int(exclude_self)
     depth = min(depth, num_c)
 
     if num_q == 0:
         cand_ids = np.zeros((0, depth), dtype=np.int64)
         cand_scores = np.zeros((0, depth), dtype=np.float32)
         pos_scores = np.zeros(0, dtype=np.float32)
-    elif backend == "torch":
+    elif backend_name == "torch":
         cand_ids, cand_scores = _torch_topk(
-            q_t, c_t, depth, similarity, query_chunk, corpus_chunk, progress
+            q_t, c_t, depth, sim, query_chunk, corpus_chunk, progress
         )
-        pos_scores = _torch_pair_scores(q_t, c_t, pos_values, pos_offsets, similarity)
+        pos_scores = _torch_pair_scores(q_t, c_t, pos_values, pos_offsets, sim)
     else:
-        if backend == "faiss":
-            cand_ids, cand_scores = _faiss_topk(q, q16, c, c16, depth, similarity)
+        if backend_name == "faiss":
+            cand_ids, cand_scores = _faiss_topk(q, q16, c, c16, depth, sim)
         else:
-            cand_ids, cand_scores = _rust_topk(
-                q, q16, c, c16, depth, similarity, threads, progress
-            )
+            cand_ids, cand_scores = _rust_topk(q, q16, c, c16, depth, sim, threads, progress)
         pos_scores = _core.pair_scores(
             q,
             c,
             pos_values,
             pos_offsets,
-            similarity=similarity,
+            similarity=sim,
             queries_float16=q16,
             corpus_float16=c16,
             num_threads=threads,
@@ -637,8 +634,8 @@ def mine_hard_negatives(
         relative_margin=relative_margin,
         max_score=max_score,
         min_score=min_score,
-        sampling=sampling,
-        ranks=ranks,
+        sampling=sampling_name,
+        ranks=ranks_name,
         include_positives=include_positives,
         seed=seed_value,
         num_threads=threads,
@@ -656,7 +653,7 @@ def mine_hard_negatives(
 
 
 def _torch_pair_scores(
-    queries: Any, corpus: Any, values: np.ndarray, offsets: np.ndarray, similarity: str
+    queries: Any, corpus: Any, values: np.ndarray, offsets: np.ndarray, sim: str
 ) -> np.ndarray:
     import torch
 
@@ -672,7 +669,7 @@ def _torch_pair_scores(
     with torch.no_grad():
         q = queries[rows.to(device)].float()
         c = corpus[torch.from_numpy(values).to(corpus.device)].to(device).float()
-        if similarity == "cosine":
+        if sim == "cosine":
             q = torch.nn.functional.normalize(q, dim=1)
             c = torch.nn.functional.normalize(c, dim=1)
         s = (q * c).sum(dim=1).cpu()

@@ -209,8 +209,10 @@ def info_nce_loss(
     neg_cols = _negative_columns(negatives, b, d)
     if duplicates is not None:
         if duplicates.shape != (b,) or duplicates.dtype.is_floating_point:
-            raise ValueError(f"duplicates: expected [B] integer ids, got {duplicates.dtype} "
-                             f"{tuple(duplicates.shape)}")
+            raise ValueError(
+                f"duplicates: expected [B] integer ids, got {duplicates.dtype} "
+                f"{tuple(duplicates.shape)}"
+            )
         duplicates = duplicates.to(queries.device)
 
     offset, total, world = 0, b, 1
