@@ -54,6 +54,7 @@ run:
 bench: dev
 	$(BIN)/pytest benches --benchmark-only --benchmark-group-by=group --benchmark-columns=median,ops,rounds
 	$(BIN)/lmobjectives bench --markdown
+	$(BIN)/lmobjectives bench --objective mining --markdown
 
 clean:
 	rm -rf $(VENV) target .pytest_cache .benchmarks

@@ -523,3 +523,23 @@ def test_pickles_and_repr():
     assert "reorder=0.2" in repr(c)
     kernel = c._augmenters[1]
     assert repr(pickle.loads(pickle.dumps(kernel))) == repr(kernel)
+
+
+def test_same_batches_with_dataloader_workers():
+    rows = make_rows(48, 8, 30, seed=4)
+    aug = Augmentation(token_deletion=0.2, insertion=0.1)
+
+    def run(workers):
+        loader = torch.utils.data.DataLoader(
+            rows,
+            batch_size=8,
+            collate_fn=collator(positive=aug, return_tensors="pt"),
+            num_workers=workers,
+            multiprocessing_context="fork" if workers else None,
+        )
+        return [b["positive_input_ids"] for b in loader]
+
+    one, two = run(0), run(2)
+    assert len(one) == len(two) == 6
+    for a, b in zip(one, two, strict=True):
+        torch.testing.assert_close(a, b)

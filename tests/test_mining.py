@@ -139,9 +139,10 @@ def test_memory_mapped_npy_corpus(tmp_path):
         np.testing.assert_array_equal(x[0], ref[0])
         np.testing.assert_array_equal(x[1], ref[1])
     mined = mine_hard_negatives(q, path, np.arange(30), num_negatives=3)
-    np.testing.assert_array_equal(
-        mined.negative_ids, mine_hard_negatives(q, c, np.arange(30), num_negatives=3).negative_ids
-    )
+    want = mine_hard_negatives(q, c, np.arange(30), num_negatives=3).negative_ids
+    np.testing.assert_array_equal(mined.negative_ids, want)
+    on_torch = mine_hard_negatives(q, path, np.arange(30), num_negatives=3, backend="torch")
+    np.testing.assert_array_equal(on_torch.negative_ids, want)
 
 
 def test_outputs_are_handed_over_without_copies_and_inputs_untouched():
@@ -802,3 +803,17 @@ def test_run_mining_benchmark_measures_memory_and_skips_missing_packages(monkeyp
     ]
     with pytest.raises(ValueError, match="rounds: expected a positive int"):
         run_mining_benchmark(case, rounds=0)
+
+
+def test_empty_queries_mixed_storage_and_tensor_inputs():
+    c = gaussian(100, 8, 40)
+    ids, scores = exact_topk(np.zeros((0, 8), np.float32), c, 3)
+    assert ids.shape == scores.shape == (0, 3)
+    mined = mine_hard_negatives(np.zeros((0, 8), np.float32), c, [], num_negatives=2)
+    assert mined.negative_ids.shape == (0, 2) and mined.triplets()["query"].shape == (0,)
+    q16 = gaussian(5, 8, 41).astype(np.float16)
+    a = exact_topk(q16, c, 4)
+    b = exact_topk(q16.astype(np.float32), c, 4)
+    np.testing.assert_array_equal(a[0], b[0])
+    t = exact_topk(torch.from_numpy(q16.astype(np.float32)), torch.from_numpy(c), 4)
+    np.testing.assert_array_equal(t[0], b[0])

@@ -524,10 +524,14 @@ def mine_hard_negatives(
     if backend_name == "torch":
         import torch
 
-        q_t = queries if _is_torch(queries) else torch.from_numpy(_as_matrix(queries, "queries")[0])
+        if _is_torch(queries):
+            q_t = queries
+        else:
+            q_np, q16 = _as_matrix(queries, "queries")
+            q_t = _tensor(q_np.view(np.float16) if q16 else q_np)
         if isinstance(corpus, (str, os.PathLike)) or not _is_torch(corpus):
             c_np, c16 = _as_matrix(corpus, "corpus")
-            c_t = torch.from_numpy(c_np.view(np.float16) if c16 else c_np)
+            c_t = _tensor(c_np.view(np.float16) if c16 else c_np)
         else:
             c_t = corpus
         for name, t in (("queries", q_t), ("corpus", c_t)):
@@ -650,6 +654,20 @@ def mine_hard_negatives(
         range_max=range_max,
         depth=depth,
     )
+
+
+def _tensor(x: np.ndarray) -> Any:
+    """``torch.from_numpy`` without a copy, also for read-only arrays (memory-mapped corpora;
+    torch warns about them, but nothing here writes to the tensor)."""
+    import warnings
+
+    import torch
+
+    if x.flags.writeable:
+        return torch.from_numpy(x)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(x)
 
 
 def _torch_pair_scores(
