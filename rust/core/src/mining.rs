@@ -1269,7 +1269,7 @@ mod tests {
     fn float16_storage_equals_its_float32_widening() {
         let (nq, n, d) = (5usize, 50usize, 9usize);
         let bits: Vec<u16> = (0..(nq + n) * d)
-            .map(|i| 0x3000 + ((i * 7919) % 0x0c00) as u16 | if i % 3 == 0 { 0x8000 } else { 0 })
+            .map(|i| (0x3000 + ((i * 7919) % 0x0c00) as u16) | if i % 3 == 0 { 0x8000 } else { 0 })
             .collect();
         let widened: Vec<f32> = bits.iter().map(|&h| f16_to_f32(h)).collect();
         let (qh, ch) = bits.split_at(nq * d);

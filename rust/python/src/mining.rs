@@ -84,6 +84,16 @@ fn csr_offsets(a: &PyReadonlyArray1<'_, i64>, arg: &str) -> PyResult<Vec<usize>>
         .collect()
 }
 
+/// Ids and scores, `rows × k` each.
+type Ranked<'py> = (Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<f32>>);
+
+/// Negative ids and scores (`rows × n`) and what each selection rule removed, by name.
+type Selected<'py> = (
+    Bound<'py, PyArray2<i64>>,
+    Bound<'py, PyArray2<f32>>,
+    Bound<'py, PyDict>,
+);
+
 fn to_numpy2<'py, T: numpy::Element>(
     py: Python<'py>,
     rows: usize,
@@ -117,7 +127,7 @@ pub fn search_topk<'py>(
     query_block: Option<usize>,
     corpus_tile: Option<usize>,
     span: Option<usize>,
-) -> PyResult<(Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<f32>>)> {
+) -> PyResult<Ranked<'py>> {
     let similarity = Similarity::parse("similarity", similarity).map_err(to_py)?;
     let isa = isa
         .map(|s| Isa::parse("isa", s))
@@ -221,11 +231,7 @@ pub fn select_negatives<'py>(
     include_positives: bool,
     seed: u64,
     num_threads: usize,
-) -> PyResult<(
-    Bound<'py, PyArray2<i64>>,
-    Bound<'py, PyArray2<f32>>,
-    Bound<'py, PyDict>,
-)> {
+) -> PyResult<Selected<'py>> {
     let sampling = match sampling {
         "top" => Sampling::Top,
         "random" => Sampling::Random,
