@@ -448,6 +448,8 @@ def _truncate(a, b, max_tokens, rng):
             heads += bin(rng.next_u64() & ((1 << left) - 1)).count("1")
         side[0] += heads
         side[1] -= k - heads
+
+
 # -- hard-negative mining (rust/core/src/mining.rs) ---------------------------------------------
 
 MINING = purpose("mining")

@@ -16,9 +16,9 @@ from lmobjectives._core import (
 from lmobjectives.contrastive import Augmentation, ContrastivePairCollator, neighbour_pairs
 from lmobjectives.corpus import TokenCorpus, TokenCorpusWriter, train_wordpiece
 from lmobjectives.masking import MLMCollator
+from lmobjectives.mining import HardNegatives, exact_topk, mine_hard_negatives
 from lmobjectives.packing import PackingCollator, pack_sequences
 from lmobjectives.pairs import SentencePairDataset
-from lmobjectives.mining import HardNegatives, exact_topk, mine_hard_negatives
 
 __all__ = [
     "STREAM_VERSION",
@@ -35,9 +35,9 @@ __all__ = [
     "TokenCorpusWriter",
     "TokenIdError",
     "__version__",
-    "pack_sequences",
     "exact_topk",
     "mine_hard_negatives",
     "neighbour_pairs",
+    "pack_sequences",
     "train_wordpiece",
 ]

@@ -522,8 +522,6 @@ def mine_hard_negatives(
     if backend_name == "auto":
         backend_name = "torch" if on_device else "rust"
     if backend_name == "torch":
-        import torch
-
         if _is_torch(queries):
             q_t = queries
         else:
