@@ -56,6 +56,7 @@ bench: dev
 	$(BIN)/lmobjectives bench --markdown
 	$(BIN)/lmobjectives bench --objective t5 --markdown
 	$(BIN)/lmobjectives bench --objective bart --markdown
+	$(BIN)/lmobjectives bench --objective mining --markdown
 
 clean:
 	rm -rf $(VENV) target .pytest_cache .benchmarks

@@ -793,3 +793,145 @@ class ReplayRandom:
 
     def exhausted(self) -> bool:
         return not self.perms and not self.flags
+
+
+# -- hard-negative mining (rust/core/src/mining.rs) ---------------------------------------------
+
+MINING = purpose("mining")
+
+
+def mining_sample(seed: int, key: int, window: int, k: int) -> list[int]:
+    """Window positions drawn for a query with stream key ``key``: a partial Fisher–Yates
+    shuffle of ``0..window`` with one ``below`` draw per pick, the picks sorted."""
+    if window <= k:
+        return list(range(window))
+    rng = Xoshiro(hash_words([seed, 0, MINING, TAG_SAMPLE, key]))
+    order = list(range(window))
+    for i in range(k):
+        j = i + rng.below(window - i)
+        order[i], order[j] = order[j], order[i]
+    return sorted(order[:k])
+
+
+# -- contrastive augmentations (rust/core/src/contrastive.rs) -----------------------------------
+
+AUGMENT = purpose("contrastive-augment")
+
+
+def view_purpose(view: int) -> int:
+    return hash_words([AUGMENT, view])
+
+
+def alias_table(weights: list[float]) -> tuple[list[float], list[int]]:
+    """Walker's alias table, built exactly as the Rust one (same float64 operations)."""
+    n = len(weights)
+    total = 0.0
+    for w in weights:
+        total += w
+    prob = [w * n / total for w in weights]
+    alias = [0] * n
+    small = [i for i in range(n) if prob[i] < 1.0]
+    large = [i for i in range(n) if not prob[i] < 1.0]
+    while small and large:
+        s = small.pop()
+        big = large[-1]
+        alias[s] = big
+        prob[big] -= 1.0 - prob[s]
+        if prob[big] < 1.0:
+            large.pop()
+            small.append(big)
+    for i in large + small:
+        prob[i] = 1.0
+    return prob, alias
+
+
+def augment_row(
+    row,
+    rng,
+    *,
+    vocab_size,
+    specials,
+    crop=0.0,
+    span_deletion=0.0,
+    token_deletion=0.0,
+    reorder=0.0,
+    substitution=0.0,
+    insertion=0.0,
+    unigram=None,
+):
+    """One augmented row, draw for draw (see the module documentation of contrastive.rs)."""
+    specials = sorted(set(specials))
+    table = None
+    if unigram is not None:
+        w = list(unigram)
+        for s in specials:
+            w[s] = 0.0
+        table = alias_table(w)
+    deletion, subst, insert = chance(token_deletion), chance(substitution), chance(insertion)
+
+    def random_token():
+        if table is not None:
+            i = rng.below(len(table[0]))
+            return i if rng.next_f64() < table[0][i] else table[1][i]
+        t = rng.below(vocab_size - len(specials))
+        for s in specials:
+            if s <= t:
+                t += 1
+            else:
+                break
+        return t
+
+    def segment(seg):
+        n = len(seg)
+        if crop > 0 and n > 1:
+            keep = max(n - int(crop * n), 1)
+            start = rng.below(n - keep + 1)
+            seg = seg[start : start + keep]
+        n = len(seg)
+        if span_deletion > 0:
+            d = min(int(span_deletion * n), max(n - 1, 0))
+            if d > 0:
+                start = rng.below(n - d + 1)
+                seg = seg[:start] + seg[start + d :]
+        if token_deletion > 0:
+            n = len(seg)
+            kept = [t for t in seg if not deletion(rng.next_u64())]
+            if not kept and n > 0:
+                kept = [seg[rng.below(n)]]
+            seg = kept
+        if reorder > 0:
+            n = len(seg)
+            span = int(reorder * n / 2.0)
+            if span > 0 and 2 * span <= n:
+                free = n - 2 * span
+                i = rng.below(free + 2)
+                j = rng.below(free + 1)
+                if j >= i:
+                    j += 1
+                i, j = min(i, j), max(i, j)
+                a, b = i, j + span - 1
+                seg = list(seg)
+                seg[a : a + span], seg[b : b + span] = seg[b : b + span], seg[a : a + span]
+        if substitution > 0:
+            seg = [random_token() if subst(rng.next_u64()) else t for t in seg]
+        if insertion > 0:
+            out = []
+            for t in seg:
+                out.append(t)
+                if insert(rng.next_u64()):
+                    out.append(random_token())
+            seg = out
+        return list(seg)
+
+    out, i = [], 0
+    while i < len(row):
+        if row[i] in specials:
+            out.append(row[i])
+            i += 1
+            continue
+        j = i
+        while j < len(row) and row[j] not in specials:
+            j += 1
+        out += segment(list(row[i:j]))
+        i = j
+    return out

@@ -13,6 +13,7 @@ from lmobjectives._core import (
     TokenIdError,
     __version__,
 )
+from lmobjectives.contrastive import Augmentation, ContrastivePairCollator, neighbour_pairs
 from lmobjectives.corpus import TokenCorpus, TokenCorpusWriter, train_wordpiece
 from lmobjectives.denoising import (
     BartDenoisingCollator,
@@ -22,13 +23,17 @@ from lmobjectives.denoising import (
     compute_input_and_target_lengths,
 )
 from lmobjectives.masking import MLMCollator
+from lmobjectives.mining import HardNegatives, exact_topk, mine_hard_negatives
 from lmobjectives.packing import PackingCollator, pack_sequences
 from lmobjectives.pairs import SentencePairDataset
 
 __all__ = [
     "STREAM_VERSION",
+    "Augmentation",
     "BartDenoisingCollator",
+    "ContrastivePairCollator",
     "CorpusChunks",
+    "HardNegatives",
     "InvalidArgumentError",
     "LMObjectivesError",
     "MLMCollator",
@@ -42,6 +47,9 @@ __all__ = [
     "UL2Collator",
     "__version__",
     "compute_input_and_target_lengths",
+    "exact_topk",
+    "mine_hard_negatives",
+    "neighbour_pairs",
     "pack_sequences",
     "train_wordpiece",
 ]

@@ -14,6 +14,7 @@ __all__ = [
     "MlmMasker",
     "ShapeError",
     "SpanCorruptor",
+    "TokenAugmenter",
     "TokenIdError",
     "__version__",
     "_length_samples",
@@ -21,9 +22,14 @@ __all__ = [
     "build_pair_index",
     "compute_input_and_target_lengths",
     "denoiser_lengths",
+    "duplicate_groups",
+    "mining_isas",
     "pack",
     "pad",
     "pair_rows",
+    "pair_scores",
+    "search_topk",
+    "select_negatives",
 ]
 
 __version__: Final[str]
@@ -336,3 +342,103 @@ class BartNoiser:
         rows_name: str | None = None,
     ) -> _Seq2SeqArrays: ...
     def __reduce__(self) -> tuple[Any, ...]: ...
+
+# -- mining ------------------------------------------------------------------------------------
+
+_F32 = npt.NDArray[np.float32]
+_I64 = npt.NDArray[np.int64]
+
+def search_topk(
+    queries: npt.NDArray[Any],
+    corpus: npt.NDArray[Any],
+    *,
+    k: int,
+    similarity: Literal["cosine", "dot"] = "cosine",
+    queries_float16: bool = False,
+    corpus_float16: bool = False,
+    num_threads: int = 0,
+    progress: Callable[[int, int], object] | None = None,
+    isa: Literal["avx512", "avx2", "portable"] | None = None,
+    query_block: int | None = None,
+    corpus_tile: int | None = None,
+    span: int | None = None,
+) -> tuple[_I64, _F32]: ...
+def pair_scores(
+    queries: npt.NDArray[Any],
+    corpus: npt.NDArray[Any],
+    values: _I64,
+    offsets: _I64,
+    *,
+    similarity: Literal["cosine", "dot"] = "cosine",
+    queries_float16: bool = False,
+    corpus_float16: bool = False,
+    num_threads: int = 0,
+    name: str = "positives",
+) -> _F32: ...
+def select_negatives(
+    candidate_ids: _I64,
+    candidate_scores: _F32,
+    *,
+    corpus_rows: int,
+    keys: npt.NDArray[np.uint64],
+    num_negatives: int,
+    range_min: int,
+    range_max: int,
+    positive_values: _I64 | None = None,
+    positive_offsets: _I64 | None = None,
+    positive_scores: _F32 | None = None,
+    self_ids: _I64 | None = None,
+    absolute_margin: float | None = None,
+    relative_margin: float | None = None,
+    max_score: float | None = None,
+    min_score: float | None = None,
+    sampling: Literal["top", "random"] = "top",
+    ranks: Literal["filtered", "raw"] = "filtered",
+    include_positives: bool = False,
+    seed: int = 0,
+    num_threads: int = 0,
+) -> tuple[_I64, _F32, dict[str, int]]: ...
+def mining_isas() -> list[str]: ...
+
+# -- contrastive augmentations -----------------------------------------------------------------
+
+@final
+class TokenAugmenter:
+    def __new__(
+        cls,
+        vocab_size: int,
+        special_token_ids: list[int],
+        crop: float = 0.0,
+        span_deletion: float = 0.0,
+        token_deletion: float = 0.0,
+        reorder: float = 0.0,
+        substitution: float = 0.0,
+        insertion: float = 0.0,
+        unigram: list[float] | None = None,
+    ) -> TokenAugmenter: ...
+    @property
+    def vocab_size(self) -> int: ...
+    @property
+    def special_token_ids(self) -> list[int]: ...
+    def augment(
+        self,
+        input_ids: Any,
+        *,
+        pad_token_id: int,
+        seed: int,
+        epoch: int = 0,
+        batch_index: int = 0,
+        sample_ids: list[int] | None = None,
+        view: int = 0,
+        max_length: int | None = None,
+        truncation: bool = False,
+        pad_to_max_length: bool = False,
+        pad_to_multiple_of: int = 1,
+        padding_side: Literal["right", "left"] = "right",
+        dtype: Literal["int64", "int32"] = "int64",
+        num_threads: int = 1,
+        rows_name: str | None = None,
+    ) -> tuple[_IntArray, _IntArray]: ...
+    def __reduce__(self) -> tuple[Any, ...]: ...
+
+def duplicate_groups(input_ids: Any, *, rows_name: str | None = None) -> _I64: ...

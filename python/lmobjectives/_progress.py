@@ -85,6 +85,7 @@ class Progress:
         self.file: TextIO = sys.stderr if file is None else file
         self.enabled = progress_enabled(enabled, self.file)
         self.n = 0
+        self.postfix = ""  # shown after the rate, e.g. "loss 3.21"
         self._start = time.monotonic()
         self._last_draw = -float("inf")
         self._last_len = 0
@@ -125,7 +126,7 @@ class Progress:
         """The bar's current text (without ``\\r``); useful for tests and logs."""
         elapsed = (time.monotonic() if now is None else now) - self._start
         rate = self.n / elapsed if elapsed > 0 else 0.0
-        rate_text = f"{rate:.1f} {self.unit}/s"
+        rate_text = f"{rate:.1f} {self.unit}/s" + (f", {self.postfix}" if self.postfix else "")
         if self.total is None:
             return f"{self.desc}: {self.n} {self.unit} [{_format_time(elapsed)}, {rate_text}]"
         frac = min(1.0, self.n / self.total) if self.total > 0 else 1.0

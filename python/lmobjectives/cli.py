@@ -18,6 +18,7 @@ from typing import Any
 __all__ = ["main"]
 
 PROG = "lmobjectives"
+OBJECTIVE_NAMES = ("mlm", "wwm", "span", "nsp", "sop", "rtd", "t5", "bart", "ul2", "infonce")
 
 
 def _positive_int(text: str) -> int:
@@ -66,19 +67,35 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser(
         "bench",
-        help="MLM collation throughput against Hugging Face and NumPy (the default)",
+        help="MLM collation throughput against Hugging Face and NumPy (the default); "
+        "--objective mining: exact top-k retrieval against faiss, torch and NumPy",
         description="Masks the same batches of the embedded corpus with lmobjectives' "
         "MLMCollator, Hugging Face's DataCollatorForLanguageModeling and a NumPy reference, "
         "alternating between them, and prints batches/s, tokens/s and the speed-up ratios "
-        "(median over rounds).",
+        "(median over rounds). With --objective mining: exact top-k retrieval over the same "
+        "embeddings with lmobjectives, faiss IndexFlatIP, sentence-transformers' torch "
+        "approach and NumPy, against NumPy's bare sgemm (the machine's roofline).",
+    )
+    bench.add_argument(
+        "--case",
+        choices=("small", "large"),
+        default="small",
+        help="mining: small = 1k x 20k x 384, k=11 (default); large = 10k x 200k x 384, "
+        "k=100 (minutes, ~3 GB)",
+    )
+    bench.add_argument(
+        "--no-memory",
+        action="store_true",
+        help="mining: skip the per-contender peak-memory processes",
     )
     bench.add_argument(
         "--objective",
-        choices=("mlm", "wwm", "packing", "pairs", "t5", "bart", "all"),
+        choices=("mlm", "wwm", "packing", "pairs", "t5", "bart", "all", "mining"),
         default="mlm",
         help="what to measure: MLM masking (default), whole-word masking, packing, NSP/SOP "
         "pairs, T5 span corruption (against Hugging Face's Flax collator and vectorised "
-        "NumPy), BART noising (against a port of fairseq's), or all",
+        "NumPy), BART noising (against a port of fairseq's), or all of those; mining: exact "
+        "top-k retrieval (its own table)",
     )
     bench.add_argument(
         "--batch-size", type=_positive_int, default=32, metavar="N", help="default: 32"
@@ -103,6 +120,50 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: $LMOBJECTIVES_NUM_THREADS, else all CPUs)",
     )
     _add_cache_dir(bench)
+
+    pre = sub.add_parser(
+        "pretrain",
+        help="train a small model on the corpus with any objective (needs torch)",
+        description="Builds (or loads) the corpus, trains a small model built from a config "
+        "with the objective's dataset, collator and loss, evaluates on held-out documents, "
+        "and writes metrics.json, loss.png (with matplotlib) and checkpoint.pt to --out. "
+        "Reports how much of each step the data path took.",
+    )
+    pre.add_argument("--objective", choices=OBJECTIVE_NAMES, default="mlm", help="default: mlm")
+    pre.add_argument("--steps", type=_positive_int, default=300, metavar="N", help="default: 300")
+    pre.add_argument(
+        "--corpus",
+        metavar="PATH",
+        help="a saved TokenCorpus directory (default: the embedded corpus)",
+    )
+    pre.add_argument(
+        "--out",
+        metavar="DIR",
+        help="where metrics, plot and checkpoint go (default: ./pretrain-<objective>)",
+    )
+    pre.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
+    pre.add_argument(
+        "--resume", action="store_true", help="continue from DIR/checkpoint.pt (same stream)"
+    )
+    pre.add_argument(
+        "--batch-size", type=_positive_int, default=32, metavar="N", help="default: 32"
+    )
+    pre.add_argument(
+        "--seq-length", type=_positive_int, default=128, metavar="N", help="default: 128"
+    )
+    pre.add_argument(
+        "--hidden-size", type=_positive_int, default=128, metavar="N", help="default: 128"
+    )
+    pre.add_argument("--layers", type=_positive_int, default=2, metavar="N", help="default: 2")
+    pre.add_argument("--lr", type=float, default=1e-3, metavar="X", help="default: 1e-3")
+    pre.add_argument("--seed", type=_threads, default=0, metavar="N", help="default: 0")
+    pre.add_argument(
+        "--num-workers", type=_threads, default=0, metavar="N", help="DataLoader workers (0)"
+    )
+    pre.add_argument(
+        "--eval-every", type=_positive_int, default=None, metavar="N", help="default: steps/5"
+    )
+    _add_cache_dir(pre)
 
     corpus = sub.add_parser(
         "corpus",
@@ -153,7 +214,7 @@ def _versions() -> str:
 
     parts = [f"{PROG} {_version()}", f"python {platform.python_version()}"]
     parts.append(f"numpy {numpy.__version__}")
-    for name in ("torch", "transformers"):
+    for name in ("torch", "transformers", "faiss"):
         try:
             module = __import__(name)
         except ImportError:
@@ -163,7 +224,42 @@ def _versions() -> str:
     return ", ".join(parts)
 
 
+def _bench_mining(args: argparse.Namespace) -> int:
+    from lmobjectives.bench_mining import (
+        CASES,
+        MiningCase,
+        format_mining_table,
+        missing_mining_contenders,
+        run_mining_benchmark,
+    )
+
+    case = CASES[args.case]
+    if args.quick:  # a run of a few seconds (tests, CI)
+        case = MiningCase("quick", 256, 4000, 384, 11)
+    print(f"mining: {case.label}, L2-normalised float32 Gaussian embeddings", flush=True)
+    rows = run_mining_benchmark(
+        case,
+        rounds=args.rounds,
+        num_threads=args.threads,
+        memory=not args.no_memory,
+    )
+    print(_versions())
+    print()
+    print(format_mining_table(rows, markdown=args.markdown))
+    print()
+    print(
+        "queries/s: median over alternating rounds; vs faiss = t_faiss / t and of sgemm = "
+        "t_sgemm / t (medians of same-round ratios); extra MiB = peak RSS above the loaded "
+        "embeddings, one fresh process per contender."
+    )
+    for line in missing_mining_contenders():
+        print(f"skipped: {line}")
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
+    if args.objective == "mining":
+        return _bench_mining(args)
     from lmobjectives.bench import (
         format_table,
         missing_contenders,
@@ -228,6 +324,75 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pretrain(args: argparse.Namespace) -> int:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise ImportError(
+            "pretrain needs torch: pip install 'lmobjectives[torch]' (or '[bench]')"
+        ) from None
+    from lmobjectives.torch.pretrain import PretrainConfig, pretrain
+
+    config = PretrainConfig(
+        objective=args.objective,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        seq_length=args.seq_length,
+        hidden_size=args.hidden_size,
+        num_layers=args.layers,
+        learning_rate=args.lr,
+        seed=args.seed,
+        num_workers=args.num_workers,
+        eval_every=args.eval_every,
+        device=args.device,
+    )
+    if args.corpus is not None:
+        from lmobjectives.corpus import TokenCorpus
+
+        corpus = TokenCorpus.load(args.corpus)
+    else:
+        corpus = _load_corpus(args.cache_dir)
+    print(_corpus_summary(corpus), flush=True)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    out = args.out if args.out is not None else f"pretrain-{args.objective}"
+    result = pretrain(config, corpus=corpus, out=out, resume=args.resume)
+    print(format_pretrain(result, out))
+    return 0
+
+
+def format_pretrain(result: dict[str, Any], out: str) -> str:
+    """The end-of-run summary of ``pretrain``."""
+    cfg = result["config"]
+    first, last = result["eval"][0], result["eval"][-1]
+    lines = [
+        f"objective {cfg['objective']}: {result['parameters']:,} parameters, "
+        f"{cfg['steps']} steps of {cfg['batch_size']} x {cfg['seq_length']} tokens, "
+        f"{result['train_documents']:,} training / {result['held_out_documents']:,} held-out "
+        "documents",
+        f"held-out at step {first['step']:>5}: "
+        + ", ".join(f"{k} {v:.4g}" for k, v in first.items() if k != "step"),
+        f"held-out at step {last['step']:>5}: "
+        + ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k != "step"),
+    ]
+    if result["train"]:
+        t0, t1 = result["train"][0], result["train"][-1]
+        lines.append(
+            f"training loss: {t0['loss']:.4g} (steps to {t0['step']}) -> {t1['loss']:.4g} "
+            f"(to step {t1['step']})"
+        )
+    lines.append(
+        f"{result['tokens_per_s']:,.0f} tokens/s; data path {result['data_share']:.1%} of "
+        f"step time ({result['data_s']:.2f} s data, {result['model_s']:.2f} s model over "
+        f"{result['steps_timed']} steps)"
+    )
+    plot = result.get("plot")
+    lines.append(
+        f"wrote {out}/metrics.json, {out}/checkpoint.pt"
+        + (f", {plot}" if plot else " (no plot: pip install matplotlib)")
+    )
+    return "\n".join(lines)
+
+
 def _corpus(args: argparse.Namespace) -> int:
     corpus = _load_corpus(args.cache_dir, rebuild=args.rebuild)
     print(_corpus_stats(corpus))
@@ -249,6 +414,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "corpus":
             return _corpus(args)
+        if args.command == "pretrain":
+            return _pretrain(args)
         return _bench(args)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

@@ -232,6 +232,8 @@ class TokenCorpus:
         self._tokenizer_path = _tokenizer_path
         self._path = _path
         self._mmap = _mmap
+        self._range: tuple[int, int] | None = None  # documents of the corpus at _range_path
+        self._range_path: Path | None = None
 
     # ------------------------------------------------------------------ basic accessors
 
@@ -306,6 +308,41 @@ class TokenCorpus:
         offsets = self.sentence_offsets[first : last + 1]
         return [self.ids[offsets[i] : offsets[i + 1]] for i in range(last - first)]
 
+    def documents(self, start: int, stop: int) -> TokenCorpus:
+        """Documents ``start:stop`` as a corpus of their own: ``ids`` is a view (no copy, a
+        memory-mapped corpus stays on disk), the offsets are rebased copies. A view of a corpus
+        opened from disk pickles as its path and range, so DataLoader workers re-open the
+        memory map. Use it for train/held-out splits (``corpus.documents(0, n - k)`` and
+        ``corpus.documents(n - k, n)``).
+        """
+        n = self.num_documents
+        for name, v in (("start", start), ("stop", stop)):
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise TypeError(f"{name}: expected an int, got {type(v).__name__}")
+        if not 0 <= start < stop <= n:
+            raise ValueError(
+                f"start, stop: need 0 <= start < stop <= {n} (the number of documents), got "
+                f"{start}, {stop}"
+            )
+        first, last = int(self.document_offsets[start]), int(self.document_offsets[stop])
+        sentence_offsets = np.asarray(self.sentence_offsets[first : last + 1], dtype=np.int64)
+        lo, hi = int(sentence_offsets[0]), int(sentence_offsets[-1])
+        view = TokenCorpus(
+            self.ids[lo:hi],
+            sentence_offsets - lo,
+            np.asarray(self.document_offsets[start : stop + 1], dtype=np.int64) - first,
+            self.vocab_size,
+            self._tokenizer,
+            source=self.source,
+            _tokenizer_path=self._tokenizer_path,
+        )
+        if self._path is not None:
+            base = self._range[0] if self._range is not None else 0
+            view._range = (base + start, base + stop)
+            view._range_path = self._path
+            view._mmap = self._mmap
+        return view
+
     def stats(self) -> dict[str, Any]:
         """Summary numbers: counts, dtype, bytes and sentence/document length statistics."""
         sent_lens = np.diff(self.sentence_offsets)
@@ -351,6 +388,8 @@ class TokenCorpus:
         # re-open the memory map); an in-memory corpus pickles its arrays and tokenizer JSON.
         if self._path is not None:
             return (_reopen, (str(self._path), self._mmap))
+        if self._range is not None and self._range_path is not None:
+            return (_reopen_range, (str(self._range_path), self._mmap, *self._range))
         return (
             _from_state,
             (
@@ -1390,6 +1429,10 @@ def _reopen(path: str, mmap: bool) -> TokenCorpus:
     # re-opening it only re-check sizes and structure (hashing a large corpus once per worker
     # would defeat memory-mapping).
     return TokenCorpus.load(path, mmap=mmap, verify=False)
+
+
+def _reopen_range(path: str, mmap: bool, start: int, stop: int) -> TokenCorpus:
+    return _reopen(path, mmap).documents(start, stop)
 
 
 def _from_state(

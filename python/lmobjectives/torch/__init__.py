@@ -9,6 +9,9 @@
 - :mod:`lmobjectives.torch.oracle`: a seeded LSTM oracle for synthetic-corpus experiments.
 - :func:`seq2seq_loss`: the denoising objectives' (T5, BART, UL2) token cross-entropy over
   the decoder's labelled positions, with optional label smoothing.
+- Contrastive losses (:mod:`lmobjectives.torch.contrastive`): :func:`info_nce_loss` /
+  :class:`InfoNCELoss` (in-batch, hard and cross-rank negatives), :func:`cpc_loss` /
+  :class:`CPCHead`, :class:`SimCSE`.
 """
 
 from __future__ import annotations
@@ -22,9 +25,15 @@ from torch import nn
 
 __all__ = [
     "IGNORE_INDEX",
+    "CPCHead",
+    "InfoNCELoss",
     "MLMHead",
     "SentencePairHead",
     "SharedMemoryAllocator",
+    "SimCSE",
+    "all_gather_with_grad",
+    "cpc_loss",
+    "info_nce_loss",
     "masked_lm_loss",
     "sentence_pair_loss",
     "seq2seq_loss",
@@ -244,3 +253,13 @@ def seq2seq_loss(
         label_smoothing=label_smoothing,
         reduction=reduction,
     )
+
+
+from lmobjectives.torch.contrastive import (  # noqa: E402  (after the MLM side it extends)
+    CPCHead,
+    InfoNCELoss,
+    SimCSE,
+    all_gather_with_grad,
+    cpc_loss,
+    info_nce_loss,
+)

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Embeddings", "TinyEncoder"]
+__all__ = ["Embeddings", "TinyEncoder", "TinySeq2Seq"]
 
 
 class Embeddings(nn.Module):
@@ -142,3 +142,76 @@ class TinyEncoder(nn.Module):
         if self.head_kind == "token":
             return self.classifier(F.gelu(self.dense(h))).squeeze(-1)
         return h
+
+
+class TinySeq2Seq(nn.Module):
+    """A small encoder–decoder transformer (T5/BART-shaped) for the denoising objectives.
+
+    Token embeddings are shared by the encoder, the decoder and the output projection (tied);
+    each side has its own learned positions. ``forward(input_ids, attention_mask,
+    decoder_input_ids, decoder_attention_mask)`` returns logits ``[batch, target, vocab]`` —
+    the decoder is causal, padding is masked on both sides.
+
+    Args:
+        vocab_size: token ids in ``[0, vocab_size)`` (for T5 batches: the collator's
+            ``vocab_size``, which counts the sentinels).
+        hidden_size, num_layers, num_heads: per side (64, 2, 2).
+        max_length: positions per side (512).
+        intermediate_size: feed-forward width (4 × hidden).
+        dropout: dropout everywhere (0.0).
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        hidden_size: int = 64,
+        num_layers: int = 2,
+        num_heads: int = 2,
+        *,
+        max_length: int = 512,
+        intermediate_size: int | None = None,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        width = intermediate_size or 4 * hidden_size
+        self.embeddings = Embeddings(vocab_size, hidden_size, max_length, dropout=dropout)
+        self.decoder_embeddings = Embeddings(vocab_size, hidden_size, max_length, dropout=dropout)
+        self.decoder_embeddings.token = self.embeddings.token  # one token table
+        enc = nn.TransformerEncoderLayer(
+            hidden_size, num_heads, width, dropout=dropout, activation="gelu", batch_first=True
+        )
+        dec = nn.TransformerDecoderLayer(
+            hidden_size, num_heads, width, dropout=dropout, activation="gelu", batch_first=True
+        )
+        self.encoder = nn.TransformerEncoder(enc, num_layers, enable_nested_tensor=False)
+        self.decoder = nn.TransformerDecoder(dec, num_layers)
+        self.norm = nn.LayerNorm(hidden_size)
+        self.bias = nn.Parameter(torch.zeros(vocab_size))
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        decoder_input_ids: torch.Tensor | None = None,
+        decoder_attention_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        if decoder_input_ids is None:
+            raise ValueError("decoder_input_ids: required (the collators return them)")
+        src_pad = None if attention_mask is None else attention_mask == 0
+        tgt_pad = None if decoder_attention_mask is None else decoder_attention_mask == 0
+        memory = self.encoder(self.embeddings(input_ids), src_key_padding_mask=src_pad)
+        t = decoder_input_ids.shape[1]
+        causal = torch.triu(torch.full((t, t), float("-inf"), device=input_ids.device), diagonal=1)
+        h = self.decoder(
+            self.decoder_embeddings(decoder_input_ids),
+            memory,
+            tgt_mask=causal,
+            tgt_key_padding_mask=None if tgt_pad is None else _float_mask(tgt_pad),
+            memory_key_padding_mask=None if src_pad is None else _float_mask(src_pad),
+        )
+        return F.linear(self.norm(h), self.embeddings.token.weight, self.bias)
+
+
+def _float_mask(pad: torch.Tensor) -> torch.Tensor:
+    """A boolean padding mask as the additive float mask (so it matches a float ``tgt_mask``)."""
+    return torch.zeros(pad.shape, device=pad.device).masked_fill(pad, float("-inf"))

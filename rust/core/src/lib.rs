@@ -8,9 +8,11 @@
 //! - runs rows in parallel through [`parallel::for_each_mut`].
 
 pub mod batch;
+pub mod contrastive;
 pub mod denoise;
 pub mod error;
 pub mod masking;
+pub mod mining;
 pub mod packing;
 pub mod pairs;
 pub mod parallel;

@@ -3,10 +3,12 @@
 //! Conversions only: every function extracts its inputs, then runs the pure-Rust kernel with
 //! the interpreter detached (`py.detach`), then moves the result buffers into NumPy arrays.
 
+mod contrastive;
 mod convert;
 mod denoising;
 mod errors;
 mod masking;
+mod mining;
 mod packing;
 mod padding;
 mod pairs;
@@ -31,9 +33,15 @@ mod _core {
     use crate::pairs::{build_pair_index, pair_rows};
 
     #[pymodule_export]
+    use crate::contrastive::{TokenAugmenter, duplicate_groups};
+
+    #[pymodule_export]
     use crate::denoising::{
         BartNoiser, SpanCorruptor, compute_input_and_target_lengths, denoiser_lengths,
     };
+
+    #[pymodule_export]
+    use crate::mining::{mining_isas, pair_scores, search_topk, select_negatives};
 
     #[pymodule_export]
     use crate::errors::{InvalidArgumentError, LMObjectivesError, ShapeError, TokenIdError};

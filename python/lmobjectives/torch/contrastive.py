@@ -1,0 +1,472 @@
+"""Contrastive losses: InfoNCE with in-batch, hard and cross-rank negatives; CPC; SimCSE.
+
+Layout of the candidates of :func:`info_nce_loss` (the documented contract, the one
+sentence-transformers' ``MultipleNegativesRankingLoss`` uses since its PR #3453)::
+
+    columns = [ P_all | N1_all | N2_all | … | Nn_all ]        X_all = cat(X_rank0, X_rank1, …)
+
+Row ``i`` of rank ``r`` (global row ``g = offset_r + i``, ``offset_r`` the rows of the ranks
+before it) is scored against every column; its target is column ``g`` (its own positive). Each
+rank scores only its own rows, so the logits are ``B_local × (B_global · (1 + n))`` — never the
+global square.
+
+Cross-rank negatives (``gather=True``) gather every column over ``torch.distributed`` *with
+gradients*: the backward pass sums each rank's gradient for a gathered row back to the rank
+that owns it. Per-rank batch sizes may differ (rows are padded for the collective and the
+padding dropped). The loss each rank returns is scaled by ``world_size · B_local / B_global``,
+so that the mean over ranks is the global-batch loss and DDP's gradient averaging yields
+exactly the global-batch gradient (a 2-process test checks both); with equal batch sizes this is
+the plain local mean.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "CPCHead",
+    "InfoNCELoss",
+    "SimCSE",
+    "all_gather_with_grad",
+    "cpc_loss",
+    "info_nce_loss",
+]
+
+DEFAULT_SCALE = 20.0  # temperature 0.05, as sentence-transformers and SimCSE
+
+
+# -- cross-rank gathering ----------------------------------------------------------------------
+
+
+def _dist() -> Any:
+    import torch.distributed as dist
+
+    return dist
+
+
+class _GatherWithGrad(torch.autograd.Function):
+    """all_gather of ragged rows; backward sums every rank's gradient into the owner's rows."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, group: Any, sizes: list[int]) -> Tensor:  # type: ignore[override]
+        dist = _dist()
+        world, rank = dist.get_world_size(group), dist.get_rank(group)
+        width = max(sizes)
+        padded = x.new_zeros((width, *x.shape[1:]))
+        padded[: x.shape[0]] = x
+        bufs = [torch.empty_like(padded) for _ in range(world)]
+        dist.all_gather(bufs, padded.contiguous(), group=group)
+        ctx.group, ctx.sizes, ctx.rank, ctx.width = group, sizes, rank, width
+        return torch.cat([b[:s] for b, s in zip(bufs, sizes, strict=True)])
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
+        dist = _dist()
+        padded = grad.new_zeros((len(ctx.sizes), ctx.width, *grad.shape[1:]))
+        start = 0
+        for r, s in enumerate(ctx.sizes):
+            padded[r, :s] = grad[start : start + s]
+            start += s
+        dist.all_reduce(padded, op=dist.ReduceOp.SUM, group=ctx.group)
+        return padded[ctx.rank, : ctx.sizes[ctx.rank]].contiguous(), None, None
+
+
+def _gathered_sizes(rows: int, device: torch.device, group: Any) -> list[int]:
+    dist = _dist()
+    n = torch.tensor([rows], dtype=torch.int64, device=device)
+    out = [torch.zeros_like(n) for _ in range(dist.get_world_size(group))]
+    dist.all_gather(out, n, group=group)
+    return [int(t.item()) for t in out]
+
+
+def all_gather_with_grad(
+    x: Tensor, group: Any = None, sizes: list[int] | None = None
+) -> tuple[Tensor, int]:
+    """Concatenates ``x`` (rows may differ per rank) from every rank in rank order, keeping
+    gradients: ``(gathered, offset)`` with ``offset`` the rows of the ranks before this one.
+    Without an initialised process group: ``(x, 0)``."""
+    dist = _dist()
+    if not (dist.is_available() and dist.is_initialized()):
+        return x, 0
+    if sizes is None:
+        sizes = _gathered_sizes(x.shape[0], x.device, group)
+    rank = dist.get_rank(group)
+    return _GatherWithGrad.apply(x, group, sizes), sum(sizes[:rank])
+
+
+# -- InfoNCE -----------------------------------------------------------------------------------
+
+
+def _resolve_scale(scale: Any, temperature: float | None) -> Any:
+    if isinstance(scale, Tensor):
+        if temperature is not None:
+            raise ValueError("scale, temperature: give one of them (scale = 1 / temperature)")
+        return scale
+    if scale is not None and temperature is not None:
+        raise ValueError("scale, temperature: give one of them (scale = 1 / temperature)")
+    if temperature is not None:
+        if not temperature > 0:
+            raise ValueError(f"temperature: must be > 0, got {temperature}")
+        return 1.0 / float(temperature)
+    if scale is None:
+        return DEFAULT_SCALE
+    if not scale > 0:
+        raise ValueError(f"scale: must be > 0, got {scale}")
+    return float(scale)
+
+
+def _negative_columns(negatives: Any, rows: int, dim: int) -> list[Tensor]:
+    if negatives is None:
+        return []
+    if isinstance(negatives, Tensor):
+        if negatives.dim() == 2:
+            cols = [negatives]
+        elif negatives.dim() == 3:
+            cols = list(negatives.unbind(1))
+        else:
+            raise ValueError(
+                f"negatives: expected [B, d] or [B, n, d], got shape {tuple(negatives.shape)}"
+            )
+    elif isinstance(negatives, Sequence):
+        cols = list(negatives)
+    else:
+        raise TypeError(f"negatives: expected a tensor or a list of tensors, got {type(negatives)}")
+    for j, col in enumerate(cols):
+        if not isinstance(col, Tensor) or tuple(col.shape) != (rows, dim):
+            shape = tuple(col.shape) if isinstance(col, Tensor) else type(col).__name__
+            raise ValueError(f"negatives[{j}]: expected shape {(rows, dim)}, got {shape}")
+    return cols
+
+
+def _similarity(a: Tensor, b: Tensor, similarity: str) -> Tensor:
+    if similarity == "cosine":
+        a, b = F.normalize(a, p=2, dim=1), F.normalize(b, p=2, dim=1)
+    return a @ b.T
+
+
+def info_nce_loss(
+    queries: Tensor,
+    positives: Tensor,
+    negatives: Tensor | Sequence[Tensor] | None = None,
+    *,
+    scale: float | Tensor | None = None,
+    temperature: float | None = None,
+    similarity: Literal["cosine", "dot"] = "cosine",
+    symmetric: bool = False,
+    gather: bool = False,
+    group: Any = None,
+    duplicates: Tensor | None = None,
+    reduction: Literal["mean", "sum", "none"] = "mean",
+) -> Tensor:
+    """InfoNCE (multiple-negatives ranking) loss with in-batch, hard and cross-rank negatives.
+
+    Row ``i`` is scored against every positive of the (global) batch and every hard-negative
+    column (layout in the module docstring); the loss is the cross-entropy of its own positive:
+    ``−s(q_i, p_i)·scale + logsumexp_j s(q_i, c_j)·scale``.
+
+    Args:
+        queries: ``[B, d]`` anchor embeddings.
+        positives: ``[B, d]``; row ``i`` is the positive of query ``i``.
+        negatives: hard negatives: ``[B, n, d]``, or ``n`` tensors ``[B, d]`` (column ``j`` of
+            row ``i`` is a negative of query ``i``, and an in-batch negative of every other).
+        scale: logit scale (default 20, i.e. temperature 0.05), a float or a 0-d tensor (a
+            learnable scale gets its gradient); or give ``temperature``.
+        similarity: ``"cosine"`` (default) or ``"dot"``.
+        symmetric: also the document→query term, averaged: ``½·CE(q_i → all docs) +
+            ½·CE(p_i → all queries)`` (sentence-transformers' MultipleNegativesSymmetricRanking).
+        gather: add the other ranks' rows as negatives (``torch.distributed``, with gradients;
+            see the module docstring for the scaling under DDP).
+        group: the process group (default: the world).
+        duplicates: int ``[B]`` group ids (e.g. a hash of the anchor text): positives of other
+            rows with the same id as row ``i`` are masked out of row ``i``'s candidates (and
+            their queries out of the symmetric term), so identical texts in a batch are not
+            each other's negatives. Hard-negative columns are never masked.
+        reduction: ``"mean"`` (default), ``"sum"`` or ``"none"`` (per local row).
+
+    Example:
+        >>> import torch
+        >>> from lmobjectives.torch import info_nce_loss
+        >>> q, p = torch.randn(8, 16), torch.randn(8, 16)
+        >>> loss = info_nce_loss(q, p, torch.randn(8, 2, 16))
+        >>> loss.shape
+        torch.Size([])
+    """
+    s = _resolve_scale(scale, temperature)
+    if similarity not in ("cosine", "dot"):
+        raise ValueError(f"similarity: must be 'cosine' or 'dot', got {similarity!r}")
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"reduction: must be 'mean', 'sum' or 'none', got {reduction!r}")
+    if queries.dim() != 2:
+        raise ValueError(f"queries: expected [B, d], got shape {tuple(queries.shape)}")
+    b, d = queries.shape
+    if tuple(positives.shape) != (b, d):
+        raise ValueError(f"positives: expected shape {(b, d)}, got {tuple(positives.shape)}")
+    neg_cols = _negative_columns(negatives, b, d)
+    if duplicates is not None:
+        if duplicates.shape != (b,) or duplicates.dtype.is_floating_point:
+            raise ValueError(
+                f"duplicates: expected [B] integer ids, got {duplicates.dtype} "
+                f"{tuple(duplicates.shape)}"
+            )
+        duplicates = duplicates.to(queries.device)
+
+    offset, total, world = 0, b, 1
+    if gather:
+        dist = _dist()
+        if not (dist.is_available() and dist.is_initialized()):
+            raise RuntimeError("gather: needs an initialised torch.distributed process group")
+        sizes = _gathered_sizes(b, queries.device, group)
+        world, total = len(sizes), sum(sizes)
+        pos_all, offset = all_gather_with_grad(positives, group, sizes)
+        neg_all = [all_gather_with_grad(n, group, sizes)[0] for n in neg_cols]
+        q_all = all_gather_with_grad(queries, group, sizes)[0] if symmetric else queries
+        dup_all = (
+            all_gather_with_grad(duplicates, group, sizes)[0] if duplicates is not None else None
+        )
+    else:
+        pos_all, neg_all, q_all, dup_all = positives, neg_cols, queries, duplicates
+
+    docs = torch.cat([pos_all, *neg_all], dim=0) if neg_all else pos_all
+    logits = _similarity(queries, docs, similarity) * s  # [B, total·(1+n)]
+    rows = torch.arange(b, device=queries.device)
+    targets = rows + offset
+    mask = None
+    if dup_all is not None:
+        assert duplicates is not None
+        same = duplicates[:, None] == dup_all[None, :]  # [B, total]
+        same[rows, targets] = False
+        mask = same
+        pad = torch.zeros((b, docs.shape[0] - total), dtype=torch.bool, device=queries.device)
+        logits = logits.masked_fill(torch.cat([same, pad], dim=1), float("-inf"))
+    loss = F.cross_entropy(logits, targets, reduction="none")
+    if symmetric:
+        back = _similarity(positives, q_all, similarity) * s  # [B, total]
+        if mask is not None:
+            back = back.masked_fill(mask, float("-inf"))
+        loss = 0.5 * loss + 0.5 * F.cross_entropy(back, targets, reduction="none")
+    if reduction == "none":
+        return loss
+    if reduction == "sum":
+        return loss.sum()
+    return loss.sum() * (world / total)
+
+
+class InfoNCELoss(nn.Module):
+    """:func:`info_nce_loss` as a module: ``InfoNCELoss(...)(queries, positives, negatives)``.
+
+    ``scale`` is fixed unless ``learnable_scale=True``, which learns ``log scale`` (initialised
+    from ``scale``/``temperature``; CLIP-style, clamped to at most ``max_scale``).
+    """
+
+    def __init__(
+        self,
+        *,
+        scale: float | None = None,
+        temperature: float | None = None,
+        similarity: Literal["cosine", "dot"] = "cosine",
+        symmetric: bool = False,
+        gather: bool = False,
+        group: Any = None,
+        learnable_scale: bool = False,
+        max_scale: float = 100.0,
+    ) -> None:
+        super().__init__()
+        value = _resolve_scale(scale, temperature)
+        self.similarity = similarity
+        self.symmetric = symmetric
+        self.gather = gather
+        self.group = group
+        self.max_scale = max_scale
+        log_scale = torch.tensor(float(value)).log()
+        if learnable_scale:
+            self.log_scale = nn.Parameter(log_scale)
+        else:
+            self.register_buffer("log_scale", log_scale)
+
+    @property
+    def scale(self) -> float:
+        return float(self.log_scale.detach().exp().clamp(max=self.max_scale))
+
+    def forward(
+        self,
+        queries: Tensor,
+        positives: Tensor,
+        negatives: Tensor | Sequence[Tensor] | None = None,
+        duplicates: Tensor | None = None,
+    ) -> Tensor:
+        return info_nce_loss(
+            queries,
+            positives,
+            negatives,
+            scale=self.log_scale.exp().clamp(max=self.max_scale),
+            similarity=self.similarity,
+            symmetric=self.symmetric,
+            gather=self.gather,
+            group=self.group,
+            duplicates=duplicates,
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"scale={self.scale:.4g}, similarity={self.similarity!r}, symmetric={self.symmetric}, "
+            f"gather={self.gather}"
+        )
+
+
+# -- SimCSE ------------------------------------------------------------------------------------
+
+
+class SimCSE(nn.Module):
+    """Unsupervised SimCSE (Gao et al. 2021): two dropout views of the same batch are each
+    other's positives, the rest of the batch negatives.
+
+    ``SimCSE(encoder)(*inputs)`` runs ``encoder(*inputs)`` twice in training mode (dropout
+    draws two different masks) and returns :func:`info_nce_loss` of the two ``[B, d]`` views,
+    cosine similarity, temperature 0.05 by default.
+    """
+
+    def __init__(
+        self,
+        encoder: Callable[..., Tensor],
+        *,
+        temperature: float = 0.05,
+        symmetric: bool = False,
+        gather: bool = False,
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.temperature = temperature
+        self.symmetric = symmetric
+        self.gather = gather
+
+    def views(self, *args: Any, **kwargs: Any) -> tuple[Tensor, Tensor]:
+        """The two embeddings of the same inputs (different dropout masks in training mode)."""
+        return self.encoder(*args, **kwargs), self.encoder(*args, **kwargs)
+
+    def forward(self, *args: Any, **kwargs: Any) -> Tensor:
+        z1, z2 = self.views(*args, **kwargs)
+        return info_nce_loss(
+            z1, z2, temperature=self.temperature, symmetric=self.symmetric, gather=self.gather
+        )
+
+
+# -- CPC ---------------------------------------------------------------------------------------
+
+
+def cpc_loss(
+    z: Tensor,
+    c: Tensor,
+    weights: Tensor,
+    *,
+    negatives: Literal["batch", "time", "all"] = "batch",
+    mask: Tensor | None = None,
+    return_accuracy: bool = False,
+) -> Any:
+    """Contrastive predictive coding (van den Oord et al. 2018): multi-step InfoNCE.
+
+    Axes: ``z`` ``[B, T, Dz]`` are the encodings of ``T`` steps (tokens, sentences…), ``c``
+    ``[B, T, Dc]`` the autoregressive contexts (``c[:, t]`` has seen steps ``≤ t``), and
+    ``weights`` ``[K, Dz, Dc]`` one bias-free bilinear map per prediction step ``k = 1..K``.
+    For every position ``t`` with a target ``t + k`` in range, the prediction
+    ``ẑ = W_k c[b, t]`` scores candidates ``z_j`` by ``z_jᵀ ẑ``; the loss is the cross-entropy
+    of the true ``z[b, t + k]`` among the candidates — **a softmax over candidates for a fixed
+    context**, the paper's direction. Candidates (the negatives) are:
+
+    - ``"batch"``: ``z[b', t + k]`` for every sequence ``b'`` of the batch (same step);
+    - ``"time"``: ``z[b, t']`` for every target step ``t'`` of the same sequence;
+    - ``"all"``: every target position ``z[b', t']`` of the batch.
+
+    The loss is the mean over positions of each step, then over steps. ``mask`` ``[B, T]``
+    (True = real step) removes padded steps both as positions and as candidates.
+    With ``return_accuracy``, also returns the share of positions whose true target scores
+    highest (per step, ``[K]``).
+    """
+    if z.dim() != 3 or c.dim() != 3 or z.shape[:2] != c.shape[:2]:
+        raise ValueError(
+            f"z, c: expected [B, T, Dz] and [B, T, Dc] with the same B, T, got "
+            f"{tuple(z.shape)} and {tuple(c.shape)}"
+        )
+    bsz, steps_t, dz = z.shape
+    dc = c.shape[2]
+    if weights.dim() != 3 or tuple(weights.shape[1:]) != (dz, dc):
+        raise ValueError(f"weights: expected [K, {dz}, {dc}], got {tuple(weights.shape)}")
+    k_steps = weights.shape[0]
+    if k_steps < 1 or k_steps >= steps_t:
+        raise ValueError(f"weights: K = {k_steps} steps needs 1 <= K < T = {steps_t}")
+    if negatives not in ("batch", "time", "all"):
+        raise ValueError(f"negatives: must be 'batch', 'time' or 'all', got {negatives!r}")
+    if mask is None:
+        mask = torch.ones((bsz, steps_t), dtype=torch.bool, device=z.device)
+    elif mask.shape != (bsz, steps_t):
+        raise ValueError(f"mask: expected shape {(bsz, steps_t)}, got {tuple(mask.shape)}")
+    mask = mask.bool()
+    losses, accuracies = [], []
+    for k in range(1, k_steps + 1):
+        n = steps_t - k
+        pred = c[:, :n] @ weights[k - 1].T  # [B, n, Dz]: W_k c_t
+        target = z[:, k:]  # [B, n, Dz]
+        valid = mask[:, :n] & mask[:, k:]  # context and target both real
+        if negatives == "batch":
+            # scores[t, b, b'] = z[b', t+k] · pred[b, t]
+            scores = torch.einsum("btd,ctd->tbc", pred, target)
+            cand_ok = mask[:, k:].T[:, None, :]  # [n, 1, B]
+            scores = scores.masked_fill(~cand_ok, float("-inf"))
+            labels = torch.arange(bsz, device=z.device).expand(n, bsz)
+            keep = valid.T  # [n, B]
+            logits, gold = scores[keep], labels[keep]
+        elif negatives == "time":
+            # scores[b, t, t'] = z[b, t'+k] · pred[b, t]
+            scores = torch.einsum("btd,bsd->bts", pred, target)
+            scores = scores.masked_fill(~mask[:, k:][:, None, :], float("-inf"))
+            labels = torch.arange(n, device=z.device).expand(bsz, n)
+            logits, gold = scores[valid], labels[valid]
+        else:
+            flat = target.reshape(bsz * n, dz)
+            scores = pred.reshape(bsz * n, dz) @ flat.T  # [B·n, B·n]
+            scores = scores.masked_fill(~mask[:, k:].reshape(1, -1), float("-inf"))
+            labels = torch.arange(bsz * n, device=z.device)
+            keep = valid.reshape(-1)
+            logits, gold = scores[keep], labels[keep]
+        if gold.numel() == 0:
+            losses.append(logits.sum() * 0.0)
+            accuracies.append(torch.zeros((), device=z.device))
+            continue
+        losses.append(F.cross_entropy(logits, gold))
+        accuracies.append((logits.argmax(dim=1) == gold).float().mean())
+    loss = torch.stack(losses).mean()
+    if return_accuracy:
+        return loss, torch.stack(accuracies).detach()
+    return loss
+
+
+class CPCHead(nn.Module):
+    """The ``K`` bias-free bilinear maps ``W_k`` of CPC, ``weight`` ``[K, Dz, Dc]``;
+    ``forward(z, c)`` returns :func:`cpc_loss`."""
+
+    def __init__(
+        self,
+        encoding_dim: int,
+        context_dim: int,
+        steps: int,
+        *,
+        negatives: Literal["batch", "time", "all"] = "batch",
+    ) -> None:
+        super().__init__()
+        if steps < 1:
+            raise ValueError(f"steps: must be >= 1, got {steps}")
+        self.negatives = negatives
+        self.weight = nn.Parameter(torch.empty(steps, encoding_dim, context_dim))
+        for w in self.weight:
+            nn.init.xavier_uniform_(w)
+
+    def forward(
+        self, z: Tensor, c: Tensor, mask: Tensor | None = None, return_accuracy: bool = False
+    ) -> Any:
+        return cpc_loss(
+            z, c, self.weight, negatives=self.negatives, mask=mask, return_accuracy=return_accuracy
+        )

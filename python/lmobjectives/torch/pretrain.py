@@ -1,0 +1,809 @@
+"""``lmobjectives pretrain``: small models trained end to end with any objective of the library.
+
+The data path is one straight line for every objective::
+
+    TokenCorpus ─ documents(…) ─▶ dataset (CorpusChunks | SentencePairDataset)
+        ─ DataLoader(batch_sampler=seeded order, collate_fn=<the objective's collator>) ─▶
+        model (TinyEncoder | TinySeq2Seq | ElectraRTD) ─▶ loss (lmobjectives.torch)
+
+The last ``held_out`` share of the corpus's documents is kept for evaluation. The batch of
+step ``s`` is a pure function of ``(seed, s)``: the sample order of every pass comes from
+``(seed, epoch)``, the collator's streams from ``(seed, epoch, sample idx)``. A checkpoint
+stores the step (plus model, optimiser and schedule), so :func:`pretrain` with ``resume=True``
+continues with exactly the batches an uninterrupted run would have seen.
+
+Use it from Python::
+
+    from lmobjectives.torch.pretrain import PretrainConfig, pretrain
+    result = pretrain(PretrainConfig(objective="sop", steps=200), out="runs/sop")
+    result["eval"][-1]  # {"step": 200, "loss": ..., "pair_accuracy": ..., ...}
+
+or from the shell: ``lmobjectives pretrain --objective sop --steps 200 --out runs/sop``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lmobjectives._progress import Progress
+from lmobjectives.torch import MLMHead, SentencePairHead, seq2seq_loss
+from lmobjectives.torch.models import TinyEncoder, TinySeq2Seq
+
+__all__ = ["OBJECTIVES", "PretrainConfig", "pretrain"]
+
+#: Every objective ``pretrain`` trains, in the order the CLI lists them.
+OBJECTIVES = ("mlm", "wwm", "span", "nsp", "sop", "rtd", "t5", "bart", "ul2", "infonce")
+
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.json"
+PLOT = "loss.png"
+
+# Fields that must match for a checkpoint to continue the same run (the rest — steps, eval and
+# checkpoint cadence, workers, device — may change on resume).
+_RUN_FIELDS = (
+    "objective",
+    "batch_size",
+    "seq_length",
+    "hidden_size",
+    "num_layers",
+    "num_heads",
+    "learning_rate",
+    "weight_decay",
+    "seed",
+    "held_out",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainConfig:
+    """One pretraining run.
+
+    Args:
+        objective: one of :data:`OBJECTIVES`.
+        steps: optimiser steps (300).
+        batch_size: rows per step (32).
+        seq_length: tokens per row (128); for T5/UL2 the encoder input length, for NSP/SOP the
+            longest ``[CLS] A [SEP] B [SEP]``.
+        hidden_size, num_layers, num_heads: the model (128, 2, 2); ELECTRA's generator is a
+            quarter of the discriminator's width, as the paper recommends.
+        learning_rate: AdamW peak rate (1e-3), linear warm-up over ``warmup`` of the steps
+            (0.1) then linear decay to 0; ``weight_decay`` 0.01; gradients clipped at
+            ``max_grad_norm`` (1.0).
+        seed: seeds the model, the sample order and every collator stream (0).
+        held_out: share of the corpus's documents kept for evaluation (0.02, the last ones).
+        eval_every: evaluate every this many steps (default: 5 times per run), on
+            ``eval_batches`` fixed held-out batches (4).
+        checkpoint_every: write ``checkpoint.pt`` every this many steps (default: at each
+            evaluation) and always at the end.
+        num_workers: DataLoader worker processes (0: collate in the training process).
+        device: ``"cpu"`` or ``"cuda"`` (or any torch device string).
+        log_every: record the training loss every this many steps (10).
+    """
+
+    objective: str = "mlm"
+    steps: int = 300
+    batch_size: int = 32
+    seq_length: int = 128
+    hidden_size: int = 128
+    num_layers: int = 2
+    num_heads: int = 2
+    learning_rate: float = 1e-3
+    warmup: float = 0.1
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    seed: int = 0
+    held_out: float = 0.02
+    eval_every: int | None = None
+    eval_batches: int = 4
+    checkpoint_every: int | None = None
+    num_workers: int = 0
+    device: str = "cpu"
+    log_every: int = 10
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ValueError(
+                f"objective: must be one of {list(OBJECTIVES)}, got {self.objective!r}"
+            )
+        for name in ("steps", "batch_size", "hidden_size", "num_layers", "num_heads"):
+            _check_int(name, getattr(self, name), 1)
+        _check_int("seq_length", self.seq_length, 16)
+        _check_int("eval_batches", self.eval_batches, 1)
+        _check_int("log_every", self.log_every, 1)
+        _check_int("num_workers", self.num_workers, 0)
+        _check_int("seed", self.seed, 0)
+        for name in ("eval_every", "checkpoint_every"):
+            if getattr(self, name) is not None:
+                _check_int(name, getattr(self, name), 1)
+        if self.hidden_size % self.num_heads:
+            raise ValueError(
+                f"hidden_size: must be a multiple of num_heads ({self.num_heads}), got "
+                f"{self.hidden_size}"
+            )
+        if self.objective == "rtd" and self.hidden_size % (4 * self.num_heads):
+            raise ValueError(
+                f"hidden_size: rtd's generator is hidden_size/4 wide, so hidden_size must be a "
+                f"multiple of 4·num_heads = {4 * self.num_heads}, got {self.hidden_size}"
+            )
+        for name, lo, hi in (
+            ("learning_rate", 0.0, math.inf),
+            ("held_out", 0.0, 0.5),
+        ):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not lo < v <= hi:
+                raise ValueError(f"{name}: must be in ({lo}, {hi}], got {v!r}")
+        for name in ("warmup", "weight_decay"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not 0.0 <= v < 1.0:
+                raise ValueError(f"{name}: must be in [0, 1), got {v!r}")
+        if not isinstance(self.max_grad_norm, (int, float)) or not self.max_grad_norm > 0:
+            raise ValueError(f"max_grad_norm: must be positive, got {self.max_grad_norm!r}")
+
+    @property
+    def evaluate_every(self) -> int:
+        return self.eval_every or max(1, self.steps // 5)
+
+    @property
+    def save_every(self) -> int:
+        return self.checkpoint_every or self.evaluate_every
+
+
+def _check_int(name: str, value: Any, lo: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
+    if value < lo:
+        raise ValueError(f"{name}: must be >= {lo}, got {value}")
+
+
+# -- objectives ------------------------------------------------------------------------------------
+
+
+class _Task:
+    """An objective: its dataset, collator, model and loss. Subclasses fill in the parts."""
+
+    def __init__(self, cfg: PretrainConfig, corpus: Any) -> None:
+        self.cfg = cfg
+        self.corpus = corpus
+        self.tokenizer = corpus.tokenizer
+
+    def dataset(self, corpus: Any, seed: int) -> Any:
+        from lmobjectives import CorpusChunks
+
+        return CorpusChunks(corpus, self.chunk_length())
+
+    def chunk_length(self) -> int:
+        return self.cfg.seq_length
+
+    def collator(self, seed: int) -> Any:
+        raise NotImplementedError
+
+    def model(self) -> nn.Module:
+        raise NotImplementedError
+
+    def loss(
+        self, model: nn.Module, batch: dict[str, torch.Tensor], generator: torch.Generator
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        raise NotImplementedError
+
+    def eval_extra(self, outputs: list[dict[str, Any]]) -> dict[str, float]:
+        """Metrics over the whole evaluation (beyond averaged per-batch ones)."""
+        return {}
+
+    @staticmethod
+    def tokens(batch: dict[str, torch.Tensor]) -> int:
+        mask = batch.get("attention_mask", batch.get("anchor_attention_mask"))
+        return int(mask.sum()) if mask is not None else 0
+
+
+class _Encoder(nn.Module):
+    """TinyEncoder + BERT heads evaluated only where they are needed."""
+
+    def __init__(self, cfg: PretrainConfig, vocab_size: int, pair_head: bool) -> None:
+        super().__init__()
+        self.encoder = TinyEncoder(
+            vocab_size,
+            cfg.hidden_size,
+            cfg.num_layers,
+            cfg.num_heads,
+            max_length=cfg.seq_length,
+            head=None,
+        )
+        self.mlm = MLMHead(cfg.hidden_size, vocab_size, embedding=self.encoder.embeddings.token)
+        self.pair = SentencePairHead(cfg.hidden_size) if pair_head else None
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.encoder(
+            batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids")
+        )
+
+
+def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    if labels.numel() == 0:
+        return float("nan")
+    return float((logits.argmax(-1) == labels).float().mean())
+
+
+class _MaskedLM(_Task):
+    unit = "token"
+
+    def collator(self, seed: int) -> Any:
+        from lmobjectives import MLMCollator
+
+        return MLMCollator(self.tokenizer, unit=self.unit, seed=seed, return_tensors="pt")
+
+    def model(self) -> nn.Module:
+        return _Encoder(self.cfg, self.corpus.vocab_size, pair_head=False)
+
+    def loss(
+        self, model: nn.Module, batch: dict[str, torch.Tensor], generator: torch.Generator
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        hidden = model(batch)
+        labels = batch["labels"]
+        mlm_loss, logits = model.mlm(hidden, labels)
+        return mlm_loss, {"mlm_accuracy": _accuracy(logits, labels[labels != -100])}
+
+
+class _WholeWord(_MaskedLM):
+    unit = "word"
+
+
+class _Span(_MaskedLM):
+    unit = "span"
+
+
+class _SentencePair(_MaskedLM):
+    task = "nsp"
+
+    def dataset(self, corpus: Any, seed: int) -> Any:
+        from lmobjectives import SentencePairDataset
+
+        return SentencePairDataset(
+            corpus, self.task, max_seq_length=self.cfg.seq_length, seed=seed, num_threads=1
+        )
+
+    def model(self) -> nn.Module:
+        return _Encoder(self.cfg, self.corpus.vocab_size, pair_head=True)
+
+    def loss(
+        self, model: nn.Module, batch: dict[str, torch.Tensor], generator: torch.Generator
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        hidden = model(batch)
+        labels = batch["labels"]
+        mlm_loss, logits = model.mlm(hidden, labels)
+        pair_labels = batch["next_sentence_label" if self.task == "nsp" else "sentence_order_label"]
+        pair_loss, pair_logits = model.pair(hidden, pair_labels)
+        return mlm_loss + pair_loss, {
+            "mlm_loss": float(mlm_loss.detach()),
+            "pair_loss": float(pair_loss.detach()),
+            "mlm_accuracy": _accuracy(logits, labels[labels != -100]),
+            "pair_accuracy": _accuracy(pair_logits, pair_labels),
+        }
+
+
+class _NextSentence(_SentencePair):
+    task = "nsp"
+
+
+class _SentenceOrder(_SentencePair):
+    task = "sop"
+
+
+class _ReplacedToken(_Task):
+    def collator(self, seed: int) -> Any:
+        from lmobjectives import MLMCollator
+
+        return MLMCollator.electra(self.tokenizer, seed=seed, return_tensors="pt")
+
+    def model(self) -> nn.Module:
+        from lmobjectives.torch.electra import ElectraRTD
+
+        cfg, vocab = self.cfg, self.corpus.vocab_size
+        generator = TinyEncoder(
+            vocab,
+            cfg.hidden_size // 4,
+            cfg.num_layers,
+            cfg.num_heads,
+            max_length=cfg.seq_length,
+            embedding_size=cfg.hidden_size,
+            head="mlm",
+        )
+        discriminator = TinyEncoder(
+            vocab,
+            cfg.hidden_size,
+            cfg.num_layers,
+            cfg.num_heads,
+            max_length=cfg.seq_length,
+            head="token",
+        )
+        return ElectraRTD(generator, discriminator)
+
+    def loss(
+        self, model: nn.Module, batch: dict[str, torch.Tensor], generator: torch.Generator
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        out = model(
+            batch["input_ids"], batch["labels"], batch["attention_mask"], generator=generator
+        )
+        real = batch["attention_mask"].bool()
+        return out.loss, {
+            "mlm_loss": float(out.mlm_loss.detach()),
+            "disc_loss": float(out.disc_loss.detach()),
+            "gen_accuracy": float(out.gen_accuracy.detach()),
+            "replaced": float(out.is_replaced[real].mean()),
+            "_scores": out.disc_logits[real].detach().float().cpu().numpy(),
+            "_labels": out.is_replaced[real].detach().cpu().numpy(),
+        }
+
+    def eval_extra(self, outputs: list[dict[str, Any]]) -> dict[str, float]:
+        scores = np.concatenate([o["_scores"] for o in outputs])
+        labels = np.concatenate([o["_labels"] for o in outputs])
+        return {"disc_auc": roc_auc(scores, labels)}
+
+
+class _Denoising(_Task):
+    def model(self) -> nn.Module:
+        cfg = self.cfg
+        c = self._collator
+        return TinySeq2Seq(
+            c.vocab_size,
+            cfg.hidden_size,
+            cfg.num_layers,
+            cfg.num_heads,
+            max_length=max(self.input_length(), self.target_length()),
+        )
+
+    def input_length(self) -> int:
+        return self.cfg.seq_length
+
+    def target_length(self) -> int:
+        return self.cfg.seq_length
+
+    def loss(
+        self, model: nn.Module, batch: dict[str, torch.Tensor], generator: torch.Generator
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        logits = model(
+            batch["input_ids"],
+            batch["attention_mask"],
+            batch["decoder_input_ids"],
+            batch["decoder_attention_mask"],
+        )
+        labels = batch["labels"]
+        keep = labels != -100
+        return seq2seq_loss(logits, labels), {
+            "token_accuracy": _accuracy(logits[keep], labels[keep])
+        }
+
+
+class _T5(_Denoising):
+    def __init__(self, cfg: PretrainConfig, corpus: Any) -> None:
+        super().__init__(cfg, corpus)
+        self._collator = self.collator(0)
+
+    def collator(self, seed: int) -> Any:
+        from lmobjectives import T5SpanCorruptionCollator
+
+        return T5SpanCorruptionCollator(
+            self.tokenizer, input_length=self.cfg.seq_length, seed=seed, return_tensors="pt"
+        )
+
+    def chunk_length(self) -> int:
+        return int(self._collator.raw_length)
+
+    def target_length(self) -> int:
+        return int(self._collator.target_length)
+
+
+class _UL2(_T5):
+    def collator(self, seed: int) -> Any:
+        from lmobjectives import UL2Collator
+
+        return UL2Collator(
+            self.tokenizer, input_length=self.cfg.seq_length, seed=seed, return_tensors="pt"
+        )
+
+    def chunk_length(self) -> int:
+        return int(self._collator.max_raw_length)
+
+
+class _Bart(_Denoising):
+    def __init__(self, cfg: PretrainConfig, corpus: Any) -> None:
+        super().__init__(cfg, corpus)
+        self._collator = self.collator(0)
+
+    def collator(self, seed: int) -> Any:
+        from lmobjectives import BartDenoisingCollator
+
+        return BartDenoisingCollator(self.tokenizer, seed=seed, return_tensors="pt")
+
+    def chunk_length(self) -> int:
+        return self.cfg.seq_length - 2  # + BOS and EOS
+
+    def dataset(self, corpus: Any, seed: int) -> Any:
+        from lmobjectives import CorpusChunks
+
+        return CorpusChunks(corpus, self.chunk_length(), sentence_starts=True)
+
+
+class _Contrastive(_Task):
+    """Unsupervised contrastive sentence embeddings: two augmented views of one chunk are a
+    positive pair, the rest of the batch negatives (InfoNCE, mean pooling)."""
+
+    def collator(self, seed: int) -> Any:
+        from lmobjectives import Augmentation, ContrastivePairCollator
+
+        return ContrastivePairCollator(
+            self.tokenizer,
+            anchor=Augmentation(crop=0.5, token_deletion=0.1),
+            positive=Augmentation(crop=0.5, token_deletion=0.1),
+            seed=seed,
+            return_tensors="pt",
+        )
+
+    def model(self) -> nn.Module:
+        cfg = self.cfg
+        return TinyEncoder(
+            self.corpus.vocab_size,
+            cfg.hidden_size,
+            cfg.num_layers,
+            cfg.num_heads,
+            max_length=cfg.seq_length,
+            head=None,
+        )
+
+    @staticmethod
+    def _embed(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        h = model(ids, mask)
+        m = mask.unsqueeze(-1).to(h.dtype)
+        return (h * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+    def loss(
+        self, model: nn.Module, batch: dict[str, torch.Tensor], generator: torch.Generator
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        from lmobjectives.torch.contrastive import info_nce_loss
+
+        q = self._embed(model, batch["anchor_input_ids"], batch["anchor_attention_mask"])
+        p = self._embed(model, batch["positive_input_ids"], batch["positive_attention_mask"])
+        loss = info_nce_loss(q, p, duplicates=batch["duplicate_ids"])
+        sims = F.normalize(q, dim=-1) @ F.normalize(p, dim=-1).T
+        hit = sims.argmax(-1) == torch.arange(len(q), device=q.device)
+        return loss, {"retrieval_accuracy": float(hit.float().mean())}
+
+
+_TASKS: dict[str, type[_Task]] = {
+    "mlm": _MaskedLM,
+    "wwm": _WholeWord,
+    "span": _Span,
+    "nsp": _NextSentence,
+    "sop": _SentenceOrder,
+    "rtd": _ReplacedToken,
+    "t5": _T5,
+    "bart": _Bart,
+    "ul2": _UL2,
+    "infonce": _Contrastive,
+}
+
+
+def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve (the Mann–Whitney statistic, ties counted half)."""
+    labels = labels.astype(bool)
+    pos, neg = int(labels.sum()), int((~labels).sum())
+    if pos == 0 or neg == 0:
+        return float("nan")
+    order = np.argsort(scores, kind="stable")
+    ranks = np.empty(len(scores), dtype=np.float64)
+    sorted_scores = scores[order]
+    # Average ranks over ties.
+    start = 0
+    for end in range(1, len(scores) + 1):
+        if end == len(scores) or sorted_scores[end] != sorted_scores[start]:
+            ranks[order[start:end]] = (start + end + 1) / 2.0
+            start = end
+    return float((ranks[labels].sum() - pos * (pos + 1) / 2.0) / (pos * neg))
+
+
+# -- the data stream -------------------------------------------------------------------------------
+
+
+def _order(seed: int, epoch: int, n: int) -> np.ndarray:
+    """The sample order of pass ``epoch``: a permutation drawn from ``(seed, epoch)``."""
+    return np.random.default_rng([seed, epoch, 0x9E3779B9]).permutation(n)
+
+
+def _batches(
+    task: _Task, dataset: Any, collator: Any, cfg: PretrainConfig, start: int
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(step, batch)`` from global step ``start`` on, forever: the same batches whatever
+    ``start`` is and however many DataLoader workers collate them."""
+    from torch.utils.data import DataLoader
+
+    step = 0
+    epoch = 0
+    while True:
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(epoch)
+        per_epoch = len(dataset) // cfg.batch_size
+        if per_epoch == 0:
+            raise ValueError(
+                f"batch_size: {cfg.batch_size} is more than the {len(dataset)} training "
+                f"samples of the corpus"
+            )
+        if step + per_epoch <= start:  # a pass before the resume point: skip it whole
+            step += per_epoch
+            epoch += 1
+            continue
+        first = max(0, start - step)
+        order = _order(cfg.seed, epoch, len(dataset))
+        index_batches = [
+            order[b * cfg.batch_size : (b + 1) * cfg.batch_size].tolist()
+            for b in range(first, per_epoch)
+        ]
+        collator.set_epoch(epoch, batch_index=first)
+        loader = DataLoader(
+            dataset,
+            batch_sampler=index_batches,
+            collate_fn=collator,
+            num_workers=cfg.num_workers,
+        )
+        for b, batch in enumerate(loader, start=first):
+            yield step + b, batch
+        step += per_epoch
+        epoch += 1
+
+
+def _to(batch: dict[str, Any], device: torch.device) -> dict[str, torch.Tensor]:
+    return {
+        k: v.to(device, non_blocking=True) for k, v in batch.items() if isinstance(v, torch.Tensor)
+    }
+
+
+# -- the run ---------------------------------------------------------------------------------------
+
+
+def build(cfg: PretrainConfig, corpus: Any) -> tuple[_Task, Any, Any]:
+    """The objective's task and its train / held-out corpora."""
+    n = corpus.num_documents
+    held = max(1, round(n * cfg.held_out))
+    if n - held < 1:
+        raise ValueError(f"corpus: {n} documents are too few to hold {cfg.held_out:.0%} out")
+    train, held_out = corpus.documents(0, n - held), corpus.documents(n - held, n)
+    return _TASKS[cfg.objective](cfg, corpus), train, held_out
+
+
+def pretrain(
+    config: PretrainConfig | None = None,
+    *,
+    corpus: Any = None,
+    out: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    progress: bool | None = None,
+    on_batch: Callable[[int, dict[str, torch.Tensor]], None] | None = None,
+    plot: bool = True,
+) -> dict[str, Any]:
+    """Trains a small model with ``config.objective``; returns the metrics (also written to
+    ``out/metrics.json``, with ``out/loss.png`` when matplotlib is installed and ``plot``).
+
+    Args:
+        config: the run (default: :class:`PretrainConfig` defaults — MLM, 300 steps).
+        corpus: a :class:`~lmobjectives.TokenCorpus` (default: the embedded one).
+        out: directory for the checkpoint, metrics and plot (default: nothing written).
+        resume: continue from ``out/checkpoint.pt`` (same objective, seed and model; the data
+            stream continues exactly where it stopped). Without a checkpoint, starts fresh.
+        progress: show a progress bar (default: when stderr is a terminal).
+        on_batch: called with ``(step, batch)`` before each training step (e.g. to log or
+            check the data stream).
+        plot: write the loss-curve PNG.
+    """
+    cfg = config or PretrainConfig()
+    if corpus is None:
+        from lmobjectives import TokenCorpus
+
+        corpus = TokenCorpus.default()
+    device = torch.device(cfg.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device: {cfg.device!r} requested but CUDA is not available")
+    out_dir = Path(out) if out is not None else None
+    if resume and out_dir is None:
+        raise ValueError("resume: needs out (the directory holding checkpoint.pt)")
+
+    task, train_corpus, eval_corpus = build(cfg, corpus)
+    torch.manual_seed(cfg.seed)
+    model = task.model().to(device)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": cfg.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=cfg.learning_rate,
+    )
+    warmup = max(1, int(cfg.warmup * cfg.steps))
+
+    def schedule(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (cfg.steps - step) / max(1, cfg.steps - warmup))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    history: dict[str, Any] = {"train": [], "eval": []}
+    timing = {"data_s": 0.0, "model_s": 0.0, "tokens": 0, "steps": 0}
+    start = 0
+    if resume and out_dir is not None and (out_dir / CHECKPOINT).exists():
+        state = torch.load(out_dir / CHECKPOINT, map_location=device, weights_only=False)
+        saved = state["config"]
+        for name in _RUN_FIELDS:
+            if saved.get(name) != getattr(cfg, name):
+                raise ValueError(
+                    f"resume: the checkpoint in {out_dir} was made with {name}="
+                    f"{saved.get(name)!r}, this run has {getattr(cfg, name)!r}"
+                )
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        history = state["history"]
+        timing = state["timing"]
+        start = int(state["step"])
+
+    train_set = task.dataset(train_corpus, cfg.seed)
+    eval_set = task.dataset(eval_corpus, cfg.seed + 1)
+    collator = task.collator(cfg.seed)
+    eval_batches = _eval_batches(task, eval_set, cfg)
+    n_params = sum(p.numel() for p in model.parameters())
+
+    def evaluate(step: int) -> dict[str, Any]:
+        model.eval()
+        sums: dict[str, float] = {}
+        outputs = []
+        with torch.no_grad():
+            for i, batch in enumerate(eval_batches):
+                b = _to(batch, device)
+                loss, metrics = task.loss(model, b, torch.Generator(device).manual_seed(i))
+                outputs.append(metrics)
+                for k, v in {"loss": float(loss), **metrics}.items():
+                    if not k.startswith("_"):
+                        sums[k] = sums.get(k, 0.0) + float(v)
+        model.train()
+        row: dict[str, Any] = {"step": step}
+        row.update({k: v / len(eval_batches) for k, v in sums.items()})
+        row.update(task.eval_extra(outputs))
+        return row
+
+    def save(step: int) -> None:
+        if out_dir is None:
+            return
+        out_dir.mkdir(parents=True, exist_ok=True)
+        state = {
+            "config": dataclasses.asdict(cfg),
+            "step": step,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "history": history,
+            "timing": timing,
+        }
+        tmp = out_dir / (CHECKPOINT + ".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, out_dir / CHECKPOINT)
+
+    if start == 0 and not history["eval"]:
+        history["eval"].append(evaluate(0))
+    model.train()
+    bar = Progress(cfg.steps, f"pretrain {cfg.objective}", unit="step", enabled=progress)
+    bar.update(start)
+    running: list[float] = []
+    stream = _batches(task, train_set, collator, cfg, start)
+    try:
+        step = start
+        while step < cfg.steps:
+            t0 = time.perf_counter()
+            step, batch = next(stream)
+            b = _to(batch, device)
+            t1 = time.perf_counter()
+            if on_batch is not None:
+                on_batch(step, b)
+            gen = torch.Generator(device).manual_seed(cfg.seed * 1_000_003 + step)
+            loss, _ = task.loss(model, b, gen)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss is {float(loss.detach())} at step {step}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            t2 = time.perf_counter()
+            timing["data_s"] += t1 - t0
+            timing["model_s"] += t2 - t1
+            timing["tokens"] += task.tokens(b)
+            timing["steps"] += 1
+            running.append(float(loss.detach()))
+            step += 1
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                history["train"].append({"step": step, "loss": sum(running) / len(running)})
+                running = []
+            total = timing["data_s"] + timing["model_s"]
+            bar.postfix = (
+                f"loss {running[-1] if running else float('nan'):.3f}, {timing['tokens'] / max(total, 1e-9):,.0f} tok/s"
+            )
+            bar.update(1)
+            if step % cfg.evaluate_every == 0 or step == cfg.steps:
+                history["eval"].append(evaluate(step))
+            if step % cfg.save_every == 0 or step == cfg.steps:
+                save(step)
+    finally:
+        bar.close()
+        stream.close()
+
+    total = timing["data_s"] + timing["model_s"]
+    result: dict[str, Any] = {
+        "config": dataclasses.asdict(cfg),
+        "parameters": n_params,
+        "train_documents": train_corpus.num_documents,
+        "held_out_documents": eval_corpus.num_documents,
+        "train": history["train"],
+        "eval": history["eval"],
+        "tokens_per_s": timing["tokens"] / total if total > 0 else 0.0,
+        "data_share": timing["data_s"] / total if total > 0 else 0.0,
+        "data_s": timing["data_s"],
+        "model_s": timing["model_s"],
+        "steps_timed": timing["steps"],
+    }
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / METRICS).write_text(json.dumps(result, indent=2, allow_nan=True) + "\n")
+        if plot:
+            result["plot"] = _plot(result, out_dir / PLOT)
+    return result
+
+
+def _eval_batches(task: _Task, dataset: Any, cfg: PretrainConfig) -> list[dict[str, Any]]:
+    """A fixed held-out set: the first ``eval_batches`` batches of its seeded pass 0."""
+    collator = task.collator(cfg.seed + 1)
+    n = len(dataset)
+    size = min(cfg.batch_size, n)
+    if size == 0:
+        raise ValueError("held_out: the held-out documents give no evaluation samples")
+    count = min(cfg.eval_batches, n // size)
+    order = _order(cfg.seed + 1, 0, n)
+    out = []
+    for b in range(count):
+        idx = order[b * size : (b + 1) * size].tolist()
+        items = dataset.__getitems__(idx)
+        out.append(collator(items))
+    return out
+
+
+def _plot(result: dict[str, Any], path: Path) -> str | None:
+    """The loss curves as a PNG; ``None`` (and no file) without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg", force=True)
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    train, held = result["train"], result["eval"]
+    ax.plot([r["step"] for r in train], [r["loss"] for r in train], label="train")
+    ax.plot([r["step"] for r in held], [r["loss"] for r in held], "o-", label="held-out")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(f"lmobjectives pretrain --objective {result['config']['objective']}")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return str(path)
