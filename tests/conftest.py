@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 PAD, UNK, CLS, SEP, MASK = range(5)
 VOCAB = 1000
+
+
+@pytest.fixture(autouse=True)
+def _torch_on_one_thread():
+    """Tests train tiny models: torch's intra-op threads only spin against each other (and
+    against the collators' threads) on them, which made CPU runs several times slower under
+    load. Leaves torch unimported when the test does not use it."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -130,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Reports how much of each step the data path took.",
     )
     pre.add_argument("--objective", choices=OBJECTIVE_NAMES, default="mlm", help="default: mlm")
-    pre.add_argument("--steps", type=_positive_int, default=300, metavar="N", help="default: 300")
+    pre.add_argument("--steps", type=_positive_int, default=200, metavar="N", help="default: 200")
     pre.add_argument(
         "--corpus",
         metavar="PATH",
@@ -149,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch-size", type=_positive_int, default=32, metavar="N", help="default: 32"
     )
     pre.add_argument(
-        "--seq-length", type=_positive_int, default=128, metavar="N", help="default: 128"
+        "--seq-length", type=_positive_int, default=64, metavar="N", help="default: 64"
     )
     pre.add_argument(
         "--hidden-size", type=_positive_int, default=128, metavar="N", help="default: 128"

@@ -336,10 +336,11 @@ class TokenCorpus:
             source=self.source,
             _tokenizer_path=self._tokenizer_path,
         )
-        if self._path is not None:
+        origin = self._path if self._path is not None else self._range_path
+        if origin is not None:  # documents of a corpus on disk: pickle as path + range
             base = self._range[0] if self._range is not None else 0
             view._range = (base + start, base + stop)
-            view._range_path = self._path
+            view._range_path = origin
             view._mmap = self._mmap
         return view
 

@@ -28,9 +28,9 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -72,9 +72,9 @@ class PretrainConfig:
 
     Args:
         objective: one of :data:`OBJECTIVES`.
-        steps: optimiser steps (300).
+        steps: optimiser steps (200).
         batch_size: rows per step (32).
-        seq_length: tokens per row (128); for T5/UL2 the encoder input length, for NSP/SOP the
+        seq_length: tokens per row (64); for T5/UL2 the encoder input length, for NSP/SOP the
             longest ``[CLS] A [SEP] B [SEP]``.
         hidden_size, num_layers, num_heads: the model (128, 2, 2); ELECTRA's generator is a
             quarter of the discriminator's width, as the paper recommends.
@@ -93,9 +93,9 @@ class PretrainConfig:
     """
 
     objective: str = "mlm"
-    steps: int = 300
+    steps: int = 200
     batch_size: int = 32
-    seq_length: int = 128
+    seq_length: int = 64
     hidden_size: int = 128
     num_layers: int = 2
     num_heads: int = 2
@@ -236,7 +236,7 @@ def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 class _MaskedLM(_Task):
-    unit = "token"
+    unit: Literal["token", "word", "span", "ngram"] = "token"
 
     def collator(self, seed: int) -> Any:
         from lmobjectives import MLMCollator
@@ -251,7 +251,7 @@ class _MaskedLM(_Task):
     ) -> tuple[torch.Tensor, dict[str, float]]:
         hidden = model(batch)
         labels = batch["labels"]
-        mlm_loss, logits = model.mlm(hidden, labels)
+        mlm_loss, logits = model.mlm(hidden, labels)  # type: ignore[operator]
         return mlm_loss, {"mlm_accuracy": _accuracy(logits, labels[labels != -100])}
 
 
@@ -264,7 +264,7 @@ class _Span(_MaskedLM):
 
 
 class _SentencePair(_MaskedLM):
-    task = "nsp"
+    task: Literal["nsp", "sop"] = "nsp"
 
     def dataset(self, corpus: Any, seed: int) -> Any:
         from lmobjectives import SentencePairDataset
@@ -281,9 +281,9 @@ class _SentencePair(_MaskedLM):
     ) -> tuple[torch.Tensor, dict[str, float]]:
         hidden = model(batch)
         labels = batch["labels"]
-        mlm_loss, logits = model.mlm(hidden, labels)
+        mlm_loss, logits = model.mlm(hidden, labels)  # type: ignore[operator]
         pair_labels = batch["next_sentence_label" if self.task == "nsp" else "sentence_order_label"]
-        pair_loss, pair_logits = model.pair(hidden, pair_labels)
+        pair_loss, pair_logits = model.pair(hidden, pair_labels)  # type: ignore[operator]
         return mlm_loss + pair_loss, {
             "mlm_loss": float(mlm_loss.detach()),
             "pair_loss": float(pair_loss.detach()),
@@ -352,6 +352,8 @@ class _ReplacedToken(_Task):
 
 
 class _Denoising(_Task):
+    _collator: Any
+
     def model(self) -> nn.Module:
         cfg = self.cfg
         c = self._collator
@@ -522,7 +524,7 @@ def _order(seed: int, epoch: int, n: int) -> np.ndarray:
 
 def _batches(
     task: _Task, dataset: Any, collator: Any, cfg: PretrainConfig, start: int
-) -> Iterator[tuple[int, dict[str, Any]]]:
+) -> Generator[tuple[int, dict[str, Any]], None, None]:
     """``(step, batch)`` from global step ``start`` on, forever: the same batches whatever
     ``start`` is and however many DataLoader workers collate them."""
     from torch.utils.data import DataLoader
@@ -594,7 +596,7 @@ def pretrain(
     ``out/metrics.json``, with ``out/loss.png`` when matplotlib is installed and ``plot``).
 
     Args:
-        config: the run (default: :class:`PretrainConfig` defaults — MLM, 300 steps).
+        config: the run (default: :class:`PretrainConfig` defaults — MLM, 200 steps).
         corpus: a :class:`~lmobjectives.TokenCorpus` (default: the embedded one).
         out: directory for the checkpoint, metrics and plot (default: nothing written).
         resume: continue from ``out/checkpoint.pt`` (same objective, seed and model; the data
@@ -728,15 +730,14 @@ def pretrain(
             timing["model_s"] += t2 - t1
             timing["tokens"] += task.tokens(b)
             timing["steps"] += 1
-            running.append(float(loss.detach()))
+            last = float(loss.detach())
+            running.append(last)
             step += 1
             if step % cfg.log_every == 0 or step == cfg.steps:
                 history["train"].append({"step": step, "loss": sum(running) / len(running)})
                 running = []
             total = timing["data_s"] + timing["model_s"]
-            bar.postfix = (
-                f"loss {running[-1] if running else float('nan'):.3f}, {timing['tokens'] / max(total, 1e-9):,.0f} tok/s"
-            )
+            bar.postfix = f"loss {last:.3f}, {timing['tokens'] / max(total, 1e-9):,.0f} tok/s"
             bar.update(1)
             if step % cfg.evaluate_every == 0 or step == cfg.steps:
                 history["eval"].append(evaluate(step))
