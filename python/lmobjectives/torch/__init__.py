@@ -26,11 +26,14 @@ from torch import nn
 __all__ = [
     "IGNORE_INDEX",
     "CPCHead",
+    "ElectraRTD",
     "InfoNCELoss",
     "MLMHead",
     "SentencePairHead",
     "SharedMemoryAllocator",
     "SimCSE",
+    "TinyEncoder",
+    "TinySeq2Seq",
     "all_gather_with_grad",
     "cpc_loss",
     "info_nce_loss",
@@ -263,3 +266,5 @@ from lmobjectives.torch.contrastive import (  # noqa: E402  (after the MLM side 
     cpc_loss,
     info_nce_loss,
 )
+from lmobjectives.torch.electra import ElectraRTD  # noqa: E402
+from lmobjectives.torch.models import TinyEncoder, TinySeq2Seq  # noqa: E402
