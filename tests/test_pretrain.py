@@ -72,6 +72,7 @@ def test_every_objective_trains_and_its_loss_falls(objective, corpus):
     assert held[-1] < held[0]
     assert 0.0 <= result["data_share"] < 1.0
     assert result["tokens_per_s"] > 0
+    assert result["eval_samples"] == 2 * 8
     assert result["held_out_documents"] == round(corpus.num_documents * 0.02)
     assert result["train_documents"] + result["held_out_documents"] == corpus.num_documents
 

@@ -753,6 +753,7 @@ def pretrain(
         "parameters": n_params,
         "train_documents": train_corpus.num_documents,
         "held_out_documents": eval_corpus.num_documents,
+        "eval_samples": sum(len(next(iter(b.values()))) for b in eval_batches),
         "train": history["train"],
         "eval": history["eval"],
         "tokens_per_s": timing["tokens"] / total if total > 0 else 0.0,
