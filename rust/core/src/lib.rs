@@ -16,6 +16,7 @@ pub mod mining;
 pub mod packing;
 pub mod pairs;
 pub mod parallel;
+pub mod rl;
 pub mod rng;
 pub mod units;
 pub mod word_starts;
