@@ -12,6 +12,7 @@ mod mining;
 mod packing;
 mod padding;
 mod pairs;
+mod rl;
 
 use pyo3::prelude::*;
 
@@ -42,6 +43,12 @@ mod _core {
 
     #[pymodule_export]
     use crate::mining::{mining_isas, pair_scores, search_topk, select_negatives};
+
+    #[pymodule_export]
+    use crate::rl::{
+        bleu, clip_masked, completion_mask, discounted_returns, gae, group_advantages_py,
+        kl_estimate, rollout_plan, rollout_scatter, self_bleu, whiten,
+    };
 
     #[pymodule_export]
     use crate::errors::{InvalidArgumentError, LMObjectivesError, ShapeError, TokenIdError};
