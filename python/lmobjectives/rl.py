@@ -343,7 +343,11 @@ def token_rewards(
     if f["logprobs"] is None:
         return io.out(rewards), io.out(np.zeros_like(rewards))
     k, _ = _core.kl_estimate(
-        f["logprobs"], f["ref_logprobs"], m, estimator=kl_estimator, num_threads=_threads(num_threads)
+        f["logprobs"],
+        f["ref_logprobs"],
+        m,
+        estimator=kl_estimator,
+        num_threads=_threads(num_threads),
     )
     rewards = rewards - np.asarray(float(kl_coef), dtype=rewards.dtype) * k
     return io.out(rewards), io.out(k)
@@ -546,7 +550,9 @@ def grpo_advantages(
     ).advantages
 
 
-def rloo_advantages(scores: Any, group_size: int, *, nan: Literal["raise", "zero"] = "raise") -> Any:
+def rloo_advantages(
+    scores: Any, group_size: int, *, nan: Literal["raise", "zero"] = "raise"
+) -> Any:
     """RLOO: ``r_i − mean of the group's other rewards`` (TRL ``RLOOTrainer``, no scaling;
     whiten the result to get its ``normalize_advantages=True``)."""
     return group_advantages(
