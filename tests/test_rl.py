@@ -11,8 +11,7 @@ import warnings
 import numpy as np
 import pytest
 
-from lmobjectives import InvalidArgumentError, ShapeError
-from lmobjectives import rl
+from lmobjectives import InvalidArgumentError, ShapeError, rl
 
 EOS, PAD = 2, 0
 
@@ -557,7 +556,8 @@ def test_bad_numbers_and_shapes_are_clear_errors():
         rl.gae(r, r, m, gamma=float("nan"))
     bad = r.copy()
     bad[1, 2] = np.nan
-    with pytest.raises(InvalidArgumentError, match=r"rewards: non-finite value NaN at row 1, position 2"):
+    nan_at = r"rewards: non-finite value NaN at row 1, position 2"
+    with pytest.raises(InvalidArgumentError, match=nan_at):
         rl.discounted_returns(bad, m)
     assert rl.discounted_returns(bad, m & (np.arange(3) < 2)).shape == (2, 3)  # outside mask
     with pytest.raises(InvalidArgumentError, match="values: non-finite"):
