@@ -71,7 +71,7 @@ def test_typed_package_ships_stubs():
 
 
 def test_docstring_examples_run():
-    for module in ("lmobjectives.masking",):
+    for module in ("lmobjectives.masking", "lmobjectives.rl"):
         mod = importlib.import_module(module)
         failures, tried = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
         assert tried > 0, f"{module} has no examples"

@@ -5,6 +5,7 @@ objects whose results are NumPy arrays handed over without a copy. ``import lmob
 needs only NumPy; :mod:`lmobjectives.torch` holds the PyTorch wrappers.
 """
 
+from lmobjectives import rl
 from lmobjectives._core import (
     STREAM_VERSION,
     InvalidArgumentError,
@@ -51,5 +52,6 @@ __all__ = [
     "mine_hard_negatives",
     "neighbour_pairs",
     "pack_sequences",
+    "rl",
     "train_wordpiece",
 ]

@@ -19,17 +19,28 @@ __all__ = [
     "__version__",
     "_length_samples",
     "available_threads",
+    "bleu",
     "build_pair_index",
+    "clip_masked",
+    "completion_mask",
     "compute_input_and_target_lengths",
     "denoiser_lengths",
+    "discounted_returns",
     "duplicate_groups",
+    "gae",
+    "group_advantages",
+    "kl_estimate",
     "mining_isas",
     "pack",
     "pad",
     "pair_rows",
     "pair_scores",
+    "rollout_plan",
+    "rollout_scatter",
     "search_topk",
     "select_negatives",
+    "self_bleu",
+    "whiten",
 ]
 
 __version__: Final[str]
@@ -442,3 +453,91 @@ class TokenAugmenter:
     def __reduce__(self) -> tuple[Any, ...]: ...
 
 def duplicate_groups(input_ids: Any, *, rows_name: str | None = None) -> _I64: ...
+
+# -- sequence-level RL (lmobjectives.rl) -------------------------------------------------------
+
+_Floats = npt.NDArray[np.float32] | npt.NDArray[np.float64]
+
+def completion_mask(
+    ids: Any,
+    eos_token_ids: list[int],
+    *,
+    pad_token_id: int | None = None,
+    attention_mask: npt.NDArray[np.bool_] | None = None,
+    completion_start: list[int] | None = None,
+    padding_side: str = "right",
+    include_eos: bool = True,
+    mask_truncated: bool = False,
+    num_threads: int = 0,
+) -> dict[str, Any]: ...
+def discounted_returns(
+    rewards: _Floats, mask: npt.NDArray[np.bool_], *, gamma: float, num_threads: int = 0
+) -> Any: ...
+def gae(
+    rewards: _Floats,
+    values: _Floats,
+    mask: npt.NDArray[np.bool_],
+    *,
+    gamma: float,
+    lam: float,
+    bootstrap: _Floats | None = None,
+    num_threads: int = 0,
+) -> tuple[Any, Any]: ...
+def whiten(
+    values: _Floats,
+    mask: npt.NDArray[np.bool_],
+    *,
+    shift_mean: bool = True,
+    unbiased: bool = True,
+    eps: float = 1e-08,
+    num_threads: int = 0,
+) -> tuple[Any, float, float]: ...
+def clip_masked(
+    values: _Floats, mask: npt.NDArray[np.bool_], *, bound: float, num_threads: int = 0
+) -> Any: ...
+def group_advantages(
+    scores: _Floats,
+    groups: npt.NDArray[np.int64],
+    num_groups: int,
+    *,
+    baseline: str = "mean",
+    scale: str = "group",
+    eps: float = 0.0001,
+    nan: str = "raise",
+) -> tuple[Any, Any, Any]: ...
+def kl_estimate(
+    logprobs: _Floats,
+    ref_logprobs: _Floats,
+    mask: npt.NDArray[np.bool_],
+    *,
+    estimator: str = "k1",
+    num_threads: int = 0,
+) -> tuple[Any, Any]: ...
+def bleu(
+    hypotheses: Any,
+    references: Any,
+    *,
+    weights: list[float],
+    smoothing: str = "method1",
+    epsilon: float = 0.1,
+    num_threads: int = 0,
+) -> npt.NDArray[np.float64]: ...
+def self_bleu(
+    samples: Any,
+    *,
+    weights: list[float],
+    smoothing: str = "method1",
+    epsilon: float = 0.1,
+    num_threads: int = 0,
+) -> npt.NDArray[np.float64]: ...
+def rollout_plan(
+    lengths: list[int], num_rollouts: int, *, order: str = "prefix_major"
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]: ...
+def rollout_scatter(
+    scores: _Floats,
+    sample: npt.NDArray[np.int64],
+    prefix_length: npt.NDArray[np.int64],
+    lengths: list[int],
+    final_scores: _Floats,
+    cols: int,
+) -> Any: ...
