@@ -572,6 +572,7 @@ def irl_run(oracle_setup, entropy_weight, *, iterations=25, batch=192, seed=0):
                 loss, w = trl.maxent_irl_reward_loss(
                     rewarder(real).sum(1), rewarder(fake).sum(1), log_q
                 )
+                assert abs(float(w.sum()) - 1.0) < 1e-5  # self-normalised weights
                 opt_r.zero_grad()
                 loss.backward()
                 opt_r.step()

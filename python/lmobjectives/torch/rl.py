@@ -915,9 +915,9 @@ def ppo_step(
             nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
         optimizer.step()
         stats = {
-            "loss": float(loss),
-            "pg_loss": float(pg.pg_loss),
-            "value_loss": float(vf),
+            "loss": float(loss.detach()),
+            "pg_loss": float(pg.pg_loss.detach()),
+            "value_loss": float(vf.detach()),
             "clip_fraction": float(pg.clip_fraction),
             "approx_kl": float(pg.approx_kl),
         }
