@@ -6,6 +6,9 @@ tokens (right-padded, float32). Every benchmark checks that both give the same n
 
 Self-BLEU is timed against NLTK's ``sentence_bleu`` (the definition it is pinned to) on 64
 samples, each scored against the other 63.
+
+Both sides run on one thread (``torch.set_num_threads(1)``, ``num_threads=1``): the ratios
+compare the work, not the core count (and torch's OpenMP pool spins badly on a shared machine).
 """
 
 from __future__ import annotations
@@ -20,6 +23,15 @@ from lmobjectives.torch import rl_reference as ref
 PROMPTS, GROUP, SEQ = 32, 8, 512
 BATCH = PROMPTS * GROUP
 CONTENDERS = ["lmobjectives", "torch"]
+ONE = {"num_threads": 1}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +72,7 @@ def test_completion_mask(benchmark, rollouts, contender):
     if contender == "torch":
         mask = benchmark(lambda: ref.completion_mask(ids, 2)[0])
     else:
-        mask = benchmark(lambda: rl.completion_mask(ids, 2).mask)
+        mask = benchmark(lambda: rl.completion_mask(ids, 2, **ONE).mask)
     _same(mask, rollouts["mask"])
 
 
@@ -71,7 +83,7 @@ def test_discounted_returns(benchmark, rollouts, contender):
     if contender == "torch":
         out = benchmark(ref.discounted_returns, r, m, 0.99)
     else:
-        out = benchmark(lambda: rl.discounted_returns(r, m, gamma=0.99))
+        out = benchmark(lambda: rl.discounted_returns(r, m, gamma=0.99, **ONE))
     _same(out, ref.discounted_returns(r.double(), m, 0.99), 1e-4)
 
 
@@ -82,7 +94,7 @@ def test_gae(benchmark, rollouts, contender):
     if contender == "torch":
         adv, _ = benchmark(ref.gae, r, v, m, 1.0, 0.95)
     else:
-        adv, _ = benchmark(lambda: rl.gae(r, v, m, gamma=1.0, lam=0.95))
+        adv, _ = benchmark(lambda: rl.gae(r, v, m, gamma=1.0, lam=0.95, **ONE))
     _same(adv, ref.gae(r.double(), v.double(), m, 1.0, 0.95)[0], 1e-3)
 
 
@@ -93,7 +105,7 @@ def test_whiten(benchmark, rollouts, contender):
     if contender == "torch":
         out = benchmark(ref.whiten, v, m)
     else:
-        out = benchmark(lambda: rl.whiten(v, m))
+        out = benchmark(lambda: rl.whiten(v, m, **ONE))
     _same(out, ref.whiten(v.double(), m), 1e-4)
 
 
@@ -104,7 +116,7 @@ def test_kl_estimate(benchmark, rollouts, contender):
     if contender == "torch":
         k, _ = benchmark(ref.kl_estimate, p, q, m, "k3")
     else:
-        k, _ = benchmark(lambda: rl.kl_estimate(p, q, m, estimator="k3"))
+        k, _ = benchmark(lambda: rl.kl_estimate(p, q, m, estimator="k3", **ONE))
     _same(k, ref.kl_estimate(p.double(), q.double(), m, "k3")[0], 1e-5)
 
 
@@ -141,5 +153,5 @@ def test_self_bleu(benchmark, samples, contender):
 
         out = benchmark(nltk_self_bleu)
     else:
-        out = benchmark(rl.self_bleu, samples)
+        out = benchmark(rl.self_bleu, samples, **ONE)
     _same(out, rl.self_bleu(samples, num_threads=1), 1e-12)
