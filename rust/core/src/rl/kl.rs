@@ -71,12 +71,13 @@ pub fn kl_per_token<T: Real>(
         |r, (o, s)| {
             let (p, q, m) = (logprobs.row(r), ref_logprobs.row(r), mask.row(r));
             let mut total = 0.0f64;
+            // Branch-free: unmasked values are computed and discarded (never read into
+            // the result, so NaN there is harmless).
             for t in 0..cols {
-                if m[t] {
-                    let k = estimator.eval(p[t].to_f64(), q[t].to_f64());
-                    o[t] = T::from_f64(k);
-                    total += k;
-                }
+                let k = estimator.eval(p[t].to_f64(), q[t].to_f64());
+                let k = if m[t] { k } else { 0.0 };
+                o[t] = T::from_f64(k);
+                total += k;
             }
             **s = T::from_f64(total);
         },
