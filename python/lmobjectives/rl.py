@@ -338,13 +338,14 @@ def token_rewards(
     m = io.mask(mask, _numpy(mask, "mask").shape)
     _check_2d(m, "mask")
     rewards = _numpy(place_scores(s, m), "rewards")
-    if (f["logprobs"] is None) != (f["ref_logprobs"] is None):
+    lp, ref_lp = f["logprobs"], f["ref_logprobs"]
+    if (lp is None) != (ref_lp is None):
         raise ValueError("logprobs, ref_logprobs: give both or neither")
-    if f["logprobs"] is None:
+    if lp is None or ref_lp is None:
         return io.out(rewards), io.out(np.zeros_like(rewards))
     k, _ = _core.kl_estimate(
-        f["logprobs"],
-        f["ref_logprobs"],
+        lp,
+        ref_lp,
         m,
         estimator=kl_estimator,
         num_threads=_threads(num_threads),
