@@ -367,6 +367,7 @@ type Triple<'py, T> = (
     Bound<'py, PyArray1<T>>,
 );
 
+#[allow(clippy::too_many_arguments)]
 fn groups_impl<'py, T: Real + Element>(
     py: Python<'py>,
     scores: &Bound<'py, PyAny>,
@@ -424,6 +425,9 @@ pub fn group_advantages_py<'py>(
 
 // -- KL ---------------------------------------------------------------------------------------
 
+/// Per-token values `[rows, cols]` and per-row sums `[rows]`.
+type PerTokenAndRow<'py, T> = (Bound<'py, PyArray2<T>>, Bound<'py, PyArray1<T>>);
+
 fn kl_impl<'py, T: Real + Element>(
     py: Python<'py>,
     logprobs: &Bound<'py, PyAny>,
@@ -431,7 +435,7 @@ fn kl_impl<'py, T: Real + Element>(
     mask: &Bound<'py, PyAny>,
     estimator: Estimator,
     num_threads: usize,
-) -> PyResult<(Bound<'py, PyArray2<T>>, Bound<'py, PyArray1<T>>)> {
+) -> PyResult<PerTokenAndRow<'py, T>> {
     let p = arr2::<T>(logprobs, "logprobs")?;
     let q = arr2::<T>(ref_logprobs, "ref_logprobs")?;
     let m = arr2::<bool>(mask, "mask")?;
@@ -529,6 +533,13 @@ pub fn self_bleu<'py>(
 // -- rollouts ---------------------------------------------------------------------------------
 
 /// The MC rollout plan `(sample, prefix_length, rollout)` (int64 arrays, one row each).
+/// `(sample, prefix_length, rollout)` of a rollout plan.
+type PlanArrays<'py> = (
+    Bound<'py, PyArray1<i64>>,
+    Bound<'py, PyArray1<i64>>,
+    Bound<'py, PyArray1<i64>>,
+);
+
 #[pyfunction]
 #[pyo3(signature = (lengths, num_rollouts, *, order="prefix_major"))]
 pub fn rollout_plan<'py>(
@@ -536,11 +547,7 @@ pub fn rollout_plan<'py>(
     lengths: Vec<usize>,
     num_rollouts: usize,
     order: &str,
-) -> PyResult<(
-    Bound<'py, PyArray1<i64>>,
-    Bound<'py, PyArray1<i64>>,
-    Bound<'py, PyArray1<i64>>,
-)> {
+) -> PyResult<PlanArrays<'py>> {
     let order = Order::parse("order", order).map_err(to_py)?;
     let p = plan(&lengths, num_rollouts, order).map_err(to_py)?;
     Ok((
