@@ -103,6 +103,16 @@ class LSTMOracle(nn.Module):
         logp = torch.log_softmax(self._logits(tokens) / t, dim=-1)
         return logp.gather(-1, tokens.unsqueeze(-1)).squeeze(-1).sum(-1)
 
+    @torch.no_grad()
+    def token_log_probs(
+        self, tokens: torch.Tensor, *, temperature: float | None = None
+    ) -> torch.Tensor:
+        """Per-token log-probabilities ``[batch, length]`` (nats): column ``t`` is
+        ``log p(tokens[:, t] | tokens[:, :t])`` under the oracle at ``temperature``."""
+        t = self.temperature if temperature is None else temperature
+        logp = torch.log_softmax(self._logits(tokens) / t, dim=-1)
+        return logp.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+
     def nll_per_token(self, tokens: torch.Tensor, *, temperature: float | None = None) -> float:
         """Mean negative log-likelihood per token (nats) of ``tokens`` (NLL-oracle)."""
         return float(-self.log_likelihood(tokens, temperature=temperature).mean()) / tokens.shape[1]
