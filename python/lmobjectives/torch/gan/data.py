@@ -118,7 +118,7 @@ def oracle_data(
                 return OracleData(
                     config, oracle, train, test, float(saved["entropy_rate"]), path
                 )
-        except (OSError, RuntimeError, KeyError, EOFError):
+        except Exception:  # noqa: BLE001 (any unreadable file)
             pass  # broken cache entry: rebuild and replace it
     train = oracle.sample(
         config.num_train,

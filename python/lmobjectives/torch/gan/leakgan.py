@@ -260,7 +260,7 @@ class LeakGAN:
                 mle = F.cross_entropy(out["logits"].reshape(-1, g.vocab_size), x.reshape(-1))
                 align = -manager_cosines(out["features"], out["goals"], g.step_size).mean()
                 self._update(mle, align)
-                total += float(mle) * x.shape[0]
+                total += float(mle.detach()) * x.shape[0]
                 n += x.shape[0]
             losses.append(total / n)
         return losses
@@ -309,7 +309,7 @@ class LeakGAN:
         worker_loss = -(r_int.detach() * lp).mean()
         manager_loss = -(q * manager_cosines(out["features"], out["goals"], g.step_size)).mean()
         self._update(worker_loss, manager_loss)
-        return {"worker_loss": float(worker_loss), "manager_loss": float(manager_loss), "reward": float(q.mean())}
+        return {"worker_loss": float(worker_loss.detach()), "manager_loss": float(manager_loss.detach()), "reward": float(q.mean())}
 
     def step(self) -> dict[str, float]:
         c = self.config

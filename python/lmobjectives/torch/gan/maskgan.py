@@ -255,7 +255,7 @@ class MaskGAN:
                 loss.backward()
                 nn.utils.clip_grad_norm_(self.generator.parameters(), c.grad_clip)
                 self.mle_opt.step()
-                total += float(loss) * x.shape[0]
+                total += float(loss.detach()) * x.shape[0]
                 n += x.shape[0]
             losses.append(total / n)
         return losses
@@ -315,18 +315,18 @@ class MaskGAN:
         out["generator"].backward()
         nn.utils.clip_grad_norm_(self.generator.parameters(), c.grad_clip)
         self.g_opt.step()
-        stats = {"g_loss": float(out["generator"]), "reward": float(out["rewards"][~present].mean())}
+        stats = {"g_loss": float(out["generator"].detach()), "reward": float(out["rewards"][~present].mean())}
         if "critic" in out and self.c_opt is not None:
             self.c_opt.zero_grad()
             out["critic"].backward()
             self.c_opt.step()
-            stats["critic_loss"] = float(out["critic"])
+            stats["critic_loss"] = float(out["critic"].detach())
         for _ in range(c.d_steps):
             loss = self.discriminator_loss(x, fake, present)
             self.d_opt.zero_grad()
             loss.backward()
             self.d_opt.step()
-            stats["d_loss"] = float(loss)
+            stats["d_loss"] = float(loss.detach())
         return stats
 
 

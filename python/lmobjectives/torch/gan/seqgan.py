@@ -225,7 +225,7 @@ def train_discriminator(
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            total += float(loss)
+            total += float(loss.detach())
             steps += 1
         mean = total / max(steps, 1)
     return mean
@@ -374,7 +374,7 @@ class SeqGAN:
         self.g_opt.step()
         if self.rollout is not self.generator:
             ema_update_(self.rollout, self.generator, c.rollout_decay)
-        return {"pg_loss": float(loss), "reward": float(q.mean())}
+        return {"pg_loss": float(loss.detach()), "reward": float(q.mean())}
 
     def step(self) -> dict[str, float]:
         """One adversarial iteration (g-steps 1, d-steps ``d_steps``)."""
