@@ -19,7 +19,6 @@ from lmobjectives.torch.gan import (
     TransformerDiscriminator,
     TransformerGenerator,
     evaluate,
-    generator_nll,
     mc_rewards,
     oracle_data,
     pg_loss,
@@ -149,7 +148,11 @@ def test_sample_tokens_distribution() -> None:
 @pytest.mark.parametrize("kind", ["lstm", "transformer"])
 def test_generators_sample_and_score_consistently(kind: str) -> None:
     torch.manual_seed(0)
-    g: Generator = LSTMGenerator(V, 8, 8, init_std=0.5) if kind == "lstm" else TransformerGenerator(V, 16, 1, 2, noise_size=4)
+    g: Generator = (
+        LSTMGenerator(V, 8, 8, init_std=0.5)
+        if kind == "lstm"
+        else TransformerGenerator(V, 16, 1, 2, noise_size=4)
+    )
     rng = torch.Generator().manual_seed(1)
     cond = g.draw_cond(5, rng)
     if kind == "transformer":
@@ -219,7 +222,9 @@ def test_mc_rewards_against_a_direct_loop() -> None:
             full = CountingGenerator.complete(samples[b, :t].tolist(), T)
             expect = float(hash_score(torch.tensor([full]))[0])
             assert float(q[b, t - 1]) == pytest.approx(expect, rel=1e-6)
-        assert float(q[b, T - 1]) == pytest.approx(float(hash_score(samples[b : b + 1])[0]), rel=1e-6)
+        assert float(q[b, T - 1]) == pytest.approx(
+            float(hash_score(samples[b : b + 1])[0]), rel=1e-6
+        )
 
 
 def test_mc_rewards_rollouts_keep_prefix_and_average_their_own_scores() -> None:
@@ -242,7 +247,7 @@ def test_mc_rewards_rollouts_keep_prefix_and_average_their_own_scores() -> None:
     # reward at t = T is D(Y) itself
     assert torch.allclose(q[:, -1], hash_score(samples).float())
     # rollouts are random: not all completions of a prefix coincide
-    first = rollouts[torch.from_numpy(np.nonzero((plan.prefix_length == 1))[0])]
+    first = rollouts[torch.from_numpy(np.nonzero(plan.prefix_length == 1)[0])]
     assert len({tuple(r) for r in first.tolist()}) > 1
 
 
@@ -267,7 +272,7 @@ def test_pg_loss_gradient_is_minus_q_grad_logp() -> None:
     grads = torch.autograd.grad(loss, list(g.parameters()))
     lp = torch.log_softmax(g(x), -1).gather(-1, x.unsqueeze(-1)).squeeze(-1)
     manual = torch.autograd.grad(-(q * lp).sum(), list(g.parameters()))
-    for a, b in zip(grads, manual):
+    for a, b in zip(grads, manual, strict=True):
         assert torch.allclose(a, b, atol=1e-6)
     assert float(loss.detach()) == pytest.approx(float(-(q * lp).sum().detach()), rel=1e-5)
 
@@ -309,7 +314,7 @@ def test_constant_reward_control_needs_no_discriminator(data) -> None:
     before = [p.detach().clone() for p in g.parameters()]
     stats = trainer.step()
     assert stats["reward"] == 2.0 and "d_loss" not in stats
-    assert any(not torch.equal(a, b) for a, b in zip(before, g.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(before, g.parameters(), strict=True))
 
 
 @pytest.mark.parametrize("variant", ["lstm-cnn-ema", "transformer-transformer-rank"])
@@ -319,13 +324,28 @@ def test_seqgan_runs_and_is_reproducible(data, variant: str) -> None:
         if variant.startswith("lstm"):
             g: Generator = LSTMGenerator(V, 8, 8)
             d: torch.nn.Module = CNNDiscriminator(V, T, filter_sizes=(2, 3), num_filters=(8, 8))
-            cfg = SeqGANConfig(rollout_policy="ema", num_rollouts=2, batch_size=16,
-                               d_steps=1, d_epochs=1, d_negatives=64, pretrain_d_rounds=1)
+            cfg = SeqGANConfig(
+                rollout_policy="ema",
+                num_rollouts=2,
+                batch_size=16,
+                d_steps=1,
+                d_epochs=1,
+                d_negatives=64,
+                pretrain_d_rounds=1,
+            )
         else:
             g = TransformerGenerator(V, 16, 1, 2, noise_size=4)
             d = TransformerDiscriminator(V, T, hidden_size=16, num_layers=1)
-            cfg = SeqGANConfig(rescale="rank", num_rollouts=2, batch_size=16, d_steps=1,
-                               d_epochs=1, d_negatives=64, pretrain_d_rounds=1, mle_every=2)
+            cfg = SeqGANConfig(
+                rescale="rank",
+                num_rollouts=2,
+                batch_size=16,
+                d_steps=1,
+                d_epochs=1,
+                d_negatives=64,
+                pretrain_d_rounds=1,
+                mle_every=2,
+            )
         tr = SeqGAN(g, d, data.train, cfg)
         tr.pretrain_generator(1)
         tr.pretrain_discriminator()
@@ -363,7 +383,7 @@ def test_masks() -> None:
     assert (missing.sum(1) == 9).all()  # int((1 − 0.5)·20) − 1
     assert m[:, 0].all()  # the block starts at position ≥ 1
     first = missing.int().argmax(1)
-    for row, s in zip(missing, first.tolist()):  # one contiguous block
+    for row, s in zip(missing, first.tolist(), strict=True):  # one contiguous block
         assert row[s : s + 9].all()
     assert len(set(first.tolist())) > 5
     r = make_masks(400, 20, kind="random", present_rate=0.3, rng=rng)
@@ -483,16 +503,29 @@ def test_intrinsic_and_manager_rewards_by_hand() -> None:
     m = manager_cosines(f, goals, 4)
     for b in range(2):
         for t in range(6):
-            terms = [cos(f[b, t + 1] - f[b, t + 1 - i], goals[b, t + 1 - i], dim=0) for i in range(1, 5) if t + 1 - i >= 0]
+            terms = [
+                cos(f[b, t + 1] - f[b, t + 1 - i], goals[b, t + 1 - i], dim=0)
+                for i in range(1, 5)
+                if t + 1 - i >= 0
+            ]
             assert float(r[b, t]) == pytest.approx(float(sum(terms)) / 4, rel=1e-5, abs=1e-6)
-            assert float(m[b, t]) == pytest.approx(float(cos(f[b, min(t + 4, 6)] - f[b, t], goals[b, t], dim=0)), rel=1e-5, abs=1e-6)
+            assert float(m[b, t]) == pytest.approx(
+                float(cos(f[b, min(t + 4, 6)] - f[b, t], goals[b, t], dim=0)), rel=1e-5, abs=1e-6
+            )
 
 
 @pytest.mark.parametrize("released", [False, True])
 def test_leakgan_steps(data, released: bool) -> None:
     g = tiny_leakgan()
-    cfg = LeakGANConfig(batch_size=16, num_rollouts=2, d_steps=1, d_epochs=1, d_negatives=64,
-                        released_rescale=released, mle_every=1)
+    cfg = LeakGANConfig(
+        batch_size=16,
+        num_rollouts=2,
+        d_steps=1,
+        d_epochs=1,
+        d_negatives=64,
+        released_rescale=released,
+        mle_every=1,
+    )
     tr = LeakGAN(g, data.train, cfg)
     tr.pretrain_generator(1)
     tr.discriminator_round()

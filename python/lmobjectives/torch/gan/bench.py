@@ -338,14 +338,11 @@ def plot_frontier(result: dict[str, Any], path: str | os.PathLike[str]) -> None:
         import matplotlib.pyplot as plt
     except ImportError as e:
         raise ImportError(
-            "gan-bench's plot needs matplotlib: pip install 'lmobjectives[gan]' "
-            "(or pass --no-plot)"
+            "gan-bench's plot needs matplotlib: pip install 'lmobjectives[gan]' (or pass --no-plot)"
         ) from e
     fig, ax = plt.subplots(figsize=(8, 5.5))
     sweep = sorted(result["sweep"])
-    ax.plot(
-        [p[0] for p in sweep], [p[1] for p in sweep], "o-", color="gray", label="MLE, τ sweep"
-    )
+    ax.plot([p[0] for p in sweep], [p[1] for p in sweep], "o-", color="gray", label="MLE, τ sweep")
     markers = "sD^v<>pP*Xh"
     k = 0
     for r in result["rows"]:

@@ -115,10 +115,8 @@ def oracle_data(
                 config.num_test,
                 config.length,
             ):
-                return OracleData(
-                    config, oracle, train, test, float(saved["entropy_rate"]), path
-                )
-        except Exception:  # noqa: BLE001 (any unreadable file)
+                return OracleData(config, oracle, train, test, float(saved["entropy_rate"]), path)
+        except Exception:  # any unreadable file
             pass  # broken cache entry: rebuild and replace it
     train = oracle.sample(
         config.num_train,

@@ -48,7 +48,9 @@ __all__ = [
 LOGIT_TRICK_TEMPERATURE = 1 / 1.5
 
 
-def manager_cosines(features: torch.Tensor, goals: torch.Tensor, step_size: int = 4) -> torch.Tensor:
+def manager_cosines(
+    features: torch.Tensor, goals: torch.Tensor, step_size: int = 4
+) -> torch.Tensor:
     """``cos(f_{min(t+c, T)} − f_t, g_t)`` ``[batch, T]`` from ``features [batch, T+1, F]``
     and ``goals [batch, T, F]``."""
     t_len = goals.shape[1]
@@ -57,7 +59,9 @@ def manager_cosines(features: torch.Tensor, goals: torch.Tensor, step_size: int 
     return F.cosine_similarity(delta, goals, dim=-1, eps=1e-8)
 
 
-def intrinsic_rewards(features: torch.Tensor, goals: torch.Tensor, step_size: int = 4) -> torch.Tensor:
+def intrinsic_rewards(
+    features: torch.Tensor, goals: torch.Tensor, step_size: int = 4
+) -> torch.Tensor:
     """The worker's ``r^I_t = (1/c)·Σ_{i=1..c, t+1−i ≥ 0} cos(f_{t+1} − f_{t+1−i}, g_{t+1−i})``
     ``[batch, T]`` (``features [batch, T+1, F]``, ``goals [batch, T, F]``)."""
     b, t_len, _ = goals.shape
@@ -82,7 +86,7 @@ class LeakGANGenerator(Generator):
         self,
         vocab_size: int,
         length: int,
-        discriminator: nn.Module,
+        discriminator: Any,
         *,
         embedding_size: int = 32,
         hidden_size: int = 32,
@@ -94,7 +98,7 @@ class LeakGANGenerator(Generator):
         self.length = length
         self.goal_size = goal_size
         self.step_size = step_size
-        self._disc = [discriminator]  # not a submodule: its parameters are D's
+        self._disc: list[Any] = [discriminator]  # not a submodule: its parameters are D's
         feat = int(discriminator.feature_size)
         self.manager = nn.LSTM(feat, hidden_size, batch_first=True)
         self.goal = nn.Linear(hidden_size, feat)
@@ -104,7 +108,8 @@ class LeakGANGenerator(Generator):
         self.psi = nn.Linear(feat, goal_size, bias=False)
 
     @property
-    def discriminator(self) -> nn.Module:
+    def discriminator(self) -> Any:
+        """The discriminator whose ``features`` leak into the manager."""
         return self._disc[0]
 
     @torch.no_grad()
@@ -296,7 +301,9 @@ class LeakGAN:
         )
         cols = torch.tensor([e - 1 for e in ends])
         scaled = rank_rescale(q[:, cols], c.delta, released=c.released_rescale)
-        which = torch.tensor([ends.index(min((t // g.step_size + 1) * g.step_size, t_len)) for t in range(t_len)])
+        which = torch.tensor(
+            [ends.index(min((t // g.step_size + 1) * g.step_size, t_len)) for t in range(t_len)]
+        )
         return scaled[:, which]
 
     def generator_step(self) -> dict[str, float]:
@@ -304,12 +311,20 @@ class LeakGAN:
         samples = g.sample(c.batch_size, self.train.shape[1], generator=self.rng)
         q = self.rewards(samples)
         out = g.outputs(samples)
-        lp = torch.log_softmax(out["logits"].float(), -1).gather(-1, samples.unsqueeze(-1)).squeeze(-1)
+        lp = (
+            torch.log_softmax(out["logits"].float(), -1)
+            .gather(-1, samples.unsqueeze(-1))
+            .squeeze(-1)
+        )
         r_int = intrinsic_rewards(out["features"], out["goals"].detach(), g.step_size)
         worker_loss = -(r_int.detach() * lp).mean()
         manager_loss = -(q * manager_cosines(out["features"], out["goals"], g.step_size)).mean()
         self._update(worker_loss, manager_loss)
-        return {"worker_loss": float(worker_loss.detach()), "manager_loss": float(manager_loss.detach()), "reward": float(q.mean())}
+        return {
+            "worker_loss": float(worker_loss.detach()),
+            "manager_loss": float(manager_loss.detach()),
+            "reward": float(q.mean()),
+        }
 
     def step(self) -> dict[str, float]:
         c = self.config

@@ -169,9 +169,13 @@ def mask_mle_loss(model: InfillModel, tokens: torch.Tensor, present: torch.Tenso
     return aggregate(-lp, ~present, "token")
 
 
-def maskgan_returns(rewards: torch.Tensor, missing: torch.Tensor, gamma: float = 0.9) -> torch.Tensor:
+def maskgan_returns(
+    rewards: torch.Tensor, missing: torch.Tensor, gamma: float = 0.9
+) -> torch.Tensor:
     """``R_t = Σ_{s≥t} γ^(s−t)·missing_s·r_s`` over every position (Rust kernel)."""
-    r = torch.where(missing, rewards.detach().double(), torch.zeros_like(rewards, dtype=torch.float64))
+    r = torch.where(
+        missing, rewards.detach().double(), torch.zeros_like(rewards, dtype=torch.float64)
+    )
     ones = torch.ones_like(missing, dtype=torch.bool)
     return rl.discounted_returns(r.cpu(), ones.cpu(), gamma=gamma).to(rewards)
 
@@ -234,7 +238,9 @@ class MaskGAN:
 
     def masks(self, n: int) -> torch.Tensor:
         c = self.config
-        return make_masks(n, self.train.shape[1], kind=c.mask, present_rate=c.present_rate, rng=self.rng)
+        return make_masks(
+            n, self.train.shape[1], kind=c.mask, present_rate=c.present_rate, rng=self.rng
+        )
 
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         idx = torch.randint(0, self.train.shape[0], (self.config.batch_size,), generator=self.rng)
@@ -293,7 +299,13 @@ class MaskGAN:
             gen, critic, adv = maskgan_losses(
                 lp, r, values, missing, gamma=c.gamma, advantage_clip=c.advantage_clip
             )
-            return {"generator": gen, "critic": critic, "advantages": adv, "rewards": r, "logprobs": lp}
+            return {
+                "generator": gen,
+                "critic": critic,
+                "advantages": adv,
+                "rewards": r,
+                "logprobs": lp,
+            }
         ret = maskgan_returns(r, missing, c.gamma)
         if c.baseline == "ema":
             adv = self.ema(ret.double().cpu(), missing.cpu()).to(ret)
@@ -315,7 +327,10 @@ class MaskGAN:
         out["generator"].backward()
         nn.utils.clip_grad_norm_(self.generator.parameters(), c.grad_clip)
         self.g_opt.step()
-        stats = {"g_loss": float(out["generator"].detach()), "reward": float(out["rewards"][~present].mean())}
+        stats = {
+            "g_loss": float(out["generator"].detach()),
+            "reward": float(out["rewards"][~present].mean()),
+        }
         if "critic" in out and self.c_opt is not None:
             self.c_opt.zero_grad()
             out["critic"].backward()
@@ -346,7 +361,9 @@ def evaluate_infill(
     real missing tokens), ``entropy`` (its NLL of its own in-fills) and ``unique`` (distinct
     in-filled sequences)."""
     rng = torch.Generator().manual_seed(seed)
-    present = make_masks(test.shape[0], test.shape[1], kind=kind, present_rate=present_rate, rng=rng)
+    present = make_masks(
+        test.shape[0], test.shape[1], kind=kind, present_rate=present_rate, rng=rng
+    )
     missing = ~present
     was = generator.training
     generator.eval()
@@ -365,4 +382,3 @@ def evaluate_infill(
     }
     generator.train(was)
     return out
-

@@ -30,11 +30,11 @@ from torch import nn
 
 __all__ = [
     "CNNDiscriminator",
-    "discriminator_loss",
     "Generator",
     "LSTMGenerator",
     "TransformerDiscriminator",
     "TransformerGenerator",
+    "discriminator_loss",
     "sample_tokens",
 ]
 
@@ -252,7 +252,7 @@ class CNNDiscriminator(nn.Module):
         super().__init__()
         if len(filter_sizes) != len(num_filters):
             raise ValueError("filter_sizes, num_filters: must have the same length")
-        kept = [(w, n) for w, n in zip(filter_sizes, num_filters) if w <= length]
+        kept = [(w, n) for w, n in zip(filter_sizes, num_filters, strict=True) if w <= length]
         if not kept:
             raise ValueError(f"filter_sizes: none fits length {length}")
         self.vocab_size = vocab_size
@@ -349,4 +349,3 @@ def init_normal_(module: nn.Module, std: float) -> nn.Module:
 
 def num_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
-

@@ -85,7 +85,10 @@ def discriminator_probs(disc: nn.Module, batch_size: int = 4096) -> Score:
         was = disc.training
         disc.eval()
         out = torch.cat(
-            [torch.sigmoid(disc(tokens[s : s + batch_size])) for s in range(0, len(tokens), batch_size)]
+            [
+                torch.sigmoid(disc(tokens[s : s + batch_size]))
+                for s in range(0, len(tokens), batch_size)
+            ]
         )
         disc.train(was)
         return out
@@ -150,7 +153,9 @@ def mc_rewards(
     return out
 
 
-def rank_rescale(rewards: torch.Tensor, delta: float = 16.0, *, released: bool = False) -> torch.Tensor:
+def rank_rescale(
+    rewards: torch.Tensor, delta: float = 16.0, *, released: bool = False
+) -> torch.Tensor:
     """LeakGAN's bootstrapped rescaled activation, per column over the batch: the reward of
     ascending rank ``k`` (1 = lowest of ``B``) becomes ``σ(δ·(k/B − ½))`` — a monotone map onto
     ``(σ(−δ/2), σ(δ/2)]``, invariant to any increasing transform of the rewards (ties are
@@ -192,7 +197,7 @@ def pg_loss(
 @torch.no_grad()
 def ema_update_(target: nn.Module, source: nn.Module, decay: float) -> None:
     """``θ_target ← decay·θ_target + (1 − decay)·θ_source``."""
-    for pt, ps in zip(target.parameters(), source.parameters()):
+    for pt, ps in zip(target.parameters(), source.parameters(), strict=True):
         pt.mul_(decay).add_(ps, alpha=1 - decay)
 
 
