@@ -156,7 +156,11 @@ def test_generators_sample_and_score_consistently(kind: str) -> None:
     rng = torch.Generator().manual_seed(1)
     cond = g.draw_cond(5, rng)
     if kind == "transformer":
-        assert cond.shape == (5, 4)
+        assert cond.shape == (5, 4)  # the noise z the decoder is conditioned on
+        x0 = torch.zeros(5, T, dtype=torch.long)
+        assert not torch.allclose(g(x0, cond=cond), g(x0, cond=cond + 1.0))
+    else:
+        assert cond is None
     x = g.sample(5, T, cond=cond, generator=rng)
     assert x.shape == (5, T) and x.dtype == torch.long
     full = g(x, cond=cond)
@@ -540,3 +544,57 @@ def test_leakgan_steps(data, released: bool) -> None:
     m1 = evaluate(g, data, num_samples=64, num_test=32)
     m2 = evaluate(g, data, num_samples=64, num_test=32, temperature=1 / 1.5)
     assert m2["entropy"] < m1["entropy"]
+
+
+# -- the gan-bench command -------------------------------------------------------------------------
+
+
+TINY_BENCH = [
+    "gan-bench",
+    "--quick",
+    "--vocab-size",
+    "40",
+    "--train-samples",
+    "200",
+    "--mle-epochs",
+    "2",
+    "--adv-steps",
+    "2",
+    "--rollouts",
+    "2",
+]
+
+
+def test_gan_bench_command(tmp_path, capsys) -> None:
+    from lmobjectives.cli import main
+
+    plot = tmp_path / "frontier.png"
+    argv = [*TINY_BENCH, "--cache-dir", str(tmp_path), "--plot", str(plot), "--no-leakgan"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    for name in (
+        "MLE early-stopped",
+        "τ = 0.9",
+        "τ = 0.8",
+        "constant-reward PG",
+        "SeqGAN (2 rollouts)",
+        "MaskMLE",
+        "MaskGAN",
+        "vs frontier",
+    ):
+        assert name in out
+    assert "LeakGAN" not in out
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_gan_bench_frontier_gap_and_plot_dependency(tmp_path, capsys, monkeypatch) -> None:
+    from lmobjectives.cli import main
+    from lmobjectives.torch.gan.bench import frontier_gap
+
+    sweep = [(9.0, 7.0), (8.0, 7.5), (7.0, 8.5)]
+    assert frontier_gap((8.5, 7.0), sweep) == pytest.approx(-0.25)
+    assert frontier_gap((8.0, 7.6), sweep) == pytest.approx(0.1)
+    assert frontier_gap((6.0, 9.0), sweep) == pytest.approx(-0.5)  # extrapolated
+    monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)
+    assert main([*TINY_BENCH, "--cache-dir", str(tmp_path)]) == 1
+    assert "pip install 'lmobjectives[gan]'" in capsys.readouterr().err

@@ -7,6 +7,7 @@
 - :mod:`lmobjectives.torch.electra`: ELECTRA replaced-token detection (:class:`ElectraRTD`).
 - :mod:`lmobjectives.torch.models`: small models from a few numbers (:class:`TinyEncoder`).
 - :mod:`lmobjectives.torch.oracle`: a seeded LSTM oracle for synthetic-corpus experiments.
+- :mod:`lmobjectives.torch.gan`: text GANs (SeqGAN, LeakGAN, MaskGAN) on the oracle benchmark.
 - :func:`seq2seq_loss`: the denoising objectives' (T5, BART, UL2) token cross-entropy over
   the decoder's labelled positions, with optional label smoothing.
 - Contrastive losses (:mod:`lmobjectives.torch.contrastive`): :func:`info_nce_loss` /

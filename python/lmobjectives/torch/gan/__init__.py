@@ -7,6 +7,9 @@ gradient).
 - :mod:`~lmobjectives.torch.gan.models`: generators (the papers' LSTM; a tiny transformer
   decoder conditioned on Gaussian noise) and discriminators (CNN + highway; transformer).
 - :mod:`~lmobjectives.torch.gan.seqgan`: MLE, Monte-Carlo rollout rewards, policy gradient.
+- :mod:`~lmobjectives.torch.gan.maskgan`: in-filling masks, seq2seq generator, per-token
+  discriminator, critic, MaskMLE.
+- :mod:`~lmobjectives.torch.gan.leakgan`: manager/worker generator with leaked features.
 - :mod:`~lmobjectives.torch.gan.bench`: the ``lmobjectives gan-bench`` experiment.
 """
 
@@ -18,6 +21,23 @@ from lmobjectives.torch.gan.data import (
     evaluate,
     generator_nll,
     oracle_data,
+)
+from lmobjectives.torch.gan.leakgan import (
+    LeakGAN,
+    LeakGANConfig,
+    LeakGANGenerator,
+    intrinsic_rewards,
+    manager_cosines,
+)
+from lmobjectives.torch.gan.maskgan import (
+    InfillModel,
+    MaskGAN,
+    MaskGANConfig,
+    TokenDiscriminator,
+    evaluate_infill,
+    make_masks,
+    mask_mle_loss,
+    maskgan_returns,
 )
 from lmobjectives.torch.gan.models import (
     CNNDiscriminator,
@@ -41,17 +61,30 @@ from lmobjectives.torch.gan.seqgan import (
 __all__ = [
     "CNNDiscriminator",
     "Generator",
+    "InfillModel",
     "LSTMGenerator",
+    "LeakGAN",
+    "LeakGANConfig",
+    "LeakGANGenerator",
+    "MaskGAN",
+    "MaskGANConfig",
     "OracleConfig",
     "OracleData",
     "SeqGAN",
     "SeqGANConfig",
+    "TokenDiscriminator",
     "TransformerDiscriminator",
     "TransformerGenerator",
     "discriminator_loss",
     "discriminator_probs",
     "evaluate",
+    "evaluate_infill",
     "generator_nll",
+    "intrinsic_rewards",
+    "make_masks",
+    "manager_cosines",
+    "mask_mle_loss",
+    "maskgan_returns",
     "mc_rewards",
     "mle_epoch",
     "oracle_data",
