@@ -487,6 +487,12 @@ def test_leakgan_shapes_and_goal_window() -> None:
     assert torch.allclose(out["features"][:, 0], d.features(torch.full((3, T), V)), atol=1e-6)
     assert torch.allclose(out["features"][:, T], d.features(x), atol=1e-6)
     w = g._window(out["goals"])
+    # logits = O_t·w_t with O_t the worker output reshaped [vocab, goal_size]
+    begin = torch.full_like(x[:, :1], V)
+    h = g.worker(g.embedding(torch.cat([begin, x[:, :-1]], 1)))[0]
+    o = g.worker_out(h).view(3, T, V, 4)
+    expect = torch.einsum("btvk,btk->btv", o, w)
+    assert torch.allclose(out["logits"], expect, atol=1e-5)
     for t in range(T):
         s = out["goals"][:, max(0, t - 3) : t + 1].sum(1)
         assert torch.allclose(w[:, t], torch.nn.functional.normalize(g.psi(s), dim=-1), atol=1e-5)

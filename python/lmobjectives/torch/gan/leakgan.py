@@ -137,6 +137,15 @@ class LeakGANGenerator(Generator):
         shifted = F.pad(c, (0, 0, self.step_size, 0))[:, : c.shape[1]]
         return F.normalize(self.psi(c - shifted), dim=-1)
 
+    def _logits(self, h: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """``O·w`` with ``O = reshape(worker_out(h), [vocab, goal_size])``, computed as one
+        matmul of ``w ⊗ h`` (never materialising the ``[…, vocab, goal_size]`` tensor)."""
+        k, hid = self.goal_size, h.shape[-1]
+        weight = self.worker_out.weight.view(self.vocab_size, k * hid)
+        bias = self.worker_out.bias.view(self.vocab_size, k)
+        outer = (w.unsqueeze(-1) * h.unsqueeze(-2)).flatten(-2)  # [..., k·hidden], k-major
+        return outer @ weight.T + w @ bias.T
+
     def outputs(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
         """Teacher-forced ``logits [B, T, V]``, ``goals [B, T, F]``, ``features [B, T+1, F]``."""
         b, t_len = tokens.shape
@@ -144,8 +153,7 @@ class LeakGANGenerator(Generator):
         goals = self._goals(f[:, :t_len])
         begin = torch.full_like(tokens[:, :1], self.vocab_size)
         h = self.worker(self.embedding(torch.cat([begin, tokens[:, :-1]], dim=1)))[0]
-        o = self.worker_out(h).view(b, t_len, self.vocab_size, self.goal_size)
-        logits = torch.einsum("btvk,btk->btv", o, self._window(goals))
+        logits = self._logits(h, self._window(goals))
         return {"logits": logits, "goals": goals, "features": f}
 
     def forward(self, tokens: torch.Tensor, cond: Any = None) -> torch.Tensor:
@@ -186,8 +194,7 @@ class LeakGANGenerator(Generator):
             window = torch.stack(goals[-self.step_size :], 0).sum(0)
             w = F.normalize(self.psi(window), dim=-1)
             hw, w_state = self.worker(self.embedding(tok)[:, None], w_state)
-            o = self.worker_out(hw[:, 0]).view(num, self.vocab_size, self.goal_size)
-            logits = torch.einsum("bvk,bk->bv", o, w)
+            logits = self._logits(hw[:, 0], w)
             if t >= p:
                 out[:, t] = sample_tokens(logits, temperature, generator)
             tok = out[:, t]
