@@ -178,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     gan.add_argument(
         "--quick", action="store_true", help="a smoke run of seconds (vocab 500, tiny budgets)"
     )
-    gan.add_argument("--mle-epochs", type=_positive_int, metavar="N", help="MLE epochs (6)")
+    gan.add_argument("--mle-epochs", type=_positive_int, metavar="N", help="MLE epochs (5)")
     gan.add_argument(
         "--adv-steps", type=_positive_int, metavar="N", help="SeqGAN / control PG steps (40)"
     )

@@ -47,7 +47,7 @@ class GanBenchConfig:
     length: int = 20
     num_train: int = 10_000
     num_test: int = 5_000
-    mle_epochs: int = 6
+    mle_epochs: int = 5
     adv_steps: int = 40
     num_rollouts: int = 8
     batch_size: int = 64
@@ -58,8 +58,8 @@ class GanBenchConfig:
     eval_test: int = 1_000
     temperatures: tuple[float, ...] = (1.0, 0.95, 0.9, 0.85, 0.8)
     leakgan: bool = True
-    leakgan_pretrain_epochs: int = 2
-    leakgan_steps: int = 15
+    leakgan_pretrain_epochs: int = 1
+    leakgan_steps: int = 10
     maskgan: bool = True
     maskgan_pretrain_epochs: int = 2
     maskgan_steps: int = 100
@@ -77,7 +77,16 @@ class GanBenchConfig:
         )
 
 
+_LOG: list[Callable[[str], None]] = []
+
+
 def _row(name: str, metrics: dict[str, float], seconds: float, **extra: Any) -> dict[str, Any]:
+    for say in _LOG:
+        say(
+            f"  {name}: NLL-oracle {metrics['nll_oracle']:.3f}, NLL-test "
+            f"{metrics['nll_test']:.3f}, entropy {metrics['entropy']:.3f}, unique "
+            f"{metrics['unique']:.3f}"
+        )
     return {"method": name, **metrics, "seconds": seconds, **extra}
 
 
@@ -102,6 +111,14 @@ def run_gan_bench(config: GanBenchConfig | None = None) -> dict[str, Any]:
     """Runs the benchmark; returns ``{"rows", "maskgan_rows", "sweep", "data", "config"}``."""
     c = config or GanBenchConfig()
     say = c.log or (lambda _s: None)
+    _LOG[:] = [say]
+    try:
+        return _run(c, say)
+    finally:
+        _LOG.clear()
+
+
+def _run(c: GanBenchConfig, say: Callable[[str], None]) -> dict[str, Any]:
     torch.manual_seed(c.seed)
     t0 = time.perf_counter()
     data = oracle_data(c.oracle(), cache_dir=c.cache_dir)
