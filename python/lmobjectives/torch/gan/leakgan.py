@@ -148,7 +148,7 @@ class LeakGANGenerator(Generator):
 
     def outputs(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
         """Teacher-forced ``logits [B, T, V]``, ``goals [B, T, F]``, ``features [B, T+1, F]``."""
-        b, t_len = tokens.shape
+        t_len = tokens.shape[1]
         f = self.leaked_features(tokens)
         goals = self._goals(f[:, :t_len])
         begin = torch.full_like(tokens[:, :1], self.vocab_size)
