@@ -604,3 +604,17 @@ def test_gan_bench_frontier_gap_and_plot_dependency(tmp_path, capsys, monkeypatc
     monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)
     assert main([*TINY_BENCH, "--cache-dir", str(tmp_path)]) == 1
     assert "pip install 'lmobjectives[gan]'" in capsys.readouterr().err
+
+
+def test_gan_bench_restores_torch_threads(tmp_path, capsys) -> None:
+    from lmobjectives.cli import main
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        argv = [*TINY_BENCH, "--cache-dir", str(tmp_path), "--no-plot", "--no-maskgan"]
+        assert main([*argv, "--no-leakgan", "--threads", "1"]) == 0
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert "SeqGAN" in capsys.readouterr().out

@@ -449,6 +449,16 @@ def _gan_bench(args: argparse.Namespace) -> int:
             ) from None
     import torch
 
+    threads = torch.get_num_threads()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        return _run_gan_bench(args)
+    finally:
+        torch.set_num_threads(threads)  # in-process callers keep their setting
+
+
+def _run_gan_bench(args: argparse.Namespace) -> int:
     from lmobjectives.torch.gan.bench import (
         GanBenchConfig,
         format_gan_table,
@@ -456,8 +466,6 @@ def _gan_bench(args: argparse.Namespace) -> int:
         run_gan_bench,
     )
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     config = GanBenchConfig(seed=args.seed, cache_dir=args.cache_dir)
     if args.quick:
         config = GanBenchConfig(
