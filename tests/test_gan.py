@@ -603,7 +603,7 @@ def test_gan_bench_frontier_gap_and_plot_dependency(tmp_path, capsys, monkeypatc
     assert frontier_gap((6.0, 9.0), sweep) == pytest.approx(-0.5)  # extrapolated
     monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)
     assert main([*TINY_BENCH, "--cache-dir", str(tmp_path)]) == 1
-    assert "pip install 'lmobjectives[gan]'" in capsys.readouterr().err
+    assert "pip install 'lmobjectives[plot]'" in capsys.readouterr().err
 
 
 def test_gan_bench_restores_torch_threads(tmp_path, capsys) -> None:

@@ -444,7 +444,7 @@ def _gan_bench(args: argparse.Namespace) -> int:
             import matplotlib  # noqa: F401
         except ImportError:
             raise ImportError(
-                "gan-bench's plot needs matplotlib: pip install 'lmobjectives[gan]' "
+                "gan-bench's plot needs matplotlib: pip install 'lmobjectives[plot]' "
                 "(or pass --no-plot)"
             ) from None
     import torch

@@ -347,7 +347,7 @@ def format_gan_table(rows: list[dict[str, Any]], *, frontier: bool = True) -> st
 
 def plot_frontier(result: dict[str, Any], path: str | os.PathLike[str]) -> None:
     """Saves the (NLL-oracle, NLL-test) plane: the temperature sweep as a line, every other
-    row as a labelled point. Needs matplotlib (``pip install 'lmobjectives[gan]'``)."""
+    row as a labelled point. Needs matplotlib (``pip install 'lmobjectives[plot]'``)."""
     try:
         import matplotlib
 
@@ -355,7 +355,8 @@ def plot_frontier(result: dict[str, Any], path: str | os.PathLike[str]) -> None:
         import matplotlib.pyplot as plt
     except ImportError as e:
         raise ImportError(
-            "gan-bench's plot needs matplotlib: pip install 'lmobjectives[gan]' (or pass --no-plot)"
+            "gan-bench's plot needs matplotlib: pip install 'lmobjectives[plot]' "
+            "(or pass --no-plot)"
         ) from e
     fig, ax = plt.subplots(figsize=(8, 5.5))
     sweep = sorted(result["sweep"])
