@@ -2,8 +2,11 @@
 
 ``lmobjectives`` (= ``lmobjectives bench``) loads the embedded corpus (building and caching it
 on first use), runs the MLM pipeline against Hugging Face's collator and a NumPy reference on
-the same batches, and prints the throughput table. ``lmobjectives corpus`` prints the corpus
-statistics. ``python -m lmobjectives`` does the same.
+the same batches, and prints the throughput table (``--objective`` picks other groups).
+``lmobjectives pretrain`` trains a small model with any objective on the corpus
+(:mod:`lmobjectives.torch.pretrain`); ``lmobjectives gan-bench`` runs the text-GAN comparison on
+the synthetic oracle; ``lmobjectives corpus`` prints the corpus statistics. ``python -m
+lmobjectives`` does the same.
 """
 
 from __future__ import annotations
