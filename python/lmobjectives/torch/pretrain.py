@@ -336,14 +336,16 @@ class _ReplacedToken(_Task):
             batch["input_ids"], batch["labels"], batch["attention_mask"], generator=generator
         )
         real = batch["attention_mask"].bool()
-        return out.loss, {
+        metrics: dict[str, Any] = {
             "mlm_loss": float(out.mlm_loss.detach()),
             "disc_loss": float(out.disc_loss.detach()),
             "gen_accuracy": float(out.gen_accuracy.detach()),
             "replaced": float(out.is_replaced[real].mean()),
-            "_scores": out.disc_logits[real].detach().float().cpu().numpy(),
-            "_labels": out.is_replaced[real].detach().cpu().numpy(),
         }
+        if not model.training:  # the AUC is an evaluation metric: keep the scores only then
+            metrics["_scores"] = out.disc_logits[real].detach().float().cpu().numpy()
+            metrics["_labels"] = out.is_replaced[real].detach().cpu().numpy()
+        return out.loss, metrics
 
     def eval_extra(self, outputs: list[dict[str, Any]]) -> dict[str, float]:
         scores = np.concatenate([o["_scores"] for o in outputs])
