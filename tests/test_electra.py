@@ -18,6 +18,7 @@ from lmobjectives.torch.electra import (
 )
 from lmobjectives.torch.models import TinyEncoder
 from lmobjectives.torch.oracle import LSTMOracle
+from lmobjectives.torch.pretrain import roc_auc
 
 from conftest import CLS, MASK, PAD, SEP, make_rows
 
@@ -229,19 +230,6 @@ def test_bad_arguments():
         rtd(torch.zeros(2, 5, dtype=torch.long), torch.zeros(2, 4, dtype=torch.long))
 
 
-def auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Area under the ROC curve (Mann–Whitney with average ranks for ties)."""
-    order = scores.argsort()
-    ranks = np.empty(len(scores))
-    ranks[order] = np.arange(1, len(scores) + 1)
-    _, inv, counts = np.unique(scores, return_inverse=True, return_counts=True)
-    sums = np.bincount(inv, weights=ranks)
-    ranks = (sums / counts)[inv]
-    pos = labels == 1
-    n1, n0 = pos.sum(), (~pos).sum()
-    return float((ranks[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
-
-
 @pytest.mark.slow
 def test_a_tiny_electra_learns_on_a_synthetic_oracle():
     """ELECTRA's smallest faithful experiment: an LSTM oracle (vocab 100, τ = 0.5, length 20),
@@ -282,7 +270,7 @@ def test_a_tiny_electra_learns_on_a_synthetic_oracle():
                     generator=torch.Generator().manual_seed(3),
                 )
             real = held["attention_mask"].bool()
-            aucs.append(auc(ev.disc_logits[real].numpy(), ev.is_replaced[real].numpy()))
+            aucs.append(roc_auc(ev.disc_logits[real].numpy(), ev.is_replaced[real].numpy()))
             accs.append(float(ev.gen_accuracy))
             p = float(ev.is_replaced[real].mean())
             entropy = -(p * math.log(p) + (1 - p) * math.log(1 - p))

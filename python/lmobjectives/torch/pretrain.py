@@ -499,21 +499,18 @@ _TASKS: dict[str, type[_Task]] = {
 
 
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Area under the ROC curve (the Mann–Whitney statistic, ties counted half)."""
-    labels = labels.astype(bool)
-    pos, neg = int(labels.sum()), int((~labels).sum())
+    """Area under the ROC curve (the Mann–Whitney statistic, ties counted half); NaN when only
+    one class is present."""
+    scores = np.asarray(scores)
+    positive = np.asarray(labels).astype(bool)
+    pos, neg = int(positive.sum()), int((~positive).sum())
     if pos == 0 or neg == 0:
         return float("nan")
-    order = np.argsort(scores, kind="stable")
-    ranks = np.empty(len(scores), dtype=np.float64)
-    sorted_scores = scores[order]
-    # Average ranks over ties.
-    start = 0
-    for end in range(1, len(scores) + 1):
-        if end == len(scores) or sorted_scores[end] != sorted_scores[start]:
-            ranks[order[start:end]] = (start + end + 1) / 2.0
-            start = end
-    return float((ranks[labels].sum() - pos * (pos + 1) / 2.0) / (pos * neg))
+    # Average ranks (1-based) of tied scores: the mean of each tie group's rank range.
+    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    upper = np.cumsum(counts)
+    ranks = ((upper - counts + 1 + upper) / 2.0)[inverse]
+    return float((ranks[positive].sum() - pos * (pos + 1) / 2.0) / (pos * neg))
 
 
 # -- the data stream -------------------------------------------------------------------------------
