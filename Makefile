@@ -1,28 +1,41 @@
-# lmobjectives developer commands. Everything runs inside .venv (created on demand).
-#   make test   install everything and run the whole suite (Rust + Python); CI runs this
-#   make run    install and run the main job (MLM benchmark on the embedded corpus)
-#   make lint   formatting, clippy, ruff, type stubs
-#   make bench  pytest-benchmark tables and the ratio table for the README
+# lmobjectives developer commands. Every Python package comes from the committed lock
+# (requirements/dev.lock), installed with a pinned uv into a virtual environment made on demand.
+#   make run          install (locked) and run the main job on the embedded corpus
+#   make test         install everything (locked) and run the whole suite (Rust + Python); CI runs this
+#   make test-latest  the same suite against the newest releases of every dependency (finds drift)
+#   make lock         re-resolve requirements/dev.lock from pyproject.toml (see docs: refreshing the lock)
+#   make wheel        portable abi3 wheel (manylinux2014, stripped) + sdist, checked on every CPython found
+#   make lint         formatting, clippy, ruff, mypy, type stubs
+#   make bench        pytest-benchmark tables and the ratio table for the README
 
-PYTHON ?= python3
-VENV   ?= .venv
-BIN    := $(VENV)/bin
-PY     := $(BIN)/python
-STAMP  := $(VENV)/.installed-dev
+PYTHON     ?= python3
+VENV       ?= .venv
+BIN        := $(VENV)/bin
+PY         := $(BIN)/python
+LOCK       := requirements/dev.lock
+UV_VERSION := 0.13.9
+STAMP      := $(VENV)/.installed-lock
+# uv run from the venv, always told which interpreter to install into.
+UV          = $(BIN)/uv pip $(1) --python $(PY)
 
-.PHONY: dev inplace test test-rust test-python lint run bench clean
+RUN_VENV    := .venv-run
+LATEST_VENV := .venv-latest
+
+.PHONY: dev inplace test test-rust test-python test-latest lint run bench lock wheel clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
 
-# Editable install: maturin builds the Rust extension (release profile) into the venv.
-$(STAMP): $(PY) pyproject.toml Cargo.toml rust/core/Cargo.toml rust/python/Cargo.toml
-	$(PY) -m pip install --quiet -e ".[dev]"
-	touch $(STAMP)
+# Exactly the locked set: `uv pip sync` also removes anything the lock does not name.
+$(STAMP): $(PY) $(LOCK)
+	$(call UV,sync) --quiet $(LOCK)
+	rm -f $@ && touch $@
 
+# Editable install of the package itself; maturin (locked, no build isolation) builds the Rust
+# extension in release mode. Re-run after Rust edits (cargo rebuilds only what changed).
 dev: $(STAMP)
-	$(PY) -m pip install --quiet -e ".[dev]"  # rebuild the extension after Rust edits
+	$(call UV,install) --quiet --no-deps --no-build-isolation --reinstall-package lmobjectives -e .
 
 # Build the extension into python/lmobjectives without touching any venv (for worktrees:
 # run with PYTHONPATH=python and an interpreter that has the dependencies).
@@ -38,18 +51,45 @@ test-rust:
 test-python: dev
 	$(BIN)/pytest -q --benchmark-disable
 
+# The newest release of every dependency (no lock), in a venv of its own. A failure here that
+# `make test` does not show is upstream drift: fix it, then `make lock`.
+test-latest:
+	$(PYTHON) -m venv $(LATEST_VENV)
+	$(LATEST_VENV)/bin/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+	$(LATEST_VENV)/bin/uv pip install --python $(LATEST_VENV)/bin/python --quiet --upgrade --refresh -e ".[dev]"
+	$(LATEST_VENV)/bin/uv pip list --python $(LATEST_VENV)/bin/python --quiet | grep -iE '^(torch|numpy|transformers|tokenizers|sentence-transformers|faiss-cpu|datasets) '
+	$(LATEST_VENV)/bin/pytest -q --benchmark-disable -p no:cacheprovider
+
+lock: $(PY)
+	$(BIN)/uv pip compile pyproject.toml --extra dev --universal --python-version 3.10 \
+	  --quiet --upgrade -o $(LOCK)
+
 lint: dev
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
-	$(BIN)/ruff check python tests benches
-	$(BIN)/ruff format --check python tests benches
+	$(BIN)/ruff check python tests benches tools
+	$(BIN)/ruff format --check python tests benches tools
 	$(BIN)/python -m mypy.stubtest lmobjectives._core
 	$(BIN)/python -m mypy python/lmobjectives
 
+# The main job: the package with its [bench] extra, versions from the lock, in its own venv.
 run:
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet ".[bench]"
-	$(BIN)/lmobjectives
+	$(PYTHON) -m venv $(RUN_VENV)
+	$(RUN_VENV)/bin/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+	$(RUN_VENV)/bin/uv pip install --python $(RUN_VENV)/bin/python --quiet -c $(LOCK) ".[bench]"
+	$(RUN_VENV)/bin/lmobjectives pretrain
+	$(RUN_VENV)/bin/lmobjectives bench
+
+# One abi3 wheel for CPython >= 3.10, linked by zig against glibc 2.17 (manylinux2014), stripped;
+# auditwheel confirms the tag, then tools/check_wheel.py installs it into a fresh venv on every
+# CPython 3.10-3.13 it finds (only NumPy beside it) and runs a collator and the embedded corpus.
+wheel: $(STAMP)
+	rm -rf dist
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/maturin build --release --locked --strip --zig \
+	  --compatibility manylinux2014 --out dist
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/maturin sdist --out dist
+	$(BIN)/auditwheel show dist/*.whl
+	$(PY) tools/check_wheel.py dist/*.whl
 
 bench: dev
 	$(BIN)/pytest benches --benchmark-only --benchmark-group-by=group --benchmark-columns=median,ops,rounds
@@ -59,4 +99,4 @@ bench: dev
 	$(BIN)/lmobjectives bench --objective mining --markdown
 
 clean:
-	rm -rf $(VENV) target .pytest_cache .benchmarks
+	rm -rf $(VENV) $(RUN_VENV) $(LATEST_VENV) target dist .pytest_cache .benchmarks
