@@ -481,7 +481,7 @@ def test_margins_use_the_minimum_positive_and_raw_ranks():
     raw = mine_hard_negatives(q, c, pos, num_negatives=3, range_min=5, range_max=20, ranks="raw")
     filt = mine_hard_negatives(q, c, pos, num_negatives=3, range_min=5, range_max=20)
     assert raw.depth == 20
-    assert filt.depth == 22
+    assert filt.depth == 23  # range_max + 2 positives + 1 (sentence-transformers 6.3)
     ids, _ = exact_topk(q, c, 20)
     for i in range(15):
         window = [j for j in ids[i, 5:20] if j not in pos[i]]
@@ -527,12 +527,18 @@ def test_range_max_default_and_short_windows():
         ({"exclude_self": 1}, TypeError, "exclude_self: expected a bool"),
         ({"seed": -1}, ValueError, "seed: must be in"),
         ({"query_ids": np.arange(4)}, ValueError, "query_ids: expected 5 integer ids"),
-        ({"query_ids": np.arange(-1, 4)}, ValueError, "query_ids: ids must be >= 0"),
+        ({"query_ids": np.arange(-1, 4)}, ValueError, r"query_ids\[0\]: ids must be >= 0, got -1"),
         (
             {"exclude_self": True, "query_ids": np.arange(48, 53)},
             ValueError,
             "exclude_self: query 2 has id 50",
         ),
+        ({"self_ids": np.arange(4)}, ValueError, "self_ids: expected 5 integer ids"),
+        ({"self_ids": [0, 1, -2, 3, 4]}, ValueError, r"self_ids\[2\]: ids must be >= -1"),
+        ({"self_ids": [0, 1, 2, 50, -1]}, ValueError, r"self_ids\[3\]: 50 is not a row"),
+        ({"self_ids": np.arange(5), "exclude_self": True}, ValueError, "self_ids: give either"),
+        ({"self_ids": np.zeros(5)}, ValueError, "self_ids: expected 5 integer ids"),
+        ({"candidate_depth": 0}, ValueError, "candidate_depth"),
     ],
 )
 def test_mining_argument_errors(kwargs, error, match):
@@ -614,24 +620,26 @@ def test_docstring_examples_run():
 
 class StubModel:
     """What sentence-transformers' ``mine_hard_negatives`` needs from a model, over fixed
-    embeddings: texts ``q<i>`` and ``d<j>`` map to rows of the given arrays."""
+    embeddings: query texts and corpus texts ``d<j>`` map to rows of the given arrays."""
 
-    def __init__(self, queries: np.ndarray, corpus: np.ndarray, similarity: str) -> None:
+    def __init__(
+        self, queries: np.ndarray, query_texts: list[str], corpus: np.ndarray, similarity: str
+    ) -> None:
+        self.query_rows = {t: i for i, t in enumerate(query_texts)}
         self.queries, self.corpus, self.kind = queries, corpus, similarity
         self.device = torch.device("cpu")
         self.model_card_data = SimpleNamespace(base_model=None)
 
-    def _encode(self, table, texts, normalize_embeddings=False, **_):
-        x = table[[int(t[1:]) for t in texts]]
+    def _encode(self, x, normalize_embeddings=False, **_):
         if normalize_embeddings and self.kind == "cosine":
             x = torch.nn.functional.normalize(torch.from_numpy(x), dim=1).numpy()
         return x
 
     def encode_query(self, texts, **kw):
-        return self._encode(self.queries, texts, **kw)
+        return self._encode(self.queries[[self.query_rows[t] for t in texts]], **kw)
 
     def encode_document(self, texts, **kw):
-        return self._encode(self.corpus, texts, **kw)
+        return self._encode(self.corpus[[int(t[1:]) for t in texts]], **kw)
 
     def similarity(self, a, b):
         from sentence_transformers.util import cos_sim
@@ -660,20 +668,29 @@ def exact_data(nq: int, n: int, seed: int):
     return q, c
 
 
-def st_mine(q, c, positives, similarity, **kw):
+def st_mine(q, c, positives, similarity, self_ids=None, **kw):
+    """sentence-transformers' miner on the same embeddings. Query ``i`` is the text ``q<i>``, or
+    ``d<j>`` — the text of corpus row ``j`` — where ``self_ids[i] = j``; the returned query
+    column holds query indices either way."""
     from datasets import Dataset
     from sentence_transformers.util import mine_hard_negatives as st_mine_hard_negatives
 
-    rows = [(f"q{i}", f"d{j}") for i, ps in enumerate(positives) for j in ps]
+    texts = [
+        f"d{j}" if self_ids is not None and j >= 0 else f"q{i}"
+        for i, j in enumerate(self_ids if self_ids is not None else [-1] * len(q))
+    ]
+    rows = [(texts[i], f"d{j}") for i, ps in enumerate(positives) for j in ps]
     data = Dataset.from_dict({"query": [a for a, _ in rows], "answer": [b for _, b in rows]})
     out = st_mine_hard_negatives(
         data,
-        StubModel(q, c, similarity),
+        StubModel(q, texts, c, similarity),
         corpus=[f"d{j}" for j in range(c.shape[0])],
         verbose=False,
         **kw,
-    )
-    return out.to_dict()
+    ).to_dict()
+    index = {t: i for i, t in enumerate(texts)}
+    out["query"] = [f"q{index[t]}" for t in out["query"]]
+    return out
 
 
 def ids_of(texts):
@@ -728,6 +745,50 @@ def test_same_ntuples_and_scores_as_sentence_transformers(kw):
     for slot in range(n["negatives"].shape[1]):
         assert ids_of(theirs[f"negative_{slot + 1}"]) == n["negatives"][:, slot].tolist()
     np.testing.assert_array_equal(np.asarray(theirs["scores"], dtype=np.float32), n["scores"])
+
+
+@pytest.mark.parametrize(
+    ("kw", "self_rows_bite"),
+    [
+        ({}, True),
+        ({"range_min": 2, "absolute_margin": 0.25}, False),  # the margin removes them anyway
+        ({"include_positives": True, "num_negatives": 4}, True),
+        ({"range_min": 1, "range_max": 12, "min_score": 0.0}, True),
+    ],
+)
+@pytest.mark.parametrize("use_faiss", [False, True])
+def test_query_that_is_a_corpus_row_as_sentence_transformers(kw, self_rows_bite, use_faiss):
+    # Every third query is the text of a corpus row among its top 3 candidates; two of those
+    # rows are also the query's positive (kept with include_positives, as in 6.3).
+    q, c = exact_data(30, 300, 40)
+    top = np.argsort(-(q @ c.T), axis=1)
+    self_ids = np.full(30, -1, dtype=np.int64)
+    self_ids[::3] = [top[i, i % 3] for i in range(0, 30, 3)]
+    positives = [[int(top[i, 5 + i % 7])] for i in range(30)]
+    positives[0].append(int(self_ids[0]))
+    positives[3] = [int(self_ids[3])]
+    ours = mine_hard_negatives(q, c, positives, similarity="dot", self_ids=self_ids, **kw)
+    # sentence-transformers answers include_positives in n-tuple form only.
+    fmt = "n-tuple" if kw.get("include_positives") else "triplet"
+    theirs = st_mine(
+        q, c, positives, "dot", self_ids=self_ids, output_format=fmt, use_faiss=use_faiss, **kw
+    )
+    if fmt == "triplet":
+        t = ours.triplets()
+        assert ids_of(theirs["query"]) == t["query"].tolist()
+        assert ids_of(theirs["answer"]) == t["positive"].tolist()
+        assert ids_of(theirs["negative"]) == t["negative"].tolist()
+    else:
+        n = ours.ntuples()
+        assert ids_of(theirs["query"]) == n["query"].tolist()
+        assert ids_of(theirs["answer"]) == n["positive"].tolist()
+        for slot in range(n["negatives"].shape[1]):
+            assert ids_of(theirs[f"negative_{slot + 1}"]) == n["negatives"][:, slot].tolist()
+        # Query 3 is its own (only) positive: kept among its candidates, first.
+        assert n["negatives"][n["query"] == 3][0, 0] == self_ids[3]
+    # The control: without self_ids, our negatives include self rows that ST removed.
+    plain = mine_hard_negatives(q, c, positives, similarity="dot", **kw)
+    assert (plain.negative_ids.tolist() != ours.negative_ids.tolist()) == self_rows_bite
 
 
 def test_same_negatives_as_sentence_transformers_with_cosine_on_real_valued_embeddings():

@@ -12,8 +12,9 @@ ties are broken by the lower corpus id, and the work is tiled over queries *and*
 memory stays ``O(threads × tile + queries × k)`` — no ``queries × corpus`` matrix is ever built.
 Long runs show a progress bar and stop on Ctrl-C within a fraction of a second.
 
-Selection follows sentence-transformers' ``mine_hard_negatives`` (v5–v6) rule by rule; where it
-differs, on purpose, the difference is documented on :func:`mine_hard_negatives`.
+Selection follows sentence-transformers' ``mine_hard_negatives`` as of version 6.3 (the version
+the parity tests are pinned to) rule by rule; where it differs, on purpose, the difference is
+documented on :func:`mine_hard_negatives`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any, Literal
 import numpy as np
 
 from lmobjectives import _core
+from lmobjectives._optional import require
 from lmobjectives._progress import Progress
 from lmobjectives._seeding import check_num_threads, check_seed, resolve_num_threads
 
@@ -119,6 +121,22 @@ def _positives(positives: Any, rows: int) -> tuple[np.ndarray, np.ndarray]:
     if offsets[0] != 0 or offsets[-1] != values.shape[0] or (np.diff(offsets) < 0).any():
         raise ValueError("positives: offsets must start at 0, not decrease, and end at len(values)")
     return values, offsets
+
+
+def _ids_vector(name: str, ids: Any, rows: int, lowest: int) -> np.ndarray:
+    """One integer id per query (int64 ``[rows]``), each ``>= lowest``."""
+    arr = np.asarray(ids.cpu() if _is_torch(ids) else ids)
+    if arr.dtype.kind not in "iu" or arr.shape != (rows,):
+        raise ValueError(
+            f"{name}: expected {rows} integer ids, got shape {arr.shape} dtype {arr.dtype}"
+        )
+    if arr.dtype == np.uint64 and rows and int(arr.max()) > np.iinfo(np.int64).max:
+        raise ValueError(f"{name}: ids must fit in int64, got {int(arr.max())}")
+    out = arr.astype(np.int64)
+    if rows and int(out.min()) < lowest:
+        bad = int(np.argmax(out < lowest))
+        raise ValueError(f"{name}[{bad}]: ids must be >= {lowest}, got {int(out[bad])}")
+    return out
 
 
 def _check_int(name: str, v: Any, lo: int, none: bool = False) -> Any:
@@ -238,7 +256,7 @@ def _torch_topk(
     """Chunked ``matmul`` + ``topk`` on the tensors' device (a GPU, typically): memory
     ``O(query_chunk × corpus_chunk)`` there, results merged chunk by chunk. Equal scores come
     back in torch's order, not necessarily by id."""
-    import torch
+    torch = require("torch", purpose="backend='torch' mining")
 
     device = queries.device
     corpus = corpus.to(device)
@@ -279,7 +297,7 @@ def _faiss_topk(
     q: np.ndarray, q16: bool, c: np.ndarray, c16: bool, k: int, similarity: str
 ) -> tuple[np.ndarray, np.ndarray]:
     """faiss ``IndexFlatIP`` (exact; holds its own float32 copy of the corpus)."""
-    import faiss
+    faiss = require("faiss", purpose="backend='faiss' mining")
 
     def prepare(x: np.ndarray, half: bool) -> np.ndarray:
         x = x.view(np.float16).astype(np.float32) if half else np.array(x, dtype=np.float32)
@@ -416,6 +434,8 @@ def mine_hard_negatives(
     include_positives: bool = False,
     exclude_self: bool = False,
     query_ids: Any = None,
+    self_ids: Any = None,
+    candidate_depth: int | None = None,
     similarity: Similarity = "cosine",
     seed: int = 0,
     backend: Backend = "auto",
@@ -428,7 +448,7 @@ def mine_hard_negatives(
 
     For every query, the ``depth`` corpus rows of highest score are retrieved exactly, then
     candidates are dropped in rank order if they are a positive of the query (unless
-    ``include_positives``), the query's own row (``exclude_self``), or fail a filter — in
+    ``include_positives``), the query's own corpus row (``self_ids``), or fail a filter — in
     this order, with ``pos`` the query's *minimum* positive score and float32 arithmetic, as
     sentence-transformers does: ``score + absolute_margin > pos``;
     ``score > pos - |pos| * relative_margin`` (sign-safe: NV-Retriever's "TopK-PercPos 95%" is
@@ -459,11 +479,21 @@ def mine_hard_negatives(
             count surviving candidates; ``"raw"``: they count raw retrieval ranks, positives
             included, as NV-Retriever's "top-K shifted by N" and FlagEmbedding do.
         include_positives: keep positives among the candidates (for rerank evaluation sets).
-        exclude_self: drop each query's own corpus row (``query_ids``, default ``0..Q-1``):
-            for queries that are also corpus rows, e.g. ``corpus=None``.
-        query_ids: each query's global id (int ``[Q]``, ``>= 0``): its random-stream key and,
-            with ``exclude_self``, its corpus row. Default ``0..Q-1``. Give global ids when
-            mining a shard of the queries, so results equal one run over all of them.
+        exclude_self: shorthand for ``self_ids=query_ids`` (default ``0..Q-1``): for queries
+            that are the corpus rows of the same index, e.g. ``corpus=None``.
+        query_ids: each query's global id (int ``[Q]``, ``>= 0``): the key of its random
+            stream. Default ``0..Q-1``. Give global ids when mining a shard of the queries, so
+            results equal one run over all of them.
+        self_ids: each query's own row in the corpus, or ``-1`` where it has none (int
+            ``[Q]``). That row is never returned as a negative — sentence-transformers 6.3
+            drops a corpus text equal to the query — except, with ``include_positives``,
+            when it is also one of the query's positives. We take embeddings, not texts, so
+            the identity is given here. Default: no query is a corpus row.
+        candidate_depth: candidates retrieved per query before filtering. Default (6.3's):
+            ``range_max + max_positives + 1`` with ``ranks="filtered"`` (room for the
+            positives and the query's own row), ``range_max`` with ``ranks="raw"``.
+            sentence-transformers 6.2 retrieved ``range_max + max_positives``: pass that to
+            reproduce its output, which differs when filters empty the window.
         similarity: ``"cosine"`` (default: the rows are L2-normalised, as
             sentence-transformers does) or ``"dot"``.
         seed: seed of the random sampling.
@@ -482,8 +512,7 @@ def mine_hard_negatives(
     ids out (no model, no strings, no dataset explosion: :meth:`HardNegatives.triplets` and
     :meth:`HardNegatives.ntuples` give its row layouts as ids); random sampling is seeded
     and keyed per query instead of Python's global ``random``; ties are broken by corpus id;
-    ``exclude_self`` and ``ranks="raw"`` exist; candidates are retrieved ``range_max +
-    max_positives`` deep as there, plus one with ``exclude_self``.
+    ``ranks="raw"`` and ``candidate_depth`` exist.
 
     Example:
         >>> import numpy as np
@@ -513,6 +542,7 @@ def mine_hard_negatives(
     if seed_value is None:
         raise TypeError("seed: expected an int")
     threads = resolve_num_threads(check_num_threads(num_threads))
+    candidate_depth = _check_int("candidate_depth", candidate_depth, 1, none=True)
     query_chunk = _check_int("query_chunk", query_chunk, 1)
     corpus_chunk = _check_int("corpus_chunk", corpus_chunk, 1)
 
@@ -558,26 +588,31 @@ def mine_hard_negatives(
         has_positives = True
     max_positives = int(np.diff(pos_offsets).max()) if num_q else 0
 
-    if query_ids is None:
-        keys = np.arange(num_q, dtype=np.uint64)
-        self_ids = np.arange(num_q, dtype=np.int64)
-    else:
-        ids_arr = np.asarray(query_ids.cpu() if _is_torch(query_ids) else query_ids)
-        if ids_arr.dtype.kind not in "iu" or ids_arr.shape != (num_q,):
+    global_ids = (
+        np.arange(num_q, dtype=np.int64)
+        if query_ids is None
+        else _ids_vector("query_ids", query_ids, num_q, lowest=0)
+    )
+    keys = global_ids.astype(np.uint64)
+    own_rows: np.ndarray | None = None
+    if self_ids is not None:
+        if exclude_self:
+            raise ValueError("self_ids: give either self_ids or exclude_self=True, not both")
+        own_rows = _ids_vector("self_ids", self_ids, num_q, lowest=-1)
+        if (own_rows >= num_c).any():
+            bad = int(np.argmax(own_rows >= num_c))
             raise ValueError(
-                f"query_ids: expected {num_q} integer ids, got shape {ids_arr.shape} "
-                f"dtype {ids_arr.dtype}"
+                f"self_ids[{bad}]: {int(own_rows[bad])} is not a row of the corpus "
+                f"({num_c} rows); use -1 for a query that is not in the corpus"
             )
-        if (ids_arr < 0).any():
-            raise ValueError(f"query_ids: ids must be >= 0, got {int(ids_arr.min())}")
-        keys = ids_arr.astype(np.uint64)
-        self_ids = ids_arr.astype(np.int64)
-    if exclude_self and (self_ids >= num_c).any():
-        bad = int(np.argmax(self_ids >= num_c))
-        raise ValueError(
-            f"exclude_self: query {bad} has id {int(self_ids[bad])}, not a row of the corpus "
-            f"({num_c} rows); give query_ids"
-        )
+    elif exclude_self:
+        own_rows = global_ids
+        if (own_rows >= num_c).any():
+            bad = int(np.argmax(own_rows >= num_c))
+            raise ValueError(
+                f"exclude_self: query {bad} has id {int(own_rows[bad])}, not a row of the "
+                f"corpus ({num_c} rows); give query_ids or self_ids"
+            )
 
     if range_max is None:
         wide = absolute_margin is not None or relative_margin is not None or max_score is not None
@@ -592,8 +627,9 @@ def mine_hard_negatives(
             f"num_negatives: is {num_negatives} but the window range_min={range_min}.."
             f"range_max={range_max} holds only {range_max - range_min}"
         )
-    depth = range_max if ranks_name == "raw" else range_max + max_positives + int(exclude_self)
-    depth = min(depth, num_c)
+    if candidate_depth is None:
+        candidate_depth = range_max if ranks_name == "raw" else range_max + max_positives + 1
+    depth = min(candidate_depth, num_c)
 
     if num_q == 0:
         cand_ids = np.zeros((0, depth), dtype=np.int64)
@@ -631,7 +667,7 @@ def mine_hard_negatives(
         positive_values=pos_values if has_positives else None,
         positive_offsets=pos_offsets if has_positives else None,
         positive_scores=pos_scores if has_positives else None,
-        self_ids=self_ids if exclude_self else None,
+        self_ids=own_rows,
         absolute_margin=absolute_margin,
         relative_margin=relative_margin,
         max_score=max_score,
@@ -659,7 +695,7 @@ def _tensor(x: np.ndarray) -> Any:
     torch warns about them, but nothing here writes to the tensor)."""
     import warnings
 
-    import torch
+    torch = require("torch", purpose="backend='torch' mining")
 
     if x.flags.writeable:
         return torch.from_numpy(x)
@@ -671,7 +707,7 @@ def _tensor(x: np.ndarray) -> Any:
 def _torch_pair_scores(
     queries: Any, corpus: Any, values: np.ndarray, offsets: np.ndarray, sim: str
 ) -> np.ndarray:
-    import torch
+    torch = require("torch", purpose="backend='torch' mining")
 
     if values.size == 0:
         return np.zeros(0, dtype=np.float32)

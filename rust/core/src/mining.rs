@@ -802,8 +802,9 @@ pub enum Ranks {
 /// How negatives are chosen from each query's ranked candidates.
 ///
 /// For each query, in rank order, a candidate is dropped if it is padding (id `-1` or score
-/// `-inf`), one of the query's positives (unless `include_positives`), the query's own id, or
-/// if it fails a filter, tested in this order with `pos` the query's **minimum** positive
+/// `-inf`), one of the query's positives (unless `include_positives`), the query's own corpus
+/// row (`self_ids`; kept when it is also a positive and `include_positives` is set, as
+/// sentence-transformers 6.3 keeps a query that is its own positive), or if it fails a filter, tested in this order with `pos` the query's **minimum** positive
 /// score and all arithmetic in float32 as sentence-transformers does it:
 /// `score + absolute_margin > pos`, `score > pos − |pos|·relative_margin`,
 /// `score > max_score`, `score < min_score`. The window is then the survivors of ranks
@@ -1030,13 +1031,13 @@ pub fn select(
     if let Some(s) = inputs.self_ids {
         if s.len() != rows {
             return Err(CoreError::shape(
-                "query_ids",
+                "self_ids",
                 format!("has {} entries for {rows} queries", s.len()),
             ));
         }
         if let Some(i) = s.iter().position(|&id| id < -1 || id >= n) {
             return Err(CoreError::invalid(
-                "query_ids",
+                "self_ids",
                 format!(
                     "[{i}] = {} is not a corpus row (the corpus has {n} rows)",
                     s[i]
@@ -1142,7 +1143,7 @@ fn select_row(
         }
         if !p.include_positives && is_pos(id) {
             removed.positives += 1;
-        } else if id == self_id {
+        } else if id == self_id && !(p.include_positives && is_pos(id)) {
             removed.self_ids += 1;
         } else if p.absolute_margin.is_some_and(|m| s + m > pmin) {
             removed.absolute_margin += 1;
@@ -1384,6 +1385,20 @@ mod tests {
         assert_eq!(s.ids, [3, 4, 5]);
         assert_eq!(s.removed.positives, 1);
         assert_eq!(s.removed.self_ids, 1);
+        // include_positives keeps the positive; the self row stays excluded unless it is
+        // itself a positive (sentence-transformers 6.3: a query that is its own positive).
+        let kept = SelectParams {
+            include_positives: true,
+            ..params(3, 0, 8)
+        };
+        assert_eq!(run(&kept).ids, [1, 2, 3]);
+        let own_positive = SelectInputs {
+            self_ids: Some(&[2]),
+            ..inputs
+        };
+        let s = select(&kept, &own_positive, 1).unwrap();
+        assert_eq!(s.ids, [0, 1, 2]);
+        assert_eq!(s.removed.self_ids, 0);
         // Raw ranks: window = raw ranks 1..4 = [1, 2, 3] minus the positive.
         let s = run(&SelectParams {
             ranks: Ranks::Raw,

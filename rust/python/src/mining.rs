@@ -302,7 +302,7 @@ pub fn select_negatives<'py>(
         .unwrap_or(&[]);
     let self_s = self_ids
         .as_ref()
-        .map(|s| slice1(s, "query_ids"))
+        .map(|s| slice1(s, "self_ids"))
         .transpose()?;
     let inputs = SelectInputs {
         candidates: Candidates { ids, scores, depth },
