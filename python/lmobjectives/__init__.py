@@ -14,6 +14,7 @@ from lmobjectives._core import (
     TokenIdError,
     __version__,
 )
+from lmobjectives._optional import MissingDependencyError
 from lmobjectives.contrastive import Augmentation, ContrastivePairCollator, neighbour_pairs
 from lmobjectives.corpus import TokenCorpus, TokenCorpusWriter, train_wordpiece
 from lmobjectives.denoising import (
@@ -38,6 +39,7 @@ __all__ = [
     "InvalidArgumentError",
     "LMObjectivesError",
     "MLMCollator",
+    "MissingDependencyError",
     "PackingCollator",
     "SentencePairDataset",
     "ShapeError",

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any, Literal, cast
 
 from lmobjectives._inputs import Rows, normalize
+from lmobjectives._optional import require
 from lmobjectives._seeding import (
     StreamState,
     check_num_threads,
@@ -84,6 +85,8 @@ class Collator:
         num_threads: int | None,
     ) -> None:
         self.return_tensors = check_choice("return_tensors", return_tensors, RETURN_TENSORS)
+        if self.return_tensors == "pt":  # fail here, not on the first batch
+            require("torch", 'return_tensors="pt"')
         self.dtype = cast(Dtype, check_choice("dtype", dtype, DTYPES))
         self.num_threads = check_num_threads(num_threads)
         self._streams = StreamState(check_seed(seed))

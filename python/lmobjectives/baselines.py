@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from lmobjectives._optional import require
 from lmobjectives._tokenizer import tokenizer_info
 
 __all__ = [
@@ -137,6 +138,8 @@ class NumpyMLMCollator:
             raise ValueError(f"padding_side: must be 'right' or 'left', got {padding_side!r}")
         if return_tensors not in ("np", "pt"):
             raise ValueError(f"return_tensors: must be 'np' or 'pt', got {return_tensors!r}")
+        if return_tensors == "pt":  # fail here, not on the first batch
+            require("torch", 'return_tensors="pt"')
         self.exact_budget = bool(exact_budget)
         self.max_predictions = max_predictions
         self.padding_side = padding_side
@@ -232,8 +235,7 @@ class NumpyMLMCollator:
             "labels": labels,
         }
         if self.return_tensors == "pt":
-            import torch
-
+            torch = require("torch", 'return_tensors="pt"')
             return {k: torch.from_numpy(v) for k, v in batch.items()}
         return batch
 
@@ -276,9 +278,8 @@ def hf_tokenizer(tokenizer: Any) -> Any:
     returned as is."""
     if hasattr(tokenizer, "all_special_ids"):
         return tokenizer
-    from transformers import PreTrainedTokenizerFast
-
-    return PreTrainedTokenizerFast(
+    transformers = require("transformers", "a transformers tokenizer (hf_tokenizer)")
+    return transformers.PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         unk_token="[UNK]",
         pad_token="[PAD]",
@@ -297,9 +298,10 @@ def hf_mlm_collator(
 ) -> Any:
     """Hugging Face's ``DataCollatorForLanguageModeling`` (80/10/10, i.i.d. Bernoulli) over
     ``tokenizer`` (a ``tokenizers.Tokenizer`` is wrapped with :func:`hf_tokenizer`)."""
-    from transformers import DataCollatorForLanguageModeling
-
-    return DataCollatorForLanguageModeling(
+    transformers = require("transformers", "Hugging Face's DataCollatorForLanguageModeling")
+    if return_tensors == "pt":
+        require("torch", 'return_tensors="pt"')
+    return transformers.DataCollatorForLanguageModeling(
         tokenizer=hf_tokenizer(tokenizer),
         mlm=True,
         mlm_probability=mlm_probability,

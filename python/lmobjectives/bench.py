@@ -54,6 +54,8 @@ from typing import Any
 
 import numpy as np
 
+from lmobjectives._optional import require
+
 __all__ = [
     "BATCH_SIZE",
     "BenchRow",
@@ -179,8 +181,7 @@ def make_workloads(corpus: Any, *, batch_size: int = 32, num_batches: int = 8) -
     padded = padded_batches(corpus, batch_size=batch_size, num_batches=num_batches)
     hf_padded: list[Any] = padded
     if _has("torch"):
-        import torch
-
+        torch = require("torch")
         hf_padded = [list(torch.from_numpy(b)) for b in padded]  # row views, no copies
     return [
         Workload(
@@ -374,7 +375,7 @@ def _dataloader_rows(
     seed: int,
     progress: Any,
 ) -> list[BenchRow]:
-    from torch.utils.data import DataLoader
+    DataLoader = require("torch.utils.data").DataLoader
 
     from lmobjectives.baselines import hf_mlm_collator
     from lmobjectives.masking import MLMCollator
@@ -489,8 +490,7 @@ def run_mlm_benchmark(
 
     saved_threads = None
     if num_threads and has_torch:
-        import torch
-
+        torch = require("torch")
         saved_threads = torch.get_num_threads()
         torch.set_num_threads(num_threads)
     rows: list[BenchRow] = []
@@ -521,8 +521,7 @@ def run_mlm_benchmark(
                 )
     finally:
         if saved_threads is not None:
-            import torch
-
+            torch = require("torch")
             torch.set_num_threads(saved_threads)
     return rows
 
@@ -625,8 +624,7 @@ def run_wwm_benchmark(
         ours[OURS_PT] = MLMCollator(fast, return_tensors="pt", **kw)
     hf = None
     if include_hf and _has("torch") and _has("transformers"):
-        from transformers import DataCollatorForLanguageModeling
-
+        DataCollatorForLanguageModeling = require("transformers").DataCollatorForLanguageModeling
         hf = DataCollatorForLanguageModeling(
             fast, whole_word_mask=True, mask_replace_prob=1.0, random_replace_prob=0.0, seed=seed
         )
@@ -704,8 +702,7 @@ def run_packing_benchmark(
             batches,
         )
     if include_hf and _has("torch") and _has("transformers"):
-        from transformers import DataCollatorWithFlattening
-
+        DataCollatorWithFlattening = require("transformers").DataCollatorWithFlattening
         contenders[HF_PT] = (DataCollatorWithFlattening(), batches)
     rows_packer = PackingCollator(max_length=PADDED_LEN, pad_token_id=0)
     contenders["lmobjectives rows (ffd)"] = (rows_packer, batches)

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from lmobjectives._optional import require
 from lmobjectives.bench import (
     OURS_NP,
     OURS_PT,
@@ -199,8 +200,7 @@ def _run(
     total = len(workloads) * len(collators) * (rounds + 1)
     saved_threads = None
     if num_threads and _has("torch"):
-        import torch
-
+        torch = require("torch")
         saved_threads = torch.get_num_threads()
         torch.set_num_threads(num_threads)
     rows: list[BenchRow] = []
@@ -220,8 +220,7 @@ def _run(
                 )
     finally:
         if saved_threads is not None:
-            import torch
-
+            torch = require("torch")
             torch.set_num_threads(saved_threads)
     return rows
 

@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from lmobjectives._optional import require
 from lmobjectives.bench import _has
 
 __all__ = [
@@ -129,8 +130,7 @@ def mining_contenders(
             queries, corpus, k, similarity="dot", num_threads=num_threads
         )
     if FAISS in include and _has("faiss"):
-        import faiss
-
+        faiss = require("faiss")
         index = faiss.IndexFlatIP(corpus.shape[1])
         index.add(corpus)
 
@@ -140,8 +140,7 @@ def mining_contenders(
 
         out[FAISS] = faiss_search
     if TORCH_ST in include and _has("torch"):
-        import torch
-
+        torch = require("torch")
         q_t, c_t = torch.from_numpy(queries), torch.from_numpy(corpus)
 
         def st_search() -> Any:
@@ -222,14 +221,12 @@ def _set_threads(num_threads: int | None) -> Callable[[], None]:
     undo: list[Callable[[], None]] = []
     if num_threads:
         if _has("torch"):
-            import torch
-
+            torch = require("torch")
             saved = torch.get_num_threads()
             torch.set_num_threads(num_threads)
             undo.append(lambda: torch.set_num_threads(saved))
         if _has("faiss"):
-            import faiss
-
+            faiss = require("faiss")
             saved_f = faiss.omp_get_max_threads()
             faiss.omp_set_num_threads(num_threads)
             undo.append(lambda: faiss.omp_set_num_threads(saved_f))

@@ -18,6 +18,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from lmobjectives._optional import require
+
 __all__ = ["main"]
 
 PROG = "lmobjectives"
@@ -264,8 +266,8 @@ def _versions() -> str:
     parts.append(f"numpy {numpy.__version__}")
     for name in ("torch", "transformers", "faiss"):
         try:
-            module = __import__(name)
-        except ImportError:
+            module = require(name)
+        except ImportError:  # not installed (or broken): nothing to report
             continue
         parts.append(f"{name} {module.__version__}")
     parts.append(f"{os.cpu_count()} CPUs")
@@ -373,12 +375,6 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _pretrain(args: argparse.Namespace) -> int:
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        raise ImportError(
-            "pretrain needs torch: pip install 'lmobjectives[torch]' (or '[bench]')"
-        ) from None
     from lmobjectives.torch.pretrain import PretrainConfig, pretrain
 
     config = PretrainConfig(
@@ -436,22 +432,13 @@ def format_pretrain(result: dict[str, Any], out: str) -> str:
     plot = result.get("plot")
     lines.append(
         f"wrote {out}/metrics.json, {out}/checkpoint.pt"
-        + (f", {plot}" if plot else " (no plot: pip install matplotlib)")
+        + (f", {plot}" if plot else " (no plot: pip install 'lmobjectives[plot]')")
     )
     return "\n".join(lines)
 
 
 def _gan_bench(args: argparse.Namespace) -> int:
-    if not args.no_plot:
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            raise ImportError(
-                "gan-bench's plot needs matplotlib: pip install 'lmobjectives[plot]' "
-                "(or pass --no-plot)"
-            ) from None
-    import torch
-
+    torch = require("torch", "lmobjectives gan-bench")
     threads = torch.get_num_threads()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -530,6 +517,30 @@ def _corpus(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_dependencies(args: argparse.Namespace) -> None:
+    """Imports what the command needs beyond NumPy before it does anything, so a missing
+    package stops it at once (with the extra to install: :class:`MissingDependencyError`)
+    instead of after a corpus build or a training run. Contenders a benchmark can leave out
+    (torch, transformers, faiss) are not required: they are skipped and the table says so."""
+    command = f"{PROG} {args.command}"
+    if args.command == "gan-bench":
+        require("torch", command)
+        if not args.no_plot:
+            from lmobjectives.torch.gan.bench import PLOT_PURPOSE
+
+            require("matplotlib", PLOT_PURPOSE)
+        return
+    if args.command == "bench" and args.objective == "mining":
+        return  # NumPy only: random embeddings, no corpus
+    if args.command == "pretrain":
+        require("torch", command)
+    # Every other command reads the corpus' tokenizer (and builds the corpus when not cached).
+    require("tokenizers", f"{command}: the corpus and its tokenizer")
+    if args.command == "bench" and args.objective in ("wwm", "all"):
+        # The whole-word contenders share one transformers fast tokenizer (word ids).
+        require("transformers", f"{command} --objective {args.objective}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command line ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
     args_list = list(sys.argv[1:] if argv is None else argv)
@@ -543,6 +554,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as e:  # --help, --version, or a usage error (already printed)
         return e.code if isinstance(e.code, int) else 1
     try:
+        _check_dependencies(args)
         if args.command == "corpus":
             return _corpus(args)
         if args.command == "pretrain":
@@ -561,6 +573,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             pass
         return 141
     except (ValueError, TypeError, OSError, ImportError) as e:
+        # A MissingDependencyError (an ImportError) says which extra to install.
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 1
 

@@ -40,6 +40,7 @@ import numpy as np
 
 from lmobjectives import _core
 from lmobjectives._inputs import RaggedRows
+from lmobjectives._optional import require
 from lmobjectives._seeding import check_num_threads, resolve_num_threads
 
 __all__ = [
@@ -133,8 +134,7 @@ class _Io:
 
     def out(self, x: Any) -> Any:
         if self.torch and isinstance(x, np.ndarray):
-            import torch
-
+            torch = require("torch")
             return torch.from_numpy(x)
         return x
 

@@ -1,4 +1,5 @@
-"""Thin PyTorch wrappers. This is the only part of lmobjectives that imports torch.
+"""Thin PyTorch wrappers. This is the only part of lmobjectives that needs torch (importing
+it without torch raises :class:`~lmobjectives._optional.MissingDependencyError`).
 
 - :func:`to_torch`: a batch of NumPy arrays as tensors sharing the same memory.
 - :class:`MLMHead` and :func:`masked_lm_loss`: the MLM objective's model side; the head
@@ -20,9 +21,16 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
+
+from lmobjectives._optional import require
+
+# The one check of the subpackage: every module of lmobjectives.torch imports this package
+# first, so without torch `import lmobjectives.torch...` names the extra to install.
+require("torch", "lmobjectives.torch")
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
 
 __all__ = [
     "IGNORE_INDEX",

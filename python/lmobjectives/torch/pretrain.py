@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lmobjectives._optional import require
 from lmobjectives._progress import Progress
 from lmobjectives.torch import MLMHead, SentencePairHead, seq2seq_loss
 from lmobjectives.torch.models import TinyEncoder, TinySeq2Seq
@@ -789,11 +790,10 @@ def _eval_batches(task: _Task, dataset: Any, cfg: PretrainConfig) -> list[dict[s
 def _plot(result: dict[str, Any], path: Path) -> str | None:
     """The loss curves as a PNG; ``None`` (and no file) without matplotlib."""
     try:
-        import matplotlib
-
+        matplotlib = require("matplotlib", "pretrain's loss plot")
         matplotlib.use("Agg", force=True)
-        import matplotlib.pyplot as plt
-    except ImportError:
+        plt = require("matplotlib.pyplot")
+    except ImportError:  # not installed (or a broken install): no plot, as documented
         return None
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
     train, held = result["train"], result["eval"]

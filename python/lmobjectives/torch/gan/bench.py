@@ -31,11 +31,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from lmobjectives._optional import require
 from lmobjectives.torch.gan.data import OracleConfig, OracleData, evaluate, oracle_data
 from lmobjectives.torch.gan.models import CNNDiscriminator, LSTMGenerator
 from lmobjectives.torch.gan.seqgan import SeqGAN, SeqGANConfig
 
 __all__ = ["GanBenchConfig", "format_gan_table", "frontier_gap", "plot_frontier", "run_gan_bench"]
+
+#: What needs matplotlib, as :class:`~lmobjectives.MissingDependencyError` says it.
+PLOT_PURPOSE = "gan-bench's plot; --no-plot skips it"
 
 
 @dataclass
@@ -348,16 +352,9 @@ def format_gan_table(rows: list[dict[str, Any]], *, frontier: bool = True) -> st
 def plot_frontier(result: dict[str, Any], path: str | os.PathLike[str]) -> None:
     """Saves the (NLL-oracle, NLL-test) plane: the temperature sweep as a line, every other
     row as a labelled point. Needs matplotlib (``pip install 'lmobjectives[plot]'``)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as e:
-        raise ImportError(
-            "gan-bench's plot needs matplotlib: pip install 'lmobjectives[plot]' "
-            "(or pass --no-plot)"
-        ) from e
+    matplotlib = require("matplotlib", PLOT_PURPOSE)
+    matplotlib.use("Agg")
+    plt = require("matplotlib.pyplot")
     fig, ax = plt.subplots(figsize=(8, 5.5))
     sweep = sorted(result["sweep"])
     ax.plot([p[0] for p in sweep], [p[1] for p in sweep], "o-", color="gray", label="MLE, τ sweep")
