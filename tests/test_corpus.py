@@ -1,30 +1,65 @@
-"""TokenCorpus, the embedded stdlib corpus, WordPiece training and the progress bar.
+"""TokenCorpus, the embedded corpus (shipped data and its build tools), WordPiece training and
+the progress bar.
 
-The embedded default corpus is built once per session into a temporary cache directory (or
-taken from ``$LMOBJECTIVES_CACHE`` when that is set); everything else uses small corpora.
+The embedded default corpus is built once per session from the shipped data into a temporary
+cache directory (or taken from ``$LMOBJECTIVES_CACHE`` when that is set); everything else uses
+small corpora. The text extraction that produces the shipped data lives in ``tools/`` (it is not
+installed) and is tested here too.
 """
 
 from __future__ import annotations
 
 import gc
+import glob
 import hashlib
+import importlib.util
 import io
 import json
+import lzma
 import os
 import pickle
+import platform
+import shutil
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
 
-from lmobjectives import _embedded
+from lmobjectives import _embedded_data
 from lmobjectives import corpus as corpus_module
-from lmobjectives._embedded import clean_block, file_blocks, split_sentences, stdlib_documents
+from lmobjectives._embedded_data import EmbeddedDataError
+from lmobjectives._optional import MissingDependencyError
 from lmobjectives._progress import Progress, progress_enabled
-from lmobjectives.corpus import SPECIAL_TOKENS, TokenCorpus, TokenCorpusWriter, train_wordpiece
+from lmobjectives._sentences import split_sentences
+from lmobjectives.corpus import (
+    DEFAULT_VOCAB_SIZE,
+    RECIPE_VERSION,
+    SPECIAL_TOKENS,
+    TokenCorpus,
+    TokenCorpusWriter,
+    train_wordpiece,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _tools_module(name: str) -> ModuleType:
+    """Import ``tools/<name>.py`` (build-time code, not part of the installed package)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+embedded_corpus = _tools_module("embedded_corpus")
+clean_block = embedded_corpus.clean_block
+file_blocks = embedded_corpus.file_blocks
 
 PAD, UNK, CLS, SEP, MASK = range(5)
 
@@ -63,21 +98,22 @@ def saved(small, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def stdlib_docs() -> list[list[str]]:
-    return stdlib_documents(progress=False)
+    """The build tool's text extraction, run on this interpreter's standard library."""
+    return embedded_corpus.stdlib_documents(progress=False)
 
 
 @pytest.fixture(scope="session")
-def default_cache(tmp_path_factory, stdlib_docs) -> Path:
-    """A cache root holding the built default corpus (reuses ``$LMOBJECTIVES_CACHE`` if set).
+def shipped() -> _embedded_data.EmbeddedData:
+    """The shipped text, vocabulary and metadata, read and verified."""
+    return _embedded_data.load()
 
-    To keep the suite fast, the build reuses the session's text extraction (the same function's
-    output) instead of walking the standard library a second time.
-    """
+
+@pytest.fixture(scope="session")
+def default_cache(tmp_path_factory) -> Path:
+    """A cache root holding the built default corpus (reuses ``$LMOBJECTIVES_CACHE`` if set)."""
     env = os.environ.get("LMOBJECTIVES_CACHE")
     root = Path(env) if env else tmp_path_factory.mktemp("lmobjectives-cache")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(_embedded, "stdlib_documents", lambda progress=None: stdlib_docs)
-        TokenCorpus.default(cache_dir=root, progress=False)
+    TokenCorpus.default(cache_dir=root, progress=False)
     return root
 
 
@@ -291,7 +327,7 @@ def test_file_blocks_rejects_unparsable():
     assert file_blocks("def broken(:\n    pass\n") is None
 
 
-def test_stdlib_documents(stdlib_docs, monkeypatch):
+def test_stdlib_documents(stdlib_docs, shipped, monkeypatch):
     docs = stdlib_docs
     assert len(docs) > 1000
     assert all(isinstance(d, list) and d for d in docs)
@@ -305,13 +341,23 @@ def test_stdlib_documents(stdlib_docs, monkeypatch):
     blocks = [" ".join(d) for d in docs]
     assert len(set(blocks)) == len(blocks)  # duplicates removed (e.g. copied docstrings)
     # deterministic (checked on a slice of the files to stay fast)
-    files = _embedded._stdlib_files()
+    files = embedded_corpus._stdlib_files()
     assert files == sorted(files)
     assert not any("site-packages" in f for f in files)
-    monkeypatch.setattr(_embedded, "_stdlib_files", lambda: files[:150])
-    part = stdlib_documents(progress=False)
-    assert part == stdlib_documents(progress=False)
+    monkeypatch.setattr(embedded_corpus, "_stdlib_files", lambda: files[:150])
+    part = embedded_corpus.stdlib_documents(progress=False)
+    assert part == embedded_corpus.stdlib_documents(progress=False)
     assert part == docs[: len(part)]
+    # The text serializes in the shipped format, and on the CPython the shipped text was
+    # extracted from (3.11.7, the project's main interpreter) the extraction reproduces it byte
+    # for byte: what `tools/build_embedded_corpus.py --check` verifies. (Other versions have
+    # other standard libraries, hence other text: that is why the text is shipped.)
+    text = _embedded_data.serialize_corpus(docs)
+    assert _embedded_data.parse_corpus(text) == docs
+    source = (shipped.metadata["python_implementation"], shipped.metadata["python_version"])
+    if (platform.python_implementation(), platform.python_version()) == source:
+        want = shipped.metadata["files"][_embedded_data.CORPUS_FILE]
+        assert (len(text), hashlib.sha256(text).hexdigest()) == (want["bytes"], want["sha256"])
 
 
 # ------------------------------------------------------------------------------- tokenizer
@@ -354,7 +400,7 @@ def test_train_wordpiece_is_deterministic():
         """\
         import sys
         from pydoc_data.topics import topics
-        from lmobjectives._embedded import split_sentences
+        from lmobjectives._sentences import split_sentences
         from lmobjectives.corpus import train_wordpiece
         texts = [s for key in sorted(topics)[:20] for s in split_sentences(topics[key])]
         sys.stdout.write(train_wordpiece(texts, 2000, progress=False).to_str())
@@ -915,9 +961,16 @@ def test_default_corpus_contents(default_corpus):
     first = c.tokenizer.decode(c.sentence(0).tolist())
     assert "assert" in first
     manifest = json.loads((c.path / "manifest.json").read_text())
+    # the source names the shipped data and the CPython it came from, not this interpreter
     assert "standard library" in manifest["source"]
-    v = sys.version_info
-    assert c.path.name == f"stdlib-corpus-v1-py{v.major}.{v.minor}.{v.micro}"
+    assert "CPython 3.11.7" in manifest["source"]
+    assert _embedded_data.CORPUS_FILE in manifest["source"]
+    assert c.source == manifest["source"]
+    # cached under the recipe version and the data checksum, whatever the Python version
+    checksum = _embedded_data.data_checksum(_embedded_data.read_metadata())
+    assert c.path.name == f"stdlib-corpus-v{RECIPE_VERSION}-{checksum[:16]}"
+    assert c.path.name == corpus_module._default_corpus_name()
+    assert RECIPE_VERSION == 2
 
 
 def test_default_corpus_has_enough_text(default_corpus):
@@ -933,7 +986,11 @@ def test_default_second_call_loads_cache(default_cache, monkeypatch):
     def no_build(progress):
         raise AssertionError("default() rebuilt a cached corpus")
 
+    def no_read(data_dir=None):
+        raise AssertionError("default() read the shipped data for a cached corpus")
+
     monkeypatch.setattr(corpus_module, "_build_default_corpus", no_build)
+    monkeypatch.setattr(_embedded_data, "load", no_read)
     hashed = []
     real_digest = corpus_module._file_digest
     monkeypatch.setattr(
@@ -994,9 +1051,298 @@ def test_default_rebuilds_broken_cache_and_survives_races(small, tmp_path, monke
     assert sorted(p.name for p in other.iterdir()) == [corpus_module._default_corpus_name()]
 
 
+# ------------------------------------------------------------------------------- shipped data
+
+# Pinned once, from the data that tools/build_embedded_corpus.py extracted from CPython 3.11.7
+# (recipe version 2, tokenizers 0.23.3). A change to any of them changes the default corpus: it
+# must come with a regenerated data set, a RECIPE_VERSION bump and new figures in the README.
+SHIPPED_SHA256 = {
+    "stdlib-corpus.txt.xz": "7e77a0043b2cc587446ee01f5385529e0fb8cc0d56d42cea204a5d303f8379c2",
+    "stdlib-vocab.txt.xz": "f11b3aa26b02419cf47a6feb364cbd36556ee49539011566fbc72eb7dbfd15eb",
+}
+#: corpus_module.default_corpus_fingerprint(): ids, offsets and vocabulary.
+DEFAULT_FINGERPRINT = "5d684c6bfa00fc79b70f18ca7747a9d435413005e18ce199cb305e7b581b56c4"
+#: BLAKE2b-256 of the default corpus's ids.npy, as its manifest records it.
+DEFAULT_IDS_BLAKE2B = "9b859446dcef77085d737d09eff693d81255fa84c8f276d7b173a68fc71434b2"
+#: (documents, sentences, tokens, characters of text)
+DEFAULT_COUNTS = (1669, 69792, 1094893, 4890464)
+DEFAULT_VOCAB_IDS = {"the": 593, "##ing": 600, "return": 681, "python": 800, "iterator": 1813}
+
+
+def test_default_corpus_is_pinned(default_corpus, default_cache, shipped):
+    c = default_corpus
+    documents, sentences, tokens, characters = DEFAULT_COUNTS
+    assert (c.num_documents, c.num_sentences, c.num_tokens) == (documents, sentences, tokens)
+    assert shipped.metadata["counts"] == {
+        "documents": documents,
+        "sentences": sentences,
+        "characters": characters,
+        "vocab_size": DEFAULT_VOCAB_SIZE,
+    }
+    assert {name: f["sha256"] for name, f in shipped.metadata["files"].items()} == SHIPPED_SHA256
+    assert corpus_module.default_corpus_fingerprint(cache_dir=default_cache) == DEFAULT_FINGERPRINT
+    assert corpus_module.default_corpus_fingerprint(c) == DEFAULT_FINGERPRINT
+    manifest = json.loads((c.path / "manifest.json").read_text())
+    assert manifest["files"]["ids.npy"]["blake2b_256"] == DEFAULT_IDS_BLAKE2B
+    assert {t: c.tokenizer.token_to_id(t) for t in DEFAULT_VOCAB_IDS} == DEFAULT_VOCAB_IDS
+    # the corpus is the shipped text, sentence for sentence
+    assert [len(d) for d in shipped.documents] == np.diff(c.document_offsets).tolist()
+
+
+def test_fingerprint_sees_every_part(small):
+    base = corpus_module.default_corpus_fingerprint(small)
+    assert base == corpus_module._fingerprint(small)
+    with pytest.raises(TypeError, match="corpus"):
+        corpus_module.default_corpus_fingerprint("not a corpus")  # type: ignore[arg-type]
+    assert base == corpus_module._fingerprint(pickle.loads(pickle.dumps(small)))
+    ids = np.array(small.ids)
+    ids[3] = (ids[3] + 1) % small.vocab_size
+    changed = TokenCorpus(
+        ids, small.sentence_offsets, small.document_offsets, small.vocab_size, small.tokenizer
+    )
+    assert corpus_module._fingerprint(changed) != base
+    # the same ids with a sentence boundary moved
+    so = np.array(small.sentence_offsets)
+    so[1] += 1
+    moved = TokenCorpus(small.ids, so, small.document_offsets, small.vocab_size, small.tokenizer)
+    assert corpus_module._fingerprint(moved) != base
+
+
+def test_shipped_metadata(shipped):
+    meta = shipped.metadata
+    assert meta["recipe_version"] == RECIPE_VERSION  # regenerate the data when the recipe changes
+    assert (meta["python_implementation"], meta["python_version"]) == ("CPython", "3.11.7")
+    assert len(shipped.vocab) == DEFAULT_VOCAB_SIZE
+    assert shipped.vocab[: len(SPECIAL_TOKENS)] == list(SPECIAL_TOKENS)
+    # small enough for a wheel: the compressed data stays under 2 MB
+    sizes = {name: (_embedded_data.DATA_DIR / name).stat().st_size for name in SHIPPED_SHA256}
+    assert sum(sizes.values()) < 2_000_000
+    notice = (_embedded_data.DATA_DIR / "NOTICE").read_text()
+    assert "PYTHON SOFTWARE FOUNDATION LICENSE VERSION 2" in notice
+    assert "Copyright (c) 2001-2023 Python Software Foundation; All Rights Reserved" in notice
+
+
+def test_shipped_vocabulary_is_what_train_wordpiece_learns(shipped, default_corpus):
+    """The shipped vocabulary is the recipe's output on the shipped text (any Python), and the
+    tokenizer the default corpus builds from it is the one train_wordpiece returns."""
+    sentences = [s for doc in shipped.documents for s in doc]
+    trained = train_wordpiece(sentences, DEFAULT_VOCAB_SIZE, progress=False)
+    vocab = trained.get_vocab(with_added_tokens=False)
+    assert sorted(vocab, key=vocab.__getitem__) == shipped.vocab
+    assert corpus_module._wordpiece_tokenizer(shipped.vocab).to_str() == trained.to_str()
+    assert default_corpus.tokenizer.to_str() == trained.to_str()
+    got = default_corpus.tokenizer.get_vocab(with_added_tokens=True)
+    assert sorted(got, key=got.__getitem__) == shipped.vocab
+
+
+def test_wordpiece_tokenizer_round_trips_a_trained_vocabulary(tokenizer):
+    vocab = tokenizer.get_vocab(with_added_tokens=False)
+    tokens = sorted(vocab, key=vocab.__getitem__)
+    assert corpus_module._wordpiece_tokenizer(tokens).to_str() == tokenizer.to_str()
+    assert corpus_module._wordpiece_tokenizer(vocab).to_str() == tokenizer.to_str()
+    with pytest.raises(ValueError, match="special tokens"):
+        corpus_module._wordpiece_tokenizer([*tokens[1:5], tokens[0], *tokens[5:]])
+    with pytest.raises(ValueError, match="ids must be"):
+        corpus_module._wordpiece_tokenizer({**vocab, "extra": len(vocab) + 1})
+
+
+def test_corpus_format_round_trips_and_rejects_ambiguity():
+    docs = [["One.", "Two words."], ["Three, alone."]]
+    data = _embedded_data.serialize_corpus(docs)
+    assert data == b"One.\nTwo words.\n\nThree, alone.\n"
+    assert _embedded_data.parse_corpus(data) == docs
+    for bad in ([["two\nlines"]], [[" padded"]], [[""]], [[]]):
+        with pytest.raises(ValueError, match="documents"):
+            _embedded_data.serialize_corpus(bad)
+    assert _embedded_data.parse_vocab(_embedded_data.serialize_vocab(["a", "##b"])) == ["a", "##b"]
+    with pytest.raises(ValueError, match="duplicates"):
+        _embedded_data.serialize_vocab(["a", "a"])
+
+
+def test_shipped_files_regenerate_byte_identically():
+    """The build script's compression is deterministic: recompressing the shipped vocabulary's
+    contents gives the shipped file byte for byte (no timestamps, fixed preset)."""
+    meta = _embedded_data.read_metadata()
+    raw = _embedded_data.read_file(_embedded_data.VOCAB_FILE, meta)
+    shipped_xz = (_embedded_data.DATA_DIR / _embedded_data.VOCAB_FILE).read_bytes()
+    assert _embedded_data.compress(raw) == shipped_xz
+    assert _embedded_data.compress(raw) == _embedded_data.compress(raw)
+
+
+def _recompress(path: Path, edit) -> None:
+    path.write_bytes(lzma.compress(edit(lzma.decompress(path.read_bytes())), preset=0))
+
+
+def _edit_metadata(path: Path, edit) -> None:
+    meta = json.loads(path.read_text())
+    edit(meta)
+    path.write_text(json.dumps(meta))
+
+
+CORRUPTIONS = {
+    "corpus text changed": (
+        lambda d: _recompress(d / "stdlib-corpus.txt.xz", lambda b: b.replace(b"the", b"thE", 1)),
+        r"stdlib-corpus\.txt\.xz: checksum mismatch.*SHA-256",
+    ),
+    "vocabulary changed": (
+        lambda d: _recompress(d / "stdlib-vocab.txt.xz", lambda b: b + b"extra\n"),
+        r"stdlib-vocab\.txt\.xz: checksum mismatch",
+    ),
+    "xz truncated": (
+        lambda d: (d / "stdlib-corpus.txt.xz").write_bytes(
+            (d / "stdlib-corpus.txt.xz").read_bytes()[:5000]
+        ),
+        r"stdlib-corpus\.txt\.xz: not a readable xz file",
+    ),
+    "file missing": (
+        lambda d: (d / "stdlib-vocab.txt.xz").unlink(),
+        r"stdlib-vocab\.txt\.xz: missing",
+    ),
+    "checksum edited": (
+        lambda d: _edit_metadata(
+            d / "stdlib-corpus.json",
+            lambda m: m["files"]["stdlib-corpus.txt.xz"].update(sha256="0" * 64),
+        ),
+        r"stdlib-corpus\.txt\.xz: checksum mismatch",
+    ),
+    "counts edited": (
+        lambda d: _edit_metadata(
+            d / "stdlib-corpus.json", lambda m: m["counts"].update(documents=7)
+        ),
+        r"do not match the recorded counts: documents 1669 \(recorded: 7\)",
+    ),
+    "metadata not JSON": (
+        lambda d: (d / "stdlib-corpus.json").write_text("{half"),
+        r"stdlib-corpus\.json: not valid JSON",
+    ),
+}
+
+
+@pytest.mark.parametrize("corruption", list(CORRUPTIONS))
+def test_corrupted_shipped_data_raises_a_clear_error(corruption, tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    shutil.copytree(_embedded_data.DATA_DIR, data)
+    corrupt, match = CORRUPTIONS[corruption]
+    corrupt(data)
+    monkeypatch.setattr(_embedded_data, "DATA_DIR", data)
+    with pytest.raises(EmbeddedDataError, match=match) as info:
+        _embedded_data.load()
+    assert "reinstall lmobjectives" in str(info.value)
+    assert isinstance(info.value, ValueError)
+    # TokenCorpus.default() surfaces it (and caches nothing)
+    cache = tmp_path / "cache"
+    with pytest.raises(EmbeddedDataError, match=match):
+        TokenCorpus.default(cache_dir=cache, progress=False)
+    assert not cache.exists() or not any(cache.iterdir())
+
+
+def test_missing_tokenizers_names_the_corpus_extra(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tokenizers", None)  # as if not installed
+    with pytest.raises(MissingDependencyError, match=r"lmobjectives\[corpus\]") as info:
+        TokenCorpus.default(cache_dir=tmp_path, progress=False)
+    assert info.value.extra == "corpus"
+    with pytest.raises(MissingDependencyError, match="training a WordPiece tokenizer"):
+        train_wordpiece(["some text"], 100)
+    with pytest.raises(MissingDependencyError, match=r"lmobjectives\[corpus\]"):
+        TokenCorpus.from_texts(["Some text."], object())
+
+
+#: The CPython versions the shipped data must read identically on (the package's classifiers).
+CPYTHONS = ("3.10", "3.11", "3.12", "3.13")
+
+#: Run by each interpreter with only its standard library (``-I -S``: no site-packages, no
+#: PYTHON* variables): import lmobjectives/_embedded_data.py by path and verify the shipped data.
+CROSS_PYTHON_CHECK = textwrap.dedent(
+    """\
+    import hashlib, importlib.util, json, platform, sys
+
+    spec = importlib.util.spec_from_file_location("_lmo_embedded_data", sys.argv[1])
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    data = module.load()  # decompresses, checks each file's SHA-256 and the counts
+    THIRD_PARTY = {"lmobjectives", "numpy", "tokenizers"}
+    text = hashlib.sha256()
+    for doc in data.documents:
+        text.update(("\\n".join(doc) + "\\n\\n").encode("utf-8"))
+    json.dump(
+        {
+            "python": platform.python_version(),
+            "counts": data.metadata["counts"],
+            "sha256": {name: f["sha256"] for name, f in data.metadata["files"].items()},
+            "documents": text.hexdigest(),
+            "vocab": hashlib.sha256("\\n".join(data.vocab).encode("utf-8")).hexdigest(),
+            "third_party": sorted({m.split(".")[0] for m in sys.modules} & THIRD_PARTY),
+        },
+        sys.stdout,
+    )
+    """
+)
+
+
+def _find_cpython(minor: str) -> str | None:
+    """An interpreter for CPython ``minor``: from ``$LMOBJECTIVES_CPYTHONS`` (os.pathsep-separated
+    paths), else pyenv's versions (``$PYENV_ROOT``, default ``~/.pyenv``), else ``pythonX.Y``
+    on ``$PATH``."""
+    candidates = [p for p in os.environ.get("LMOBJECTIVES_CPYTHONS", "").split(os.pathsep) if p]
+    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+    candidates += sorted(glob.glob(str(pyenv / "versions" / f"{minor}.*" / "bin" / "python")))
+    which = shutil.which(f"python{minor}")
+    candidates += [which] if which else []
+    for exe in candidates:
+        try:
+            out = subprocess.run(
+                [exe, "-I", "-c", "import platform; print(platform.python_version())"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+        except OSError:
+            continue
+        version = out.stdout.strip()
+        if out.returncode == 0 and version.rsplit(".", 1)[0] == minor:
+            return exe
+    return None
+
+
+@pytest.mark.parametrize("minor", CPYTHONS)
+def test_shipped_data_reads_identically_on_every_cpython(minor, shipped, tmp_path):
+    exe = _find_cpython(minor)
+    if exe is None:
+        pytest.fail(
+            f"CPython {minor} not found (looked in $LMOBJECTIVES_CPYTHONS, pyenv's versions and "
+            f"python{minor} on PATH): install it, e.g. `pyenv install {minor}`, or list its path "
+            "in $LMOBJECTIVES_CPYTHONS"
+        )
+    script = tmp_path / "check_embedded_data.py"
+    script.write_text(CROSS_PYTHON_CHECK)
+    module_path = Path(_embedded_data.__file__)
+    out = subprocess.run(
+        [exe, "-I", "-S", str(script), str(module_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, f"{exe}:\n{out.stderr}"
+    got = json.loads(out.stdout)
+    assert got["python"].rsplit(".", 1)[0] == minor
+    assert got["third_party"] == []  # the standard library alone reads the data
+    text = hashlib.sha256()
+    for doc in shipped.documents:
+        text.update(("\n".join(doc) + "\n\n").encode("utf-8"))
+    assert got == {
+        "python": got["python"],
+        "counts": shipped.metadata["counts"],
+        "sha256": SHIPPED_SHA256,
+        "documents": text.hexdigest(),
+        "vocab": hashlib.sha256("\n".join(shipped.vocab).encode("utf-8")).hexdigest(),
+        "third_party": [],
+    }
+
+
 def test_import_is_light():
     code = (
-        "import sys, lmobjectives.corpus, lmobjectives._embedded, lmobjectives._progress\n"
+        "import sys, lmobjectives.corpus, lmobjectives._embedded_data, lmobjectives._sentences\n"
         "bad = {'tokenizers', 'torch', 'transformers'} & set(sys.modules)\n"
         "assert not bad, bad\n"
     )

@@ -19,12 +19,14 @@ Corpora are built from Python strings (:meth:`TokenCorpus.from_texts`) or from t
 token ids and offsets straight into the final files, so a corpus larger than memory can be built
 with memory bounded by one batch.
 
-:meth:`TokenCorpus.default` is the embedded corpus: English prose that every CPython ships
-(see :mod:`lmobjectives._embedded`), tokenized with a BERT-uncased-style WordPiece vocabulary of
-30,522 tokens trained on it, built once and cached.
+:meth:`TokenCorpus.default` is the embedded corpus: English prose from CPython's standard library
+(help topics, docstrings, comments), extracted once from CPython 3.11.7 and shipped inside the
+package with the BERT-uncased-style WordPiece vocabulary of 30,522 tokens trained on it (see
+:mod:`lmobjectives._embedded_data`); it is tokenized on first use and cached, and is the same on
+every Python version.
 
-This module needs only NumPy to import; ``tokenizers`` is imported when a tokenizer is trained,
-loaded or used.
+This module needs only NumPy to import; ``tokenizers`` (the ``corpus`` extra) is imported when a
+tokenizer is trained, loaded or used.
 """
 
 from __future__ import annotations
@@ -37,7 +39,6 @@ import json
 import operator
 import os
 import shutil
-import sys
 import uuid
 import weakref
 from collections.abc import Iterable, Sequence, Sized
@@ -47,7 +48,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lmobjectives import _embedded_data
+from lmobjectives._embedded_data import EmbeddedDataError
+from lmobjectives._optional import require
 from lmobjectives._progress import Progress
+from lmobjectives._sentences import split_sentences
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -59,9 +64,11 @@ __all__ = [
     "FORMAT_VERSION",
     "RECIPE_VERSION",
     "SPECIAL_TOKENS",
+    "EmbeddedDataError",
     "TokenCorpus",
     "TokenCorpusWriter",
     "default_cache_dir",
+    "default_corpus_fingerprint",
     "train_wordpiece",
 ]
 
@@ -72,9 +79,11 @@ FORMAT = "lmobjectives.TokenCorpus"
 FORMAT_VERSION = 2
 #: Every format version :meth:`TokenCorpus.load` reads.
 READABLE_FORMAT_VERSIONS = (1, 2)
-#: Version of the embedded corpus recipe (text extraction + tokenizer training); part of the
-#: cache key, so bumping it rebuilds every cached default corpus.
-RECIPE_VERSION = 1
+#: Version of the embedded corpus recipe (text extraction, tokenizer training and how the
+#: shipped data is tokenized); part of the cache key (with the shipped data's checksum), so
+#: bumping it rebuilds every cached default corpus. Version 2: the text and vocabulary are
+#: shipped (extracted from CPython 3.11.7) instead of rebuilt from the running interpreter.
+RECIPE_VERSION = 2
 #: BERT's vocabulary size.
 DEFAULT_VOCAB_SIZE = 30522
 #: Special tokens, in id order: [PAD]=0, [UNK]=1, [CLS]=2, [SEP]=3, [MASK]=4.
@@ -102,6 +111,11 @@ _CHECK_CHUNK = 1 << 18
 _NPY_HEADER_BYTES = 128
 
 
+def _tokenizers(purpose: str) -> Any:
+    """The ``tokenizers`` module, or MissingDependencyError naming the ``corpus`` extra."""
+    return require("tokenizers", purpose=purpose)
+
+
 def _ids_dtype(vocab_size: int) -> np.dtype[Any]:
     """uint16 when every id fits (vocab_size <= 65536), else uint32."""
     return np.dtype(np.uint16) if vocab_size <= 1 << 16 else np.dtype(np.uint32)
@@ -109,12 +123,11 @@ def _ids_dtype(vocab_size: int) -> np.dtype[Any]:
 
 def _as_backend_tokenizer(tokenizer: Any) -> Tokenizer:
     """A ``tokenizers.Tokenizer`` from itself or a transformers fast tokenizer; else TypeError."""
-    from tokenizers import Tokenizer
-
-    if isinstance(tokenizer, Tokenizer):
+    tokenizer_type = _tokenizers("tokenizing a corpus").Tokenizer
+    if isinstance(tokenizer, tokenizer_type):
         return tokenizer
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    if isinstance(backend, Tokenizer):
+    if isinstance(backend, tokenizer_type):
         return backend
     raise TypeError(
         "tokenizer: expected a tokenizers.Tokenizer or a transformers fast tokenizer "
@@ -241,11 +254,10 @@ class TokenCorpus:
     def tokenizer(self) -> Tokenizer:
         """The ``tokenizers.Tokenizer`` of this corpus (loaded lazily for corpora from disk)."""
         if self._tokenizer is None:
-            from tokenizers import Tokenizer
-
+            tokenizers = _tokenizers("a TokenCorpus's tokenizer")
             assert self._tokenizer_path is not None
             try:
-                tok = Tokenizer.from_file(str(self._tokenizer_path))
+                tok = tokenizers.Tokenizer.from_file(str(self._tokenizer_path))
             except Exception as exc:  # tokenizers raises a bare Exception on bad JSON
                 raise ValueError(f"{self._tokenizer_path}: not a valid tokenizer ({exc})") from exc
             if tok.get_vocab_size(with_added_tokens=True) != self.vocab_size:
@@ -428,7 +440,7 @@ class TokenCorpus:
 
         Args:
             documents: an iterable (read once, lazily) of documents, each either a ``str``
-                (split into sentences with :func:`lmobjectives._embedded.split_sentences`:
+                (split into sentences with :func:`lmobjectives._sentences.split_sentences`:
                 paragraphs at blank lines, then sentence-final punctuation) or a sequence of
                 sentence strings (used as given).
             tokenizer: a ``tokenizers.Tokenizer`` or a transformers fast tokenizer (its
@@ -494,7 +506,7 @@ class TokenCorpus:
           ``create_pretraining_data.py`` format), stripped of surrounding whitespace; lines are
           streamed, so even a single enormous document needs no more memory than one batch;
         * ``one_sentence_per_line=False`` — the lines are free text, joined and split into
-          sentences with :func:`lmobjectives._embedded.split_sentences`.
+          sentences with :func:`lmobjectives._sentences.split_sentences`.
 
         Files are read in the order given, line by line (never whole). Every path is checked
         before any is read.
@@ -672,21 +684,32 @@ class TokenCorpus:
         rebuild: bool = False,
         progress: bool | None = None,
     ) -> TokenCorpus:
-        """The embedded corpus: English prose from this Python's standard library.
+        """The embedded corpus: CPython standard-library prose shipped inside the package.
 
-        Text comes from :func:`lmobjectives._embedded.stdlib_documents` (``pydoc`` topics,
-        docstrings, prose string literals and comment blocks); a BERT-uncased-style WordPiece
-        tokenizer with 30,522 tokens is trained on it (:func:`train_wordpiece`); the result is
-        tokenized, saved and returned memory-mapped. The first call builds it (tens of seconds);
-        later calls load the cache.
+        The text (``pydoc`` help topics, docstrings, prose string literals and comment blocks of
+        the standard library) was extracted once from CPython 3.11.7 and ships in
+        ``lmobjectives/data/`` together with the BERT-uncased-style WordPiece vocabulary of
+        30,522 tokens trained on it (:func:`train_wordpiece`); ``tools/build_embedded_corpus.py``
+        in the source repository regenerates both. This method decompresses the shipped files,
+        checks their SHA-256 against the shipped metadata, builds the tokenizer from the
+        vocabulary (the pipeline :func:`train_wordpiece` produces), tokenizes the text, saves the
+        corpus to the cache and returns it memory-mapped. The result does not depend on the
+        running Python version (:func:`default_corpus_fingerprint` is the same on all of them).
+        The first call builds it (a few seconds); later calls load the cache.
 
         Args:
             cache_dir: where to cache; default ``$LMOBJECTIVES_CACHE``, else
                 ``~/.cache/lmobjectives``. The corpus lives in a subdirectory keyed by the
-                recipe version and the exact Python version.
+                recipe version (:data:`RECIPE_VERSION`) and the shipped data's checksum.
             rebuild: build even when a valid cache exists (and replace it).
             progress: show progress bars (``None``: iff stderr is a TTY or
                 ``LMOBJECTIVES_PROGRESS=1``).
+
+        Raises:
+            EmbeddedDataError: (a ``ValueError``) a shipped data file is missing, corrupted or
+                does not match its recorded checksum; the message names the file.
+            lmobjectives._optional.MissingDependencyError: ``tokenizers`` is not installed
+                (``pip install 'lmobjectives[corpus]'``).
         """
         target = default_cache_dir(cache_dir) / _default_corpus_name()
         broken = False
@@ -899,9 +922,7 @@ def _private_tokenizer(tokenizer: Any) -> Tokenizer:
     """The backend tokenizer, copied without padding/truncation if either is enabled."""
     tok = _as_backend_tokenizer(tokenizer)
     if tok.padding is not None or tok.truncation is not None:
-        from tokenizers import Tokenizer
-
-        tok = Tokenizer.from_str(tok.to_str())
+        tok = _tokenizers("tokenizing a corpus").Tokenizer.from_str(tok.to_str())
         tok.no_padding()
         tok.no_truncation()
     return tok
@@ -1134,8 +1155,6 @@ def _feed_documents(
     flush: bool,
 ) -> None:
     """Split/check each document and add it to ``encoder`` (one progress step per document)."""
-    from lmobjectives._embedded import split_sentences
-
     total = len(documents) if isinstance(documents, Sized) else None
     with Progress(total, "tokenize", unit="doc", enabled=progress) as bar:
         for d, doc in enumerate(documents):
@@ -1196,8 +1215,6 @@ def _feed_files(
     flush: bool,
 ) -> None:
     """Read each file line by line (format: see :meth:`TokenCorpus.from_files`) into ``encoder``."""
-    from lmobjectives._embedded import split_sentences
-
     total_kib = -(-sum(f.stat().st_size for f in files) // 1024)
     with Progress(total_kib, "tokenize", unit="KiB", enabled=progress) as bar:
         done = 0  # bytes read
@@ -1444,14 +1461,13 @@ def _from_state(
     tokenizer_json: str,
     source: str,
 ) -> TokenCorpus:
-    from tokenizers import Tokenizer
-
+    tokenizers = _tokenizers("unpickling a TokenCorpus")
     return TokenCorpus(
         ids,
         sentence_offsets,
         document_offsets,
         vocab_size,
-        Tokenizer.from_str(tokenizer_json),
+        tokenizers.Tokenizer.from_str(tokenizer_json),
         source=source,
     )
 
@@ -1470,28 +1486,124 @@ def default_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
 
 
 def _default_corpus_name() -> str:
-    v = sys.version_info
-    return f"stdlib-corpus-v{RECIPE_VERSION}-py{v.major}.{v.minor}.{v.micro}"
+    """The default corpus's cache directory name: the recipe version and the data checksum."""
+    meta = _embedded_data.read_metadata()
+    return f"stdlib-corpus-v{RECIPE_VERSION}-{_embedded_data.data_checksum(meta)[:16]}"
+
+
+def _default_corpus_source(meta: dict[str, Any]) -> str:
+    return (
+        f"lmobjectives embedded corpus (recipe v{RECIPE_VERSION}): pydoc topics, docstrings, "
+        f"prose string literals and comments of the CPython {meta['python_version']} standard "
+        f"library, shipped as lmobjectives/data/{_embedded_data.CORPUS_FILE} (sha256 "
+        f"{meta['files'][_embedded_data.CORPUS_FILE]['sha256']}) with its vocabulary "
+        f"{_embedded_data.VOCAB_FILE} (sha256 {meta['files'][_embedded_data.VOCAB_FILE]['sha256']})"
+    )
 
 
 def _build_default_corpus(progress: bool | None) -> TokenCorpus:
-    """Extract the stdlib text, train the tokenizer on it and tokenize it (no caching)."""
-    import sysconfig
-
-    from lmobjectives._embedded import stdlib_documents
-
-    documents = stdlib_documents(progress=progress)
-    tokenizer = train_wordpiece(
-        [sentence for doc in documents for sentence in doc],
-        DEFAULT_VOCAB_SIZE,
-        progress=progress,
+    """Read and verify the shipped text and vocabulary and tokenize the text (no caching)."""
+    data = _embedded_data.load()
+    tokenizer = _wordpiece_tokenizer(data.vocab)
+    return TokenCorpus.from_texts(
+        data.documents, tokenizer, progress=progress, source=_default_corpus_source(data.metadata)
     )
-    source = (
-        f"lmobjectives embedded corpus (recipe v{RECIPE_VERSION}): pydoc topics, docstrings, "
-        f"prose string literals and comments of the Python {sys.version.split()[0]} standard "
-        f"library at {sysconfig.get_paths()['stdlib']}"
+
+
+def _fingerprint(corpus: TokenCorpus) -> str:
+    """SHA-256 over a corpus's contents: ids, offsets (little-endian) and vocabulary in id order.
+
+    Independent of the platform's byte order, of how ``tokenizers`` serializes its JSON and of
+    the manifest's free-text ``source``.
+    """
+    h = hashlib.sha256(b"lmobjectives.TokenCorpus fingerprint v1\n")
+    tokenizer = corpus.tokenizer
+    tokens = [tokenizer.id_to_token(i) for i in range(corpus.vocab_size)]
+    if None in tokens:
+        raise ValueError(f"tokenizer: no token for id {tokens.index(None)}")
+    vocab = "\n".join(t for t in tokens if t is not None).encode()
+    for name, data in (
+        ("ids", np.asarray(corpus.ids).astype(corpus.ids.dtype.newbyteorder("<")).tobytes()),
+        ("sentence_offsets", np.asarray(corpus.sentence_offsets).astype("<i8").tobytes()),
+        ("document_offsets", np.asarray(corpus.document_offsets).astype("<i8").tobytes()),
+        ("vocab", vocab),
+    ):
+        h.update(f"{name} {len(data)}\n".encode())
+        h.update(data)
+    return h.hexdigest()
+
+
+def default_corpus_fingerprint(
+    corpus: TokenCorpus | None = None,
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    progress: bool | None = None,
+) -> str:
+    """A SHA-256 (hex) of :meth:`TokenCorpus.default`'s contents, the same on every Python.
+
+    Hashes, in order and each preceded by its name and byte length, the token ids and both
+    offset arrays (little-endian) and the vocabulary (tokens in id order, ``\\n``-separated,
+    UTF-8). Two installations give the same value iff their default corpora have the same ids,
+    sentence and document boundaries and vocabulary (the manifest's ``source`` and the
+    tokenizer's JSON layout do not enter).
+
+    Args:
+        corpus: the corpus to fingerprint (e.g. one already returned by
+            :meth:`TokenCorpus.default`); ``None`` calls :meth:`TokenCorpus.default`, which
+            builds it into ``cache_dir`` if it is not cached yet.
+        cache_dir, progress: passed to :meth:`TokenCorpus.default` when ``corpus`` is ``None``.
+    """
+    if corpus is None:
+        corpus = TokenCorpus.default(cache_dir=cache_dir, progress=progress)
+    elif not isinstance(corpus, TokenCorpus):
+        raise TypeError(f"corpus: expected a TokenCorpus, got {type(corpus).__name__}")
+    return _fingerprint(corpus)
+
+
+def _bert_pipeline(model: Any, lowercase: bool) -> Tokenizer:
+    """A ``Tokenizer`` around ``model`` with BERT's normalizer, pre-tokenizer and decoder."""
+    tokenizers = _tokenizers("WordPiece tokenizers")
+    tok = tokenizers.Tokenizer(model)
+    tok.normalizer = tokenizers.normalizers.BertNormalizer(lowercase=lowercase)
+    tok.pre_tokenizer = tokenizers.pre_tokenizers.BertPreTokenizer()
+    tok.decoder = tokenizers.decoders.WordPiece(prefix="##")
+    return tok
+
+
+def _wordpiece_tokenizer(
+    vocab: dict[str, int] | Sequence[str], lowercase: bool = True
+) -> Tokenizer:
+    """The BERT-style WordPiece tokenizer over ``vocab`` (a token -> id dict, or tokens in id
+    order): the pipeline of :func:`train_wordpiece`'s result (and of the embedded corpus).
+
+    :func:`_bert_pipeline` around a ``WordPiece`` model (``[UNK]``, ``##`` continuations, at
+    most 100 characters per word), :data:`SPECIAL_TOKENS` registered as special tokens and a
+    ``[CLS] $A [SEP]`` / ``[CLS] $A [SEP] $B:1 [SEP]:1`` post-processor.
+
+    Raises:
+        ValueError: the special tokens do not have ids 0..4, or ids are not 0..len(vocab)-1.
+    """
+    if not isinstance(vocab, dict):
+        vocab = {token: i for i, token in enumerate(vocab)}
+    if sorted(vocab.values()) != list(range(len(vocab))):
+        raise ValueError("vocab: ids must be 0..len(vocab)-1, each used once")
+    ids = [vocab.get(tok) for tok in SPECIAL_TOKENS]
+    if ids != list(range(len(SPECIAL_TOKENS))):
+        raise ValueError(f"vocab: special tokens {SPECIAL_TOKENS} must have ids 0..4, got {ids}")
+    tokenizers = _tokenizers("WordPiece tokenizers")
+    tokenizer = _bert_pipeline(
+        tokenizers.models.WordPiece(
+            vocab, unk_token="[UNK]", continuing_subword_prefix="##", max_input_chars_per_word=100
+        ),
+        lowercase,
     )
-    return TokenCorpus.from_texts(documents, tokenizer, progress=progress, source=source)
+    tokenizer.add_special_tokens(list(SPECIAL_TOKENS))
+    tokenizer.post_processor = tokenizers.processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", ids[2]), ("[SEP]", ids[3])],
+    )
+    return tokenizer
 
 
 def train_wordpiece(
@@ -1529,8 +1641,7 @@ def train_wordpiece(
         progress: show a progress bar while reading the texts (``None``: iff stderr is a TTY
             or ``LMOBJECTIVES_PROGRESS=1``).
     """
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-
+    tokenizers = _tokenizers("training a WordPiece tokenizer")
     vocab_size = operator.index(vocab_size)
     if vocab_size <= len(SPECIAL_TOKENS):
         raise ValueError(f"vocab_size: must exceed {len(SPECIAL_TOKENS)}, got {vocab_size}")
@@ -1548,18 +1659,12 @@ def train_wordpiece(
             corpus.append(text)
             bar.update()
 
-    def pipeline(model: Any) -> Tokenizer:
-        tok = Tokenizer(model)
-        tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase)
-        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-        tok.decoder = decoders.WordPiece(prefix="##")
-        return tok
-
     def train(special_tokens: list[str], size: int) -> dict[str, int]:
-        from tokenizers import trainers
-
-        tok = pipeline(models.WordPiece(unk_token="[UNK]", continuing_subword_prefix="##"))
-        trainer = trainers.WordPieceTrainer(
+        tok = _bert_pipeline(
+            tokenizers.models.WordPiece(unk_token="[UNK]", continuing_subword_prefix="##"),
+            lowercase,
+        )
+        trainer = tokenizers.trainers.WordPieceTrainer(
             vocab_size=size,
             min_frequency=min_frequency,
             show_progress=False,
@@ -1581,15 +1686,4 @@ def train_wordpiece(
         raise RuntimeError(f"special token ids came out as {ids}, expected 0..4")
     # A fresh tokenizer over the trained vocabulary: the continuation characters were passed as
     # "special tokens" only to pin their ids; they must not be added tokens of the result.
-    tokenizer = pipeline(
-        models.WordPiece(
-            vocab, unk_token="[UNK]", continuing_subword_prefix="##", max_input_chars_per_word=100
-        )
-    )
-    tokenizer.add_special_tokens(list(SPECIAL_TOKENS))
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]",
-        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", ids[2]), ("[SEP]", ids[3])],
-    )
-    return tokenizer
+    return _wordpiece_tokenizer(vocab, lowercase)

@@ -1,6 +1,13 @@
-"""English text that ships with every CPython: the source of the embedded default corpus.
+"""Build-time extraction of the embedded corpus's text from the running CPython (not installed).
 
-Pure standard library and deterministic for a given Python installation. Two sources:
+``tools/build_embedded_corpus.py`` runs :func:`stdlib_documents` once and ships the result inside
+the package (``python/lmobjectives/data/``); :meth:`lmobjectives.TokenCorpus.default` reads those
+files and never runs this module. The code lives here, outside the package, because its output
+depends on the interpreter that runs it (CPython 3.10 and 3.13 ship different standard
+libraries); the committed data pins one of them.
+
+Pure standard library (plus :mod:`lmobjectives._sentences` and :mod:`lmobjectives._progress`)
+and deterministic for a given Python installation. Two sources:
 
 1. ``pydoc_data.topics.topics`` — the language-reference help topics; one document per topic,
    in sorted key order.
@@ -25,7 +32,7 @@ are dropped, as are lines without any letter or digit (heading underlines, lone 
 rows, and paragraphs with little alphabetic content or many code symbols; list items start new
 paragraphs; whitespace is collapsed — and exact duplicates of an already-seen cleaned block are
 removed globally (first occurrence wins). Blocks are then split into sentences with
-:func:`split_sentences`; documents with no sentences are dropped.
+:func:`lmobjectives._sentences.split_sentences`; documents with no sentences are dropped.
 
 Why literals and all comment blocks: docstrings, help topics and multi-line comment blocks alone
 (about 3.8 MB on CPython 3.11) are too little text for a WordPiece trainer to reach BERT's
@@ -46,16 +53,9 @@ import warnings
 from collections.abc import Iterator
 
 from lmobjectives._progress import Progress
+from lmobjectives._sentences import split_paragraphs, split_sentences
 
-__all__ = [
-    "ABBREVIATIONS",
-    "MIN_LITERAL_WORDS",
-    "clean_block",
-    "file_blocks",
-    "split_paragraphs",
-    "split_sentences",
-    "stdlib_documents",
-]
+__all__ = ["MIN_LITERAL_WORDS", "clean_block", "file_blocks", "stdlib_documents"]
 
 #: A paragraph needs at least this many letters ...
 _MIN_PARAGRAPH_LETTERS = 12
@@ -63,107 +63,6 @@ _MIN_PARAGRAPH_LETTERS = 12
 _MIN_LETTER_FRACTION = 0.55
 #: ... and at most this fraction may be code/markup symbols (brackets, ``=``, ``|``, ``;`` ...).
 _MAX_SYMBOL_FRACTION = 0.1
-
-# --------------------------------------------------------------------------------------------
-# Sentence splitting
-# --------------------------------------------------------------------------------------------
-
-#: Words (lowercased, without the final period) after which a period never ends a sentence.
-ABBREVIATIONS: frozenset[str] = frozenset(
-    {
-        "e.g",
-        "eg",
-        "i.e",
-        "ie",
-        "etc",
-        "vs",
-        "viz",
-        "cf",
-        "al",
-        "approx",
-        "mr",
-        "mrs",
-        "ms",
-        "dr",
-        "prof",
-        "st",
-        "jr",
-        "sr",
-        "no",
-        "nos",
-        "fig",
-        "sec",
-        "ch",
-        "vol",
-        "resp",
-    }
-)
-
-# A candidate boundary: terminal punctuation, optional closing quotes/brackets, whitespace, and
-# then the start of a new sentence (an uppercase letter, a digit, or an opening quote/bracket).
-_BOUNDARY = re.compile(r"""[.!?]+["'”’)\]»]*(?=\s+["'“‘(\[«]*[A-Z0-9])""")
-_LAST_WORD = re.compile(r"(\S+)$")
-_WS = re.compile(r"\s+")
-
-
-def _is_abbreviation(before: str) -> bool:
-    """Whether the text ending just before a ``.`` ends with an abbreviation or an initial."""
-    m = _LAST_WORD.search(before)
-    if m is None:
-        return False
-    word = m.group(1).lstrip("\"'“‘([«").lower()
-    if word in ABBREVIATIONS:
-        return True
-    # A single letter ("J. Smith", "e.g" written as "e. g.") is taken as an initial.
-    return len(word) == 1 and word.isalpha()
-
-
-def split_paragraphs(text: str) -> list[str]:
-    """Split ``text`` into paragraphs at blank lines; each paragraph's whitespace is collapsed."""
-    paragraphs = []
-    for raw in re.split(r"\n[ \t\r\f\v]*\n", text):
-        para = _WS.sub(" ", raw).strip()
-        if para:
-            paragraphs.append(para)
-    return paragraphs
-
-
-def split_sentences(text: str) -> list[str]:
-    """Split English prose into sentences with a simple, documented rule.
-
-    Paragraphs are separated by blank lines. Within a paragraph, lines are joined with single
-    spaces (all whitespace runs collapse to one space). A paragraph is then split after ``.``,
-    ``!`` or ``?`` (possibly repeated, possibly followed by closing quotes or brackets) when what
-    follows is whitespace and then an uppercase letter, a digit, or an opening quote/bracket
-    (optionally followed by an uppercase letter or digit). A ``.`` is not a boundary when the word
-    before it is a common abbreviation (see :data:`ABBREVIATIONS`: ``e.g.``, ``i.e.``, ``etc.``,
-    ``vs.``, ``Mr.``, ``Dr.`` ...) or a single letter (an initial). Decimals such as ``3.14`` are
-    never split because no whitespace follows the period.
-
-    Returns the non-empty sentences, stripped, in order.
-
-    >>> split_sentences("Use e.g. Python 3.14 here. It works! Does it?")
-    ['Use e.g. Python 3.14 here.', 'It works!', 'Does it?']
-    """
-    if not isinstance(text, str):
-        raise TypeError(f"text: expected str, got {type(text).__name__}")
-    sentences: list[str] = []
-    for para in split_paragraphs(text):
-        start = 0
-        for m in _BOUNDARY.finditer(para):
-            punct = m.group(0)
-            single_period = punct.rstrip("\"'”’)]»") == "."
-            if single_period and _is_abbreviation(para[start : m.start()]):
-                continue
-            sentence = para[start : m.end()].strip()
-            if sentence:
-                sentences.append(sentence)
-            start = m.end()
-        tail = para[start:].strip()
-        if tail:
-            sentences.append(tail)
-    return sentences
-
 
 # --------------------------------------------------------------------------------------------
 # Cleaning text blocks
