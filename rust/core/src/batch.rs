@@ -138,34 +138,6 @@ pub fn dense_offsets(rows: usize, cols: usize) -> Vec<usize> {
     (0..=rows).map(|r| r * cols).collect()
 }
 
-/// Checks every id of `rows` lies in `[0, vocab_size)`; reports the first one that does not.
-pub fn check_ids<T: TokenId>(arg: &str, rows: &Ragged<'_, T>, vocab_size: u64) -> Result<()> {
-    let v = vocab_size as i64;
-    // Fast path: one branch-free scan; only on failure locate the offending row/position.
-    let ok = rows.values.iter().all(|&x| {
-        let x = x.to_i64();
-        (0..v).contains(&x)
-    });
-    if ok {
-        return Ok(());
-    }
-    for r in 0..rows.rows() {
-        for (position, &x) in rows.row(r).iter().enumerate() {
-            let value = x.to_i64();
-            if !(0..v).contains(&value) {
-                return Err(CoreError::TokenOutOfRange {
-                    arg: arg.to_string(),
-                    row: r,
-                    position,
-                    value,
-                    vocab_size,
-                });
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Which end of a row receives the padding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
@@ -467,27 +439,5 @@ mod tests {
         assert_eq!(one[1][5 * 7], -5);
         assert_eq!(one, run(2));
         assert_eq!(one, run(4));
-    }
-
-    #[test]
-    fn id_range_check_reports_first_offender() {
-        let v = [1i64, 2, 99, -1];
-        let r = Ragged::new("input_ids", &v, &[0, 2, 4]).unwrap();
-        match check_ids("input_ids", &r, 10) {
-            Err(CoreError::TokenOutOfRange {
-                row,
-                position,
-                value,
-                ..
-            }) => assert_eq!((row, position, value), (1, 0, 99)),
-            other => panic!("unexpected {other:?}"),
-        }
-        assert!(check_ids("input_ids", &r, 100).is_err());
-        let ok = [0u16, 9];
-        let r = Ragged::new("input_ids", &ok, &[0, 2]).unwrap();
-        assert!(check_ids("input_ids", &r, 10).is_ok());
-        let big = [u64::MAX];
-        let r = Ragged::new("input_ids", &big, &[0, 1]).unwrap();
-        assert!(check_ids("input_ids", &r, 10).is_err());
     }
 }

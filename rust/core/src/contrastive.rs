@@ -313,7 +313,7 @@ impl Augmenter {
         pad_token_id: i64,
         threads: usize,
     ) -> Result<(usize, Vec<O>, Vec<O>)> {
-        crate::batch::check_ids("input_ids", rows, self.vocab_size as u64)?;
+        crate::ids::check_ids("input_ids", rows, self.vocab_size as u64)?;
         keys.check_rows(rows.rows())?;
         if pad_token_id < 0 || pad_token_id >= self.vocab_size {
             return Err(CoreError::invalid(

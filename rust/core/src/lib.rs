@@ -11,6 +11,7 @@ pub mod batch;
 pub mod contrastive;
 pub mod denoise;
 pub mod error;
+pub mod ids;
 pub mod masking;
 pub mod mining;
 pub mod packing;

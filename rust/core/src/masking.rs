@@ -12,7 +12,8 @@
 //! selected by [`crate::units`]; the replacement decision is then made once per unit (all its
 //! tokens share it) or per token.
 
-use crate::batch::{OutId, PadSpec, Ragged, TokenId, check_ids, fill_rows, fill_rows_into};
+use crate::batch::{OutId, PadSpec, Ragged, TokenId, fill_rows, fill_rows_into};
+use crate::ids::{IGNORE_INDEX, check_id, check_ids, check_vocab};
 use crate::parallel::threads_for;
 use crate::rng::{Categorical, Chance, GeometricGaps, Rng, RowKeys, Streams};
 use crate::units::{
@@ -21,9 +22,6 @@ use crate::units::{
 };
 use crate::word_starts::WordStarts;
 use crate::{CoreError, Result, check_probability};
-
-/// Label value for positions that do not contribute to the loss.
-pub const IGNORE_INDEX: i64 = -100;
 
 /// Tokens per thread below which more threads do not pay for the hand-off.
 const GRAIN_TOKENS: usize = 32 * 1024;
@@ -194,25 +192,9 @@ impl<'a> MlmParams<'a> {
     }
 }
 
-fn check_id(arg: &str, id: i64, vocab_size: i64) -> Result<u32> {
-    if (0..vocab_size).contains(&id) {
-        Ok(id as u32)
-    } else {
-        Err(CoreError::invalid(
-            arg,
-            format!("must be in [0, vocab_size={vocab_size}), got {id}"),
-        ))
-    }
-}
-
 impl MlmConfig {
     pub fn new(p: &MlmParams<'_>) -> Result<Self> {
-        if p.vocab_size < 1 || p.vocab_size > i64::from(i32::MAX) {
-            return Err(CoreError::invalid(
-                "vocab_size",
-                format!("must be in [1, {}], got {}", i32::MAX, p.vocab_size),
-            ));
-        }
+        check_vocab(p.vocab_size)?;
         let mask_token_id = check_id("mask_token_id", p.mask_token_id, p.vocab_size)?;
         let mlm_probability = check_probability("mlm_probability", p.mlm_probability)?;
         let mask_replace_prob = check_probability("mask_replace_prob", p.mask_replace_prob)?;

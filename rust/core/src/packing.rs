@@ -7,7 +7,7 @@
 //! `DataCollatorWithFlattening` does) and flash-attention `cu_seqlens`.
 
 use crate::batch::{OutId, Ragged, TokenId, fill_rows};
-use crate::masking::IGNORE_INDEX;
+use crate::ids::IGNORE_INDEX;
 use crate::parallel::threads_for;
 use crate::{CoreError, Result};
 

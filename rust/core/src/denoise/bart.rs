@@ -37,8 +37,9 @@
 //! per random id), then rotation (one 64-bit draw, and one `below` for the offset when it
 //! rotates).
 
-use super::{Seq2SeqBatch, Widths, check_id, fill_decoder, fill_encoder};
+use super::{Seq2SeqBatch, Widths, fill_decoder, fill_encoder};
 use crate::batch::{OutId, TokenId};
+use crate::ids::{check_id, check_row_ids, check_vocab};
 use crate::parallel::{for_each_mut, threads_for};
 use crate::rng::{Chance, Rng, RowKeys, Streams};
 use crate::word_starts::WordStarts;
@@ -203,7 +204,7 @@ pub struct BartConfig {
 
 impl BartConfig {
     pub fn new(p: &BartParams<'_>) -> Result<Self> {
-        super::check_vocab(p.vocab_size)?;
+        check_vocab(p.vocab_size)?;
         let v = p.vocab_size;
         let bos = check_id("bos_token_id", p.bos_token_id, v)?;
         let eos = check_id("eos_token_id", p.eos_token_id, v)?;
@@ -604,7 +605,7 @@ impl<'a, T: TokenId> BartJob<'a, T> {
                     format!("row {r} is empty (zero-length rows cannot be noised)"),
                 ));
             }
-            super::check_row_ids("input_ids", r, row, cfg.vocab_size)?;
+            check_row_ids("input_ids", r, row, cfg.vocab_size)?;
             if !cfg.add_special_tokens {
                 let first = row[0].to_i64();
                 let last = row[row.len() - 1].to_i64();

@@ -29,8 +29,9 @@
 
 use super::t5::{self, Scratch, SpanMask};
 use super::ul2::{Denoiser, DenoiserKind, DenoiserParams, Mixture};
-use super::{Seq2SeqBatch, Widths, check_id, fill_decoder, fill_encoder};
+use super::{Seq2SeqBatch, Widths, fill_decoder, fill_encoder};
 use crate::batch::{OutId, TokenId};
+use crate::ids::{check_id, check_row_ids, check_vocab};
 use crate::parallel::{for_each_mut, threads_for};
 use crate::rng::{Rng, RowKeys, Streams};
 use crate::{CoreError, Result};
@@ -78,7 +79,7 @@ pub struct Seq2SeqConfig {
 
 impl Seq2SeqConfig {
     pub fn new(p: &Seq2SeqParams<'_>) -> Result<Self> {
-        super::check_vocab(p.vocab_size)?;
+        check_vocab(p.vocab_size)?;
         let v = p.vocab_size;
         let eos = check_id("eos_token_id", p.eos_token_id, v)?;
         let pad = check_id("pad_token_id", p.pad_token_id, v)?;
@@ -276,7 +277,7 @@ impl<'a, T: TokenId> Seq2SeqJob<'a, T> {
                     ),
                 ));
             }
-            super::check_row_ids("input_ids", r, row, cfg.vocab_size)?;
+            check_row_ids("input_ids", r, row, cfg.vocab_size)?;
         }
         Ok(Self {
             cfg,
@@ -470,7 +471,7 @@ impl<O: OutId> Writer<'_, O> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::denoise::IGNORE_INDEX;
+    use crate::ids::IGNORE_INDEX;
 
     const V: i64 = 1000;
 

@@ -52,7 +52,7 @@ impl Denoiser {
     ) -> Result<Self> {
         let mode_token = p
             .mode_token
-            .map(|id| super::check_id("mode_token_ids", id, vocab_size))
+            .map(|id| crate::ids::check_id("mode_token_ids", id, vocab_size))
             .transpose()?;
         let mode = usize::from(mode_token.is_some());
         match p.kind {

@@ -13,11 +13,9 @@ pub mod seq2seq;
 pub mod t5;
 pub mod ul2;
 
-use crate::batch::{OutId, Ragged, TokenId, fill_rows};
+use crate::batch::{OutId, Ragged, fill_rows};
+use crate::ids::IGNORE_INDEX;
 use crate::{CoreError, Result};
-
-/// Label value for positions that do not contribute to the loss.
-pub const IGNORE_INDEX: i64 = -100;
 
 /// A padded encoder–decoder batch: two `rows × input_width` and three
 /// `rows × target_width` row-major buffers.
@@ -101,53 +99,6 @@ impl Widths {
     pub fn target_width(&self, lengths: impl Iterator<Item = usize>) -> Result<usize> {
         self.width("labels", self.target, lengths)
     }
-}
-
-fn check_vocab(vocab_size: i64) -> Result<()> {
-    if vocab_size < 1 || vocab_size > i64::from(i32::MAX) {
-        return Err(CoreError::invalid(
-            "vocab_size",
-            format!("must be in [1, {}], got {vocab_size}", i32::MAX),
-        ));
-    }
-    Ok(())
-}
-
-fn check_id(arg: &str, id: i64, vocab_size: i64) -> Result<u32> {
-    if (0..vocab_size).contains(&id) {
-        Ok(id as u32)
-    } else {
-        Err(CoreError::invalid(
-            arg,
-            format!("must be in [0, vocab_size={vocab_size}), got {id}"),
-        ))
-    }
-}
-
-/// Checks the ids of row `r` lie in `[0, vocab_size)`.
-fn check_row_ids<T: TokenId>(arg: &str, r: usize, row: &[T], vocab_size: u32) -> Result<()> {
-    let v = i64::from(vocab_size);
-    // Fast path: a min/max fold (vectorises), then locate an offender only on failure.
-    let (lo, hi) = row.iter().fold((i64::MAX, i64::MIN), |(lo, hi), &x| {
-        let x = x.to_i64();
-        (lo.min(x), hi.max(x))
-    });
-    if row.is_empty() || (lo >= 0 && hi < v) {
-        return Ok(());
-    }
-    let (position, value) = row
-        .iter()
-        .map(|x| x.to_i64())
-        .enumerate()
-        .find(|(_, x)| !(0..v).contains(x))
-        .unwrap_or_default();
-    Err(CoreError::TokenOutOfRange {
-        arg: arg.to_string(),
-        row: r,
-        position,
-        value,
-        vocab_size: u64::from(vocab_size),
-    })
 }
 
 /// Where each row's tokens are: the whole row, or its attended tokens when an
