@@ -6,6 +6,7 @@ needs only NumPy; :mod:`lmobjectives.torch` holds the PyTorch wrappers.
 """
 
 from lmobjectives import rl
+from lmobjectives._constants import IGNORE_INDEX
 from lmobjectives._core import (
     STREAM_VERSION,
     InvalidArgumentError,
@@ -30,6 +31,7 @@ from lmobjectives.packing import PackingCollator, pack_sequences
 from lmobjectives.pairs import SentencePairDataset
 
 __all__ = [
+    "IGNORE_INDEX",
     "STREAM_VERSION",
     "Augmentation",
     "BartDenoisingCollator",

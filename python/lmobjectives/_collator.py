@@ -6,14 +6,13 @@ from __future__ import annotations
 
 from typing import Any, Literal, cast
 
+from lmobjectives import _torch_bridge
 from lmobjectives._inputs import Rows, normalize
-from lmobjectives._optional import require
 from lmobjectives._seeding import (
     StreamState,
     check_num_threads,
     check_seed,
     resolve_num_threads,
-    worker_info,
 )
 
 Dtype = Literal["int64", "int32"]
@@ -86,7 +85,7 @@ class Collator:
     ) -> None:
         self.return_tensors = check_choice("return_tensors", return_tensors, RETURN_TENSORS)
         if self.return_tensors == "pt":  # fail here, not on the first batch
-            require("torch", 'return_tensors="pt"')
+            _torch_bridge.require_torch('return_tensors="pt"')
         self.dtype = cast(Dtype, check_choice("dtype", dtype, DTYPES))
         self.num_threads = check_num_threads(num_threads)
         self._streams = StreamState(check_seed(seed))
@@ -137,23 +136,19 @@ class Collator:
         kernel's outputs (``names``, in order) in one shared-memory tensor, so handing the
         batch to the main process copies nothing. ``None`` otherwise (the kernel's own
         buffers are used)."""
-        if self.return_tensors == "pt" and worker_info() is not None:
-            from lmobjectives.torch import SharedMemoryAllocator
-
-            return SharedMemoryAllocator(names)
+        if self.return_tensors == "pt" and _torch_bridge.worker_info() is not None:
+            return _torch_bridge.SharedMemoryAllocator(names)
         return None
 
     def _finish(self, batch: dict[str, Any], allocator: Any) -> dict[str, Any]:
         if self.return_tensors != "pt":
             return batch
-        from lmobjectives.torch import to_torch
-
         if allocator is not None and allocator.tensor is not None:
             # The kernel's arrays are views of this tensor: hand out tensor views of it.
             shared = allocator.tensor
             for i, name in enumerate(allocator.names):
                 batch[name] = shared[i]
-        return to_torch(batch)
+        return _torch_bridge.to_torch(batch)
 
 
 class PaddingOptions:

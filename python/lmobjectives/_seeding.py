@@ -11,11 +11,11 @@ seed each worker mixes in its own torch seed, so no two workers ever share a str
 from __future__ import annotations
 
 import os
-import sys
 import threading
 from typing import Any
 
 from lmobjectives import _core
+from lmobjectives._torch_bridge import worker_info
 
 _MASK64 = (1 << 64) - 1
 
@@ -29,17 +29,6 @@ def mix64(*words: int) -> int:
         h = ((h ^ (h >> 27)) * 0x94D049BB133111EB) & _MASK64
         h ^= h >> 31
     return h
-
-
-def worker_info() -> Any:
-    """The current torch DataLoader worker's info, or None (never imports torch)."""
-    torch = sys.modules.get("torch")
-    if torch is None:
-        return None
-    try:
-        return torch.utils.data.get_worker_info()
-    except AttributeError:  # a partially imported or stub torch
-        return None
 
 
 def check_seed(seed: Any) -> int | None:

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from lmobjectives import _core
+from lmobjectives import _core, _torch_bridge
 from lmobjectives._collator import (
     Collator,
     Key,
@@ -203,10 +203,8 @@ class PackingCollator(Collator):
     def _finish(self, batch: dict[str, Any], allocator: Any) -> dict[str, Any]:
         if self.return_tensors != "pt":
             return batch
-        from lmobjectives.torch import to_torch
-
         scalars = {k: v for k, v in batch.items() if not isinstance(v, np.ndarray)}
-        out = to_torch({k: v for k, v in batch.items() if isinstance(v, np.ndarray)})
+        out = _torch_bridge.to_torch({k: v for k, v in batch.items() if isinstance(v, np.ndarray)})
         out.update(scalars)
         return out
 

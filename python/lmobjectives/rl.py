@@ -40,8 +40,8 @@ import numpy as np
 
 from lmobjectives import _core
 from lmobjectives._inputs import RaggedRows
-from lmobjectives._optional import require
 from lmobjectives._seeding import check_num_threads, resolve_num_threads
+from lmobjectives._torch_bridge import from_numpy, is_tensor
 
 __all__ = [
     "Completions",
@@ -71,13 +71,9 @@ __all__ = [
 # -- conversions -------------------------------------------------------------------------------
 
 
-def _is_tensor(x: Any) -> bool:
-    return type(x).__module__.startswith("torch") and hasattr(x, "detach")
-
-
 def _numpy(x: Any, name: str) -> np.ndarray:
     """``x`` as a NumPy array; CPU tensors through ``.numpy()`` (no copy)."""
-    if _is_tensor(x):
+    if is_tensor(x):
         if x.device.type != "cpu":
             raise ValueError(
                 f"{name}: a tensor on {x.device}; these kernels run on the CPU — pass "
@@ -107,7 +103,7 @@ class _Io:
             if x is None:
                 arrays[name] = None
                 continue
-            self.torch |= _is_tensor(x)
+            self.torch |= is_tensor(x)
             a = _numpy(x, name)
             if a.dtype.kind not in "fiub":
                 raise TypeError(f"{name}: expected real numbers, got dtype {a.dtype}")
@@ -124,7 +120,7 @@ class _Io:
     def mask(self, mask: Any, shape: tuple[int, ...], name: str = "mask") -> np.ndarray:
         if mask is None:
             return np.ones(shape, dtype=np.bool_)
-        self.torch |= _is_tensor(mask)
+        self.torch |= is_tensor(mask)
         m = _numpy(mask, name)
         if m.dtype.kind not in "biuf":
             raise TypeError(f"{name}: expected a bool or 0/1 array, got dtype {m.dtype}")
@@ -134,8 +130,7 @@ class _Io:
 
     def out(self, x: Any) -> Any:
         if self.torch and isinstance(x, np.ndarray):
-            torch = require("torch")
-            return torch.from_numpy(x)
+            return from_numpy(x)
         return x
 
 
@@ -215,7 +210,7 @@ def completion_mask(
         ([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], [2, 4], [False, True])
     """
     io = _Io()
-    io.torch = _is_tensor(ids)
+    io.torch = is_tensor(ids)
     a = _numpy(ids, "ids")
     _check_2d(a, "ids")
     if a.dtype.kind not in "iu":
@@ -275,7 +270,7 @@ def place_scores(scores: Any, mask: Any) -> Any:
     assert s is not None
     _check_1d(s, "scores")
     m = _numpy(mask, "mask")
-    io.torch |= _is_tensor(mask)
+    io.torch |= is_tensor(mask)
     _check_2d(m, "mask")
     if m.shape[0] != s.shape[0]:
         raise _core.ShapeError(f"scores: has {s.shape[0]} rows but mask has {m.shape[0]}")
@@ -378,7 +373,7 @@ def discounted_returns(
     r = io.floats(rewards=rewards)["rewards"]
     assert r is not None
     if mask is not None:
-        io.torch |= _is_tensor(mask)
+        io.torch |= is_tensor(mask)
     r = _per_token_rewards(r, mask)
     m = io.mask(mask, r.shape)
     g = _unit("gamma", gamma)
@@ -410,7 +405,7 @@ def gae(
     r, v = f["rewards"], f["values"]
     assert r is not None and v is not None
     if mask is not None:
-        io.torch |= _is_tensor(mask)
+        io.torch |= is_tensor(mask)
     r = _per_token_rewards(r, mask)
     _check_2d(v, "values")
     m = io.mask(mask, r.shape)
@@ -677,7 +672,7 @@ def _rows(x: Any, mask: Any, name: str) -> Any:
     """Token rows for the BLEU kernels: lists/arrays of rows as they are; a 2-D array with a
     mask becomes the masked tokens of each row."""
     if mask is None:
-        if _is_tensor(x):
+        if is_tensor(x):
             return np.ascontiguousarray(_numpy(x, name))
         return x
     a = _numpy(x, name)

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
+from lmobjectives._constants import IGNORE_INDEX
 from lmobjectives._optional import require
+from lmobjectives._torch_bridge import SharedMemoryAllocator, to_torch
 
 # The one check of the subpackage: every module of lmobjectives.torch imports this package
 # first, so without torch `import lmobjectives.torch...` names the extra to install.
@@ -51,56 +51,6 @@ __all__ = [
     "seq2seq_loss",
     "to_torch",
 ]
-
-IGNORE_INDEX = -100
-
-
-def to_torch(batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """``torch.from_numpy`` on every array of a batch: no copy, the tensors share memory."""
-    out: dict[str, torch.Tensor] = {}
-    for k, v in batch.items():
-        if isinstance(v, np.ndarray):
-            out[k] = torch.from_numpy(v)
-        elif isinstance(v, torch.Tensor):
-            out[k] = v
-        else:
-            raise TypeError(f"batch[{k!r}]: expected a NumPy array, got {type(v).__name__}")
-    return out
-
-
-_DTYPES = {"int64": torch.int64, "int32": torch.int32}
-
-
-class SharedMemoryAllocator:
-    """Output memory for a kernel, allocated directly in shared memory.
-
-    In a DataLoader worker, tensors are moved to shared memory before they travel to the
-    main process (one segment and one copy per tensor). Kernels that write their batch into
-    one shared buffer instead skip both the copies and two of the three segments — the same
-    trick ``default_collate`` plays in workers. ``allocator(shape, dtype)`` returns a writable
-    NumPy view for the kernel; :attr:`tensor` keeps the tensor that owns it, and ``names``
-    says which output each leading index holds.
-    """
-
-    def __init__(self, names: tuple[str, ...] = ()) -> None:
-        self.names = names
-        self.tensor: torch.Tensor | None = None
-
-    def __call__(self, shape: tuple[int, ...], dtype: str) -> np.ndarray:
-        if dtype not in _DTYPES:
-            raise ValueError(f"dtype: unsupported {dtype!r}")
-        torch_dtype = _DTYPES[dtype]
-        numel = 1
-        for d in shape:
-            numel *= d
-        itemsize = torch.empty(0, dtype=torch_dtype).element_size()
-        storage = torch.UntypedStorage._new_shared(numel * itemsize)
-        strides, step = [], 1
-        for d in reversed(shape):
-            strides.append(step)
-            step *= d
-        self.tensor = torch.empty(0, dtype=torch_dtype).set_(storage, 0, list(shape), strides[::-1])
-        return self.tensor.numpy()
 
 
 def masked_lm_loss(

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lmobjectives._constants import IGNORE_INDEX
+
 __all__ = [
     "ElectraOutput",
     "ElectraRTD",
@@ -26,8 +28,6 @@ __all__ = [
     "gumbel_sample",
     "share_embeddings",
 ]
-
-IGNORE_INDEX = -100
 
 
 def gumbel_sample(
