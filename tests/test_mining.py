@@ -7,6 +7,8 @@ from __future__ import annotations
 import _thread
 import doctest
 import importlib
+import subprocess
+import sys
 import threading
 import time
 from types import SimpleNamespace
@@ -587,6 +589,52 @@ def test_cuda_tensors_mine_on_the_gpu():
     np.testing.assert_allclose(got.positive_scores, ref.positive_scores, atol=1e-4)
 
 
+def test_registered_backend_is_used_and_torch_registers_lazily(monkeypatch):
+    from lmobjectives import mining
+    from lmobjectives.mining import _backends
+
+    monkeypatch.setattr(_backends, "_REGISTRY", dict(_backends._REGISTRY))
+    calls = []
+
+    def topk(q, c, k, options):
+        calls.append((q.shape, c.shape, k, options.similarity))
+        return exact_topk(q.values(), c.values(), k, similarity=options.similarity)
+
+    rust = mining.get_backend("rust")
+    mining.register_backend("mine", topk, rust.pair_scores)
+    assert mining.backend_names() == ("auto", "rust", "torch", "faiss", "mine")
+    q, c = gaussian(6, 8, 41), gaussian(60, 8, 42)
+    got = mine_hard_negatives(q, c, np.arange(6), num_negatives=2, backend="mine")
+    want = mine_hard_negatives(q, c, np.arange(6), num_negatives=2, backend="rust")
+    np.testing.assert_array_equal(got.negative_ids, want.negative_ids)
+    assert calls == [((6, 8), (60, 8), got.depth, "cosine")]
+    with pytest.raises(ValueError, match="name: expected a backend name other than 'auto'"):
+        mining.register_backend("auto", topk, rust.pair_scores)
+    with pytest.raises(TypeError, match="pair_scores_fn: expected a callable"):
+        mining.register_backend("x", topk, None)  # type: ignore[arg-type]
+    # "torch" lives in lmobjectives.torch (imported by this module), registered on import.
+    assert mining.get_backend("torch").prepare.__module__ == "lmobjectives.torch.mining"
+
+
+def test_torch_backend_imports_lmobjectives_torch_on_first_use():
+    code = (
+        "import sys, numpy as np\n"
+        "from lmobjectives import mine_hard_negatives\n"
+        "assert 'torch' not in sys.modules\n"
+        "q = np.random.default_rng(0).standard_normal((8, 4)).astype(np.float32)\n"
+        "a = mine_hard_negatives(q, None, np.arange(8), exclude_self=True, backend='torch')\n"
+        "assert 'lmobjectives.torch' in sys.modules\n"
+        "b = mine_hard_negatives(q, None, np.arange(8), exclude_self=True)\n"
+        "assert (a.negative_ids == b.negative_ids).all()\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
 def test_hard_negatives_layouts():
     mined = HardNegatives(
         negative_ids=np.array([[5, 6], [7, -1]]),
@@ -609,10 +657,12 @@ def test_hard_negatives_layouts():
 
 
 def test_docstring_examples_run():
-    mod = importlib.import_module("lmobjectives.mining")
-    failures, tried = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert tried > 0
-    assert failures == 0
+    # The package's modules: exact_topk lives in _backends, mine_hard_negatives in _mine.
+    for name in ("lmobjectives.mining._backends", "lmobjectives.mining._mine"):
+        mod = importlib.import_module(name)
+        failures, tried = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
+        assert tried > 0, f"{name} has no examples"
+        assert failures == 0
 
 
 # -- parity with sentence-transformers ---------------------------------------------------------

@@ -217,6 +217,7 @@ def seq2seq_loss(
     )
 
 
+from lmobjectives.torch import mining as mining  # noqa: E402  (registers its mining backend)
 from lmobjectives.torch.contrastive import (  # noqa: E402  (after the MLM side it extends)
     CPCHead,
     InfoNCELoss,
