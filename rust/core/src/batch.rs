@@ -138,6 +138,48 @@ pub fn dense_offsets(rows: usize, cols: usize) -> Vec<usize> {
     (0..=rows).map(|r| r * cols).collect()
 }
 
+/// Offsets given as signed integers (as NumPy holds them) as `usize`; a negative one is an
+/// error naming `arg`.
+pub fn offsets_from_i64(arg: &str, offsets: &[i64]) -> Result<Vec<usize>> {
+    offsets
+        .iter()
+        .map(|&o| {
+            usize::try_from(o).map_err(|_| CoreError::invalid(arg, format!("negative offset {o}")))
+        })
+        .collect()
+}
+
+/// The integer type a batch is written as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dtype {
+    I64,
+    I32,
+}
+
+impl Dtype {
+    pub fn parse(arg: &str, s: &str) -> Result<Self> {
+        match s {
+            "int64" => Ok(Dtype::I64),
+            "int32" => Ok(Dtype::I32),
+            other => Err(CoreError::invalid(
+                arg,
+                format!("must be 'int64' or 'int32', got {other:?}"),
+            )),
+        }
+    }
+
+    /// Checks that `value` (given as `arg`, e.g. a padding value) fits this type.
+    pub fn check_fits(self, arg: &str, value: i64) -> Result<()> {
+        if self == Dtype::I32 && i32::try_from(value).is_err() {
+            return Err(CoreError::invalid(
+                arg,
+                format!("{value} does not fit in int32"),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Which end of a row receives the padding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {

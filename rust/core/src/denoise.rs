@@ -140,6 +140,33 @@ pub fn slice_rows<'a, T>(rows: &Ragged<'a, T>, ranges: &[std::ops::Range<usize>]
         .collect()
 }
 
+/// The rows of `ids` trimmed to their attended tokens (see [`row_ranges`]), with the
+/// ranges, so that per-token arrays aligned with `ids` can be trimmed alike.
+#[derive(Debug, Clone)]
+pub struct Trimmed<'a, T> {
+    pub ranges: Vec<std::ops::Range<usize>>,
+    pub rows: Vec<&'a [T]>,
+}
+
+impl<'a, T> Trimmed<'a, T> {
+    pub fn new(ids: &Ragged<'a, T>, attention: Option<&Ragged<'_, u8>>) -> Result<Self> {
+        let ranges = row_ranges(ids, attention)?;
+        let rows = slice_rows(ids, &ranges);
+        Ok(Self { ranges, rows })
+    }
+
+    /// `other` (given as `arg`, one value per token of `ids`) trimmed like the rows.
+    pub fn aligned<'b, U>(
+        &self,
+        ids: &Ragged<'_, T>,
+        arg: &str,
+        other: &Ragged<'b, U>,
+    ) -> Result<Vec<&'b [U]>> {
+        ids.check_aligned(arg, other)?;
+        Ok(slice_rows(other, &self.ranges))
+    }
+}
+
 /// Builds `input_ids` and `attention_mask`: `write(r, row)` writes row `r`'s tokens at the
 /// start of its (zeroed) row and returns how many; the rest is padding.
 fn fill_encoder<O, F>(

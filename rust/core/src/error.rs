@@ -26,6 +26,10 @@ pub enum CoreError {
     #[error("{arg}: {message}")]
     ShapeMismatch { arg: String, message: String },
 
+    /// An index outside a sequence; `arg` names the position (e.g. `indices[3]`).
+    #[error("{arg} = {value} is out of range for {len} items")]
+    IndexOutOfRange { arg: String, value: i64, len: i64 },
+
     /// A resource problem that is not the caller's fault (e.g. a thread pool could not start).
     #[error("internal error: {0}")]
     Internal(String),

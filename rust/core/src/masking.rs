@@ -39,6 +39,20 @@ pub enum Budget {
     Exact { max_predictions: Option<usize> },
 }
 
+impl Budget {
+    /// The budget the Python API's `exact_budget` / `max_predictions` arguments describe.
+    pub fn new(exact_budget: bool, max_predictions: Option<usize>) -> Result<Self> {
+        match (exact_budget, max_predictions) {
+            (true, max_predictions) => Ok(Budget::Exact { max_predictions }),
+            (false, None) => Ok(Budget::Bernoulli),
+            (false, Some(_)) => Err(CoreError::invalid(
+                "max_predictions",
+                "caps the exact budget; it needs exact_budget=True",
+            )),
+        }
+    }
+}
+
 /// What a masking decision selects.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum UnitSpec {
@@ -56,6 +70,122 @@ pub enum UnitSpec {
     /// ALBERT/Megatron n-grams of `1..=max_n` whole words, `P(n) ∝ 1/n` (reversed unless
     /// `favor_shorter`).
     Ngram { max_n: u32, favor_shorter: bool },
+}
+
+/// The parameters of span and n-gram units, as the Python API takes them (each unit reads
+/// only its own).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct UnitArgs {
+    pub geometric_p: f64,
+    pub span_lower: u32,
+    pub span_upper: u32,
+    pub ngram: u32,
+    pub favor_shorter_ngram: bool,
+}
+
+impl UnitArgs {
+    fn span(&self) -> UnitSpec {
+        UnitSpec::Span {
+            geometric_p: self.geometric_p,
+            lower: self.span_lower,
+            upper: self.span_upper,
+        }
+    }
+
+    fn ngram(&self) -> UnitSpec {
+        UnitSpec::Ngram {
+            max_n: self.ngram,
+            favor_shorter: self.favor_shorter_ngram,
+        }
+    }
+}
+
+impl UnitSpec {
+    /// The unit named `s` (`"token"`, `"word"`, `"span"` or `"ngram"`).
+    pub fn parse(arg: &str, s: &str, args: &UnitArgs) -> Result<Self> {
+        match s {
+            "token" => Ok(UnitSpec::Token),
+            "word" => Ok(UnitSpec::Word),
+            "span" => Ok(args.span()),
+            "ngram" => Ok(args.ngram()),
+            other => Err(CoreError::invalid(
+                arg,
+                format!("must be 'token', 'word', 'span' or 'ngram', got {other:?}"),
+            )),
+        }
+    }
+}
+
+/// Whether the replacement decision is drawn once per unit or once per token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplaceBy {
+    Unit,
+    Token,
+}
+
+impl ReplaceBy {
+    pub fn parse(arg: &str, s: &str) -> Result<Self> {
+        match s {
+            "unit" => Ok(ReplaceBy::Unit),
+            "token" => Ok(ReplaceBy::Token),
+            other => Err(CoreError::invalid(
+                arg,
+                format!("must be 'unit' or 'token', got {other:?}"),
+            )),
+        }
+    }
+}
+
+/// How the exact budget's positions are drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PositionSampling {
+    WithoutReplacement,
+    /// ELECTRA's reference sampling (duplicates collapse).
+    WithReplacement,
+}
+
+impl PositionSampling {
+    pub fn parse(arg: &str, s: &str) -> Result<Self> {
+        match s {
+            "without_replacement" => Ok(PositionSampling::WithoutReplacement),
+            "with_replacement" => Ok(PositionSampling::WithReplacement),
+            other => Err(CoreError::invalid(
+                arg,
+                format!("must be 'without_replacement' or 'with_replacement', got {other:?}"),
+            )),
+        }
+    }
+}
+
+/// The special ids a masker uses: those given plus the pad and mask ids (always special),
+/// sorted, without duplicates.
+pub fn effective_special_ids(special_token_ids: &[i64], pad: i64, mask: i64) -> Vec<i64> {
+    let mut specials = special_token_ids.to_vec();
+    specials.extend([pad, mask]);
+    specials.sort_unstable();
+    specials.dedup();
+    specials
+}
+
+/// `count` lengths (in words) of the span or n-gram unit named `unit`, drawn from the law the
+/// masker uses with stream `(seed, 0, purpose("lengths"), sample 0)`: for testing the law.
+pub fn length_samples(unit: &str, args: &UnitArgs, count: usize, seed: u64) -> Result<Vec<u32>> {
+    let (spec, offset) = match unit {
+        "span" => (args.span(), args.span_lower),
+        "ngram" => (args.ngram(), 1),
+        other => {
+            return Err(CoreError::invalid(
+                "unit",
+                format!("must be 'span' or 'ngram', got {other:?}"),
+            ));
+        }
+    };
+    let law = length_law(&spec)?.ok_or_else(|| CoreError::Internal("no length law".into()))?;
+    let mut rng =
+        Streams::new(seed, 0, crate::rng::purpose("lengths")).row(&RowKeys::Samples(&[0]), 0);
+    Ok((0..count)
+        .map(|_| offset + law.sample(&mut rng) as u32)
+        .collect())
 }
 
 #[derive(Debug, Clone)]

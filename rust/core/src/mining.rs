@@ -39,7 +39,7 @@ use kernel::f16_to_f32;
 pub use pairs::{pair_scores, score};
 pub use search::{Plan, Search, SearchOptions, TopK};
 pub use select::{
-    Candidates, Ranks, Removed, Sampling, SelectInputs, SelectParams, Selection, select,
+    Candidates, Ranks, Removed, Sampling, SelectInputs, SelectParams, Selection, positives, select,
 };
 
 /// The purpose tag of the mining streams (random sampling of negatives).

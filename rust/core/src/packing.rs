@@ -5,6 +5,10 @@
 //! example, per-token sequence ids, example-start flags (for masking that must not cross
 //! examples), optional causal-LM labels (−100 on each example's first token, as Hugging Face's
 //! `DataCollatorWithFlattening` does) and flash-attention `cu_seqlens`.
+//!
+//! [`pack_batch`] is the whole call the Python API makes: it checks the examples, cuts the
+//! ones longer than `max_length` when asked ([`Overflow`], [`Cut`]), plans rows or one flat
+//! row ([`Layout`]), packs, and packs any aligned per-token columns the same way.
 
 use crate::batch::{OutId, Ragged, TokenId, fill_rows};
 use crate::ids::IGNORE_INDEX;
@@ -77,43 +81,10 @@ pub fn plan(lengths: &[usize], capacity: usize, strategy: Strategy) -> Result<Pa
             ),
         ));
     }
-    let mut rows: Vec<Vec<u32>> = Vec::new();
-    match strategy {
-        Strategy::Greedy => {
-            let mut room = 0usize;
-            for (i, &len) in lengths.iter().enumerate() {
-                if rows.is_empty() || len > room {
-                    rows.push(Vec::new());
-                    room = capacity;
-                }
-                room -= len;
-                if let Some(r) = rows.last_mut() {
-                    r.push(i as u32);
-                }
-            }
-        }
-        Strategy::FirstFitDecreasing => {
-            let mut order: Vec<u32> = (0..lengths.len() as u32).collect();
-            order.sort_by(|&a, &b| {
-                lengths[b as usize]
-                    .cmp(&lengths[a as usize])
-                    .then(a.cmp(&b))
-            });
-            let mut tree = RoomTree::new(lengths.len().max(1), capacity);
-            for &i in &order {
-                let r = tree.first_fit(lengths[i as usize]);
-                if r == rows.len() {
-                    rows.push(Vec::new());
-                }
-                rows[r].push(i);
-            }
-            for r in &mut rows {
-                r.sort_unstable();
-            }
-            // Rows in the order of their first example, so the batch reads in input order.
-            rows.sort_unstable_by_key(|r| r[0]);
-        }
-    }
+    let rows = match strategy {
+        Strategy::Greedy => greedy_rows(lengths, capacity),
+        Strategy::FirstFitDecreasing => first_fit_decreasing_rows(lengths, capacity),
+    };
     let mut row_starts = Vec::with_capacity(rows.len() + 1);
     row_starts.push(0);
     let mut examples = Vec::with_capacity(lengths.len());
@@ -125,6 +96,48 @@ pub fn plan(lengths: &[usize], capacity: usize, strategy: Strategy) -> Result<Pa
         row_starts,
         examples,
     })
+}
+
+/// Rows in input order, a new one opened when the next example does not fit.
+fn greedy_rows(lengths: &[usize], capacity: usize) -> Vec<Vec<u32>> {
+    let mut rows: Vec<Vec<u32>> = Vec::new();
+    let mut room = 0usize;
+    for (i, &len) in lengths.iter().enumerate() {
+        if rows.is_empty() || len > room {
+            rows.push(Vec::new());
+            room = capacity;
+        }
+        room -= len;
+        if let Some(r) = rows.last_mut() {
+            r.push(i as u32);
+        }
+    }
+    rows
+}
+
+/// First-fit decreasing rows, each listing its examples in input order, in the order of their
+/// first example (so the batch reads in input order).
+fn first_fit_decreasing_rows(lengths: &[usize], capacity: usize) -> Vec<Vec<u32>> {
+    let mut rows: Vec<Vec<u32>> = Vec::new();
+    let mut order: Vec<u32> = (0..lengths.len() as u32).collect();
+    order.sort_by(|&a, &b| {
+        lengths[b as usize]
+            .cmp(&lengths[a as usize])
+            .then(a.cmp(&b))
+    });
+    let mut tree = RoomTree::new(lengths.len().max(1), capacity);
+    for &i in &order {
+        let r = tree.first_fit(lengths[i as usize]);
+        if r == rows.len() {
+            rows.push(Vec::new());
+        }
+        rows[r].push(i);
+    }
+    for r in &mut rows {
+        r.sort_unstable();
+    }
+    rows.sort_unstable_by_key(|r| r[0]);
+    rows
 }
 
 /// A max segment tree over the remaining room of `n` potential rows (all start at
@@ -203,6 +216,33 @@ pub fn pack<T: TokenId, O: OutId>(
     {
         return Err(CoreError::shape("plan", "does not cover the examples"));
     }
+    let totals = row_totals(examples, plan, width)?;
+    let threads = threads_for(threads, examples.values.len(), 32 * 1024);
+    let [
+        input_ids,
+        attention_mask,
+        position_ids,
+        sequence_ids,
+        labels,
+    ] = write_rows(examples, plan, width, pad_token_id, causal_labels, threads)?;
+    let (boundaries, cu_seqlens, max_seqlen) = segments(examples, plan, width, &totals);
+    Ok(Packed {
+        rows: plan.rows(),
+        width,
+        input_ids,
+        attention_mask,
+        position_ids,
+        sequence_ids,
+        labels: if causal_labels { labels } else { Vec::new() },
+        boundaries,
+        cu_seqlens,
+        max_seqlen,
+    })
+}
+
+/// The tokens of each packed row; an error when one exceeds `width` or the batch exceeds
+/// what int32 `cu_seqlens` can address.
+fn row_totals<T>(examples: &Ragged<'_, T>, plan: &PackPlan, width: usize) -> Result<Vec<usize>> {
     let rows = plan.rows();
     let totals: Vec<usize> = (0..rows)
         .map(|r| {
@@ -224,41 +264,62 @@ pub fn pack<T: TokenId, O: OutId>(
             "the packed batch exceeds 2^31 tokens (cu_seqlens are int32)",
         ));
     }
+    Ok(totals)
+}
+
+/// `[input_ids, attention_mask, position_ids, sequence_ids, labels]` of the packed rows
+/// (labels stay zero unless `causal_labels`).
+fn write_rows<T: TokenId, O: OutId>(
+    examples: &Ragged<'_, T>,
+    plan: &PackPlan,
+    width: usize,
+    pad_token_id: i64,
+    causal_labels: bool,
+    threads: usize,
+) -> Result<[Vec<O>; 5]> {
     let pad = O::from_i64(pad_token_id);
     let ignore = O::from_i64(IGNORE_INDEX);
-    let threads = threads_for(threads, examples.values.len(), 32 * 1024);
-    let [
-        input_ids,
-        attention_mask,
-        position_ids,
-        sequence_ids,
-        labels,
-    ] = fill_rows(threads, rows, width, |r, [ids, attn, pos, seq, lab]| {
-        let mut t = 0;
-        for &e in plan.row(r) {
-            let src = examples.row(e as usize);
-            for (k, &x) in src.iter().enumerate() {
-                ids[t + k] = O::from_i64(x.to_i64());
-                attn[t + k] = O::from_i64(1);
-                pos[t + k] = O::from_i64(k as i64);
-                seq[t + k] = O::from_i64(i64::from(e));
-                if causal_labels {
-                    lab[t + k] = if k == 0 {
-                        ignore
-                    } else {
-                        O::from_i64(x.to_i64())
-                    };
+    fill_rows(
+        threads,
+        plan.rows(),
+        width,
+        |r, [ids, attn, pos, seq, lab]| {
+            let mut t = 0;
+            for &e in plan.row(r) {
+                let src = examples.row(e as usize);
+                for (k, &x) in src.iter().enumerate() {
+                    ids[t + k] = O::from_i64(x.to_i64());
+                    attn[t + k] = O::from_i64(1);
+                    pos[t + k] = O::from_i64(k as i64);
+                    seq[t + k] = O::from_i64(i64::from(e));
+                    if causal_labels {
+                        lab[t + k] = if k == 0 {
+                            ignore
+                        } else {
+                            O::from_i64(x.to_i64())
+                        };
+                    }
                 }
+                t += src.len();
             }
-            t += src.len();
-        }
-        ids[t..].fill(pad);
-        seq[t..].fill(O::from_i64(-1));
-        if causal_labels {
-            lab[t..].fill(ignore);
-        }
-    })?;
-    let mut boundaries = vec![0u8; rows * width];
+            ids[t..].fill(pad);
+            seq[t..].fill(O::from_i64(-1));
+            if causal_labels {
+                lab[t..].fill(ignore);
+            }
+        },
+    )
+}
+
+/// Example-start flags over the `rows × width` buffer, flash-attention `cu_seqlens` (each
+/// example a segment, and each row's padding tail) and the longest segment.
+fn segments<T>(
+    examples: &Ragged<'_, T>,
+    plan: &PackPlan,
+    width: usize,
+    totals: &[usize],
+) -> (Vec<u8>, Vec<i32>, usize) {
+    let mut boundaries = vec![0u8; plan.rows() * width];
     let mut cu_seqlens = vec![0i32];
     let mut max_seqlen = 0;
     for (r, &total) in totals.iter().enumerate() {
@@ -277,18 +338,7 @@ pub fn pack<T: TokenId, O: OutId>(
             max_seqlen = max_seqlen.max(width - total);
         }
     }
-    Ok(Packed {
-        rows,
-        width,
-        input_ids,
-        attention_mask,
-        position_ids,
-        sequence_ids,
-        labels: if causal_labels { labels } else { Vec::new() },
-        boundaries,
-        cu_seqlens,
-        max_seqlen,
-    })
+    (boundaries, cu_seqlens, max_seqlen)
 }
 
 /// Packs a per-token column aligned with the examples (e.g. `token_type_ids`, a
@@ -319,6 +369,279 @@ pub fn efficiency(lengths: &[usize], rows: usize, width: usize) -> f64 {
         return 0.0;
     }
     lengths.iter().sum::<usize>() as f64 / (rows * width) as f64
+}
+
+/// How the packed examples are laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// Rows of `max_length` tokens, filled by a [`Strategy`].
+    Rows,
+    /// One padding-free row holding every example.
+    Flat,
+}
+
+impl Layout {
+    pub fn parse(arg: &str, s: &str) -> Result<Self> {
+        match s {
+            "rows" => Ok(Layout::Rows),
+            "flat" => Ok(Layout::Flat),
+            other => Err(CoreError::invalid(
+                arg,
+                format!("must be 'rows' or 'flat', got {other:?}"),
+            )),
+        }
+    }
+}
+
+/// What happens to an example longer than `max_length`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overflow {
+    /// It is an error.
+    Error,
+    /// Its first `max_length` tokens are kept.
+    Truncate,
+    /// It becomes consecutive pieces of at most `max_length` tokens.
+    Split,
+}
+
+impl Overflow {
+    pub fn parse(arg: &str, s: &str) -> Result<Self> {
+        match s {
+            "error" => Ok(Overflow::Error),
+            "truncate" => Ok(Overflow::Truncate),
+            "split" => Ok(Overflow::Split),
+            other => Err(CoreError::invalid(
+                arg,
+                format!("must be 'error', 'truncate' or 'split', got {other:?}"),
+            )),
+        }
+    }
+}
+
+/// Everything [`pack_batch`] needs besides the rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PackOptions {
+    /// Row capacity (needed by [`Layout::Rows`]); with [`Layout::Flat`], a cap on the batch.
+    pub max_length: Option<usize>,
+    pub layout: Layout,
+    pub strategy: Strategy,
+    pub overflow: Overflow,
+    pub pad_token_id: i64,
+    pub causal_labels: bool,
+    /// Round the row width up to a multiple of this (1 = no rounding).
+    pub multiple_of: usize,
+    pub threads: usize,
+}
+
+impl PackOptions {
+    pub fn validate(&self) -> Result<()> {
+        if self.multiple_of == 0 {
+            return Err(CoreError::invalid(
+                "pad_to_multiple_of",
+                "must be a positive integer",
+            ));
+        }
+        if self.max_length == Some(0) {
+            return Err(CoreError::invalid(
+                "max_length",
+                "must be a positive integer",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The examples cut as [`Overflow`] says; `None` when nothing needs cutting.
+    pub fn cut<T: TokenId>(&self, examples: &Ragged<'_, T>) -> Option<Cut> {
+        match (self.max_length, self.overflow) {
+            (Some(m), Overflow::Truncate) => Cut::new(examples, m, false),
+            (Some(m), Overflow::Split) => Cut::new(examples, m, true),
+            _ => None,
+        }
+    }
+
+    /// The plan and the row width for examples of `lengths`.
+    pub fn plan(&self, lengths: &[usize]) -> Result<(PackPlan, usize)> {
+        let round = |w: usize| w.div_ceil(self.multiple_of) * self.multiple_of;
+        match self.layout {
+            Layout::Flat => {
+                let total: usize = lengths.iter().sum();
+                if let Some(m) = self.max_length
+                    && total > m
+                    && self.overflow == Overflow::Error
+                {
+                    return Err(CoreError::invalid(
+                        "max_length",
+                        format!("the batch has {total} tokens, more than max_length={m}"),
+                    ));
+                }
+                Ok((PackPlan::single_row(lengths.len()), round(total)))
+            }
+            Layout::Rows => {
+                let Some(m) = self.max_length else {
+                    return Err(CoreError::invalid(
+                        "max_length",
+                        "packing into rows needs max_length",
+                    ));
+                };
+                Ok((plan(lengths, m, self.strategy)?, round(m)))
+            }
+        }
+    }
+}
+
+/// Examples cut to at most `max_length` tokens each (as int64 rows), and which example each
+/// piece comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cut {
+    pub values: Vec<i64>,
+    pub offsets: Vec<usize>,
+    /// `source[i]`: the example piece `i` comes from (non-decreasing).
+    pub source: Vec<usize>,
+    pub max_length: usize,
+}
+
+impl Cut {
+    /// Cuts rows longer than `max_length`: keeps their start (`split = false`) or splits
+    /// them into consecutive pieces (`split = true`). `None` when no row is too long.
+    pub fn new<T: TokenId>(rows: &Ragged<'_, T>, max_length: usize, split: bool) -> Option<Self> {
+        if (0..rows.rows()).all(|r| rows.row_len(r) <= max_length) {
+            return None;
+        }
+        let mut values = Vec::with_capacity(rows.values.len());
+        let mut offsets = vec![0];
+        let mut source = Vec::new();
+        for r in 0..rows.rows() {
+            let row = rows.row(r);
+            let pieces: Vec<&[T]> = if split {
+                row.chunks(max_length).collect()
+            } else {
+                vec![&row[..row.len().min(max_length)]]
+            };
+            for piece in pieces {
+                values.extend(piece.iter().map(|x| x.to_i64()));
+                offsets.push(values.len());
+                source.push(r);
+            }
+        }
+        Some(Self {
+            values,
+            offsets,
+            source,
+            max_length,
+        })
+    }
+
+    /// The pieces as rows.
+    pub fn rows(&self) -> Ragged<'_, i64> {
+        // Valid CSR by construction.
+        Ragged {
+            values: &self.values,
+            offsets: &self.offsets,
+        }
+    }
+
+    /// A per-token column aligned with the uncut examples, cut into the same pieces:
+    /// `(values, offsets)`.
+    pub fn column<T: Copy>(&self, column: &Ragged<'_, T>) -> (Vec<T>, Vec<usize>) {
+        let mut values = Vec::with_capacity(self.values.len());
+        let mut offsets = vec![0];
+        let (mut last, mut pos) = (usize::MAX, 0);
+        for &s in &self.source {
+            if s != last {
+                (last, pos) = (s, 0);
+            }
+            let row = column.row(s);
+            let take = (row.len() - pos).min(self.max_length);
+            values.extend_from_slice(&row[pos..pos + take]);
+            pos += take;
+            offsets.push(values.len());
+        }
+        (values, offsets)
+    }
+}
+
+/// A per-token column aligned with the examples (`token_type_ids`, a special-tokens mask,
+/// word ids), packed into the same rows, padded with `pad_value`.
+#[derive(Debug, Clone, Copy)]
+pub struct AlignedColumn<'a> {
+    pub name: &'a str,
+    pub rows: Ragged<'a, i64>,
+    pub pad_value: i64,
+}
+
+/// What [`pack_batch`] returns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PackedBatch<O> {
+    pub packed: Packed<O>,
+    /// Tokens packed (after any cutting).
+    pub num_tokens: usize,
+    /// Sequences packed (pieces count separately when examples were split).
+    pub num_sequences: usize,
+    /// Each column given, `rows × width`, in the order given.
+    pub columns: Vec<Vec<O>>,
+}
+
+/// Packs a batch of examples, plus aligned columns, as [`PackOptions`] say.
+pub fn pack_batch<T: TokenId, O: OutId>(
+    examples: &Ragged<'_, T>,
+    columns: &[AlignedColumn<'_>],
+    options: &PackOptions,
+) -> Result<PackedBatch<O>> {
+    options.validate()?;
+    if examples.rows() == 0 {
+        return Err(CoreError::invalid("examples", "the batch is empty"));
+    }
+    if let Some(r) = (0..examples.rows()).find(|&r| examples.row_len(r) == 0) {
+        return Err(CoreError::invalid(
+            "examples",
+            format!("row {r} is empty (zero-length examples cannot be packed)"),
+        ));
+    }
+    match options.cut(examples) {
+        Some(cut) => pack_with_columns(&cut.rows(), examples, Some(&cut), columns, options),
+        None => pack_with_columns(examples, examples, None, columns, options),
+    }
+}
+
+/// Packs `rows` (the examples, or their pieces when `cut`), then each column (aligned with
+/// the uncut `examples`, cut alike) into the same rows.
+fn pack_with_columns<U: TokenId, T, O: OutId>(
+    rows: &Ragged<'_, U>,
+    examples: &Ragged<'_, T>,
+    cut: Option<&Cut>,
+    columns: &[AlignedColumn<'_>],
+    o: &PackOptions,
+) -> Result<PackedBatch<O>> {
+    let lengths: Vec<usize> = (0..rows.rows()).map(|r| rows.row_len(r)).collect();
+    let (the_plan, width) = o.plan(&lengths)?;
+    let packed = pack::<U, O>(
+        rows,
+        &the_plan,
+        width,
+        o.pad_token_id,
+        o.causal_labels,
+        o.threads,
+    )?;
+    let columns = columns
+        .iter()
+        .map(|c| {
+            examples.check_aligned(c.name, &c.rows)?;
+            match cut {
+                Some(cut) => {
+                    let (values, offsets) = cut.column(&c.rows);
+                    let pieces = Ragged::new(c.name, &values, &offsets)?;
+                    pack_column(&pieces, &the_plan, width, c.pad_value)
+                }
+                None => pack_column(&c.rows, &the_plan, width, c.pad_value),
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(PackedBatch {
+        packed,
+        num_tokens: lengths.iter().sum(),
+        num_sequences: rows.rows(),
+        columns,
+    })
 }
 
 #[cfg(test)]
@@ -401,5 +724,86 @@ mod tests {
         assert!(flat.labels.is_empty());
         assert!(pack::<i64, i64>(&r, &PackPlan::single_row(3), 5, 0, false, 1).is_err());
         assert!((efficiency(&[3, 2, 1], 2, 4) - 0.75).abs() < 1e-12);
+    }
+
+    #[test]
+    fn cut_truncates_or_splits_and_recuts_columns() {
+        let ids = [1i64, 2, 3, 4, 5, 6, 7];
+        let r = Ragged::new("x", &ids, &[0, 5, 7]).unwrap();
+        assert!(Cut::new(&r, 5, true).is_none());
+        let t = Cut::new(&r, 3, false).unwrap();
+        assert_eq!(
+            (t.values.as_slice(), t.offsets.as_slice()),
+            (&[1, 2, 3, 6, 7][..], &[0, 3, 5][..])
+        );
+        assert_eq!(t.source, [0, 1]);
+        let s = Cut::new(&r, 2, true).unwrap();
+        assert_eq!(s.values, ids);
+        assert_eq!(s.offsets, [0, 2, 4, 5, 7]);
+        assert_eq!(s.source, [0, 0, 0, 1]);
+        let col = [10i64, 11, 12, 13, 14, 15, 16];
+        let c = Ragged::new("c", &col, &[0, 5, 7]).unwrap();
+        assert_eq!(s.column(&c), (col.to_vec(), vec![0, 2, 4, 5, 7]));
+        assert_eq!(t.column(&c), (vec![10, 11, 12, 15, 16], vec![0, 3, 5]));
+    }
+
+    fn options(layout: Layout, overflow: Overflow, max_length: Option<usize>) -> PackOptions {
+        PackOptions {
+            max_length,
+            layout,
+            strategy: Strategy::FirstFitDecreasing,
+            overflow,
+            pad_token_id: 0,
+            causal_labels: false,
+            multiple_of: 1,
+            threads: 1,
+        }
+    }
+
+    #[test]
+    fn pack_batch_cuts_plans_and_packs_columns() {
+        let ids = [1i64, 2, 3, 4, 5, 6, 7];
+        let r = Ragged::new("input_ids", &ids, &[0, 5, 7]).unwrap();
+        let tt = [0i64, 0, 0, 1, 1, 0, 1];
+        let col = AlignedColumn {
+            name: "token_type_ids",
+            rows: Ragged::new("token_type_ids", &tt, &[0, 5, 7]).unwrap(),
+            pad_value: 9,
+        };
+        let o = options(Layout::Rows, Overflow::Split, Some(3));
+        let b = pack_batch::<i64, i64>(&r, &[col], &o).unwrap();
+        // Pieces [1 2 3] [4 5] [6 7]: FFD puts the two 2-token pieces in rows of their own.
+        assert_eq!(b.packed.input_ids, [1, 2, 3, 4, 5, 0, 6, 7, 0]);
+        assert_eq!(b.columns, [vec![0, 0, 0, 1, 1, 9, 0, 1, 9]]);
+        assert_eq!((b.num_tokens, b.num_sequences), (7, 3));
+        let flat = pack_batch::<i64, i32>(&r, &[], &options(Layout::Flat, Overflow::Error, None));
+        assert_eq!(flat.unwrap().packed.width, 7);
+    }
+
+    #[test]
+    fn pack_batch_errors_name_the_argument() {
+        let ids = [1i64, 2, 3];
+        let r = Ragged::new("input_ids", &ids, &[0, 3]).unwrap();
+        let err = |o: PackOptions| pack_batch::<i64, i64>(&r, &[], &o).unwrap_err().to_string();
+        let rows = options(Layout::Rows, Overflow::Error, None);
+        assert_eq!(err(rows), "max_length: packing into rows needs max_length");
+        let flat = options(Layout::Flat, Overflow::Error, Some(2));
+        assert_eq!(
+            err(flat),
+            "max_length: the batch has 3 tokens, more than max_length=2"
+        );
+        let zero = PackOptions {
+            multiple_of: 0,
+            ..flat
+        };
+        assert!(err(zero).starts_with("pad_to_multiple_of:"));
+        let empty = Ragged::new("input_ids", &ids[..0], &[0, 0]).unwrap();
+        let e = pack_batch::<i64, i64>(&empty, &[], &flat).unwrap_err();
+        assert!(e.to_string().contains("row 0 is empty"));
+        assert!(Layout::parse("layout", "x").is_err());
+        assert_eq!(
+            Overflow::parse("overflow", "x").unwrap_err().to_string(),
+            "overflow: must be 'error', 'truncate' or 'split', got \"x\""
+        );
     }
 }

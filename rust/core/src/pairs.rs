@@ -38,12 +38,12 @@ pub enum Task {
 }
 
 impl Task {
-    pub fn parse(s: &str) -> Result<Self> {
+    pub fn parse(arg: &str, s: &str) -> Result<Self> {
         match s {
             "nsp" => Ok(Task::Nsp),
             "sop" => Ok(Task::Sop),
             other => Err(CoreError::invalid(
-                "task",
+                arg,
                 format!("must be 'nsp' or 'sop', got {other:?}"),
             )),
         }
@@ -372,6 +372,37 @@ fn fair_coin_heads(k: u64, rng: &mut Rng) -> u64 {
     heads
 }
 
+/// The instances rank `rank` of `world` reads, for `indices` into its shard of `total`
+/// instances: item `i` is instance `i * world + rank` and a negative item counts from the
+/// end. Returns the instance numbers and their sample keys `epoch << 40 | item`.
+pub fn shard_items(
+    total: u64,
+    indices: &[i64],
+    rank: u64,
+    world: u64,
+    epoch: u64,
+) -> Result<(Vec<u64>, Vec<u64>)> {
+    if world == 0 || rank >= world {
+        return Err(CoreError::invalid("rank", "need 0 <= rank < world"));
+    }
+    let len = (total.saturating_sub(rank)).div_ceil(world) as i64;
+    let mut items = Vec::with_capacity(indices.len());
+    let mut keys = Vec::with_capacity(indices.len());
+    for (k, &i) in indices.iter().enumerate() {
+        let local = if i < 0 { i + len } else { i };
+        if !(0..len).contains(&local) {
+            return Err(CoreError::IndexOutOfRange {
+                arg: format!("indices[{k}]"),
+                value: i,
+                len,
+            });
+        }
+        items.push(local as u64 * world + rank);
+        keys.push((epoch << 40) | local as u64);
+    }
+    Ok((items, keys))
+}
+
 /// The tokens of instances `items` as `[CLS] A [SEP] B [SEP]`: flat ids and token types
 /// (0 up to and including the first [SEP], 1 after), CSR offsets, and labels.
 pub fn materialize<T: TokenId>(
@@ -633,6 +664,6 @@ mod tests {
             ..PairParams::new(Task::Nsp)
         };
         assert!(build_index(&c, &bad, 0, 0, 1).is_err());
-        assert!(Task::parse("mlm").is_err());
+        assert!(Task::parse("task", "mlm").is_err());
     }
 }

@@ -1,16 +1,17 @@
 //! Token-level contrastive augmentations as a frozen, picklable Python object.
 
+use lmobjectives_core::batch::Dtype;
 use lmobjectives_core::contrastive::{
     AugmentParams, Augmenter as CoreAugmenter, duplicate_groups as core_duplicate_groups,
     view_purpose,
 };
-use lmobjectives_core::rng::{RowKeys, Streams};
+use lmobjectives_core::rng::Streams;
 use numpy::{IntoPyArray, PyArray1};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
-use crate::convert::{OutDtype, id_rows, pad_spec, to_numpy2};
-use crate::errors::to_py;
+use crate::convert::{id_rows, pad_spec, row_keys, to_numpy2};
+use crate::errors::{detached, to_py};
 use crate::with_rows;
 
 /// Augmentation configuration (validated once) and the kernel that applies it to batches.
@@ -106,7 +107,7 @@ impl TokenAugmenter {
         num_threads: usize,
         rows_name: Option<&str>,
     ) -> PyResult<Bound<'py, PyTuple>> {
-        let dtype = OutDtype::parse(dtype)?;
+        let dtype = Dtype::parse("dtype", dtype).map_err(to_py)?;
         let spec = pad_spec(
             max_length,
             truncation,
@@ -115,45 +116,22 @@ impl TokenAugmenter {
             padding_side,
         )?;
         let rows = id_rows(input_ids, "input_ids", rows_name)?;
-        let keys = match &sample_ids {
-            Some(ids) => RowKeys::Samples(ids),
-            None => RowKeys::Batch { index: batch_index },
-        };
+        let keys = row_keys(&sample_ids, batch_index);
         let streams = Streams::new(seed, epoch, view_purpose(view));
         let aug = &self.inner;
         with_rows!(rows, "input_ids", |r| {
             let n = r.rows();
+            macro_rules! run {
+                ($o:ty) => {{
+                    let (w, ids, mask) = detached(py, || {
+                        aug.batch::<_, $o>(&r, &streams, &keys, &spec, pad_token_id, num_threads)
+                    })?;
+                    PyTuple::new(py, [to_numpy2(py, n, w, ids)?, to_numpy2(py, n, w, mask)?])
+                }};
+            }
             match dtype {
-                OutDtype::I64 => {
-                    let (w, ids, mask) = py
-                        .detach(|| {
-                            aug.batch::<_, i64>(
-                                &r,
-                                &streams,
-                                &keys,
-                                &spec,
-                                pad_token_id,
-                                num_threads,
-                            )
-                        })
-                        .map_err(to_py)?;
-                    PyTuple::new(py, [to_numpy2(py, n, w, ids)?, to_numpy2(py, n, w, mask)?])
-                }
-                OutDtype::I32 => {
-                    let (w, ids, mask) = py
-                        .detach(|| {
-                            aug.batch::<_, i32>(
-                                &r,
-                                &streams,
-                                &keys,
-                                &spec,
-                                pad_token_id,
-                                num_threads,
-                            )
-                        })
-                        .map_err(to_py)?;
-                    PyTuple::new(py, [to_numpy2(py, n, w, ids)?, to_numpy2(py, n, w, mask)?])
-                }
+                Dtype::I64 => run!(i64),
+                Dtype::I32 => run!(i32),
             }
         })
     }
@@ -206,7 +184,7 @@ pub fn duplicate_groups<'py>(
 ) -> PyResult<Bound<'py, PyArray1<i64>>> {
     let rows = id_rows(input_ids, "input_ids", rows_name)?;
     with_rows!(rows, "input_ids", |r| {
-        let groups = py.detach(|| core_duplicate_groups(&r));
+        let groups = detached(py, || Ok(core_duplicate_groups(&r)))?;
         Ok(groups.into_pyarray(py))
     })
 }

@@ -3,7 +3,8 @@
 //! Everything here runs with the GIL held and before any kernel: inputs are extracted first,
 //! then the kernel runs detached from the interpreter.
 
-use lmobjectives_core::batch::{PadSpec, Ragged, Side, dense_offsets};
+use lmobjectives_core::batch::{PadSpec, Ragged, Side, TokenId, dense_offsets, offsets_from_i64};
+use lmobjectives_core::rng::RowKeys;
 use numpy::ndarray::Array2;
 use numpy::{
     Element, IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray2, PyUntypedArray,
@@ -13,6 +14,8 @@ use pyo3::PyErr;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
+
+use crate::errors::to_py;
 
 /// Token rows as the kernels see them: a dense 2-D array read in place, or rows gathered
 /// from Python lists / 1-D arrays into one flat buffer.
@@ -192,12 +195,11 @@ fn ragged_parts(obj: &Bound<'_, PyAny>, arg: &str) -> PyResult<Option<(Vec<i64>,
     }
     let values = obj.getattr("values")?;
     let offsets = obj.getattr("offsets")?;
-    let offsets: Vec<i64> = offsets
+    let offsets = offsets
         .cast::<PyArray1<i64>>()
         .map_err(|_| PyTypeError::new_err(format!("{arg}: offsets must be a 1-D int64 array")))?
-        .readonly()
-        .as_array()
-        .to_vec();
+        .readonly();
+    let offsets = offsets_from_i64(arg, &offsets.as_array().to_vec()).map_err(to_py)?;
     let arr = values
         .cast::<PyUntypedArray>()
         .map_err(|_| PyTypeError::new_err(format!("{arg}: values must be a 1-D integer array")))?;
@@ -206,12 +208,7 @@ fn ragged_parts(obj: &Bound<'_, PyAny>, arg: &str) -> PyResult<Option<(Vec<i64>,
             $(
                 if let Ok(a) = arr.cast::<PyArray1<$t>>() {
                     let v: Vec<i64> = a.readonly().as_array().iter().map(|&x| i64::from(x)).collect();
-                    let offsets: Vec<usize> = offsets
-                        .iter()
-                        .map(|&o| usize::try_from(o))
-                        .collect::<Result<_, _>>()
-                        .map_err(|_| PyValueError::new_err(format!("{arg}: negative offset")))?;
-                    Ragged::new(arg, &v, &offsets).map_err(crate::errors::to_py)?;
+                    Ragged::new(arg, &v, &offsets).map_err(to_py)?;
                     return Ok(Some((v, offsets)));
                 }
             )*
@@ -310,93 +307,112 @@ fn push_row<V>(
     conv: &impl Fn(i64) -> V,
     out: &mut Vec<V>,
 ) -> PyResult<()> {
-    let extract_item = |t: usize, item: &Bound<'_, PyAny>, none_as: Option<i64>| {
-        if let Some(v) = none_as
-            && item.is_none()
-        {
-            return Ok(v);
-        }
-        item.extract::<i64>().map_err(|_| {
-            PyTypeError::new_err(format!(
-                "{arg}[{t}]: expected an integer, got {} ({})",
-                type_name(item),
-                item.repr().map(|r| r.to_string()).unwrap_or_default()
-            ))
-        })
-    };
     if let Ok(l) = row.cast::<PyList>() {
         out.reserve(l.len());
         if (allow_bool && small_bit_list(l, conv, out)) || exact_int_list(l, none_as, conv, out) {
             return Ok(());
         }
-        for (t, item) in l.iter().enumerate() {
-            out.push(conv(extract_item(t, &item, none_as)?));
-        }
-        return Ok(());
+        return push_items(l.iter(), arg, none_as, conv, out);
     }
     if let Ok(tup) = row.cast::<PyTuple>() {
         out.reserve(tup.len());
-        for (t, item) in tup.iter().enumerate() {
-            out.push(conv(extract_item(t, &item, none_as)?));
-        }
-        return Ok(());
+        return push_items(tup.iter(), arg, none_as, conv, out);
     }
     if let Ok(arr) = row.cast::<PyUntypedArray>() {
-        if arr.ndim() != 1 {
-            return Err(PyValueError::new_err(format!(
-                "{arg}: expected a 1-D row, got a {}-D array",
-                arr.ndim()
-            )));
-        }
-        out.reserve(arr.len());
-        // Contiguous arrays of types that always fit in i64: one tight loop over the slice
-        // (no per-element range check), which the compiler can vectorise.
-        macro_rules! gather_contiguous {
-            ($($t:ty),*) => {
-                $(
-                    if let Ok(a) = arr.cast::<PyArray1<$t>>() {
-                        let ro = a.readonly();
-                        if let Ok(slice) = ro.as_slice() {
-                            out.extend(slice.iter().map(|&x| conv(i64::from(x))));
-                            return Ok(());
-                        }
-                    }
-                )*
-            };
-        }
-        gather_contiguous!(i64, i32, u32, u16, i16, u8, i8);
-        macro_rules! gather {
-            ($($t:ty),*) => {
-                $(
-                    if let Ok(a) = arr.cast::<PyArray1<$t>>() {
-                        let ro = a.readonly();
-                        for &x in ro.as_array().iter() {
-                            let v = i64::try_from(x).map_err(|_| PyValueError::new_err(format!(
-                                "{arg}: value {x} does not fit in a 64-bit signed integer"
-                            )))?;
-                            out.push(conv(v));
-                        }
-                        return Ok(());
-                    }
-                )*
-            };
-        }
-        gather!(i64, i32, u32, u16, i16, u8, i8, u64);
-        if allow_bool && let Ok(a) = arr.cast::<PyArray1<bool>>() {
-            a.readonly()
-                .as_array()
-                .iter()
-                .for_each(|&x| out.push(conv(i64::from(x))));
-            return Ok(());
-        }
-        return Err(PyTypeError::new_err(format!(
-            "{arg}: expected an integer array, got dtype {}",
-            dtype_name(arr)
-        )));
+        return push_array(arr, arg, allow_bool, conv, out);
     }
     Err(PyTypeError::new_err(format!(
         "{arg}: expected a list of ints or a 1-D integer array, got {}",
         type_name(row)
+    )))
+}
+
+/// The general path over the items of a list or tuple row: each an `int` (or `None`, read as
+/// `none_as` when given); errors name the item.
+fn push_items<'py, V>(
+    items: impl Iterator<Item = Bound<'py, PyAny>>,
+    arg: &str,
+    none_as: Option<i64>,
+    conv: &impl Fn(i64) -> V,
+    out: &mut Vec<V>,
+) -> PyResult<()> {
+    for (t, item) in items.enumerate() {
+        if let Some(v) = none_as
+            && item.is_none()
+        {
+            out.push(conv(v));
+            continue;
+        }
+        let v = item.extract::<i64>().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "{arg}[{t}]: expected an integer, got {} ({})",
+                type_name(&item),
+                item.repr().map(|r| r.to_string()).unwrap_or_default()
+            ))
+        })?;
+        out.push(conv(v));
+    }
+    Ok(())
+}
+
+/// A row given as a 1-D NumPy array of integers (or bools, where allowed).
+fn push_array<V>(
+    arr: &Bound<'_, PyUntypedArray>,
+    arg: &str,
+    allow_bool: bool,
+    conv: &impl Fn(i64) -> V,
+    out: &mut Vec<V>,
+) -> PyResult<()> {
+    if arr.ndim() != 1 {
+        return Err(PyValueError::new_err(format!(
+            "{arg}: expected a 1-D row, got a {}-D array",
+            arr.ndim()
+        )));
+    }
+    out.reserve(arr.len());
+    // Contiguous arrays of types that always fit in i64: one tight loop over the slice
+    // (no per-element range check), which the compiler can vectorise.
+    macro_rules! gather_contiguous {
+        ($($t:ty),*) => {
+            $(
+                if let Ok(a) = arr.cast::<PyArray1<$t>>() {
+                    let ro = a.readonly();
+                    if let Ok(slice) = ro.as_slice() {
+                        out.extend(slice.iter().map(|&x| conv(i64::from(x))));
+                        return Ok(());
+                    }
+                }
+            )*
+        };
+    }
+    gather_contiguous!(i64, i32, u32, u16, i16, u8, i8);
+    macro_rules! gather {
+        ($($t:ty),*) => {
+            $(
+                if let Ok(a) = arr.cast::<PyArray1<$t>>() {
+                    let ro = a.readonly();
+                    for &x in ro.as_array().iter() {
+                        let v = i64::try_from(x).map_err(|_| PyValueError::new_err(format!(
+                            "{arg}: value {x} does not fit in a 64-bit signed integer"
+                        )))?;
+                        out.push(conv(v));
+                    }
+                    return Ok(());
+                }
+            )*
+        };
+    }
+    gather!(i64, i32, u32, u16, i16, u8, i8, u64);
+    if allow_bool && let Ok(a) = arr.cast::<PyArray1<bool>>() {
+        a.readonly()
+            .as_array()
+            .iter()
+            .for_each(|&x| out.push(conv(i64::from(x))));
+        return Ok(());
+    }
+    Err(PyTypeError::new_err(format!(
+        "{arg}: expected an integer array, got dtype {}",
+        dtype_name(arr)
     )))
 }
 
@@ -502,25 +518,52 @@ pub fn pad_spec(
         truncation,
         pad_to_max_length,
         multiple_of: pad_to_multiple_of,
-        side: Side::parse("padding_side", padding_side).map_err(crate::errors::to_py)?,
+        side: Side::parse("padding_side", padding_side).map_err(to_py)?,
     })
 }
 
-/// Output integer width.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutDtype {
-    I64,
-    I32,
+/// The name of the rows of `key` in error messages: `rows_name` (a template such as
+/// `"examples[{row}]['{key}']"`) with `{key}` filled in.
+pub fn key_name(rows_name: Option<&str>, key: &str) -> Option<String> {
+    rows_name.map(|t| t.replace("{key}", key))
 }
 
-impl OutDtype {
-    pub fn parse(s: &str) -> PyResult<Self> {
-        match s {
-            "int64" => Ok(OutDtype::I64),
-            "int32" => Ok(OutDtype::I32),
-            other => Err(PyValueError::new_err(format!(
-                "dtype: must be 'int64' or 'int32', got {other:?}"
-            ))),
-        }
+/// Token rows converted to int64: `(values, offsets)`.
+pub fn id_rows_i64(
+    obj: &Bound<'_, PyAny>,
+    arg: &str,
+    rows_name: Option<&str>,
+) -> PyResult<(Vec<i64>, Vec<usize>)> {
+    with_rows!(id_rows(obj, arg, rows_name)?, arg, |r| Ok((
+        r.values.iter().map(|x| x.to_i64()).collect(),
+        r.offsets.to_vec()
+    )))
+}
+
+/// A view of gathered `(values, offsets)` rows, when given.
+pub fn ragged<'a, V>(
+    arg: &str,
+    rows: &'a Option<(Vec<V>, Vec<usize>)>,
+) -> PyResult<Option<Ragged<'a, V>>> {
+    rows.as_ref()
+        .map(|(v, o)| Ragged::new(arg, v, o))
+        .transpose()
+        .map_err(to_py)
+}
+
+/// Sample keys from a uint64 array (read at once) or any sequence of ints.
+pub fn sample_keys(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Vec<u64>>> {
+    obj.map(|s| match s.cast::<PyArray1<u64>>() {
+        Ok(a) => Ok(a.readonly().as_array().to_vec()),
+        Err(_) => s.extract::<Vec<u64>>(),
+    })
+    .transpose()
+}
+
+/// Row keys: the sample keys when given, else the batch index.
+pub fn row_keys(sample_ids: &Option<Vec<u64>>, batch_index: u64) -> RowKeys<'_> {
+    match sample_ids {
+        Some(ids) => RowKeys::Samples(ids),
+        None => RowKeys::Batch { index: batch_index },
     }
 }

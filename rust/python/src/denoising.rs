@@ -1,20 +1,19 @@
 //! Denoising kernels as frozen, picklable Python objects: `SpanCorruptor` (T5 span
 //! corruption and UL2 mixtures) and `BartNoiser`, plus `compute_input_and_target_lengths`.
 
-use lmobjectives_core::CoreError;
-use lmobjectives_core::batch::{OutId, TokenId};
+use lmobjectives_core::batch::{Dtype, OutId, TokenId};
 use lmobjectives_core::denoise::bart::{BartConfig, BartJob, BartParams, MaskLength};
 use lmobjectives_core::denoise::seq2seq::{Seq2SeqConfig, Seq2SeqJob, Seq2SeqParams};
 use lmobjectives_core::denoise::t5;
-use lmobjectives_core::denoise::ul2::{Denoiser, DenoiserKind, DenoiserParams};
-use lmobjectives_core::denoise::{Seq2SeqBatch, Widths, row_ranges, slice_rows};
-use lmobjectives_core::rng::{RowKeys, Streams, purpose};
-use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods};
+use lmobjectives_core::denoise::ul2::{Denoiser, DenoiserParams};
+use lmobjectives_core::denoise::{Seq2SeqBatch, Trimmed, Widths};
+use lmobjectives_core::rng::{Streams, purpose};
+use numpy::{IntoPyArray, PyArray1, PyArray2};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
-use crate::convert::{OutDtype, id_rows, mask_rows, to_numpy2};
-use crate::errors::to_py;
+use crate::convert::{id_rows, key_name, mask_rows, ragged, row_keys, sample_keys, to_numpy2};
+use crate::errors::{detached, to_py};
 use crate::with_rows;
 
 type Arrays<'py, O> = (
@@ -41,22 +40,6 @@ fn arrays<O: OutId + numpy::Element>(
     ))
 }
 
-/// Sample keys from a uint64 array (read at once) or any sequence of ints.
-fn sample_keys(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Vec<u64>>> {
-    obj.map(|s| match s.cast::<numpy::PyArray1<u64>>() {
-        Ok(a) => Ok(a.readonly().as_array().to_vec()),
-        Err(_) => s.extract::<Vec<u64>>(),
-    })
-    .transpose()
-}
-
-fn keys(sample_ids: &Option<Vec<u64>>, batch_index: u64) -> RowKeys<'_> {
-    match sample_ids {
-        Some(ids) => RowKeys::Samples(ids),
-        None => RowKeys::Batch { index: batch_index },
-    }
-}
-
 /// T5's `random_spans_helper(inputs_length, noise_density, mean_noise_span_length, 1, 1)`:
 /// `(raw tokens, targets length)`.
 #[pyfunction]
@@ -76,25 +59,7 @@ type DenoiserTuple = (String, f64, f64, Option<i64>);
 
 fn denoiser_params(d: &DenoiserTuple) -> PyResult<DenoiserParams> {
     let (kind, density, mean, mode) = d;
-    let kind = match kind.as_str() {
-        "spans" => DenoiserKind::Spans {
-            noise_density: *density,
-            mean_span: *mean,
-        },
-        "prefix" => DenoiserKind::Prefix {
-            noise_density: *density,
-        },
-        other => {
-            return Err(to_py(CoreError::invalid(
-                "denoisers",
-                format!("kind must be 'spans' or 'prefix', got {other:?}"),
-            )));
-        }
-    };
-    Ok(DenoiserParams {
-        kind,
-        mode_token: *mode,
-    })
+    DenoiserParams::parse("denoisers", kind, *density, *mean, *mode).map_err(to_py)
 }
 
 /// Per denoiser, `(raw_length, input_length, target_length, max_sentinels)` at inputs of
@@ -303,8 +268,8 @@ impl SpanCorruptor {
         num_threads: usize,
         rows_name: Option<&str>,
     ) -> PyResult<Bound<'py, PyTuple>> {
-        let dtype = OutDtype::parse(dtype)?;
-        let name = |key: &str| rows_name.map(|t| t.replace("{key}", key));
+        let dtype = Dtype::parse("dtype", dtype).map_err(to_py)?;
+        let name = |key: &str| key_name(rows_name, key);
         let rows = id_rows(input_ids, "input_ids", name("input_ids").as_deref())?;
         let attn = attention_mask
             .map(|a| mask_rows(a, "attention_mask", name("attention_mask").as_deref()))
@@ -315,19 +280,14 @@ impl SpanCorruptor {
             multiple_of: pad_to_multiple_of,
         };
         let sample_ids = sample_keys(sample_ids)?;
-        let keys = keys(&sample_ids, batch_index);
+        let keys = row_keys(&sample_ids, batch_index);
         let cfg = &self.cfg;
         with_rows!(rows, "input_ids", |r| {
-            let att = attn
-                .as_ref()
-                .map(|(v, o)| Ragged::new("attention_mask", v, o))
-                .transpose()
-                .map_err(to_py)?;
-            let ranges = row_ranges(&r, att.as_ref()).map_err(to_py)?;
-            let slices = slice_rows(&r, &ranges);
+            let trimmed =
+                Trimmed::new(&r, ragged("attention_mask", &attn)?.as_ref()).map_err(to_py)?;
             let job = Seq2SeqJob::new(
                 cfg,
-                &slices,
+                &trimmed.rows,
                 widths,
                 truncation,
                 seed,
@@ -386,19 +346,13 @@ fn py_bool(b: bool) -> &'static str {
 /// Runs a job at the requested output width with the GIL released.
 fn run_job<'py, J: RunBoth + Sync>(
     py: Python<'py>,
-    dtype: OutDtype,
+    dtype: Dtype,
     job: &J,
     threads: usize,
 ) -> PyResult<Bound<'py, PyTuple>> {
     match dtype {
-        OutDtype::I64 => {
-            let b = py.detach(|| job.run_i64(threads)).map_err(to_py)?;
-            arrays(py, b)?.into_pyobject(py)
-        }
-        OutDtype::I32 => {
-            let b = py.detach(|| job.run_i32(threads)).map_err(to_py)?;
-            arrays(py, b)?.into_pyobject(py)
-        }
+        Dtype::I64 => arrays(py, detached(py, || job.run_i64(threads))?)?.into_pyobject(py),
+        Dtype::I32 => arrays(py, detached(py, || job.run_i32(threads))?)?.into_pyobject(py),
     }
 }
 
@@ -455,6 +409,31 @@ struct BartArgs {
     add_special_tokens: bool,
 }
 
+impl BartArgs {
+    fn params(&self) -> PyResult<BartParams<'_>> {
+        Ok(BartParams {
+            vocab_size: self.vocab_size,
+            bos_token_id: self.bos_token_id,
+            eos_token_id: self.eos_token_id,
+            pad_token_id: self.pad_token_id,
+            mask_token_id: self.mask_token_id,
+            decoder_start_token_id: self.decoder_start_token_id,
+            special_token_ids: &self.special_token_ids,
+            word_starts: self.word_starts.as_deref(),
+            full_stop_ids: &self.full_stop_token_ids,
+            mask_ratio: self.mask_ratio,
+            random_ratio: self.random_ratio,
+            insert_ratio: self.insert_ratio,
+            rotate_ratio: self.rotate_ratio,
+            permute_sentence_ratio: self.permute_sentence_ratio,
+            poisson_lambda: self.poisson_lambda,
+            mask_length: MaskLength::parse("mask_length", &self.mask_length).map_err(to_py)?,
+            replace_length: self.replace_length,
+            add_special_tokens: self.add_special_tokens,
+        })
+    }
+}
+
 #[pymethods]
 impl BartNoiser {
     #[new]
@@ -506,27 +485,7 @@ impl BartNoiser {
             replace_length,
             add_special_tokens,
         };
-        let cfg = BartConfig::new(&BartParams {
-            vocab_size,
-            bos_token_id,
-            eos_token_id,
-            pad_token_id,
-            mask_token_id,
-            decoder_start_token_id,
-            special_token_ids: &args.special_token_ids,
-            word_starts: args.word_starts.as_deref(),
-            full_stop_ids: &args.full_stop_token_ids,
-            mask_ratio,
-            random_ratio,
-            insert_ratio,
-            rotate_ratio,
-            permute_sentence_ratio,
-            poisson_lambda,
-            mask_length: MaskLength::parse(mask_length).map_err(to_py)?,
-            replace_length,
-            add_special_tokens,
-        })
-        .map_err(to_py)?;
+        let cfg = BartConfig::new(&args.params()?).map_err(to_py)?;
         Ok(Self { cfg, args })
     }
 
@@ -638,9 +597,7 @@ impl BartNoiser {
         count: usize,
         seed: u64,
     ) -> PyResult<Bound<'py, PyArray1<u32>>> {
-        let v = py
-            .detach(|| self.cfg.sample_span_lengths(count, seed))
-            .map_err(to_py)?;
+        let v = detached(py, || self.cfg.sample_span_lengths(count, seed))?;
         Ok(v.into_pyarray(py))
     }
 
@@ -666,8 +623,8 @@ impl BartNoiser {
         num_threads: usize,
         rows_name: Option<&str>,
     ) -> PyResult<Bound<'py, PyTuple>> {
-        let dtype = OutDtype::parse(dtype)?;
-        let name = |key: &str| rows_name.map(|t| t.replace("{key}", key));
+        let dtype = Dtype::parse("dtype", dtype).map_err(to_py)?;
+        let name = |key: &str| key_name(rows_name, key);
         let rows = id_rows(input_ids, "input_ids", name("input_ids").as_deref())?;
         let attn = attention_mask
             .map(|a| mask_rows(a, "attention_mask", name("attention_mask").as_deref()))
@@ -681,27 +638,18 @@ impl BartNoiser {
             multiple_of: pad_to_multiple_of,
         };
         let sample_ids = sample_keys(sample_ids)?;
-        let keys = keys(&sample_ids, batch_index);
+        let keys = row_keys(&sample_ids, batch_index);
         let cfg = &self.cfg;
         with_rows!(rows, "input_ids", |r| {
-            let att = attn
-                .as_ref()
-                .map(|(v, o)| Ragged::new("attention_mask", v, o))
+            let trimmed =
+                Trimmed::new(&r, ragged("attention_mask", &attn)?.as_ref()).map_err(to_py)?;
+            let start_rows = ragged("sentence_starts", &starts)?
+                .map(|s| trimmed.aligned(&r, "sentence_starts", &s))
                 .transpose()
                 .map_err(to_py)?;
-            let ranges = row_ranges(&r, att.as_ref()).map_err(to_py)?;
-            let slices = slice_rows(&r, &ranges);
-            let start_rows = starts
-                .as_ref()
-                .map(|(v, o)| -> PyResult<Vec<&[u8]>> {
-                    let s = Ragged::new("sentence_starts", v, o).map_err(to_py)?;
-                    r.check_aligned("sentence_starts", &s).map_err(to_py)?;
-                    Ok(slice_rows(&s, &ranges))
-                })
-                .transpose()?;
             let job = BartJob::new(
                 cfg,
-                &slices,
+                &trimmed.rows,
                 start_rows.as_deref(),
                 widths,
                 Streams::new(seed, epoch, 0),

@@ -1,10 +1,11 @@
-//! `CoreError` → Python exceptions. Every kind subclasses `ValueError`, so `except ValueError`
-//! catches them, and the message names the offending argument.
+//! `CoreError` → Python exceptions. Every argument error subclasses `ValueError`, so
+//! `except ValueError` catches them, and the message names the offending argument; an index
+//! out of range is an `IndexError`, as for any Python sequence.
 
 use lmobjectives_core::CoreError;
 use pyo3::PyErr;
 use pyo3::create_exception;
-use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::exceptions::{PyIndexError, PyRuntimeError, PyValueError};
 
 create_exception!(
     lmobjectives,
@@ -37,6 +38,7 @@ pub fn to_py(e: CoreError) -> PyErr {
         CoreError::InvalidArgument { .. } => InvalidArgumentError::new_err(msg),
         CoreError::TokenOutOfRange { .. } => TokenIdError::new_err(msg),
         CoreError::ShapeMismatch { .. } => ShapeError::new_err(msg),
+        CoreError::IndexOutOfRange { .. } => PyIndexError::new_err(msg),
         CoreError::Internal(_) => PyRuntimeError::new_err(msg),
     }
 }

@@ -1,7 +1,7 @@
 //! `lmobjectives._core`: PyO3 bindings over `lmobjectives-core`.
 //!
 //! Conversions only: every function extracts its inputs, then runs the pure-Rust kernel with
-//! the interpreter detached (`py.detach`), then moves the result buffers into NumPy arrays.
+//! the interpreter detached ([`errors::detached`], which also turns a panic into a `RuntimeError`), then moves the result buffers into NumPy arrays.
 
 mod contrastive;
 mod convert;

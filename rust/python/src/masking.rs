@@ -1,17 +1,19 @@
 //! `MlmMasker`: the MLM masking kernel as a frozen, picklable Python object.
 
-use lmobjectives_core::CoreError;
-use lmobjectives_core::batch::Ragged;
+use lmobjectives_core::batch::Dtype;
 use lmobjectives_core::masking::{
-    Budget, MlmBatch, MlmConfig, MlmJob, MlmParams, PURPOSE, TokenMasks, UnitSpec, length_law,
+    Budget, MlmBatch, MlmConfig, MlmJob, MlmParams, PURPOSE, PositionSampling, ReplaceBy,
+    TokenMasks, UnitArgs, UnitSpec, effective_special_ids, length_samples,
 };
-use lmobjectives_core::rng::{RowKeys, Streams};
+use lmobjectives_core::rng::Streams;
 use numpy::{PyArray2, PyArray3, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
-use crate::convert::{OutDtype, id_rows, mask_rows, pad_spec, to_numpy2, word_id_rows};
+use crate::convert::{
+    id_rows, key_name, mask_rows, pad_spec, ragged, row_keys, sample_keys, to_numpy2, word_id_rows,
+};
 use crate::errors::{detached, to_py};
 use crate::with_rows;
 
@@ -46,26 +48,14 @@ struct Args {
 }
 
 impl Args {
-    fn unit_spec(&self) -> PyResult<UnitSpec> {
-        Ok(match self.unit.as_str() {
-            "token" => UnitSpec::Token,
-            "word" => UnitSpec::Word,
-            "span" => UnitSpec::Span {
-                geometric_p: self.geometric_p,
-                lower: self.span_lower,
-                upper: self.span_upper,
-            },
-            "ngram" => UnitSpec::Ngram {
-                max_n: self.ngram,
-                favor_shorter: self.favor_shorter_ngram,
-            },
-            other => {
-                return Err(to_py(CoreError::invalid(
-                    "unit",
-                    format!("must be 'token', 'word', 'span' or 'ngram', got {other:?}"),
-                )));
-            }
-        })
+    fn unit_args(&self) -> UnitArgs {
+        UnitArgs {
+            geometric_p: self.geometric_p,
+            span_lower: self.span_lower,
+            span_upper: self.span_upper,
+            ngram: self.ngram,
+            favor_shorter_ngram: self.favor_shorter_ngram,
+        }
     }
 
     fn kwargs<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
@@ -177,38 +167,49 @@ pub fn _length_samples<'py>(
     ngram: u32,
     favor_shorter_ngram: bool,
 ) -> PyResult<Bound<'py, numpy::PyArray1<u32>>> {
-    let (spec, offset) = match unit {
-        "span" => (
-            UnitSpec::Span {
-                geometric_p,
-                lower: span_lower,
-                upper: span_upper,
-            },
-            span_lower,
-        ),
-        "ngram" => (
-            UnitSpec::Ngram {
-                max_n: ngram,
-                favor_shorter: favor_shorter_ngram,
-            },
-            1,
-        ),
-        other => {
-            return Err(to_py(CoreError::invalid(
-                "unit",
-                format!("must be 'span' or 'ngram', got {other:?}"),
-            )));
-        }
+    let args = UnitArgs {
+        geometric_p,
+        span_lower,
+        span_upper,
+        ngram,
+        favor_shorter_ngram,
     };
-    let law = length_law(&spec)
-        .map_err(to_py)?
-        .ok_or_else(|| to_py(CoreError::Internal("no length law".into())))?;
-    let mut rng = Streams::new(seed, 0, lmobjectives_core::rng::purpose("lengths"))
-        .row(&RowKeys::Samples(&[0]), 0);
-    let out: Vec<u32> = (0..count)
-        .map(|_| offset + law.sample(&mut rng) as u32)
-        .collect();
+    let out = length_samples(unit, &args, count, seed).map_err(to_py)?;
     Ok(numpy::IntoPyArray::into_pyarray(out, py))
+}
+
+impl MlmMasker {
+    /// Validates the constructor's arguments (the special ids become the effective set:
+    /// pad and mask are always special) into a masker.
+    fn from_args(mut args: Args) -> PyResult<Self> {
+        let sampling = PositionSampling::parse("position_sampling", &args.position_sampling);
+        let with_replacement = sampling.map_err(to_py)? == PositionSampling::WithReplacement;
+        let budget = Budget::new(args.exact_budget, args.max_predictions).map_err(to_py)?;
+        let replace_by = ReplaceBy::parse("replace_by", &args.replace_by).map_err(to_py)?;
+        args.special_token_ids = effective_special_ids(
+            &args.special_token_ids,
+            args.pad_token_id,
+            args.mask_token_id,
+        );
+        let cfg = MlmConfig::new(&MlmParams {
+            mlm_probability: args.mlm_probability,
+            mask_replace_prob: args.mask_replace_prob,
+            random_replace_prob: args.random_replace_prob,
+            budget,
+            unit: UnitSpec::parse("unit", &args.unit, &args.unit_args()).map_err(to_py)?,
+            with_replacement,
+            replace_by_unit: replace_by == ReplaceBy::Unit,
+            word_starts: args.word_starts.as_deref(),
+            ..MlmParams::new(
+                args.vocab_size,
+                args.mask_token_id,
+                args.pad_token_id,
+                &args.special_token_ids,
+            )
+        })
+        .map_err(to_py)?;
+        Ok(Self { cfg, args })
+    }
 }
 
 #[pymethods]
@@ -242,42 +243,11 @@ impl MlmMasker {
         favor_shorter_ngram: bool,
         position_sampling: &str,
     ) -> PyResult<Self> {
-        let with_replacement = match position_sampling {
-            "without_replacement" => false,
-            "with_replacement" => true,
-            other => {
-                return Err(to_py(CoreError::invalid(
-                    "position_sampling",
-                    format!("must be 'without_replacement' or 'with_replacement', got {other:?}"),
-                )));
-            }
-        };
-        if max_predictions.is_some() && !exact_budget {
-            return Err(to_py(CoreError::invalid(
-                "max_predictions",
-                "caps the exact budget; it needs exact_budget=True",
-            )));
-        }
-        let replace_by_unit = match replace_by {
-            "unit" => true,
-            "token" => false,
-            other => {
-                return Err(to_py(CoreError::invalid(
-                    "replace_by",
-                    format!("must be 'unit' or 'token', got {other:?}"),
-                )));
-            }
-        };
-        // Report the effective set: pad and mask are always special.
-        let mut specials = special_token_ids;
-        specials.extend([pad_token_id, mask_token_id]);
-        specials.sort_unstable();
-        specials.dedup();
-        let args = Args {
+        Self::from_args(Args {
             vocab_size,
             mask_token_id,
             pad_token_id,
-            special_token_ids: specials,
+            special_token_ids,
             mlm_probability,
             mask_replace_prob,
             random_replace_prob,
@@ -292,29 +262,7 @@ impl MlmMasker {
             ngram,
             favor_shorter_ngram,
             position_sampling: position_sampling.to_string(),
-        };
-        let cfg = MlmConfig::new(&MlmParams {
-            mlm_probability,
-            mask_replace_prob,
-            random_replace_prob,
-            budget: if exact_budget {
-                Budget::Exact { max_predictions }
-            } else {
-                Budget::Bernoulli
-            },
-            unit: args.unit_spec()?,
-            with_replacement,
-            replace_by_unit,
-            word_starts: args.word_starts.as_deref(),
-            ..MlmParams::new(
-                vocab_size,
-                mask_token_id,
-                pad_token_id,
-                &args.special_token_ids,
-            )
         })
-        .map_err(to_py)?;
-        Ok(Self { cfg, args })
     }
 
     #[getter]
@@ -411,7 +359,7 @@ impl MlmMasker {
         rows_name: Option<&str>,
         allocate: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyTuple>> {
-        let dtype = OutDtype::parse(dtype)?;
+        let dtype = Dtype::parse("dtype", dtype).map_err(to_py)?;
         let pad = pad_spec(
             max_length,
             truncation,
@@ -419,66 +367,33 @@ impl MlmMasker {
             pad_to_multiple_of,
             padding_side,
         )?;
-        // `rows_name` is a template such as "examples[{row}]['{key}']" for error messages.
-        let name = |key: &str| rows_name.map(|t| t.replace("{key}", key));
+        let name = |key: &str| key_name(rows_name, key);
         let rows = id_rows(input_ids, "input_ids", name("input_ids").as_deref())?;
-        let attn = attention_mask
-            .map(|a| mask_rows(a, "attention_mask", name("attention_mask").as_deref()))
-            .transpose()?;
-        let spec = special_tokens_mask
-            .map(|s| {
-                mask_rows(
-                    s,
-                    "special_tokens_mask",
-                    name("special_tokens_mask").as_deref(),
-                )
-            })
-            .transpose()?;
+        let mask = |obj: Option<&Bound<'py, PyAny>>, arg: &str| {
+            obj.map(|m| mask_rows(m, arg, name(arg).as_deref()))
+                .transpose()
+        };
+        let attn = mask(attention_mask, "attention_mask")?;
+        let spec = mask(special_tokens_mask, "special_tokens_mask")?;
         let words = word_ids
             .map(|w| word_id_rows(w, "word_ids", name("word_ids").as_deref()))
             .transpose()?;
-        let bounds = boundaries
-            .map(|b| mask_rows(b, "boundaries", name("boundaries").as_deref()))
-            .transpose()?;
+        let bounds = mask(boundaries, "boundaries")?;
         let masks = TokenMasks {
-            attention_mask: attn
-                .as_ref()
-                .map(|(v, o)| Ragged::new("attention_mask", v, o))
-                .transpose()
-                .map_err(to_py)?,
-            special_tokens_mask: spec
-                .as_ref()
-                .map(|(v, o)| Ragged::new("special_tokens_mask", v, o))
-                .transpose()
-                .map_err(to_py)?,
-            word_ids: words
-                .as_ref()
-                .map(|(v, o)| Ragged::new("word_ids", v, o))
-                .transpose()
-                .map_err(to_py)?,
-            boundaries: bounds
-                .as_ref()
-                .map(|(v, o)| Ragged::new("boundaries", v, o))
-                .transpose()
-                .map_err(to_py)?,
+            attention_mask: ragged("attention_mask", &attn)?,
+            special_tokens_mask: ragged("special_tokens_mask", &spec)?,
+            word_ids: ragged("word_ids", &words)?,
+            boundaries: ragged("boundaries", &bounds)?,
         };
-        let sample_ids: Option<Vec<u64>> = sample_ids
-            .map(|s| match s.cast::<numpy::PyArray1<u64>>() {
-                Ok(a) => Ok(a.readonly().as_array().to_vec()),
-                Err(_) => s.extract::<Vec<u64>>(),
-            })
-            .transpose()?;
-        let keys = match &sample_ids {
-            Some(ids) => RowKeys::Samples(ids),
-            None => RowKeys::Batch { index: batch_index },
-        };
+        let sample_ids = sample_keys(sample_ids)?;
+        let keys = row_keys(&sample_ids, batch_index);
         let streams = Streams::new(seed, epoch, PURPOSE);
         let cfg = &self.cfg;
         with_rows!(rows, "input_ids", |r| {
             let job = MlmJob::new(cfg, &r, &masks, &pad, &streams, &keys).map_err(to_py)?;
             match dtype {
-                OutDtype::I64 => run_job::<_, i64>(py, &job, num_threads, allocate),
-                OutDtype::I32 => run_job::<_, i32>(py, &job, num_threads, allocate),
+                Dtype::I64 => run_job::<_, i64>(py, &job, num_threads, allocate),
+                Dtype::I32 => run_job::<_, i32>(py, &job, num_threads, allocate),
             }
         })
     }

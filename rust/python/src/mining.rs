@@ -4,12 +4,12 @@
 //! re-attaches to check for signals (Ctrl-C raises `KeyboardInterrupt` within a chunk's time,
 //! about a tenth of a second) and to report progress.
 
-use lmobjectives_core::batch::Ragged;
+use lmobjectives_core::batch::{Ragged, offsets_from_i64};
 use lmobjectives_core::mining::{
     Candidates, Embeddings, Isa, Ranks, Sampling, Search, SearchOptions, SelectInputs,
-    SelectParams, Similarity, Values, pair_scores as core_pair_scores, select,
+    SelectParams, Selection, Similarity, Values, pair_scores as core_pair_scores, positives,
+    select,
 };
-use numpy::ndarray::Array2;
 use numpy::{
     IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
     PyUntypedArray, PyUntypedArrayMethods,
@@ -18,7 +18,8 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use crate::errors::to_py;
+use crate::convert::to_numpy2;
+use crate::errors::{detached, to_py};
 
 /// A 2-D embedding array read in place: float32, or float16 given as its uint16 bits.
 enum Matrix<'py> {
@@ -74,14 +75,15 @@ fn slice1<'a, T: numpy::Element>(a: &'a PyReadonlyArray1<'_, T>, arg: &str) -> P
         .map_err(|_| PyValueError::new_err(format!("{arg}: must be C-contiguous")))
 }
 
+fn slice1_opt<'a, T: numpy::Element>(
+    a: &'a Option<PyReadonlyArray1<'_, T>>,
+    arg: &str,
+) -> PyResult<Option<&'a [T]>> {
+    a.as_ref().map(|a| slice1(a, arg)).transpose()
+}
+
 fn csr_offsets(a: &PyReadonlyArray1<'_, i64>, arg: &str) -> PyResult<Vec<usize>> {
-    slice1(a, arg)?
-        .iter()
-        .map(|&o| {
-            usize::try_from(o)
-                .map_err(|_| PyValueError::new_err(format!("{arg}: negative offset {o}")))
-        })
-        .collect()
+    offsets_from_i64(arg, slice1(a, arg)?).map_err(to_py)
 }
 
 /// Ids and scores, `rows × k` each.
@@ -93,17 +95,6 @@ type Selected<'py> = (
     Bound<'py, PyArray2<f32>>,
     Bound<'py, PyDict>,
 );
-
-fn to_numpy2<'py, T: numpy::Element>(
-    py: Python<'py>,
-    rows: usize,
-    cols: usize,
-    v: Vec<T>,
-) -> PyResult<Bound<'py, PyArray2<T>>> {
-    let arr = Array2::from_shape_vec((rows, cols), v)
-        .map_err(|e| PyValueError::new_err(format!("internal shape error: {e}")))?;
-    Ok(arr.into_pyarray(py))
-}
 
 /// Exact top-`k` search: `(ids int64 [Q, k], scores float32 [Q, k])`, each row by score
 /// (descending) then id. `progress(done, total)` is called after every chunk of tasks.
@@ -150,8 +141,7 @@ pub fn search_topk<'py>(
     let mut done = 0;
     while done < tasks {
         let end = (done + chunk).min(tasks);
-        py.detach(|| search.run(done..end, &mut result, num_threads))
-            .map_err(to_py)?;
+        detached(py, || search.run(done..end, &mut result, num_threads))?;
         done = end;
         py.check_signals()?;
         if let Some(p) = progress {
@@ -193,9 +183,9 @@ pub fn pair_scores<'py>(
     let offs = csr_offsets(&offsets, name)?;
     let vals = slice1(&values, name)?;
     let pairs = Ragged::new(name, vals, &offs).map_err(to_py)?;
-    let scores = py
-        .detach(|| core_pair_scores(name, q, c, similarity, &pairs, num_threads))
-        .map_err(to_py)?;
+    let scores = detached(py, || {
+        core_pair_scores(name, q, c, similarity, &pairs, num_threads)
+    })?;
     Ok(scores.into_pyarray(py))
 }
 
@@ -232,24 +222,6 @@ pub fn select_negatives<'py>(
     seed: u64,
     num_threads: usize,
 ) -> PyResult<Selected<'py>> {
-    let sampling = match sampling {
-        "top" => Sampling::Top,
-        "random" => Sampling::Random,
-        other => {
-            return Err(PyValueError::new_err(format!(
-                "sampling: must be 'top' or 'random', got {other:?}"
-            )));
-        }
-    };
-    let ranks = match ranks {
-        "filtered" => Ranks::Filtered,
-        "raw" => Ranks::Raw,
-        other => {
-            return Err(PyValueError::new_err(format!(
-                "ranks: must be 'filtered' or 'raw', got {other:?}"
-            )));
-        }
-    };
     let params = SelectParams {
         num_negatives,
         range_min,
@@ -258,79 +230,46 @@ pub fn select_negatives<'py>(
         relative_margin,
         max_score,
         min_score,
-        sampling,
-        ranks,
+        sampling: Sampling::parse("sampling", sampling).map_err(to_py)?,
+        ranks: Ranks::parse("ranks", ranks).map_err(to_py)?,
         include_positives,
         seed,
     };
-    if candidate_ids.shape() != candidate_scores.shape() {
-        return Err(PyValueError::new_err(format!(
-            "candidates: ids {:?} and scores {:?} differ in shape",
-            candidate_ids.shape(),
-            candidate_scores.shape()
-        )));
-    }
-    let depth = candidate_ids.shape()[1];
-    let ids = candidate_ids
-        .as_slice()
-        .map_err(|_| PyValueError::new_err("candidate_ids: must be C-contiguous"))?;
-    let scores = candidate_scores
-        .as_slice()
-        .map_err(|_| PyValueError::new_err("candidate_scores: must be C-contiguous"))?;
-    let keys_s = slice1(&keys, "keys")?;
+    let (ids_shape, scores_shape) = (candidate_ids.shape(), candidate_scores.shape());
+    let candidates = Candidates::new(
+        slice(&candidate_ids, "candidate_ids")?,
+        slice(&candidate_scores, "candidate_scores")?,
+        [ids_shape[0], ids_shape[1]],
+        [scores_shape[0], scores_shape[1]],
+    )
+    .map_err(to_py)?;
     let offs = positive_offsets
         .as_ref()
         .map(|o| csr_offsets(o, "positives"))
         .transpose()?;
-    let vals = positive_values
-        .as_ref()
-        .map(|v| slice1(v, "positives"))
-        .transpose()?;
-    let positives = match (vals, &offs) {
-        (Some(v), Some(o)) => Some(Ragged::new("positives", v, o).map_err(to_py)?),
-        (None, None) => None,
-        _ => {
-            return Err(PyValueError::new_err(
-                "positives: give both positive_values and positive_offsets",
-            ));
-        }
-    };
-    let pos_scores = positive_scores
-        .as_ref()
-        .map(|s| slice1(s, "positive_scores"))
-        .transpose()?
-        .unwrap_or(&[]);
-    let self_s = self_ids
-        .as_ref()
-        .map(|s| slice1(s, "self_ids"))
-        .transpose()?;
+    let vals = slice1_opt(&positive_values, "positives")?;
     let inputs = SelectInputs {
-        candidates: Candidates { ids, scores, depth },
-        positives,
-        positive_scores: pos_scores,
-        self_ids: self_s,
-        keys: keys_s,
+        candidates,
+        positives: positives(vals, offs.as_deref()).map_err(to_py)?,
+        positive_scores: slice1_opt(&positive_scores, "positive_scores")?.unwrap_or(&[]),
+        self_ids: slice1_opt(&self_ids, "self_ids")?,
+        keys: slice1(&keys, "keys")?,
         corpus_rows,
     };
-    let sel = py
-        .detach(|| select(&params, &inputs, num_threads))
-        .map_err(to_py)?;
-    let rows = keys_s.len();
+    let sel = detached(py, || select(&params, &inputs, num_threads))?;
+    selected(py, sel, inputs.keys.len())
+}
+
+/// The selection as Python gets it: ids, scores and the removal counts by rule.
+fn selected(py: Python<'_>, sel: Selection, rows: usize) -> PyResult<Selected<'_>> {
     let removed = PyDict::new(py);
-    let r = sel.removed;
-    for (name, v) in [
-        ("positives", r.positives),
-        ("self", r.self_ids),
-        ("absolute_margin", r.absolute_margin),
-        ("relative_margin", r.relative_margin),
-        ("max_score", r.max_score),
-        ("min_score", r.min_score),
-    ] {
+    for (name, v) in sel.removed.by_rule() {
         removed.set_item(name, v)?;
     }
+    let n = sel.num_negatives;
     Ok((
-        to_numpy2(py, rows, num_negatives, sel.ids)?,
-        to_numpy2(py, rows, num_negatives, sel.scores)?,
+        to_numpy2(py, rows, n, sel.ids)?,
+        to_numpy2(py, rows, n, sel.scores)?,
         removed,
     ))
 }

@@ -1,196 +1,80 @@
 //! `pack`: sequence packing (plan + rows) as one call.
 
-use lmobjectives_core::CoreError;
-use lmobjectives_core::batch::{OutId, Ragged, TokenId};
-use lmobjectives_core::packing::{PackPlan, Strategy, pack as pack_rows, pack_column, plan};
+use lmobjectives_core::batch::{Dtype, OutId, Ragged};
+use lmobjectives_core::packing::{
+    AlignedColumn, Layout, Overflow, PackOptions, PackedBatch, Strategy, pack_batch,
+};
 use numpy::{Element, IntoPyArray};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use crate::convert::{OutDtype, id_rows, mask_rows, to_numpy2, word_id_rows};
+use crate::convert::{id_rows, id_rows_i64, key_name, mask_rows, to_numpy2, word_id_rows};
 use crate::errors::{detached, to_py};
 use crate::with_rows;
 
-/// Cuts rows longer than `max_length` (`overflow="truncate"`: keep the start; `"split"`:
-/// consecutive pieces) into a new flat buffer; `None` when nothing needs cutting.
-fn cut<T: TokenId>(
-    rows: &Ragged<'_, T>,
-    max_length: usize,
-    split: bool,
-) -> Option<(Vec<i64>, Vec<usize>, Vec<usize>)> {
-    if (0..rows.rows()).all(|r| rows.row_len(r) <= max_length) {
-        return None;
+/// An optional aligned column as gathered: name, int64 `(values, offsets)`, padding value.
+type Column = (&'static str, (Vec<i64>, Vec<usize>), i64);
+
+/// The aligned columns given, in the order the output lists them.
+fn aligned_columns(
+    special_tokens_mask: Option<&Bound<'_, PyAny>>,
+    word_ids: Option<&Bound<'_, PyAny>>,
+    token_type_ids: Option<&Bound<'_, PyAny>>,
+    rows_name: Option<&str>,
+) -> PyResult<Vec<Column>> {
+    let mut columns = Vec::new();
+    if let Some(s) = special_tokens_mask {
+        let name = key_name(rows_name, "special_tokens_mask");
+        let (v, o) = mask_rows(s, "special_tokens_mask", name.as_deref())?;
+        columns.push((
+            "special_tokens_mask",
+            (v.into_iter().map(i64::from).collect(), o),
+            1,
+        ));
     }
-    let mut values = Vec::with_capacity(rows.values.len());
-    let mut offsets = vec![0];
-    let mut source = Vec::new(); // example each piece comes from
-    for r in 0..rows.rows() {
-        let row = rows.row(r);
-        let pieces: Vec<&[T]> = if split {
-            row.chunks(max_length).collect()
-        } else {
-            vec![&row[..row.len().min(max_length)]]
-        };
-        for piece in pieces {
-            values.extend(piece.iter().map(|x| x.to_i64()));
-            offsets.push(values.len());
-            source.push(r);
-        }
+    if let Some(w) = word_ids {
+        let name = key_name(rows_name, "word_ids");
+        columns.push((
+            "word_ids",
+            word_id_rows(w, "word_ids", name.as_deref())?,
+            -1,
+        ));
     }
-    Some((values, offsets, source))
+    if let Some(t) = token_type_ids {
+        let name = key_name(rows_name, "token_type_ids");
+        columns.push((
+            "token_type_ids",
+            id_rows_i64(t, "token_type_ids", name.as_deref())?,
+            0,
+        ));
+    }
+    Ok(columns)
 }
 
-/// A flat column: values and CSR offsets.
-type Column = (Vec<i64>, Vec<usize>);
-
-/// An optional aligned column to pack: name, data, padding value.
-type NamedColumn<'a> = (&'a str, Option<Column>, i64);
-
-struct Options<'a> {
-    max_length: Option<usize>,
-    flat: bool,
-    strategy: Strategy,
-    overflow: &'a str,
-    pad_token_id: i64,
-    causal_labels: bool,
-    multiple: usize,
-    num_threads: usize,
-}
-
-/// Packs `rows`, plus aligned optional columns, into a dict of arrays.
-fn run<'py, T: TokenId, O: OutId + Element>(
+/// The packed batch as the dict `pack` returns.
+fn to_dict<'py, O: OutId + Element>(
     py: Python<'py>,
-    rows: &Ragged<'_, T>,
-    columns: &[NamedColumn<'_>],
-    o: &Options<'_>,
+    b: PackedBatch<O>,
+    names: &[&str],
+    causal_labels: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
-    if rows.rows() == 0 {
-        return Err(to_py(CoreError::invalid("examples", "the batch is empty")));
-    }
-    if let Some(r) = (0..rows.rows()).find(|&r| rows.row_len(r) == 0) {
-        return Err(to_py(CoreError::invalid(
-            "examples",
-            format!("row {r} is empty (zero-length examples cannot be packed)"),
-        )));
-    }
-    let cap = o.max_length;
-    let cut_rows = match (cap, o.overflow) {
-        (Some(m), "truncate") => cut(rows, m, false),
-        (Some(m), "split") => cut(rows, m, true),
-        (_, "error" | "truncate" | "split") => None,
-        (_, other) => {
-            return Err(to_py(CoreError::invalid(
-                "overflow",
-                format!("must be 'error', 'truncate' or 'split', got {other:?}"),
-            )));
-        }
-    };
-    // Rows after cutting (a copy only when something was cut).
-    let cut_ragged = cut_rows
-        .as_ref()
-        .map(|(v, off, _)| Ragged::new("examples", v.as_slice(), off.as_slice()))
-        .transpose()
-        .map_err(to_py)?;
-    let source: Option<&[usize]> = cut_rows.as_ref().map(|(_, _, s)| s.as_slice());
-    let n = cut_ragged.as_ref().map_or(rows.rows(), |r| r.rows());
-    let lengths: Vec<usize> = match &cut_ragged {
-        Some(c) => (0..n).map(|r| c.row_len(r)).collect(),
-        None => (0..n).map(|r| rows.row_len(r)).collect(),
-    };
-    let total: usize = lengths.iter().sum();
-    let (the_plan, width) = if o.flat {
-        if let Some(m) = cap
-            && total > m
-            && o.overflow == "error"
-        {
-            return Err(to_py(CoreError::invalid(
-                "max_length",
-                format!("the batch has {total} tokens, more than max_length={m}"),
-            )));
-        }
-        (
-            PackPlan::single_row(n),
-            total.div_ceil(o.multiple) * o.multiple,
-        )
-    } else {
-        let Some(m) = cap else {
-            return Err(to_py(CoreError::invalid(
-                "max_length",
-                "packing into rows needs max_length",
-            )));
-        };
-        let p = plan(&lengths, m, o.strategy).map_err(to_py)?;
-        (p, m.div_ceil(o.multiple) * o.multiple)
-    };
-    let packed = detached(py, || match &cut_ragged {
-        Some(c) => pack_rows::<i64, O>(
-            c,
-            &the_plan,
-            width,
-            o.pad_token_id,
-            o.causal_labels,
-            o.num_threads,
-        ),
-        None => pack_rows::<T, O>(
-            rows,
-            &the_plan,
-            width,
-            o.pad_token_id,
-            o.causal_labels,
-            o.num_threads,
-        ),
-    })?;
-    let (r, w) = (packed.rows, packed.width);
+    let p = b.packed;
+    let (r, w) = (p.rows, p.width);
     let out = PyDict::new(py);
-    out.set_item("input_ids", to_numpy2(py, r, w, packed.input_ids)?)?;
-    out.set_item(
-        "attention_mask",
-        to_numpy2(py, r, w, packed.attention_mask)?,
-    )?;
-    out.set_item("position_ids", to_numpy2(py, r, w, packed.position_ids)?)?;
-    out.set_item("sequence_ids", to_numpy2(py, r, w, packed.sequence_ids)?)?;
-    if o.causal_labels {
-        out.set_item("labels", to_numpy2(py, r, w, packed.labels)?)?;
+    out.set_item("input_ids", to_numpy2(py, r, w, p.input_ids)?)?;
+    out.set_item("attention_mask", to_numpy2(py, r, w, p.attention_mask)?)?;
+    out.set_item("position_ids", to_numpy2(py, r, w, p.position_ids)?)?;
+    out.set_item("sequence_ids", to_numpy2(py, r, w, p.sequence_ids)?)?;
+    if causal_labels {
+        out.set_item("labels", to_numpy2(py, r, w, p.labels)?)?;
     }
-    out.set_item("boundaries", to_numpy2(py, r, w, packed.boundaries)?)?;
-    out.set_item("cu_seqlens", packed.cu_seqlens.into_pyarray(py))?;
-    out.set_item("max_seqlen", packed.max_seqlen)?;
-    out.set_item("num_tokens", total)?;
-    out.set_item("num_sequences", n)?;
-    for (name, column, pad) in columns {
-        let Some((values, offsets)) = column else {
-            continue;
-        };
-        let col = Ragged::new(name, values.as_slice(), offsets.as_slice()).map_err(to_py)?;
-        rows.check_aligned(name, &col).map_err(to_py)?;
-        // Cut the column like the rows, then pack it with the same plan.
-        let recut = source.map(|src| {
-            let m = cap.unwrap_or(usize::MAX);
-            let mut v = Vec::new();
-            let mut off = vec![0];
-            let mut last = usize::MAX;
-            let mut pos = 0;
-            for &s in src {
-                if s != last {
-                    pos = 0;
-                    last = s;
-                }
-                let row = col.row(s);
-                let take = (row.len() - pos).min(m);
-                v.extend_from_slice(&row[pos..pos + take]);
-                pos += take;
-                off.push(v.len());
-            }
-            (v, off)
-        });
-        let packed_col: Vec<O> = match &recut {
-            Some((v, off)) => {
-                let c = Ragged::new(name, v.as_slice(), off.as_slice()).map_err(to_py)?;
-                pack_column(&c, &the_plan, width, *pad).map_err(to_py)?
-            }
-            None => pack_column(&col, &the_plan, width, *pad).map_err(to_py)?,
-        };
-        out.set_item(*name, to_numpy2(py, r, w, packed_col)?)?;
+    out.set_item("boundaries", to_numpy2(py, r, w, p.boundaries)?)?;
+    out.set_item("cu_seqlens", p.cu_seqlens.into_pyarray(py))?;
+    out.set_item("max_seqlen", p.max_seqlen)?;
+    out.set_item("num_tokens", b.num_tokens)?;
+    out.set_item("num_sequences", b.num_sequences)?;
+    for (name, column) in names.iter().zip(b.columns) {
+        out.set_item(*name, to_numpy2(py, r, w, column)?)?;
     }
     Ok(out)
 }
@@ -223,82 +107,45 @@ pub fn pack<'py>(
     num_threads: usize,
     rows_name: Option<&str>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let dtype = OutDtype::parse(dtype)?;
-    let flat = match layout {
-        "rows" => false,
-        "flat" => true,
-        other => {
-            return Err(to_py(CoreError::invalid(
-                "layout",
-                format!("must be 'rows' or 'flat', got {other:?}"),
-            )));
-        }
-    };
-    if pad_to_multiple_of == 0 {
-        return Err(to_py(CoreError::invalid(
-            "pad_to_multiple_of",
-            "must be a positive integer",
-        )));
-    }
-    if max_length == Some(0) {
-        return Err(to_py(CoreError::invalid(
-            "max_length",
-            "must be a positive integer",
-        )));
-    }
-    let options = Options {
+    let dtype = Dtype::parse("dtype", dtype).map_err(to_py)?;
+    let options = PackOptions {
         max_length,
-        flat,
+        layout: Layout::parse("layout", layout).map_err(to_py)?,
         strategy: Strategy::parse("strategy", strategy).map_err(to_py)?,
-        overflow,
+        overflow: Overflow::parse("overflow", overflow).map_err(to_py)?,
         pad_token_id,
         causal_labels,
-        multiple: pad_to_multiple_of,
-        num_threads,
+        multiple_of: pad_to_multiple_of,
+        threads: num_threads,
     };
-    let name = |key: &str| rows_name.map(|t| t.replace("{key}", key));
-    let columns = [
-        (
-            "special_tokens_mask",
-            special_tokens_mask
-                .map(|s| {
-                    mask_rows(
-                        s,
-                        "special_tokens_mask",
-                        name("special_tokens_mask").as_deref(),
-                    )
-                })
-                .transpose()?
-                .map(|(v, o)| (v.into_iter().map(i64::from).collect(), o)),
-            1,
-        ),
-        (
-            "word_ids",
-            word_ids
-                .map(|w| word_id_rows(w, "word_ids", name("word_ids").as_deref()))
-                .transpose()?,
-            -1,
-        ),
-        (
-            "token_type_ids",
-            token_type_ids
-                .map(|t| {
-                    with_rows!(
-                        id_rows(t, "token_type_ids", name("token_type_ids").as_deref())?,
-                        "token_type_ids",
-                        |r| Ok::<_, PyErr>((
-                            r.values.iter().map(|x| x.to_i64()).collect::<Vec<i64>>(),
-                            r.offsets.to_vec()
-                        ))
-                    )
-                })
-                .transpose()?,
-            0,
-        ),
-    ];
-    let rows = id_rows(examples, "input_ids", name("input_ids").as_deref())?;
+    options.validate().map_err(to_py)?;
+    let gathered = aligned_columns(special_tokens_mask, word_ids, token_type_ids, rows_name)?;
+    let rows = id_rows(
+        examples,
+        "input_ids",
+        key_name(rows_name, "input_ids").as_deref(),
+    )?;
+    let columns = gathered
+        .iter()
+        .map(|(name, (v, o), pad_value)| {
+            let rows = Ragged::new(name, v, o).map_err(to_py)?;
+            Ok(AlignedColumn {
+                name,
+                rows,
+                pad_value: *pad_value,
+            })
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    let names: Vec<&str> = gathered.iter().map(|c| c.0).collect();
+    let labels = options.causal_labels;
     with_rows!(rows, "input_ids", |r| match dtype {
-        OutDtype::I64 => run::<_, i64>(py, &r, &columns, &options),
-        OutDtype::I32 => run::<_, i32>(py, &r, &columns, &options),
+        Dtype::I64 => {
+            let batch = detached(py, || pack_batch::<_, i64>(&r, &columns, &options))?;
+            to_dict(py, batch, &names, labels)
+        }
+        Dtype::I32 => {
+            let batch = detached(py, || pack_batch::<_, i32>(&r, &columns, &options))?;
+            to_dict(py, batch, &names, labels)
+        }
     })
 }

@@ -1,9 +1,9 @@
 //! Generic padding of aligned per-token rows (token_type_ids and friends).
 
-use lmobjectives_core::batch::pad as pad_rows;
+use lmobjectives_core::batch::{Dtype, pad as pad_rows};
 use pyo3::prelude::*;
 
-use crate::convert::{OutDtype, id_rows, pad_spec, to_numpy2};
+use crate::convert::{id_rows, pad_spec, to_numpy2};
 use crate::errors::{detached, to_py};
 use crate::with_rows;
 
@@ -27,7 +27,7 @@ pub fn pad<'py>(
     name: &str,
     rows_name: Option<&str>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let dtype = OutDtype::parse(dtype)?;
+    let dtype = Dtype::parse("dtype", dtype).map_err(to_py)?;
     let spec = pad_spec(
         max_length,
         truncation,
@@ -35,21 +35,16 @@ pub fn pad<'py>(
         pad_to_multiple_of,
         padding_side,
     )?;
-    if dtype == OutDtype::I32 && i32::try_from(pad_value).is_err() {
-        return Err(to_py(lmobjectives_core::CoreError::invalid(
-            "pad_value",
-            format!("{pad_value} does not fit in int32"),
-        )));
-    }
+    dtype.check_fits("pad_value", pad_value).map_err(to_py)?;
     let data = id_rows(rows, name, rows_name)?;
     with_rows!(data, name, |r| {
         let n = r.rows();
         match dtype {
-            OutDtype::I64 => {
+            Dtype::I64 => {
                 let (w, buf) = detached(py, || pad_rows::<_, i64>(name, &r, &spec, pad_value))?;
                 Ok(to_numpy2(py, n, w, buf)?.into_any())
             }
-            OutDtype::I32 => {
+            Dtype::I32 => {
                 let (w, buf) = detached(py, || pad_rows::<_, i32>(name, &r, &spec, pad_value))?;
                 Ok(to_numpy2(py, n, w, buf)?.into_any())
             }

@@ -1,12 +1,14 @@
 //! NSP/SOP instance index and materialisation.
 
-use lmobjectives_core::pairs::{Corpus, PairIndex, PairParams, Task, build_index, materialize};
+use lmobjectives_core::pairs::{
+    Corpus, PairIndex, PairParams, Task, build_index, materialize, shard_items,
+};
 use numpy::ndarray::Array2;
 use numpy::{
     Element, IntoPyArray, PyArray1, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
     PyUntypedArray, PyUntypedArrayMethods,
 };
-use pyo3::exceptions::{PyIndexError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
@@ -84,7 +86,7 @@ pub fn build_pair_index<'py>(
     num_threads: usize,
 ) -> PyResult<Bound<'py, PyDict>> {
     let params = PairParams {
-        task: Task::parse(task).map_err(to_py)?,
+        task: Task::parse("task", task).map_err(to_py)?,
         max_seq_length,
         short_seq_prob,
         random_next_prob,
@@ -143,23 +145,8 @@ pub fn pair_rows<'py>(
 ) -> PyResult<Bound<'py, PyTuple>> {
     let (ra, rb) = (ranges(&a, "a")?, ranges(&b, "b")?);
     let labels = contiguous(&label, "label")?;
-    if world == 0 || rank >= world {
-        return Err(PyValueError::new_err("rank: need 0 <= rank < world"));
-    }
-    let total = labels.len() as u64;
-    let len = (total.saturating_sub(rank)).div_ceil(world) as i64;
-    let mut items = Vec::with_capacity(indices.len());
-    let mut keys = Vec::with_capacity(indices.len());
-    for (k, &i) in indices.iter().enumerate() {
-        let local = if i < 0 { i + len } else { i };
-        if !(0..len).contains(&local) {
-            return Err(PyIndexError::new_err(format!(
-                "indices[{k}] = {i} is out of range for {len} items"
-            )));
-        }
-        items.push(local as u64 * world + rank);
-        keys.push((epoch << 40) | local as u64);
-    }
+    let (items, keys) =
+        shard_items(labels.len() as u64, &indices, rank, world, epoch).map_err(to_py)?;
     with_ids!(ids, |slice| {
         let rows = detached(py, || {
             materialize(slice, (ra, rb, labels), &items, cls_token_id, sep_token_id)

@@ -3,7 +3,7 @@
 //! call the same), read in place; masks are bool arrays; outputs are moved into NumPy.
 
 use lmobjectives_core::batch::Side;
-use lmobjectives_core::rl::groups::{Baseline, NanPolicy, Scale, group_advantages};
+use lmobjectives_core::rl::groups::{Baseline, NanPolicy, Scale, group_advantages, group_indices};
 use lmobjectives_core::rl::kl::{Estimator, kl_per_token};
 use lmobjectives_core::rl::masks::{CompletionSpec, completion_mask as completion_kernel};
 use lmobjectives_core::rl::ngrams::{
@@ -408,15 +408,7 @@ pub fn group_advantages_py<'py>(
     let baseline = Baseline::parse("baseline", baseline).map_err(to_py)?;
     let scale = Scale::parse("scale", scale).map_err(to_py)?;
     let nan = NanPolicy::parse("nan", nan).map_err(to_py)?;
-    let g: Vec<usize> = groups
-        .as_array()
-        .iter()
-        .enumerate()
-        .map(|(i, &g)| {
-            usize::try_from(g)
-                .map_err(|_| PyValueError::new_err(format!("groups: row {i} has group {g} < 0")))
-        })
-        .collect::<PyResult<_>>()?;
+    let g = group_indices("groups", &groups.as_array().to_vec()).map_err(to_py)?;
     with_float!(scores, "scores", |F| {
         let (a, b, s) = groups_impl::<F>(py, scores, &g, num_groups, baseline, scale, eps, nan)?;
         Ok((a.into_any(), b.into_any(), s.into_any()))
@@ -469,18 +461,8 @@ pub fn kl_estimate<'py>(
 // -- BLEU -------------------------------------------------------------------------------------
 
 fn bleu_spec(weights: Vec<f64>, smoothing: &str, epsilon: f64) -> PyResult<BleuSpec> {
-    let smoothing = match smoothing {
-        "method1" => Smoothing::Method1 { epsilon },
-        "none" => Smoothing::None,
-        other => {
-            return Err(PyValueError::new_err(format!(
-                "smoothing: must be 'method1' or 'none', got {other:?}"
-            )));
-        }
-    };
-    let spec = BleuSpec { weights, smoothing };
-    spec.validate().map_err(to_py)?;
-    Ok(spec)
+    let smoothing = Smoothing::parse("smoothing", smoothing, epsilon).map_err(to_py)?;
+    BleuSpec::new(weights, smoothing).map_err(to_py)
 }
 
 /// Sentence BLEU of each hypothesis against the whole reference set (float64 per hypothesis).

@@ -66,13 +66,13 @@ pub enum MaskLength {
 }
 
 impl MaskLength {
-    pub fn parse(s: &str) -> Result<Self> {
+    pub fn parse(arg: &str, s: &str) -> Result<Self> {
         match s {
             "subword" => Ok(Self::Subword),
             "word" => Ok(Self::Word),
             "span-poisson" => Ok(Self::SpanPoisson),
             other => Err(CoreError::invalid(
-                "mask_length",
+                arg,
                 format!("must be 'span-poisson', 'word' or 'subword', got {other:?}"),
             )),
         }

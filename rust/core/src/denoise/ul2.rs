@@ -25,6 +25,33 @@ pub struct DenoiserParams {
     pub mode_token: Option<i64>,
 }
 
+impl DenoiserParams {
+    /// A denoiser as the Python API describes it: `kind` `"spans"` (with `noise_density` and
+    /// `mean_span`) or `"prefix"` (with `noise_density`), and an optional mode token.
+    pub fn parse(
+        arg: &str,
+        kind: &str,
+        noise_density: f64,
+        mean_span: f64,
+        mode_token: Option<i64>,
+    ) -> Result<Self> {
+        let kind = match kind {
+            "spans" => DenoiserKind::Spans {
+                noise_density,
+                mean_span,
+            },
+            "prefix" => DenoiserKind::Prefix { noise_density },
+            other => {
+                return Err(CoreError::invalid(
+                    arg,
+                    format!("kind must be 'spans' or 'prefix', got {other:?}"),
+                ));
+            }
+        };
+        Ok(Self { kind, mode_token })
+    }
+}
+
 /// A validated denoiser with the lengths it works at.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Denoiser {

@@ -17,6 +17,19 @@ pub enum Sampling {
     Random,
 }
 
+impl Sampling {
+    pub fn parse(arg: &str, s: &str) -> Result<Self> {
+        match s {
+            "top" => Ok(Sampling::Top),
+            "random" => Ok(Sampling::Random),
+            other => Err(CoreError::invalid(
+                arg,
+                format!("must be 'top' or 'random', got {other:?}"),
+            )),
+        }
+    }
+}
+
 /// What `range_min` / `range_max` count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ranks {
@@ -26,6 +39,19 @@ pub enum Ranks {
     /// Raw retrieval ranks, positives included, before anything is removed (NV-Retriever's
     /// "top-K shifted by N", FlagEmbedding's `range_for_sampling`).
     Raw,
+}
+
+impl Ranks {
+    pub fn parse(arg: &str, s: &str) -> Result<Self> {
+        match s {
+            "filtered" => Ok(Ranks::Filtered),
+            "raw" => Ok(Ranks::Raw),
+            other => Err(CoreError::invalid(
+                arg,
+                format!("must be 'filtered' or 'raw', got {other:?}"),
+            )),
+        }
+    }
 }
 
 /// How negatives are chosen from each query's ranked candidates.
@@ -112,6 +138,44 @@ pub struct Candidates<'a> {
     pub depth: usize,
 }
 
+impl<'a> Candidates<'a> {
+    /// Candidates from `ids` and `scores` arrays of shapes `ids_shape` and `scores_shape`
+    /// (`[queries, depth]` each, row-major).
+    pub fn new(
+        ids: &'a [i64],
+        scores: &'a [f32],
+        ids_shape: [usize; 2],
+        scores_shape: [usize; 2],
+    ) -> Result<Self> {
+        if ids_shape != scores_shape {
+            return Err(CoreError::shape(
+                "candidates",
+                format!("ids {ids_shape:?} and scores {scores_shape:?} differ in shape"),
+            ));
+        }
+        Ok(Self {
+            ids,
+            scores,
+            depth: ids_shape[1],
+        })
+    }
+}
+
+/// The positives of each query from CSR `values` and `offsets`, which come together.
+pub fn positives<'a>(
+    values: Option<&'a [i64]>,
+    offsets: Option<&'a [usize]>,
+) -> Result<Option<Ragged<'a, i64>>> {
+    match (values, offsets) {
+        (Some(v), Some(o)) => Ok(Some(Ragged::new("positives", v, o)?)),
+        (None, None) => Ok(None),
+        _ => Err(CoreError::invalid(
+            "positives",
+            "give both positive_values and positive_offsets",
+        )),
+    }
+}
+
 /// How many candidates each rule removed (each candidate counted once, by the first rule
 /// that removed it), over every retrieved candidate of every query.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -125,6 +189,18 @@ pub struct Removed {
 }
 
 impl Removed {
+    /// The counts by rule name, as the Python API reports them.
+    pub fn by_rule(&self) -> [(&'static str, u64); 6] {
+        [
+            ("positives", self.positives),
+            ("self", self.self_ids),
+            ("absolute_margin", self.absolute_margin),
+            ("relative_margin", self.relative_margin),
+            ("max_score", self.max_score),
+            ("min_score", self.min_score),
+        ]
+    }
+
     fn add(&mut self, o: &Removed) {
         self.positives += o.positives;
         self.self_ids += o.self_ids;

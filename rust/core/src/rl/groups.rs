@@ -76,6 +76,19 @@ impl NanPolicy {
     }
 }
 
+/// Group indices given as signed integers (as NumPy holds them) as `usize`; a negative one
+/// is an error naming `arg` and the row.
+pub fn group_indices(arg: &str, groups: &[i64]) -> Result<Vec<usize>> {
+    groups
+        .iter()
+        .enumerate()
+        .map(|(i, &g)| {
+            usize::try_from(g)
+                .map_err(|_| CoreError::invalid(arg, format!("row {i} has group {g} < 0")))
+        })
+        .collect()
+}
+
 /// Advantages and the per-row statistics used.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GroupAdvantages<T> {

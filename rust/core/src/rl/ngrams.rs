@@ -72,6 +72,20 @@ pub enum Smoothing {
     Method1 { epsilon: f64 },
 }
 
+impl Smoothing {
+    /// `"method1"` (with `epsilon`) or `"none"`.
+    pub fn parse(arg: &str, s: &str, epsilon: f64) -> Result<Self> {
+        match s {
+            "method1" => Ok(Smoothing::Method1 { epsilon }),
+            "none" => Ok(Smoothing::None),
+            other => Err(CoreError::invalid(
+                arg,
+                format!("must be 'method1' or 'none', got {other:?}"),
+            )),
+        }
+    }
+}
+
 /// What BLEU to compute.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BleuSpec {
@@ -87,6 +101,13 @@ impl BleuSpec {
             weights: vec![1.0 / max_n as f64; max_n],
             smoothing: Smoothing::Method1 { epsilon: 0.1 },
         }
+    }
+
+    /// A validated spec.
+    pub fn new(weights: Vec<f64>, smoothing: Smoothing) -> Result<Self> {
+        let spec = Self { weights, smoothing };
+        spec.validate()?;
+        Ok(spec)
     }
 
     pub fn validate(&self) -> Result<()> {
