@@ -292,7 +292,8 @@ def reference_select(
                 continue
             if not include_positives and i in pos:
                 continue
-            if self_ids is not None and i == self_ids[q]:
+            # The query's own row, unless it is one of its positives and those are kept.
+            if self_ids is not None and i == self_ids[q] and not (include_positives and i in pos):
                 continue
             if absolute_margin is not None and f32(s + f32(absolute_margin)) > pmin:
                 continue
@@ -851,69 +852,6 @@ def test_same_negatives_as_sentence_transformers_with_cosine_on_real_valued_embe
     for slot in range(5):
         assert ids_of(theirs[f"negative_{slot + 1}"]) == n["negatives"][:, slot].tolist()
     np.testing.assert_allclose(np.asarray(theirs["scores"]), n["scores"], atol=1e-6)
-
-
-# -- the benchmark group -----------------------------------------------------------------------
-
-
-def test_bench_objective_mining_prints_its_table(capsys):
-    from lmobjectives.cli import main
-
-    argv = ["bench", "--objective", "mining", "--quick", "--no-memory", "--rounds", "1"]
-    assert main([*argv, "--markdown"]) == 0
-    out = capsys.readouterr().out
-    lines = out.splitlines()
-    start = lines.index(next(x for x in lines if x.startswith("| case")))
-    header = [c.strip() for c in lines[start].strip("|").split("|")]
-    assert header == [
-        "case",
-        "contender",
-        "queries/s",
-        "GFLOP/s",
-        "vs faiss",
-        "of sgemm",
-        "extra MiB",
-    ]
-    rows = [[c.strip() for c in x.strip("|").split("|")] for x in lines[start + 2 : start + 7]]
-    assert [r[1] for r in rows] == ["lmobjectives", "faiss", "torch (ST)", "NumPy", "NumPy sgemm"]
-    for r in rows:
-        assert r[0] == "256x4kx384 k=11"
-        assert float(r[2].replace(",", "")) > 0
-        assert r[5].endswith("%")
-    assert rows[1][4] == "1.00x"
-    assert rows[4][5] == "100%"
-    assert "skipped" not in out
-
-
-def test_run_mining_benchmark_measures_memory_and_skips_missing_packages(monkeypatch):
-    import sys
-
-    from lmobjectives.bench_mining import (
-        MiningCase,
-        missing_mining_contenders,
-        run_mining_benchmark,
-    )
-
-    case = MiningCase("t", 64, 3000, 32, 5)
-    rows = run_mining_benchmark(case, rounds=2, include=("lmobjectives", "NumPy"), memory=True)
-    by = {r.contender: r for r in rows}
-    assert set(by) == {"lmobjectives", "NumPy"}
-    assert by["lmobjectives"].recall == 1.0
-    assert by["NumPy"].recall > 0.99
-    assert by["lmobjectives"].extra_mib is not None
-    assert by["NumPy"].extra_mib is not None
-    # NumPy's chunk of scores (64 × 3000 float32) is at least what it must hold.
-    assert by["NumPy"].extra_mib >= 0.5
-    assert len(by["NumPy"].samples) == 2
-    assert by["NumPy"].ratio_vs_faiss is None
-    monkeypatch.setitem(sys.modules, "faiss", None)
-    rows = run_mining_benchmark(case, rounds=1, memory=False)
-    assert "faiss" not in {r.contender for r in rows}
-    assert missing_mining_contenders() == [
-        "faiss: needs faiss-cpu (pip install 'lmobjectives[contrastive]')"
-    ]
-    with pytest.raises(ValueError, match="rounds: expected a positive int"):
-        run_mining_benchmark(case, rounds=0)
 
 
 def test_empty_queries_mixed_storage_and_tensor_inputs():
