@@ -29,9 +29,7 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from lmobjectives import _embedded_data
 from lmobjectives import corpus as corpus_module
-from lmobjectives._embedded_data import EmbeddedDataError
 from lmobjectives._optional import MissingDependencyError
 from lmobjectives._progress import Progress, progress_enabled
 from lmobjectives._sentences import split_sentences
@@ -41,8 +39,14 @@ from lmobjectives.corpus import (
     SPECIAL_TOKENS,
     TokenCorpus,
     TokenCorpusWriter,
+    _default,
+    _embedded_data,
+    _format,
+    _wordpiece,
+    _writer,
     train_wordpiece,
 )
+from lmobjectives.corpus._embedded_data import EmbeddedDataError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -661,7 +665,7 @@ def test_pickle(small, saved):
     assert len(blob) < 1000  # a path, not the arrays
     # re-opening (in each DataLoader worker) checks structure and sizes but does not re-hash
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(corpus_module, "_file_digest", _no_hashing)
+        mp.setattr(_format, "file_digest", _no_hashing)
         b = pickle.loads(blob)
     assert isinstance(b.ids, np.memmap)
     np.testing.assert_array_equal(b.ids, small.ids)
@@ -906,16 +910,16 @@ def test_load_reads_format_version_1(small, saved, tmp_path):
 
 def test_offsets_checked_in_chunks(saved, tmp_path, monkeypatch):
     # a decrease in a later chunk is found, and reported at its global index
-    monkeypatch.setattr(corpus_module, "_CHECK_CHUNK", 2)
+    monkeypatch.setattr(_format, "CHECK_CHUNK", 2)
     c = TokenCorpus.load(saved)
-    assert corpus_module._first_decrease(c.sentence_offsets) is None
+    assert _format.first_decrease(c.sentence_offsets) is None
     offsets = np.asarray(c.sentence_offsets).copy()
     offsets[7] = offsets[6] - 1
-    assert corpus_module._first_decrease(offsets) == 6
+    assert _format.first_decrease(offsets) == 6
     offsets = np.arange(10, dtype=np.int64)
     offsets[-1] = 0
-    assert corpus_module._first_decrease(offsets) == 8
-    assert corpus_module._first_decrease(np.zeros(1, np.int64)) is None
+    assert _format.first_decrease(offsets) == 8
+    assert _format.first_decrease(np.zeros(1, np.int64)) is None
 
 
 def test_load_rejects_mismatched_tokenizer(saved, tmp_path):
@@ -969,7 +973,7 @@ def test_default_corpus_contents(default_corpus):
     # cached under the recipe version and the data checksum, whatever the Python version
     checksum = _embedded_data.data_checksum(_embedded_data.read_metadata())
     assert c.path.name == f"stdlib-corpus-v{RECIPE_VERSION}-{checksum[:16]}"
-    assert c.path.name == corpus_module._default_corpus_name()
+    assert c.path.name == _default.default_corpus_name()
     assert RECIPE_VERSION == 2
 
 
@@ -989,12 +993,12 @@ def test_default_second_call_loads_cache(default_cache, monkeypatch):
     def no_read(data_dir=None):
         raise AssertionError("default() read the shipped data for a cached corpus")
 
-    monkeypatch.setattr(corpus_module, "_build_default_corpus", no_build)
+    monkeypatch.setattr(_default, "build_default_corpus", no_build)
     monkeypatch.setattr(_embedded_data, "load", no_read)
     hashed = []
-    real_digest = corpus_module._file_digest
+    real_digest = _format.file_digest
     monkeypatch.setattr(
-        corpus_module, "_file_digest", lambda path: hashed.append(path.name) or real_digest(path)
+        _format, "file_digest", lambda path: hashed.append(path.name) or real_digest(path)
     )
     c = TokenCorpus.default(cache_dir=default_cache)
     assert isinstance(c.ids, np.memmap)
@@ -1026,8 +1030,8 @@ def test_default_rebuilds_broken_cache_and_survives_races(small, tmp_path, monke
         builds.append(progress)
         return small
 
-    monkeypatch.setattr(corpus_module, "_build_default_corpus", fake_build)
-    target = tmp_path / corpus_module._default_corpus_name()
+    monkeypatch.setattr(_default, "build_default_corpus", fake_build)
+    target = tmp_path / _default.default_corpus_name()
     target.mkdir()
     (target / "manifest.json").write_text("half written")  # a broken cache entry
     c = TokenCorpus.default(cache_dir=tmp_path, progress=False)
@@ -1042,13 +1046,13 @@ def test_default_rebuilds_broken_cache_and_survives_races(small, tmp_path, monke
     other = tmp_path / "other"
 
     def racing_build(progress):
-        small.save(other / corpus_module._default_corpus_name())
+        small.save(other / _default.default_corpus_name())
         return TokenCorpus.from_texts(["Something else entirely."], small.tokenizer)
 
-    monkeypatch.setattr(corpus_module, "_build_default_corpus", racing_build)
+    monkeypatch.setattr(_default, "build_default_corpus", racing_build)
     c = TokenCorpus.default(cache_dir=other)
     assert c.num_documents == small.num_documents
-    assert sorted(p.name for p in other.iterdir()) == [corpus_module._default_corpus_name()]
+    assert sorted(p.name for p in other.iterdir()) == [_default.default_corpus_name()]
 
 
 # ------------------------------------------------------------------------------- shipped data
@@ -1091,21 +1095,21 @@ def test_default_corpus_is_pinned(default_corpus, default_cache, shipped):
 
 def test_fingerprint_sees_every_part(small):
     base = corpus_module.default_corpus_fingerprint(small)
-    assert base == corpus_module._fingerprint(small)
+    assert base == _default.fingerprint(small)
     with pytest.raises(TypeError, match="corpus"):
         corpus_module.default_corpus_fingerprint("not a corpus")  # type: ignore[arg-type]
-    assert base == corpus_module._fingerprint(pickle.loads(pickle.dumps(small)))
+    assert base == _default.fingerprint(pickle.loads(pickle.dumps(small)))
     ids = np.array(small.ids)
     ids[3] = (ids[3] + 1) % small.vocab_size
     changed = TokenCorpus(
         ids, small.sentence_offsets, small.document_offsets, small.vocab_size, small.tokenizer
     )
-    assert corpus_module._fingerprint(changed) != base
+    assert _default.fingerprint(changed) != base
     # the same ids with a sentence boundary moved
     so = np.array(small.sentence_offsets)
     so[1] += 1
     moved = TokenCorpus(small.ids, so, small.document_offsets, small.vocab_size, small.tokenizer)
-    assert corpus_module._fingerprint(moved) != base
+    assert _default.fingerprint(moved) != base
 
 
 def test_shipped_metadata(shipped):
@@ -1129,7 +1133,7 @@ def test_shipped_vocabulary_is_what_train_wordpiece_learns(shipped, default_corp
     trained = train_wordpiece(sentences, DEFAULT_VOCAB_SIZE, progress=False)
     vocab = trained.get_vocab(with_added_tokens=False)
     assert sorted(vocab, key=vocab.__getitem__) == shipped.vocab
-    assert corpus_module._wordpiece_tokenizer(shipped.vocab).to_str() == trained.to_str()
+    assert _wordpiece.wordpiece_tokenizer(shipped.vocab).to_str() == trained.to_str()
     assert default_corpus.tokenizer.to_str() == trained.to_str()
     got = default_corpus.tokenizer.get_vocab(with_added_tokens=True)
     assert sorted(got, key=got.__getitem__) == shipped.vocab
@@ -1138,12 +1142,12 @@ def test_shipped_vocabulary_is_what_train_wordpiece_learns(shipped, default_corp
 def test_wordpiece_tokenizer_round_trips_a_trained_vocabulary(tokenizer):
     vocab = tokenizer.get_vocab(with_added_tokens=False)
     tokens = sorted(vocab, key=vocab.__getitem__)
-    assert corpus_module._wordpiece_tokenizer(tokens).to_str() == tokenizer.to_str()
-    assert corpus_module._wordpiece_tokenizer(vocab).to_str() == tokenizer.to_str()
+    assert _wordpiece.wordpiece_tokenizer(tokens).to_str() == tokenizer.to_str()
+    assert _wordpiece.wordpiece_tokenizer(vocab).to_str() == tokenizer.to_str()
     with pytest.raises(ValueError, match="special tokens"):
-        corpus_module._wordpiece_tokenizer([*tokens[1:5], tokens[0], *tokens[5:]])
+        _wordpiece.wordpiece_tokenizer([*tokens[1:5], tokens[0], *tokens[5:]])
     with pytest.raises(ValueError, match="ids must be"):
-        corpus_module._wordpiece_tokenizer({**vocab, "extra": len(vocab) + 1})
+        _wordpiece.wordpiece_tokenizer({**vocab, "extra": len(vocab) + 1})
 
 
 def test_corpus_format_round_trips_and_rejects_ambiguity():
@@ -1251,7 +1255,8 @@ def test_missing_tokenizers_names_the_corpus_extra(tmp_path, monkeypatch):
 CPYTHONS = ("3.10", "3.11", "3.12", "3.13")
 
 #: Run by each interpreter with only its standard library (``-I -S``: no site-packages, no
-#: PYTHON* variables): import lmobjectives/_embedded_data.py by path and verify the shipped data.
+#: PYTHON* variables): import lmobjectives/corpus/_embedded_data.py by path and verify the
+#: shipped data.
 CROSS_PYTHON_CHECK = textwrap.dedent(
     """\
     import hashlib, importlib.util, json, platform, sys
@@ -1342,7 +1347,8 @@ def test_shipped_data_reads_identically_on_every_cpython(minor, shipped, tmp_pat
 
 def test_import_is_light():
     code = (
-        "import sys, lmobjectives.corpus, lmobjectives._embedded_data, lmobjectives._sentences\n"
+        "import sys, lmobjectives.corpus, lmobjectives._sentences\n"
+        "import lmobjectives.corpus._embedded_data\n"
         "bad = {'tokenizers', 'torch', 'transformers'} & set(sys.modules)\n"
         "assert not bad, bad\n"
     )
@@ -1619,7 +1625,7 @@ def test_writer_lifecycle_and_failures(tokenizer, tmp_path, monkeypatch):
     def failing(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(corpus_module, "_write_manifest", failing)
+    monkeypatch.setattr(_writer, "write_manifest", failing)
     with pytest.raises(OSError, match="disk full"):
         w.close()
     monkeypatch.undo()
@@ -1645,7 +1651,7 @@ def test_writer_lifecycle_and_failures(tokenizer, tmp_path, monkeypatch):
 def test_npy_header_is_always_128_bytes():
     for dtype in (np.uint16, np.uint32, np.int64):
         for n in (0, 1, 10**9, 2**63 - 1):
-            header = corpus_module._npy_header(np.dtype(dtype), n)
+            header = _format.npy_header(np.dtype(dtype), n)
             assert len(header) == 128
             f = io.BytesIO(header)
             assert np.lib.format.read_magic(f) == (1, 0)

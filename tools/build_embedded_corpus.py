@@ -10,7 +10,7 @@ interpreter:
 2. trains the 30,522-token BERT-uncased-style WordPiece vocabulary on it
    (``lmobjectives.corpus.train_wordpiece``, deterministic) and checks that the tokenizer
    rebuilt from the written vocabulary (what ``TokenCorpus.default()`` uses) is the trained one;
-3. writes, in the formats documented in ``lmobjectives/_embedded_data.py``:
+3. writes, in the formats documented in ``lmobjectives/corpus/_embedded_data.py``:
 
    * ``stdlib-corpus.txt.xz`` — one sentence per line, an empty line between documents;
    * ``stdlib-vocab.txt.xz`` — one token per line, in id order;
@@ -22,7 +22,7 @@ interpreter:
 
 When to run it: only when the data must change — the extraction recipe, the vocabulary
 training or the source CPython changes. Then bump ``RECIPE_VERSION`` in
-``python/lmobjectives/corpus.py`` (if the recipe changed), rerun this script, update the
+``python/lmobjectives/corpus/_default.py`` (if the recipe changed), rerun this script, update the
 constants pinned in ``tests/test_corpus.py`` (``test_default_corpus_is_pinned``) and the
 corpus figures in ``README.md``, and commit the data with the change. It is never part of a
 normal build or install: the committed files are the source of truth.
@@ -53,13 +53,8 @@ import embedded_corpus  # tools/embedded_corpus.py (this script's directory is o
 import tokenizers
 
 import lmobjectives
-from lmobjectives import _embedded_data
-from lmobjectives.corpus import (
-    DEFAULT_VOCAB_SIZE,
-    RECIPE_VERSION,
-    _wordpiece_tokenizer,
-    train_wordpiece,
-)
+from lmobjectives.corpus import DEFAULT_VOCAB_SIZE, RECIPE_VERSION, _embedded_data, train_wordpiece
+from lmobjectives.corpus._wordpiece import wordpiece_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = ROOT / "python" / "lmobjectives" / "data"
@@ -84,7 +79,7 @@ def build(progress: bool | None) -> dict[str, bytes]:
     if [vocab_dict[t] for t in vocab] != list(range(len(vocab))):
         raise RuntimeError("the trained vocabulary's ids are not 0..n-1")
     vocab_text = _embedded_data.serialize_vocab(vocab)
-    rebuilt = _wordpiece_tokenizer(_embedded_data.parse_vocab(vocab_text))
+    rebuilt = wordpiece_tokenizer(_embedded_data.parse_vocab(vocab_text))
     if rebuilt.to_str() != tokenizer.to_str():
         raise RuntimeError("the tokenizer rebuilt from the vocabulary differs from the trained one")
     print(f"trained {len(vocab):,} tokens in {time.perf_counter() - t0:.1f} s")

@@ -53,8 +53,8 @@ __all__ = [
     "serialize_vocab",
 ]
 
-#: Where the shipped files live (the package's ``data`` folder); functions read it at call time.
-DATA_DIR = Path(__file__).resolve().parent / "data"
+#: Where the shipped files live (``lmobjectives/data``); functions read it at call time.
+DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 CORPUS_FILE = "stdlib-corpus.txt.xz"
 VOCAB_FILE = "stdlib-vocab.txt.xz"
 METADATA_FILE = "stdlib-corpus.json"

@@ -1,0 +1,609 @@
+"""The :class:`TokenCorpus` class: arrays, accessors, building, saving and loading."""
+
+from __future__ import annotations
+
+import operator
+import os
+import shutil
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+
+from lmobjectives.corpus._encoder import (
+    DEFAULT_BATCH_SIZE,
+    Encoder,
+    MemorySink,
+    check_documents,
+    check_paths,
+    feed_documents,
+    feed_files,
+)
+from lmobjectives.corpus._format import (
+    DOCUMENT_OFFSETS_FILE,
+    IDS_FILE,
+    MANIFEST_FILE,
+    SENTENCE_OFFSETS_FILE,
+    TOKENIZER_FILE,
+    check_csr,
+    check_files,
+    ids_dtype,
+    make_temp_dir,
+    publish,
+    read_arrays,
+    read_manifest,
+    write_manifest,
+    write_text,
+)
+from lmobjectives.corpus._tokenizers import as_backend_tokenizer, tokenizers_module
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+
+__all__ = ["TokenCorpus"]
+
+
+class TokenCorpus:
+    """Token ids of documents split into sentences, stored as flat arrays with CSR offsets.
+
+    Build one with :meth:`from_texts` or :meth:`from_files` (in memory, or streamed to disk
+    with ``out=`` / :class:`TokenCorpusWriter`), persist it with :meth:`save`, open it with
+    :meth:`load` (memory-mapped, checksums verified), or get the embedded corpus with
+    :meth:`default`.
+
+    Attributes:
+        ids: 1-D token ids; uint16 if ``vocab_size <= 65536`` else uint32.
+        sentence_offsets: int64, ``num_sentences + 1``; sentence ``s`` is
+            ``ids[sentence_offsets[s]:sentence_offsets[s + 1]]``.
+        document_offsets: int64, ``num_documents + 1``, in units of sentences; document ``d``
+            is sentences ``document_offsets[d]:document_offsets[d + 1]``.
+        vocab_size: the tokenizer's vocabulary size (every id is below it).
+        source: a free-text description of where the text came from.
+    """
+
+    ids: np.ndarray
+    sentence_offsets: np.ndarray
+    document_offsets: np.ndarray
+    vocab_size: int
+    source: str
+
+    def __init__(
+        self,
+        ids: np.ndarray,
+        sentence_offsets: np.ndarray,
+        document_offsets: np.ndarray,
+        vocab_size: int,
+        tokenizer: Tokenizer | None = None,
+        *,
+        source: str = "",
+        _tokenizer_path: Path | None = None,
+        _path: Path | None = None,
+        _mmap: bool = False,
+    ) -> None:
+        """Wrap existing arrays (validated; not copied). Most users want a classmethod instead."""
+        vocab_size = operator.index(vocab_size)
+        if vocab_size <= 0:
+            raise ValueError(f"vocab_size: must be positive, got {vocab_size}")
+        for name, arr in (
+            ("ids", ids),
+            ("sentence_offsets", sentence_offsets),
+            ("document_offsets", document_offsets),
+        ):
+            if not isinstance(arr, np.ndarray):
+                raise TypeError(f"{name}: expected a numpy.ndarray, got {type(arr).__name__}")
+        if ids.ndim != 1:
+            raise ValueError(f"ids: must be 1-D, got shape {ids.shape}")
+        if ids.dtype != ids_dtype(vocab_size):
+            raise ValueError(
+                f"ids: dtype must be {ids_dtype(vocab_size)} for vocab_size={vocab_size}, "
+                f"got {ids.dtype}"
+            )
+        problem = check_csr(len(ids), sentence_offsets, document_offsets)
+        if problem is not None:
+            raise ValueError(f"{problem[0]}: {problem[1]}")
+        if tokenizer is not None:
+            tokenizer = as_backend_tokenizer(tokenizer)
+        elif _tokenizer_path is None:
+            raise ValueError("tokenizer: required (the corpus must know how to decode its ids)")
+        self.ids = ids
+        self.sentence_offsets = sentence_offsets
+        self.document_offsets = document_offsets
+        self.vocab_size = vocab_size
+        self.source = source
+        self._tokenizer = tokenizer
+        self._tokenizer_path = _tokenizer_path
+        self._path = _path
+        self._mmap = _mmap
+        self._range: tuple[int, int] | None = None  # documents of the corpus at _range_path
+        self._range_path: Path | None = None
+
+    # ------------------------------------------------------------------ basic accessors
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        """The ``tokenizers.Tokenizer`` of this corpus (loaded lazily for corpora from disk)."""
+        if self._tokenizer is None:
+            tokenizers = tokenizers_module("a TokenCorpus's tokenizer")
+            assert self._tokenizer_path is not None
+            try:
+                tok = tokenizers.Tokenizer.from_file(str(self._tokenizer_path))
+            except Exception as exc:  # tokenizers raises a bare Exception on bad JSON
+                raise ValueError(f"{self._tokenizer_path}: not a valid tokenizer ({exc})") from exc
+            if tok.get_vocab_size(with_added_tokens=True) != self.vocab_size:
+                raise ValueError(
+                    f"{self._tokenizer_path}: vocabulary size "
+                    f"{tok.get_vocab_size(with_added_tokens=True)} does not match the "
+                    f"manifest's vocab_size {self.vocab_size}"
+                )
+            self._tokenizer = tok
+        return self._tokenizer
+
+    @property
+    def path(self) -> Path | None:
+        """The directory this corpus was loaded from, or ``None`` if built in memory."""
+        return self._path
+
+    @property
+    def num_tokens(self) -> int:
+        """Total number of tokens (``len(ids)``)."""
+        return len(self.ids)
+
+    @property
+    def num_sentences(self) -> int:
+        """Number of sentences."""
+        return len(self.sentence_offsets) - 1
+
+    @property
+    def num_documents(self) -> int:
+        """Number of documents."""
+        return len(self.document_offsets) - 1
+
+    def __len__(self) -> int:
+        """The number of documents."""
+        return self.num_documents
+
+    @staticmethod
+    def _index(i: Any, n: int, what: str) -> int:
+        i = operator.index(i)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(f"{what} index out of range (there are {n})")
+        return i
+
+    def sentence(self, s: int) -> np.ndarray:
+        """Token ids of sentence ``s`` (a view into :attr:`ids`; negative indices count back)."""
+        s = self._index(s, self.num_sentences, "sentence")
+        return self.ids[self.sentence_offsets[s] : self.sentence_offsets[s + 1]]
+
+    def document(self, d: int) -> np.ndarray:
+        """Token ids of document ``d``, all its sentences back to back (a view into :attr:`ids`)."""
+        d = self._index(d, self.num_documents, "document")
+        first, last = self.document_offsets[d], self.document_offsets[d + 1]
+        return self.ids[self.sentence_offsets[first] : self.sentence_offsets[last]]
+
+    def document_sentences(self, d: int) -> list[np.ndarray]:
+        """The sentences of document ``d``, each a view into :attr:`ids`."""
+        d = self._index(d, self.num_documents, "document")
+        first, last = int(self.document_offsets[d]), int(self.document_offsets[d + 1])
+        offsets = self.sentence_offsets[first : last + 1]
+        return [self.ids[offsets[i] : offsets[i + 1]] for i in range(last - first)]
+
+    def documents(self, start: int, stop: int) -> TokenCorpus:
+        """Documents ``start:stop`` as a corpus of their own: ``ids`` is a view (no copy, a
+        memory-mapped corpus stays on disk), the offsets are rebased copies. A view of a corpus
+        opened from disk pickles as its path and range, so DataLoader workers re-open the
+        memory map. Use it for train/held-out splits (``corpus.documents(0, n - k)`` and
+        ``corpus.documents(n - k, n)``).
+        """
+        n = self.num_documents
+        for name, v in (("start", start), ("stop", stop)):
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise TypeError(f"{name}: expected an int, got {type(v).__name__}")
+        if not 0 <= start < stop <= n:
+            raise ValueError(
+                f"start, stop: need 0 <= start < stop <= {n} (the number of documents), got "
+                f"{start}, {stop}"
+            )
+        first, last = int(self.document_offsets[start]), int(self.document_offsets[stop])
+        sentence_offsets = np.asarray(self.sentence_offsets[first : last + 1], dtype=np.int64)
+        lo, hi = int(sentence_offsets[0]), int(sentence_offsets[-1])
+        view = TokenCorpus(
+            self.ids[lo:hi],
+            sentence_offsets - lo,
+            np.asarray(self.document_offsets[start : stop + 1], dtype=np.int64) - first,
+            self.vocab_size,
+            self._tokenizer,
+            source=self.source,
+            _tokenizer_path=self._tokenizer_path,
+        )
+        origin = self._path if self._path is not None else self._range_path
+        if origin is not None:  # documents of a corpus on disk: pickle as path + range
+            base = self._range[0] if self._range is not None else 0
+            view._range = (base + start, base + stop)
+            view._range_path = origin
+            view._mmap = self._mmap
+        return view
+
+    def stats(self) -> dict[str, Any]:
+        """Summary numbers: counts, dtype, bytes and sentence/document length statistics."""
+        sent_lens = np.diff(self.sentence_offsets)
+        doc_sents = np.diff(self.document_offsets)
+        doc_tokens = np.diff(self.sentence_offsets[self.document_offsets])
+
+        def describe(x: np.ndarray) -> dict[str, float]:
+            if len(x) == 0:
+                return {"min": 0, "mean": 0.0, "median": 0.0, "max": 0}
+            return {
+                "min": int(x.min()),
+                "mean": float(x.mean()),
+                "median": float(np.median(x)),
+                "max": int(x.max()),
+            }
+
+        return {
+            "num_documents": self.num_documents,
+            "num_sentences": self.num_sentences,
+            "num_tokens": self.num_tokens,
+            "vocab_size": self.vocab_size,
+            "ids_dtype": str(self.ids.dtype),
+            "nbytes": int(
+                self.ids.nbytes + self.sentence_offsets.nbytes + self.document_offsets.nbytes
+            ),
+            "tokens_per_sentence": describe(sent_lens),
+            "sentences_per_document": describe(doc_sents),
+            "tokens_per_document": describe(doc_tokens),
+            "source": self.source,
+            "path": None if self._path is None else str(self._path),
+        }
+
+    def __repr__(self) -> str:
+        where = f", path={str(self._path)!r}" if self._path is not None else ""
+        return (
+            f"TokenCorpus(documents={self.num_documents:,}, sentences={self.num_sentences:,}, "
+            f"tokens={self.num_tokens:,}, vocab_size={self.vocab_size:,}, "
+            f"ids_dtype={self.ids.dtype}{where})"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A corpus opened from disk pickles as its path (cheap for DataLoader workers, which
+        # re-open the memory map); an in-memory corpus pickles its arrays and tokenizer JSON.
+        if self._path is not None:
+            return (_reopen, (str(self._path), self._mmap))
+        if self._range is not None and self._range_path is not None:
+            return (_reopen_range, (str(self._range_path), self._mmap, *self._range))
+        return (
+            _from_state,
+            (
+                np.asarray(self.ids),
+                np.asarray(self.sentence_offsets),
+                np.asarray(self.document_offsets),
+                self.vocab_size,
+                self.tokenizer.to_str(),
+                self.source,
+            ),
+        )
+
+    # ------------------------------------------------------------------ building
+
+    @classmethod
+    def from_texts(
+        cls,
+        documents: Iterable[str | Sequence[str]],
+        tokenizer: Any,
+        *,
+        add_special_tokens: bool = False,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        progress: bool | None = None,
+        source: str = "",
+        out: str | os.PathLike[str] | None = None,
+        overwrite: bool = False,
+    ) -> TokenCorpus:
+        """Tokenize documents into a corpus.
+
+        Sentences are tokenized in batches of ``batch_size`` with the tokenizer's
+        ``encode_batch_fast`` (``encode_batch`` before ``tokenizers`` 0.20; the same ids), which
+        runs on all cores in Rust (``tokenizers``' own thread pool; ``TOKENIZERS_PARALLELISM=false``
+        makes it serial, and the result is the same either way). Batches span document
+        boundaries, so many short documents still make large batches.
+
+        Args:
+            documents: an iterable (read once, lazily) of documents, each either a ``str``
+                (split into sentences with :func:`lmobjectives._sentences.split_sentences`:
+                paragraphs at blank lines, then sentence-final punctuation) or a sequence of
+                sentence strings (used as given).
+            tokenizer: a ``tokenizers.Tokenizer`` or a transformers fast tokenizer (its
+                ``backend_tokenizer`` is used). Padding and truncation, if enabled on it, are
+                disabled on a private copy; the argument is never modified.
+            add_special_tokens: pass through to ``encode_batch`` (e.g. wrap each sentence in
+                ``[CLS] ... [SEP]``). Usually ``False``: objectives add their own.
+            batch_size: sentences per ``encode_batch`` call.
+            progress: show a progress bar over the documents (``None``: iff stderr is a TTY or
+                ``LMOBJECTIVES_PROGRESS=1``).
+            source: free text stored in the manifest.
+            out: if given, stream the corpus into this directory with a
+                :class:`TokenCorpusWriter` (memory bounded by one batch, not by the corpus) and
+                return it memory-mapped from there.
+            overwrite: with ``out``, replace an existing directory.
+
+        Sentences that tokenize to nothing are dropped, then documents left without sentences.
+
+        Raises:
+            TypeError: a document or sentence is not a ``str``, or ``tokenizer`` is not one.
+            ValueError: ``batch_size`` is not positive, or no non-empty sentence remains.
+            FileExistsError: ``out`` exists and ``overwrite`` is false.
+        """
+        check_documents(documents)
+        return _build(
+            _Build(tokenizer, add_special_tokens, batch_size, progress, source, out, overwrite),
+            lambda writer: writer.add_documents(documents),
+            lambda encoder: feed_documents(encoder, documents, progress, flush=True),
+            "documents: no non-empty sentence to tokenize",
+        )
+
+    @classmethod
+    def from_files(
+        cls,
+        paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+        tokenizer: Any,
+        *,
+        one_sentence_per_line: bool = False,
+        add_special_tokens: bool = False,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        progress: bool | None = None,
+        source: str | None = None,
+        out: str | os.PathLike[str] | None = None,
+        overwrite: bool = False,
+    ) -> TokenCorpus:
+        """Tokenize UTF-8 text files into a corpus (see :meth:`from_texts` for tokenization).
+
+        File format: UTF-8 text (a leading byte-order mark is ignored), lines ending in ``\\n``
+        or ``\\r\\n``. Documents are separated by blank (or whitespace-only) lines; the end of a
+        file ends its last document (documents never run across files). Within a document:
+
+        * ``one_sentence_per_line=True`` — each line is one sentence (Google BERT's
+          ``create_pretraining_data.py`` format), stripped of surrounding whitespace; lines are
+          streamed, so even a single enormous document needs no more memory than one batch;
+        * ``one_sentence_per_line=False`` — the lines are free text, joined and split into
+          sentences with :func:`lmobjectives._sentences.split_sentences`.
+
+        Files are read in the order given, line by line (never whole). Every path is checked
+        before any is read.
+
+        Args:
+            paths: one path or an iterable of paths (``str`` or ``os.PathLike``).
+            tokenizer, add_special_tokens, batch_size, out, overwrite: as in :meth:`from_texts`;
+                with ``out`` nothing but the current batch is held in memory.
+            one_sentence_per_line: how lines within a document are read (above).
+            progress: show a progress bar over the input bytes (``None``: iff stderr is a TTY
+                or ``LMOBJECTIVES_PROGRESS=1``).
+            source: free text for the manifest; default names the files.
+
+        Raises:
+            TypeError: ``paths`` (or one of them) is not a path, or ``tokenizer`` is not one.
+            FileNotFoundError: a path does not exist or is not a regular file
+                (``paths[i]: ...``).
+            ValueError: ``paths`` is empty, a file is not valid UTF-8 (the message names the
+                file and line), ``batch_size`` is not positive, or no sentence remains.
+        """
+        files = check_paths(paths)
+        if source is None:
+            names = ", ".join(str(f) for f in files[:3])
+            source = f"files: {names}" + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+        lines = bool(one_sentence_per_line)
+        return _build(
+            _Build(tokenizer, add_special_tokens, batch_size, progress, source, out, overwrite),
+            lambda writer: writer.add_files(files, one_sentence_per_line=one_sentence_per_line),
+            lambda encoder: feed_files(encoder, files, lines, progress, flush=True),
+            "paths: the files hold no non-empty sentence",
+        )
+
+    # ------------------------------------------------------------------ persistence
+
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+        """Write the corpus as a directory; atomically (temp dir + rename). Returns the path.
+
+        The directory holds ``ids.npy``, ``sentence_offsets.npy``, ``document_offsets.npy``,
+        ``tokenizer.json`` and ``manifest.json`` (format version :data:`FORMAT_VERSION`, with
+        each file's size and BLAKE2b-256 checksum). It is written next to ``path`` under a
+        temporary name and renamed into place, so an interrupted save never leaves a directory
+        that :meth:`load` accepts.
+
+        Raises:
+            FileExistsError: ``path`` exists and ``overwrite`` is false (or another process
+                created it while this one was writing).
+        """
+        path = Path(path)
+        if path.exists() and not overwrite:
+            raise FileExistsError(f"path: {path} already exists (pass overwrite=True)")
+        tmp = make_temp_dir(path)
+        try:
+            for name, arr in (
+                (IDS_FILE, self.ids),
+                (SENTENCE_OFFSETS_FILE, self.sentence_offsets),
+                (DOCUMENT_OFFSETS_FILE, self.document_offsets),
+            ):
+                with open(tmp / name, "wb") as f:
+                    np.save(f, np.ascontiguousarray(arr), allow_pickle=False)
+                    f.flush()
+                    os.fsync(f.fileno())
+            # (Loads a lazily loaded tokenizer first, so overwriting the corpus's own directory
+            # leaves this object usable.)
+            write_text(tmp / TOKENIZER_FILE, self.tokenizer.to_str())
+            write_manifest(
+                tmp,
+                vocab_size=self.vocab_size,
+                num_tokens=self.num_tokens,
+                num_sentences=self.num_sentences,
+                num_documents=self.num_documents,
+                ids_dtype=self.ids.dtype,
+                source=self.source,
+            )
+            publish(tmp, path, overwrite)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        return path
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike[str], *, mmap: bool = True, verify: bool = True
+    ) -> TokenCorpus:
+        """Open a corpus saved with :meth:`save`; arrays are memory-mapped unless ``mmap=False``.
+
+        Always validates the manifest (format, version, counts, dtype), the arrays against it
+        (dtypes, shapes, offsets starting at 0, non-decreasing and ending at the right totals;
+        the offsets are scanned in bounded-memory chunks) and every file's byte size against
+        the manifest. Never unpickles.
+
+        With ``verify=True`` (the default) it also recomputes the BLAKE2b-256 checksum of every
+        file and compares it with the manifest, which catches any changed byte, token ids
+        included. That costs one sequential read of the files (hashing runs at roughly
+        1 GB/s; the embedded corpus, about 3 MB, takes a few milliseconds), so for a huge
+        corpus that is opened often, ``verify=False`` skips only the hashing. Corpora written
+        by format version 1 carry no checksums; they load with the other checks.
+
+        Raises:
+            FileNotFoundError: ``path`` is not a directory.
+            ValueError: any file is missing, invalid, of the wrong size or (with ``verify``)
+                has the wrong checksum; the message names the file and what is wrong.
+        """
+        path = Path(path)
+        if not path.is_dir():
+            raise FileNotFoundError(f"path: no corpus directory at {path}")
+        manifest = read_manifest(path / MANIFEST_FILE)
+        ids, sentence_offsets, document_offsets = read_arrays(path, manifest, mmap)
+        check_files(path, manifest, verify)
+        return cls(
+            ids,
+            sentence_offsets,
+            document_offsets,
+            manifest["vocab_size"],
+            source=manifest["source"],
+            _tokenizer_path=path / TOKENIZER_FILE,
+            _path=path,
+            _mmap=mmap,
+        )
+
+    # ------------------------------------------------------------------ the embedded corpus
+
+    @classmethod
+    def default(
+        cls,
+        *,
+        cache_dir: str | os.PathLike[str] | None = None,
+        rebuild: bool = False,
+        progress: bool | None = None,
+    ) -> TokenCorpus:
+        """The embedded corpus: CPython standard-library prose shipped inside the package.
+
+        The text (``pydoc`` help topics, docstrings, prose string literals and comment blocks of
+        the standard library) was extracted once from CPython 3.11.7 and ships in
+        ``lmobjectives/data/`` together with the BERT-uncased-style WordPiece vocabulary of
+        30,522 tokens trained on it (:func:`train_wordpiece`); ``tools/build_embedded_corpus.py``
+        in the source repository regenerates both. This method decompresses the shipped files,
+        checks their SHA-256 against the shipped metadata, builds the tokenizer from the
+        vocabulary (the pipeline :func:`train_wordpiece` produces), tokenizes the text, saves the
+        corpus to the cache and returns it memory-mapped. The result does not depend on the
+        running Python version (:func:`default_corpus_fingerprint` is the same on all of them).
+        The first call builds it (a few seconds); later calls load the cache.
+
+        Args:
+            cache_dir: where to cache; default ``$LMOBJECTIVES_CACHE``, else
+                ``~/.cache/lmobjectives``. The corpus lives in a subdirectory keyed by the
+                recipe version (:data:`RECIPE_VERSION`) and the shipped data's checksum.
+            rebuild: build even when a valid cache exists (and replace it).
+            progress: show progress bars (``None``: iff stderr is a TTY or
+                ``LMOBJECTIVES_PROGRESS=1``).
+
+        Raises:
+            EmbeddedDataError: (a ``ValueError``) a shipped data file is missing, corrupted or
+                does not match its recorded checksum; the message names the file.
+            lmobjectives._optional.MissingDependencyError: ``tokenizers`` is not installed
+                (``pip install 'lmobjectives[corpus]'``).
+        """
+        # (The embedded corpus's module builds on this one.)
+        from lmobjectives.corpus._default import load_default
+
+        return load_default(cls, cache_dir=cache_dir, rebuild=rebuild, progress=progress)
+
+
+class _Build(NamedTuple):
+    """How :meth:`TokenCorpus.from_texts` / :meth:`TokenCorpus.from_files` build."""
+
+    tokenizer: Any
+    add_special_tokens: bool
+    batch_size: int
+    progress: bool | None
+    source: str
+    out: str | os.PathLike[str] | None
+    overwrite: bool
+
+
+def _build(
+    options: _Build,
+    to_writer: Callable[[Any], None],
+    to_encoder: Callable[[Encoder], None],
+    empty_message: str,
+) -> TokenCorpus:
+    """A corpus in memory (``to_encoder`` feeds an encoder), or streamed to ``options.out``
+    (``to_writer`` feeds a :class:`~lmobjectives.TokenCorpusWriter`) and opened from there."""
+    o = options
+    if o.out is not None:
+        # (The writer module imports this one: TokenCorpusWriter.close() returns a TokenCorpus.)
+        from lmobjectives.corpus._writer import build_on_disk
+
+        return build_on_disk(
+            o.out,
+            o.tokenizer,
+            to_writer,
+            add_special_tokens=o.add_special_tokens,
+            batch_size=o.batch_size,
+            progress=o.progress,
+            source=o.source,
+            overwrite=o.overwrite,
+        )
+    encoder = Encoder(o.tokenizer, o.add_special_tokens, o.batch_size)
+    sink = encoder.sink = MemorySink()
+    to_encoder(encoder)
+    encoder.finish(empty_message)
+    ids, sentence_offsets, document_offsets = sink.arrays()
+    return TokenCorpus(
+        ids,
+        sentence_offsets,
+        document_offsets,
+        encoder.vocab_size,
+        encoder.tokenizer,
+        source=o.source,
+    )
+
+
+def _reopen(path: str, mmap: bool) -> TokenCorpus:
+    # The pickling process verified the checksums when it loaded the corpus; DataLoader workers
+    # re-opening it only re-check sizes and structure (hashing a large corpus once per worker
+    # would defeat memory-mapping).
+    return TokenCorpus.load(path, mmap=mmap, verify=False)
+
+
+def _reopen_range(path: str, mmap: bool, start: int, stop: int) -> TokenCorpus:
+    return _reopen(path, mmap).documents(start, stop)
+
+
+def _from_state(
+    ids: np.ndarray,
+    sentence_offsets: np.ndarray,
+    document_offsets: np.ndarray,
+    vocab_size: int,
+    tokenizer_json: str,
+    source: str,
+) -> TokenCorpus:
+    tokenizers = tokenizers_module("unpickling a TokenCorpus")
+    return TokenCorpus(
+        ids,
+        sentence_offsets,
+        document_offsets,
+        vocab_size,
+        tokenizers.Tokenizer.from_str(tokenizer_json),
+        source=source,
+    )

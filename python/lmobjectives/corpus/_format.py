@@ -1,0 +1,316 @@
+"""The on-disk format of a :class:`~lmobjectives.TokenCorpus`: file names, ``.npy`` headers,
+the manifest (counts, byte sizes, BLAKE2b-256 checksums), the CSR checks, and writing a
+directory atomically (a temporary directory renamed into place).
+
+A corpus directory holds ``ids.npy``, ``sentence_offsets.npy``, ``document_offsets.npy``,
+``tokenizer.json`` and ``manifest.json``; see :meth:`~lmobjectives.TokenCorpus.save` and
+:meth:`~lmobjectives.TokenCorpus.load`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: ``manifest.json`` "format" value.
+FORMAT = "lmobjectives.TokenCorpus"
+#: ``manifest.json`` "format_version" value this code writes. Version 2 added the per-file sizes
+#: and checksums (``"files"``); version-1 corpora (without them) are still read.
+FORMAT_VERSION = 2
+#: Every format version :meth:`TokenCorpus.load` reads.
+READABLE_FORMAT_VERSIONS = (1, 2)
+
+IDS_FILE = "ids.npy"
+SENTENCE_OFFSETS_FILE = "sentence_offsets.npy"
+DOCUMENT_OFFSETS_FILE = "document_offsets.npy"
+TOKENIZER_FILE = "tokenizer.json"
+MANIFEST_FILE = "manifest.json"
+ARRAY_FILES = (IDS_FILE, SENTENCE_OFFSETS_FILE, DOCUMENT_OFFSETS_FILE)
+CHECKED_FILES = (*ARRAY_FILES, TOKENIZER_FILE)
+#: The checksum: BLAKE2b with a 32-byte digest over the whole file (``b2sum -l 256 FILE``).
+CHECKSUM_KEY = "blake2b_256"
+HASH_CHUNK = 1 << 18
+#: Offsets are checked for monotonicity this many elements at a time (bounded memory).
+CHECK_CHUNK = 1 << 18
+#: A version-1.0 ``.npy`` header of a 1-D array of a simple dtype is always 128 bytes long (for
+#: any length up to 2**63), so the writer streams the data from byte 128 and writes the header
+#: last.
+NPY_HEADER_BYTES = 128
+
+
+def ids_dtype(vocab_size: int) -> np.dtype[Any]:
+    """uint16 when every id fits (vocab_size <= 65536), else uint32."""
+    return np.dtype(np.uint16) if vocab_size <= 1 << 16 else np.dtype(np.uint32)
+
+
+def check_csr(
+    ids_len: int, sentence_offsets: np.ndarray, document_offsets: np.ndarray
+) -> tuple[str, str] | None:
+    """Check the CSR invariants; returns ``(which array, what is wrong)`` or ``None`` if valid."""
+    for name, offsets, end, unit in (
+        ("sentence_offsets", sentence_offsets, ids_len, "len(ids)"),
+        ("document_offsets", document_offsets, len(sentence_offsets) - 1, "num_sentences"),
+    ):
+        if offsets.ndim != 1:
+            return name, f"must be 1-D, got shape {offsets.shape}"
+        if offsets.dtype != np.int64:
+            return name, f"must have dtype int64, got {offsets.dtype}"
+        if len(offsets) == 0:
+            return name, "must have at least one element (a leading 0)"
+        if offsets[0] != 0:
+            return name, f"must start at 0, starts at {int(offsets[0])}"
+        if int(offsets[-1]) != end:
+            return name, f"must end at {unit} = {end}, ends at {int(offsets[-1])}"
+        bad = first_decrease(offsets)
+        if bad is not None:
+            return name, f"must be non-decreasing; decreases after index {bad}"
+    return None
+
+
+def first_decrease(offsets: np.ndarray) -> int | None:
+    """Index ``i`` of the first ``offsets[i + 1] < offsets[i]``, or ``None``.
+
+    Scans in chunks so that checking a memory-mapped array of any length needs bounded memory.
+    """
+    n = len(offsets)
+    for start in range(0, n - 1, CHECK_CHUNK):
+        stop = min(start + CHECK_CHUNK + 1, n)
+        block = np.asarray(offsets[start:stop])
+        down = block[1:] < block[:-1]
+        if down.any():
+            return start + int(np.argmax(down))
+    return None
+
+
+def npy_header(dtype: np.dtype[Any], length: int) -> bytes:
+    """The ``.npy`` (version 1.0) header of a C-order 1-D array; always 128 bytes."""
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buf,
+        {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": (length,)},
+    )
+    header = buf.getvalue()
+    if len(header) != NPY_HEADER_BYTES:  # cannot happen for a 1-D array (length < 2**63)
+        raise RuntimeError(f"unexpected .npy header size {len(header)} for {dtype}[{length}]")
+    return header
+
+
+def write_text(path: Path, text: str) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """Parse and validate ``manifest.json``; ValueError naming the file on any problem."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            manifest = json.load(f)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: missing") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(manifest, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(manifest).__name__}")
+    if manifest.get("format") != FORMAT:
+        raise ValueError(f"{path}: format must be {FORMAT!r}, got {manifest.get('format')!r}")
+    version = manifest.get("format_version")
+    if type(version) is not int or version not in READABLE_FORMAT_VERSIONS:
+        raise ValueError(
+            f"{path}: unsupported format_version {version!r} (this version reads "
+            f"{', '.join(map(str, READABLE_FORMAT_VERSIONS))})"
+        )
+    for key in ("vocab_size", "num_tokens", "num_sentences", "num_documents"):
+        value = manifest.get(key)
+        if type(value) is not int or value < 0:
+            raise ValueError(f"{path}: {key} must be a non-negative integer, got {value!r}")
+    if manifest["vocab_size"] == 0:
+        raise ValueError(f"{path}: vocab_size must be positive")
+    if manifest.get("ids_dtype") not in ("uint16", "uint32"):
+        raise ValueError(
+            f"{path}: ids_dtype must be 'uint16' or 'uint32', got {manifest.get('ids_dtype')!r}"
+        )
+    source = manifest.get("source", "")
+    if not isinstance(source, str):
+        raise ValueError(f"{path}: source must be a string, got {type(source).__name__}")
+    manifest["source"] = source
+    manifest["files"] = read_manifest_files(path, manifest.get("files")) if version >= 2 else None
+    return manifest
+
+
+def read_manifest_files(path: Path, files: Any) -> dict[str, dict[str, Any]]:
+    """Validate the manifest's ``"files"``: each checked file's ``bytes`` and checksum."""
+    if not isinstance(files, dict):
+        raise ValueError(f"{path}: files must be an object, got {type(files).__name__}")
+    if sorted(files) != sorted(CHECKED_FILES):
+        raise ValueError(
+            f"{path}: files must list exactly {', '.join(CHECKED_FILES)}; got "
+            f"{', '.join(sorted(map(str, files))) or 'none'}"
+        )
+    for name in CHECKED_FILES:
+        entry = files[name]
+        size = entry.get("bytes") if isinstance(entry, dict) else None
+        digest = entry.get(CHECKSUM_KEY) if isinstance(entry, dict) else None
+        if type(size) is not int or size < 0:
+            raise ValueError(f"{path}: files.{name}.bytes must be a non-negative integer")
+        if (
+            not isinstance(digest, str)
+            or len(digest) != 64
+            or digest.strip("0123456789abcdef") != ""
+        ):
+            raise ValueError(f"{path}: files.{name}.{CHECKSUM_KEY} must be 64 lowercase hex digits")
+    return files
+
+
+def file_digest(path: Path) -> tuple[int, str]:
+    """``(size in bytes, BLAKE2b-256 hex digest)`` of a file, read in 256 KiB chunks."""
+    h = hashlib.blake2b(digest_size=32)
+    size = 0
+    buf = bytearray(HASH_CHUNK)
+    view = memoryview(buf)
+    with open(path, "rb") as f:
+        while n := f.readinto(buf):
+            h.update(view[:n])
+            size += n
+    return size, h.hexdigest()
+
+
+def write_manifest(
+    directory: Path,
+    *,
+    vocab_size: int,
+    num_tokens: int,
+    num_sentences: int,
+    num_documents: int,
+    ids_dtype: np.dtype[Any],
+    source: str,
+) -> None:
+    """Write ``manifest.json`` for the (complete) files in ``directory``, with their checksums."""
+    files = {}
+    for name in CHECKED_FILES:
+        size, digest = file_digest(directory / name)
+        files[name] = {"bytes": size, CHECKSUM_KEY: digest}
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "vocab_size": vocab_size,
+        "num_tokens": num_tokens,
+        "num_sentences": num_sentences,
+        "num_documents": num_documents,
+        "ids_dtype": str(ids_dtype),
+        "source": source,
+        "files": files,
+    }
+    write_text(directory / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
+
+
+def make_temp_dir(path: Path) -> Path:
+    """A fresh hidden directory next to ``path`` (same filesystem, so it can be renamed in)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex}"
+    tmp.mkdir()  # (unlike tempfile.mkdtemp, honours the umask: caches may be shared)
+    return tmp
+
+
+def publish(tmp: Path, path: Path, overwrite: bool) -> None:
+    """Rename the finished directory ``tmp`` to ``path`` (replacing it if ``overwrite``)."""
+    if overwrite and path.exists():
+        old = path.parent / f".{path.name}.old-{uuid.uuid4().hex}"
+        os.rename(path, old)
+        os.rename(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        try:
+            os.rename(tmp, path)
+        except OSError as exc:  # someone else created it meanwhile
+            raise FileExistsError(f"path: {path} already exists") from exc
+
+
+def load_array(path: Path, dtype: np.dtype[Any], length: int, mmap: bool) -> np.ndarray:
+    """``np.load`` one 1-D array, checking dtype and length; ValueError naming the file."""
+    if not path.is_file():
+        raise ValueError(f"{path}: missing")
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(6)
+    except OSError as exc:
+        raise ValueError(f"{path}: not readable ({exc})") from exc
+    if magic != b"\x93NUMPY":
+        raise ValueError(f"{path}: not a readable .npy array (bad magic bytes {magic!r})")
+    try:
+        arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise ValueError(f"{path}: not a readable .npy array ({exc})") from exc
+    if not isinstance(arr, np.ndarray):
+        raise ValueError(f"{path}: expected a single array, got {type(arr).__name__}")
+    if arr.dtype != dtype:
+        raise ValueError(f"{path}: dtype must be {dtype} (native byte order), got {arr.dtype}")
+    if arr.ndim != 1:
+        raise ValueError(f"{path}: must be 1-D, got shape {arr.shape}")
+    if len(arr) != length:
+        raise ValueError(f"{path}: length {len(arr)} does not match the manifest ({length})")
+    return arr
+
+
+def read_arrays(
+    path: Path, manifest: dict[str, Any], mmap: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(ids, sentence_offsets, document_offsets)`` of the corpus directory ``path``, checked
+    against its manifest (dtypes, lengths) and the CSR invariants; ValueError naming the file."""
+    vocab_size = manifest["vocab_size"]
+    expected_dtype = ids_dtype(vocab_size)
+    if manifest["ids_dtype"] != str(expected_dtype):
+        raise ValueError(
+            f"{path / MANIFEST_FILE}: ids_dtype {manifest['ids_dtype']!r} does not fit "
+            f"vocab_size {vocab_size} (expected {str(expected_dtype)!r})"
+        )
+    ids = load_array(path / IDS_FILE, expected_dtype, manifest["num_tokens"], mmap)
+    sentence_offsets = load_array(
+        path / SENTENCE_OFFSETS_FILE, np.dtype(np.int64), manifest["num_sentences"] + 1, mmap
+    )
+    document_offsets = load_array(
+        path / DOCUMENT_OFFSETS_FILE, np.dtype(np.int64), manifest["num_documents"] + 1, mmap
+    )
+    problem = check_csr(len(ids), sentence_offsets, document_offsets)
+    if problem is not None:
+        array, what = problem
+        file = {"sentence_offsets": SENTENCE_OFFSETS_FILE}.get(array, DOCUMENT_OFFSETS_FILE)
+        raise ValueError(f"{path / file}: {what}")
+    return ids, sentence_offsets, document_offsets
+
+
+def check_files(path: Path, manifest: dict[str, Any], verify: bool) -> None:
+    """The tokenizer file exists; with format version >= 2, every file has the manifest's byte
+    size and (with ``verify``) its checksum. ValueError naming the file otherwise."""
+    tokenizer_path = path / TOKENIZER_FILE
+    if not tokenizer_path.is_file():
+        raise ValueError(f"{tokenizer_path}: missing")
+    files = manifest.get("files")
+    if files is None:  # format version 1
+        return
+    for name in CHECKED_FILES:
+        size = (path / name).stat().st_size
+        if size != files[name]["bytes"]:
+            raise ValueError(
+                f"{path / name}: size {size} bytes does not match the manifest "
+                f"({files[name]['bytes']} bytes); the file is truncated, extended or "
+                "replaced"
+            )
+    if verify:
+        for name in CHECKED_FILES:
+            digest = file_digest(path / name)[1]
+            if digest != files[name][CHECKSUM_KEY]:
+                raise ValueError(
+                    f"{path / name}: checksum mismatch (BLAKE2b-256 {digest}, manifest "
+                    f"says {files[name][CHECKSUM_KEY]}); the file is corrupted or was "
+                    "modified"
+                )
