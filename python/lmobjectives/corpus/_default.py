@@ -16,13 +16,6 @@ from lmobjectives.corpus import _embedded_data
 from lmobjectives.corpus._corpus import TokenCorpus
 from lmobjectives.corpus._wordpiece import wordpiece_tokenizer
 
-#: Version of the embedded corpus recipe (text extraction, tokenizer training and how the
-#: shipped data is tokenized); part of the cache key (with the shipped data's checksum), so
-#: bumping it rebuilds every cached default corpus. Version 2: the text and vocabulary are
-#: shipped (extracted from CPython 3.11.7) instead of rebuilt from the running interpreter.
-RECIPE_VERSION = 2
-CACHE_ENV = "LMOBJECTIVES_CACHE"
-
 __all__ = [
     "RECIPE_VERSION",
     "default_cache_dir",
@@ -30,6 +23,13 @@ __all__ = [
     "fingerprint",
     "load_default",
 ]
+
+#: Version of the embedded corpus recipe (text extraction, tokenizer training and how the
+#: shipped data is tokenized); part of the cache key (with the shipped data's checksum), so
+#: bumping it rebuilds every cached default corpus. Version 2: the text and vocabulary are
+#: shipped (extracted from CPython 3.11.7) instead of rebuilt from the running interpreter.
+RECIPE_VERSION = 2
+CACHE_ENV = "LMOBJECTIVES_CACHE"
 
 
 def default_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
