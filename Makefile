@@ -5,7 +5,8 @@
 #   make test-latest  the same suite against the newest releases of every dependency (finds drift)
 #   make lock         re-resolve requirements/dev.lock from pyproject.toml (see docs: refreshing the lock)
 #   make wheel        portable abi3 wheel (manylinux2014, stripped) + sdist, checked on every CPython found
-#   make lint         formatting, clippy, ruff, mypy, type stubs
+#   make lint         formatting, clippy, ruff, mypy, type stubs, the long-function rule
+#   make docs         the documentation site (mkdocs build --strict) into site/
 #   make bench        pytest-benchmark tables and the ratio table for the README
 
 PYTHON     ?= python3
@@ -21,7 +22,7 @@ UV          = $(BIN)/uv pip $(1) --python $(PY)
 RUN_VENV    := .venv-run
 LATEST_VENV := .venv-latest
 
-.PHONY: dev inplace test test-rust test-python test-latest lint run bench lock wheel clean
+.PHONY: dev inplace test test-rust test-python test-latest lint run bench lock wheel docs clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -91,6 +92,9 @@ wheel: $(STAMP)
 	$(BIN)/auditwheel show dist/*.whl
 	$(PY) tools/check_wheel.py dist/*.whl
 
+docs: dev
+	$(BIN)/mkdocs build --strict -d site
+
 bench: dev
 	$(BIN)/pytest benches --benchmark-only --benchmark-group-by=group --benchmark-columns=median,ops,rounds
 	$(BIN)/lmobjectives bench --markdown
@@ -99,4 +103,4 @@ bench: dev
 	$(BIN)/lmobjectives bench --objective mining --markdown
 
 clean:
-	rm -rf $(VENV) $(RUN_VENV) $(LATEST_VENV) target dist .pytest_cache .benchmarks
+	rm -rf $(VENV) $(RUN_VENV) $(LATEST_VENV) target dist site .pytest_cache .benchmarks

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import glob
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -73,18 +74,17 @@ def fail(message: str) -> None:
 
 
 def find_pythons() -> dict[str, str]:
-    """Each wanted version's interpreter: ``python3.X`` on PATH, else the newest pyenv build."""
+    """Each wanted version's interpreter: ``python3.X`` on PATH when it runs (a pyenv shim may
+    not), else the newest pyenv build of that version."""
     found: dict[str, str] = {}
     pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
     for v in VERSIONS:
-        exe = shutil.which(f"python{v}")
-        if exe is None:
-            builds = sorted(
-                glob.glob(str(pyenv / f"{v}.*" / "bin" / "python")),
-                key=lambda p: [int(x) for x in Path(p).parents[1].name.split(".")[:3]],
-            )
-            exe = builds[-1] if builds else None
-        if exe is not None:
+        builds = sorted(
+            glob.glob(str(pyenv / f"{v}.*" / "bin" / "python")),
+            key=lambda p: [int(x) for x in re.findall(r"\d+", Path(p).parents[1].name)],
+        )
+        on_path = shutil.which(f"python{v}")
+        for exe in [*([on_path] if on_path else []), *reversed(builds)]:
             out = subprocess.run(
                 [exe, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
                 capture_output=True,
@@ -92,6 +92,7 @@ def find_pythons() -> dict[str, str]:
             )
             if out.returncode == 0 and out.stdout.strip() == v:
                 found[v] = exe
+                break
     return found
 
 
