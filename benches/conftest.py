@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lmobjectives.bench import BATCH_SIZE, Workload, make_workloads
+from lmobjectives.lab.bench.workloads import BATCH_SIZE, Workload, make_workloads
 
 SEED = 0
 
@@ -20,7 +20,8 @@ def corpus():
 
 @pytest.fixture(scope="session")
 def workloads(corpus) -> dict[str, Workload]:
-    """``{"ragged": …, "padded": …}`` (see :mod:`lmobjectives.bench`), 4 batches each."""
+    """``{"ragged": …, "padded": …}`` (see :mod:`lmobjectives.lab.bench.workloads`), 4 batches
+    each."""
     return {w.name: w for w in make_workloads(corpus, batch_size=BATCH_SIZE, num_batches=4)}
 
 
@@ -52,8 +53,9 @@ def originals(workloads, special_ids) -> dict[str, list[np.ndarray]]:
 
 @pytest.fixture(scope="session")
 def collators(corpus):
-    """The contenders, as :func:`lmobjectives.bench.run_mlm_benchmark` builds them."""
-    from lmobjectives.baselines import NumpyMLMCollator, hf_mlm_collator
+    """The contenders, as :func:`lmobjectives.lab.bench.masking.mlm_collators` builds them."""
+    from lmobjectives.lab.baselines.huggingface import hf_mlm_collator
+    from lmobjectives.lab.baselines.numpy_reference import NumpyMLMCollator
     from lmobjectives.masking import MLMCollator
 
     return {

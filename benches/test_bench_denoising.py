@@ -13,14 +13,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lmobjectives.bench import BATCH_SIZE
-from lmobjectives.bench_denoising import (
+from lmobjectives.lab.bench.denoising import (
     BART_RAW,
     T5_RAW,
-    _bart_contenders,
-    _t5_contenders,
+    bart_contenders,
     make_denoising_workloads,
+    t5_contenders,
 )
+from lmobjectives.lab.bench.workloads import BATCH_SIZE
 
 SEED = 0
 T5_CONTENDERS = {
@@ -34,13 +34,13 @@ BART_CONTENDERS = {"lmobjectives": "lmobjectives np", "fairseq": "fairseq (NumPy
 @pytest.fixture(scope="session")
 def t5_setup(corpus):
     workloads = make_denoising_workloads("t5", corpus, batch_size=BATCH_SIZE, num_batches=2)
-    return {w.name: w for w in workloads}, _t5_contenders(corpus, None, SEED)
+    return {w.name: w for w in workloads}, t5_contenders(corpus, None, SEED)
 
 
 @pytest.fixture(scope="session")
 def bart_setup(corpus):
     (workload,) = make_denoising_workloads("bart", corpus, batch_size=BATCH_SIZE, num_batches=2)
-    return workload, _bart_contenders(corpus, None, SEED)
+    return workload, bart_contenders(corpus, None, SEED)
 
 
 def check_t5_batch(batch, rows, sentinels, eos):

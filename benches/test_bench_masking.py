@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pytest
 
-from lmobjectives.bench import BATCH_SIZE, MAX_LEN, MIN_LEN, PADDED_LEN
+from lmobjectives.lab.bench.workloads import BATCH_SIZE, MAX_LEN, MIN_LEN, PADDED_LEN
 
 CONTENDERS = ["lmobjectives", "hf", "numpy"]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lmobjectives.bench_mining import (
+from lmobjectives.lab.bench.mining import (
     FAISS,
     NUMPY,
     OURS,

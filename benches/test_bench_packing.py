@@ -10,7 +10,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lmobjectives.bench import BATCH_SIZE, MAX_LEN, MIN_LEN, PADDED_LEN, ragged_batches, wwm_batches
+from lmobjectives.lab.bench.workloads import (
+    BATCH_SIZE,
+    MAX_LEN,
+    MIN_LEN,
+    PADDED_LEN,
+    ragged_batches,
+    wwm_batches,
+)
 
 
 @pytest.fixture(scope="session")
@@ -20,7 +27,7 @@ def wwm_padded(corpus):
 
 @pytest.fixture(scope="session")
 def fast_tokenizer(corpus):
-    from lmobjectives.baselines import hf_tokenizer
+    from lmobjectives.lab.baselines.huggingface import hf_tokenizer
 
     return hf_tokenizer(corpus.tokenizer)
 
@@ -45,7 +52,7 @@ def test_wwm_padded(benchmark, wwm_padded, fast_tokenizer, contender):
     from transformers import DataCollatorForLanguageModeling
 
     from lmobjectives import MLMCollator
-    from lmobjectives._word_starts import word_start_table
+    from lmobjectives.denoising import word_start_table
 
     rows = [ex["input_ids"] for ex in wwm_padded[0]]
     if contender == "hf":

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from lmobjectives.torch.pretrain import PretrainConfig, pretrain
+from lmobjectives.lab.pretrain import PretrainConfig, pretrain
 
 
 def main() -> None:

@@ -49,7 +49,7 @@ def small_tokenizer():
 
 @pytest.fixture(scope="session")
 def hf_tokenizer(small_tokenizer):
-    from lmobjectives.baselines import hf_tokenizer
+    from lmobjectives.lab.baselines.huggingface import hf_tokenizer
 
     return hf_tokenizer(small_tokenizer)
 

@@ -751,7 +751,7 @@ class BartReference:
 
 
 class ReplayRandom:
-    """The random calls of ``baselines.FairseqBartNoiser``, answered from a
+    """The random calls of ``lab.baselines.fairseq.FairseqBartNoiser``, answered from a
     :class:`BartReference` log: the same decisions, in fairseq's call order (random ids are
     not replayed: use ``random_ratio=0``)."""
 

@@ -18,11 +18,6 @@ from hypothesis import strategies as st
 
 import lmobjectives
 from lmobjectives import denoising
-from lmobjectives.baselines import (
-    FairseqBartNoiser,
-    HFT5MLMCollator,
-    shift_tokens_right,
-)
 from lmobjectives.denoising import (
     UL2_DENOISERS,
     BartDenoisingCollator,
@@ -33,6 +28,8 @@ from lmobjectives.denoising import (
     compute_input_and_target_lengths,
     word_start_table,
 )
+from lmobjectives.lab.baselines.fairseq import FairseqBartNoiser
+from lmobjectives.lab.baselines.t5 import HFT5MLMCollator, shift_tokens_right
 
 import reference_streams as ref
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from lmobjectives import MLMCollator
+from lmobjectives.lab.pretrain import roc_auc
 from lmobjectives.torch.electra import (
     ElectraRTD,
     generator_config,
@@ -18,7 +19,6 @@ from lmobjectives.torch.electra import (
 )
 from lmobjectives.torch.models import TinyEncoder
 from lmobjectives.torch.oracle import LSTMOracle
-from lmobjectives.torch.pretrain import roc_auc
 
 from conftest import CLS, MASK, PAD, SEP, make_rows
 

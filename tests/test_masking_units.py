@@ -107,7 +107,7 @@ def test_word_table_from_wordpiece_sentencepiece_and_byte_bpe():
 def test_real_tokenizer_word_ids_and_vocabulary_table_agree():
     """On WordPiece text, a fast tokenizer's word_ids() and the ## table cut the same words,
     so the masks are identical."""
-    from lmobjectives.baselines import hf_tokenizer
+    from lmobjectives.lab.baselines.huggingface import hf_tokenizer
 
     corpus = lmobjectives.TokenCorpus.default()
     fast = hf_tokenizer(corpus.tokenizer)

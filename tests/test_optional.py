@@ -20,11 +20,14 @@ from pathlib import Path
 import pytest
 
 import lmobjectives
-from lmobjectives import cli
 from lmobjectives._optional import EXTRAS, MissingDependencyError, available, require
+from lmobjectives.lab import cli
 
 PACKAGE_DIR = Path(lmobjectives.__file__).parent
 PYPROJECT = PACKAGE_DIR.parents[1] / "pyproject.toml"
+
+# The lab's modules built on lmobjectives.torch: without torch they fail as it does.
+TORCH_LAB = ["lmobjectives.lab.gan_bench", "lmobjectives.lab.pretrain"]
 
 # The distribution (as pyproject.toml spells it) that provides each optional module.
 DISTRIBUTIONS = {"faiss": "faiss-cpu", "sentence_transformers": "sentence-transformers"}
@@ -252,7 +255,7 @@ def test_optional_packages_are_imported_through_require(relative):
 
 
 def _collators(tok):
-    from lmobjectives.baselines import NumpyMLMCollator
+    from lmobjectives.lab.baselines.numpy_reference import NumpyMLMCollator
 
     return {
         "MLMCollator": lambda rt: lmobjectives.MLMCollator(tok, return_tensors=rt),
@@ -307,7 +310,7 @@ def test_every_collator_checks_torch_at_construction(small_tokenizer, monkeypatc
 
 
 def test_hf_baselines_name_their_extras(small_tokenizer, monkeypatch):
-    from lmobjectives.baselines import hf_mlm_collator, hf_tokenizer
+    from lmobjectives.lab.baselines.huggingface import hf_mlm_collator, hf_tokenizer
 
     monkeypatch.setitem(sys.modules, "transformers", None)
     for make in (lambda: hf_tokenizer(small_tokenizer), lambda: hf_mlm_collator(small_tokenizer)):
@@ -334,9 +337,10 @@ def test_import_lmobjectives_torch_without_torch_names_the_extra():
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
     assert last == f"lmobjectives._optional.MissingDependencyError: {expected}", result.stderr
-    # Every submodule fails the same way, from the one check in lmobjectives/torch/__init__.py.
-    modules = _modules(PACKAGE_DIR / "torch", "lmobjectives.torch")
-    assert "lmobjectives.torch.gan.bench" in modules
+    # Every submodule fails the same way, from the one check in lmobjectives/torch/__init__.py,
+    # and so do the lab's modules built on them.
+    modules = _modules(PACKAGE_DIR / "torch", "lmobjectives.torch") + TORCH_LAB
+    assert "lmobjectives.torch.gan.seqgan" in modules
     code = """
         import importlib, json
         from lmobjectives import MissingDependencyError
@@ -355,13 +359,17 @@ def test_import_lmobjectives_torch_without_torch_names_the_extra():
 
 
 def test_the_core_imports_without_any_extra():
-    """Everything outside lmobjectives.torch imports with every optional package absent (they
-    are imported when used), and the NumPy collators work."""
+    """Everything outside lmobjectives.torch (and the lab's modules built on it) imports with
+    every optional package absent (they are imported when used), and the NumPy collators
+    work."""
     modules = [
         m
         for m in _modules(PACKAGE_DIR, "lmobjectives")
-        if not m.startswith("lmobjectives.torch") and m != "lmobjectives.__main__"
+        if not m.startswith("lmobjectives.torch")
+        and m not in TORCH_LAB
+        and m != "lmobjectives.__main__"
     ]
+    assert "lmobjectives.lab.cli" in modules
     code = f"""
         import importlib
         for name in {modules!r}:

@@ -10,7 +10,8 @@ gradient).
 - :mod:`~lmobjectives.torch.gan.maskgan`: in-filling masks, seq2seq generator, per-token
   discriminator, critic, MaskMLE.
 - :mod:`~lmobjectives.torch.gan.leakgan`: manager/worker generator with leaked features.
-- :mod:`~lmobjectives.torch.gan.bench`: the ``lmobjectives gan-bench`` experiment.
+
+The ``lmobjectives gan-bench`` experiment built on them lives in the lab (not in this package).
 """
 
 from __future__ import annotations

@@ -15,13 +15,13 @@ import pytest
 torch = pytest.importorskip("torch")  # the torch extra is part of the test extra
 
 import lmobjectives  # noqa: E402
-from lmobjectives.torch.models import TinySeq2Seq  # noqa: E402
-from lmobjectives.torch.pretrain import (  # noqa: E402
+from lmobjectives.lab.pretrain import (  # noqa: E402
     OBJECTIVES,
     PretrainConfig,
     pretrain,
     roc_auc,
 )
+from lmobjectives.torch.models import TinySeq2Seq  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +155,7 @@ def test_resume_refuses_a_different_run(corpus, tmp_path):
 
 
 def test_cli_writes_metrics_plot_and_checkpoint(tmp_path, capsys):
-    from lmobjectives.cli import main
+    from lmobjectives.lab.cli import main
 
     out = tmp_path / "run"
     argv = ["pretrain", "--objective", "mlm", "--steps", "4", "--batch-size", "4"]
@@ -176,7 +176,7 @@ def test_cli_writes_metrics_plot_and_checkpoint(tmp_path, capsys):
 
 
 def test_cli_refuses_bad_arguments(capsys):
-    from lmobjectives.cli import main
+    from lmobjectives.lab.cli import main
 
     assert main(["pretrain", "--objective", "gpt"]) == 2  # argparse's usage error
     assert "invalid choice" in capsys.readouterr().err
@@ -277,7 +277,7 @@ def test_tiny_seq2seq_decoder_is_causal_and_ignores_padding():
 
 
 def test_cli_defaults_are_the_config_defaults():
-    from lmobjectives.cli import build_parser
+    from lmobjectives.lab.cli import build_parser
 
     args = build_parser().parse_args(["pretrain"])
     cfg = PretrainConfig()

@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 
 import lmobjectives
-from lmobjectives import bench
-from lmobjectives.cli import main
+from lmobjectives.lab.bench import run_benchmark
+from lmobjectives.lab.bench.runner import format_table, peak_rss_mib
+from lmobjectives.lab.bench.workloads import COLLATION_TABLE, make_workloads
+from lmobjectives.lab.cli import main
 
 CONTENDERS = ["lmobjectives np", "lmobjectives pt", "HF pt", "NumPy"]
 COLUMNS = ["workload", "contender", "batches/s", "tokens/s", "vs HF", "vs NumPy"]
@@ -36,10 +38,10 @@ def small_corpus(small_tokenizer):
 @pytest.fixture(scope="session")
 def cache_dir(small_corpus, tmp_path_factory):
     """A cache directory in which ``TokenCorpus.default`` finds ``small_corpus``."""
-    from lmobjectives import corpus as corpus_module
+    from lmobjectives.corpus import _default
 
     root = tmp_path_factory.mktemp("cache")
-    small_corpus.save(root / corpus_module._default_corpus_name())
+    small_corpus.save(root / _default.default_corpus_name())
     return str(root)
 
 
@@ -179,7 +181,7 @@ def test_bad_options_exit_non_zero(argv, message, capsys):
 
 
 def test_errors_are_reported_not_raised(capsys, monkeypatch):
-    from lmobjectives import cli
+    from lmobjectives.lab import cli
 
     def broken(cache_dir, rebuild=False):
         raise OSError(f"cannot write to {cache_dir}")
@@ -201,12 +203,12 @@ def test_python_m_lmobjectives():
     assert done.stdout.strip() == f"lmobjectives {lmobjectives.__version__}"
 
 
-# -- the benchmark module --------------------------------------------------------------------
+# -- the benchmark modules -------------------------------------------------------------------
 
 
 def test_workloads_are_deterministic_and_well_formed(small_corpus):
-    a = bench.make_workloads(small_corpus, batch_size=8, num_batches=2)
-    b = bench.make_workloads(small_corpus, batch_size=8, num_batches=2)
+    a = make_workloads(small_corpus, batch_size=8, num_batches=2)
+    b = make_workloads(small_corpus, batch_size=8, num_batches=2)
     ragged, padded = a
     assert ragged.batches == b[0].batches
     assert all(np.array_equal(x, y) for x, y in zip(padded.batches, b[1].batches, strict=True))
@@ -232,25 +234,33 @@ def test_workloads_are_deterministic_and_well_formed(small_corpus):
 
 
 def test_run_mlm_benchmark_rows(small_corpus):
-    rows = bench.run_mlm_benchmark(
-        small_corpus, batch_size=4, rounds=2, quick=True, include_dataloader=False, progress=False
+    result = run_benchmark(
+        "mlm",
+        small_corpus,
+        batch_size=4,
+        rounds=2,
+        quick=True,
+        include_dataloader=False,
+        progress=False,
     )
+    rows = result.rows
     assert [(r.workload, r.contender) for r in rows] == [
         (w, c) for w in ("mlm-ragged-4x128-512", "mlm-padded-4x512") for c in CONTENDERS
     ]
     for r in rows:
         assert len(r.samples) == r.rounds == 2
         assert r.calls_per_round >= 1
-        assert r.batches_per_s == pytest.approx(1 / r.seconds_per_batch)
-        assert r.tokens_per_s == pytest.approx(r.tokens_per_batch * r.batches_per_s)
-        assert r.ratio_vs_hf is not None
-        assert r.ratio_vs_numpy is not None
+        assert r.rate() == pytest.approx(1 / r.seconds)
+        assert r.rate("tokens") == pytest.approx(r.per_batch["tokens"] * r.rate())
+        assert r.ratios["vs HF"] is not None
+        assert r.ratios["vs NumPy"] is not None
     hf = next(r for r in rows if r.contender == "HF pt")
-    assert hf.ratio_vs_hf == pytest.approx(1.0)
-    text = bench.format_table(rows)
+    assert hf.ratios["vs HF"] == pytest.approx(1.0)
+    assert result.table is COLLATION_TABLE
+    text = format_table(rows, result.table)
     assert text.splitlines()[0].split()[:4] == COLUMNS[:4]
     assert len(text.splitlines()) == 2 + len(rows)
-    assert bench.peak_rss_mib() > 0
+    assert peak_rss_mib() > 0
 
 
 @pytest.mark.parametrize(
@@ -263,4 +273,4 @@ def test_run_mlm_benchmark_rows(small_corpus):
 )
 def test_run_mlm_benchmark_bad_arguments(small_corpus, kw, arg):
     with pytest.raises(ValueError, match=arg):
-        bench.run_mlm_benchmark(small_corpus, **kw)
+        run_benchmark("mlm", small_corpus, **kw)

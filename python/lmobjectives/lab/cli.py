@@ -4,9 +4,9 @@
 on first use), runs the MLM pipeline against Hugging Face's collator and a NumPy reference on
 the same batches, and prints the throughput table (``--objective`` picks other groups).
 ``lmobjectives pretrain`` trains a small model with any objective on the corpus
-(:mod:`lmobjectives.torch.pretrain`); ``lmobjectives gan-bench`` runs the text-GAN comparison on
-the synthetic oracle; ``lmobjectives corpus`` prints the corpus statistics. ``python -m
-lmobjectives`` does the same.
+(:mod:`lmobjectives.lab.pretrain`); ``lmobjectives gan-bench`` runs the text-GAN comparison on
+the synthetic oracle (:mod:`lmobjectives.lab.gan_bench`); ``lmobjectives corpus`` prints the
+corpus statistics. ``python -m lmobjectives`` does the same.
 """
 
 from __future__ import annotations
@@ -16,9 +16,12 @@ import os
 import platform
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lmobjectives._optional import require
+
+if TYPE_CHECKING:
+    from lmobjectives.lab.bench.runner import BenchResult
 
 __all__ = ["main"]
 
@@ -69,7 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_bench(sub)
+    _add_pretrain(sub)
+    _add_gan_bench(sub)
+    _add_corpus(sub)
+    return parser
 
+
+def _add_bench(sub: Any) -> None:
     bench = sub.add_parser(
         "bench",
         help="MLM collation throughput against Hugging Face and NumPy (the default); "
@@ -126,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_cache_dir(bench)
 
+
+def _add_pretrain(sub: Any) -> None:
     pre = sub.add_parser(
         "pretrain",
         help="train a small model on the corpus with any objective (needs torch)",
@@ -170,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_cache_dir(pre)
 
+
+def _add_gan_bench(sub: Any) -> None:
     gan = sub.add_parser(
         "gan-bench",
         help="text GANs (SeqGAN, LeakGAN, MaskGAN) against MLE, temperature and "
@@ -215,6 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_cache_dir(gan)
 
+
+def _add_corpus(sub: Any) -> None:
     corpus = sub.add_parser(
         "corpus",
         help="build (or load) the embedded corpus and print its statistics",
@@ -223,7 +239,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     corpus.add_argument("--rebuild", action="store_true", help="rebuild even if cached")
     _add_cache_dir(corpus)
-    return parser
 
 
 def _load_corpus(cache_dir: str | None, rebuild: bool = False) -> Any:
@@ -274,35 +289,50 @@ def _versions() -> str:
     return ", ".join(parts)
 
 
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The benchmark settings the ``bench`` options give."""
+    return {
+        "batch_size": args.batch_size,
+        "rounds": args.rounds,
+        "quick": args.quick,
+        "include_hf": not args.no_hf,
+        "include_dataloader": not args.no_dataloader,
+        "num_threads": args.threads,
+    }
+
+
+def _print_results(results: Sequence[BenchResult], markdown: bool) -> None:
+    """The versions, then the rows of ``results`` in one table (they share it) and its
+    legend."""
+    from lmobjectives.lab.bench.runner import format_table
+
+    table = results[0].table
+    if any(r.table is not table for r in results):
+        raise ValueError("results: benchmarks with different tables cannot share one")
+    print(_versions())
+    print()
+    print(format_table([row for r in results for row in r.rows], table, markdown=markdown))
+    print()
+    print(table.legend)
+
+
 def _bench_mining(args: argparse.Namespace) -> int:
-    from lmobjectives.bench_mining import (
-        CASES,
-        MiningCase,
-        format_mining_table,
-        missing_mining_contenders,
-        run_mining_benchmark,
-    )
+    from lmobjectives.lab.bench import run_benchmark
+    from lmobjectives.lab.bench.mining import CASES, MiningCase
 
     case = CASES[args.case]
     if args.quick:  # a run of a few seconds (tests, CI)
         case = MiningCase("quick", 256, 4000, 384, 11)
     print(f"mining: {case.label}, L2-normalised float32 Gaussian embeddings", flush=True)
-    rows = run_mining_benchmark(
-        case,
+    result = run_benchmark(
+        "mining",
+        case=case,
         rounds=args.rounds,
         num_threads=args.threads,
         memory=not args.no_memory,
     )
-    print(_versions())
-    print()
-    print(format_mining_table(rows, markdown=args.markdown))
-    print()
-    print(
-        "queries/s: median over alternating rounds; vs faiss = t_faiss / t and of sgemm = "
-        "t_sgemm / t (medians of same-round ratios); extra MiB = peak RSS above the loaded "
-        "embeddings, one fresh process per contender."
-    )
-    for line in missing_mining_contenders():
+    _print_results([result], args.markdown)
+    for line in result.skipped:
         print(f"skipped: {line}")
     return 0
 
@@ -310,72 +340,27 @@ def _bench_mining(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     if args.objective == "mining":
         return _bench_mining(args)
-    from lmobjectives.bench import (
-        format_table,
-        missing_contenders,
-        peak_rss_mib,
-        run_mlm_benchmark,
-        run_packing_benchmark,
-        run_pairs_benchmark,
-        run_wwm_benchmark,
-    )
-    from lmobjectives.bench_denoising import run_bart_benchmark, run_t5_benchmark
+    from lmobjectives.lab.bench import COLLATION, run_benchmark
+    from lmobjectives.lab.bench.runner import peak_rss_mib
 
     corpus = _load_corpus(args.cache_dir)
     print(_corpus_summary(corpus), flush=True)
     # DataLoader workers fork after the corpus build may have used the tokenizers thread pool;
     # say how the children should behave instead of letting tokenizers warn about it.
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    skipped = missing_contenders(
-        include_hf=not args.no_hf, include_dataloader=not args.no_dataloader
-    )
-    rows, notes = [], []
-    if args.objective in ("mlm", "all"):
-        rows += run_mlm_benchmark(
-            corpus,
-            batch_size=args.batch_size,
-            rounds=args.rounds,
-            quick=args.quick,
-            include_hf=not args.no_hf,
-            include_dataloader=not args.no_dataloader,
-            num_threads=args.threads,
-        )
-    extra = {
-        "wwm": run_wwm_benchmark,
-        "packing": run_packing_benchmark,
-        "pairs": run_pairs_benchmark,
-        "t5": run_t5_benchmark,
-        "bart": run_bart_benchmark,
-    }
-    for name, run in extra.items():
-        if args.objective in (name, "all"):
-            more, said = run(
-                corpus,
-                batch_size=args.batch_size,
-                rounds=args.rounds,
-                quick=args.quick,
-                include_hf=not args.no_hf,
-            )
-            rows += more
-            notes += said
-    print(_versions())
-    print()
-    print(format_table(rows, markdown=args.markdown))
-    print()
-    print(
-        "batches/s, tokens/s: median over alternating rounds; vs HF = t_HF / t (same round), "
-        "> 1 is faster than Hugging Face (likewise vs NumPy, vs Python)."
-    )
+    names = COLLATION if args.objective == "all" else (args.objective,)
+    results = [run_benchmark(name, corpus, **_settings(args)) for name in names]
+    _print_results(results, args.markdown)
     print(f"peak RSS of this process: {peak_rss_mib():,.0f} MiB")
-    for line in notes:
+    for line in [note for r in results for note in r.notes]:
         print(f"note: {line}")
-    for line in skipped:
+    for line in dict.fromkeys(line for r in results for line in r.skipped):
         print(f"skipped: {line}")
     return 0
 
 
 def _pretrain(args: argparse.Namespace) -> int:
-    from lmobjectives.torch.pretrain import PretrainConfig, pretrain
+    from lmobjectives.lab.pretrain import PretrainConfig, pretrain
 
     config = PretrainConfig(
         objective=args.objective,
@@ -448,13 +433,9 @@ def _gan_bench(args: argparse.Namespace) -> int:
         torch.set_num_threads(threads)  # in-process callers keep their setting
 
 
-def _run_gan_bench(args: argparse.Namespace) -> int:
-    from lmobjectives.torch.gan.bench import (
-        GanBenchConfig,
-        format_gan_table,
-        plot_frontier,
-        run_gan_bench,
-    )
+def _gan_config(args: argparse.Namespace) -> Any:
+    """The ``gan-bench`` options as a :class:`~lmobjectives.lab.gan_bench.GanBenchConfig`."""
+    from lmobjectives.lab.gan_bench import GanBenchConfig
 
     config = GanBenchConfig(seed=args.seed, cache_dir=args.cache_dir)
     if args.quick:
@@ -489,7 +470,13 @@ def _run_gan_bench(args: argparse.Namespace) -> int:
     config.leakgan = not args.no_leakgan
     config.maskgan = not args.no_maskgan
     config.log = lambda line: print(line, flush=True)
-    result = run_gan_bench(config)
+    return config
+
+
+def _run_gan_bench(args: argparse.Namespace) -> int:
+    from lmobjectives.lab.gan_bench import format_gan_table, plot_frontier, run_gan_bench
+
+    result = run_gan_bench(_gan_config(args))
     print(_versions())
     print()
     print(format_gan_table(result["rows"]))
@@ -526,7 +513,7 @@ def _check_dependencies(args: argparse.Namespace) -> None:
     if args.command == "gan-bench":
         require("torch", command)
         if not args.no_plot:
-            from lmobjectives.torch.gan.bench import PLOT_PURPOSE
+            from lmobjectives.lab.gan_bench import PLOT_PURPOSE
 
             require("matplotlib", PLOT_PURPOSE)
         return

@@ -14,7 +14,7 @@ continues with exactly the batches an uninterrupted run would have seen.
 
 Use it from Python::
 
-    from lmobjectives.torch.pretrain import PretrainConfig, pretrain
+    from lmobjectives.lab.pretrain import PretrainConfig, pretrain
     result = pretrain(PretrainConfig(objective="sop", steps=200), out="runs/sop")
     result["eval"][-1]  # {"step": 200, "loss": ..., "pair_accuracy": ..., ...}
 
@@ -30,17 +30,23 @@ import os
 import time
 from collections.abc import Callable, Generator
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
 
 from lmobjectives._optional import require
 from lmobjectives._progress import Progress
 from lmobjectives.torch import MLMHead, SentencePairHead, seq2seq_loss
 from lmobjectives.torch.models import TinyEncoder, TinySeq2Seq
+
+if TYPE_CHECKING:
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+else:  # through require, as every optional import (lmobjectives.torch has checked it is there)
+    torch = require("torch", "lmobjectives.lab.pretrain")
+    F = require("torch.nn.functional")
+    nn = torch.nn
 
 __all__ = ["OBJECTIVES", "PretrainConfig", "pretrain"]
 
@@ -527,7 +533,7 @@ def _batches(
 ) -> Generator[tuple[int, dict[str, Any]], None, None]:
     """``(step, batch)`` from global step ``start`` on, forever: the same batches whatever
     ``start`` is and however many DataLoader workers collate them."""
-    from torch.utils.data import DataLoader
+    DataLoader = require("torch.utils.data").DataLoader
 
     step = 0
     epoch = 0
@@ -619,8 +625,27 @@ def pretrain(
         raise ValueError("resume: needs out (the directory holding checkpoint.pt)")
 
     task, train_corpus, eval_corpus = build(cfg, corpus)
-    torch.manual_seed(cfg.seed)
-    model = task.model().to(device)
+    run = _Run.start(cfg, task, device, out_dir)
+    if resume and out_dir is not None and (out_dir / CHECKPOINT).exists():
+        run.resume(out_dir)
+    train_set = task.dataset(train_corpus, cfg.seed)
+    eval_set = task.dataset(eval_corpus, cfg.seed + 1)
+    collator = task.collator(cfg.seed)
+    run.eval_batches = _eval_batches(task, eval_set, cfg)
+    if run.first_step == 0 and not run.history["eval"]:
+        run.history["eval"].append(run.evaluate(0))
+    run.train(_batches(task, train_set, collator, cfg, run.first_step), progress, on_batch)
+    result = run.report(train_corpus, eval_corpus)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / METRICS).write_text(json.dumps(result, indent=2, allow_nan=True) + "\n")
+        if plot:
+            result["plot"] = _plot(result, out_dir / PLOT)
+    return result
+
+
+def _optimizer(cfg: PretrainConfig, model: nn.Module) -> tuple[Any, Any]:
+    """AdamW (no weight decay on biases and norms) and its warm-up / linear-decay schedule."""
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     optimizer = torch.optim.AdamW(
@@ -637,137 +662,178 @@ def pretrain(
             return (step + 1) / warmup
         return max(0.0, (cfg.steps - step) / max(1, cfg.steps - warmup))
 
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    history: dict[str, Any] = {"train": [], "eval": []}
-    timing = {"data_s": 0.0, "model_s": 0.0, "tokens": 0, "steps": 0}
-    start = 0
-    if resume and out_dir is not None and (out_dir / CHECKPOINT).exists():
-        state = torch.load(out_dir / CHECKPOINT, map_location=device, weights_only=False)
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+
+
+@dataclasses.dataclass
+class _Run:
+    """One training run: the model and its optimiser, the curves and timings a checkpoint
+    stores, and the fixed held-out batches."""
+
+    cfg: PretrainConfig
+    task: _Task
+    model: nn.Module
+    optimizer: Any
+    scheduler: Any
+    device: torch.device
+    out_dir: Path | None
+    history: dict[str, Any]
+    timing: dict[str, Any]
+    first_step: int = 0
+    eval_batches: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+    @classmethod
+    def start(
+        cls, cfg: PretrainConfig, task: _Task, device: torch.device, out_dir: Path | None
+    ) -> _Run:
+        """A fresh run: the model initialised from ``cfg.seed``."""
+        torch.manual_seed(cfg.seed)
+        model = task.model().to(device)
+        optimizer, scheduler = _optimizer(cfg, model)
+        history: dict[str, Any] = {"train": [], "eval": []}
+        timing = {"data_s": 0.0, "model_s": 0.0, "tokens": 0, "steps": 0}
+        return cls(cfg, task, model, optimizer, scheduler, device, out_dir, history, timing)
+
+    def resume(self, out_dir: Path) -> None:
+        """Continues from ``out_dir/checkpoint.pt``, which must come from the same run."""
+        state = torch.load(out_dir / CHECKPOINT, map_location=self.device, weights_only=False)
         saved = state["config"]
         for name in _RUN_FIELDS:
-            if saved.get(name) != getattr(cfg, name):
+            if saved.get(name) != getattr(self.cfg, name):
                 raise ValueError(
                     f"resume: the checkpoint in {out_dir} was made with {name}="
-                    f"{saved.get(name)!r}, this run has {getattr(cfg, name)!r}"
+                    f"{saved.get(name)!r}, this run has {getattr(self.cfg, name)!r}"
                 )
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        history = state["history"]
-        timing = state["timing"]
-        start = int(state["step"])
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.history = state["history"]
+        self.timing = state["timing"]
+        self.first_step = int(state["step"])
 
-    train_set = task.dataset(train_corpus, cfg.seed)
-    eval_set = task.dataset(eval_corpus, cfg.seed + 1)
-    collator = task.collator(cfg.seed)
-    eval_batches = _eval_batches(task, eval_set, cfg)
-    n_params = sum(p.numel() for p in model.parameters())
-
-    def evaluate(step: int) -> dict[str, Any]:
+    def evaluate(self, step: int) -> dict[str, Any]:
+        """The held-out metrics at ``step``: per-batch ones averaged, plus the task's own."""
+        model, task = self.model, self.task
         model.eval()
         sums: dict[str, float] = {}
         outputs = []
         with torch.no_grad():
-            for i, batch in enumerate(eval_batches):
-                b = _to(batch, device)
-                loss, metrics = task.loss(model, b, torch.Generator(device).manual_seed(i))
+            for i, batch in enumerate(self.eval_batches):
+                b = _to(batch, self.device)
+                loss, metrics = task.loss(model, b, torch.Generator(self.device).manual_seed(i))
                 outputs.append(metrics)
                 for k, v in {"loss": float(loss), **metrics}.items():
                     if not k.startswith("_"):
                         sums[k] = sums.get(k, 0.0) + float(v)
         model.train()
         row: dict[str, Any] = {"step": step}
-        row.update({k: v / len(eval_batches) for k, v in sums.items()})
+        row.update({k: v / len(self.eval_batches) for k, v in sums.items()})
         row.update(task.eval_extra(outputs))
         return row
 
-    def save(step: int) -> None:
-        if out_dir is None:
+    def save(self, step: int) -> None:
+        """Writes ``checkpoint.pt`` (atomically) when the run has an output directory."""
+        if self.out_dir is None:
             return
-        out_dir.mkdir(parents=True, exist_ok=True)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
         state = {
-            "config": dataclasses.asdict(cfg),
+            "config": dataclasses.asdict(self.cfg),
             "step": step,
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "history": history,
-            "timing": timing,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "history": self.history,
+            "timing": self.timing,
         }
-        tmp = out_dir / (CHECKPOINT + ".tmp")
+        tmp = self.out_dir / (CHECKPOINT + ".tmp")
         torch.save(state, tmp)
-        os.replace(tmp, out_dir / CHECKPOINT)
+        os.replace(tmp, self.out_dir / CHECKPOINT)
 
-    if start == 0 and not history["eval"]:
-        history["eval"].append(evaluate(0))
-    model.train()
-    bar = Progress(cfg.steps, f"pretrain {cfg.objective}", unit="step", enabled=progress)
-    bar.update(start)
-    running: list[float] = []
-    stream = _batches(task, train_set, collator, cfg, start)
-    try:
-        step = start
-        while step < cfg.steps:
-            t0 = time.perf_counter()
-            step, batch = next(stream)
-            b = _to(batch, device)
-            t1 = time.perf_counter()
-            if on_batch is not None:
-                on_batch(step, b)
-            gen = torch.Generator(device).manual_seed(cfg.seed * 1_000_003 + step)
-            loss, _ = task.loss(model, b, gen)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss is {float(loss.detach())} at step {step}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            t2 = time.perf_counter()
-            timing["data_s"] += t1 - t0
-            timing["model_s"] += t2 - t1
-            timing["tokens"] += task.tokens(b)
-            timing["steps"] += 1
-            last = float(loss.detach())
-            running.append(last)
-            step += 1
-            if step % cfg.log_every == 0 or step == cfg.steps:
-                history["train"].append({"step": step, "loss": sum(running) / len(running)})
-                running = []
-            total = timing["data_s"] + timing["model_s"]
-            bar.postfix = f"loss {last:.3f}, {timing['tokens'] / max(total, 1e-9):,.0f} tok/s"
-            bar.update(1)
-            if step % cfg.evaluate_every == 0 or step == cfg.steps:
-                history["eval"].append(evaluate(step))
-            if step % cfg.save_every == 0 or step == cfg.steps:
-                save(step)
-    finally:
-        bar.close()
-        stream.close()
+    def train(
+        self,
+        stream: Generator[tuple[int, dict[str, Any]], None, None],
+        progress: bool | None,
+        on_batch: Callable[[int, dict[str, torch.Tensor]], None] | None,
+    ) -> None:
+        """Steps from :attr:`first_step` to ``cfg.steps`` on the batches of ``stream``: logs,
+        evaluates and checkpoints on the configured cadence."""
+        cfg = self.cfg
+        self.model.train()
+        bar = Progress(cfg.steps, f"pretrain {cfg.objective}", unit="step", enabled=progress)
+        bar.update(self.first_step)
+        running: list[float] = []
+        try:
+            step = self.first_step
+            while step < cfg.steps:
+                t0 = time.perf_counter()
+                step, batch = next(stream)
+                b = _to(batch, self.device)
+                t1 = time.perf_counter()
+                if on_batch is not None:
+                    on_batch(step, b)
+                loss = self.step(step, b)
+                t2 = time.perf_counter()
+                self.timing["data_s"] += t1 - t0
+                self.timing["model_s"] += t2 - t1
+                self.timing["tokens"] += self.task.tokens(b)
+                self.timing["steps"] += 1
+                last = float(loss.detach())
+                running.append(last)
+                step += 1
+                if step % cfg.log_every == 0 or step == cfg.steps:
+                    self.history["train"].append(
+                        {"step": step, "loss": sum(running) / len(running)}
+                    )
+                    running = []
+                self._after(step, last, bar)
+        finally:
+            bar.close()
+            stream.close()
 
-    total = timing["data_s"] + timing["model_s"]
-    result: dict[str, Any] = {
-        "config": dataclasses.asdict(cfg),
-        "parameters": n_params,
-        "train_documents": train_corpus.num_documents,
-        "held_out_documents": eval_corpus.num_documents,
-        "eval_samples": sum(len(next(iter(b.values()))) for b in eval_batches),
-        "train": history["train"],
-        "eval": history["eval"],
-        "tokens_per_s": timing["tokens"] / total if total > 0 else 0.0,
-        "data_share": timing["data_s"] / total if total > 0 else 0.0,
-        "data_s": timing["data_s"],
-        "model_s": timing["model_s"],
-        "steps_timed": timing["steps"],
-    }
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / METRICS).write_text(json.dumps(result, indent=2, allow_nan=True) + "\n")
-        if plot:
-            result["plot"] = _plot(result, out_dir / PLOT)
-    return result
+    def step(self, step: int, b: dict[str, torch.Tensor]) -> torch.Tensor:
+        """One optimiser step on batch ``b`` (finished on the device); returns its loss."""
+        cfg, device = self.cfg, self.device
+        gen = torch.Generator(device).manual_seed(cfg.seed * 1_000_003 + step)
+        loss, _ = self.task.loss(self.model, b, gen)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss is {float(loss.detach())} at step {step}")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return loss
+
+    def _after(self, step: int, last: float, bar: Progress) -> None:
+        """The progress bar, then evaluation and checkpoint when ``step`` is due for them."""
+        total = self.timing["data_s"] + self.timing["model_s"]
+        bar.postfix = f"loss {last:.3f}, {self.timing['tokens'] / max(total, 1e-9):,.0f} tok/s"
+        bar.update(1)
+        if step % self.cfg.evaluate_every == 0 or step == self.cfg.steps:
+            self.history["eval"].append(self.evaluate(step))
+        if step % self.cfg.save_every == 0 or step == self.cfg.steps:
+            self.save(step)
+
+    def report(self, train_corpus: Any, eval_corpus: Any) -> dict[str, Any]:
+        """The metrics of the run (what ``metrics.json`` holds)."""
+        timing = self.timing
+        total = timing["data_s"] + timing["model_s"]
+        return {
+            "config": dataclasses.asdict(self.cfg),
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+            "train_documents": train_corpus.num_documents,
+            "held_out_documents": eval_corpus.num_documents,
+            "eval_samples": sum(len(next(iter(b.values()))) for b in self.eval_batches),
+            "train": self.history["train"],
+            "eval": self.history["eval"],
+            "tokens_per_s": timing["tokens"] / total if total > 0 else 0.0,
+            "data_share": timing["data_s"] / total if total > 0 else 0.0,
+            "data_s": timing["data_s"],
+            "model_s": timing["model_s"],
+            "steps_timed": timing["steps"],
+        }
 
 
 def _eval_batches(task: _Task, dataset: Any, cfg: PretrainConfig) -> list[dict[str, Any]]:

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from lmobjectives import MLMCollator
-from lmobjectives.baselines import NumpyMLMCollator, hf_mlm_collator
-from lmobjectives.baselines import hf_tokenizer as wrap_hf_tokenizer
+from lmobjectives.lab.baselines.huggingface import hf_mlm_collator
+from lmobjectives.lab.baselines.huggingface import hf_tokenizer as wrap_hf_tokenizer
+from lmobjectives.lab.baselines.numpy_reference import NumpyMLMCollator
 
 from conftest import CLS, MASK, PAD, SEP, SPECIALS, UNK, VOCAB, make_rows
 

@@ -1,19 +1,20 @@
-"""The denoising benchmarks: ``run_denoising_benchmark`` and ``lmobjectives bench --objective``
-(in-process, on a small corpus saved where ``TokenCorpus.default(cache_dir=...)`` looks)."""
+"""The denoising benchmarks: ``run_benchmark("t5" | "bart")`` and ``lmobjectives bench
+--objective`` (in-process, on a small corpus saved where ``TokenCorpus.default(cache_dir=...)``
+looks)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from lmobjectives.bench_denoising import (
+from lmobjectives.lab.bench import run_benchmark
+from lmobjectives.lab.bench.denoising import (
     FAIRSEQ,
     HF_FLAX,
     NUMPY_VECTORISED,
     make_denoising_workloads,
-    run_denoising_benchmark,
 )
-from lmobjectives.cli import main
+from lmobjectives.lab.cli import main
 
 
 @pytest.fixture(scope="module")
@@ -30,10 +31,10 @@ def corpus(small_tokenizer):
 
 @pytest.fixture(scope="module")
 def cache_dir(corpus, tmp_path_factory):
-    from lmobjectives import corpus as corpus_module
+    from lmobjectives.corpus import _default
 
     root = tmp_path_factory.mktemp("cache")
-    corpus.save(root / corpus_module._default_corpus_name())
+    corpus.save(root / _default.default_corpus_name())
     return str(root)
 
 
@@ -65,27 +66,25 @@ def test_workloads_are_corpus_chunks(corpus):
     ],
 )
 def test_run_denoising_benchmark_rows(corpus, objective, contenders, vs_hf, vs_numpy):
-    rows = run_denoising_benchmark(
-        objective, corpus, batch_size=4, rounds=2, quick=True, num_threads=1
-    )
+    rows = run_benchmark(objective, corpus, batch_size=4, rounds=2, quick=True, num_threads=1).rows
     workloads = sorted({r.workload for r in rows})
     assert len(rows) == len(workloads) * len(contenders)
     for r in rows:
         assert r.contender in contenders
-        assert r.batches_per_s > 0 and r.tokens_per_s > 0
+        assert r.rate() > 0 and r.rate("tokens") > 0
         assert len(r.samples) == r.rounds == 2
-        assert (r.ratio_vs_hf is not None) == vs_hf
-        assert (r.ratio_vs_numpy is not None) == vs_numpy
+        assert (r.ratios["vs HF"] is not None) == vs_hf
+        assert (r.ratios["vs NumPy"] is not None) == vs_numpy
     ref = HF_FLAX if vs_hf else FAIRSEQ
     for r in rows:
         if r.contender == ref:
-            assert (r.ratio_vs_hf if vs_hf else r.ratio_vs_numpy) == pytest.approx(1.0)
+            assert r.ratios["vs HF" if vs_hf else "vs NumPy"] == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize(
     ("kw", "arg"),
     [
-        ({"objective": "mlm"}, "objective"),
+        ({"objective": "xlnet"}, "objective"),
         ({"batch_size": 0}, "batch_size"),
         ({"rounds": 0}, "rounds"),
     ],
@@ -94,7 +93,7 @@ def test_run_denoising_benchmark_bad_arguments(corpus, kw, arg):
     args = {"objective": "t5", "batch_size": 4, "quick": True, **kw}
     objective = args.pop("objective")
     with pytest.raises(ValueError, match=arg):
-        run_denoising_benchmark(objective, corpus, **args)
+        run_benchmark(objective, corpus, **args)
 
 
 @pytest.mark.parametrize("objective", ["t5", "bart"])

@@ -1,7 +1,8 @@
 """The denoising benchmarks (``lmobjectives bench --objective t5|bart``): lmobjectives'
 collators against their references, on the same batches of a
-:class:`~lmobjectives.TokenCorpus`, in one run (measured with :func:`lmobjectives.bench.compare`:
-contenders alternated round by round, median per-round ratios).
+:class:`~lmobjectives.TokenCorpus`, in one run (measured by
+:func:`~lmobjectives.lab.bench.runner.run_plan`: contenders alternated round by round, median
+per-round ratios).
 
 ``t5`` (T5 span corruption at T5's defaults: 568 raw tokens → 512 inputs, 114 targets)
     Batches of 32 consecutive 568-token chunks of the corpus (:class:`CorpusChunks`), given
@@ -10,8 +11,8 @@ contenders alternated round by round, median per-round ratios).
     array. Contenders: ``lmobjectives np`` / ``pt``
     (:class:`~lmobjectives.T5SpanCorruptionCollator`), ``HF Flax (NumPy)`` — the collator of
     Hugging Face's ``run_t5_mlm_flax.py`` (one NumPy mask per row, then batch filtering;
-    :class:`~lmobjectives.baselines.HFT5MLMCollator`) in the "vs HF" column — and
-    ``NumPy vectorised`` (:class:`~lmobjectives.baselines.NumpyT5Collator`, masks for the
+    :class:`~lmobjectives.lab.baselines.t5.HFT5MLMCollator`) in the "vs HF" column — and
+    ``NumPy vectorised`` (:class:`~lmobjectives.lab.baselines.t5.NumpyT5Collator`, masks for the
     whole batch at once) in the "vs NumPy" column.
 
 ``bart`` (BART-large recipe: text infilling of 30% of words, Poisson(3) spans, 10% random,
@@ -19,7 +20,7 @@ one mask per span, sentence permutation)
     ``bart-examples-32x512``: 32 chunks of 510 tokens (BOS and EOS make 512), as a list of
     examples. Contenders: ``lmobjectives np`` / ``pt``
     (:class:`~lmobjectives.BartDenoisingCollator`) and ``fairseq (NumPy port)``
-    (:class:`~lmobjectives.baselines.FairseqBartNoiser`: fairseq's ``DenoisingDataset``
+    (:class:`~lmobjectives.lab.baselines.fairseq.FairseqBartNoiser`: fairseq's ``DenoisingDataset``
     noising, per row, as fairseq runs it) in the "vs NumPy" column. Both take word starts from
     the tokenizer's vocabulary and end sentences at ``"."``.
 """
@@ -31,23 +32,28 @@ from typing import Any
 
 import numpy as np
 
-from lmobjectives._optional import require
-from lmobjectives.bench import (
+from lmobjectives.lab.bench.runner import SEED, Case, Contender, Plan, Settings, has
+from lmobjectives.lab.bench.workloads import (
+    COLLATION_TABLE,
     OURS_NP,
     OURS_PT,
-    SEED,
-    BenchRow,
     Workload,
-    _has,
-    compare,
+    default_corpus,
+    missing_contenders,
 )
 
 __all__ = [
+    "BART_RAW",
+    "FAIRSEQ",
+    "HF_FLAX",
+    "NUMPY_VECTORISED",
     "OBJECTIVES",
+    "T5_RAW",
+    "bart_contenders",
+    "bart_plan",
     "make_denoising_workloads",
-    "run_bart_benchmark",
-    "run_denoising_benchmark",
-    "run_t5_benchmark",
+    "t5_contenders",
+    "t5_plan",
 ]
 
 #: The selectable denoising benchmarks.
@@ -104,13 +110,14 @@ def make_denoising_workloads(
     raise ValueError(f"objective: must be one of {list(OBJECTIVES)}, got {objective!r}")
 
 
-def _t5_contenders(corpus: Any, num_threads: int | None, seed: int) -> dict[str, Callable]:
-    from lmobjectives.baselines import HFT5MLMCollator, NumpyT5Collator
+def t5_contenders(corpus: Any, num_threads: int | None, seed: int) -> dict[str, Callable]:
+    """The T5 contenders available here, by name, in table order."""
     from lmobjectives.denoising import T5SpanCorruptionCollator
+    from lmobjectives.lab.baselines.t5 import HFT5MLMCollator, NumpyT5Collator
 
     ours = T5SpanCorruptionCollator(corpus.tokenizer, seed=seed, num_threads=num_threads)
     out: dict[str, Callable] = {OURS_NP: ours}
-    if _has("torch"):
+    if has("torch"):
         out[OURS_PT] = T5SpanCorruptionCollator(
             corpus.tokenizer, seed=seed, num_threads=num_threads, return_tensors="pt"
         )
@@ -126,9 +133,10 @@ def _t5_contenders(corpus: Any, num_threads: int | None, seed: int) -> dict[str,
     return out
 
 
-def _bart_contenders(corpus: Any, num_threads: int | None, seed: int) -> dict[str, Callable]:
-    from lmobjectives.baselines import FairseqBartNoiser
+def bart_contenders(corpus: Any, num_threads: int | None, seed: int) -> dict[str, Callable]:
+    """The BART contenders available here, by name, in table order."""
     from lmobjectives.denoising import BartDenoisingCollator
+    from lmobjectives.lab.baselines.fairseq import FairseqBartNoiser
 
     stop = corpus.tokenizer.token_to_id(".")
     stops = [] if stop is None else [int(stop)]
@@ -136,7 +144,7 @@ def _bart_contenders(corpus: Any, num_threads: int | None, seed: int) -> dict[st
         corpus.tokenizer, seed=seed, num_threads=num_threads, full_stop_token_ids=stops
     )
     out: dict[str, Callable] = {OURS_NP: ours}
-    if _has("torch"):
+    if has("torch"):
         out[OURS_PT] = BartDenoisingCollator(
             corpus.tokenizer,
             seed=seed,
@@ -157,141 +165,54 @@ def _bart_contenders(corpus: Any, num_threads: int | None, seed: int) -> dict[st
     return out
 
 
-def _check(batch_size: Any, rounds: Any, quick: bool) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
-    if rounds is None:
-        rounds = 3 if quick else 15
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-        raise ValueError(f"rounds: expected a positive int, got {rounds!r}")
-    return rounds
-
-
-def _run(
-    objective: str,
-    corpus: Any,
-    *,
-    batch_size: int,
-    rounds: int | None,
-    quick: bool,
-    include_hf: bool,
-    num_threads: int | None,
-    progress: bool | None,
-    seed: int,
-) -> list[BenchRow]:
-    from lmobjectives._progress import Progress
-
-    rounds = _check(batch_size, rounds, quick)
-    if corpus is None:
-        from lmobjectives.corpus import TokenCorpus
-
-        corpus = TokenCorpus.default()
+def _plan(objective: str, corpus: Any, s: Settings, references: dict[str, str]) -> Plan:
+    corpus = default_corpus(corpus)
     workloads = make_denoising_workloads(
-        objective, corpus, batch_size=batch_size, num_batches=2 if quick else 8, seed=seed
+        objective, corpus, batch_size=s.batch_size, num_batches=2 if s.quick else 8, seed=s.seed
     )
-    if objective == "t5":
-        collators = _t5_contenders(corpus, num_threads, seed)
-        if not include_hf:
-            del collators[HF_FLAX]
-        vs_hf, vs_numpy = HF_FLAX, NUMPY_VECTORISED
-    else:
-        collators = _bart_contenders(corpus, num_threads, seed)
-        vs_hf, vs_numpy = "", FAIRSEQ
-    total = len(workloads) * len(collators) * (rounds + 1)
-    saved_threads = None
-    if num_threads and _has("torch"):
-        torch = require("torch")
-        saved_threads = torch.get_num_threads()
-        torch.set_num_threads(num_threads)
-    rows: list[BenchRow] = []
-    try:
-        with Progress(total, f"bench {objective}", unit="round", enabled=progress) as bar:
-            for w in workloads:
-                rows += compare(
-                    w.label,
-                    {name: (fn, w.batches) for name, fn in collators.items()},
-                    tokens_per_batch=float(np.mean(w.tokens)),
-                    batch_size=w.batch_size,
-                    rounds=rounds,
-                    quick=quick,
-                    progress=bar,
-                    vs_hf=vs_hf,
-                    vs_numpy=vs_numpy,
-                )
-    finally:
-        if saved_threads is not None:
-            torch = require("torch")
-            torch.set_num_threads(saved_threads)
-    return rows
+    contenders = {"t5": t5_contenders, "bart": bart_contenders}[objective]
+    collators = contenders(corpus, s.num_threads, s.seed)
+    if not s.include_hf:
+        collators.pop(HF_FLAX, None)
+    cases = [
+        Case(
+            w.label,
+            [Contender(name, fn, w.batches) for name, fn in collators.items()],
+            s.rounds_or(15),
+            batch_size=w.batch_size,
+            per_batch={"tokens": float(np.mean(w.tokens))},
+            references=references,
+            target=s.target,
+        )
+        for w in workloads
+    ]
+    return Plan(
+        objective,
+        cases,
+        COLLATION_TABLE,
+        s.num_threads,
+        thread_pools=("torch",),
+        skipped=missing_contenders(include_hf=False, include_dataloader=False),
+    )
 
 
-def run_t5_benchmark(
-    corpus: Any = None,
-    *,
-    batch_size: int = 32,
-    rounds: int | None = None,
-    quick: bool = False,
-    include_hf: bool = True,
-    num_threads: int | None = None,
-    progress: bool | None = None,
-    seed: int = SEED,
-) -> tuple[list[BenchRow], list[str]]:
-    """T5 span corruption against Hugging Face's Flax-example collator ("vs HF") and the
-    vectorised NumPy version ("vs NumPy"); arguments as
-    :func:`lmobjectives.bench.run_mlm_benchmark` (``include_hf=False`` leaves the Flax
-    collator out). Returns the rows and a note on what the ratios compare."""
-    rows = _run(
-        "t5",
-        corpus,
-        batch_size=batch_size,
-        rounds=rounds,
-        quick=quick,
-        include_hf=include_hf,
-        num_threads=num_threads,
-        progress=progress,
-        seed=seed,
-    )
+def t5_plan(corpus: Any, s: Settings) -> Plan:
+    """T5 span corruption against Hugging Face's Flax-example collator ("vs HF";
+    ``include_hf=False`` leaves it out) and the vectorised NumPy version ("vs NumPy"); a note
+    says what the ratios compare."""
+    plan = _plan("t5", corpus, s, {"vs HF": HF_FLAX, "vs NumPy": NUMPY_VECTORISED})
     note = (
         "t5: vs HF = Hugging Face's Flax-example T5 collator (NumPy, one mask per row, "
         "re-implemented), vs NumPy = the same vectorised over the batch; tokens = raw tokens"
     )
-    return rows, [note]
+    plan.finish = lambda rows, results: [note]
+    return plan
 
 
-def run_bart_benchmark(
-    corpus: Any = None,
-    *,
-    batch_size: int = 32,
-    rounds: int | None = None,
-    quick: bool = False,
-    include_hf: bool = True,
-    num_threads: int | None = None,
-    progress: bool | None = None,
-    seed: int = SEED,
-) -> tuple[list[BenchRow], list[str]]:
+def bart_plan(corpus: Any, s: Settings) -> Plan:
     """BART noising against a NumPy port of fairseq's ``DenoisingDataset`` ("vs NumPy"; there
-    is no Hugging Face counterpart, so ``include_hf`` changes nothing). Returns the rows and a
-    note."""
-    rows = _run(
-        "bart",
-        corpus,
-        batch_size=batch_size,
-        rounds=rounds,
-        quick=quick,
-        include_hf=include_hf,
-        num_threads=num_threads,
-        progress=progress,
-        seed=seed,
-    )
+    is no Hugging Face counterpart, so ``include_hf`` changes nothing); a note says so."""
+    plan = _plan("bart", corpus, s, {"vs HF": "", "vs NumPy": FAIRSEQ})
     note = "bart: vs NumPy = a NumPy port of fairseq's DenoisingDataset noising (per row)"
-    return rows, [note]
-
-
-def run_denoising_benchmark(objective: str, corpus: Any = None, **kwargs: Any) -> list[BenchRow]:
-    """The rows of :func:`run_t5_benchmark` (``objective="t5"``) or
-    :func:`run_bart_benchmark` (``"bart"``)."""
-    runs = {"t5": run_t5_benchmark, "bart": run_bart_benchmark}
-    if objective not in runs:
-        raise ValueError(f"objective: must be one of {list(OBJECTIVES)}, got {objective!r}")
-    rows, _ = runs[objective](corpus, **kwargs)
-    return rows
+    plan.finish = lambda rows, results: [note]
+    return plan

@@ -26,15 +26,19 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from lmobjectives._optional import require
 from lmobjectives.torch.gan.data import OracleConfig, OracleData, evaluate, oracle_data
 from lmobjectives.torch.gan.models import CNNDiscriminator, LSTMGenerator
 from lmobjectives.torch.gan.seqgan import SeqGAN, SeqGANConfig
+
+if TYPE_CHECKING:
+    import torch
+else:  # through require, as every optional import (lmobjectives.torch has checked it is there)
+    torch = require("torch", "lmobjectives.lab.gan_bench")
 
 __all__ = ["GanBenchConfig", "format_gan_table", "frontier_gap", "plot_frontier", "run_gan_bench"]
 
@@ -142,6 +146,39 @@ def _run(c: GanBenchConfig, say: Callable[[str], None]) -> dict[str, Any]:
             seed=c.seed + 1000,
         )
 
+    mle = _mle(c, data, ev, say)
+    rows = mle.rows + _controls(c, data, ev, say, mle)
+    if c.leakgan:
+        rows += _leakgan_rows(c, data, ev, say)
+    maskgan_rows = _maskgan_rows(c, data, say) if c.maskgan else []
+    for r in rows:
+        r["vs_frontier"] = frontier_gap((r["nll_oracle"], r["nll_test"]), mle.sweep)
+    return {
+        "rows": rows,
+        "maskgan_rows": maskgan_rows,
+        "sweep": mle.sweep,
+        "data": data,
+        "config": c,
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+@dataclass
+class _MLE:
+    """What MLE pretraining leaves for the adversarial phase."""
+
+    rows: list[dict[str, Any]]
+    sweep: list[tuple[float, float]]  # (NLL-oracle, NLL-test) at each temperature
+    pretrained: dict[str, Any]  # the last checkpoint's state dict
+    disc: CNNDiscriminator
+    base_cfg: SeqGANConfig
+
+
+def _mle(
+    c: GanBenchConfig, data: OracleData, ev: Callable[..., dict[str, float]], say: Any
+) -> _MLE:
+    """The random-init row, MLE pretraining evaluated after every epoch (the early-stopped row)
+    and the temperature sweep of the last checkpoint."""
     rows: list[dict[str, Any]] = []
     g = LSTMGenerator(c.vocab_size, c.hidden_size, c.hidden_size)
     rows.append(_row("random init (N(0, 0.1²))", ev(g), 0.0))
@@ -182,33 +219,41 @@ def _run(c: GanBenchConfig, say: Callable[[str], None]) -> dict[str, Any]:
         sweep.append((m["nll_oracle"], m["nll_test"]))
         rows.append(_row(f"MLE {c.mle_epochs} epochs, τ = {tau:g}", m, 0.0, control=True))
     say("temperature sweep done")
-    pretrained = copy.deepcopy(g.state_dict())
+    return _MLE(rows, sweep, copy.deepcopy(g.state_dict()), disc, base_cfg)
 
-    # constant-reward policy gradient (the control) and SeqGAN, from the same checkpoint
+
+def _controls(
+    c: GanBenchConfig,
+    data: OracleData,
+    ev: Callable[..., dict[str, float]],
+    say: Any,
+    mle: _MLE,
+) -> list[dict[str, Any]]:
+    """Constant-reward policy gradient (the control) and SeqGAN, from the same checkpoint."""
     const = LSTMGenerator(c.vocab_size, c.hidden_size, c.hidden_size)
-    const.load_state_dict(pretrained)
+    const.load_state_dict(mle.pretrained)
     tr = SeqGAN(
         const,
         None,
         data.train,
-        SeqGANConfig(**{**base_cfg.__dict__, "reward": "constant"}),
+        SeqGANConfig(**{**mle.base_cfg.__dict__, "reward": "constant"}),
     )
     start = time.perf_counter()
     for _ in range(c.adv_steps):
         tr.step()
-    rows.append(
+    rows = [
         _row(
             f"constant-reward PG (Q ≡ 1), {c.adv_steps} steps",
             ev(const),
             time.perf_counter() - start,
             control=True,
         )
-    )
+    ]
     say("constant-reward control done")
 
     seq = LSTMGenerator(c.vocab_size, c.hidden_size, c.hidden_size)
-    seq.load_state_dict(pretrained)
-    tr = SeqGAN(seq, disc, data.train, base_cfg)
+    seq.load_state_dict(mle.pretrained)
+    tr = SeqGAN(seq, mle.disc, data.train, mle.base_cfg)
     start = time.perf_counter()
     tr.pretrain_discriminator(c.d_pretrain_rounds)
     for step in range(1, c.adv_steps + 1):
@@ -222,20 +267,7 @@ def _run(c: GanBenchConfig, say: Callable[[str], None]) -> dict[str, Any]:
             time.perf_counter() - start,
         )
     )
-
-    if c.leakgan:
-        rows += _leakgan_rows(c, data, ev, say)
-    maskgan_rows = _maskgan_rows(c, data, say) if c.maskgan else []
-    for r in rows:
-        r["vs_frontier"] = frontier_gap((r["nll_oracle"], r["nll_test"]), sweep)
-    return {
-        "rows": rows,
-        "maskgan_rows": maskgan_rows,
-        "sweep": sweep,
-        "data": data,
-        "config": c,
-        "seconds": time.perf_counter() - t0,
-    }
+    return rows
 
 
 def _leakgan_rows(
