@@ -120,18 +120,7 @@ def word_start_table(
         [True, True, False, True]
     """
     vocab = _vocabulary(tokenizer)
-    if scheme is None:
-        scheme, mark = _detect(tokenizer, vocab)
-    elif scheme in SCHEMES:
-        mark = {"wordpiece": "##", "sentencepiece": _SENTENCEPIECE_MARK}.get(
-            scheme, _BYTE_LEVEL_MARK
-        )
-        model = getattr(_backend(tokenizer), "model", None)
-        prefix = getattr(model, "continuing_subword_prefix", None)
-        if scheme == "wordpiece" and prefix:
-            mark = str(prefix)
-    else:
-        raise ValueError(f"scheme: must be one of {list(SCHEMES)} or None, got {scheme!r}")
+    scheme, mark = _scheme_and_mark(tokenizer, vocab, scheme)
     size = max(vocab.values(), default=-1) + 1
     if vocab_size is not None:
         if vocab_size < size:
@@ -157,3 +146,17 @@ def word_start_table(
         if 0 <= i < size:
             table[i] = True
     return table
+
+
+def _scheme_and_mark(tokenizer: Any, vocab: dict[str, int], scheme: str | None) -> tuple[str, str]:
+    """The scheme (given or detected) and the word mark its vocabulary uses."""
+    if scheme is None:
+        return _detect(tokenizer, vocab)
+    if scheme not in SCHEMES:
+        raise ValueError(f"scheme: must be one of {list(SCHEMES)} or None, got {scheme!r}")
+    mark = {"wordpiece": "##", "sentencepiece": _SENTENCEPIECE_MARK}.get(scheme, _BYTE_LEVEL_MARK)
+    model = getattr(_backend(tokenizer), "model", None)
+    prefix = getattr(model, "continuing_subword_prefix", None)
+    if scheme == "wordpiece" and prefix:
+        mark = str(prefix)
+    return scheme, mark

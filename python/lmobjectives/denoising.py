@@ -133,6 +133,25 @@ def _tokenizer_id(tokenizer: Any, attrs: tuple[str, ...]) -> int | None:
     return None
 
 
+def _special_id(
+    name: str,
+    value: int | None,
+    tokenizer: Any,
+    vocab: Mapping[str, int],
+    attrs: tuple[str, ...],
+    names: tuple[str, ...],
+) -> int:
+    """``value`` (already checked), else the tokenizer's id (its ``attrs``, then ``names`` in
+    its vocabulary); ValueError naming ``name`` when there is none."""
+    if value is None and tokenizer is not None:
+        value = _tokenizer_id(tokenizer, attrs)
+        value = value if value is not None else _lookup(vocab, names)
+    if value is None:
+        where = "the tokenizer has none; pass it" if tokenizer is not None else "pass it"
+        raise ValueError(f"{name}: required ({where} or a tokenizer)")
+    return value
+
+
 def _extra_ids(vocab: Mapping[str, int]) -> list[int]:
     """The ids of ``<extra_id_0>``, ``<extra_id_1>``, … (T5's sentinels), in k order."""
     out: list[int] = []
@@ -172,13 +191,14 @@ def _seq2seq_ids(
         pad_token_id=_optional_id("pad_token_id", pad_token_id),
     )
     vocab = _vocabulary(tokenizer) if tokenizer is not None else {}
-    eos = _optional_id("eos_token_id", eos_token_id)
-    if eos is None and tokenizer is not None:
-        eos = _tokenizer_id(tokenizer, ("eos_token_id", "sep_token_id"))
-        eos = eos if eos is not None else _lookup(vocab, _EOS_NAMES)
-    if eos is None:
-        where = "the tokenizer has none; pass it" if tokenizer is not None else "pass it"
-        raise ValueError(f"eos_token_id: required ({where} or a tokenizer)")
+    eos = _special_id(
+        "eos_token_id",
+        _optional_id("eos_token_id", eos_token_id),
+        tokenizer,
+        vocab,
+        ("eos_token_id", "sep_token_id"),
+        _EOS_NAMES,
+    )
     pad = ids["pad_token_id"]
     if pad is None:
         where = "the tokenizer has none; pass it" if tokenizer is not None else "pass it"
@@ -186,35 +206,14 @@ def _seq2seq_ids(
     base = ids["vocab_size"]
     if base is None:
         raise ValueError("vocab_size: required (pass it or a tokenizer)")
-    appended = 0
-
-    modes: dict[str, int] = {}
-    append_modes = False
-    if mode_names:
-        if mode_token_ids is not None:
-            if not isinstance(mode_token_ids, Mapping):
-                raise TypeError(
-                    "mode_token_ids: expected a mapping like {'R': id, 'X': id, 'S': id}, "
-                    f"got {type(mode_token_ids).__name__}"
-                )
-            missing = sorted(set(mode_names) - set(mode_token_ids))
-            if missing:
-                raise ValueError(f"mode_token_ids: no id for mode(s) {missing}")
-            modes = {m: _integer(f"mode_token_ids[{m!r}]", mode_token_ids[m]) for m in mode_names}
-        elif all(name in vocab for name in mode_names.values()):
-            modes = {m: int(vocab[name]) for m, name in mode_names.items()}
-        else:
-            append_modes = True
-            appended += len(mode_names)
-
+    modes, append_modes = _mode_ids(mode_names, mode_token_ids, vocab)
     if sentinel_ids is not None:
         sentinels = _id_list("sentinel_ids", sentinel_ids)
         append_sentinels = False
     else:
         sentinels = _extra_ids(vocab)
         append_sentinels = not sentinels
-        if append_sentinels:
-            appended += num_sentinels
+    appended = (len(mode_names) if append_modes else 0) + (num_sentinels if append_sentinels else 0)
     total = explicit_vocab if explicit_vocab is not None else base + appended
     if append_sentinels:
         # T5's layout: sentinel k is vocab_size − 1 − k (<extra_id_0> is the last id).
@@ -231,6 +230,28 @@ def _seq2seq_ids(
         sentinels=sentinels,
         modes=modes,
     )
+
+
+def _mode_ids(
+    mode_names: Mapping[str, str], mode_token_ids: Any, vocab: Mapping[str, int]
+) -> tuple[dict[str, int], bool]:
+    """UL2's mode token ids: explicit, else the vocabulary's; ``({}, True)`` when they are to
+    be appended after the vocabulary; ``({}, False)`` without mode tokens."""
+    if not mode_names:
+        return {}, False
+    if mode_token_ids is not None:
+        if not isinstance(mode_token_ids, Mapping):
+            raise TypeError(
+                "mode_token_ids: expected a mapping like {'R': id, 'X': id, 'S': id}, "
+                f"got {type(mode_token_ids).__name__}"
+            )
+        missing = sorted(set(mode_names) - set(mode_token_ids))
+        if missing:
+            raise ValueError(f"mode_token_ids: no id for mode(s) {missing}")
+        return {m: _integer(f"mode_token_ids[{m!r}]", mode_token_ids[m]) for m in mode_names}, False
+    if all(name in vocab for name in mode_names.values()):
+        return {m: int(vocab[name]) for m, name in mode_names.items()}, False
+    return {}, True
 
 
 # -- T5 and UL2 --------------------------------------------------------------------------------
@@ -292,6 +313,22 @@ UL2_DENOISERS: tuple[Denoiser, ...] = (
 )
 
 
+def _check_mixture(
+    denoisers: Sequence[Denoiser], weights: Sequence[float] | None
+) -> tuple[tuple[Denoiser, ...], list[float]]:
+    """The denoisers (at least one) and one weight each (default uniform)."""
+    denoisers = tuple(denoisers)
+    if not denoisers:
+        raise ValueError("denoisers: needs at least one denoiser")
+    for i, d in enumerate(denoisers):
+        if not isinstance(d, Denoiser):
+            raise TypeError(f"denoisers[{i}]: expected a Denoiser, got {type(d).__name__}")
+    weights = [1.0] * len(denoisers) if weights is None else list(weights)
+    if len(weights) != len(denoisers):
+        raise ValueError(f"weights: has {len(weights)} entries for {len(denoisers)} denoisers")
+    return denoisers, weights
+
+
 class _SpanCollator(Collator):
     """What T5 and UL2 share: the kernel, the ids, padding and the call."""
 
@@ -328,13 +365,9 @@ class _SpanCollator(Collator):
         names: dict[str, str] = (
             {d.mode: MODE_TOKENS[d.mode] for d in denoisers} if mode_tokens else {}
         )
-        # Lengths first: how many sentinels the denoisers need (mode tokens only matter for
-        # whether they reserve a slot).
-        probe = [d._kernel(0 if mode_tokens else None) for d in denoisers]
-        lengths = _core.denoiser_lengths(probe, self.input_length, self.random_roll)
-        needed = max(n for *_, n in lengths)
+        default_sentinels = self._sentinels_needed(denoisers, mode_tokens)
         if num_sentinels is None:
-            num_sentinels = max(T5_EXTRA_IDS, needed)
+            num_sentinels = default_sentinels
         num_sentinels = _integer("num_sentinels", num_sentinels, 0)
         self._ids = _seq2seq_ids(
             tokenizer,
@@ -360,6 +393,13 @@ class _SpanCollator(Collator):
             per_batch,
             purpose,
         )
+
+    def _sentinels_needed(self, denoisers: Sequence[Denoiser], mode_tokens: bool) -> int:
+        """T5's 100, or more if a denoiser makes more spans at this input length (mode tokens
+        only matter for whether they reserve a slot)."""
+        probe = [d._kernel(0 if mode_tokens else None) for d in denoisers]
+        lengths = _core.denoiser_lengths(probe, self.input_length, self.random_roll)
+        return max(T5_EXTRA_IDS, max(n for *_, n in lengths))
 
     # -- configuration ---------------------------------------------------------------------
 
@@ -617,23 +657,12 @@ class UL2Collator(_SpanCollator):
         super().__init__(
             seed=seed, return_tensors=return_tensors, dtype=dtype, num_threads=num_threads
         )
-        denoisers = tuple(denoisers)
-        if not denoisers:
-            raise ValueError("denoisers: needs at least one denoiser")
-        for i, d in enumerate(denoisers):
-            if not isinstance(d, Denoiser):
-                raise TypeError(f"denoisers[{i}]: expected a Denoiser, got {type(d).__name__}")
-        if weights is None:
-            weights = [1.0] * len(denoisers)
-        weights = list(weights)
-        if len(weights) != len(denoisers):
-            raise ValueError(f"weights: has {len(weights)} entries for {len(denoisers)} denoisers")
-        self.denoisers = denoisers
+        self.denoisers, weights = _check_mixture(denoisers, weights)
         self.per_batch = check_bool("per_batch", per_batch)
         self.mode_tokens = check_bool("mode_tokens", mode_tokens)
         self._setup(
             tokenizer,
-            denoisers=denoisers,
+            denoisers=self.denoisers,
             weights=weights,
             mode_tokens=self.mode_tokens,
             mode_token_ids=mode_token_ids,
@@ -698,6 +727,40 @@ def _setting(name: str, doc: str) -> Any:
     return property(lambda self: getattr(self._noiser, name), doc=doc)
 
 
+def _bos_eos(tokenizer: Any, bos_token_id: Any, eos_token_id: Any) -> tuple[int, int]:
+    """BART's BOS and EOS: explicit, else the tokenizer's (BOS falls back to ``[CLS]``, EOS to
+    ``[SEP]``)."""
+    vocab = _vocabulary(tokenizer) if tokenizer is not None else {}
+    bos = _optional_id("bos_token_id", bos_token_id)
+    eos = _optional_id("eos_token_id", eos_token_id)
+    return (
+        _special_id(
+            "bos_token_id", bos, tokenizer, vocab, ("bos_token_id", "cls_token_id"), _BOS_NAMES
+        ),
+        _special_id(
+            "eos_token_id", eos, tokenizer, vocab, ("eos_token_id", "sep_token_id"), _EOS_NAMES
+        ),
+    )
+
+
+def _bart_word_starts(
+    tokenizer: Any, word_starts: Any, length_mode: str, vocab_size: int
+) -> list[bool] | None:
+    """The word-start table: given (checked), else the tokenizer's (not needed for
+    ``mask_length="subword"``), else none (every token is a word)."""
+    if word_starts is not None:
+        table = np.asarray(word_starts)
+        if table.dtype != bool or table.ndim != 1:
+            raise TypeError(
+                "word_starts: expected a 1-D boolean array (one entry per id), got "
+                f"{table.dtype} with shape {table.shape}"
+            )
+        return table.tolist()
+    if tokenizer is not None and length_mode != "subword":
+        return word_start_table(tokenizer, vocab_size=vocab_size).tolist()
+    return None
+
+
 class BartDenoisingCollator(Collator):
     """BART's denoising (Lewis et al., 2020) with fairseq's ``DenoisingDataset`` semantics and
     the BART-large recipe as defaults, usable as ``DataLoader(collate_fn=...)``.
@@ -742,6 +805,7 @@ class BartDenoisingCollator(Collator):
 
     _extra_keys = ("sentence_starts",)
 
+    # long: the public signature (24 arguments), forwarded to the kernel's noiser
     def __init__(
         self,
         tokenizer: Any = None,
@@ -781,33 +845,9 @@ class BartDenoisingCollator(Collator):
             mask_token_id=_optional_id("mask_token_id", mask_token_id),
             special_token_ids=special_token_ids,
         )
-        vocab = _vocabulary(tokenizer) if tokenizer is not None else {}
-        bos = _optional_id("bos_token_id", bos_token_id)
-        eos = _optional_id("eos_token_id", eos_token_id)
-        if tokenizer is not None:
-            if bos is None:
-                bos = _tokenizer_id(tokenizer, ("bos_token_id", "cls_token_id"))
-                bos = bos if bos is not None else _lookup(vocab, _BOS_NAMES)
-            if eos is None:
-                eos = _tokenizer_id(tokenizer, ("eos_token_id", "sep_token_id"))
-                eos = eos if eos is not None else _lookup(vocab, _EOS_NAMES)
-        for name, value in (("bos_token_id", bos), ("eos_token_id", eos)):
-            if value is None:
-                where = "the tokenizer has none; pass it" if tokenizer is not None else "pass it"
-                raise ValueError(f"{name}: required ({where} or a tokenizer)")
-        assert bos is not None
-        assert eos is not None
+        bos, eos = _bos_eos(tokenizer, bos_token_id, eos_token_id)
         length_mode = check_choice("mask_length", mask_length, ("span-poisson", "word", "subword"))
-        table = None
-        if word_starts is not None:
-            table = np.asarray(word_starts)
-            if table.dtype != bool or table.ndim != 1:
-                raise TypeError(
-                    "word_starts: expected a 1-D boolean array (one entry per id), got "
-                    f"{table.dtype} with shape {table.shape}"
-                )
-        elif tokenizer is not None and length_mode != "subword":
-            table = word_start_table(tokenizer, vocab_size=ids["vocab_size"])
+        table = _bart_word_starts(tokenizer, word_starts, length_mode, ids["vocab_size"])
         start = _optional_id("decoder_start_token_id", decoder_start_token_id)
         self._noiser = _core.BartNoiser(
             ids["vocab_size"],
@@ -817,7 +857,7 @@ class BartDenoisingCollator(Collator):
             ids["mask_token_id"],
             eos if start is None else start,
             ids["special_token_ids"],
-            None if table is None else table.tolist(),
+            table,
             _id_list("full_stop_token_ids", full_stop_token_ids or []),
             _number("mask_ratio", mask_ratio),
             _number("random_ratio", random_ratio),

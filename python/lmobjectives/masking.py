@@ -115,6 +115,7 @@ class MLMCollator(Collator):
         [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]
     """
 
+    # long: the public signature (28 arguments), forwarded to the kernel's masker
     def __init__(
         self,
         tokenizer: Any = None,
@@ -164,20 +165,8 @@ class MLMCollator(Collator):
         if exact_budget is None:
             exact_budget = unit_name != "token"
         if unit_name != "token" and word_starts is None and tokenizer is not None:
-            try:  # ALBERT's rule for SentencePiece, as its whole-word/n-gram masking does
-                word_starts = word_start_table(
-                    tokenizer, vocab_size=ids["vocab_size"], sentencepiece_rule="albert"
-                )
-            except ValueError:  # unrecognised vocabulary: word_ids must come with examples
-                word_starts = None
-        if word_starts is not None:
-            word_starts = np.asarray(word_starts)
-            if word_starts.dtype != np.bool_ or word_starts.ndim != 1:
-                raise TypeError(
-                    "word_starts: expected a 1-D boolean array over the vocabulary, got "
-                    f"{word_starts.dtype} with shape {word_starts.shape}"
-                )
-            word_starts = word_starts.tolist()
+            word_starts = _word_starts_of(tokenizer, ids["vocab_size"])
+        starts = _check_word_starts(word_starts)
         self._masker = _core.MlmMasker(
             ids["vocab_size"],
             ids["mask_token_id"],
@@ -190,7 +179,7 @@ class MLMCollator(Collator):
             max_predictions=check_positive_int("max_predictions", max_predictions),
             unit=unit_name,
             replace_by=check_choice("replace_by", replace_by, ("unit", "token")),
-            word_starts=word_starts,
+            word_starts=starts,
             geometric_p=geometric_p,
             span_lower=span_lower,
             span_upper=span_upper,
@@ -305,3 +294,26 @@ class MLMCollator(Collator):
             f"return_tensors={self.return_tensors!r}, dtype={self.dtype!r}, "
             f"num_threads={self.num_threads})"
         )
+
+
+def _word_starts_of(tokenizer: Any, vocab_size: int) -> np.ndarray | None:
+    """The tokenizer's word-start table, with ALBERT's rule for SentencePiece (as its
+    whole-word/n-gram masking does); ``None`` for an unrecognised vocabulary (then word_ids
+    must come with the examples)."""
+    try:
+        return word_start_table(tokenizer, vocab_size=vocab_size, sentencepiece_rule="albert")
+    except ValueError:
+        return None
+
+
+def _check_word_starts(word_starts: Any) -> list[bool] | None:
+    """``word_starts`` as a list for the kernel, checked to be a 1-D boolean table."""
+    if word_starts is None:
+        return None
+    table = np.asarray(word_starts)
+    if table.dtype != np.bool_ or table.ndim != 1:
+        raise TypeError(
+            "word_starts: expected a 1-D boolean array over the vocabulary, got "
+            f"{table.dtype} with shape {table.shape}"
+        )
+    return table.tolist()

@@ -169,21 +169,33 @@ class PackingCollator(Collator):
             "position_ids": packed["position_ids"],
         }
         if masker is not None:
-            input_ids, _, labels = masker._masker.mask(
-                packed["input_ids"],
-                attention_mask=packed["attention_mask"],
-                special_tokens_mask=packed.get("special_tokens_mask"),
-                word_ids=packed.get("word_ids"),
-                boundaries=packed["boundaries"],
-                seed=key.seed,
-                epoch=key.epoch,
-                batch_index=key.batch_index,
-                dtype=self.dtype,
-                num_threads=self._threads(),
-            )
+            input_ids, labels = self._mask(masker, packed, key)
             batch.update(input_ids=input_ids, labels=labels)
         elif self.labels == "causal":
             batch["labels"] = packed["labels"]
+        self._add_outputs(batch, packed)
+        return batch, None
+
+    def _mask(self, masker: MLMCollator, packed: dict[str, Any], key: Key) -> tuple[Any, Any]:
+        """MLM masking of the packed rows, spans kept inside their sequences: ``(input_ids,
+        labels)``."""
+        input_ids, _, labels = masker._masker.mask(
+            packed["input_ids"],
+            attention_mask=packed["attention_mask"],
+            special_tokens_mask=packed.get("special_tokens_mask"),
+            word_ids=packed.get("word_ids"),
+            boundaries=packed["boundaries"],
+            seed=key.seed,
+            epoch=key.epoch,
+            batch_index=key.batch_index,
+            dtype=self.dtype,
+            num_threads=self._threads(),
+        )
+        return input_ids, labels
+
+    def _add_outputs(self, batch: dict[str, Any], packed: dict[str, Any]) -> None:
+        """The optional outputs: token types, the block-diagonal mask, sequence ids, cu_seqlens
+        and the flash-attention keywords."""
         if "token_type_ids" in packed:
             batch["token_type_ids"] = packed["token_type_ids"]
         if self.attention == "block_diagonal":
@@ -198,7 +210,6 @@ class PackingCollator(Collator):
         if self.return_flash_attn_kwargs:  # the keyword names transformers' flash path takes
             batch["cu_seq_lens_q"] = batch["cu_seq_lens_k"] = packed["cu_seqlens"]
             batch["max_length_q"] = batch["max_length_k"] = int(packed["max_seqlen"])
-        return batch, None
 
     def _finish(self, batch: dict[str, Any], allocator: Any) -> dict[str, Any]:
         if self.return_tensors != "pt":

@@ -216,27 +216,14 @@ def completion_mask(
     if a.dtype.kind not in "iu":
         raise TypeError(f"ids: expected an integer array, got dtype {a.dtype}")
     a = np.ascontiguousarray(a)
-    eos = [eos_token_id] if isinstance(eos_token_id, (int, np.integer)) else list(eos_token_id)
-    if not eos or not all(isinstance(e, (int, np.integer)) for e in eos):
-        raise TypeError(f"eos_token_id: expected an int or a list of ints, got {eos_token_id!r}")
+    eos = _eos_ids(eos_token_id)
     if padding_side not in ("right", "left"):
         raise ValueError(f"padding_side: must be 'right' or 'left', got {padding_side!r}")
     att = None if attention_mask is None else io.mask(attention_mask, a.shape, "attention_mask")
-    if isinstance(completion_start, (int, np.integer)):
-        if completion_start < 0:
-            raise ValueError(f"completion_start: must be >= 0, got {completion_start}")
-        starts = [int(completion_start)] * a.shape[0]
-    else:
-        s = _numpy(completion_start, "completion_start")
-        if s.ndim != 1 or s.dtype.kind not in "iu" or (s < 0).any():
-            raise ValueError(
-                "completion_start: expected an int or one non-negative int per row, got "
-                f"{completion_start!r}"
-            )
-        starts = s.tolist()
+    starts = _completion_starts(completion_start, a.shape[0])
     out = _core.completion_mask(
         a,
-        [int(e) for e in eos],
+        eos,
         pad_token_id=None if pad_token_id is None else int(pad_token_id),
         attention_mask=att,
         completion_start=starts,
@@ -246,6 +233,28 @@ def completion_mask(
         num_threads=_threads(num_threads),
     )
     return Completions(*(io.out(out[k]) for k in Completions._fields))
+
+
+def _eos_ids(eos_token_id: int | Sequence[int]) -> list[int]:
+    eos = [eos_token_id] if isinstance(eos_token_id, (int, np.integer)) else list(eos_token_id)
+    if not eos or not all(isinstance(e, (int, np.integer)) for e in eos):
+        raise TypeError(f"eos_token_id: expected an int or a list of ints, got {eos_token_id!r}")
+    return [int(e) for e in eos]
+
+
+def _completion_starts(completion_start: int | Sequence[int], rows: int) -> list[int]:
+    """One start column per row, from one int or one per row."""
+    if isinstance(completion_start, (int, np.integer)):
+        if completion_start < 0:
+            raise ValueError(f"completion_start: must be >= 0, got {completion_start}")
+        return [int(completion_start)] * rows
+    s = _numpy(completion_start, "completion_start")
+    if s.ndim != 1 or s.dtype.kind not in "iu" or (s < 0).any():
+        raise ValueError(
+            "completion_start: expected an int or one non-negative int per row, got "
+            f"{completion_start!r}"
+        )
+    return [int(x) for x in s.tolist()]
 
 
 def last_index(mask: Any) -> np.ndarray:

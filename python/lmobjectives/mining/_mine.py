@@ -26,6 +26,7 @@ __all__ = ["mine_hard_negatives"]
 BackendName = Literal["auto", "rust", "torch", "faiss"]
 
 
+# long: the public signature (24 arguments) and its documentation; the body is six steps
 def mine_hard_negatives(
     queries: Any,
     corpus: Any = None,

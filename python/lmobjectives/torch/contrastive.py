@@ -22,7 +22,7 @@ the plain local mean.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -197,6 +197,28 @@ def info_nce_loss(
         torch.Size([])
     """
     s = _resolve_scale(scale, temperature)
+    neg_cols, duplicates = _check_info_nce(
+        queries, positives, negatives, duplicates, similarity, reduction
+    )
+    batch = _global_batch(queries, positives, neg_cols, duplicates, gather, symmetric, group)
+    loss = _info_nce_rows(queries, positives, duplicates, batch, s, similarity, symmetric)
+    if reduction == "none":
+        return loss
+    if reduction == "sum":
+        return loss.sum()
+    return loss.sum() * (batch.world / batch.total)
+
+
+def _check_info_nce(
+    queries: Tensor,
+    positives: Tensor,
+    negatives: Tensor | Sequence[Tensor] | None,
+    duplicates: Tensor | None,
+    similarity: str,
+    reduction: str,
+) -> tuple[list[Tensor], Tensor | None]:
+    """The arguments of :func:`info_nce_loss` checked: ``(hard-negative columns, duplicates on
+    the queries' device)``."""
     if similarity not in ("cosine", "dot"):
         raise ValueError(f"similarity: must be 'cosine' or 'dot', got {similarity!r}")
     if reduction not in ("mean", "sum", "none"):
@@ -207,53 +229,85 @@ def info_nce_loss(
     if tuple(positives.shape) != (b, d):
         raise ValueError(f"positives: expected shape {(b, d)}, got {tuple(positives.shape)}")
     neg_cols = _negative_columns(negatives, b, d)
-    if duplicates is not None:
-        if duplicates.shape != (b,) or duplicates.dtype.is_floating_point:
-            raise ValueError(
-                f"duplicates: expected [B] integer ids, got {duplicates.dtype} "
-                f"{tuple(duplicates.shape)}"
-            )
-        duplicates = duplicates.to(queries.device)
-
-    offset, total, world = 0, b, 1
-    if gather:
-        dist = _dist()
-        if not (dist.is_available() and dist.is_initialized()):
-            raise RuntimeError("gather: needs an initialised torch.distributed process group")
-        sizes = _gathered_sizes(b, queries.device, group)
-        world, total = len(sizes), sum(sizes)
-        pos_all, offset = all_gather_with_grad(positives, group, sizes)
-        neg_all = [all_gather_with_grad(n, group, sizes)[0] for n in neg_cols]
-        q_all = all_gather_with_grad(queries, group, sizes)[0] if symmetric else queries
-        dup_all = (
-            all_gather_with_grad(duplicates, group, sizes)[0] if duplicates is not None else None
+    if duplicates is None:
+        return neg_cols, None
+    if duplicates.shape != (b,) or duplicates.dtype.is_floating_point:
+        raise ValueError(
+            f"duplicates: expected [B] integer ids, got {duplicates.dtype} "
+            f"{tuple(duplicates.shape)}"
         )
-    else:
-        pos_all, neg_all, q_all, dup_all = positives, neg_cols, queries, duplicates
+    return neg_cols, duplicates.to(queries.device)
 
-    docs = torch.cat([pos_all, *neg_all], dim=0) if neg_all else pos_all
-    logits = _similarity(queries, docs, similarity) * s  # [B, total·(1+n)]
+
+class _GlobalBatch(NamedTuple):
+    """The candidates of :func:`info_nce_loss`: this rank's, or every rank's with ``gather``."""
+
+    positives: Tensor
+    negatives: list[Tensor]
+    queries: Tensor
+    duplicates: Tensor | None
+    offset: int  # this rank's first row in the global batch
+    total: int  # rows of the global batch
+    world: int
+
+
+def _global_batch(
+    queries: Tensor,
+    positives: Tensor,
+    neg_cols: list[Tensor],
+    duplicates: Tensor | None,
+    gather: bool,
+    symmetric: bool,
+    group: Any,
+) -> _GlobalBatch:
+    b = queries.shape[0]
+    if not gather:
+        return _GlobalBatch(positives, neg_cols, queries, duplicates, 0, b, 1)
+    dist = _dist()
+    if not (dist.is_available() and dist.is_initialized()):
+        raise RuntimeError("gather: needs an initialised torch.distributed process group")
+    sizes = _gathered_sizes(b, queries.device, group)
+    pos_all, offset = all_gather_with_grad(positives, group, sizes)
+    neg_all = [all_gather_with_grad(n, group, sizes)[0] for n in neg_cols]
+    q_all = all_gather_with_grad(queries, group, sizes)[0] if symmetric else queries
+    dup_all = all_gather_with_grad(duplicates, group, sizes)[0] if duplicates is not None else None
+    return _GlobalBatch(pos_all, neg_all, q_all, dup_all, offset, sum(sizes), len(sizes))
+
+
+def _info_nce_rows(
+    queries: Tensor,
+    positives: Tensor,
+    duplicates: Tensor | None,
+    batch: _GlobalBatch,
+    scale: Any,
+    similarity: str,
+    symmetric: bool,
+) -> Tensor:
+    """The loss of each local row (``[B]``), duplicates masked out of the candidates."""
+    b = queries.shape[0]
+    docs = (
+        torch.cat([batch.positives, *batch.negatives], dim=0)
+        if batch.negatives
+        else batch.positives
+    )
+    logits = _similarity(queries, docs, similarity) * scale  # [B, total·(1+n)]
     rows = torch.arange(b, device=queries.device)
-    targets = rows + offset
+    targets = rows + batch.offset
     mask = None
-    if dup_all is not None:
+    if batch.duplicates is not None:
         assert duplicates is not None
-        same = duplicates[:, None] == dup_all[None, :]  # [B, total]
+        same = duplicates[:, None] == batch.duplicates[None, :]  # [B, total]
         same[rows, targets] = False
         mask = same
-        pad = torch.zeros((b, docs.shape[0] - total), dtype=torch.bool, device=queries.device)
+        pad = torch.zeros((b, docs.shape[0] - batch.total), dtype=torch.bool, device=queries.device)
         logits = logits.masked_fill(torch.cat([same, pad], dim=1), float("-inf"))
     loss = F.cross_entropy(logits, targets, reduction="none")
     if symmetric:
-        back = _similarity(positives, q_all, similarity) * s  # [B, total]
+        back = _similarity(positives, batch.queries, similarity) * scale  # [B, total]
         if mask is not None:
             back = back.masked_fill(mask, float("-inf"))
         loss = 0.5 * loss + 0.5 * F.cross_entropy(back, targets, reduction="none")
-    if reduction == "none":
-        return loss
-    if reduction == "sum":
-        return loss.sum()
-    return loss.sum() * (world / total)
+    return loss
 
 
 class InfoNCELoss(nn.Module):
@@ -386,6 +440,26 @@ def cpc_loss(
     With ``return_accuracy``, also returns the share of positions whose true target scores
     highest (per step, ``[K]``).
     """
+    mask = _check_cpc(z, c, weights, negatives, mask)
+    losses, accuracies = [], []
+    for k in range(1, weights.shape[0] + 1):
+        logits, gold = _cpc_step(z, c, weights[k - 1], mask, k, negatives)
+        if gold.numel() == 0:
+            losses.append(logits.sum() * 0.0)
+            accuracies.append(torch.zeros((), device=z.device))
+            continue
+        losses.append(F.cross_entropy(logits, gold))
+        accuracies.append((logits.argmax(dim=1) == gold).float().mean())
+    loss = torch.stack(losses).mean()
+    if return_accuracy:
+        return loss, torch.stack(accuracies).detach()
+    return loss
+
+
+def _check_cpc(
+    z: Tensor, c: Tensor, weights: Tensor, negatives: str, mask: Tensor | None
+) -> Tensor:
+    """The arguments of :func:`cpc_loss` checked; returns the boolean mask ``[B, T]``."""
     if z.dim() != 3 or c.dim() != 3 or z.shape[:2] != c.shape[:2]:
         raise ValueError(
             f"z, c: expected [B, T, Dz] and [B, T, Dc] with the same B, T, got "
@@ -401,47 +475,42 @@ def cpc_loss(
     if negatives not in ("batch", "time", "all"):
         raise ValueError(f"negatives: must be 'batch', 'time' or 'all', got {negatives!r}")
     if mask is None:
-        mask = torch.ones((bsz, steps_t), dtype=torch.bool, device=z.device)
-    elif mask.shape != (bsz, steps_t):
+        return torch.ones((bsz, steps_t), dtype=torch.bool, device=z.device)
+    if mask.shape != (bsz, steps_t):
         raise ValueError(f"mask: expected shape {(bsz, steps_t)}, got {tuple(mask.shape)}")
-    mask = mask.bool()
-    losses, accuracies = [], []
-    for k in range(1, k_steps + 1):
-        n = steps_t - k
-        pred = c[:, :n] @ weights[k - 1].T  # [B, n, Dz]: W_k c_t
-        target = z[:, k:]  # [B, n, Dz]
-        valid = mask[:, :n] & mask[:, k:]  # context and target both real
-        if negatives == "batch":
-            # scores[t, b, b'] = z[b', t+k] · pred[b, t]
-            scores = torch.einsum("btd,ctd->tbc", pred, target)
-            cand_ok = mask[:, k:].T[:, None, :]  # [n, 1, B]
-            scores = scores.masked_fill(~cand_ok, float("-inf"))
-            labels = torch.arange(bsz, device=z.device).expand(n, bsz)
-            keep = valid.T  # [n, B]
-            logits, gold = scores[keep], labels[keep]
-        elif negatives == "time":
-            # scores[b, t, t'] = z[b, t'+k] · pred[b, t]
-            scores = torch.einsum("btd,bsd->bts", pred, target)
-            scores = scores.masked_fill(~mask[:, k:][:, None, :], float("-inf"))
-            labels = torch.arange(n, device=z.device).expand(bsz, n)
-            logits, gold = scores[valid], labels[valid]
-        else:
-            flat = target.reshape(bsz * n, dz)
-            scores = pred.reshape(bsz * n, dz) @ flat.T  # [B·n, B·n]
-            scores = scores.masked_fill(~mask[:, k:].reshape(1, -1), float("-inf"))
-            labels = torch.arange(bsz * n, device=z.device)
-            keep = valid.reshape(-1)
-            logits, gold = scores[keep], labels[keep]
-        if gold.numel() == 0:
-            losses.append(logits.sum() * 0.0)
-            accuracies.append(torch.zeros((), device=z.device))
-            continue
-        losses.append(F.cross_entropy(logits, gold))
-        accuracies.append((logits.argmax(dim=1) == gold).float().mean())
-    loss = torch.stack(losses).mean()
-    if return_accuracy:
-        return loss, torch.stack(accuracies).detach()
-    return loss
+    return mask.bool()
+
+
+def _cpc_step(
+    z: Tensor, c: Tensor, weight: Tensor, mask: Tensor, k: int, negatives: str
+) -> tuple[Tensor, Tensor]:
+    """``(logits, gold)`` of prediction step ``k`` (map ``weight`` = ``W_k``) over the valid
+    positions."""
+    bsz, steps_t, dz = z.shape
+    n = steps_t - k
+    pred = c[:, :n] @ weight.T  # [B, n, Dz]: W_k c_t
+    target = z[:, k:]  # [B, n, Dz]
+    valid = mask[:, :n] & mask[:, k:]  # context and target both real
+    if negatives == "batch":
+        # scores[t, b, b'] = z[b', t+k] · pred[b, t]
+        scores = torch.einsum("btd,ctd->tbc", pred, target)
+        cand_ok = mask[:, k:].T[:, None, :]  # [n, 1, B]
+        scores = scores.masked_fill(~cand_ok, float("-inf"))
+        labels = torch.arange(bsz, device=z.device).expand(n, bsz)
+        keep = valid.T  # [n, B]
+        return scores[keep], labels[keep]
+    if negatives == "time":
+        # scores[b, t, t'] = z[b, t'+k] · pred[b, t]
+        scores = torch.einsum("btd,bsd->bts", pred, target)
+        scores = scores.masked_fill(~mask[:, k:][:, None, :], float("-inf"))
+        labels = torch.arange(n, device=z.device).expand(bsz, n)
+        return scores[valid], labels[valid]
+    flat = target.reshape(bsz * n, dz)
+    scores = pred.reshape(bsz * n, dz) @ flat.T  # [B·n, B·n]
+    scores = scores.masked_fill(~mask[:, k:].reshape(1, -1), float("-inf"))
+    labels = torch.arange(bsz * n, device=z.device)
+    keep = valid.reshape(-1)
+    return scores[keep], labels[keep]
 
 
 class CPCHead(nn.Module):

@@ -141,21 +141,7 @@ class ElectraRTD(nn.Module):
             mlm_loss = F.cross_entropy(masked_logits.float(), targets)
             gen_accuracy = (masked_logits.argmax(-1) == targets).float().mean()
 
-        with torch.no_grad():
-            sample_logits = masked_logits.detach()
-            if self.disallow_correct:
-                sample_logits = sample_logits.scatter(
-                    -1, targets.unsqueeze(-1), torch.finfo(sample_logits.dtype).min
-                )
-            sampled = gumbel_sample(sample_logits, self.temperature, generator=generator)
-            corrupted = original.clone()
-            corrupted[masked] = sampled.to(corrupted.dtype)
-            if self.equal_counts_as_original:
-                is_replaced = (corrupted != original) & masked
-            else:
-                is_replaced = masked.clone()
-            is_replaced = is_replaced.float()
-
+        corrupted, is_replaced = self._corrupt(masked_logits, targets, original, masked, generator)
         disc_logits = _logits(self.discriminator(input_ids=corrupted, **kw))
         if disc_logits.dim() == 3 and disc_logits.shape[-1] == 1:
             disc_logits = disc_logits.squeeze(-1)
@@ -171,6 +157,31 @@ class ElectraRTD(nn.Module):
             corrupted_ids=corrupted,
             gen_accuracy=gen_accuracy,
         )
+
+    @torch.no_grad()
+    def _corrupt(
+        self,
+        masked_logits: torch.Tensor,
+        targets: torch.Tensor,
+        original: torch.Tensor,
+        masked: torch.Tensor,
+        generator: torch.Generator | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The generator's samples scattered into the original ids, without gradient:
+        ``(corrupted ids, is_replaced as float)``."""
+        sample_logits = masked_logits.detach()
+        if self.disallow_correct:
+            sample_logits = sample_logits.scatter(
+                -1, targets.unsqueeze(-1), torch.finfo(sample_logits.dtype).min
+            )
+        sampled = gumbel_sample(sample_logits, self.temperature, generator=generator)
+        corrupted = original.clone()
+        corrupted[masked] = sampled.to(corrupted.dtype)
+        if self.equal_counts_as_original:
+            is_replaced = (corrupted != original) & masked
+        else:
+            is_replaced = masked.clone()
+        return corrupted, is_replaced.float()
 
 
 def share_embeddings(generator: Any, discriminator: Any) -> None:

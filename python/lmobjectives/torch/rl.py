@@ -873,35 +873,15 @@ def ppo_step(
     ``epochs`` full-batch steps of clipped surrogate + ``vf_coef``·clipped value loss. The
     bookkeeping runs in the Rust kernels for CPU tensors (the torch reference elsewhere).
     Returns the last epoch's statistics."""
-    from lmobjectives import rl
-
     mask = completion_mask.bool()
     with torch.no_grad():
         out = model(input_ids, attention_mask)
         old_lp = causal_logprobs(out.logits, input_ids)
         old_v = out.values.float()
     old_lp = old_lp.detach()
-    device = input_ids.device
-    if device.type == "cpu":
-        rewards = rl.place_scores(scores.detach().double(), mask)
-        if ref_logprobs is not None:
-            k, _ = rl.kl_estimate(old_lp.double(), ref_logprobs.double(), mask)
-            rewards = rewards - kl_coef * k
-        adv, ret = rl.gae(rewards, old_v.double(), mask, gamma=gamma, lam=lam)
-        if whiten_advantages:
-            adv = rl.whiten(adv, mask)
-        adv, ret = adv.float(), ret.float()
-    else:
-        from lmobjectives.torch import rl_reference as ref
-
-        last = mask.shape[1] - 1 - mask.flip(1).int().argmax(1)
-        rewards = torch.zeros_like(old_lp)
-        rewards[torch.arange(mask.shape[0], device=device), last] = scores.to(rewards)
-        if ref_logprobs is not None:
-            rewards = rewards - kl_coef * ref.kl_estimate(old_lp, ref_logprobs, mask)[0]
-        adv, ret = ref.gae(rewards, old_v, mask, gamma, lam)
-        if whiten_advantages:
-            adv = ref.whiten(adv, mask)
+    adv, ret = _ppo_advantages(
+        scores, mask, old_lp, old_v, ref_logprobs, kl_coef, gamma, lam, whiten_advantages
+    )
     stats: dict[str, float] = {}
     for _ in range(int(epochs)):
         out = model(input_ids, attention_mask)
@@ -922,3 +902,41 @@ def ppo_step(
             "approx_kl": float(pg.approx_kl),
         }
     return stats
+
+
+def _ppo_advantages(
+    scores: torch.Tensor,
+    mask: torch.Tensor,
+    old_lp: torch.Tensor,
+    old_v: torch.Tensor,
+    ref_logprobs: torch.Tensor | None,
+    kl_coef: float,
+    gamma: float,
+    lam: float,
+    whiten_advantages: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`ppo_step`'s ``(advantages, returns)``: by the Rust kernels for CPU tensors (in
+    float64), by :mod:`lmobjectives.torch.rl_reference` on other devices."""
+    from lmobjectives import rl
+
+    device = old_lp.device
+    if device.type == "cpu":
+        rewards = rl.place_scores(scores.detach().double(), mask)
+        if ref_logprobs is not None:
+            k, _ = rl.kl_estimate(old_lp.double(), ref_logprobs.double(), mask)
+            rewards = rewards - kl_coef * k
+        adv, ret = rl.gae(rewards, old_v.double(), mask, gamma=gamma, lam=lam)
+        if whiten_advantages:
+            adv = rl.whiten(adv, mask)
+        return adv.float(), ret.float()
+    from lmobjectives.torch import rl_reference as ref
+
+    last = mask.shape[1] - 1 - mask.flip(1).int().argmax(1)
+    rewards = torch.zeros_like(old_lp)
+    rewards[torch.arange(mask.shape[0], device=device), last] = scores.to(rewards)
+    if ref_logprobs is not None:
+        rewards = rewards - kl_coef * ref.kl_estimate(old_lp, ref_logprobs, mask)[0]
+    adv, ret = ref.gae(rewards, old_v, mask, gamma, lam)
+    if whiten_advantages:
+        adv = ref.whiten(adv, mask)
+    return adv, ret
