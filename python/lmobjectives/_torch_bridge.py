@@ -49,6 +49,13 @@ def require_torch(purpose: str | None = None) -> ModuleType:
     return require("torch", purpose)
 
 
+def _torch(purpose: str | None) -> Any:
+    """:func:`require_torch` for the per-batch paths: once torch is imported, its entry in
+    ``sys.modules`` (a dictionary lookup instead of the import machinery)."""
+    module = sys.modules.get("torch")
+    return module if module is not None else require("torch", purpose)
+
+
 def load_torch_package(purpose: str | None = None) -> ModuleType:
     """Imports :mod:`lmobjectives.torch` (after checking torch, so a missing torch names
     ``purpose``); importing it registers its mining backend."""
@@ -77,7 +84,7 @@ def worker_info() -> Any:
 def from_numpy(x: np.ndarray, purpose: str | None = None) -> Any:
     """``torch.from_numpy`` without a copy, also for read-only arrays (memory-mapped corpora;
     torch warns about them, but nothing here writes to the tensor)."""
-    th = require("torch", purpose)
+    th = _torch(purpose)
     if x.flags.writeable:
         return th.from_numpy(x)
     with warnings.catch_warnings():
@@ -87,7 +94,7 @@ def from_numpy(x: np.ndarray, purpose: str | None = None) -> Any:
 
 def to_torch(batch: dict[str, Any]) -> dict[str, torch.Tensor]:
     """``torch.from_numpy`` on every array of a batch: no copy, the tensors share memory."""
-    th = require("torch", "to_torch")
+    th = _torch("to_torch")
     out: dict[str, torch.Tensor] = {}
     for k, v in batch.items():
         if isinstance(v, np.ndarray):
@@ -115,7 +122,7 @@ class SharedMemoryAllocator:
         self.tensor: torch.Tensor | None = None
 
     def __call__(self, shape: tuple[int, ...], dtype: str) -> np.ndarray:
-        th = require("torch", "SharedMemoryAllocator")
+        th = _torch("SharedMemoryAllocator")
         dtypes = {"int64": th.int64, "int32": th.int32}
         if dtype not in dtypes:
             raise ValueError(f"dtype: unsupported {dtype!r}")
