@@ -26,7 +26,7 @@ __all__ = ["mine_hard_negatives"]
 BackendName = Literal["auto", "rust", "torch", "faiss"]
 
 
-# long: the public signature (24 arguments) and its documentation; the body is six steps
+# long: public signature (24 arguments) and its 80-line docstring; the body is one call per step
 def mine_hard_negatives(
     queries: Any,
     corpus: Any = None,
