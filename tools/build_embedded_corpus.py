@@ -23,7 +23,7 @@ interpreter:
 When to run it: only when the data must change — the extraction recipe, the vocabulary
 training or the source CPython changes. Then bump ``RECIPE_VERSION`` in
 ``python/lmobjectives/corpus/_default.py`` (if the recipe changed), rerun this script, update the
-constants pinned in ``tests/test_corpus.py`` (``test_default_corpus_is_pinned``) and the
+constants pinned in ``tests/library/test_corpus.py`` (``test_default_corpus_is_pinned``) and the
 corpus figures in ``README.md``, and commit the data with the change. It is never part of a
 normal build or install: the committed files are the source of truth.
 

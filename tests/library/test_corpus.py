@@ -48,7 +48,7 @@ from lmobjectives.corpus import (
 )
 from lmobjectives.corpus._embedded_data import EmbeddedDataError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _tools_module(name: str) -> ModuleType:
