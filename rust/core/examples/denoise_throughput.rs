@@ -41,6 +41,12 @@ fn main() {
                 .collect()
         })
         .collect();
+    t5_throughput(&data);
+    bart_throughput(&data);
+}
+
+/// T5 span corruption of 32 rows of 568 tokens (inputs of 512).
+fn t5_throughput(data: &[Vec<i64>]) {
     let sentinels: Vec<i64> = (0..100).map(|k| 30_621 - k).collect();
     let denoisers = [DenoiserParams {
         kind: DenoiserKind::Spans {
@@ -65,13 +71,21 @@ fn main() {
     .unwrap();
     let slices: Vec<&[i64]> = data.iter().map(|r| r.as_slice()).collect();
     for threads in [1usize, 2] {
-        time(&format!("t5 32x568 threads={threads}"), rows * 568, |i| {
-            let keys = RowKeys::Batch { index: i };
-            let job =
-                Seq2SeqJob::new(&t5, &slices, Widths::default(), false, 0, 0, &keys, i).unwrap();
-            std::hint::black_box(job.run::<i64>(threads).unwrap());
-        });
+        time(
+            &format!("t5 32x568 threads={threads}"),
+            data.len() * 568,
+            |i| {
+                let keys = RowKeys::Batch { index: i };
+                let job = Seq2SeqJob::new(&t5, &slices, Widths::default(), false, 0, 0, &keys, i)
+                    .unwrap();
+                std::hint::black_box(job.run::<i64>(threads).unwrap());
+            },
+        );
     }
+}
+
+/// BART noising (span-poisson text infilling, sentence permutation) of 32 rows of 510 tokens.
+fn bart_throughput(data: &[Vec<i64>]) {
     let table: Vec<bool> = (0..30_522).map(|i| i % 4 != 0).collect();
     let short: Vec<&[i64]> = data.iter().map(|r| &r[..510]).collect();
     let bart = BartConfig::new(&BartParams {
@@ -96,18 +110,22 @@ fn main() {
     })
     .unwrap();
     for threads in [1usize, 2] {
-        time(&format!("bart 32x512 threads={threads}"), rows * 512, |i| {
-            let keys = RowKeys::Batch { index: i };
-            let job = BartJob::new(
-                &bart,
-                &short,
-                None,
-                Widths::default(),
-                Streams::new(0, 0, 0),
-                &keys,
-            )
-            .unwrap();
-            std::hint::black_box(job.run::<i64>(threads).unwrap());
-        });
+        time(
+            &format!("bart 32x512 threads={threads}"),
+            data.len() * 512,
+            |i| {
+                let keys = RowKeys::Batch { index: i };
+                let job = BartJob::new(
+                    &bart,
+                    &short,
+                    None,
+                    Widths::default(),
+                    Streams::new(0, 0, 0),
+                    &keys,
+                )
+                .unwrap();
+                std::hint::black_box(job.run::<i64>(threads).unwrap());
+            },
+        );
     }
 }

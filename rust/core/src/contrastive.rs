@@ -91,6 +91,54 @@ impl Alias {
     }
 }
 
+/// The special ids sorted and deduplicated, each checked to lie in the vocabulary, leaving at
+/// least one ordinary id.
+fn special_set(ids: &[i64], vocab_size: i64) -> Result<Vec<i64>> {
+    let mut specials: Vec<i64> = ids.to_vec();
+    specials.sort_unstable();
+    specials.dedup();
+    if let Some(&bad) = specials.iter().find(|&&s| s < 0 || s >= vocab_size) {
+        return Err(CoreError::invalid(
+            "special_token_ids",
+            format!("id {bad} is outside [0, {vocab_size})"),
+        ));
+    }
+    if specials.len() as i64 >= vocab_size {
+        return Err(CoreError::invalid(
+            "special_token_ids",
+            "every id is special: there is nothing to augment with",
+        ));
+    }
+    Ok(specials)
+}
+
+/// The alias table of unigram weights `w` (one per id), with the special ids' weights zeroed.
+fn unigram_table(w: &[f64], vocab_size: i64, specials: &[i64]) -> Result<Alias> {
+    if w.len() as i64 != vocab_size {
+        return Err(CoreError::shape(
+            "unigram",
+            format!("has {} weights for vocab_size {vocab_size}", w.len()),
+        ));
+    }
+    if let Some(i) = w.iter().position(|x| !(x.is_finite() && *x >= 0.0)) {
+        return Err(CoreError::invalid(
+            "unigram",
+            format!("weight {} of id {i} is not a finite number >= 0", w[i]),
+        ));
+    }
+    let mut w = w.to_vec();
+    for &s in specials {
+        w[s as usize] = 0.0;
+    }
+    if w.iter().sum::<f64>() <= 0.0 {
+        return Err(CoreError::invalid(
+            "unigram",
+            "no weight on any non-special id",
+        ));
+    }
+    Ok(Alias::new(&w))
+}
+
 /// A validated augmentation configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Augmenter {
@@ -114,21 +162,7 @@ impl Augmenter {
                 format!("must be in [1, 2^31), got {}", p.vocab_size),
             ));
         }
-        let mut specials: Vec<i64> = p.special_token_ids.to_vec();
-        specials.sort_unstable();
-        specials.dedup();
-        if let Some(&bad) = specials.iter().find(|&&s| s < 0 || s >= p.vocab_size) {
-            return Err(CoreError::invalid(
-                "special_token_ids",
-                format!("id {bad} is outside [0, {})", p.vocab_size),
-            ));
-        }
-        if specials.len() as i64 >= p.vocab_size {
-            return Err(CoreError::invalid(
-                "special_token_ids",
-                "every id is special: there is nothing to augment with",
-            ));
-        }
+        let specials = special_set(p.special_token_ids, p.vocab_size)?;
         for (arg, v) in [
             ("crop", p.crop),
             ("span_deletion", p.span_deletion),
@@ -141,34 +175,10 @@ impl Augmenter {
                 ));
             }
         }
-        let unigram = match p.unigram {
-            None => None,
-            Some(w) => {
-                if w.len() as i64 != p.vocab_size {
-                    return Err(CoreError::shape(
-                        "unigram",
-                        format!("has {} weights for vocab_size {}", w.len(), p.vocab_size),
-                    ));
-                }
-                if let Some(i) = w.iter().position(|x| !(x.is_finite() && *x >= 0.0)) {
-                    return Err(CoreError::invalid(
-                        "unigram",
-                        format!("weight {} of id {i} is not a finite number >= 0", w[i]),
-                    ));
-                }
-                let mut w = w.to_vec();
-                for &s in &specials {
-                    w[s as usize] = 0.0;
-                }
-                if w.iter().sum::<f64>() <= 0.0 {
-                    return Err(CoreError::invalid(
-                        "unigram",
-                        "no weight on any non-special id",
-                    ));
-                }
-                Some(Alias::new(&w))
-            }
-        };
+        let unigram = p
+            .unigram
+            .map(|w| unigram_table(w, p.vocab_size, &specials))
+            .transpose()?;
         Ok(Self {
             vocab_size: p.vocab_size,
             crop: p.crop,
@@ -212,54 +222,20 @@ impl Augmenter {
         id
     }
 
-    /// Augments one segment in place (see the module documentation for the draws).
+    /// Augments one segment in place (see the module documentation for the draws): the
+    /// steps in this order, each drawing from `rng` only when enabled.
     fn segment(&self, seg: &mut Vec<i64>, rng: &mut Rng, scratch: &mut Vec<i64>) {
-        let n = seg.len();
-        if self.crop > 0.0 && n > 1 {
-            let keep = (n - (self.crop * n as f64) as usize).max(1);
-            let start = rng.below((n - keep + 1) as u64) as usize;
-            seg.drain(..start);
-            seg.truncate(keep);
+        if self.crop > 0.0 && seg.len() > 1 {
+            self.crop(seg, rng);
         }
-        let n = seg.len();
         if self.span_deletion > 0.0 {
-            let del = ((self.span_deletion * n as f64) as usize).min(n.saturating_sub(1));
-            if del > 0 {
-                let start = rng.below((n - del + 1) as u64) as usize;
-                seg.drain(start..start + del);
-            }
+            self.delete_span(seg, rng);
         }
         if !self.token_deletion.never() {
-            let n = seg.len();
-            scratch.clear();
-            for &t in seg.iter() {
-                if !self.token_deletion.hit(rng.next_u64()) {
-                    scratch.push(t);
-                }
-            }
-            if scratch.is_empty() && n > 0 {
-                scratch.push(seg[rng.below(n as u64) as usize]);
-            }
-            std::mem::swap(seg, scratch);
+            self.delete_tokens(seg, rng, scratch);
         }
         if self.reorder > 0.0 {
-            let n = seg.len();
-            let l = (self.reorder * n as f64 / 2.0) as usize;
-            if l > 0 && 2 * l <= n {
-                // Two distinct slots of free + 2 (the gaps around and between the spans),
-                // i.e. a uniform unordered pair of non-overlapping spans.
-                let free = (n - 2 * l) as u64;
-                let i = rng.below(free + 2);
-                let mut j = rng.below(free + 1);
-                if j >= i {
-                    j += 1;
-                }
-                let (i, j) = (i.min(j) as usize, i.max(j) as usize);
-                let (a, b) = (i, j + l - 1);
-                for k in 0..l {
-                    seg.swap(a + k, b + k);
-                }
-            }
+            self.reorder_spans(seg, rng);
         }
         if !self.substitution.never() {
             for t in seg.iter_mut() {
@@ -277,6 +253,62 @@ impl Augmenter {
                 }
             }
             std::mem::swap(seg, scratch);
+        }
+    }
+
+    /// Keeps a random window of `n − ⌊crop·n⌋` tokens (at least one).
+    fn crop(&self, seg: &mut Vec<i64>, rng: &mut Rng) {
+        let n = seg.len();
+        let keep = (n - (self.crop * n as f64) as usize).max(1);
+        let start = rng.below((n - keep + 1) as u64) as usize;
+        seg.drain(..start);
+        seg.truncate(keep);
+    }
+
+    /// Deletes one random span of `⌊span_deletion·n⌋` tokens (leaving at least one).
+    fn delete_span(&self, seg: &mut Vec<i64>, rng: &mut Rng) {
+        let n = seg.len();
+        let del = ((self.span_deletion * n as f64) as usize).min(n.saturating_sub(1));
+        if del > 0 {
+            let start = rng.below((n - del + 1) as u64) as usize;
+            seg.drain(start..start + del);
+        }
+    }
+
+    /// Deletes each token with probability `token_deletion`; keeps a random one if none is
+    /// left.
+    fn delete_tokens(&self, seg: &mut Vec<i64>, rng: &mut Rng, scratch: &mut Vec<i64>) {
+        let n = seg.len();
+        scratch.clear();
+        for &t in seg.iter() {
+            if !self.token_deletion.hit(rng.next_u64()) {
+                scratch.push(t);
+            }
+        }
+        if scratch.is_empty() && n > 0 {
+            scratch.push(seg[rng.below(n as u64) as usize]);
+        }
+        std::mem::swap(seg, scratch);
+    }
+
+    /// Swaps two random non-overlapping spans of `⌊reorder·n/2⌋` tokens.
+    fn reorder_spans(&self, seg: &mut [i64], rng: &mut Rng) {
+        let n = seg.len();
+        let l = (self.reorder * n as f64 / 2.0) as usize;
+        if l > 0 && 2 * l <= n {
+            // Two distinct slots of free + 2 (the gaps around and between the spans),
+            // i.e. a uniform unordered pair of non-overlapping spans.
+            let free = (n - 2 * l) as u64;
+            let i = rng.below(free + 2);
+            let mut j = rng.below(free + 1);
+            if j >= i {
+                j += 1;
+            }
+            let (i, j) = (i.min(j) as usize, i.max(j) as usize);
+            let (a, b) = (i, j + l - 1);
+            for k in 0..l {
+                seg.swap(a + k, b + k);
+            }
         }
     }
 

@@ -322,76 +322,113 @@ impl<'a> MlmParams<'a> {
     }
 }
 
+/// `(mask_replace_prob, random_replace_prob)`, each a probability, summing to at most 1.
+fn replace_probabilities(p: &MlmParams<'_>) -> Result<(f64, f64)> {
+    let mask_replace_prob = check_probability("mask_replace_prob", p.mask_replace_prob)?;
+    let random_replace_prob = check_probability("random_replace_prob", p.random_replace_prob)?;
+    let total = mask_replace_prob + random_replace_prob;
+    if total > 1.0 + 1e-12 {
+        return Err(CoreError::invalid(
+            "random_replace_prob",
+            format!(
+                "mask_replace_prob + random_replace_prob must be at most 1, got \
+                 {mask_replace_prob} + {random_replace_prob} = {total}"
+            ),
+        ));
+    }
+    Ok((mask_replace_prob, random_replace_prob))
+}
+
+/// The units to select, checked against the budget and the position sampling.
+fn units(p: &MlmParams<'_>) -> Result<Units> {
+    if let Budget::Exact {
+        max_predictions: Some(0),
+    } = p.budget
+    {
+        return Err(CoreError::invalid(
+            "max_predictions",
+            "must be a positive integer",
+        ));
+    }
+    let units = match (p.unit, length_law(&p.unit)?) {
+        (UnitSpec::Token, _) => Units::Token,
+        (UnitSpec::Word, _) => Units::Word,
+        (UnitSpec::Span { lower, .. }, Some(lengths)) => Units::Span { lower, lengths },
+        (UnitSpec::Ngram { .. }, Some(lengths)) => Units::Ngram { lengths },
+        (_, None) => return Err(CoreError::Internal("missing length law".into())),
+    };
+    if matches!(units, Units::Span { .. } | Units::Ngram { .. }) && p.budget == Budget::Bernoulli {
+        return Err(CoreError::invalid(
+            "exact_budget",
+            "span and n-gram masking fill a token budget; they need exact_budget=True",
+        ));
+    }
+    if p.with_replacement && (p.budget == Budget::Bernoulli || p.unit != UnitSpec::Token) {
+        return Err(CoreError::invalid(
+            "position_sampling",
+            "'with_replacement' draws the exact budget of token masking; it needs \
+             exact_budget=True and unit='token'",
+        ));
+    }
+    Ok(units)
+}
+
+/// `special[id]`: the mask and pad ids and every id of `special_token_ids`.
+fn special_table(p: &MlmParams<'_>, mask_token_id: u32, pad_token_id: u32) -> Result<Vec<bool>> {
+    let mut special = vec![false; p.vocab_size as usize];
+    special[mask_token_id as usize] = true;
+    special[pad_token_id as usize] = true;
+    for &id in p.special_token_ids {
+        special[check_id("special_token_ids", id, p.vocab_size)? as usize] = true;
+    }
+    Ok(special)
+}
+
+/// Every non-special id; an error when random replacement would have nothing to draw.
+fn replacement_pool(special: &[bool], random_replace_prob: f64) -> Result<Vec<u32>> {
+    let pool: Vec<u32> = (0..special.len() as u32)
+        .filter(|&i| !special[i as usize])
+        .collect();
+    if random_replace_prob > 0.0 && pool.is_empty() {
+        return Err(CoreError::invalid(
+            "random_replace_prob",
+            "is positive but every id in the vocabulary is special, so there is nothing \
+             to draw a random replacement from",
+        ));
+    }
+    Ok(pool)
+}
+
+/// Per-vocabulary unit flags: 0 for special ids, else [`ELIGIBLE`] and [`STARTS_WORD`] where
+/// the word-start table says so (everywhere without a table).
+fn vocab_flags(special: &[bool], word_starts: Option<&[bool]>) -> Vec<u8> {
+    (0..special.len())
+        .map(|i| {
+            let starts = word_starts.is_none_or(|w| w[i]);
+            if special[i] {
+                0
+            } else {
+                ELIGIBLE | if starts { STARTS_WORD } else { 0 }
+            }
+        })
+        .collect()
+}
+
 impl MlmConfig {
     pub fn new(p: &MlmParams<'_>) -> Result<Self> {
         check_vocab(p.vocab_size)?;
         let mask_token_id = check_id("mask_token_id", p.mask_token_id, p.vocab_size)?;
         let mlm_probability = check_probability("mlm_probability", p.mlm_probability)?;
-        let mask_replace_prob = check_probability("mask_replace_prob", p.mask_replace_prob)?;
-        let random_replace_prob = check_probability("random_replace_prob", p.random_replace_prob)?;
+        let (mask_replace_prob, random_replace_prob) = replace_probabilities(p)?;
         let total = mask_replace_prob + random_replace_prob;
-        if total > 1.0 + 1e-12 {
-            return Err(CoreError::invalid(
-                "random_replace_prob",
-                format!(
-                    "mask_replace_prob + random_replace_prob must be at most 1, got \
-                     {mask_replace_prob} + {random_replace_prob} = {total}"
-                ),
-            ));
-        }
-        if let Budget::Exact {
-            max_predictions: Some(0),
-        } = p.budget
-        {
-            return Err(CoreError::invalid(
-                "max_predictions",
-                "must be a positive integer",
-            ));
-        }
-        let units = match (p.unit, length_law(&p.unit)?) {
-            (UnitSpec::Token, _) => Units::Token,
-            (UnitSpec::Word, _) => Units::Word,
-            (UnitSpec::Span { lower, .. }, Some(lengths)) => Units::Span { lower, lengths },
-            (UnitSpec::Ngram { .. }, Some(lengths)) => Units::Ngram { lengths },
-            (_, None) => return Err(CoreError::Internal("missing length law".into())),
-        };
-        if matches!(units, Units::Span { .. } | Units::Ngram { .. })
-            && p.budget == Budget::Bernoulli
-        {
-            return Err(CoreError::invalid(
-                "exact_budget",
-                "span and n-gram masking fill a token budget; they need exact_budget=True",
-            ));
-        }
-        if p.with_replacement && (p.budget == Budget::Bernoulli || p.unit != UnitSpec::Token) {
-            return Err(CoreError::invalid(
-                "position_sampling",
-                "'with_replacement' draws the exact budget of token masking; it needs \
-                 exact_budget=True and unit='token'",
-            ));
-        }
+        let units = units(p)?;
         let word_starts = p
             .word_starts
             .map(|w| WordStarts::from_table(w, p.vocab_size as usize))
             .transpose()?;
-        let vocab = p.vocab_size as usize;
-        let mut special = vec![false; vocab];
-        special[mask_token_id as usize] = true;
         let pad_token_id = check_id("pad_token_id", p.pad_token_id, p.vocab_size)?;
-        special[pad_token_id as usize] = true;
-        for &id in p.special_token_ids {
-            special[check_id("special_token_ids", id, p.vocab_size)? as usize] = true;
-        }
-        let replacement_pool: Vec<u32> = (0..vocab as u32)
-            .filter(|&i| !special[i as usize])
-            .collect();
-        if random_replace_prob > 0.0 && replacement_pool.is_empty() {
-            return Err(CoreError::invalid(
-                "random_replace_prob",
-                "is positive but every id in the vocabulary is special, so there is nothing \
-                 to draw a random replacement from",
-            ));
-        }
+        let special = special_table(p, mask_token_id, pad_token_id)?;
+        let replacement_pool = replacement_pool(&special, random_replace_prob)?;
         Ok(Self {
             vocab_size: p.vocab_size as u32,
             mask_token_id,
@@ -406,16 +443,7 @@ impl MlmConfig {
             units,
             replace_by_unit: p.replace_by_unit,
             word_starts,
-            vocab_flags: (0..vocab)
-                .map(|i| {
-                    let starts = p.word_starts.is_none_or(|w| w[i]);
-                    if special[i] {
-                        0
-                    } else {
-                        ELIGIBLE | if starts { STARTS_WORD } else { 0 }
-                    }
-                })
-                .collect(),
+            vocab_flags: vocab_flags(&special, p.word_starts),
             special,
             replacement_pool,
         })
@@ -602,30 +630,23 @@ impl<'a, T: TokenId> MlmJob<'a, T> {
 
     /// Writes row `r` into zeroed `[ids, attention, labels]` rows: only what differs from 0.
     fn fill_row<O: OutId>(&self, r: usize, [ids, attention, labels]: [&mut [O]; 3]) {
-        let (cfg, pad, width) = (self.cfg, self.pad, self.width);
+        let cfg = self.cfg;
         let src = self.input_ids.row(r);
-        let kept = pad.kept(src.len());
-        let start = pad.start(kept, width);
+        let kept = self.pad.kept(src.len());
+        let start = self.pad.start(kept, self.width);
+        let region = start..start + kept;
         labels.fill(O::from_i64(IGNORE_INDEX));
         if cfg.pad_token_id != 0 {
             let pad_id = O::from_i64(i64::from(cfg.pad_token_id));
             ids[..start].fill(pad_id);
             ids[start + kept..].fill(pad_id);
         }
-        let region = start..start + kept;
         let attn = self
             .masks
             .attention_mask
             .as_ref()
             .map(|a| &a.row(r)[..kept]);
-        match attn {
-            Some(a) => {
-                for (d, &m) in attention[region.clone()].iter_mut().zip(a) {
-                    *d = O::from_i64(i64::from(m != 0));
-                }
-            }
-            None => attention[region.clone()].fill(O::from_i64(1)),
-        }
+        write_attention(&mut attention[region.clone()], attn);
         let spec = self
             .masks
             .special_tokens_mask
@@ -637,25 +658,12 @@ impl<'a, T: TokenId> MlmJob<'a, T> {
             labels: &mut labels[region],
             rng: self.streams.row(self.keys, r),
         };
-        let table = &cfg.special;
         if cfg.needs_words() {
-            let src_row = &src[..kept];
-            let word_ids = self.masks.word_ids.as_ref().map(|w| &w.row(r)[..kept]);
-            let bounds = self.masks.boundaries.as_ref().map(|b| &b.row(r)[..kept]);
-            let mut words = Vec::with_capacity(kept);
-            if attn.is_none() && spec.is_none() && word_ids.is_none() && bounds.is_none() {
-                // Common case: the vocabulary alone says where words start.
-                let flags = src_row.iter().map(|x| cfg.vocab_flags[x.to_i64() as usize]);
-                segment_words(flags, &mut words);
-            } else {
-                segment_words(
-                    unit_flags(cfg, src_row, attn, spec, word_ids, bounds),
-                    &mut words,
-                );
-            }
+            let words = self.words(r, row.src, attn, spec);
             row.mask_units(cfg, &words);
             return;
         }
+        let table = &cfg.special;
         // Monomorphised per mask combination: no per-token Option checks.
         match (attn, spec) {
             (None, None) => row.mask(cfg, |_, id| !table[id as usize]),
@@ -665,6 +673,40 @@ impl<'a, T: TokenId> MlmJob<'a, T> {
                 row.mask(cfg, |t, id| a[t] != 0 && s[t] == 0 && !table[id as usize])
             }
         }
+    }
+
+    /// The words of row `r`'s kept tokens `src` (see [`segment_words`]).
+    #[inline]
+    fn words(&self, r: usize, src: &[T], attn: Option<&[u8]>, spec: Option<&[u8]>) -> Vec<Word> {
+        let cfg = self.cfg;
+        let kept = src.len();
+        let word_ids = self.masks.word_ids.as_ref().map(|w| &w.row(r)[..kept]);
+        let bounds = self.masks.boundaries.as_ref().map(|b| &b.row(r)[..kept]);
+        let mut words = Vec::with_capacity(kept);
+        if attn.is_none() && spec.is_none() && word_ids.is_none() && bounds.is_none() {
+            // Common case: the vocabulary alone says where words start.
+            let flags = src.iter().map(|x| cfg.vocab_flags[x.to_i64() as usize]);
+            segment_words(flags, &mut words);
+        } else {
+            segment_words(
+                unit_flags(cfg, src, attn, spec, word_ids, bounds),
+                &mut words,
+            );
+        }
+        words
+    }
+}
+
+/// The attention row of the kept tokens: the given mask as 0/1, or all 1.
+#[inline]
+fn write_attention<O: OutId>(attention: &mut [O], attn: Option<&[u8]>) {
+    match attn {
+        Some(a) => {
+            for (d, &m) in attention.iter_mut().zip(a) {
+                *d = O::from_i64(i64::from(m != 0));
+            }
+        }
+        None => attention.fill(O::from_i64(1)),
     }
 }
 
@@ -692,69 +734,85 @@ impl<T: TokenId, O: OutId> Row<'_, T, O> {
             *d = O::from_i64(x.to_i64());
         }
         match cfg.budget {
-            Budget::Bernoulli => {
-                if cfg.gaps.never() {
-                    return;
-                }
-                let n = self.src.len() as u64;
-                let mut t = cfg.gaps.sample(&mut self.rng, n);
-                while t < n {
-                    let i = t as usize;
-                    let id = self.src[i].to_i64();
-                    if eligible(i, id) {
-                        replace(
-                            cfg,
-                            &mut self.rng,
-                            id,
-                            &mut self.ids[i],
-                            &mut self.labels[i],
-                        );
-                    }
-                    t += 1 + cfg.gaps.sample(&mut self.rng, n - t - 1);
-                }
-            }
-            Budget::Exact { .. } => {
-                let mut candidates: Vec<u32> = Vec::with_capacity(self.src.len());
-                for (t, &x) in self.src.iter().enumerate() {
-                    if eligible(t, x.to_i64()) {
-                        candidates.push(t as u32);
-                    }
-                }
-                let k = cfg.exact_count(candidates.len());
-                let chosen: &mut [u32] = if cfg.with_replacement {
-                    // ELECTRA's reference: k draws with replacement; duplicates collapse, so
-                    // fewer than k positions may be selected.
-                    let n = candidates.len() as u64;
-                    let mut drawn: Vec<u32> = (0..k)
-                        .map(|_| candidates[self.rng.below(n) as usize])
-                        .collect();
-                    drawn.sort_unstable();
-                    drawn.dedup();
-                    candidates = drawn;
-                    &mut candidates[..]
-                } else {
-                    // Partial Fisher–Yates: the first k entries become a uniform k-subset.
-                    for i in 0..k {
-                        let j = i + self.rng.below((candidates.len() - i) as u64) as usize;
-                        candidates.swap(i, j);
-                    }
-                    &mut candidates[..k]
-                };
-                chosen.sort_unstable();
-                for &t in chosen.iter() {
-                    let t = t as usize;
-                    let id = self.src[t].to_i64();
-                    replace(
-                        cfg,
-                        &mut self.rng,
-                        id,
-                        &mut self.ids[t],
-                        &mut self.labels[t],
-                    );
-                }
-            }
+            Budget::Bernoulli => self.mask_bernoulli(cfg, eligible),
+            Budget::Exact { .. } => self.mask_exact(cfg, eligible),
         }
     }
+
+    /// Bernoulli selection: jumps from success to success of the per-position trials.
+    #[inline(always)]
+    fn mask_bernoulli(&mut self, cfg: &MlmConfig, eligible: impl Fn(usize, i64) -> bool) {
+        if cfg.gaps.never() {
+            return;
+        }
+        let n = self.src.len() as u64;
+        let mut t = cfg.gaps.sample(&mut self.rng, n);
+        while t < n {
+            let i = t as usize;
+            let id = self.src[i].to_i64();
+            if eligible(i, id) {
+                replace(
+                    cfg,
+                    &mut self.rng,
+                    id,
+                    &mut self.ids[i],
+                    &mut self.labels[i],
+                );
+            }
+            t += 1 + cfg.gaps.sample(&mut self.rng, n - t - 1);
+        }
+    }
+
+    /// Exact budget: the eligible positions, a uniform choice of `exact_count` of them, then
+    /// their replacements in position order.
+    #[inline(always)]
+    fn mask_exact(&mut self, cfg: &MlmConfig, eligible: impl Fn(usize, i64) -> bool) {
+        let mut candidates: Vec<u32> = Vec::with_capacity(self.src.len());
+        for (t, &x) in self.src.iter().enumerate() {
+            if eligible(t, x.to_i64()) {
+                candidates.push(t as u32);
+            }
+        }
+        let k = cfg.exact_count(candidates.len());
+        let chosen = choose(cfg, &mut self.rng, &mut candidates, k);
+        chosen.sort_unstable();
+        for &t in chosen.iter() {
+            let t = t as usize;
+            let id = self.src[t].to_i64();
+            replace(
+                cfg,
+                &mut self.rng,
+                id,
+                &mut self.ids[t],
+                &mut self.labels[t],
+            );
+        }
+    }
+}
+
+/// `k` of `candidates`: a uniform `k`-subset by partial Fisher–Yates (the first `k` entries),
+/// or, with replacement (ELECTRA's reference), `k` draws whose duplicates collapse, so fewer
+/// than `k` positions may be chosen.
+#[inline(always)]
+fn choose<'c>(
+    cfg: &MlmConfig,
+    rng: &mut Rng,
+    candidates: &'c mut Vec<u32>,
+    k: usize,
+) -> &'c mut [u32] {
+    if cfg.with_replacement {
+        let n = candidates.len() as u64;
+        let mut drawn: Vec<u32> = (0..k).map(|_| candidates[rng.below(n) as usize]).collect();
+        drawn.sort_unstable();
+        drawn.dedup();
+        *candidates = drawn;
+        return &mut candidates[..];
+    }
+    for i in 0..k {
+        let j = i + rng.below((candidates.len() - i) as u64) as usize;
+        candidates.swap(i, j);
+    }
+    &mut candidates[..k]
 }
 
 impl<T: TokenId, O: OutId> Row<'_, T, O> {

@@ -249,7 +249,6 @@ fn document_instances<T>(
     if Chance::new(p.short_seq_prob).hit(rng.next_u64()) {
         target = 2 + rng.below((max_tokens - 1) as u64) as usize; // uniform on [2, max_tokens]
     }
-    let n_docs = corpus.num_documents();
     let (mut chunk_start, mut chunk_len_tokens, mut chunk_sents) = (0usize, 0usize, 0usize);
     let mut i = 0usize;
     while i < n {
@@ -259,57 +258,10 @@ fn document_instances<T>(
         chunk_sents += 1;
         chunk_len_tokens += corpus.sentence_len(first + i);
         if i + 1 == n || chunk_len_tokens >= target {
-            let a_end = if chunk_sents >= 2 {
-                1 + rng.below((chunk_sents - 1) as u64) as usize
-            } else {
-                1
-            };
-            let a = corpus.span(first + chunk_start, first + chunk_start + a_end);
-            let pair = match p.task {
-                Task::Nsp => {
-                    let want_random =
-                        chunk_sents == 1 || Chance::new(p.random_next_prob).hit(rng.next_u64());
-                    if want_random && n_docs > 1 {
-                        let target_b = target.saturating_sub((a.1 - a.0) as usize);
-                        let mut r = rng.below((n_docs - 1) as u64) as usize;
-                        if r >= d {
-                            r += 1;
-                        }
-                        let rs = corpus.sentences(r);
-                        if rs.is_empty() {
-                            None
-                        } else {
-                            let start = rs.start + rng.below(rs.len() as u64) as usize;
-                            let mut end = start;
-                            let mut len = 0usize;
-                            while end < rs.end && (end == start || len < target_b) {
-                                len += corpus.sentence_len(end);
-                                end += 1;
-                            }
-                            // Put back the chunk's unused sentences: they start the next one.
-                            i -= chunk_sents - a_end;
-                            Some((a, corpus.span(start, end), 1u8))
-                        }
-                    } else if chunk_sents >= 2 {
-                        let b = corpus.span(first + chunk_start + a_end, first + i + 1);
-                        Some((a, b, 0u8))
-                    } else {
-                        None // one document, one sentence: no pair possible
-                    }
-                }
-                Task::Sop => {
-                    if chunk_sents >= 2 {
-                        let b = corpus.span(first + chunk_start + a_end, first + i + 1);
-                        if Chance::new(p.swap_prob).hit(rng.next_u64()) {
-                            Some((b, a, 1u8))
-                        } else {
-                            Some((a, b, 0u8))
-                        }
-                    } else {
-                        None
-                    }
-                }
-            };
+            let chunk = first + chunk_start..first + i + 1;
+            let (pair, put_back) = chunk_pair(corpus, p, d, chunk, target, rng);
+            // The chunk's unused sentences start the next one.
+            i -= put_back;
             if let Some((mut a, mut b, label)) = pair
                 && a.1 > a.0
                 && b.1 > b.0
@@ -323,6 +275,79 @@ fn document_instances<T>(
         i += 1;
     }
     out
+}
+
+/// Token ranges of A and B and the label.
+type Pair = ((u64, u64), (u64, u64), u8);
+
+/// The pair a finished chunk (the sentences `chunk` of document `d`) makes, and how many of
+/// its sentences go back to start the next chunk (those after A when B is random).
+fn chunk_pair<T>(
+    corpus: &Corpus<'_, T>,
+    p: &PairParams,
+    d: usize,
+    chunk: std::ops::Range<usize>,
+    target: usize,
+    rng: &mut Rng,
+) -> (Option<Pair>, usize) {
+    let sents = chunk.len();
+    let a_end = if sents >= 2 {
+        1 + rng.below((sents - 1) as u64) as usize
+    } else {
+        1
+    };
+    let a = corpus.span(chunk.start, chunk.start + a_end);
+    let rest = corpus.span(chunk.start + a_end, chunk.end);
+    match p.task {
+        Task::Nsp => {
+            let want_random = sents == 1 || Chance::new(p.random_next_prob).hit(rng.next_u64());
+            if want_random && corpus.num_documents() > 1 {
+                let target_b = target.saturating_sub((a.1 - a.0) as usize);
+                match random_b(corpus, d, target_b, rng) {
+                    Some(b) => (Some((a, b, 1)), sents - a_end),
+                    None => (None, 0),
+                }
+            } else if sents >= 2 {
+                (Some((a, rest, 0)), 0)
+            } else {
+                (None, 0) // one document, one sentence: no pair possible
+            }
+        }
+        Task::Sop if sents >= 2 => {
+            if Chance::new(p.swap_prob).hit(rng.next_u64()) {
+                (Some((rest, a, 1)), 0)
+            } else {
+                (Some((a, rest, 0)), 0)
+            }
+        }
+        Task::Sop => (None, 0),
+    }
+}
+
+/// NSP's random B: a run of sentences of about `target_b` tokens from a random sentence of
+/// a random other document (`None` when that document has no sentences).
+fn random_b<T>(
+    corpus: &Corpus<'_, T>,
+    d: usize,
+    target_b: usize,
+    rng: &mut Rng,
+) -> Option<(u64, u64)> {
+    let mut r = rng.below((corpus.num_documents() - 1) as u64) as usize;
+    if r >= d {
+        r += 1;
+    }
+    let rs = corpus.sentences(r);
+    if rs.is_empty() {
+        return None;
+    }
+    let start = rs.start + rng.below(rs.len() as u64) as usize;
+    let mut end = start;
+    let mut len = 0usize;
+    while end < rs.end && (end == start || len < target_b) {
+        len += corpus.sentence_len(end);
+        end += 1;
+    }
+    Some(corpus.span(start, end))
 }
 
 /// Google's `truncate_seq_pair`: while too long, trim the longer side (ties: B), from its
@@ -438,32 +463,16 @@ pub fn materialize<T: TokenId>(
                 format!("indices[{k}] = {item} is out of range for {n} instances"),
             ));
         }
-        for &[lo, hi] in [&a[i], &b[i]] {
-            if hi < lo || hi as usize > ids.len() {
-                return Err(CoreError::shape(
-                    "index",
-                    format!("instance {i} is out of the corpus"),
-                ));
-            }
+        if [a[i], b[i]]
+            .iter()
+            .any(|&[lo, hi]| hi < lo || hi as usize > ids.len())
+        {
+            return Err(CoreError::shape(
+                "index",
+                format!("instance {i} is out of the corpus"),
+            ));
         }
-        let (ra, rb) = (a[i], b[i]);
-        values.push(cls);
-        values.extend(
-            ids[ra[0] as usize..ra[1] as usize]
-                .iter()
-                .map(|x| x.to_i64()),
-        );
-        values.push(sep);
-        let first_segment = (ra[1] - ra[0]) as usize + 2;
-        values.extend(
-            ids[rb[0] as usize..rb[1] as usize]
-                .iter()
-                .map(|x| x.to_i64()),
-        );
-        values.push(sep);
-        let row = values.len() - offsets[k];
-        types.extend(std::iter::repeat_n(0, first_segment));
-        types.extend(std::iter::repeat_n(1, row - first_segment));
+        write_pair(ids, (a[i], b[i]), (cls, sep), &mut values, &mut types);
         offsets.push(values.len());
         labels.push(i64::from(label[i]));
     }
@@ -473,6 +482,35 @@ pub fn materialize<T: TokenId>(
         offsets,
         labels,
     })
+}
+
+/// Appends `[CLS] A [SEP] B [SEP]` for the token ranges `(A, B)` to `values`, and its token
+/// types (0 up to and including the first [SEP], 1 after) to `types`.
+fn write_pair<T: TokenId>(
+    ids: &[T],
+    (ra, rb): ([u64; 2], [u64; 2]),
+    (cls, sep): (i64, i64),
+    values: &mut Vec<i64>,
+    types: &mut Vec<i64>,
+) {
+    let start = values.len();
+    values.push(cls);
+    values.extend(
+        ids[ra[0] as usize..ra[1] as usize]
+            .iter()
+            .map(|x| x.to_i64()),
+    );
+    values.push(sep);
+    let first_segment = (ra[1] - ra[0]) as usize + 2;
+    values.extend(
+        ids[rb[0] as usize..rb[1] as usize]
+            .iter()
+            .map(|x| x.to_i64()),
+    );
+    values.push(sep);
+    let row = values.len() - start;
+    types.extend(std::iter::repeat_n(0, first_segment));
+    types.extend(std::iter::repeat_n(1, row - first_segment));
 }
 
 #[cfg(test)]

@@ -177,6 +177,60 @@ pub struct BartParams<'a> {
     pub add_special_tokens: bool,
 }
 
+/// Checks `insert_ratio` (≥ 0) and `replace_length` (−1, 0 or 1).
+fn check_insert_and_replace(p: &BartParams<'_>) -> Result<()> {
+    if !(p.insert_ratio.is_finite() && p.insert_ratio >= 0.0) {
+        return Err(CoreError::invalid(
+            "insert_ratio",
+            format!("must be a finite number >= 0, got {}", p.insert_ratio),
+        ));
+    }
+    if ![-1, 0, 1].contains(&p.replace_length) {
+        return Err(CoreError::invalid(
+            "replace_length",
+            format!("must be -1, 0 or 1, got {}", p.replace_length),
+        ));
+    }
+    Ok(())
+}
+
+/// The ids random replacement draws from: every id but `always_special` and the special ids.
+fn random_pool(
+    p: &BartParams<'_>,
+    always_special: [u32; 4],
+    random_ratio: f64,
+) -> Result<Vec<u32>> {
+    let v = p.vocab_size;
+    let mut special = vec![false; v as usize];
+    for id in always_special {
+        special[id as usize] = true;
+    }
+    for &id in p.special_token_ids {
+        special[check_id("special_token_ids", id, v)? as usize] = true;
+    }
+    let pool: Vec<u32> = (0..v as u32).filter(|&i| !special[i as usize]).collect();
+    if random_ratio > 0.0 && pool.is_empty() {
+        return Err(CoreError::invalid(
+            "random_ratio",
+            "is positive but every id is special, so there is nothing to draw a random \
+             token from",
+        ));
+    }
+    Ok(pool)
+}
+
+/// The per-vocabulary "ends a sentence" table (empty when no full-stop ids are given).
+fn full_stop_table(ids: &[i64], vocab_size: i64) -> Result<Vec<bool>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut full_stop = vec![false; vocab_size as usize];
+    for &id in ids {
+        full_stop[check_id("full_stop_token_ids", id, vocab_size)? as usize] = true;
+    }
+    Ok(full_stop)
+}
+
 /// Validated BART noising configuration, built once.
 #[derive(Debug, Clone)]
 pub struct BartConfig {
@@ -216,48 +270,14 @@ impl BartConfig {
         let rotate_ratio = check_probability("rotate_ratio", p.rotate_ratio)?;
         let permute_sentence_ratio =
             check_probability("permute_sentence_ratio", p.permute_sentence_ratio)?;
-        if !(p.insert_ratio.is_finite() && p.insert_ratio >= 0.0) {
-            return Err(CoreError::invalid(
-                "insert_ratio",
-                format!("must be a finite number >= 0, got {}", p.insert_ratio),
-            ));
-        }
-        if ![-1, 0, 1].contains(&p.replace_length) {
-            return Err(CoreError::invalid(
-                "replace_length",
-                format!("must be -1, 0 or 1, got {}", p.replace_length),
-            ));
-        }
-        let vocab = v as usize;
+        check_insert_and_replace(p)?;
         let word_starts = match (p.mask_length, p.word_starts) {
             (MaskLength::Subword, _) => WordStarts::every_token(),
-            (_, Some(t)) => WordStarts::from_table(t, vocab)?,
+            (_, Some(t)) => WordStarts::from_table(t, v as usize)?,
             (_, None) => WordStarts::every_token(),
         };
-        let mut special = vec![false; vocab];
-        for id in [bos, eos, pad, mask] {
-            special[id as usize] = true;
-        }
-        for &id in p.special_token_ids {
-            special[check_id("special_token_ids", id, v)? as usize] = true;
-        }
-        let pool: Vec<u32> = (0..vocab as u32)
-            .filter(|&i| !special[i as usize])
-            .collect();
-        if random_ratio > 0.0 && pool.is_empty() {
-            return Err(CoreError::invalid(
-                "random_ratio",
-                "is positive but every id is special, so there is nothing to draw a random \
-                 token from",
-            ));
-        }
-        let mut full_stop = Vec::new();
-        if !p.full_stop_ids.is_empty() {
-            full_stop = vec![false; vocab];
-            for &id in p.full_stop_ids {
-                full_stop[check_id("full_stop_token_ids", id, v)? as usize] = true;
-            }
-        }
+        let pool = random_pool(p, [bos, eos, pad, mask], random_ratio)?;
+        let full_stop = full_stop_table(p.full_stop_ids, v)?;
         let spans = (p.mask_length == MaskLength::SpanPoisson)
             .then(|| PoissonSpans::new(p.poisson_lambda))
             .transpose()?;
@@ -399,43 +419,18 @@ impl BartConfig {
 
     fn mask_words(&self, mut src: Vec<u32>, rng: &mut Rng) -> Vec<u32> {
         let n = src.len();
-        // is_start[i]: token i begins a word (never BOS or EOS). Branch-free compaction of the
-        // positions: word starts are too irregular for the branch predictor.
-        let mut is_start = vec![false; n];
-        let mut positions: Vec<u32> = vec![0; n];
-        let mut count = 0;
-        for i in 1..n.saturating_sub(1) {
-            let w = self.word_starts.starts(src[i]);
-            is_start[i] = w;
-            positions[count] = i as u32;
-            count += usize::from(w);
-        }
-        positions.truncate(count);
+        let (is_start, positions) = self.word_start_positions(&src);
         let budget = ((positions.len() as f32) * (self.mask_ratio as f32)).ceil() as usize;
         if budget == 0 {
             return src;
         }
-        let mut lengths: Vec<u32> = Vec::new();
-        let mut num_inserts = 0usize;
-        match &self.spans {
-            Some(dist) => {
-                let mut total = 0usize;
-                while total < budget {
-                    let l = dist.sample(rng);
-                    lengths.push(l as u32);
-                    total += l;
-                }
-                if let Some(last) = lengths.last_mut() {
-                    *last -= (total - budget) as u32;
-                }
-                num_inserts = lengths.iter().filter(|&&l| l == 0).count();
-                lengths.retain(|&l| l > 0);
-                if lengths.is_empty() {
-                    let p = num_inserts as f64 / n as f64;
-                    return self.insert(src, p, rng);
-                }
-            }
-            None => lengths.resize(budget, 1),
+        let (lengths, num_inserts) = match &self.spans {
+            Some(dist) => span_lengths(dist, budget, rng),
+            None => (vec![1; budget], 0),
+        };
+        if lengths.is_empty() {
+            let p = num_inserts as f64 / n as f64;
+            return self.insert(src, p, rng);
         }
         let m = lengths.len().min(positions.len());
         let mut starts = positions;
@@ -448,8 +443,57 @@ impl BartConfig {
         } else {
             vec![false; m]
         };
+        let keep = self.mask_spans(&mut src, &is_start, &starts[..m], &lengths, &random, rng);
+        let mut out = vec![0u32; n];
+        let mut kept = 0;
+        for (&x, &k) in src.iter().zip(&keep) {
+            out[kept] = x;
+            kept += usize::from(k);
+        }
+        out.truncate(kept);
+        if num_inserts > 0 {
+            let p = num_inserts as f64 / out.len() as f64;
+            out = self.insert(out, p, rng);
+        }
+        out
+    }
+
+    /// `is_start[i]`: token `i` begins a word (never BOS or EOS), and the positions where
+    /// that holds.
+    #[inline(always)]
+    fn word_start_positions(&self, src: &[u32]) -> (Vec<bool>, Vec<u32>) {
+        let n = src.len();
+        // Branch-free compaction of the positions: word starts are too irregular for the
+        // branch predictor.
+        let mut is_start = vec![false; n];
+        let mut positions: Vec<u32> = vec![0; n];
+        let mut count = 0;
+        for i in 1..n.saturating_sub(1) {
+            let w = self.word_starts.starts(src[i]);
+            is_start[i] = w;
+            positions[count] = i as u32;
+            count += usize::from(w);
+        }
+        positions.truncate(count);
+        (is_start, positions)
+    }
+
+    /// Masks (or deletes, as `replace_length` says) span `j`: from token `starts[j]` over
+    /// `lengths[j]` words, with random ids where `random[j]`; the last span first. Returns
+    /// which tokens are kept.
+    #[inline(always)]
+    fn mask_spans(
+        &self,
+        src: &mut [u32],
+        is_start: &[bool],
+        starts: &[u32],
+        lengths: &[u32],
+        random: &[bool],
+        rng: &mut Rng,
+    ) -> Vec<bool> {
+        let n = src.len();
         // Spans in decreasing start order (start in the high half, span index in the low).
-        let mut order: Vec<u64> = (0..m)
+        let mut order: Vec<u64> = (0..starts.len())
             .map(|j| (u64::from(starts[j]) << 32) | j as u64)
             .collect();
         order.sort_unstable_by(|a, b| b.cmp(a));
@@ -463,46 +507,37 @@ impl BartConfig {
             if self.replace_length == 0 {
                 keep[s] = false;
             } else {
-                replace(&mut src, rng, s);
+                replace(src, rng, s);
             }
             let mut q = s + 1;
             let mut remaining = i64::from(lengths[j]) - 1;
-            loop {
-                let more = match self.mask_length {
-                    MaskLength::SpanPoisson => {
-                        // Word starts cost one word; EOS (255 in fairseq) stops every span.
-                        remaining -= if q == n - 1 {
-                            255
-                        } else {
-                            i64::from(is_start[q])
-                        };
-                        remaining >= 0
-                    }
-                    _ => q != n - 1 && !is_start[q],
-                };
-                if !more {
-                    break;
-                }
+            while self.span_continues(q, n, is_start, &mut remaining) {
                 if self.replace_length == -1 {
-                    replace(&mut src, rng, q);
+                    replace(src, rng, q);
                 } else {
                     keep[q] = false;
                 }
                 q += 1;
             }
         }
-        let mut out = vec![0u32; n];
-        let mut kept = 0;
-        for (&x, &k) in src.iter().zip(&keep) {
-            out[kept] = x;
-            kept += usize::from(k);
+        keep
+    }
+
+    /// Whether a span with `remaining` words left covers token `q` too.
+    #[inline(always)]
+    fn span_continues(&self, q: usize, n: usize, is_start: &[bool], remaining: &mut i64) -> bool {
+        match self.mask_length {
+            MaskLength::SpanPoisson => {
+                // Word starts cost one word; EOS (255 in fairseq) stops every span.
+                *remaining -= if q == n - 1 {
+                    255
+                } else {
+                    i64::from(is_start[q])
+                };
+                *remaining >= 0
+            }
+            _ => q != n - 1 && !is_start[q],
         }
-        out.truncate(kept);
-        if num_inserts > 0 {
-            let p = num_inserts as f64 / out.len() as f64;
-            out = self.insert(out, p, rng);
-        }
-        out
     }
 
     fn insert(&self, tokens: Vec<u32>, p: f64, rng: &mut Rng) -> Vec<u32> {
@@ -553,6 +588,74 @@ impl BartConfig {
     }
 }
 
+/// Span lengths in words summing to `budget` (the last one cut short), zero-length spans
+/// dropped; returns the lengths and how many zero-length spans (insertions) there were.
+fn span_lengths(dist: &PoissonSpans, budget: usize, rng: &mut Rng) -> (Vec<u32>, usize) {
+    let mut lengths: Vec<u32> = Vec::new();
+    let mut total = 0usize;
+    while total < budget {
+        let l = dist.sample(rng);
+        lengths.push(l as u32);
+        total += l;
+    }
+    if let Some(last) = lengths.last_mut() {
+        *last -= (total - budget) as u32;
+    }
+    let num_inserts = lengths.iter().filter(|&&l| l == 0).count();
+    lengths.retain(|&l| l > 0);
+    (lengths, num_inserts)
+}
+
+/// Checks that `starts` has one flag per token of each row.
+fn check_sentence_starts<T>(starts: &[&[u8]], rows: &[&[T]]) -> Result<()> {
+    if starts.len() != rows.len() {
+        return Err(CoreError::shape(
+            "sentence_starts",
+            format!("has {} rows but input_ids has {}", starts.len(), rows.len()),
+        ));
+    }
+    for (r, (a, b)) in starts.iter().zip(rows).enumerate() {
+        if a.len() != b.len() {
+            return Err(CoreError::shape(
+                "sentence_starts",
+                format!(
+                    "row {r} has length {} but input_ids row {r} has length {}",
+                    a.len(),
+                    b.len()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks row `r`: not empty, ids in the vocabulary, wrapped in BOS … EOS when the config
+/// does not add them.
+fn check_row<T: TokenId>(cfg: &BartConfig, r: usize, row: &[T]) -> Result<()> {
+    if row.is_empty() {
+        return Err(CoreError::invalid(
+            "input_ids",
+            format!("row {r} is empty (zero-length rows cannot be noised)"),
+        ));
+    }
+    check_row_ids("input_ids", r, row, cfg.vocab_size)?;
+    if !cfg.add_special_tokens {
+        let first = row[0].to_i64();
+        let last = row[row.len() - 1].to_i64();
+        if row.len() < 2 || first != i64::from(cfg.bos) || last != i64::from(cfg.eos) {
+            return Err(CoreError::invalid(
+                "input_ids",
+                format!(
+                    "row {r} must start with BOS ({}) and end with EOS ({}) when \
+                     add_special_tokens=False",
+                    cfg.bos, cfg.eos
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A validated BART batch.
 #[derive(Debug)]
 pub struct BartJob<'a, T> {
@@ -579,47 +682,10 @@ impl<'a, T: TokenId> BartJob<'a, T> {
         }
         keys.check_rows(rows.len())?;
         if let Some(s) = sentence_starts {
-            if s.len() != rows.len() {
-                return Err(CoreError::shape(
-                    "sentence_starts",
-                    format!("has {} rows but input_ids has {}", s.len(), rows.len()),
-                ));
-            }
-            for (r, (a, b)) in s.iter().zip(rows).enumerate() {
-                if a.len() != b.len() {
-                    return Err(CoreError::shape(
-                        "sentence_starts",
-                        format!(
-                            "row {r} has length {} but input_ids row {r} has length {}",
-                            a.len(),
-                            b.len()
-                        ),
-                    ));
-                }
-            }
+            check_sentence_starts(s, rows)?;
         }
         for (r, row) in rows.iter().enumerate() {
-            if row.is_empty() {
-                return Err(CoreError::invalid(
-                    "input_ids",
-                    format!("row {r} is empty (zero-length rows cannot be noised)"),
-                ));
-            }
-            check_row_ids("input_ids", r, row, cfg.vocab_size)?;
-            if !cfg.add_special_tokens {
-                let first = row[0].to_i64();
-                let last = row[row.len() - 1].to_i64();
-                if row.len() < 2 || first != i64::from(cfg.bos) || last != i64::from(cfg.eos) {
-                    return Err(CoreError::invalid(
-                        "input_ids",
-                        format!(
-                            "row {r} must start with BOS ({}) and end with EOS ({}) when \
-                             add_special_tokens=False",
-                            cfg.bos, cfg.eos
-                        ),
-                    ));
-                }
-            }
+            check_row(cfg, r, row)?;
         }
         Ok(Self {
             cfg,
@@ -902,7 +968,7 @@ mod tests {
     }
 
     #[test]
-    fn batches_are_thread_independent_and_checked() {
+    fn batches_are_thread_independent() {
         let cfg = BartConfig::new(&BartParams {
             random_ratio: 0.1,
             insert_ratio: 0.05,
@@ -937,6 +1003,12 @@ mod tests {
         assert_eq!(one, go(2));
         assert_eq!(one, go(4));
         assert_eq!(one.target_width, 365);
+    }
+
+    #[test]
+    fn bad_rows_are_errors() {
+        let keys = RowKeys::Batch { index: 1 };
+        let cfg = BartConfig::new(&params(None)).unwrap();
         let empty: Vec<&[i64]> = vec![&[]];
         assert!(
             BartJob::new(

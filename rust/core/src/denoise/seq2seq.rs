@@ -77,6 +77,68 @@ pub struct Seq2SeqConfig {
     purpose: u64,
 }
 
+/// The sentinel ids, each in the vocabulary, distinct, and neither EOS nor pad.
+fn check_sentinels(ids: &[i64], vocab_size: i64, eos: u32, pad: u32) -> Result<Vec<u32>> {
+    let mut sentinels = Vec::with_capacity(ids.len());
+    let mut seen = std::collections::HashSet::new();
+    for &id in ids {
+        let s = check_id("sentinel_ids", id, vocab_size)?;
+        if s == eos || s == pad {
+            return Err(CoreError::invalid(
+                "sentinel_ids",
+                format!(
+                    "{s} is also the {} id",
+                    if s == eos { "EOS" } else { "pad" }
+                ),
+            ));
+        }
+        if !seen.insert(s) {
+            return Err(CoreError::invalid(
+                "sentinel_ids",
+                format!("{s} appears more than once"),
+            ));
+        }
+        sentinels.push(s);
+    }
+    Ok(sentinels)
+}
+
+/// Checks that `available` sentinels cover the most noise spans any denoiser can make.
+fn check_enough_sentinels(
+    denoisers: &[Denoiser],
+    available: usize,
+    p: &Seq2SeqParams<'_>,
+) -> Result<()> {
+    let Some(d) = denoisers.iter().find(|d| d.max_sentinels > available) else {
+        return Ok(());
+    };
+    let DenoiserKind::Spans {
+        noise_density,
+        mean_span,
+    } = d.kind
+    else {
+        unreachable!("only span denoisers need sentinels")
+    };
+    Err(CoreError::invalid(
+        "sentinel_ids",
+        format!(
+            "rows of {} raw tokens (input_length={}) at noise_density={noise_density}, \
+             mean_noise_span_length={mean_span} have up to {} noise spans{}, but only \
+             {available} sentinel ids are available; T5 would silently write ordinary \
+             vocabulary ids — provide more sentinels (num_sentinels or sentinel_ids) \
+             or use a shorter input_length",
+            d.raw_length,
+            p.input_length,
+            d.max_sentinels,
+            if p.random_roll {
+                " (random_roll can split one)"
+            } else {
+                ""
+            },
+        ),
+    ))
+}
+
 impl Seq2SeqConfig {
     pub fn new(p: &Seq2SeqParams<'_>) -> Result<Self> {
         check_vocab(p.vocab_size)?;
@@ -84,27 +146,7 @@ impl Seq2SeqConfig {
         let eos = check_id("eos_token_id", p.eos_token_id, v)?;
         let pad = check_id("pad_token_id", p.pad_token_id, v)?;
         let decoder_start = check_id("decoder_start_token_id", p.decoder_start_token_id, v)?;
-        let mut sentinels = Vec::with_capacity(p.sentinel_ids.len());
-        let mut seen = std::collections::HashSet::new();
-        for &id in p.sentinel_ids {
-            let s = check_id("sentinel_ids", id, v)?;
-            if s == eos || s == pad {
-                return Err(CoreError::invalid(
-                    "sentinel_ids",
-                    format!(
-                        "{s} is also the {} id",
-                        if s == eos { "EOS" } else { "pad" }
-                    ),
-                ));
-            }
-            if !seen.insert(s) {
-                return Err(CoreError::invalid(
-                    "sentinel_ids",
-                    format!("{s} appears more than once"),
-                ));
-            }
-            sentinels.push(s);
-        }
+        let sentinels = check_sentinels(p.sentinel_ids, v, eos, pad)?;
         if p.denoisers.is_empty() {
             return Err(CoreError::invalid(
                 "denoisers",
@@ -117,34 +159,7 @@ impl Seq2SeqConfig {
             .map(|d| Denoiser::new(d, p.input_length, p.random_roll, v))
             .collect::<Result<Vec<_>>>()?;
         let mixture = Mixture::new(p.weights, denoisers.len())?;
-        if let Some(d) = denoisers.iter().find(|d| d.max_sentinels > sentinels.len()) {
-            let DenoiserKind::Spans {
-                noise_density,
-                mean_span,
-            } = d.kind
-            else {
-                unreachable!("only span denoisers need sentinels")
-            };
-            return Err(CoreError::invalid(
-                "sentinel_ids",
-                format!(
-                    "rows of {} raw tokens (input_length={}) at noise_density={noise_density}, \
-                     mean_noise_span_length={mean_span} have up to {} noise spans{}, but only \
-                     {} sentinel ids are available; T5 would silently write ordinary \
-                     vocabulary ids — provide more sentinels (num_sentinels or sentinel_ids) \
-                     or use a shorter input_length",
-                    d.raw_length,
-                    p.input_length,
-                    d.max_sentinels,
-                    if p.random_roll {
-                        " (random_roll can split one)"
-                    } else {
-                        ""
-                    },
-                    sentinels.len()
-                ),
-            ));
-        }
+        check_enough_sentinels(&denoisers, sentinels.len(), p)?;
         Ok(Self {
             vocab_size: v as u32,
             eos,
@@ -334,38 +349,7 @@ impl<'a, T: TokenId> Seq2SeqJob<'a, T> {
         let cfg = self.cfg;
         let total: usize = self.rows.iter().map(|r| r.len()).sum();
         let threads = threads_for(threads, total, GRAIN_TOKENS);
-        let batch_choice = cfg
-            .per_batch
-            .then(|| cfg.batch_denoiser(&self.streams, self.batch_index));
-        let mut plans: Vec<Plan> = vec![Plan::default(); self.rows.len()];
-        // One scratch per chunk of rows would need per-thread state; masks are small, so each
-        // row takes a fresh scratch only on the parallel path.
-        if threads <= 1 {
-            let mut scratch = Scratch::default();
-            for (r, p) in plans.iter_mut().enumerate() {
-                *p = self.plan_row(r, batch_choice, &mut scratch);
-            }
-        } else {
-            for_each_mut(threads, &mut plans, |r, p| {
-                *p = self.plan_row(r, batch_choice, &mut Scratch::default());
-            })?;
-        }
-        // Deterministic error: the first row that needs more sentinels than there are (only
-        // reachable when rows exceed what the configuration was checked for).
-        for (r, p) in plans.iter().enumerate() {
-            let need = p.mask.runs.len() + usize::from(p.mask.ends_clean);
-            if matches!(cfg.denoisers[p.denoiser].kind, DenoiserKind::Spans { .. })
-                && need > cfg.sentinels.len()
-            {
-                return Err(CoreError::invalid(
-                    "sentinel_ids",
-                    format!(
-                        "row {r} needs {need} sentinels but only {} are available",
-                        cfg.sentinels.len()
-                    ),
-                ));
-            }
-        }
+        let plans = self.plans(threads)?;
         let input_width = self.widths.input_width(plans.iter().map(|p| p.input_len))?;
         let target_width = self
             .widths
@@ -394,6 +378,43 @@ impl<'a, T: TokenId> Seq2SeqJob<'a, T> {
             decoder_input_ids,
             decoder_attention_mask,
         })
+    }
+
+    /// Every row's plan; an error names the first row that needs more sentinels than there
+    /// are (only reachable when rows exceed what the configuration was checked for).
+    fn plans(&self, threads: usize) -> Result<Vec<Plan>> {
+        let cfg = self.cfg;
+        let batch_choice = cfg
+            .per_batch
+            .then(|| cfg.batch_denoiser(&self.streams, self.batch_index));
+        let mut plans: Vec<Plan> = vec![Plan::default(); self.rows.len()];
+        // One scratch per chunk of rows would need per-thread state; masks are small, so each
+        // row takes a fresh scratch only on the parallel path.
+        if threads <= 1 {
+            let mut scratch = Scratch::default();
+            for (r, p) in plans.iter_mut().enumerate() {
+                *p = self.plan_row(r, batch_choice, &mut scratch);
+            }
+        } else {
+            for_each_mut(threads, &mut plans, |r, p| {
+                *p = self.plan_row(r, batch_choice, &mut Scratch::default());
+            })?;
+        }
+        for (r, p) in plans.iter().enumerate() {
+            let need = p.mask.runs.len() + usize::from(p.mask.ends_clean);
+            if matches!(cfg.denoisers[p.denoiser].kind, DenoiserKind::Spans { .. })
+                && need > cfg.sentinels.len()
+            {
+                return Err(CoreError::invalid(
+                    "sentinel_ids",
+                    format!(
+                        "row {r} needs {need} sentinels but only {} are available",
+                        cfg.sentinels.len()
+                    ),
+                ));
+            }
+        }
+        Ok(plans)
     }
 
     /// Writes the inputs of one row into `out[..plan.input_len]`; returns the length.
@@ -630,10 +651,9 @@ mod tests {
         assert!(run(&cfg, &[vec![5; raw]], fixed, 1).is_err());
     }
 
-    #[test]
-    fn mixture_with_mode_tokens_and_prefix_lm() {
-        let sentinels: Vec<i64> = (0..200).map(|k| V - 1 - k).collect();
-        let ds = [
+    /// A span denoiser with mode token 5 and a prefix-LM denoiser with mode token 7.
+    fn two_denoisers() -> [DenoiserParams; 2] {
+        [
             DenoiserParams {
                 mode_token: Some(5),
                 ..span(0.15, 3.0)
@@ -642,7 +662,13 @@ mod tests {
                 kind: DenoiserKind::Prefix { noise_density: 0.5 },
                 mode_token: Some(7),
             },
-        ];
+        ]
+    }
+
+    #[test]
+    fn mixture_with_mode_tokens_and_prefix_lm() {
+        let sentinels: Vec<i64> = (0..200).map(|k| V - 1 - k).collect();
+        let ds = two_denoisers();
         let cfg = Seq2SeqConfig::new(&Seq2SeqParams {
             weights: &[1.0, 1.0],
             input_length: 128,
@@ -680,7 +706,12 @@ mod tests {
             }
         }
         assert!(seen[0] > 10 && seen[1] > 10, "{seen:?}");
-        // Per batch: every row gets the same denoiser.
+    }
+
+    #[test]
+    fn per_batch_mixture_gives_every_row_the_same_denoiser() {
+        let sentinels: Vec<i64> = (0..200).map(|k| V - 1 - k).collect();
+        let ds = two_denoisers();
         let cfg_b = Seq2SeqConfig::new(&Seq2SeqParams {
             weights: &[1.0, 1.0],
             input_length: 128,
@@ -688,6 +719,8 @@ mod tests {
             ..t5_params(&sentinels, &ds)
         })
         .unwrap();
+        let data = rows(64, 100, 200);
+        let slices: Vec<&[i64]> = data.iter().map(|r| r.as_slice()).collect();
         let mut firsts = std::collections::HashSet::new();
         for index in 0..20 {
             let keys = RowKeys::Batch { index };

@@ -82,64 +82,69 @@ impl Denoiser {
             .map(|id| crate::ids::check_id("mode_token_ids", id, vocab_size))
             .transpose()?;
         let mode = usize::from(mode_token.is_some());
-        match p.kind {
+        let (raw, inputs, targets, sentinels) = match p.kind {
             DenoiserKind::Spans {
                 noise_density,
                 mean_span,
-            } => {
-                let (raw, targets) = t5::collator_lengths(
-                    input_length,
-                    noise_density,
-                    mean_span,
-                    mode,
-                    random_roll,
-                )?;
-                let (inputs, _) = t5::SpanCounts::lengths(raw, noise_density, mean_span);
-                let spans = t5::SpanCounts::new(raw, noise_density, mean_span).spans;
-                Ok(Self {
-                    kind: p.kind,
-                    mode_token,
-                    raw_length: raw,
-                    input_length: inputs + mode + usize::from(random_roll),
-                    target_length: targets,
-                    max_sentinels: spans + usize::from(random_roll),
-                })
-            }
+            } => span_lengths(input_length, noise_density, mean_span, mode, random_roll)?,
             DenoiserKind::Prefix { noise_density } => {
-                if !(noise_density.is_finite() && noise_density > 0.0 && noise_density <= 0.5) {
-                    return Err(CoreError::invalid(
-                        "noise_density",
-                        format!(
-                            "the prefix-LM denoiser needs a density in (0, 0.5], got \
-                             {noise_density}"
-                        ),
-                    ));
-                }
-                // As T5's prefix_lm: raw chunks of inputs_length − 1 tokens (room for EOS).
-                // The prefix has 1 to raw − 1 tokens, so inputs (mode, prefix, EOS) have at
-                // most mode + raw tokens and targets (rest, EOS) at most raw.
-                if input_length < mode + 3 {
-                    return Err(CoreError::invalid(
-                        "input_length",
-                        format!(
-                            "{input_length} is too short for the prefix-LM denoiser (it needs \
-                             at least {} tokens)",
-                            mode + 3
-                        ),
-                    ));
-                }
-                let raw = input_length - mode - 1;
-                Ok(Self {
-                    kind: p.kind,
-                    mode_token,
-                    raw_length: raw,
-                    input_length: mode + raw,
-                    target_length: raw,
-                    max_sentinels: 0,
-                })
+                prefix_lengths(input_length, noise_density, mode)?
             }
-        }
+        };
+        Ok(Self {
+            kind: p.kind,
+            mode_token,
+            raw_length: raw,
+            input_length: inputs,
+            target_length: targets,
+            max_sentinels: sentinels,
+        })
     }
+}
+
+/// `(raw, inputs, targets, sentinels)` lengths of a span-corruption denoiser.
+fn span_lengths(
+    input_length: usize,
+    noise_density: f64,
+    mean_span: f64,
+    mode: usize,
+    random_roll: bool,
+) -> Result<(usize, usize, usize, usize)> {
+    let (raw, targets) =
+        t5::collator_lengths(input_length, noise_density, mean_span, mode, random_roll)?;
+    let (inputs, _) = t5::SpanCounts::lengths(raw, noise_density, mean_span);
+    let spans = t5::SpanCounts::new(raw, noise_density, mean_span).spans;
+    let roll = usize::from(random_roll);
+    Ok((raw, inputs + mode + roll, targets, spans + roll))
+}
+
+/// `(raw, inputs, targets, sentinels)` lengths of the prefix-LM denoiser.
+fn prefix_lengths(
+    input_length: usize,
+    noise_density: f64,
+    mode: usize,
+) -> Result<(usize, usize, usize, usize)> {
+    if !(noise_density.is_finite() && noise_density > 0.0 && noise_density <= 0.5) {
+        return Err(CoreError::invalid(
+            "noise_density",
+            format!("the prefix-LM denoiser needs a density in (0, 0.5], got {noise_density}"),
+        ));
+    }
+    // As T5's prefix_lm: raw chunks of inputs_length − 1 tokens (room for EOS). The prefix
+    // has 1 to raw − 1 tokens, so inputs (mode, prefix, EOS) have at most mode + raw tokens
+    // and targets (rest, EOS) at most raw.
+    if input_length < mode + 3 {
+        return Err(CoreError::invalid(
+            "input_length",
+            format!(
+                "{input_length} is too short for the prefix-LM denoiser (it needs at least {} \
+                 tokens)",
+                mode + 3
+            ),
+        ));
+    }
+    let raw = input_length - mode - 1;
+    Ok((raw, mode + raw, raw, 0))
 }
 
 /// Mixture weights as integer thresholds on a uniform 64-bit draw: denoiser `i` is chosen when

@@ -144,6 +144,57 @@ pub struct Plan {
     pub span: usize,
 }
 
+impl Plan {
+    /// The grid for `[queries, corpus rows, dim]` on `threads` threads with the kernel tile
+    /// of `isa`: the sizes `options` give (rounded up to the tile), the others chosen.
+    fn new(
+        options: &SearchOptions,
+        isa: Isa,
+        [q, n, d]: [usize; 3],
+        threads: usize,
+    ) -> Result<Self> {
+        let (mr, nr) = isa.tile();
+        let check = |arg: &str, v: Option<usize>| match v {
+            Some(0) => Err(CoreError::invalid(arg, "must be at least 1")),
+            _ => Ok(v),
+        };
+        // As many queries per task as fit L2 beside a corpus tile (each tile is packed once
+        // per query block, so fewer blocks pack less), in equal blocks; threads split the
+        // corpus instead when there are few blocks.
+        let query_block = match check("query_block", options.query_block)? {
+            Some(b) => round_up(b, mr),
+            None => round_up(q.div_ceil(q.div_ceil(MAX_QUERY_BLOCK).max(1)), mr),
+        };
+        let corpus_tile = match check("corpus_tile", options.corpus_tile)? {
+            Some(t) => round_up(t, nr),
+            None => round_up((TILE_FLOATS / d).clamp(nr, 4096), nr).min(round_up(n, nr)),
+        };
+        let span = match check("span", options.span)? {
+            Some(s) => round_up(s, corpus_tile),
+            None => {
+                let per_task = (TASK_FMAS / (query_block.min(q.max(1)) * d) as f64) as usize;
+                let mut span = round_up(per_task.max(corpus_tile), corpus_tile);
+                // Enough tasks for every thread when there are few query blocks.
+                let spans_wanted = threads.div_ceil(q.div_ceil(query_block).max(1));
+                if n.div_ceil(span) < spans_wanted {
+                    span = round_up(n.div_ceil(spans_wanted), corpus_tile);
+                }
+                span.min(round_up(n, corpus_tile))
+            }
+        };
+        Ok(Self {
+            query_block,
+            corpus_tile,
+            span,
+        })
+    }
+}
+
+/// `x` rounded up to a multiple of `m` (at least `m`).
+fn round_up(x: usize, m: usize) -> usize {
+    x.div_ceil(m).max(1) * m
+}
+
 /// Options of a [`Search`]; `None` sizes are chosen from the shapes and the thread count.
 #[derive(Debug, Clone, Copy)]
 pub struct SearchOptions {
@@ -284,54 +335,17 @@ impl<'a> Search<'a> {
             }
             None => Isa::best(),
         };
-        let (mr, nr) = isa.tile();
-        let d = corpus.dim();
-        let q = queries.rows();
-        let threads = resolve_threads(threads);
-        let round_up = |x: usize, m: usize| x.div_ceil(m).max(1) * m;
-        let check = |arg: &str, v: Option<usize>| match v {
-            Some(0) => Err(CoreError::invalid(arg, "must be at least 1")),
-            _ => Ok(v),
-        };
-        // As many queries per task as fit L2 beside a corpus tile (each tile is packed once
-        // per query block, so fewer blocks pack less), in equal blocks; threads split the
-        // corpus instead when there are few blocks.
-        let query_block = match check("query_block", options.query_block)? {
-            Some(b) => round_up(b, mr),
-            None => round_up(q.div_ceil(q.div_ceil(MAX_QUERY_BLOCK).max(1)), mr),
-        };
-        let corpus_tile = match check("corpus_tile", options.corpus_tile)? {
-            Some(t) => round_up(t, nr),
-            None => round_up((TILE_FLOATS / d).clamp(nr, 4096), nr).min(round_up(n, nr)),
-        };
-        let query_blocks = q.div_ceil(query_block);
-        let span = match check("span", options.span)? {
-            Some(s) => round_up(s, corpus_tile),
-            None => {
-                let per_task = (TASK_FMAS / (query_block.min(q.max(1)) * d) as f64) as usize;
-                let mut span = round_up(per_task.max(corpus_tile), corpus_tile);
-                // Enough tasks for every thread when there are few query blocks.
-                let spans_wanted = threads.div_ceil(query_blocks.max(1));
-                if n.div_ceil(span) < spans_wanted {
-                    span = round_up(n.div_ceil(spans_wanted), corpus_tile);
-                }
-                span.min(round_up(n, corpus_tile))
-            }
-        };
-        let spans = n.div_ceil(span);
+        let (q, d) = (queries.rows(), corpus.dim());
+        let plan = Plan::new(options, isa, [q, n, d], resolve_threads(threads))?;
         Ok(Self {
             queries,
             corpus,
             k,
             similarity: options.similarity,
             isa,
-            plan: Plan {
-                query_block,
-                corpus_tile,
-                span,
-            },
-            query_blocks,
-            spans,
+            plan,
+            query_blocks: q.div_ceil(plan.query_block),
+            spans: n.div_ceil(plan.span),
         })
     }
 

@@ -246,8 +246,52 @@ pub fn select(
     threads: usize,
 ) -> Result<Selection> {
     params.validate()?;
-    let c = inputs.candidates;
     let rows = inputs.keys.len();
+    check_candidates(&inputs.candidates, rows, inputs.corpus_rows)?;
+    check_positives(params, inputs, rows)?;
+    if let Some(s) = inputs.self_ids {
+        check_self_ids(s, rows, inputs.corpus_rows)?;
+    }
+    const ROWS: usize = 512;
+    let k = params.num_negatives;
+    let depth = inputs.candidates.depth;
+    let chunks = rows.div_ceil(ROWS);
+    let mut parts: Vec<(Vec<i64>, Vec<f32>, Removed)> = vec![Default::default(); chunks];
+    let threads = crate::parallel::threads_for(threads, rows * depth, 65_536);
+    let streams = Streams::new(params.seed, 0, PURPOSE);
+    for_each_mut(threads, &mut parts, |ci, (ids, scores, removed)| {
+        let span = ci * ROWS..((ci + 1) * ROWS).min(rows);
+        ids.resize(span.len() * k, -1);
+        scores.resize(span.len() * k, f32::NEG_INFINITY);
+        let mut scratch = Scratch {
+            window: Vec::with_capacity(params.range_max),
+            ..Scratch::default()
+        };
+        for (r, q) in span.enumerate() {
+            let out = (
+                &mut ids[r * k..(r + 1) * k],
+                &mut scores[r * k..(r + 1) * k],
+            );
+            select_row(params, inputs, &streams, q, &mut scratch, removed, out);
+        }
+    })?;
+    let mut out = Selection {
+        num_negatives: k,
+        ids: Vec::with_capacity(rows * k),
+        scores: Vec::with_capacity(rows * k),
+        removed: Removed::default(),
+    };
+    for (ids, scores, removed) in &parts {
+        out.ids.extend_from_slice(ids);
+        out.scores.extend_from_slice(scores);
+        out.removed.add(removed);
+    }
+    Ok(out)
+}
+
+/// Checks the candidates' shape (`rows × depth`, depth ≥ 1), ids (corpus rows or −1) and
+/// scores (numbers, or −inf for padding).
+fn check_candidates(c: &Candidates<'_>, rows: usize, corpus_rows: usize) -> Result<()> {
     if c.depth == 0 {
         return Err(CoreError::shape(
             "candidates",
@@ -265,7 +309,7 @@ pub fn select(
             ),
         ));
     }
-    let n = inputs.corpus_rows as i64;
+    let n = corpus_rows as i64;
     if let Some(i) = c.ids.iter().position(|&id| id < -1 || id >= n) {
         return Err(CoreError::invalid(
             "candidates",
@@ -292,123 +336,146 @@ pub fn select(
             ),
         ));
     }
-    match &inputs.positives {
-        Some(p) => {
-            if p.rows() != rows {
-                return Err(CoreError::shape(
-                    "positives",
-                    format!("has {} rows for {rows} queries", p.rows()),
-                ));
-            }
-            check_corpus_ids("positives", p, inputs.corpus_rows)?;
-            if let Some(r) = (0..rows).find(|&r| p.row_len(r) == 0) {
-                return Err(CoreError::invalid(
-                    "positives",
-                    format!("query {r} has no positives (every query needs at least one)"),
-                ));
-            }
-            if inputs.positive_scores.len() != p.values.len() {
-                return Err(CoreError::shape(
-                    "positive_scores",
-                    format!(
-                        "has {} values for {} positives",
-                        inputs.positive_scores.len(),
-                        p.values.len()
-                    ),
-                ));
-            }
-            if let Some(i) = inputs.positive_scores.iter().position(|s| !s.is_finite()) {
-                return Err(CoreError::invalid(
-                    "positive_scores",
-                    format!("score {} at {i} is not finite", inputs.positive_scores[i]),
-                ));
-            }
-        }
-        None if params.margins() => {
+    Ok(())
+}
+
+/// Checks the positives (one non-empty row of corpus ids per query, one finite score each);
+/// margins need them.
+fn check_positives(params: &SelectParams, inputs: &SelectInputs<'_>, rows: usize) -> Result<()> {
+    let Some(p) = &inputs.positives else {
+        if params.margins() {
             return Err(CoreError::invalid(
                 "positives",
                 "absolute_margin and relative_margin are measured from the positives' scores; \
                  give positives",
             ));
         }
-        None => {}
-    }
-    if let Some(s) = inputs.self_ids {
-        if s.len() != rows {
-            return Err(CoreError::shape(
-                "self_ids",
-                format!("has {} entries for {rows} queries", s.len()),
-            ));
-        }
-        if let Some(i) = s.iter().position(|&id| id < -1 || id >= n) {
-            return Err(CoreError::invalid(
-                "self_ids",
-                format!(
-                    "[{i}] = {} is not a corpus row (the corpus has {n} rows)",
-                    s[i]
-                ),
-            ));
-        }
-    }
-
-    const ROWS: usize = 512;
-    let k = params.num_negatives;
-    let chunks = rows.div_ceil(ROWS);
-    let mut parts: Vec<(Vec<i64>, Vec<f32>, Removed)> = vec![Default::default(); chunks];
-    let threads = crate::parallel::threads_for(threads, rows * c.depth, 65_536);
-    let streams = Streams::new(params.seed, 0, PURPOSE);
-    for_each_mut(threads, &mut parts, |ci, (ids, scores, removed)| {
-        let span = ci * ROWS..((ci + 1) * ROWS).min(rows);
-        ids.resize(span.len() * k, -1);
-        scores.resize(span.len() * k, f32::NEG_INFINITY);
-        let mut window = Vec::with_capacity(params.range_max);
-        let mut sorted_pos = Vec::new();
-        let mut order = Vec::new();
-        for (r, q) in span.enumerate() {
-            select_row(
-                params,
-                inputs,
-                &streams,
-                q,
-                &mut window,
-                &mut sorted_pos,
-                &mut order,
-                removed,
-                &mut ids[r * k..(r + 1) * k],
-                &mut scores[r * k..(r + 1) * k],
-            );
-        }
-    })?;
-    let mut out = Selection {
-        num_negatives: k,
-        ids: Vec::with_capacity(rows * k),
-        scores: Vec::with_capacity(rows * k),
-        removed: Removed::default(),
+        return Ok(());
     };
-    for (ids, scores, removed) in &parts {
-        out.ids.extend_from_slice(ids);
-        out.scores.extend_from_slice(scores);
-        out.removed.add(removed);
+    if p.rows() != rows {
+        return Err(CoreError::shape(
+            "positives",
+            format!("has {} rows for {rows} queries", p.rows()),
+        ));
     }
-    Ok(out)
+    check_corpus_ids("positives", p, inputs.corpus_rows)?;
+    if let Some(r) = (0..rows).find(|&r| p.row_len(r) == 0) {
+        return Err(CoreError::invalid(
+            "positives",
+            format!("query {r} has no positives (every query needs at least one)"),
+        ));
+    }
+    let scores = inputs.positive_scores;
+    if scores.len() != p.values.len() {
+        return Err(CoreError::shape(
+            "positive_scores",
+            format!(
+                "has {} values for {} positives",
+                scores.len(),
+                p.values.len()
+            ),
+        ));
+    }
+    if let Some(i) = scores.iter().position(|s| !s.is_finite()) {
+        return Err(CoreError::invalid(
+            "positive_scores",
+            format!("score {} at {i} is not finite", scores[i]),
+        ));
+    }
+    Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Checks one self id (a corpus row or −1) per query.
+fn check_self_ids(s: &[i64], rows: usize, corpus_rows: usize) -> Result<()> {
+    if s.len() != rows {
+        return Err(CoreError::shape(
+            "self_ids",
+            format!("has {} entries for {rows} queries", s.len()),
+        ));
+    }
+    let n = corpus_rows as i64;
+    if let Some(i) = s.iter().position(|&id| id < -1 || id >= n) {
+        return Err(CoreError::invalid(
+            "self_ids",
+            format!(
+                "[{i}] = {} is not a corpus row (the corpus has {n} rows)",
+                s[i]
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Buffers reused across the queries of a chunk.
+#[derive(Default)]
+struct Scratch {
+    window: Vec<(i64, f32)>,
+    sorted_pos: Vec<i64>,
+    order: Vec<usize>,
+}
+
+/// Query `q`'s negatives into `out` (ids, scores): its window of surviving candidates, then
+/// the top or a random sample of it.
 fn select_row(
     p: &SelectParams,
     inputs: &SelectInputs<'_>,
     streams: &Streams,
     q: usize,
-    window: &mut Vec<(i64, f32)>,
-    sorted_pos: &mut Vec<i64>,
-    order: &mut Vec<usize>,
+    scratch: &mut Scratch,
     removed: &mut Removed,
-    out_ids: &mut [i64],
-    out_scores: &mut [f32],
+    (out_ids, out_scores): (&mut [i64], &mut [f32]),
 ) {
-    let c = inputs.candidates;
-    let ids = &c.ids[q * c.depth..(q + 1) * c.depth];
-    let scores = &c.scores[q * c.depth..(q + 1) * c.depth];
+    fill_window(p, inputs, q, scratch, removed);
+    let skip = match p.ranks {
+        Ranks::Raw => 0,
+        Ranks::Filtered => p.range_min.min(scratch.window.len()),
+    };
+    let window = &scratch.window[skip..];
+    let k = p.num_negatives;
+    let order = &mut scratch.order;
+    order.clear();
+    order.extend(0..window.len());
+    if p.sampling == Sampling::Random && window.len() > k {
+        // Partial Fisher–Yates over window positions: `order[..k]` is a uniform k-subset
+        // (one `below` draw each); then back in window order.
+        let mut rng = streams.row(&RowKeys::Samples(inputs.keys), q);
+        let w = window.len();
+        for i in 0..k {
+            let j = i + rng.below((w - i) as u64) as usize;
+            order.swap(i, j);
+        }
+        order[..k].sort_unstable();
+    }
+    for (i, &w) in order.iter().take(k).enumerate() {
+        out_ids[i] = window[w].0;
+        out_scores[i] = window[w].1;
+    }
+}
+
+/// One query's positive ids: a linear scan for a few, a binary search over a sorted copy
+/// for many.
+enum Positives<'a> {
+    Few(&'a [i64]),
+    Sorted(&'a [i64]),
+}
+
+impl Positives<'_> {
+    #[inline]
+    fn contains(&self, id: i64) -> bool {
+        match self {
+            Positives::Few(p) => p.contains(&id),
+            Positives::Sorted(p) => p.binary_search(&id).is_ok(),
+        }
+    }
+}
+
+/// Query `q`'s positives (sorted into `sorted` when there are many) and their minimum score
+/// (`+inf` without positives).
+fn query_positives<'a>(
+    inputs: &'a SelectInputs<'_>,
+    q: usize,
+    sorted: &'a mut Vec<i64>,
+) -> (Positives<'a>, f32) {
     let (pos, pos_scores): (&[i64], &[f32]) = match &inputs.positives {
         Some(pr) => (
             pr.row(q),
@@ -416,30 +483,43 @@ fn select_row(
         ),
         None => (&[], &[]),
     };
-    let many = pos.len() > 16;
-    if many {
-        sorted_pos.clear();
-        sorted_pos.extend_from_slice(pos);
-        sorted_pos.sort_unstable();
-    }
-    let is_pos = |id: i64| {
-        if many {
-            sorted_pos.binary_search(&id).is_ok()
-        } else {
-            pos.contains(&id)
-        }
-    };
     let pmin = pos_scores.iter().copied().fold(f32::INFINITY, f32::min);
+    if pos.len() <= 16 {
+        return (Positives::Few(pos), pmin);
+    }
+    sorted.clear();
+    sorted.extend_from_slice(pos);
+    sorted.sort_unstable();
+    (Positives::Sorted(sorted), pmin)
+}
+
+/// Query `q`'s candidates in rank order, less the excluded and filtered ones (counted in
+/// `removed`), into `scratch.window`: all ranks counted among survivors (up to `range_max`),
+/// or raw ranks `[range_min, range_max)`.
+#[inline]
+fn fill_window(
+    p: &SelectParams,
+    inputs: &SelectInputs<'_>,
+    q: usize,
+    scratch: &mut Scratch,
+    removed: &mut Removed,
+) {
+    let c = inputs.candidates;
+    let ids = &c.ids[q * c.depth..(q + 1) * c.depth];
+    let scores = &c.scores[q * c.depth..(q + 1) * c.depth];
+    let (pos, pmin) = query_positives(inputs, q, &mut scratch.sorted_pos);
+    let is_pos = |id: i64| pos.contains(id);
     let rel_thr = p.relative_margin.map(|m| pmin - pmin.abs() * m);
     let self_id = inputs.self_ids.map_or(-1, |s| s[q]);
-    let (first, last) = match p.ranks {
-        Ranks::Raw => (p.range_min.min(c.depth), p.range_max.min(c.depth)),
-        Ranks::Filtered => (0, c.depth),
+    let (first, last, keep) = match p.ranks {
+        Ranks::Raw => (
+            p.range_min.min(c.depth),
+            p.range_max.min(c.depth),
+            usize::MAX,
+        ),
+        Ranks::Filtered => (0, c.depth, p.range_max),
     };
-    let keep = match p.ranks {
-        Ranks::Raw => usize::MAX,
-        Ranks::Filtered => p.range_max,
-    };
+    let window = &mut scratch.window;
     window.clear();
     for r in first..last {
         let (id, s) = (ids[r], scores[r]);
@@ -461,29 +541,6 @@ fn select_row(
         } else if window.len() < keep {
             window.push((id, s));
         }
-    }
-    let skip = match p.ranks {
-        Ranks::Raw => 0,
-        Ranks::Filtered => p.range_min.min(window.len()),
-    };
-    let window = &window[skip..];
-    let k = p.num_negatives;
-    order.clear();
-    order.extend(0..window.len());
-    if p.sampling == Sampling::Random && window.len() > k {
-        // Partial Fisher–Yates over window positions: `order[..k]` is a uniform k-subset
-        // (one `below` draw each); then back in window order.
-        let mut rng = streams.row(&RowKeys::Samples(inputs.keys), q);
-        let w = window.len();
-        for i in 0..k {
-            let j = i + rng.below((w - i) as u64) as usize;
-            order.swap(i, j);
-        }
-        order[..k].sort_unstable();
-    }
-    for (i, &w) in order.iter().take(k).enumerate() {
-        out_ids[i] = window[w].0;
-        out_scores[i] = window[w].1;
     }
 }
 
@@ -507,26 +564,30 @@ mod tests {
         }
     }
 
-    #[test]
-    fn selection_semantics() {
-        // One query, candidates 0..8 with falling scores; positive 2 (score 0.5).
-        let ids: Vec<i64> = (0..8).collect();
-        let scores = [0.9f32, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2];
-        let offsets = [0usize, 1];
-        let pos_ids = [2i64];
-        let positives = Ragged::new("positives", &pos_ids, &offsets).unwrap();
-        let inputs = SelectInputs {
+    // One query, candidates 0..8 with falling scores; positive 2 (score 0.5); self row 0.
+    const IDS: [i64; 8] = [0, 1, 2, 3, 4, 5, 6, 7];
+    const SCORES: [f32; 8] = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2];
+    const POS_OFFSETS: [usize; 2] = [0, 1];
+    const POS_IDS: [i64; 1] = [2];
+
+    fn one_query() -> SelectInputs<'static> {
+        SelectInputs {
             candidates: Candidates {
-                ids: &ids,
-                scores: &scores,
+                ids: &IDS,
+                scores: &SCORES,
                 depth: 8,
             },
-            positives: Some(positives),
+            positives: Some(Ragged::new("positives", &POS_IDS, &POS_OFFSETS).unwrap()),
             positive_scores: &[0.5],
             self_ids: Some(&[0]),
             keys: &[0],
             corpus_rows: 8,
-        };
+        }
+    }
+
+    #[test]
+    fn selection_exclusions_and_rank_windows() {
+        let inputs = one_query();
         let run = |p: &SelectParams| select(p, &inputs, 1).unwrap();
         // Positive 2 and self 0 removed; range_min counts survivors: [1, 3, 4, 5, 6, 7] → skip 1.
         let s = run(&params(3, 1, 8));
@@ -553,6 +614,12 @@ mod tests {
             ..params(2, 1, 4)
         });
         assert_eq!(s.ids, [1, 3]);
+    }
+
+    #[test]
+    fn selection_margins_and_score_filters() {
+        let inputs = one_query();
+        let run = |p: &SelectParams| select(p, &inputs, 1).unwrap();
         // Absolute margin 0.15 from pos 0.5: keep score < 0.35 (score + m > pos dropped).
         let s = run(&SelectParams {
             absolute_margin: Some(0.15),
@@ -564,7 +631,7 @@ mod tests {
         let neg_scores = [-0.1f32, -0.2, -0.3, -0.4, -0.5, -0.55, -0.65, -0.7];
         let inputs2 = SelectInputs {
             candidates: Candidates {
-                ids: &ids,
+                ids: &IDS,
                 scores: &neg_scores,
                 depth: 8,
             },
@@ -589,7 +656,12 @@ mod tests {
             ..params(3, 0, 8)
         });
         assert_eq!(s.ids, [3, 4, 5]);
-        // Random: a subset of the window, in window order, stable for the key.
+    }
+
+    #[test]
+    fn random_selection_is_a_stable_subset_in_window_order() {
+        let inputs = one_query();
+        let run = |p: &SelectParams| select(p, &inputs, 1).unwrap();
         let p = SelectParams {
             sampling: Sampling::Random,
             seed: 9,

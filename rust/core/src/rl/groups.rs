@@ -128,6 +128,46 @@ pub fn group_advantages<T: Real>(
     nan: NanPolicy,
 ) -> Result<GroupAdvantages<T>> {
     super::check_positive("eps", eps, true)?;
+    check_scores_and_groups(scores, groups, num_groups, nan)?;
+    let st = group_stats(scores, groups, num_groups);
+    if nan == NanPolicy::Raise
+        && let Some(g) = st.iter().position(|e| e.n == 1)
+    {
+        return Err(CoreError::invalid(
+            "groups",
+            format!("group {g} has a single member; a group baseline needs at least 2"),
+        ));
+    }
+    let mean: Vec<f64> = st.iter().map(Stats::mean).collect();
+    let spread: Vec<f64> = match scale {
+        Scale::Group => group_stds(scores, groups, &st, &mean),
+        Scale::Batch => vec![batch_std(scores); num_groups],
+        Scale::None => vec![0.0; num_groups],
+    };
+    let n = scores.len();
+    let mut out = GroupAdvantages {
+        advantages: vec![T::ZERO; n],
+        baseline: vec![T::ZERO; n],
+        std: vec![T::ZERO; n],
+    };
+    for (i, (score, &g)) in scores.iter().zip(groups).enumerate() {
+        let s = spread[g];
+        let (b, a) = advantage(score.to_f64(), &st[g], mean[g], s, baseline, scale, eps);
+        out.std[i] = T::from_f64(s);
+        out.baseline[i] = T::from_f64(b);
+        out.advantages[i] = T::from_f64(a);
+    }
+    Ok(out)
+}
+
+/// Checks one group in range per score, and the scores: no infinity, and no NaN unless the
+/// policy zeroes them.
+fn check_scores_and_groups<T: Real>(
+    scores: &[T],
+    groups: &[usize],
+    num_groups: usize,
+    nan: NanPolicy,
+) -> Result<()> {
     if groups.len() != scores.len() {
         return Err(CoreError::shape(
             "groups",
@@ -161,6 +201,11 @@ pub fn group_advantages<T: Real>(
             return Err(CoreError::invalid("scores", format!("score {i} is {v}")));
         }
     }
+    Ok(())
+}
+
+/// Count, sum, min and max of each group's scored (non-NaN) members.
+fn group_stats<T: Real>(scores: &[T], groups: &[usize], num_groups: usize) -> Vec<Stats> {
     let mut st = vec![
         Stats {
             min: f64::INFINITY,
@@ -180,96 +225,83 @@ pub fn group_advantages<T: Real>(
         e.min = e.min.min(v);
         e.max = e.max.max(v);
     }
-    if nan == NanPolicy::Raise
-        && let Some(g) = st.iter().position(|e| e.n == 1)
-    {
-        return Err(CoreError::invalid(
-            "groups",
-            format!("group {g} has a single member; a group baseline needs at least 2"),
-        ));
+    st
+}
+
+impl Stats {
+    /// The mean (NaN for an empty group); an all-equal group has its exact value as mean
+    /// (no round-off).
+    fn mean(&self) -> f64 {
+        if self.n == 0 {
+            f64::NAN
+        } else if self.min == self.max {
+            self.min
+        } else {
+            self.sum / self.n as f64
+        }
     }
-    // An all-equal group has its exact value as mean (no round-off).
-    let mean: Vec<f64> = st
-        .iter()
-        .map(|e| {
-            if e.n == 0 {
-                f64::NAN
-            } else if e.min == e.max {
-                e.min
+}
+
+/// Each group's standard deviation (0 for fewer than 2 members or all equal).
+fn group_stds<T: Real>(scores: &[T], groups: &[usize], st: &[Stats], mean: &[f64]) -> Vec<f64> {
+    let mut ss = vec![0.0f64; st.len()];
+    for (s, &g) in scores.iter().zip(groups) {
+        let v = s.to_f64();
+        if !v.is_nan() {
+            ss[g] += (v - mean[g]) * (v - mean[g]);
+        }
+    }
+    st.iter()
+        .zip(&ss)
+        .map(|(e, &q)| {
+            if e.n < 2 || e.min == e.max {
+                0.0
             } else {
-                e.sum / e.n as f64
+                (q / (e.n as f64 - 1.0)).sqrt()
             }
         })
+        .collect()
+}
+
+/// The standard deviation of every scored member of the batch.
+fn batch_std<T: Real>(scores: &[T]) -> f64 {
+    let finite: Vec<f64> = scores
+        .iter()
+        .map(|s| s.to_f64())
+        .filter(|v| !v.is_nan())
         .collect();
-    let group_std: Vec<f64> = match scale {
-        Scale::Group => {
-            let mut ss = vec![0.0f64; num_groups];
-            for (s, &g) in scores.iter().zip(groups) {
-                let v = s.to_f64();
-                if !v.is_nan() {
-                    ss[g] += (v - mean[g]) * (v - mean[g]);
-                }
-            }
-            st.iter()
-                .zip(&ss)
-                .map(|(e, &q)| {
-                    if e.n < 2 || e.min == e.max {
-                        0.0
-                    } else {
-                        (q / (e.n as f64 - 1.0)).sqrt()
-                    }
-                })
-                .collect()
-        }
-        _ => vec![0.0; num_groups],
-    };
-    let batch_std = if scale == Scale::Batch {
-        let finite: Vec<f64> = scores
-            .iter()
-            .map(|s| s.to_f64())
-            .filter(|v| !v.is_nan())
-            .collect();
-        let n = finite.len();
-        let m = finite.iter().sum::<f64>() / n.max(1) as f64;
-        std_of(finite.iter().copied(), m, n)
-    } else {
-        0.0
-    };
-    let n = scores.len();
-    let mut out = GroupAdvantages {
-        advantages: vec![T::ZERO; n],
-        baseline: vec![T::ZERO; n],
-        std: vec![T::ZERO; n],
-    };
-    for i in 0..n {
-        let g = groups[i];
-        let v = scores[i].to_f64();
-        let e = st[g];
-        let s = match scale {
-            Scale::Group => group_std[g],
-            Scale::Batch => batch_std,
-            Scale::None => 0.0,
-        };
-        out.std[i] = T::from_f64(s);
-        if v.is_nan() || e.n < 2 {
-            out.baseline[i] = T::from_f64(if v.is_nan() { f64::NAN } else { mean[g] });
-            continue;
-        }
-        let b = match baseline {
-            Baseline::Mean => mean[g],
-            Baseline::LeaveOneOut if e.min == e.max => e.min,
-            Baseline::LeaveOneOut => (e.sum - v) / (e.n as f64 - 1.0),
-        };
-        out.baseline[i] = T::from_f64(b);
-        let centred = if e.min == e.max { 0.0 } else { v - b };
-        let a = match scale {
-            _ if centred == 0.0 => 0.0,
-            Scale::None => centred,
-            _ => centred / (s + eps),
-        };
-        out.advantages[i] = T::from_f64(a);
+    let n = finite.len();
+    let m = finite.iter().sum::<f64>() / n.max(1) as f64;
+    std_of(finite.iter().copied(), m, n)
+}
+
+/// `(baseline, advantage)` of a row scoring `v` in a group of `stats` and `mean`, the
+/// centred score divided by `s + eps` (unless `scale` is `None`). An unscored row, or one
+/// in a group of fewer than 2 scored members, gets advantage 0.
+fn advantage(
+    v: f64,
+    e: &Stats,
+    mean: f64,
+    s: f64,
+    baseline: Baseline,
+    scale: Scale,
+    eps: f64,
+) -> (f64, f64) {
+    if v.is_nan() || e.n < 2 {
+        return (if v.is_nan() { f64::NAN } else { mean }, 0.0);
     }
-    Ok(out)
+    let b = match baseline {
+        Baseline::Mean => mean,
+        Baseline::LeaveOneOut if e.min == e.max => e.min,
+        Baseline::LeaveOneOut => (e.sum - v) / (e.n as f64 - 1.0),
+    };
+    let centred = if e.min == e.max { 0.0 } else { v - b };
+    let a = match scale {
+        _ if centred == 0.0 => 0.0,
+        Scale::None => centred,
+        _ => centred / (s + eps),
+    };
+    (b, a)
 }
 
 #[cfg(test)]

@@ -84,46 +84,8 @@ pub fn completion_mask<T: TokenId>(
     threads: usize,
 ) -> Result<Completion> {
     spec.validate()?;
+    check_starts_and_attention(ids, attention, starts, spec)?;
     let (rows, cols) = ids.shape();
-    if starts.len() != rows {
-        return Err(CoreError::shape(
-            "completion_start",
-            format!("has {} entries but ids has {rows} rows", starts.len()),
-        ));
-    }
-    if let Some(r) = starts.iter().position(|&s| s > cols) {
-        return Err(CoreError::invalid(
-            "completion_start",
-            format!(
-                "row {r} starts at column {} but rows have {cols} columns",
-                starts[r]
-            ),
-        ));
-    }
-    if let Some(a) = attention {
-        ids.check_same_shape("ids", "attention_mask", a)?;
-        // The real tokens of the completion region must be one run.
-        for (r, &s) in starts.iter().enumerate() {
-            let row = &a.row(r)[s..];
-            let runs = row
-                .iter()
-                .enumerate()
-                .filter(|&(i, &m)| m && (i == 0 || !row[i - 1]))
-                .count();
-            if runs > 1 {
-                return Err(CoreError::invalid(
-                    "attention_mask",
-                    format!("row {r}: the real tokens after column {s} are not one contiguous run"),
-                ));
-            }
-        }
-    } else if spec.side == Side::Left && spec.pad_token_id.is_none() {
-        return Err(CoreError::invalid(
-            "pad_token_id",
-            "left-padded completions need pad_token_id (or an attention_mask)",
-        ));
-    }
-
     let mut out = Completion {
         mask: vec![false; rows * cols],
         lengths: vec![0; rows],
@@ -154,67 +116,137 @@ pub fn completion_mask<T: TokenId>(
         drop(items);
         return Ok(out);
     }
-    let is_eos = |t: i64| spec.eos_token_ids.contains(&t);
-    let is_pad = |t: i64| spec.pad_token_id == Some(t);
     let threads = super::grid_threads(threads, rows, cols);
     for_each_mut(threads, &mut items, |r, o| {
-        let row = ids.row(r);
-        let s = starts[r];
-        // The completion region [a, b).
-        let (a, b) = match attention {
-            Some(att) => {
-                let m = &att.row(r)[s..];
-                match m.iter().position(|&x| x) {
-                    Some(i) => {
-                        let len = m[i..].iter().take_while(|&&x| x).count();
-                        (s + i, s + i + len)
-                    }
-                    None => (cols, cols),
-                }
-            }
-            None => match spec.side {
-                Side::Right => (s, cols),
-                Side::Left => {
-                    let lead = row[s..].iter().take_while(|t| is_pad(t.to_i64())).count();
-                    (s + lead, cols)
-                }
-            },
-        };
-        *o.first = a as i64;
-        let eos = row[a..b]
-            .iter()
-            .position(|t| is_eos(t.to_i64()))
-            .map(|i| a + i);
-        let end = match eos {
-            Some(e) => {
-                if spec.include_eos {
-                    e + 1
-                } else {
-                    e
-                }
-            }
-            None => {
-                *o.truncated = true;
-                if spec.mask_truncated {
-                    a
-                } else if attention.is_none() && spec.side == Side::Right {
-                    let trail = row[a..b]
-                        .iter()
-                        .rev()
-                        .take_while(|t| is_pad(t.to_i64()))
-                        .count();
-                    b - trail
-                } else {
-                    b
-                }
-            }
-        };
-        o.mask[a..end].iter_mut().for_each(|m| *m = true);
-        *o.lengths = (end - a) as i64;
-        *o.last = if end > a { end as i64 - 1 } else { -1 };
+        let att = attention.map(|a| a.row(r));
+        fill_row(ids.row(r), att, starts[r], spec, o);
     })?;
     drop(items);
     Ok(out)
+}
+
+/// Checks one start column per row (within the row), and an attention mask whose real
+/// tokens after the start are one run — or, without one, a pad id for left padding.
+fn check_starts_and_attention<T>(
+    ids: &Grid<'_, T>,
+    attention: Option<&Grid<'_, bool>>,
+    starts: &[usize],
+    spec: &CompletionSpec,
+) -> Result<()> {
+    let (rows, cols) = ids.shape();
+    if starts.len() != rows {
+        return Err(CoreError::shape(
+            "completion_start",
+            format!("has {} entries but ids has {rows} rows", starts.len()),
+        ));
+    }
+    if let Some(r) = starts.iter().position(|&s| s > cols) {
+        return Err(CoreError::invalid(
+            "completion_start",
+            format!(
+                "row {r} starts at column {} but rows have {cols} columns",
+                starts[r]
+            ),
+        ));
+    }
+    let Some(a) = attention else {
+        if spec.side == Side::Left && spec.pad_token_id.is_none() {
+            return Err(CoreError::invalid(
+                "pad_token_id",
+                "left-padded completions need pad_token_id (or an attention_mask)",
+            ));
+        }
+        return Ok(());
+    };
+    ids.check_same_shape("ids", "attention_mask", a)?;
+    // The real tokens of the completion region must be one run.
+    for (r, &s) in starts.iter().enumerate() {
+        let row = &a.row(r)[s..];
+        let runs = row
+            .iter()
+            .enumerate()
+            .filter(|&(i, &m)| m && (i == 0 || !row[i - 1]))
+            .count();
+        if runs > 1 {
+            return Err(CoreError::invalid(
+                "attention_mask",
+                format!("row {r}: the real tokens after column {s} are not one contiguous run"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// One row's mask and statistics; its completion region starts at column `s` or later.
+fn fill_row<T: TokenId>(
+    row: &[T],
+    attention: Option<&[bool]>,
+    s: usize,
+    spec: &CompletionSpec,
+    o: &mut RowOut<'_>,
+) {
+    let is_pad = |t: i64| spec.pad_token_id == Some(t);
+    let (a, b) = region(row, attention, s, spec);
+    *o.first = a as i64;
+    let eos = row[a..b]
+        .iter()
+        .position(|t| spec.eos_token_ids.contains(&t.to_i64()))
+        .map(|i| a + i);
+    let end = match eos {
+        Some(e) if spec.include_eos => e + 1,
+        Some(e) => e,
+        None => {
+            *o.truncated = true;
+            if spec.mask_truncated {
+                a
+            } else if attention.is_none() && spec.side == Side::Right {
+                let trail = row[a..b]
+                    .iter()
+                    .rev()
+                    .take_while(|t| is_pad(t.to_i64()))
+                    .count();
+                b - trail
+            } else {
+                b
+            }
+        }
+    };
+    o.mask[a..end].iter_mut().for_each(|m| *m = true);
+    *o.lengths = (end - a) as i64;
+    *o.last = if end > a { end as i64 - 1 } else { -1 };
+}
+
+/// The completion region `[a, b)` of a row: the attended run at or after `s`, else from `s`
+/// (past leading padding when left-padded) to the end.
+fn region<T: TokenId>(
+    row: &[T],
+    attention: Option<&[bool]>,
+    s: usize,
+    spec: &CompletionSpec,
+) -> (usize, usize) {
+    let cols = row.len();
+    match attention {
+        Some(att) => {
+            let m = &att[s..];
+            match m.iter().position(|&x| x) {
+                Some(i) => {
+                    let len = m[i..].iter().take_while(|&&x| x).count();
+                    (s + i, s + i + len)
+                }
+                None => (cols, cols),
+            }
+        }
+        None => match spec.side {
+            Side::Right => (s, cols),
+            Side::Left => {
+                let lead = row[s..]
+                    .iter()
+                    .take_while(|t| spec.pad_token_id == Some(t.to_i64()))
+                    .count();
+                (s + lead, cols)
+            }
+        },
+    }
 }
 
 #[cfg(test)]

@@ -100,6 +100,47 @@ pub fn scatter<T: Real>(
     final_scores: &[T],
     cols: usize,
 ) -> Result<Vec<T>> {
+    check_scatter_shapes(scores, sample, prefix_length, lengths, final_scores, cols)?;
+    check_finite("scores", scores)?;
+    check_finite("final_scores", final_scores)?;
+    let rows = lengths.len();
+    let (sum, count) = sum_by_prefix(scores, sample, prefix_length, lengths, cols)?;
+    let mut expected = None;
+    let mut out = vec![T::ZERO; rows * cols];
+    for b in 0..rows {
+        let l = lengths[b];
+        for i in 0..l.saturating_sub(1) {
+            let c = count[b * cols + i];
+            if c == 0 || expected.is_some_and(|e| e != c) {
+                return Err(CoreError::invalid(
+                    "scores",
+                    format!(
+                        "sample {b}, prefix length {}: {c} rollouts (expected {})",
+                        i + 1,
+                        expected.map_or("at least 1".to_string(), |e: u32| e.to_string())
+                    ),
+                ));
+            }
+            expected = Some(c);
+            out[b * cols + i] = T::from_f64(sum[b * cols + i] / f64::from(c));
+        }
+        if l > 0 {
+            out[b * cols + l - 1] = final_scores[b];
+        }
+    }
+    Ok(out)
+}
+
+/// Checks one sample and prefix length per score, one final score per sample, and lengths
+/// within `cols`.
+fn check_scatter_shapes<T>(
+    scores: &[T],
+    sample: &[i64],
+    prefix_length: &[i64],
+    lengths: &[usize],
+    final_scores: &[T],
+    cols: usize,
+) -> Result<()> {
     let rows = lengths.len();
     for (name, len) in [
         ("sample", sample.len()),
@@ -127,8 +168,18 @@ pub fn scatter<T: Real>(
             format!("sample {b} has length {} > {cols} columns", lengths[b]),
         ));
     }
-    check_finite("scores", scores)?;
-    check_finite("final_scores", final_scores)?;
+    Ok(())
+}
+
+/// Sums and counts of the rollout scores by `(sample, prefix length − 1)` (`rows × cols`).
+fn sum_by_prefix<T: Real>(
+    scores: &[T],
+    sample: &[i64],
+    prefix_length: &[i64],
+    lengths: &[usize],
+    cols: usize,
+) -> Result<(Vec<f64>, Vec<u32>)> {
+    let rows = lengths.len();
     let mut sum = vec![0.0f64; rows * cols];
     let mut count = vec![0u32; rows * cols];
     for (i, (&b, &t)) in sample.iter().zip(prefix_length).enumerate() {
@@ -150,30 +201,7 @@ pub fn scatter<T: Real>(
         sum[b * cols + t - 1] += scores[i].to_f64();
         count[b * cols + t - 1] += 1;
     }
-    let mut expected = None;
-    let mut out = vec![T::ZERO; rows * cols];
-    for b in 0..rows {
-        let l = lengths[b];
-        for i in 0..l.saturating_sub(1) {
-            let c = count[b * cols + i];
-            if c == 0 || expected.is_some_and(|e| e != c) {
-                return Err(CoreError::invalid(
-                    "scores",
-                    format!(
-                        "sample {b}, prefix length {}: {c} rollouts (expected {})",
-                        i + 1,
-                        expected.map_or("at least 1".to_string(), |e: u32| e.to_string())
-                    ),
-                ));
-            }
-            expected = Some(c);
-            out[b * cols + i] = T::from_f64(sum[b * cols + i] / f64::from(c));
-        }
-        if l > 0 {
-            out[b * cols + l - 1] = final_scores[b];
-        }
-    }
-    Ok(out)
+    Ok((sum, count))
 }
 
 #[cfg(test)]
