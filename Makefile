@@ -68,8 +68,9 @@ lock: $(PY)
 lint: dev
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
-	$(BIN)/ruff check python tests benches tools
-	$(BIN)/ruff format --check python tests benches tools
+	$(BIN)/ruff check python tests benches tools examples docs/griffe_docstrings.py
+	$(BIN)/ruff format --check python tests benches tools examples docs/griffe_docstrings.py
+	$(PY) tools/long_functions.py
 	$(BIN)/python -m mypy.stubtest lmobjectives._core
 	$(BIN)/python -m mypy python/lmobjectives
 

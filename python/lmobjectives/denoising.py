@@ -626,7 +626,8 @@ class UL2Collator(_SpanCollator):
         per_batch: one denoiser per batch instead of per row.
         mode_tokens: prepend mode tokens (default True).
         mode_token_ids: explicit mode token ids.
-        Other arguments as :class:`T5SpanCorruptionCollator`.
+
+    The other arguments are those of :class:`T5SpanCorruptionCollator`.
     """
 
     def __init__(
@@ -796,8 +797,8 @@ class BartDenoisingCollator(Collator):
             word starts (explicit arguments win).
         add_special_tokens: wrap rows in BOS … EOS (default). ``False``: rows already start
             with BOS and end with EOS (checked).
-        vocab_size, bos_token_id, eos_token_id, pad_token_id, mask_token_id,
-            special_token_ids: ids (BOS falls back to ``[CLS]``, EOS to ``[SEP]``).
+        vocab_size, bos_token_id, eos_token_id, pad_token_id, mask_token_id, special_token_ids: ids
+            (BOS falls back to ``[CLS]``, EOS to ``[SEP]``).
         decoder_start_token_id: first decoder input (default: EOS, as BART).
         pad_to_multiple_of: round padded widths up to a multiple of this.
         seed, return_tensors, dtype, num_threads: as :class:`~lmobjectives.MLMCollator`.
