@@ -1,7 +1,10 @@
 //! `lmobjectives._core`: PyO3 bindings over `lmobjectives-core`.
 //!
-//! Conversions only: every function extracts its inputs, then runs the pure-Rust kernel with
-//! the interpreter detached ([`errors::detached`], which also turns a panic into a `RuntimeError`), then moves the result buffers into NumPy arrays.
+//! Conversions only: every function extracts its inputs (strings become core enums through
+//! their `parse(arg, s)`, rules between arguments live in the core), then runs the pure-Rust
+//! kernel with the interpreter detached through `errors::detached` (the one way out of the
+//! GIL; it also turns a panic into a `RuntimeError`), then moves the result buffers into
+//! NumPy arrays.
 
 mod contrastive;
 mod convert;
