@@ -8,7 +8,7 @@ use crate::Result;
 use crate::batch::Ragged;
 use crate::parallel::for_each_mut;
 
-/// The score of query `q` with corpus row `c`, exactly as [`Search`] computes it.
+/// The score of query `q` with corpus row `c`, exactly as [`Search`](super::Search) computes it.
 pub fn score(
     queries: &Embeddings<'_>,
     corpus: &Embeddings<'_>,
@@ -24,7 +24,7 @@ pub fn score(
 }
 
 /// Scores of `(query, corpus row)` pairs: for each query `q`, the corpus rows `pairs.row(q)`.
-/// Exactly the scores [`Search`] computes for the same pairs; an id outside the corpus or a
+/// Exactly the scores [`Search`](super::Search) computes for the same pairs; an id outside the corpus or a
 /// non-finite score is an error naming `arg`.
 pub fn pair_scores(
     arg: &str,
