@@ -76,3 +76,75 @@ def test_docstring_examples_run():
         failures, tried = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
         assert tried > 0, f"{module} has no examples"
         assert failures == 0
+
+
+# -- distribution metadata ---------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _pyproject() -> dict:
+    import tomllib
+
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def test_pyproject_metadata_is_complete():
+    project = _pyproject()["project"]
+    assert project["license"] == "Apache-2.0"  # an SPDX expression, not the old table form
+    for path in project["license-files"]:
+        assert (ROOT / path).is_file(), path
+    assert "Apache License" in (ROOT / "LICENSE").read_text()[:200]
+    assert "Python Software Foundation" in (ROOT / project["license-files"][1]).read_text()
+    assert project["authors"]
+    assert project["keywords"]
+    assert {"Homepage", "Source", "Issues"} <= set(project["urls"])
+    classifiers = set(project["classifiers"])
+    minor = [c for c in classifiers if c.startswith("Programming Language :: Python :: 3.")]
+    assert sorted(minor) == [f"Programming Language :: Python :: 3.{v}" for v in (10, 11, 12, 13)]
+    assert project["requires-python"] == ">=3.10"
+    assert "Typing :: Typed" in classifiers
+    assert any(c.startswith("Operating System ::") for c in classifiers)
+    assert (PACKAGE_DIR / "py.typed").is_file()
+
+
+def test_installed_metadata_carries_the_licence_expression():
+    from importlib.metadata import metadata
+
+    meta = metadata("lmobjectives")
+    assert meta["License-Expression"] == "Apache-2.0"
+    assert "Typing :: Typed" in meta.get_all("Classifier")
+    assert any(u.startswith("Source, ") for u in meta.get_all("Project-URL"))
+
+
+def test_the_lock_pins_every_dev_dependency():
+    """requirements/dev.lock pins (==) every package it names, and names each direct
+    dependency of the dev extra, so a fresh clone installs exactly the tested set."""
+    import re
+
+    lock = (ROOT / "requirements" / "dev.lock").read_text()
+    lines = [ln for ln in lock.splitlines() if ln and not ln.startswith((" ", "#"))]
+    assert len(lines) > 50
+    for ln in lines:
+        assert re.match(r"^[A-Za-z0-9_.\-\[\],]+==[^ ;]+( ; .+)?$", ln), ln
+    pinned = {re.split(r"[=\[ ]", ln)[0].lower().replace("_", "-") for ln in lines}
+    extras = _pyproject()["project"]["optional-dependencies"]
+    direct = {
+        re.split(r"[<>=\[ ;]", req)[0].lower()
+        for reqs in extras.values()
+        for req in reqs
+        if not req.startswith("lmobjectives")
+    }
+    assert direct <= pinned, direct - pinned
+
+
+def test_benches_import_only_public_names():
+    import ast
+
+    files = sorted((ROOT / "benches").glob("*.py"))
+    assert len(files) >= 5
+    for f in files:
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("lmobjectives"):
+                assert not any(p.startswith("_") for p in node.module.split(".")), (f, node.module)
+                assert not any(a.name.startswith("_") for a in node.names), (f, node.module)

@@ -64,7 +64,7 @@ class Key:
 class Collator:
     """Base of the collators: ``DataLoader(collate_fn=collator)``.
 
-    Handles the contract of DESIGN.md §3 once: keyed random streams (``seed``, ``epoch``,
+    Handles the contract of design: §3 once: keyed random streams (``seed``, ``epoch``,
     sample ``idx`` or batch index), :meth:`set_epoch`, :meth:`state_dict` /
     :meth:`load_state_dict`, thread-safe batch numbering (a failed call gives its number
     back), worker-aware thread counts and shared-memory output in DataLoader workers, and

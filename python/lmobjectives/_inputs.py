@@ -1,6 +1,6 @@
 """Normalises what a DataLoader hands a collator into rows the Rust kernels read.
 
-Accepted forms (DESIGN.md §3):
+Accepted forms (design: §3):
 - a list of examples, each a mapping with ``input_ids`` (list of ints or 1-D integer array)
   and optionally ``attention_mask``, ``special_tokens_mask``, ``token_type_ids``,
   ``word_ids`` (a fast tokenizer's ``word_ids()``, ``None`` for special tokens), ``idx``;

@@ -1,6 +1,6 @@
 """Seeds, epochs, batch numbering and thread counts shared by every collator.
 
-The contract (DESIGN.md §3): a row's random stream is keyed by ``(seed, epoch, key)`` where
+The contract (design: §3): a row's random stream is keyed by ``(seed, epoch, key)`` where
 the key is the example's ``idx`` when it has one, else ``(global batch index, row)``. Inside a
 PyTorch DataLoader worker the global batch index is recovered from the worker id, since the
 DataLoader hands batches to workers round-robin (worker ``w`` of ``n`` gets batches

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from lmobjectives import IGNORE_INDEX
 from lmobjectives._optional import require
 from lmobjectives._progress import Progress
 from lmobjectives.torch import MLMHead, SentencePairHead, seq2seq_loss
@@ -259,7 +260,7 @@ class _MaskedLM(_Task):
         hidden = model(batch)
         labels = batch["labels"]
         mlm_loss, logits = model.mlm(hidden, labels)  # type: ignore[operator]
-        return mlm_loss, {"mlm_accuracy": _accuracy(logits, labels[labels != -100])}
+        return mlm_loss, {"mlm_accuracy": _accuracy(logits, labels[labels != IGNORE_INDEX])}
 
 
 class _WholeWord(_MaskedLM):
@@ -294,7 +295,7 @@ class _SentencePair(_MaskedLM):
         return mlm_loss + pair_loss, {
             "mlm_loss": float(mlm_loss.detach()),
             "pair_loss": float(pair_loss.detach()),
-            "mlm_accuracy": _accuracy(logits, labels[labels != -100]),
+            "mlm_accuracy": _accuracy(logits, labels[labels != IGNORE_INDEX]),
             "pair_accuracy": _accuracy(pair_logits, pair_labels),
         }
 
@@ -390,7 +391,7 @@ class _Denoising(_Task):
             batch["decoder_attention_mask"],
         )
         labels = batch["labels"]
-        keep = labels != -100
+        keep = labels != IGNORE_INDEX
         return seq2seq_loss(logits, labels), {
             "token_accuracy": _accuracy(logits[keep], labels[keep])
         }

@@ -1,6 +1,6 @@
 """Hard-negative mining over embeddings: :func:`mine_hard_negatives` and :func:`exact_topk`.
 
-The pipeline (DESIGN.md §1): embeddings (NumPy, a memory-mapped ``.npy``, or torch tensors) →
+The pipeline (design: §2): embeddings (NumPy, a memory-mapped ``.npy``, or torch tensors) →
 candidate retrieval (Rust exact top-k on CPU, chunked torch matmul + topk on a GPU, or faiss)
 → negative selection in Rust (positives and the query's own id excluded, positive-aware
 margins, score window, rank window, top or seeded random sampling) → compact arrays of ids and

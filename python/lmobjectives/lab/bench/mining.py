@@ -24,7 +24,7 @@ top-k; 1024 queries at a time into one reused output buffer) in the same rounds;
 is ``t_sgemm / t`` — the fraction of this machine's single-precision GEMM throughput a
 contender reaches while also selecting the top k.
 
-Measuring (DESIGN.md §7, :mod:`~lmobjectives.lab.bench.runner`): one warm-up call each, then
+Measuring (design: §6, :mod:`~lmobjectives.lab.bench.runner`): one warm-up call each, then
 ``rounds`` rounds of one call each run the contenders one after the other, rotating the start;
 ``queries/s`` comes from the median time, ``vs faiss`` and ``of sgemm`` are medians over rounds
 of per-round time ratios. Peak memory is measured separately, one fresh process per contender:

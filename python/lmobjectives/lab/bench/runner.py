@@ -2,7 +2,7 @@
 table formatter. Every benchmark of :mod:`lmobjectives.lab.bench` is a :class:`Plan` of
 :class:`Case` s measured by :func:`run_plan`.
 
-Measuring (DESIGN.md §7): each contender of a case is warmed up on every one of its batches;
+Measuring (design: §6): each contender of a case is warmed up on every one of its batches;
 with a ``target``, a single call is then timed to choose ``k``, the calls per round (about
 ``target`` seconds; without one, ``k = 1``). Then ``rounds`` rounds run the contenders one after
 the other (A B C D, B C D A, …: the start rotates so no contender always follows the same one),
