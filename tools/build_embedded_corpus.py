@@ -14,6 +14,8 @@ interpreter:
 
    * ``stdlib-corpus.txt.xz`` — one sentence per line, an empty line between documents;
    * ``stdlib-vocab.txt.xz`` — one token per line, in id order;
+   * ``stdlib-labels.txt.xz`` — one label per document (its top-level package or module,
+     ``topics`` for a help topic), in document order;
    * ``stdlib-corpus.json`` — the SHA-256 and size of each file's decompressed contents, the
      counts, the source CPython version, the recipe version (``RECIPE_VERSION``);
 
@@ -63,12 +65,15 @@ SOURCE_PYTHON = "3.11.7"
 
 
 def build(progress: bool | None) -> dict[str, bytes]:
-    """The three files' contents (compressed where shipped compressed), by file name."""
+    """The four files' contents (compressed where shipped compressed), by file name."""
     t0 = time.perf_counter()
-    documents = embedded_corpus.stdlib_documents(progress=progress)
+    documents, labels = embedded_corpus.stdlib_documents_and_labels(progress=progress)
     corpus_text = _embedded_data.serialize_corpus(documents)
     if _embedded_data.parse_corpus(corpus_text) != documents:
         raise RuntimeError("the corpus text does not parse back to the extracted documents")
+    labels_text = _embedded_data.serialize_labels(labels)
+    if _embedded_data.parse_labels(labels_text) != labels:
+        raise RuntimeError("the labels do not parse back")
     sentences = [s for doc in documents for s in doc]
     print(f"extracted {len(documents):,} documents in {time.perf_counter() - t0:.1f} s")
 
@@ -87,6 +92,7 @@ def build(progress: bool | None) -> dict[str, bytes]:
     files = {
         _embedded_data.CORPUS_FILE: corpus_text,
         _embedded_data.VOCAB_FILE: vocab_text,
+        _embedded_data.LABELS_FILE: labels_text,
     }
     metadata: dict[str, Any] = {
         "format": _embedded_data.FORMAT,

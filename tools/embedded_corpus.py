@@ -55,7 +55,15 @@ from collections.abc import Iterator
 from lmobjectives._progress import Progress
 from lmobjectives._sentences import split_paragraphs, split_sentences
 
-__all__ = ["MIN_LITERAL_WORDS", "clean_block", "file_blocks", "stdlib_documents"]
+__all__ = [
+    "MIN_LITERAL_WORDS",
+    "TOPICS_LABEL",
+    "clean_block",
+    "file_blocks",
+    "file_label",
+    "stdlib_documents",
+    "stdlib_documents_and_labels",
+]
 
 #: A paragraph needs at least this many letters ...
 _MIN_PARAGRAPH_LETTERS = 12
@@ -304,6 +312,19 @@ def _stdlib_files() -> list[str]:
     return [os.path.join(root, rel) for rel in found]
 
 
+#: The label of every ``pydoc`` help topic document.
+TOPICS_LABEL = "topics"
+
+
+def file_label(path: str) -> str:
+    """A standard-library file's document label: its top-level package or module, from its
+    path relative to the standard library (``asyncio/events.py`` → ``asyncio``, ``os.py`` →
+    ``os``, ``test/test_os.py`` → ``test``)."""
+    rel = os.path.relpath(path, sysconfig.get_paths()["stdlib"])
+    top = rel.replace(os.sep, "/").split("/", 1)[0]
+    return top[: -len(".py")] if top.endswith(".py") else top
+
+
 def _topic_blocks() -> list[list[str]]:
     try:
         from pydoc_data.topics import topics
@@ -318,7 +339,16 @@ def stdlib_documents(progress: bool | None = None) -> list[list[str]]:
     See the module docstring for the recipe. ``progress`` controls a progress bar over the
     source files (``None``: on iff stderr is a TTY or ``LMOBJECTIVES_PROGRESS=1``).
     """
+    return stdlib_documents_and_labels(progress)[0]
+
+
+def stdlib_documents_and_labels(
+    progress: bool | None = None,
+) -> tuple[list[list[str]], list[str]]:
+    """:func:`stdlib_documents` and one label per document: :data:`TOPICS_LABEL` for a help
+    topic, :func:`file_label` (the top-level package or module) for a source file."""
     raw_documents: list[list[str]] = _topic_blocks()
+    raw_labels = [TOPICS_LABEL] * len(raw_documents)
     paths = _stdlib_files()
     with Progress(len(paths), "read stdlib", unit="file", enabled=progress) as bar:
         for path in paths:
@@ -326,11 +356,13 @@ def stdlib_documents(progress: bool | None = None) -> list[list[str]]:
             blocks = file_blocks(source) if source is not None else None
             if blocks:
                 raw_documents.append(blocks)
+                raw_labels.append(file_label(path))
             bar.update()
 
     seen: set[str] = set()
     documents: list[list[str]] = []
-    for blocks in raw_documents:
+    labels: list[str] = []
+    for blocks, label in zip(raw_documents, raw_labels, strict=True):
         sentences: list[str] = []
         for block in blocks:
             cleaned = clean_block(block)
@@ -340,4 +372,5 @@ def stdlib_documents(progress: bool | None = None) -> list[list[str]]:
             sentences.extend(split_sentences(cleaned))
         if sentences:
             documents.append(sentences)
-    return documents
+            labels.append(label)
+    return documents, labels

@@ -22,6 +22,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import sysconfig
 import textwrap
 from pathlib import Path
 from types import ModuleType
@@ -101,9 +102,15 @@ def saved(small, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def stdlib_docs() -> list[list[str]]:
-    """The build tool's text extraction, run on this interpreter's standard library."""
-    return embedded_corpus.stdlib_documents(progress=False)
+def stdlib_labelled() -> tuple[list[list[str]], list[str]]:
+    """The build tool's text extraction, run on this interpreter's standard library, with
+    each document's label."""
+    return embedded_corpus.stdlib_documents_and_labels(progress=False)
+
+
+@pytest.fixture(scope="session")
+def stdlib_docs(stdlib_labelled) -> list[list[str]]:
+    return stdlib_labelled[0]
 
 
 @pytest.fixture(scope="session")
@@ -1005,10 +1012,13 @@ def test_default_second_call_loads_cache(default_cache, monkeypatch):
     assert c._tokenizer is None
     # the cached corpus is verified against its checksums on every load (a version-1 cache
     # from before checksums, reused through $LMOBJECTIVES_CACHE, has none to verify)
-    version = json.loads((c.path / "manifest.json").read_text())["format_version"]
+    manifest = json.loads((c.path / "manifest.json").read_text())
     assert sorted(hashed) == (
-        sorted(["ids.npy", "sentence_offsets.npy", "document_offsets.npy", "tokenizer.json"])
-        if version == 2
+        sorted(
+            ["ids.npy", "sentence_offsets.npy", "document_offsets.npy", "tokenizer.json"]
+            + (["document_labels.json"] if "document_labels.json" in manifest["files"] else [])
+        )
+        if manifest["format_version"] == 2
         else []
     )
     monkeypatch.setenv("LMOBJECTIVES_CACHE", str(default_cache))
@@ -1063,6 +1073,9 @@ def test_default_rebuilds_broken_cache_and_survives_races(small, tmp_path, monke
 SHIPPED_SHA256 = {
     "stdlib-corpus.txt.xz": "7e77a0043b2cc587446ee01f5385529e0fb8cc0d56d42cea204a5d303f8379c2",
     "stdlib-vocab.txt.xz": "f11b3aa26b02419cf47a6feb364cbd36556ee49539011566fbc72eb7dbfd15eb",
+    # added with the per-document labels (the text, the vocabulary and every pin above and
+    # below are unchanged by them)
+    "stdlib-labels.txt.xz": "2b4c931b53a0116e25107a75a737361ac069f07d1bd0c80bf84ea3687881799b",
 }
 #: corpus_module.default_corpus_fingerprint(): ids, offsets and vocabulary.
 DEFAULT_FINGERPRINT = "5d684c6bfa00fc79b70f18ca7747a9d435413005e18ce199cb305e7b581b56c4"
@@ -1187,6 +1200,10 @@ CORRUPTIONS = {
     "corpus text changed": (
         lambda d: _recompress(d / "stdlib-corpus.txt.xz", lambda b: b.replace(b"the", b"thE", 1)),
         r"stdlib-corpus\.txt\.xz: checksum mismatch.*SHA-256",
+    ),
+    "labels changed": (
+        lambda d: _recompress(d / "stdlib-labels.txt.xz", lambda b: b.replace(b"test", b"tset", 1)),
+        r"stdlib-labels\.txt\.xz: checksum mismatch",
     ),
     "vocabulary changed": (
         lambda d: _recompress(d / "stdlib-vocab.txt.xz", lambda b: b + b"extra\n"),
@@ -1700,3 +1717,167 @@ def test_writer_memory_is_bounded(small_tokenizer, tmp_path):
     assert small_tokenizer.decode(c.sentence(-1).tolist()).split() == lines[-1]
     assert control_peak >= ids.nbytes
     assert streamed_peak < corpus_bytes / 4, (streamed_peak, corpus_bytes)
+
+
+# ------------------------------------------------------------------------------- labels
+
+
+def test_shipped_labels(shipped, default_corpus, stdlib_labelled):
+    labels = shipped.labels
+    assert len(labels) == len(shipped.documents) == default_corpus.num_documents
+    assert default_corpus.document_labels == tuple(labels)
+    # the help topics first, then the source files by path: their top-level package or module
+    topics = sum(1 for label in labels if label == "topics")
+    assert labels[:topics] == ["topics"] * topics and "topics" not in labels[topics:]
+    assert labels[topics:] == sorted(labels[topics:])
+    counts = {label: labels.count(label) for label in set(labels)}
+    assert (len(counts), counts["topics"], counts["test"], counts["asyncio"]) == (195, 78, 676, 33)
+    assert counts["json"] == 5 and counts["os"] == 1 and "os.py" not in counts
+    # the extraction labels as the shipped file does (on the CPython it came from)
+    documents, extracted = stdlib_labelled
+    assert len(extracted) == len(documents)
+    source = (shipped.metadata["python_implementation"], shipped.metadata["python_version"])
+    if (platform.python_implementation(), platform.python_version()) == source:
+        assert extracted == labels
+    stdlib = sysconfig.get_paths()["stdlib"]
+    assert embedded_corpus.file_label(os.path.join(stdlib, "asyncio", "events.py")) == "asyncio"
+    assert embedded_corpus.file_label(os.path.join(stdlib, "os.py")) == "os"
+    # the labels are beside the text, not in it: the labels file's round trip and its errors
+    data = _embedded_data.serialize_labels(["a", "b_c"])
+    assert data == b"a\nb_c\n" and _embedded_data.parse_labels(data) == ["a", "b_c"]
+    for bad in (["two\nlines"], [" padded"], [""]):
+        with pytest.raises(ValueError, match="labels"):
+            _embedded_data.serialize_labels(bad)
+
+
+LABELS = ["fox", "split", "empty", "blank first", "numbers"]
+
+
+def test_from_texts_keeps_one_label_per_kept_document(small, tokenizer):
+    assert small.document_labels is None
+    c = TokenCorpus.from_texts(DOCS, tokenizer, labels=LABELS, progress=False)
+    # DOCS[2] has no sentence: it is dropped, and its label with it
+    assert c.document_labels == ("fox", "split", "blank first", "numbers")
+    np.testing.assert_array_equal(c.ids, small.ids)
+    np.testing.assert_array_equal(c.document_offsets, small.document_offsets)
+    assert _default.fingerprint(c) == _default.fingerprint(small)  # labels are not contents
+    assert c.documents(1, 3).document_labels == ("split", "blank first")
+    assert pickle.loads(pickle.dumps(c)).document_labels == c.document_labels
+    # a generator of documents, batches smaller than a document: the same labels
+    g = TokenCorpus.from_texts(iter(DOCS), tokenizer, labels=LABELS, batch_size=1)
+    assert g.document_labels == c.document_labels
+
+
+@pytest.mark.parametrize(
+    ("documents", "labels", "exc", "match"),
+    [
+        (DOCS, LABELS[:4], ValueError, r"labels: 4 labels for 5 documents"),
+        (iter(DOCS), LABELS[:4], ValueError, r"labels: 4 labels for more documents"),
+        (iter(DOCS), [*LABELS, "extra"], ValueError, r"labels: 6 labels for 5 documents"),
+        (DOCS, "fox", TypeError, r"labels: expected a sequence of str"),
+        (DOCS, [*LABELS[:4], 5], TypeError, r"labels\[4\]: expected str, got int"),
+    ],
+)
+def test_from_texts_refuses_labels_that_do_not_fit(tokenizer, documents, labels, exc, match):
+    with pytest.raises(exc, match=match):
+        TokenCorpus.from_texts(documents, tokenizer, labels=labels, progress=False)
+
+
+def test_constructor_checks_labels(small):
+    arrays = (small.ids, small.sentence_offsets, small.document_offsets, small.vocab_size)
+    with pytest.raises(ValueError, match="document_labels: 3 labels for 4 documents"):
+        TokenCorpus(*arrays, small.tokenizer, document_labels=["a", "b", "c"])
+    with pytest.raises(TypeError, match=r"document_labels\[1\]: expected str"):
+        TokenCorpus(*arrays, small.tokenizer, document_labels=["a", None, "c", "d"])
+    c = TokenCorpus(*arrays, small.tokenizer, document_labels=list("abcd"))
+    assert c.document_labels == ("a", "b", "c", "d")
+
+
+def test_labels_are_saved_checksummed_and_loaded(tokenizer, small, saved, tmp_path):
+    c = TokenCorpus.from_texts(DOCS, tokenizer, labels=LABELS, progress=False, source="unit test")
+    path = c.save(tmp_path / "labelled")
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["format_version"] == 2
+    raw = (path / "document_labels.json").read_bytes()
+    assert json.loads(raw) == list(c.document_labels)
+    assert manifest["files"]["document_labels.json"] == {
+        "bytes": len(raw),
+        "blake2b_256": hashlib.blake2b(raw, digest_size=32).hexdigest(),
+    }
+    # the other files are those of the same corpus without labels, byte for byte
+    for name in ("ids.npy", "sentence_offsets.npy", "document_offsets.npy", "tokenizer.json"):
+        assert (path / name).read_bytes() == (saved / name).read_bytes(), name
+    loaded = TokenCorpus.load(path)
+    assert loaded.document_labels == c.document_labels
+    assert loaded.documents(2, 4).document_labels == ("blank first", "numbers")
+    assert pickle.loads(pickle.dumps(loaded.documents(2, 4))).document_labels == (
+        "blank first",
+        "numbers",
+    )
+    assert TokenCorpus.load(saved).document_labels is None  # corpora without labels still load
+    # streamed to disk: the same files
+    streamed = TokenCorpus.from_texts(
+        iter(DOCS), tokenizer, labels=LABELS, out=tmp_path / "streamed", source="unit test"
+    )
+    assert streamed.document_labels == c.document_labels
+    for name in manifest["files"]:
+        assert (tmp_path / "streamed" / name).read_bytes() == (path / name).read_bytes(), name
+
+
+def _relabel(d: Path, labels) -> None:
+    (d / "document_labels.json").write_text(json.dumps(labels, separators=(",", ":")) + "\n")
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "verify", "match"),
+    [
+        (lambda d: _relabel(d, ["fox", "split", "blank first", "NUMBERS"]), True, "checksum"),
+        (lambda d: _relabel(d, ["fox", "split", "blank first", "numberz"]), False, None),
+        (lambda d: _relabel(d, ["fox", "split", "blank first"]), True, "size"),
+        (lambda d: (d / "document_labels.json").unlink(), True, "document_labels.json: missing"),
+        (lambda d: _drop_file_entry(d, "document_labels.json"), True, None),
+        (lambda d: _drop_file_entry(d, "ids.npy"), True, "files must list exactly"),
+    ],
+)
+def test_labels_file_is_verified(tokenizer, tmp_path, corrupt, verify, match):
+    c = TokenCorpus.from_texts(DOCS, tokenizer, labels=LABELS, progress=False)
+    path = c.save(tmp_path / "c")
+    corrupt(path)
+    if match is None:  # not detectable by sizes alone / no longer a labelled corpus
+        loaded = TokenCorpus.load(path, verify=verify)
+        assert loaded.document_labels in (None, ("fox", "split", "blank first", "numberz"))
+    else:
+        with pytest.raises(ValueError, match=match):
+            TokenCorpus.load(path, verify=verify)
+
+
+def test_labels_count_is_checked_without_checksums(tokenizer, tmp_path):
+    c = TokenCorpus.from_texts(DOCS, tokenizer, labels=LABELS, progress=False)
+    path = c.save(tmp_path / "c")
+    _relabel(path, ["fox", "split", "three"])
+    size = (path / "document_labels.json").stat().st_size
+    _edit_file_entry(path, "document_labels.json", bytes=size)
+    with pytest.raises(ValueError, match=r"document_labels\.json: 3 labels for 4 documents"):
+        TokenCorpus.load(path, verify=False)
+
+
+def test_writer_labels_all_documents_or_none(tokenizer, tmp_path):
+    with TokenCorpusWriter(tmp_path / "a", tokenizer) as w:
+        w.add_documents(DOCS[:2], labels=["one", "two"])
+        w.add_documents(iter(DOCS[2:]), labels=["three", "four", "five"])
+        with pytest.raises(ValueError, match="have labels; these need them too"):
+            w.add_documents(["More text."])
+        with pytest.raises(ValueError, match="have labels"):
+            w.add_files([tmp_path])  # refused before the paths are looked at
+    assert TokenCorpus.load(tmp_path / "a").document_labels == ("one", "two", "four", "five")
+    with TokenCorpusWriter(tmp_path / "b", tokenizer) as w:
+        w.add_documents(DOCS[:1])
+        with pytest.raises(ValueError, match="have no labels"):
+            w.add_documents(DOCS[1:2], labels=["two"])
+    assert TokenCorpus.load(tmp_path / "b").document_labels is None
+    # a bad document: the documents before it stay added with their labels, and no others
+    with TokenCorpusWriter(tmp_path / "c", tokenizer) as w:
+        with pytest.raises(TypeError, match=r"documents\[1\]"):
+            w.add_documents(["First.", 7, "Third."], labels=["a", "b", "c"])
+        w.add_documents(["Fourth."], labels=["d"])
+    assert TokenCorpus.load(tmp_path / "c").document_labels == ("a", "d")

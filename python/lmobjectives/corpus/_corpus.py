@@ -16,13 +16,16 @@ from lmobjectives.corpus._encoder import (
     Encoder,
     MemorySink,
     check_documents,
+    check_labels,
     check_paths,
     feed_documents,
     feed_files,
+    feed_labelled,
 )
 from lmobjectives.corpus._format import (
     DOCUMENT_OFFSETS_FILE,
     IDS_FILE,
+    LABELS_FILE,
     MANIFEST_FILE,
     SENTENCE_OFFSETS_FILE,
     TOKENIZER_FILE,
@@ -32,7 +35,9 @@ from lmobjectives.corpus._format import (
     make_temp_dir,
     publish,
     read_arrays,
+    read_labels,
     read_manifest,
+    write_labels,
     write_manifest,
     write_text,
 )
@@ -60,6 +65,9 @@ class TokenCorpus:
             is sentences ``document_offsets[d]:document_offsets[d + 1]``.
         vocab_size: the tokenizer's vocabulary size (every id is below it).
         source: a free-text description of where the text came from.
+        document_labels: one string per document (e.g. where it came from), or ``None`` for
+            a corpus without labels. :meth:`TokenCorpus.default` labels each document with
+            its standard-library package or module (``topics`` for a help topic).
     """
 
     ids: np.ndarray
@@ -67,6 +75,7 @@ class TokenCorpus:
     document_offsets: np.ndarray
     vocab_size: int
     source: str
+    document_labels: tuple[str, ...] | None
 
     def __init__(
         self,
@@ -77,6 +86,7 @@ class TokenCorpus:
         tokenizer: Tokenizer | None = None,
         *,
         source: str = "",
+        document_labels: Sequence[str] | None = None,
         _tokenizer_path: Path | None = None,
         _path: Path | None = None,
         _mmap: bool = False,
@@ -106,11 +116,18 @@ class TokenCorpus:
             tokenizer = as_backend_tokenizer(tokenizer)
         elif _tokenizer_path is None:
             raise ValueError("tokenizer: required (the corpus must know how to decode its ids)")
+        if document_labels is not None:
+            try:
+                check_labels(document_labels, len(document_offsets) - 1)
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"document_{exc}") from None
+            document_labels = tuple(document_labels)
         self.ids = ids
         self.sentence_offsets = sentence_offsets
         self.document_offsets = document_offsets
         self.vocab_size = vocab_size
         self.source = source
+        self.document_labels = document_labels
         self._tokenizer = tokenizer
         self._tokenizer_path = _tokenizer_path
         self._path = _path
@@ -216,6 +233,9 @@ class TokenCorpus:
             self.vocab_size,
             self._tokenizer,
             source=self.source,
+            document_labels=(
+                None if self.document_labels is None else self.document_labels[start:stop]
+            ),
             _tokenizer_path=self._tokenizer_path,
         )
         origin = self._path if self._path is not None else self._range_path
@@ -282,6 +302,7 @@ class TokenCorpus:
                 self.vocab_size,
                 self.tokenizer.to_str(),
                 self.source,
+                self.document_labels,
             ),
         )
 
@@ -297,6 +318,7 @@ class TokenCorpus:
         batch_size: int = DEFAULT_BATCH_SIZE,
         progress: bool | None = None,
         source: str = "",
+        labels: Sequence[str] | None = None,
         out: str | os.PathLike[str] | None = None,
         overwrite: bool = False,
     ) -> TokenCorpus:
@@ -322,6 +344,9 @@ class TokenCorpus:
             progress: show a progress bar over the documents (``None``: iff stderr is a TTY or
                 ``LMOBJECTIVES_PROGRESS=1``).
             source: free text stored in the manifest.
+            labels: one string per document of ``documents`` (e.g. its source or topic),
+                kept as :attr:`document_labels` and saved with the corpus; the label of a
+                document that is dropped (no non-empty sentence) is dropped with it.
             out: if given, stream the corpus into this directory with a
                 :class:`TokenCorpusWriter` (memory bounded by one batch, not by the corpus) and
                 return it memory-mapped from there.
@@ -330,16 +355,29 @@ class TokenCorpus:
         Sentences that tokenize to nothing are dropped, then documents left without sentences.
 
         Raises:
-            TypeError: a document or sentence is not a ``str``, or ``tokenizer`` is not one.
-            ValueError: ``batch_size`` is not positive, or no non-empty sentence remains.
+            TypeError: a document, sentence or label is not a ``str``, or ``tokenizer`` is not
+                one.
+            ValueError: ``batch_size`` is not positive, no non-empty sentence remains, or
+                ``labels`` does not hold one label per document.
             FileExistsError: ``out`` exists and ``overwrite`` is false.
         """
         check_documents(documents)
+        if labels is not None:
+            check_labels(labels, None)
+        taken: list[str] = []
+
+        def to_encoder(encoder: Encoder) -> None:
+            if labels is None:
+                feed_documents(encoder, documents, progress, flush=True)
+            else:
+                feed_labelled(encoder, documents, labels, taken, progress, flush=True)
+
         return _build(
             _Build(tokenizer, add_special_tokens, batch_size, progress, source, out, overwrite),
-            lambda writer: writer.add_documents(documents),
-            lambda encoder: feed_documents(encoder, documents, progress, flush=True),
+            lambda writer: writer.add_documents(documents, labels=labels),
+            to_encoder,
             "documents: no non-empty sentence to tokenize",
+            taken if labels is not None else None,
         )
 
     @classmethod
@@ -405,8 +443,9 @@ class TokenCorpus:
         """Write the corpus as a directory; atomically (temp dir + rename). Returns the path.
 
         The directory holds ``ids.npy``, ``sentence_offsets.npy``, ``document_offsets.npy``,
-        ``tokenizer.json`` and ``manifest.json`` (format version :data:`FORMAT_VERSION`, with
-        each file's size and BLAKE2b-256 checksum). It is written next to ``path`` under a
+        ``tokenizer.json``, ``document_labels.json`` when the corpus has
+        :attr:`document_labels`, and ``manifest.json`` (format version :data:`FORMAT_VERSION`,
+        with each file's size and BLAKE2b-256 checksum). It is written next to ``path`` under a
         temporary name and renamed into place, so an interrupted save never leaves a directory
         that :meth:`load` accepts.
 
@@ -431,6 +470,8 @@ class TokenCorpus:
             # (Loads a lazily loaded tokenizer first, so overwriting the corpus's own directory
             # leaves this object usable.)
             write_text(tmp / TOKENIZER_FILE, self.tokenizer.to_str())
+            if self.document_labels is not None:
+                write_labels(tmp / LABELS_FILE, self.document_labels)
             write_manifest(
                 tmp,
                 vocab_size=self.vocab_size,
@@ -439,6 +480,7 @@ class TokenCorpus:
                 num_documents=self.num_documents,
                 ids_dtype=self.ids.dtype,
                 source=self.source,
+                labelled=self.document_labels is not None,
             )
             publish(tmp, path, overwrite)
         finally:
@@ -455,7 +497,8 @@ class TokenCorpus:
         Always validates the manifest (format, version, counts, dtype), the arrays against it
         (dtypes, shapes, offsets starting at 0, non-decreasing and ending at the right totals;
         the offsets are scanned in bounded-memory chunks) and every file's byte size against
-        the manifest. Never unpickles.
+        the manifest, and the labels (when the corpus has them) against the documents. Never
+        unpickles. Corpora saved without labels load with ``document_labels`` ``None``.
 
         With ``verify=True`` (the default) it also recomputes the BLAKE2b-256 checksum of every
         file and compares it with the manifest, which catches any changed byte, token ids
@@ -481,6 +524,7 @@ class TokenCorpus:
             document_offsets,
             manifest["vocab_size"],
             source=manifest["source"],
+            document_labels=read_labels(path, manifest),
             _tokenizer_path=path / TOKENIZER_FILE,
             _path=path,
             _mmap=mmap,
@@ -546,9 +590,11 @@ def _build(
     to_writer: Callable[[Any], None],
     to_encoder: Callable[[Encoder], None],
     empty_message: str,
+    labels: list[str] | None = None,
 ) -> TokenCorpus:
-    """A corpus in memory (``to_encoder`` feeds an encoder), or streamed to ``options.out``
-    (``to_writer`` feeds a :class:`~lmobjectives.TokenCorpusWriter`) and opened from there."""
+    """A corpus in memory (``to_encoder`` feeds an encoder; ``labels``, when given, is filled
+    with one label per document fed), or streamed to ``options.out`` (``to_writer`` feeds a
+    :class:`~lmobjectives.TokenCorpusWriter`) and opened from there."""
     o = options
     if o.out is not None:
         # (The writer module imports this one: TokenCorpusWriter.close() returns a TokenCorpus.)
@@ -576,6 +622,9 @@ def _build(
         encoder.vocab_size,
         encoder.tokenizer,
         source=o.source,
+        document_labels=(
+            None if labels is None else [labels[i] for i in encoder.kept_documents().tolist()]
+        ),
     )
 
 
@@ -597,6 +646,7 @@ def _from_state(
     vocab_size: int,
     tokenizer_json: str,
     source: str,
+    document_labels: tuple[str, ...] | None = None,
 ) -> TokenCorpus:
     tokenizers = tokenizers_module("unpickling a TokenCorpus")
     return TokenCorpus(
@@ -606,4 +656,5 @@ def _from_state(
         vocab_size,
         tokenizers.Tokenizer.from_str(tokenizer_json),
         source=source,
+        document_labels=document_labels,
     )

@@ -85,11 +85,16 @@ def default_corpus_source(meta: dict[str, Any]) -> str:
 
 
 def build_default_corpus(progress: bool | None) -> TokenCorpus:
-    """Read and verify the shipped text and vocabulary and tokenize the text (no caching)."""
+    """Read and verify the shipped text, vocabulary and labels and tokenize the text (no
+    caching)."""
     data = _embedded_data.load()
     tokenizer = wordpiece_tokenizer(data.vocab)
     return TokenCorpus.from_texts(
-        data.documents, tokenizer, progress=progress, source=default_corpus_source(data.metadata)
+        data.documents,
+        tokenizer,
+        progress=progress,
+        source=default_corpus_source(data.metadata),
+        labels=data.labels,
     )
 
 

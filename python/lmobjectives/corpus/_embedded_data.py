@@ -1,6 +1,6 @@
 """The embedded corpus's shipped data: reading, verifying and (for the build tool) writing it.
 
-:meth:`lmobjectives.TokenCorpus.default` is built from three files in ``lmobjectives/data/``,
+:meth:`lmobjectives.TokenCorpus.default` is built from four files in ``lmobjectives/data/``,
 produced once by ``tools/build_embedded_corpus.py`` (see its docstring for when to rerun it):
 
 ``stdlib-corpus.txt.xz``
@@ -10,8 +10,15 @@ produced once by ``tools/build_embedded_corpus.py`` (see its docstring for when 
 ``stdlib-vocab.txt.xz``
     The WordPiece vocabulary trained on that text: UTF-8, one token per line in id order (token
     ``i`` is on line ``i + 1``), a final ``\\n``.
+``stdlib-labels.txt.xz``
+    One label per document, in corpus order: UTF-8, one label per line, a final ``\n``. A
+    document from a standard-library file is labelled with the file's top-level package or
+    module (``asyncio`` for ``asyncio/base_events.py``, ``os`` for ``os.py``, ``test`` for the
+    test suite), a ``pydoc`` help topic with ``topics``. The labels are not part of the text:
+    the corpus's ids and fingerprint do not depend on them (they feed
+    :attr:`TokenCorpus.document_labels`, e.g. for probing which package a paragraph is from).
 ``stdlib-corpus.json``
-    Metadata: for each of the two files the SHA-256 and byte size of its *decompressed*
+    Metadata: for each of the three files the SHA-256 and byte size of its *decompressed*
     contents, the counts (documents, sentences, characters, vocabulary size), the CPython
     version the text was extracted from and the recipe version.
 
@@ -38,6 +45,7 @@ __all__ = [
     "DATA_DIR",
     "FORMAT",
     "FORMAT_VERSION",
+    "LABELS_FILE",
     "METADATA_FILE",
     "VOCAB_FILE",
     "EmbeddedData",
@@ -46,10 +54,12 @@ __all__ = [
     "data_checksum",
     "load",
     "parse_corpus",
+    "parse_labels",
     "parse_vocab",
     "read_file",
     "read_metadata",
     "serialize_corpus",
+    "serialize_labels",
     "serialize_vocab",
 ]
 
@@ -57,6 +67,7 @@ __all__ = [
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 CORPUS_FILE = "stdlib-corpus.txt.xz"
 VOCAB_FILE = "stdlib-vocab.txt.xz"
+LABELS_FILE = "stdlib-labels.txt.xz"
 METADATA_FILE = "stdlib-corpus.json"
 #: ``stdlib-corpus.json`` "format" and "format_version" values.
 FORMAT = "lmobjectives.embedded-corpus"
@@ -66,7 +77,7 @@ FORMAT_VERSION = 1
 #: 1,234,556 bytes for 6 and 9, 1,234,784 for 9e) but need 64 MiB to decompress.
 XZ_PRESET = 6
 
-_FILES = (CORPUS_FILE, VOCAB_FILE)
+_FILES = (CORPUS_FILE, VOCAB_FILE, LABELS_FILE)
 _COUNTS = ("documents", "sentences", "characters", "vocab_size")
 _REBUILD_HINT = (
     "the installed lmobjectives data is corrupted or was modified; reinstall lmobjectives "
@@ -87,6 +98,8 @@ class EmbeddedData(NamedTuple):
     vocab: list[str]
     #: ``stdlib-corpus.json`` as read (validated).
     metadata: dict[str, Any]
+    #: One label per document (its top-level package or module, or ``topics``).
+    labels: list[str]
 
 
 def _data_dir(data_dir: str | Path | None) -> Path:
@@ -189,6 +202,24 @@ def serialize_corpus(documents: Sequence[Sequence[str]]) -> bytes:
     return "".join("\n".join(doc) + "\n\n" for doc in documents)[:-1].encode("utf-8")
 
 
+def parse_labels(data: bytes) -> list[str]:
+    """Labels in document order from the labels format (see the module docstring)."""
+    text = data.decode("utf-8")
+    if not text:
+        return []
+    if not text.endswith("\n"):
+        raise ValueError("labels: must end with a newline")
+    return text[:-1].split("\n")
+
+
+def serialize_labels(labels: Sequence[str]) -> bytes:
+    """The labels format of ``labels``; ValueError on a label that could not be read back."""
+    for i, label in enumerate(labels):
+        if not label or label != label.strip() or "\n" in label or "\r" in label:
+            raise ValueError(f"labels[{i}]: must be non-empty, stripped and on one line")
+    return "".join(f"{label}\n" for label in labels).encode("utf-8")
+
+
 def serialize_vocab(tokens: Sequence[str]) -> bytes:
     """The vocabulary format of ``tokens`` (in id order); ValueError on an unwritable token."""
     for i, token in enumerate(tokens):
@@ -205,7 +236,7 @@ def compress(data: bytes) -> bytes:
 
 
 def data_checksum(meta: dict[str, Any]) -> str:
-    """One SHA-256 standing for the shipped data: over the two files' recorded checksums.
+    """One SHA-256 standing for the shipped data: over the files' recorded checksums.
 
     Part of the default corpus's cache key (with the recipe version); computed from the
     metadata alone, so finding the cache needs no decompression.
@@ -225,6 +256,7 @@ def load(data_dir: str | Path | None = None) -> EmbeddedData:
     meta = read_metadata(data_dir)
     documents = parse_corpus(read_file(CORPUS_FILE, meta, data_dir))
     vocab = parse_vocab(read_file(VOCAB_FILE, meta, data_dir))
+    labels = parse_labels(read_file(LABELS_FILE, meta, data_dir))
     counts = meta["counts"]
     got = {
         "documents": len(documents),
@@ -235,9 +267,11 @@ def load(data_dir: str | Path | None = None) -> EmbeddedData:
     wrong = [
         f"{key} {got[key]} (recorded: {counts[key]})" for key in _COUNTS if got[key] != counts[key]
     ]
+    if len(labels) != len(documents):
+        wrong.append(f"labels {len(labels)} (one per document)")
     if wrong:
         raise EmbeddedDataError(
             f"{_data_dir(data_dir) / METADATA_FILE}: the shipped files do not match the "
             f"recorded counts: {', '.join(wrong)}; {_REBUILD_HINT}"
         )
-    return EmbeddedData(documents, vocab, meta)
+    return EmbeddedData(documents, vocab, meta, labels)

@@ -8,7 +8,7 @@ import itertools
 import operator
 import os
 import shutil
-from collections.abc import Iterable, Sequence, Sized
+from collections.abc import Iterable, Iterator, Sequence, Sized
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +70,17 @@ class Encoder:
         self.num_tokens = 0
         self.num_sentences = 0  # non-empty sentences sent to the sink
         self.num_documents = 0  # documents with at least one of them
+        self._kept: list[np.ndarray] = []  # serial numbers of those documents, by batch
+
+    @property
+    def documents_added(self) -> int:
+        """Documents ended so far (kept or not): the serial number of the next one."""
+        return self._doc
+
+    def kept_documents(self) -> np.ndarray:
+        """The serial numbers of the documents that were kept (had a non-empty sentence), in
+        order; complete after :meth:`finish`."""
+        return np.concatenate([np.zeros(0, np.int64), *self._kept])
 
     def add_sentence(self, sentence: str) -> None:
         self._pending.append(sentence)
@@ -131,7 +142,9 @@ class Encoder:
             previous[0] = self._last_doc
             previous[1:] = kept_docs[:-1]
             self._last_doc = int(kept_docs[-1])
-        starts = np.flatnonzero(kept_docs != previous) + self.num_sentences
+        new = np.flatnonzero(kept_docs != previous)
+        self._kept.append(kept_docs[new])
+        starts = new + self.num_sentences
         self.sink.append(flat.astype(self.dtype), sentence_ends, starts[starts > 0])
         self.num_tokens += len(flat)
         self.num_sentences += len(kept_lengths)
@@ -236,15 +249,64 @@ def check_documents(documents: Any) -> None:
         )
 
 
+def check_labels(labels: Any, count: int | None) -> None:
+    """``labels`` is a sequence of ``str`` (of ``count`` items when ``count`` is known)."""
+    if isinstance(labels, str | bytes) or not isinstance(labels, Sequence):
+        raise TypeError(
+            f"labels: expected a sequence of str (one per document), got {type(labels).__name__}"
+        )
+    for i, label in enumerate(labels):
+        if not isinstance(label, str):
+            raise TypeError(f"labels[{i}]: expected str, got {type(label).__name__}")
+    if count is not None and len(labels) != count:
+        raise ValueError(f"labels: {len(labels)} labels for {count} documents")
+
+
+def feed_labelled(
+    encoder: Encoder,
+    documents: Iterable[str | Sequence[str]],
+    labels: Sequence[str],
+    taken: list[str],
+    progress: bool | None,
+    *,
+    flush: bool,
+) -> None:
+    """:func:`feed_documents`, appending the label of every document added to ``taken`` (in
+    the encoder's document order; the labels of documents left without sentences included).
+    ``labels`` must hold one label per document: checked up front when ``documents`` has a
+    length, else as they are read (the documents before a missing label stay added)."""
+    check_labels(labels, len(documents) if isinstance(documents, Sized) else None)
+    first, before = encoder.documents_added, len(taken)
+
+    def paired() -> Iterator[str | Sequence[str]]:
+        n = 0
+        for doc in documents:
+            if n == len(labels):
+                raise ValueError(f"labels: {len(labels)} labels for more documents")
+            taken.append(labels[n])
+            n += 1
+            yield doc
+        if n != len(labels):
+            raise ValueError(f"labels: {len(labels)} labels for {n} documents")
+
+    total = len(documents) if isinstance(documents, Sized) else len(labels)
+    try:
+        feed_documents(encoder, paired(), progress, flush=flush, total=total)
+    finally:  # a bad document was not added: neither is its label
+        del taken[before + encoder.documents_added - first :]
+
+
 def feed_documents(
     encoder: Encoder,
     documents: Iterable[str | Sequence[str]],
     progress: bool | None,
     *,
     flush: bool,
+    total: int | None = None,
 ) -> None:
     """Split/check each document and add it to ``encoder`` (one progress step per document)."""
-    total = len(documents) if isinstance(documents, Sized) else None
+    if total is None:
+        total = len(documents) if isinstance(documents, Sized) else None
     with Progress(total, "tokenize", unit="doc", enabled=progress) as bar:
         for d, doc in enumerate(documents):
             if isinstance(doc, str):

@@ -3,7 +3,8 @@ the manifest (counts, byte sizes, BLAKE2b-256 checksums), the CSR checks, and wr
 directory atomically (a temporary directory renamed into place).
 
 A corpus directory holds ``ids.npy``, ``sentence_offsets.npy``, ``document_offsets.npy``,
-``tokenizer.json`` and ``manifest.json``; see :meth:`~lmobjectives.TokenCorpus.save` and
+``tokenizer.json`` and ``manifest.json``, plus ``document_labels.json`` when the corpus has
+per-document labels; see :meth:`~lmobjectives.TokenCorpus.save` and
 :meth:`~lmobjectives.TokenCorpus.load`.
 """
 
@@ -15,6 +16,7 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,9 @@ import numpy as np
 #: ``manifest.json`` "format" value.
 FORMAT = "lmobjectives.TokenCorpus"
 #: ``manifest.json`` "format_version" value this code writes. Version 2 added the per-file sizes
-#: and checksums (``"files"``); version-1 corpora (without them) are still read.
+#: and checksums (``"files"``); version-1 corpora (without them) are still read. A corpus with
+#: per-document labels is version 2 with one more file (``document_labels.json``) in ``"files"``:
+#: a reader that predates labels refuses it (the file list differs) rather than dropping them.
 FORMAT_VERSION = 2
 #: Every format version :meth:`TokenCorpus.load` reads.
 READABLE_FORMAT_VERSIONS = (1, 2)
@@ -33,6 +37,8 @@ SENTENCE_OFFSETS_FILE = "sentence_offsets.npy"
 DOCUMENT_OFFSETS_FILE = "document_offsets.npy"
 TOKENIZER_FILE = "tokenizer.json"
 MANIFEST_FILE = "manifest.json"
+#: Per-document labels (optional): a JSON array of strings, one per document, in order.
+LABELS_FILE = "document_labels.json"
 ARRAY_FILES = (IDS_FILE, SENTENCE_OFFSETS_FILE, DOCUMENT_OFFSETS_FILE)
 CHECKED_FILES = (*ARRAY_FILES, TOKENIZER_FILE)
 #: The checksum: BLAKE2b with a 32-byte digest over the whole file (``b2sum -l 256 FILE``).
@@ -151,12 +157,13 @@ def read_manifest_files(path: Path, files: Any) -> dict[str, dict[str, Any]]:
     """Validate the manifest's ``"files"``: each checked file's ``bytes`` and checksum."""
     if not isinstance(files, dict):
         raise ValueError(f"{path}: files must be an object, got {type(files).__name__}")
-    if sorted(files) != sorted(CHECKED_FILES):
+    if sorted(files) not in (sorted(CHECKED_FILES), sorted((*CHECKED_FILES, LABELS_FILE))):
         raise ValueError(
-            f"{path}: files must list exactly {', '.join(CHECKED_FILES)}; got "
+            f"{path}: files must list exactly {', '.join(CHECKED_FILES)} (and "
+            f"{LABELS_FILE} for a labelled corpus); got "
             f"{', '.join(sorted(map(str, files))) or 'none'}"
         )
-    for name in CHECKED_FILES:
+    for name in files:
         entry = files[name]
         size = entry.get("bytes") if isinstance(entry, dict) else None
         digest = entry.get(CHECKSUM_KEY) if isinstance(entry, dict) else None
@@ -193,10 +200,12 @@ def write_manifest(
     num_documents: int,
     ids_dtype: np.dtype[Any],
     source: str,
+    labelled: bool = False,
 ) -> None:
-    """Write ``manifest.json`` for the (complete) files in ``directory``, with their checksums."""
+    """Write ``manifest.json`` for the (complete) files in ``directory``, with their checksums
+    (``labelled``: ``document_labels.json`` is one of them)."""
     files = {}
-    for name in CHECKED_FILES:
+    for name in (*CHECKED_FILES, LABELS_FILE) if labelled else CHECKED_FILES:
         size, digest = file_digest(directory / name)
         files[name] = {"bytes": size, CHECKSUM_KEY: digest}
     manifest = {
@@ -297,7 +306,9 @@ def check_files(path: Path, manifest: dict[str, Any], verify: bool) -> None:
     files = manifest.get("files")
     if files is None:  # format version 1
         return
-    for name in CHECKED_FILES:
+    for name in files:
+        if not (path / name).is_file():
+            raise ValueError(f"{path / name}: missing")
         size = (path / name).stat().st_size
         if size != files[name]["bytes"]:
             raise ValueError(
@@ -306,7 +317,7 @@ def check_files(path: Path, manifest: dict[str, Any], verify: bool) -> None:
                 "replaced"
             )
     if verify:
-        for name in CHECKED_FILES:
+        for name in files:
             digest = file_digest(path / name)[1]
             if digest != files[name][CHECKSUM_KEY]:
                 raise ValueError(
@@ -314,3 +325,40 @@ def check_files(path: Path, manifest: dict[str, Any], verify: bool) -> None:
                     f"says {files[name][CHECKSUM_KEY]}); the file is corrupted or was "
                     "modified"
                 )
+
+
+def write_labels(path: Path, labels: Sequence[str]) -> None:
+    """``document_labels.json``: the labels as one JSON array (UTF-8, no whitespace)."""
+    write_text(path, json.dumps(list(labels), ensure_ascii=False, separators=(",", ":")) + "\n")
+
+
+def read_labels(path: Path, manifest: dict[str, Any]) -> tuple[str, ...] | None:
+    """The corpus's per-document labels when its manifest lists ``document_labels.json``, else
+    ``None``; ValueError naming the file when it is not one string per document."""
+    files = manifest.get("files")
+    if files is None or LABELS_FILE not in files:
+        return None
+    file = path / LABELS_FILE
+    try:
+        with open(file, encoding="utf-8") as f:
+            labels = json.load(f)
+    except FileNotFoundError:
+        raise ValueError(f"{file}: missing") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{file}: not valid JSON ({exc})") from exc
+    problem = check_labels(labels, manifest["num_documents"])
+    if problem is not None:
+        raise ValueError(f"{file}: {problem}")
+    return tuple(labels)
+
+
+def check_labels(labels: Any, num_documents: int) -> str | None:
+    """What is wrong with ``labels`` as per-document labels (``None``: nothing)."""
+    if isinstance(labels, str | bytes) or not isinstance(labels, Sequence):
+        return f"expected a sequence of str (one per document), got {type(labels).__name__}"
+    if len(labels) != num_documents:
+        return f"{len(labels)} labels for {num_documents} documents"
+    for i, label in enumerate(labels):
+        if not isinstance(label, str):
+            return f"label {i}: expected str, got {type(label).__name__}"
+    return None

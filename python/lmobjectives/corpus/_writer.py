@@ -20,11 +20,14 @@ from lmobjectives.corpus._encoder import (
     discard,
     feed_documents,
     feed_files,
+    feed_labelled,
 )
 from lmobjectives.corpus._format import (
+    LABELS_FILE,
     TOKENIZER_FILE,
     make_temp_dir,
     publish,
+    write_labels,
     write_manifest,
     write_text,
 )
@@ -93,6 +96,8 @@ class TokenCorpusWriter:
         self._source = source
         self._corpus: TokenCorpus | None = None
         self._aborted = False
+        self._labels: list[str] = []  # one per document added, when they come with labels
+        self._labelled: bool | None = None  # whether they do (None: nothing added yet)
         self._encoder = Encoder(tokenizer, add_special_tokens, batch_size)  # validates
         self._tmp = make_temp_dir(self._path)
         try:
@@ -130,16 +135,37 @@ class TokenCorpusWriter:
         if self._corpus is not None:
             raise ValueError("TokenCorpusWriter: already closed (nothing more can be added)")
 
-    def add_documents(self, documents: Iterable[str | Sequence[str]]) -> None:
+    def add_documents(
+        self, documents: Iterable[str | Sequence[str]], *, labels: Sequence[str] | None = None
+    ) -> None:
         """Add documents, each a ``str`` or a sequence of sentence strings.
 
         The same rules as :meth:`TokenCorpus.from_texts` (read lazily, split, empty sentences
         and documents dropped). On a bad document (``TypeError`` naming ``documents[i]``) the
         documents before it stay added and the writer stays usable.
+
+        ``labels``: one string per document (see :meth:`TokenCorpus.from_texts`). A corpus is
+        labelled throughout or not at all: once documents were added with labels, every later
+        call needs them (and :meth:`add_files` is refused), and the other way round.
         """
         self._check_open()
         check_documents(documents)
-        feed_documents(self._encoder, documents, self._progress, flush=False)
+        self._check_labelled(labels is not None)
+        if labels is None:
+            feed_documents(self._encoder, documents, self._progress, flush=False)
+        else:
+            feed_labelled(
+                self._encoder, documents, labels, self._labels, self._progress, flush=False
+            )
+
+    def _check_labelled(self, labelled: bool) -> None:
+        if self._labelled is None or self._encoder.documents_added == 0:
+            self._labelled = labelled
+        elif self._labelled != labelled:
+            raise ValueError(
+                "labels: the documents added so far "
+                + ("have labels; these need them too" if self._labelled else "have no labels")
+            )
 
     def add_files(
         self,
@@ -153,6 +179,7 @@ class TokenCorpusWriter:
         file and line) what was read before stays added.
         """
         self._check_open()
+        self._check_labelled(False)
         files = check_paths(paths)
         feed_files(self._encoder, files, bool(one_sentence_per_line), self._progress, flush=False)
 
@@ -176,6 +203,11 @@ class TokenCorpusWriter:
             encoder.finish("TokenCorpusWriter: no non-empty sentence was added; nothing written")
             self._sink.finish(encoder.dtype)
             write_text(self._tmp / TOKENIZER_FILE, encoder.tokenizer.to_str())
+            if self._labelled:
+                labels = self._labels
+                write_labels(
+                    self._tmp / LABELS_FILE, [labels[i] for i in encoder.kept_documents().tolist()]
+                )
             write_manifest(
                 self._tmp,
                 vocab_size=encoder.vocab_size,
@@ -184,6 +216,7 @@ class TokenCorpusWriter:
                 num_documents=encoder.num_documents,
                 ids_dtype=encoder.dtype,
                 source=self._source,
+                labelled=bool(self._labelled),
             )
             publish(self._tmp, self._path, self._overwrite)
         except BaseException:
