@@ -186,6 +186,45 @@ def test_no_discriminator_gradient_reaches_the_generator_and_embeddings_are_one(
     assert any(p.grad is not None and torch.count_nonzero(p.grad) for p in d.parameters())
 
 
+class FullLogits(torch.nn.Module):
+    """A TinyEncoder generator seen through the plain call only (no ``masked_logits``)."""
+
+    def __init__(self, inner: TinyEncoder) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None):
+        return self.inner(input_ids, attention_mask, token_type_ids)
+
+
+def test_a_tiny_generator_projects_only_the_masked_positions():
+    torch.manual_seed(0)
+    d = TinyEncoder(50, 32, 1, 2, max_length=64, head="token")
+    g = TinyEncoder(50, 16, 1, 1, max_length=64, head="mlm", embedding_size=32)
+    b = masked_batch()
+    masked = b["labels"] != -100
+    full = g(b["input_ids"], b["attention_mask"])
+    torch.testing.assert_close(
+        g.masked_logits(b["input_ids"], masked, b["attention_mask"]), full[masked]
+    )
+    with pytest.raises(ValueError, match="head='mlm'"):
+        d.masked_logits(b["input_ids"], masked)
+    # the same step either way: losses, samples, labels
+    fast, slow = ElectraRTD(g, d), ElectraRTD(FullLogits(g), d, tie_embeddings=False)
+    outs = [
+        m(
+            b["input_ids"],
+            b["labels"],
+            b["attention_mask"],
+            generator=torch.Generator().manual_seed(3),
+        )
+        for m in (fast, slow)
+    ]
+    torch.testing.assert_close(outs[0].loss, outs[1].loss)
+    assert torch.equal(outs[0].corrupted_ids, outs[1].corrupted_ids)
+    assert torch.equal(outs[0].is_replaced, outs[1].is_replaced)
+
+
 def test_transformers_electra_models_with_a_derived_generator():
     import transformers
 

@@ -64,7 +64,8 @@ class ElectraRTD(nn.Module):
     Args:
         generator: an MLM taking ``input_ids``/``attention_mask``/``token_type_ids`` keywords
             and returning ``[batch, seq, vocab]`` logits (or an object with ``.logits``), e.g.
-            ``transformers.ElectraForMaskedLM`` or :class:`TinyEncoder` with ``head="mlm"``.
+            ``transformers.ElectraForMaskedLM`` or :class:`TinyEncoder` with ``head="mlm"``
+            (whose ``masked_logits`` projects only the masked positions onto the vocabulary).
         discriminator: the same call returning ``[batch, seq]`` logits (or ``.logits``), e.g.
             ``transformers.ElectraForPreTraining`` or :class:`TinyEncoder` with
             ``head="token"``.
@@ -131,11 +132,10 @@ class ElectraRTD(nn.Module):
         masked = labels != IGNORE_INDEX
         original = torch.where(masked, labels, input_ids)
 
-        gen_logits = _logits(self.generator(input_ids=input_ids, **kw))
-        masked_logits = gen_logits[masked]  # [n_masked, vocab]
+        masked_logits = self._generator_logits(input_ids, masked, kw)  # [n_masked, vocab]
         targets = original[masked]
         if masked_logits.shape[0] == 0:
-            mlm_loss = gen_logits.sum() * 0.0
+            mlm_loss = masked_logits.sum() * 0.0
             gen_accuracy = torch.zeros((), device=input_ids.device)
         else:
             mlm_loss = F.cross_entropy(masked_logits.float(), targets)
@@ -157,6 +157,18 @@ class ElectraRTD(nn.Module):
             corrupted_ids=corrupted,
             gen_accuracy=gen_accuracy,
         )
+
+    def _generator_logits(
+        self, input_ids: torch.Tensor, masked: torch.Tensor, kw: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
+        """The generator's logits at the masked positions. A generator with a
+        ``masked_logits(input_ids, masked, **kw)`` method (:class:`TinyEncoder`) projects only
+        those positions onto the vocabulary, as ELECTRA's reference does; any other is run on
+        every position and indexed."""
+        masked_logits = getattr(self.generator, "masked_logits", None)
+        if callable(masked_logits) and getattr(self.generator, "head_kind", None) == "mlm":
+            return masked_logits(input_ids, masked, **kw)  # type: ignore[no-any-return]
+        return _logits(self.generator(input_ids=input_ids, **kw))[masked]
 
     @torch.no_grad()
     def _corrupt(

@@ -129,6 +129,26 @@ class TinyEncoder(nn.Module):
         pad = None if attention_mask is None else attention_mask == 0
         return self.encoder(x, src_key_padding_mask=pad)
 
+    def masked_logits(
+        self,
+        input_ids: torch.Tensor,
+        masked: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The MLM head's logits at the positions where ``masked`` is true only,
+        ``[n_masked, vocab]``: ``forward(...)[masked]`` without projecting every other position
+        onto the vocabulary (ELECTRA's generator gathers the masked positions first too)."""
+        if self.head_kind != "mlm":
+            raise ValueError(
+                f"masked_logits: needs head='mlm', this encoder has {self.head_kind!r}"
+            )
+        h = self.hidden_states(input_ids, attention_mask, token_type_ids)[masked]
+        return self._mlm(h)
+
+    def _mlm(self, h: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.transform_norm(F.gelu(self.transform(h))))
+
     def forward(
         self,
         input_ids: torch.Tensor,
@@ -138,7 +158,7 @@ class TinyEncoder(nn.Module):
     ) -> torch.Tensor:
         h = self.hidden_states(input_ids, attention_mask, token_type_ids, position_ids)
         if self.head_kind == "mlm":
-            return self.decoder(self.transform_norm(F.gelu(self.transform(h))))
+            return self._mlm(h)
         if self.head_kind == "token":
             return self.classifier(F.gelu(self.dense(h))).squeeze(-1)
         return h
