@@ -3,12 +3,25 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
+from lmobjectives import RepeatedSampleKeyWarning
 from lmobjectives.lab.bench.workloads import BATCH_SIZE, Workload, make_workloads
 
 SEED = 0
+
+
+@pytest.fixture(autouse=True)
+def _same_batch_again():
+    """A benchmark collates the same batch many times on purpose: the collators still check
+    for repeated sample keys (so the check's cost is measured), but their warning is expected
+    here."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RepeatedSampleKeyWarning)
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,7 @@ from lmobjectives._core import (
     __version__,
 )
 from lmobjectives._optional import MissingDependencyError
+from lmobjectives._seeding import RepeatedSampleKeyWarning
 from lmobjectives.contrastive import Augmentation, ContrastivePairCollator, neighbour_pairs
 from lmobjectives.corpus import TokenCorpus, TokenCorpusWriter, train_wordpiece
 from lmobjectives.denoising import (
@@ -43,6 +44,7 @@ __all__ = [
     "MLMCollator",
     "MissingDependencyError",
     "PackingCollator",
+    "RepeatedSampleKeyWarning",
     "SentencePairDataset",
     "ShapeError",
     "T5SpanCorruptionCollator",

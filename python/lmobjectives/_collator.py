@@ -65,15 +65,19 @@ class Collator:
     """Base of the collators: ``DataLoader(collate_fn=collator)``.
 
     Handles the contract of design: §3 once: keyed random streams (``seed``, ``epoch``,
-    sample ``idx`` or batch index), :meth:`set_epoch`, :meth:`state_dict` /
-    :meth:`load_state_dict`, thread-safe batch numbering (a failed call gives its number
-    back), worker-aware thread counts and shared-memory output in DataLoader workers, and
+    sample ``idx`` or batch index), :meth:`set_epoch` (reaching DataLoader workers through
+    shared memory), :meth:`state_dict` / :meth:`load_state_dict`, thread-safe batch numbering
+    (a failed call gives its number back), the warning for a key made twice in one epoch,
+    worker-aware thread counts and shared-memory output in DataLoader workers, and
     ``return_tensors`` / ``dtype``.
     """
 
     #: Per-token example columns this objective reads beyond input_ids & co (see
     #: :func:`lmobjectives._inputs.normalize`).
     _extra_keys: tuple[str, ...] = ()
+    #: Whether the rows' streams are keyed by the examples' ``idx`` when given (else always by
+    #: batch and row).
+    _sample_keyed = True
 
     def __init__(
         self,
@@ -102,7 +106,10 @@ class Collator:
 
     def set_epoch(self, epoch: int, batch_index: int = 0) -> None:
         """Starts epoch ``epoch`` (new randomness for the same samples) at batch
-        ``batch_index``; call it at the start of every epoch, as with ``DistributedSampler``."""
+        ``batch_index``; call it at the start of every epoch, as with ``DistributedSampler``,
+        before iterating the DataLoader. It reaches the DataLoader's workers, persistent ones
+        included, whatever the start method. With ``transformers.Trainer``, use
+        :class:`lmobjectives.torch.integration.EpochCallback`."""
         self._streams.set_epoch(epoch, batch_index)
 
     def state_dict(self) -> dict[str, Any]:
@@ -119,10 +126,17 @@ class Collator:
         seed, epoch, batch_index, ticket = self._streams.reserve()
         try:
             key = Key(seed, epoch, batch_index, rows.sample_ids)
-            return self._finish(*self._make(rows, key))
+            batch = self._finish(*self._make(rows, key))
         except BaseException:
             self._streams.cancel(ticket)
             raise
+        self._record(key)
+        return batch
+
+    def _record(self, key: Key) -> None:
+        """Notes the keys of a batch just made (warns once if one repeats in this epoch)."""
+        ids = key.sample_ids if self._sample_keyed else None
+        self._streams.record(type(self).__name__, key.epoch, key.batch_index, ids)
 
     def _make(self, rows: Rows, key: Key) -> tuple[dict[str, Any], Any]:
         """Builds the batch: returns ``(arrays by name, shared-memory allocator or None)``."""

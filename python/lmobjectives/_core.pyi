@@ -147,6 +147,7 @@ def pack(
     overflow: str = "error",
     pad_token_id: int = 0,
     causal_labels: bool = False,
+    position_offset: int = 0,
     pad_to_multiple_of: int = 1,
     special_tokens_mask: Any = None,
     word_ids: Any = None,

@@ -7,7 +7,11 @@ Accepted forms (design: §3):
 - a list of sequences (lists of ints or 1-D integer arrays / tensors);
 - a 2-D integer array (or tensor), e.g. already padded rows;
 - a mapping of such arrays (a pre-collated batch, e.g. ``{"input_ids": 2-D, ...}``), whose
-  columns may also be :class:`RaggedRows` (rows stored flat, as our datasets return them).
+  columns may also be :class:`RaggedRows` (rows stored flat, as our datasets return them);
+- an :class:`ExampleBatch` (what our datasets' ``__getitems__`` return): read by its columns.
+
+``word_ids`` may hold ``None`` or ``-1`` (no word: a special token), or be a float array whose
+``NaN`` stands for ``None`` (what ``datasets``' NumPy and torch formats make of it).
 
 Per-example labels (``next_sentence_label``, ``sentence_order_label``) pass through as int64
 arrays of one value per row.
@@ -19,9 +23,9 @@ arrays are read in place when C-contiguous.
 from __future__ import annotations
 
 import operator
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -60,6 +64,60 @@ class RaggedRows:
 
     def __repr__(self) -> str:
         return f"RaggedRows({len(self)} rows, {len(self.values)} values)"
+
+
+class ExampleBatch(Sequence[dict[str, Any]]):
+    """A batch of examples stored by columns, what our datasets' ``__getitems__`` return.
+
+    The collators read the columns directly (``input_ids`` as :class:`RaggedRows`: no Python
+    object per row). Everything else sees the list of examples that ``__getitem__`` would have
+    given — ``batch[i]`` is example ``i`` as a dict, iteration yields them — so code written
+    for lists of examples works unchanged: ``transformers.Trainer``'s column filter
+    (``remove_unused_columns=True``), ``default_collate``. ``batch["input_ids"]`` is a column.
+    """
+
+    __slots__ = ("columns",)
+
+    def __init__(self, columns: dict[str, Any]) -> None:
+        self.columns = columns
+
+    def __len__(self) -> int:
+        return len(next(iter(self.columns.values())))
+
+    @overload
+    def __getitem__(self, i: int) -> dict[str, Any]: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[dict[str, Any]]: ...
+    @overload
+    def __getitem__(self, i: str) -> Any: ...
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, str):
+            return self.columns[i]
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        n = len(self)
+        j = operator.index(i)
+        if not -n <= j < n:
+            raise IndexError(f"index {i} out of range for a batch of {n}")
+        j %= n
+        return {k: _cell(v, j) for k, v in self.columns.items()}
+
+    def keys(self) -> Any:
+        """The column names."""
+        return self.columns.keys()
+
+    def __repr__(self) -> str:
+        return f"ExampleBatch({len(self)} examples, columns {list(self.columns)})"
+
+
+def _cell(column: Any, j: int) -> Any:
+    """Example ``j``'s value in a column: a row (array) or, for 1-D columns, a Python int."""
+    if isinstance(column, RaggedRows):
+        return column[j]
+    value = column[j]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
 
 
 @dataclass
@@ -175,6 +233,7 @@ def normalize(examples: Any, extra_keys: tuple[str, ...] = ()) -> Rows:
     ``extra_keys`` names further per-token columns an objective reads (e.g. BART's
     ``sentence_starts``); they are accepted and returned in :attr:`Rows.extra`.
     """
+    examples = examples.columns if isinstance(examples, ExampleBatch) else examples
     if isinstance(examples, Mapping):
         _check_keys(examples.keys(), "examples", extra_keys)
         cols = {k: _column(examples[k], k) for k in TOKEN_KEYS if examples.get(k) is not None}

@@ -187,10 +187,12 @@ class ContrastivePairCollator(Collator):
         seed, epoch, batch_index, ticket = self._streams.reserve()
         try:
             key = Key(seed, epoch, batch_index, rows.sample_ids)
-            return self._finish(*self._pair(rows, positives, key))
+            batch = self._finish(*self._pair(rows, positives, key))
         except BaseException:
             self._streams.cancel(ticket)
             raise
+        self._record(key)
+        return batch
 
     def _pair(self, rows: Rows, positives: Any, key: Key) -> tuple[dict[str, Any], Any]:
         common = {

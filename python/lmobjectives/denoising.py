@@ -23,7 +23,7 @@ import numpy as np
 
 from lmobjectives import _core
 from lmobjectives._collator import Collator, Key, check_bool, check_choice, check_positive_int
-from lmobjectives._inputs import Rows
+from lmobjectives._inputs import ExampleBatch, Rows
 from lmobjectives._tokenizer import resolve_ids
 from lmobjectives._word_starts import _vocabulary, word_start_table
 
@@ -1047,11 +1047,12 @@ class CorpusChunks:
             item["sentence_starts"] = mask
         return item
 
-    def __getitems__(self, indices: Any) -> dict[str, Any]:
+    def __getitems__(self, indices: Any) -> ExampleBatch:
         """A whole batch in one call (``DataLoader`` uses it): ``input_ids`` as one
         ``(batch, length)`` int64 array (:class:`~lmobjectives._inputs.RaggedRows` when a
         shorter last chunk is in it), ``idx`` as uint64, ``sentence_starts`` likewise — the
-        form the collators read without a Python object per row."""
+        form the collators read without a Python object per row. It also reads as the list
+        of ``self[i]`` (so ``transformers.Trainer``'s column filter works)."""
         from lmobjectives._inputs import RaggedRows
 
         idx = [operator.index(i) for i in indices]
@@ -1065,7 +1066,7 @@ class CorpusChunks:
             # No separator: chunk i is ids[i·length:(i + 1)·length], one gather for the batch.
             pos = np.asarray(idx, dtype=np.int64)[:, None] * self.length
             rows = np.asarray(self.corpus.ids)[pos + np.arange(self.length)].astype(np.int64)
-            return {"input_ids": rows, "idx": keys}
+            return ExampleBatch({"input_ids": rows, "idx": keys})
         items = [self[i] for i in idx]
         out: dict[str, Any] = {"idx": keys}
         names = ["input_ids", "sentence_starts"] if self.sentence_starts else ["input_ids"]
@@ -1077,7 +1078,7 @@ class CorpusChunks:
                 offsets = np.zeros(len(cols) + 1, dtype=np.int64)
                 np.cumsum([len(c) for c in cols], out=offsets[1:])
                 out[name] = RaggedRows(np.concatenate(cols), offsets)
-        return out
+        return ExampleBatch(out)
 
     def __repr__(self) -> str:
         return (

@@ -49,8 +49,10 @@ class PackingCollator(Collator):
     Outputs (Hugging Face names): ``input_ids``; ``attention_mask`` (1 on tokens, 0 on
     padding; with ``attention="block_diagonal"`` a ``[rows, 1, width, width]`` boolean mask,
     the 4-D form transformers models accept, that lets a token see only its own example);
-    ``position_ids`` (restart at 0 per example); ``labels`` (causal LM: the ids with −100 on
-    each example's first token and on padding; or the masking collator's labels). Optional:
+    ``position_ids`` (restart at ``position_offset``, 0 by default, for each example; RoBERTa
+    and XLM-R number positions from ``padding_idx + 1``); ``labels`` (causal LM: the ids with
+    −100 on each example's first token and on padding; or the masking collator's labels).
+    Optional:
     ``sequence_ids`` (example index per token, −1 on padding); ``cu_seqlens`` (int32 segment
     boundaries over the flattened batch, each example and each row's padding tail a segment)
     and ``max_seqlen``; ``token_type_ids`` when the examples have them.
@@ -73,11 +75,17 @@ class PackingCollator(Collator):
             ``max_length_q``/``max_length_k``, the names transformers' flash-attention path
             takes (as ``DataCollatorWithFlattening(return_flash_attn_kwargs=True)`` does).
         pad_to_multiple_of: round the row length up to a multiple of this.
+        position_offset: the first position of every example (0). RoBERTa, XLM-R and other
+            models whose position embeddings reserve ``padding_idx`` number tokens from
+            ``padding_idx + 1``: pass ``config.pad_token_id + 1`` (2 for RoBERTa); padding slots
+            then get ``padding_idx``, as the models' own numbering gives them.
         seed, return_tensors, dtype, num_threads: as for :class:`~lmobjectives.MLMCollator`.
 
     The collator records how full its rows were: :attr:`efficiency` = tokens / slots over all
     batches it made.
     """
+
+    _sample_keyed = False  # masks in packed rows are keyed by (batch, packed row)
 
     def __init__(
         self,
@@ -95,6 +103,7 @@ class PackingCollator(Collator):
         return_cu_seqlens: bool = False,
         return_flash_attn_kwargs: bool = False,
         pad_to_multiple_of: int | None = None,
+        position_offset: int = 0,
         seed: int | None = None,
         return_tensors: Literal["np", "pt"] = "np",
         dtype: Literal["int64", "int32"] = "int64",
@@ -128,6 +137,9 @@ class PackingCollator(Collator):
             "return_flash_attn_kwargs", return_flash_attn_kwargs
         )
         self.pad_to_multiple_of = check_positive_int("pad_to_multiple_of", pad_to_multiple_of)
+        if isinstance(position_offset, bool) or not isinstance(position_offset, int):
+            raise TypeError(f"position_offset: expected an int, got {position_offset!r}")
+        self.position_offset = position_offset  # its range is checked by the kernel
         self._tokens = 0
         self._slots = 0
 
@@ -153,6 +165,7 @@ class PackingCollator(Collator):
             overflow=self.overflow,
             pad_token_id=self.pad_token_id,
             causal_labels=self.labels == "causal",
+            position_offset=self.position_offset,
             pad_to_multiple_of=self.pad_to_multiple_of or 1,
             special_tokens_mask=rows.special_tokens_mask if masker is not None else None,
             word_ids=rows.word_ids if masker is not None else None,
@@ -228,7 +241,8 @@ class PackingCollator(Collator):
             f"return_sequence_ids={self.return_sequence_ids}, "
             f"return_cu_seqlens={self.return_cu_seqlens}, "
             f"return_flash_attn_kwargs={self.return_flash_attn_kwargs}, "
-            f"pad_to_multiple_of={self.pad_to_multiple_of}, seed={self.seed}, "
+            f"pad_to_multiple_of={self.pad_to_multiple_of}, "
+            f"position_offset={self.position_offset}, seed={self.seed}, "
             f"return_tensors={self.return_tensors!r}, dtype={self.dtype!r}, "
             f"num_threads={self.num_threads})"
         )

@@ -11,12 +11,14 @@ import numpy as np
 
 from lmobjectives import _core
 from lmobjectives._collator import check_choice
-from lmobjectives._inputs import RaggedRows
-from lmobjectives._seeding import check_num_threads, check_seed, resolve_num_threads
+from lmobjectives._inputs import ExampleBatch, RaggedRows
+from lmobjectives._seeding import EpochCell, check_num_threads, check_seed, resolve_num_threads
 
 __all__ = ["SentencePairDataset"]
 
-#: Sample keys (``idx``) are ``epoch << EPOCH_SHIFT | item``, unique across epochs.
+#: Sample keys (``idx``) are ``epoch << EPOCH_SHIFT | instance``: global (the same on every
+#: rank and for every world size, see :meth:`SentencePairDataset.shard`) and unique across
+#: epochs.
 EPOCH_SHIFT = 40
 
 
@@ -38,7 +40,9 @@ class SentencePairDataset:
     An item is ``{"input_ids": [CLS] A [SEP] B [SEP], "token_type_ids": 0…0 1…1,
     <label_name>: 1 = random next (NSP) / swapped (SOP), "idx": sample key}`` with int64
     arrays; ``__getitems__`` (used by ``DataLoader``) returns a whole batch at once with the
-    rows stored flat. Pass the batches to an :class:`~lmobjectives.MLMCollator` (any masking
+    rows stored flat, which also reads as the list of those items (so ``transformers.Trainer``'s
+    default ``remove_unused_columns=True`` works; it drops ``idx``, and masks are then keyed by
+    batch and row). Pass the batches to an :class:`~lmobjectives.MLMCollator` (any masking
     unit) for ``BertForPreTraining``/``AlbertForPreTraining`` batches: it masks, pads and keeps
     the label; masks are keyed by ``idx``, so they are a pure function of (seed, epoch, item)
     too.
@@ -98,6 +102,8 @@ class SentencePairDataset:
         self._rank, self._world = 0, 1
         self._epoch = -1
         self._index: dict[str, np.ndarray] = {}
+        # The epoch set in the main process, read by copies in DataLoader workers.
+        self._cell = EpochCell(slots=0)
         self.set_epoch(epoch)
 
     def _special(self, given: int | None, token: str, name: str) -> int:
@@ -113,13 +119,27 @@ class SentencePairDataset:
 
     @property
     def epoch(self) -> int:
+        self._sync()
         return self._epoch
 
     def set_epoch(self, epoch: int) -> None:
         """Builds pass ``epoch``: new chunks, pairs, truncations and order for the same corpus
-        (what Google BERT's ``dupe_factor`` copies give, one per epoch)."""
+        (what Google BERT's ``dupe_factor`` copies give, one per epoch). Copies in DataLoader
+        workers (persistent ones included) follow: they rebuild the pass on their next item.
+        ``transformers.Trainer`` does not call it (accelerate calls the sampler's instead):
+        use :class:`lmobjectives.torch.integration.EpochCallback`."""
         if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch < 1 << 23:
             raise ValueError(f"epoch: expected an int in [0, 2**23), got {epoch!r}")
+        self._build(epoch)
+        self._cell.write(epoch, 0)
+
+    def _sync(self) -> None:
+        """Follows the epoch set in the main process (in a DataLoader worker's copy)."""
+        _, epoch, _ = self._cell.read()
+        if epoch != self._epoch:
+            self._build(epoch)
+
+    def _build(self, epoch: int) -> None:
         if epoch == self._epoch:
             return
         c = self.corpus
@@ -140,7 +160,12 @@ class SentencePairDataset:
 
     def shard(self, rank: int, world_size: int) -> SentencePairDataset:
         """This dataset's share for rank ``rank`` of ``world_size`` (items ``rank``,
-        ``rank + world_size``, …): disjoint, deterministic, covering every instance once."""
+        ``rank + world_size``, …): disjoint, deterministic, covering every instance once.
+
+        The shard's items keep their global sample keys (``idx`` names the instance, not its
+        place in the shard), so an instance's masks are a function of (seed, epoch, instance)
+        whatever the rank and the world size. The shard is a view: it shares the epoch with
+        this dataset."""
         for name, v in (("rank", rank), ("world_size", world_size)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ValueError(f"{name}: expected a non-negative int, got {v!r}")
@@ -155,10 +180,12 @@ class SentencePairDataset:
     # -- items ---------------------------------------------------------------------------------
 
     def __len__(self) -> int:
+        self._sync()
         n = len(self._index["label"])
         return max(0, (n - self._rank + self._world - 1) // self._world)
 
     def _rows(self, items: Any) -> tuple[np.ndarray, ...]:
+        self._sync()
         idx = self._index
         return _core.pair_rows(
             np.asarray(self.corpus.ids),  # a view: memory-mapped corpora stay on disk
@@ -184,21 +211,26 @@ class SentencePairDataset:
             "idx": int(keys[0]),
         }
 
-    def __getitems__(self, indices: Any) -> dict[str, Any]:
-        """A whole batch in one call: ``input_ids``/``token_type_ids`` as
-        :class:`~lmobjectives._inputs.RaggedRows`, the labels and sample keys as arrays."""
+    def __getitems__(self, indices: Any) -> ExampleBatch:
+        """A whole batch in one call, stored by columns (``input_ids``/``token_type_ids`` as
+        :class:`~lmobjectives._inputs.RaggedRows`, the labels and sample keys as arrays) for
+        the collators; it also reads as the list of ``self[i]`` (``batch[j]``, iteration), as
+        code written for ``__getitem__`` expects."""
         if not isinstance(indices, list):
             indices = list(indices)
         ids, types, offsets, labels, keys = self._rows(indices)
-        return {
-            "input_ids": RaggedRows(ids, offsets),
-            "token_type_ids": RaggedRows(types, offsets),
-            self.label_name: labels,
-            "idx": keys,
-        }
+        return ExampleBatch(
+            {
+                "input_ids": RaggedRows(ids, offsets),
+                "token_type_ids": RaggedRows(types, offsets),
+                self.label_name: labels,
+                "idx": keys,
+            }
+        )
 
     def label_balance(self) -> float:
         """The share of label 1 among this pass's instances."""
+        self._sync()
         labels = self._index["label"][self._rank :: self._world]
         return float(labels.mean()) if labels.size else 0.0
 

@@ -1,8 +1,8 @@
 //! Sequence packing: many short examples in few rows, with no attention across examples.
 //!
 //! A [`PackPlan`] says which examples share a row (first-fit-decreasing bin packing, or greedy
-//! in input order); [`pack`] then writes the rows with `position_ids` restarting at 0 for each
-//! example, per-token sequence ids, example-start flags (for masking that must not cross
+//! in input order); [`pack`] then writes the rows with `position_ids` restarting at 0 (or at a
+//! `position_offset`, e.g. RoBERTa's `padding_idx + 1`) for each example, per-token sequence ids, example-start flags (for masking that must not cross
 //! examples), optional causal-LM labels (−100 on each example's first token, as Hugging Face's
 //! `DataCollatorWithFlattening` does) and flash-attention `cu_seqlens`.
 //!
@@ -185,7 +185,8 @@ pub struct Packed<O> {
     pub input_ids: Vec<O>,
     /// 1 on tokens of an example, 0 on padding.
     pub attention_mask: Vec<O>,
-    /// Position within its example (0, 1, …); 0 on padding.
+    /// Position within its example plus the position offset (`o`, `o + 1`, …); on padding
+    /// `o - 1` (RoBERTa's padding index when `o` is `padding_idx + 1`), or 0 when `o` is 0.
     pub position_ids: Vec<O>,
     /// Index of the example (in input order); −1 on padding.
     pub sequence_ids: Vec<O>,
@@ -202,13 +203,14 @@ pub struct Packed<O> {
 }
 
 /// Writes the rows of `plan` (each `width` long, `width` ≥ every row's total) from the
-/// example rows `examples`.
+/// example rows `examples`; each example's positions start at `position_offset` (≥ 0).
 pub fn pack<T: TokenId, O: OutId>(
     examples: &Ragged<'_, T>,
     plan: &PackPlan,
     width: usize,
     pad_token_id: i64,
     causal_labels: bool,
+    position_offset: i64,
     threads: usize,
 ) -> Result<Packed<O>> {
     if plan.examples.len() != examples.rows()
@@ -216,6 +218,7 @@ pub fn pack<T: TokenId, O: OutId>(
     {
         return Err(CoreError::shape("plan", "does not cover the examples"));
     }
+    check_position_offset(position_offset, width)?;
     let totals = row_totals(examples, plan, width)?;
     let threads = threads_for(threads, examples.values.len(), 32 * 1024);
     let [
@@ -224,7 +227,15 @@ pub fn pack<T: TokenId, O: OutId>(
         position_ids,
         sequence_ids,
         labels,
-    ] = write_rows(examples, plan, width, pad_token_id, causal_labels, threads)?;
+    ] = write_rows(
+        examples,
+        plan,
+        width,
+        pad_token_id,
+        causal_labels,
+        position_offset,
+        threads,
+    )?;
     let (boundaries, cu_seqlens, max_seqlen) = segments(examples, plan, width, &totals);
     Ok(Packed {
         rows: plan.rows(),
@@ -267,6 +278,18 @@ fn row_totals<T>(examples: &Ragged<'_, T>, plan: &PackPlan, width: usize) -> Res
     Ok(totals)
 }
 
+/// The positions must stay in int32 (the narrowest output): `0 <= offset` and
+/// `offset + width <= i32::MAX`.
+fn check_position_offset(position_offset: i64, width: usize) -> Result<()> {
+    if position_offset < 0 || position_offset.saturating_add(width as i64) > i64::from(i32::MAX) {
+        return Err(CoreError::invalid(
+            "position_offset",
+            format!("must be in [0, 2**31 - row width], got {position_offset}"),
+        ));
+    }
+    Ok(())
+}
+
 /// `[input_ids, attention_mask, position_ids, sequence_ids, labels]` of the packed rows
 /// (labels stay zero unless `causal_labels`).
 fn write_rows<T: TokenId, O: OutId>(
@@ -275,10 +298,12 @@ fn write_rows<T: TokenId, O: OutId>(
     width: usize,
     pad_token_id: i64,
     causal_labels: bool,
+    position_offset: i64,
     threads: usize,
 ) -> Result<[Vec<O>; 5]> {
     let pad = O::from_i64(pad_token_id);
     let ignore = O::from_i64(IGNORE_INDEX);
+    let pad_position = O::from_i64((position_offset - 1).max(0));
     fill_rows(
         threads,
         plan.rows(),
@@ -290,7 +315,7 @@ fn write_rows<T: TokenId, O: OutId>(
                 for (k, &x) in src.iter().enumerate() {
                     ids[t + k] = O::from_i64(x.to_i64());
                     attn[t + k] = O::from_i64(1);
-                    pos[t + k] = O::from_i64(k as i64);
+                    pos[t + k] = O::from_i64(position_offset + k as i64);
                     seq[t + k] = O::from_i64(i64::from(e));
                     if causal_labels {
                         lab[t + k] = if k == 0 {
@@ -303,6 +328,7 @@ fn write_rows<T: TokenId, O: OutId>(
                 t += src.len();
             }
             ids[t..].fill(pad);
+            pos[t..].fill(pad_position);
             seq[t..].fill(O::from_i64(-1));
             if causal_labels {
                 lab[t..].fill(ignore);
@@ -428,6 +454,8 @@ pub struct PackOptions {
     pub overflow: Overflow,
     pub pad_token_id: i64,
     pub causal_labels: bool,
+    /// First position of every example (0; RoBERTa and XLM-R number from `padding_idx + 1`).
+    pub position_offset: i64,
     /// Round the row width up to a multiple of this (1 = no rounding).
     pub multiple_of: usize,
     pub threads: usize,
@@ -447,7 +475,7 @@ impl PackOptions {
                 "must be a positive integer",
             ));
         }
-        Ok(())
+        check_position_offset(self.position_offset, 0)
     }
 
     /// The examples cut as [`Overflow`] says; `None` when nothing needs cutting.
@@ -620,6 +648,7 @@ fn pack_with_columns<U: TokenId, T, O: OutId>(
         width,
         o.pad_token_id,
         o.causal_labels,
+        o.position_offset,
         o.threads,
     )?;
     let columns = columns
@@ -710,7 +739,7 @@ mod tests {
         let r = Ragged::new("x", &ids, &[0, 3, 5, 6]).unwrap();
         let p = plan(&[3, 2, 1], 4, Strategy::FirstFitDecreasing).unwrap();
         assert_eq!(p.examples, [0, 2, 1]);
-        let out = pack::<i64, i64>(&r, &p, 4, 0, true, 1).unwrap();
+        let out = pack::<i64, i64>(&r, &p, 4, 0, true, 0, 1).unwrap();
         assert_eq!(out.input_ids, [10, 11, 12, 30, 20, 21, 0, 0]);
         assert_eq!(out.position_ids, [0, 1, 2, 0, 0, 1, 0, 0]);
         assert_eq!(out.sequence_ids, [0, 0, 0, 2, 1, 1, -1, -1]);
@@ -719,11 +748,19 @@ mod tests {
         assert_eq!(out.boundaries, [1, 0, 0, 1, 1, 0, 0, 0]);
         assert_eq!(out.cu_seqlens, [0, 3, 4, 6, 8]);
         assert_eq!(out.max_seqlen, 3);
-        let flat = pack::<i64, i32>(&r, &PackPlan::single_row(3), 6, 0, false, 1).unwrap();
+        let flat = pack::<i64, i32>(&r, &PackPlan::single_row(3), 6, 0, false, 0, 1).unwrap();
         assert_eq!(flat.cu_seqlens, [0, 3, 5, 6]);
         assert!(flat.labels.is_empty());
-        assert!(pack::<i64, i64>(&r, &PackPlan::single_row(3), 5, 0, false, 1).is_err());
+        assert!(pack::<i64, i64>(&r, &PackPlan::single_row(3), 5, 0, false, 0, 1).is_err());
         assert!((efficiency(&[3, 2, 1], 2, 4) - 0.75).abs() < 1e-12);
+        // RoBERTa numbering: positions from padding_idx + 1 = 2, padding at padding_idx = 1.
+        let roberta = pack::<i64, i64>(&r, &p, 4, 1, false, 2, 1).unwrap();
+        assert_eq!(roberta.position_ids, [2, 3, 4, 2, 2, 3, 1, 1]);
+        assert_eq!(roberta.input_ids, [10, 11, 12, 30, 20, 21, 1, 1]);
+        let one = pack::<i64, i64>(&r, &p, 4, 0, false, 1, 1).unwrap();
+        assert_eq!(one.position_ids, [1, 2, 3, 1, 1, 2, 0, 0]);
+        assert!(pack::<i64, i64>(&r, &p, 4, 0, false, -1, 1).is_err());
+        assert!(pack::<i64, i64>(&r, &p, 4, 0, false, i64::from(i32::MAX) - 3, 1).is_err());
     }
 
     #[test]
@@ -755,6 +792,7 @@ mod tests {
             overflow,
             pad_token_id: 0,
             causal_labels: false,
+            position_offset: 0,
             multiple_of: 1,
             threads: 1,
         }
@@ -797,6 +835,11 @@ mod tests {
             ..flat
         };
         assert!(err(zero).starts_with("pad_to_multiple_of:"));
+        let negative = PackOptions {
+            position_offset: -2,
+            ..flat
+        };
+        assert!(err(negative).starts_with("position_offset: must be in [0,"));
         let empty = Ragged::new("input_ids", &ids[..0], &[0, 0]).unwrap();
         let e = pack_batch::<i64, i64>(&empty, &[], &flat).unwrap_err();
         assert!(e.to_string().contains("row 0 is empty"));

@@ -399,7 +399,8 @@ fn fair_coin_heads(k: u64, rng: &mut Rng) -> u64 {
 
 /// The instances rank `rank` of `world` reads, for `indices` into its shard of `total`
 /// instances: item `i` is instance `i * world + rank` and a negative item counts from the
-/// end. Returns the instance numbers and their sample keys `epoch << 40 | item`.
+/// end. Returns the instance numbers and their sample keys `epoch << 40 | instance`: keys are
+/// global, so an instance's masks do not depend on the rank or the world size.
 pub fn shard_items(
     total: u64,
     indices: &[i64],
@@ -422,8 +423,9 @@ pub fn shard_items(
                 len,
             });
         }
-        items.push(local as u64 * world + rank);
-        keys.push((epoch << 40) | local as u64);
+        let instance = local as u64 * world + rank;
+        items.push(instance);
+        keys.push((epoch << 40) | instance);
     }
     Ok((items, keys))
 }
@@ -703,5 +705,18 @@ mod tests {
         };
         assert!(build_index(&c, &bad, 0, 0, 1).is_err());
         assert!(Task::parse("task", "mlm").is_err());
+    }
+
+    #[test]
+    fn shard_keys_are_global() {
+        // 10 instances over 3 ranks: rank 1 holds instances 1, 4, 7; its keys are the
+        // instances' own numbers (with the epoch above bit 40), whatever the world size.
+        let (items, keys) = shard_items(10, &[0, 1, -1], 1, 3, 2).unwrap();
+        assert_eq!(items, [1, 4, 7]);
+        assert_eq!(keys, [(2 << 40) | 1, (2 << 40) | 4, (2 << 40) | 7]);
+        let (whole, whole_keys) = shard_items(10, &[1, 4, 7], 0, 1, 2).unwrap();
+        assert_eq!((whole, whole_keys), (items, keys));
+        assert!(shard_items(10, &[3], 1, 3, 0).is_err());
+        assert!(shard_items(10, &[0], 3, 3, 0).is_err());
     }
 }

@@ -13,7 +13,7 @@ use numpy::{
 use pyo3::PyErr;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyList, PyTuple};
+use pyo3::types::{PyFloat, PyList, PyTuple};
 
 use crate::errors::to_py;
 
@@ -222,7 +222,9 @@ fn ragged_parts(obj: &Bound<'_, PyAny>, arg: &str) -> PyResult<Option<(Vec<i64>,
 }
 
 /// Extracts per-token word indices (a fast tokenizer's `word_ids()`), where `None` (a special
-/// token) becomes `-1`; dense 2-D integer arrays are accepted too.
+/// token) becomes `-1`; dense 2-D integer arrays are accepted too, and float arrays and
+/// values, whose NaN is what `None` becomes in `datasets`' NumPy and torch formats (NaN
+/// becomes `-1`; other values must be integral).
 pub fn word_id_rows(
     obj: &Bound<'_, PyAny>,
     arg: &str,
@@ -247,8 +249,25 @@ pub fn word_id_rows(
             };
         }
         gather!(i64, i32, i16, i8, u32, u16, u8);
+        macro_rules! gather_float {
+            ($($t:ty),*) => {
+                $(
+                    if let Ok(a) = arr.cast::<PyArray2<$t>>() {
+                        let ro = a.readonly();
+                        let mut values = Vec::with_capacity(rows * cols);
+                        for ((r, t), &x) in ro.as_array().indexed_iter() {
+                            values.push(float_word_id(f64::from(x), -1, || {
+                                format!("{}[{t}]", row_name(rows_name, arg, r))
+                            })?);
+                        }
+                        return Ok((values, dense_offsets(rows, cols)));
+                    }
+                )*
+            };
+        }
+        gather_float!(f64, f32);
         return Err(PyTypeError::new_err(format!(
-            "{arg}: word ids must have an integer dtype, got {}",
+            "{arg}: word ids must have an integer or float dtype, got {}",
             dtype_name(arr)
         )));
     }
@@ -319,7 +338,7 @@ fn push_row<V>(
         return push_items(tup.iter(), arg, none_as, conv, out);
     }
     if let Ok(arr) = row.cast::<PyUntypedArray>() {
-        return push_array(arr, arg, allow_bool, conv, out);
+        return push_array(arr, arg, allow_bool, none_as, conv, out);
     }
     Err(PyTypeError::new_err(format!(
         "{arg}: expected a list of ints or a 1-D integer array, got {}",
@@ -343,6 +362,12 @@ fn push_items<'py, V>(
             out.push(conv(v));
             continue;
         }
+        if let Some(v) = none_as
+            && let Ok(f) = item.cast::<PyFloat>()
+        {
+            out.push(conv(float_word_id(f.value(), v, || format!("{arg}[{t}]"))?));
+            continue;
+        }
         let v = item.extract::<i64>().map_err(|_| {
             PyTypeError::new_err(format!(
                 "{arg}[{t}]: expected an integer, got {} ({})",
@@ -355,11 +380,31 @@ fn push_items<'py, V>(
     Ok(())
 }
 
-/// A row given as a 1-D NumPy array of integers (or bools, where allowed).
+/// A float where an optional integer is expected (`none_as` given: word ids): NaN — how
+/// `datasets`' NumPy and torch formats store `None` — becomes `none_as`; an integral value in
+/// ±2⁵³ is that integer; anything else is a `TypeError` (as any other non-integer is)
+/// naming `position()`.
+fn float_word_id(x: f64, none_as: i64, position: impl Fn() -> String) -> PyResult<i64> {
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    if x.is_nan() {
+        return Ok(none_as);
+    }
+    if x.fract() != 0.0 || !(-EXACT..=EXACT).contains(&x) {
+        return Err(PyTypeError::new_err(format!(
+            "{}: expected an integer (or NaN for none), got {x}",
+            position()
+        )));
+    }
+    Ok(x as i64)
+}
+
+/// A row given as a 1-D NumPy array of integers (or bools, where allowed; or floats with NaN
+/// for none, where `none_as` is given).
 fn push_array<V>(
     arr: &Bound<'_, PyUntypedArray>,
     arg: &str,
     allow_bool: bool,
+    none_as: Option<i64>,
     conv: &impl Fn(i64) -> V,
     out: &mut Vec<V>,
 ) -> PyResult<()> {
@@ -403,6 +448,19 @@ fn push_array<V>(
         };
     }
     gather!(i64, i32, u32, u16, i16, u8, i8, u64);
+    push_non_integer_array(arr, arg, allow_bool, none_as, conv, out)
+}
+
+/// [`push_array`] for the dtypes that are not integers: bools (where allowed), floats with
+/// NaN for none (where `none_as` is given); an error for any other.
+fn push_non_integer_array<V>(
+    arr: &Bound<'_, PyUntypedArray>,
+    arg: &str,
+    allow_bool: bool,
+    none_as: Option<i64>,
+    conv: &impl Fn(i64) -> V,
+    out: &mut Vec<V>,
+) -> PyResult<()> {
     if allow_bool && let Ok(a) = arr.cast::<PyArray1<bool>>() {
         a.readonly()
             .as_array()
@@ -410,10 +468,41 @@ fn push_array<V>(
             .for_each(|&x| out.push(conv(i64::from(x))));
         return Ok(());
     }
+    if let Some(none) = none_as
+        && push_float_array(arr, arg, none, conv, out)?
+    {
+        return Ok(());
+    }
     Err(PyTypeError::new_err(format!(
         "{arg}: expected an integer array, got dtype {}",
         dtype_name(arr)
     )))
+}
+
+/// A 1-D float array where optional integers are expected (word ids): NaN becomes `none_as`
+/// ([`float_word_id`]). `Ok(false)` when the array is not of a float dtype.
+fn push_float_array<V>(
+    arr: &Bound<'_, PyUntypedArray>,
+    arg: &str,
+    none_as: i64,
+    conv: &impl Fn(i64) -> V,
+    out: &mut Vec<V>,
+) -> PyResult<bool> {
+    macro_rules! gather_float {
+        ($($t:ty),*) => {
+            $(
+                if let Ok(a) = arr.cast::<PyArray1<$t>>() {
+                    for (t, &x) in a.readonly().as_array().iter().enumerate() {
+                        let v = float_word_id(f64::from(x), none_as, || format!("{arg}[{t}]"))?;
+                        out.push(conv(v));
+                    }
+                    return Ok(true);
+                }
+            )*
+        };
+    }
+    gather_float!(f64, f32);
+    Ok(false)
 }
 
 /// The fast path for the common row type, a list of exact Python `int`s: items are read as

@@ -51,6 +51,21 @@ fn aligned_columns(
     Ok(columns)
 }
 
+/// The gathered columns as the kernel reads them.
+fn as_aligned(gathered: &[Column]) -> PyResult<Vec<AlignedColumn<'_>>> {
+    gathered
+        .iter()
+        .map(|(name, (v, o), pad_value)| {
+            let rows = Ragged::new(name, v, o).map_err(to_py)?;
+            Ok(AlignedColumn {
+                name,
+                rows,
+                pad_value: *pad_value,
+            })
+        })
+        .collect()
+}
+
 /// The packed batch as the dict `pack` returns.
 fn to_dict<'py, O: OutId + Element>(
     py: Python<'py>,
@@ -81,13 +96,15 @@ fn to_dict<'py, O: OutId + Element>(
 
 /// Packs examples into rows (`layout="rows"`, first-fit-decreasing or greedy) or one
 /// padding-free row (`layout="flat"`). Returns a dict: `input_ids`, `attention_mask`,
-/// `position_ids`, `sequence_ids`, `boundaries`, optional causal `labels`, `cu_seqlens` (int32),
-/// `max_seqlen`, `num_tokens`, `num_sequences`, and any aligned columns given, packed alike.
+/// `position_ids` (from `position_offset` in each example), `sequence_ids`, `boundaries`,
+/// optional causal `labels`, `cu_seqlens` (int32), `max_seqlen`, `num_tokens`,
+/// `num_sequences`, and any aligned columns given, packed alike.
 #[pyfunction]
 #[pyo3(signature = (
     examples, *, max_length=None, layout="rows", strategy="ffd", overflow="error",
-    pad_token_id=0, causal_labels=false, pad_to_multiple_of=1, special_tokens_mask=None,
-    word_ids=None, token_type_ids=None, dtype="int64", num_threads=1, rows_name=None,
+    pad_token_id=0, causal_labels=false, position_offset=0, pad_to_multiple_of=1,
+    special_tokens_mask=None, word_ids=None, token_type_ids=None, dtype="int64", num_threads=1,
+    rows_name=None,
 ))]
 #[allow(clippy::too_many_arguments)]
 pub fn pack<'py>(
@@ -99,6 +116,7 @@ pub fn pack<'py>(
     overflow: &str,
     pad_token_id: i64,
     causal_labels: bool,
+    position_offset: i64,
     pad_to_multiple_of: usize,
     special_tokens_mask: Option<&Bound<'py, PyAny>>,
     word_ids: Option<&Bound<'py, PyAny>>,
@@ -115,6 +133,7 @@ pub fn pack<'py>(
         overflow: Overflow::parse("overflow", overflow).map_err(to_py)?,
         pad_token_id,
         causal_labels,
+        position_offset,
         multiple_of: pad_to_multiple_of,
         threads: num_threads,
     };
@@ -125,17 +144,7 @@ pub fn pack<'py>(
         "input_ids",
         key_name(rows_name, "input_ids").as_deref(),
     )?;
-    let columns = gathered
-        .iter()
-        .map(|(name, (v, o), pad_value)| {
-            let rows = Ragged::new(name, v, o).map_err(to_py)?;
-            Ok(AlignedColumn {
-                name,
-                rows,
-                pad_value: *pad_value,
-            })
-        })
-        .collect::<PyResult<Vec<_>>>()?;
+    let columns = as_aligned(&gathered)?;
     let names: Vec<&str> = gathered.iter().map(|c| c.0).collect();
     let labels = options.causal_labels;
     with_rows!(rows, "input_ids", |r| match dtype {

@@ -123,8 +123,8 @@ fn ranges<'a>(a: &'a PyReadonlyArray2<'_, u64>, arg: &str) -> PyResult<&'a [[u64
 
 /// `[CLS] A [SEP] B [SEP]` for items `indices` of the shard `rank`/`world` (item `i` is
 /// instance `i * world + rank`; negative items count from the end): `(ids, token_type_ids,
-/// offsets, labels, keys)`, the first three flat (CSR, int64), `keys` the sample keys
-/// `epoch << 40 | item`, all moved out of Rust without a copy.
+/// offsets, labels, keys)`, the first three flat (CSR, int64), `keys` the global sample keys
+/// `epoch << 40 | instance`, all moved out of Rust without a copy.
 #[pyfunction]
 #[pyo3(signature = (
     ids, a, b, label, indices, *, cls_token_id, sep_token_id, rank=0, world=1, epoch=0,

@@ -19,10 +19,13 @@ import resource
 import statistics
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+
+from lmobjectives import RepeatedSampleKeyWarning
 
 __all__ = [
     "SEED",
@@ -269,7 +272,11 @@ def run_plan(plan: Plan, progress: bool | None = None) -> BenchResult:
     with (
         limit_threads(plan.num_threads, plan.thread_pools),
         Progress(total, f"bench {plan.name}", unit=plan.unit, enabled=progress) as bar,
+        warnings.catch_warnings(),
     ):
+        # Rounds collate the same batches again on purpose: the collators' repeated-key
+        # check still runs (its cost is measured), its warning is not news here.
+        warnings.simplefilter("ignore", RepeatedSampleKeyWarning)
         for case in plan.cases:
             case_rows, kept = measure(case, bar)
             rows += case_rows
