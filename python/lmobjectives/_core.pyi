@@ -31,6 +31,7 @@ __all__ = [
     "group_advantages",
     "kl_estimate",
     "mining_isas",
+    "note_keys",
     "pack",
     "pad",
     "pair_rows",
@@ -138,6 +139,7 @@ def pad(
     name: str = "rows",
     rows_name: str | None = None,
 ) -> _IntArray: ...
+def note_keys(table: npt.NDArray[np.uint64], keys: npt.NDArray[np.uint64]) -> int | None: ...
 def pack(
     examples: Any,
     *,

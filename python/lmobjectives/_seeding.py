@@ -99,7 +99,6 @@ _SEQ, _EPOCH, _BATCH, _PAUSED, _WARNED = range(5)
 _HEADER = 8
 #: Slots of the table of recently made sample keys (32 KiB per collator).
 KEY_TABLE_SLOTS = 4096
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
 def _attach_cell(raw: Any) -> EpochCell:
@@ -196,20 +195,14 @@ class EpochCell:
             self._slots[slot] = fingerprint
         return False
 
-    def repeated_any(self, fingerprints: np.ndarray) -> int | None:
-        """:meth:`repeated` for an array of fingerprints (uint64): returns one already recorded
-        in this epoch, or None."""
-        table = self._table
-        if not len(table) or self._words[_PAUSED]:
+    def repeated_keys(self, keys: np.ndarray) -> int | None:
+        """Records a batch's sample keys (uint64; fingerprints ``2·key + 1`` in the same table,
+        by the kernel ``note_keys``); returns one already recorded in this epoch or twice in
+        the batch, or None."""
+        if not len(self._table) or self._words[_PAUSED]:
             return None
-        slots = (fingerprints * _GOLDEN) >> np.uint64(self._shift)
-        current = table[slots]
-        hit = current == fingerprints
-        if hit.any():
-            return int(fingerprints[hit.argmax()])
-        empty = current == 0
-        table[slots[empty]] = fingerprints[empty]
-        return None
+        found = _core.note_keys(self._table, keys)
+        return None if found is None else int(found)
 
     def __reduce__(self) -> tuple[Any, ...]:
         if multiprocessing.context.get_spawning_popen() is not None:
@@ -313,12 +306,8 @@ class StreamState:
             return  # unseeded workers draw their own streams: nothing can repeat
         repeat: int | None = None
         if sample_ids is not None:  # odd fingerprints: sample keys
-            fingerprints = np.asarray(sample_ids, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
-            repeat = self._cell.repeated_any(fingerprints)
-            if repeat is None and fingerprints.size > 1:
-                values = fingerprints.tolist()
-                if len(set(values)) < len(values):  # twice in this very batch
-                    repeat = _first_duplicate(values)
+            key = self._cell.repeated_keys(np.asarray(sample_ids, dtype=np.uint64))
+            repeat = None if key is None else (key * 2 + 1) & _MASK64
         else:  # even fingerprints: batch indices
             fingerprint = (batch_index * 2 + 2) & _MASK64
             repeat = fingerprint if self._cell.repeated(fingerprint) else None
@@ -392,15 +381,6 @@ class StreamState:
         cell = state.get("cell")
         self._cell = cell if cell is not None else EpochCell(self.epoch, self.batch_index)
         self._lock = threading.Lock()
-
-
-def _first_duplicate(values: list[int]) -> int | None:
-    seen: set[int] = set()
-    for v in values:
-        if v in seen:
-            return v
-        seen.add(v)
-    return None
 
 
 def _repeat_message(who: str, epoch: int, fingerprint: int) -> str:

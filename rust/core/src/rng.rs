@@ -391,9 +391,61 @@ impl RowKeys<'_> {
     }
 }
 
+/// Records the sample keys of one batch in `table`, a direct-mapped table of the keys made in
+/// the current epoch (fingerprint `2·key + 1`; 0 is an empty slot; even fingerprints are left
+/// to batch indices), and returns the first key that was already there — made before in this
+/// epoch, or twice in this batch: its row drew the same stream again. A slot taken by another
+/// key is left alone, so a full table still catches repeats of the keys it holds (every key of
+/// a repeated pass comes again). Every key is recorded, repeated or not.
+pub fn note_keys(table: &mut [u64], keys: &[u64]) -> crate::Result<Option<u64>> {
+    let n = table.len();
+    if n == 0 {
+        return Ok(None);
+    }
+    if !n.is_power_of_two() {
+        return Err(crate::CoreError::invalid(
+            "table",
+            format!("its length must be a power of two, got {n}"),
+        ));
+    }
+    let shift = 64 - n.trailing_zeros();
+    let mut repeat = None;
+    for &key in keys {
+        let fingerprint = key.wrapping_mul(2).wrapping_add(1);
+        let slot = fingerprint
+            .wrapping_mul(GOLDEN_GAMMA)
+            .checked_shr(shift)
+            .unwrap_or(0) as usize;
+        if table[slot] == fingerprint {
+            repeat = repeat.or(Some(key));
+        } else if table[slot] == 0 {
+            table[slot] = fingerprint;
+        }
+    }
+    Ok(repeat)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn noted_keys_catch_repeats() {
+        let mut table = vec![0u64; 64];
+        assert_eq!(note_keys(&mut table, &[3, 9, 1 << 40]).unwrap(), None);
+        assert_eq!(note_keys(&mut table, &[4, 5]).unwrap(), None);
+        assert_eq!(note_keys(&mut table, &[6, 9, 3]).unwrap(), Some(9)); // made before
+        assert_eq!(note_keys(&mut table, &[7, 8, 7]).unwrap(), Some(7)); // twice in a batch
+        assert_eq!(table.iter().filter(|&&f| f != 0).count(), 8);
+        assert!(table.iter().all(|&f| f == 0 || f % 2 == 1));
+        // A full table keeps what it holds: a whole repeated pass is still caught.
+        let mut small = vec![0u64; 4];
+        let pass: Vec<u64> = (0..100).collect();
+        assert_eq!(note_keys(&mut small, &pass).unwrap(), None);
+        assert!(note_keys(&mut small, &pass).unwrap().is_some());
+        assert_eq!(note_keys(&mut [], &pass).unwrap(), None);
+        assert!(note_keys(&mut [0; 3], &[1]).is_err());
+    }
 
     #[test]
     fn xoshiro256pp_reference_vector() {

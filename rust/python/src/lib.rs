@@ -62,6 +62,25 @@ mod _core {
         lmobjectives_core::parallel::available_threads()
     }
 
+    /// Records a batch's sample keys in a collator's table of the keys made this epoch (a
+    /// writable uint64 array whose length is a power of two); returns the first key already
+    /// there, or None.
+    #[pyfunction]
+    fn note_keys(
+        table: &Bound<'_, numpy::PyArray1<u64>>,
+        keys: numpy::PyReadonlyArray1<'_, u64>,
+    ) -> PyResult<Option<u64>> {
+        use numpy::PyArrayMethods;
+        let mut table = table.try_readwrite().map_err(|_| {
+            pyo3::exceptions::PyValueError::new_err("table: must be a writable array")
+        })?;
+        let slots = table
+            .as_slice_mut()
+            .map_err(|_| pyo3::exceptions::PyValueError::new_err("table: must be C-contiguous"))?;
+        let keys: Vec<u64> = keys.as_array().iter().copied().collect();
+        lmobjectives_core::rng::note_keys(slots, &keys).map_err(crate::errors::to_py)
+    }
+
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.add("__version__", env!("CARGO_PKG_VERSION"))?;
