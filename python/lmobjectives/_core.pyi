@@ -21,6 +21,7 @@ __all__ = [
     "available_threads",
     "bleu",
     "build_pair_index",
+    "check_recipe",
     "clip_masked",
     "completion_mask",
     "compute_input_and_target_lengths",
@@ -30,12 +31,14 @@ __all__ = [
     "gae",
     "group_advantages",
     "kl_estimate",
+    "masking_recipe",
     "mining_isas",
     "note_keys",
     "pack",
     "pad",
     "pair_rows",
     "pair_scores",
+    "recipe_names",
     "rollout_plan",
     "rollout_scatter",
     "search_topk",
@@ -66,10 +69,10 @@ class MlmMasker:
         mlm_probability: float = 0.15,
         mask_replace_prob: float = 0.8,
         random_replace_prob: float = 0.1,
-        exact_budget: bool = False,
+        exact_budget: bool | None = None,
         max_predictions: int | None = None,
-        unit: str = "token",
-        replace_by: str = "unit",
+        unit: str | None = None,
+        replace_by: str | None = None,
         word_starts: list[bool] | None = None,
         geometric_p: float = 0.2,
         span_lower: int = 1,
@@ -77,6 +80,8 @@ class MlmMasker:
         ngram: int = 3,
         favor_shorter_ngram: bool = True,
         position_sampling: str = "without_replacement",
+        recipe: str = "lmobjectives",
+        token_counts: list[int] | None = None,
     ) -> MlmMasker: ...
     @property
     def vocab_size(self) -> int: ...
@@ -100,6 +105,10 @@ class MlmMasker:
     def unit(self) -> str: ...
     @property
     def replace_by(self) -> str: ...
+    @property
+    def recipe(self) -> str: ...
+    @property
+    def has_token_counts(self) -> bool: ...
     @property
     def has_word_starts(self) -> bool: ...
     def mask(
@@ -171,6 +180,7 @@ def build_pair_index(
     seed: int,
     epoch: int = 0,
     num_threads: int = 1,
+    recipe: str = "lmobjectives",
 ) -> dict[str, npt.NDArray[Any]]: ...
 def pair_rows(
     ids: npt.NDArray[Any],
@@ -203,6 +213,15 @@ def _length_samples(
     ngram: int = 3,
     favor_shorter_ngram: bool = True,
 ) -> npt.NDArray[np.uint32]: ...
+def masking_recipe(
+    recipe: str = "lmobjectives",
+    *,
+    unit: str | None = None,
+    exact_budget: bool | None = None,
+    replace_by: str | None = None,
+) -> dict[str, Any]: ...
+def check_recipe(recipe: str, family: str) -> str: ...
+def recipe_names() -> list[str]: ...
 
 # -- denoising ----------------------------------------------------------------------------------
 
@@ -300,6 +319,7 @@ class BartNoiser:
         mask_length: str = "span-poisson",
         replace_length: int = 1,
         add_special_tokens: bool = True,
+        recipe: str = "lmobjectives",
     ) -> BartNoiser: ...
     @property
     def vocab_size(self) -> int: ...
@@ -317,6 +337,8 @@ class BartNoiser:
     def special_token_ids(self) -> list[int]: ...
     @property
     def full_stop_token_ids(self) -> list[int]: ...
+    @property
+    def recipe(self) -> str: ...
     @property
     def mask_ratio(self) -> float: ...
     @property

@@ -65,6 +65,13 @@ def _number(name: str, value: Any) -> float:
     return float(value)
 
 
+def _check_recipe(recipe: Any, family: str) -> str:
+    """The recipe's name, checked to apply to ``family`` (ValueError naming ``recipe``)."""
+    if not isinstance(recipe, str):
+        raise TypeError(f"recipe: expected a str, got {type(recipe).__name__}")
+    return str(_core.check_recipe(recipe, family))
+
+
 def _integer(name: str, value: Any, minimum: int | None = None) -> int:
     if isinstance(value, bool) or not hasattr(value, "__index__"):
         raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
@@ -518,6 +525,9 @@ class T5SpanCorruptionCollator(_SpanCollator):
             :attr:`target_length`).
         pad_to_multiple_of: round padded widths up to a multiple of this.
         seed, return_tensors, dtype, num_threads: as :class:`~lmobjectives.MLMCollator`.
+        recipe: ``"lmobjectives"`` (default), ``"t5"`` or ``"huggingface"``: the same rules
+            (T5's arithmetic and sentinels are reproduced exactly by all three); other recipes
+            raise ``ValueError`` naming ``recipe``.
 
     Examples may carry an ``attention_mask`` (padding is removed first; left or right
     padding only); ``special_tokens_mask`` and ``token_type_ids`` are ignored.
@@ -557,10 +567,12 @@ class T5SpanCorruptionCollator(_SpanCollator):
         return_tensors: Literal["np", "pt"] = "np",
         dtype: Literal["int64", "int32"] = "int64",
         num_threads: int | None = None,
+        recipe: str = "lmobjectives",
     ) -> None:
         super().__init__(
             seed=seed, return_tensors=return_tensors, dtype=dtype, num_threads=num_threads
         )
+        self.recipe = _check_recipe(recipe, "t5")
         self.noise_density = _number("noise_density", noise_density)
         self.mean_noise_span_length = _number("mean_noise_span_length", mean_noise_span_length)
         if not 0.0 < self.noise_density < 1.0:
@@ -595,7 +607,8 @@ class T5SpanCorruptionCollator(_SpanCollator):
     def __repr__(self) -> str:
         return (
             f"T5SpanCorruptionCollator(noise_density={self.noise_density}, "
-            f"mean_noise_span_length={self.mean_noise_span_length}, {self._common_repr()})"
+            f"mean_noise_span_length={self.mean_noise_span_length}, {self._common_repr()}, "
+            f"recipe={self.recipe!r})"
         )
 
 
@@ -626,6 +639,8 @@ class UL2Collator(_SpanCollator):
         per_batch: one denoiser per batch instead of per row.
         mode_tokens: prepend mode tokens (default True).
         mode_token_ids: explicit mode token ids.
+        recipe: ``"lmobjectives"`` (default) or ``"ul2"`` (the same rules); other recipes
+            raise ``ValueError`` naming ``recipe``.
 
     The other arguments are those of :class:`T5SpanCorruptionCollator`.
     """
@@ -654,10 +669,12 @@ class UL2Collator(_SpanCollator):
         return_tensors: Literal["np", "pt"] = "np",
         dtype: Literal["int64", "int32"] = "int64",
         num_threads: int | None = None,
+        recipe: str = "lmobjectives",
     ) -> None:
         super().__init__(
             seed=seed, return_tensors=return_tensors, dtype=dtype, num_threads=num_threads
         )
+        self.recipe = _check_recipe(recipe, "ul2")
         self.denoisers, weights = _check_mixture(denoisers, weights)
         self.per_batch = check_bool("per_batch", per_batch)
         self.mode_tokens = check_bool("mode_tokens", mode_tokens)
@@ -716,7 +733,7 @@ class UL2Collator(_SpanCollator):
         return (
             f"UL2Collator(denoisers={list(self.denoisers)}, weights={self.weights}, "
             f"per_batch={self.per_batch}, mode_token_ids={self.mode_token_ids}, "
-            f"{self._common_repr()})"
+            f"{self._common_repr()}, recipe={self.recipe!r})"
         )
 
 
@@ -790,7 +807,9 @@ class BartDenoisingCollator(Collator):
     Unlike fairseq, every random choice comes from the row's keyed stream (fairseq draws most
     of them from torch's global generator), so the noise is reproducible for any thread or
     worker count, and random tokens are drawn from the non-special ids (fairseq's can be
-    ``<mask>``, EOS or padding). The masking budget is computed in ``float32`` as fairseq does.
+    ``<mask>``, EOS or padding; ``recipe="bart"`` or ``"fairseq"`` draws them as fairseq
+    does, uniformly from every id but 0). The masking budget is computed in ``float32`` as
+    fairseq does.
 
     Args:
         tokenizer: a ``tokenizers.Tokenizer`` or ``transformers`` tokenizer for the ids and
@@ -802,11 +821,13 @@ class BartDenoisingCollator(Collator):
         decoder_start_token_id: first decoder input (default: EOS, as BART).
         pad_to_multiple_of: round padded widths up to a multiple of this.
         seed, return_tensors, dtype, num_threads: as :class:`~lmobjectives.MLMCollator`.
+        recipe: ``"lmobjectives"`` (default), or ``"bart"`` / ``"fairseq"`` (random tokens as
+            fairseq draws them, above); other recipes raise ``ValueError`` naming ``recipe``.
     """
 
     _extra_keys = ("sentence_starts",)
 
-    # long: the public signature (24 arguments), forwarded to the kernel's noiser
+    # long: the public signature (25 arguments), forwarded to the kernel's noiser
     def __init__(
         self,
         tokenizer: Any = None,
@@ -834,10 +855,12 @@ class BartDenoisingCollator(Collator):
         return_tensors: Literal["np", "pt"] = "np",
         dtype: Literal["int64", "int32"] = "int64",
         num_threads: int | None = None,
+        recipe: str = "lmobjectives",
     ) -> None:
         super().__init__(
             seed=seed, return_tensors=return_tensors, dtype=dtype, num_threads=num_threads
         )
+        recipe = _check_recipe(recipe, "bart")
         ids = resolve_ids(
             tokenizer,
             required=("vocab_size", "mask_token_id", "pad_token_id"),
@@ -869,6 +892,7 @@ class BartDenoisingCollator(Collator):
             length_mode,
             _integer("replace_length", replace_length),
             check_bool("add_special_tokens", add_special_tokens),
+            recipe=recipe,
         )
         self.pad_to_multiple_of = check_positive_int("pad_to_multiple_of", pad_to_multiple_of)
 
@@ -891,6 +915,7 @@ class BartDenoisingCollator(Collator):
     decoder_start_token_id = _setting("decoder_start_token_id", "First decoder input id.")
     special_token_ids = _setting("special_token_ids", "Ids never drawn as random tokens.")
     full_stop_token_ids = _setting("full_stop_token_ids", "Ids that end a sentence.")
+    recipe = _setting("recipe", "The recipe whose rules the noise follows.")
 
     @property
     def word_starts(self) -> np.ndarray | None:
@@ -934,7 +959,7 @@ class BartDenoisingCollator(Collator):
             f"word_starts={'table' if n.word_starts is not None else None}, "
             f"pad_to_multiple_of={self.pad_to_multiple_of}, seed={self.seed}, "
             f"return_tensors={self.return_tensors!r}, dtype={self.dtype!r}, "
-            f"num_threads={self.num_threads})"
+            f"num_threads={self.num_threads}, recipe={n.recipe!r})"
         )
 
 

@@ -53,10 +53,21 @@ class MLMCollator(Collator):
     Units never cross padding, special tokens or packed-example boundaries, and never split a
     word (where SpanBERT would cut the last span mid-word to hit its budget exactly, a row can
     end up one word short). The 80/10/10 decision is made once per unit
-    (``replace_by="unit"``: a word is all [MASK], all random or all kept) or per token
-    (``"token"``, as Google BERT does). Word boundaries come from ``word_ids`` in the examples
-    (a fast tokenizer's ``encoding.word_ids()``), else from the tokenizer's vocabulary
-    (WordPiece ``##``, SentencePiece ``▁``, byte-level BPE ``Ġ``), else from ``word_starts``.
+    (``replace_by="unit"``: a word is all [MASK], all random or all kept), once per run of
+    adjacent selected words (``"run"``: touching spans share it, as SpanBERT's merged spans
+    do) or per token (``"token"``, as Google BERT does). Word boundaries come from
+    ``word_ids`` in the examples (a fast tokenizer's ``encoding.word_ids()``), else from the
+    tokenizer's vocabulary (WordPiece ``##``, SentencePiece ``▁``, byte-level BPE ``Ġ``), else
+    from ``word_starts``.
+
+    Recipes: ``recipe="google-bert"``, ``"albert"``, ``"spanbert"`` or ``"huggingface"``
+    reproduces that implementation's masking — exactly where it is deterministic (budgets,
+    candidate lists), in distribution where it is random — and ``"lmobjectives"`` (the
+    default) is the behaviour above. A recipe fixes rules no argument expresses (what the
+    budget counts and how it rounds, where random replacements come from, whether words run
+    across ``[SEP]``, how SpanBERT's spans end) and sets the defaults of ``unit``,
+    ``exact_budget`` and ``replace_by``, which explicit arguments override. Every difference
+    and its reason: the recipes page of the guide.
 
     Randomness: row streams are keyed by ``(seed, epoch, idx)`` when examples carry an
     ``idx`` field and by ``(seed, epoch, batch index, row)`` otherwise, so a batch is the same
@@ -77,11 +88,21 @@ class MLMCollator(Collator):
         random_replace_prob: share replaced by a random non-special id (0.1); the rest keep
             their token. The two must sum to at most 1.
         exact_budget: select exactly ``round(p·n)`` tokens per row instead of i.i.d.
-            Bernoulli draws. Default: False for ``unit="token"``, True otherwise (span and
-            n-gram masking are always budget-based).
-        max_predictions: cap on the exact budget (needs ``exact_budget=True``).
-        unit: ``"token"``, ``"word"``, ``"span"`` or ``"ngram"``.
-        replace_by: ``"unit"`` (one 80/10/10 decision per word/span) or ``"token"``.
+            Bernoulli draws. Default: the recipe's (ours: False for ``unit="token"``, True
+            otherwise; span and n-gram masking are always budget-based).
+        max_predictions: cap on the exact budget (needs ``exact_budget=True``); Google BERT's
+            and ALBERT's ``max_predictions_per_seq`` (no recipe sets it).
+        unit: ``"token"``, ``"word"``, ``"span"`` or ``"ngram"`` (default: the recipe's; ours
+            is ``"token"``).
+        replace_by: ``"unit"`` (one 80/10/10 decision per word/span), ``"run"`` (per run of
+            adjacent selected words) or ``"token"`` (default: the recipe's; ours is
+            ``"unit"``).
+        recipe: ``"lmobjectives"`` (default), ``"google-bert"``, ``"albert"``, ``"spanbert"``
+            or ``"huggingface"`` (others raise ``ValueError`` naming ``recipe``).
+        token_counts: how often each id occurs in the corpus (a :class:`TokenCorpus`, or one
+            count per id): random replacements are then drawn in proportion to them, as
+            SpanBERT does. Required by ``recipe="spanbert"`` (unless
+            ``random_replace_prob=0``); with another recipe it overrides its replacement ids.
         word_starts: a boolean table over the vocabulary (True where a token begins a word),
             overriding the one derived from the tokenizer.
         geometric_p, span_lower, span_upper: SpanBERT's span-length law (0.2, 1, 10).
@@ -129,8 +150,8 @@ class MLMCollator(Collator):
         random_replace_prob: float = 0.1,
         exact_budget: bool | None = None,
         max_predictions: int | None = None,
-        unit: Literal["token", "word", "span", "ngram"] = "token",
-        replace_by: Literal["unit", "token"] = "unit",
+        unit: Literal["token", "word", "span", "ngram"] | None = None,
+        replace_by: Literal["unit", "token", "run"] | None = None,
         word_starts: Any = None,
         geometric_p: float = 0.2,
         span_lower: int = 1,
@@ -149,6 +170,8 @@ class MLMCollator(Collator):
         return_tensors: Literal["np", "pt"] = "np",
         dtype: Literal["int64", "int32"] = "int64",
         num_threads: int | None = None,
+        recipe: str = "lmobjectives",
+        token_counts: Any = None,
     ) -> None:
         ids = resolve_ids(
             tokenizer,
@@ -161,9 +184,16 @@ class MLMCollator(Collator):
         super().__init__(
             seed=seed, return_tensors=return_tensors, dtype=dtype, num_threads=num_threads
         )
-        unit_name = check_choice("unit", unit, UNITS)
-        if exact_budget is None:
-            exact_budget = unit_name != "token"
+        if unit is not None:
+            check_choice("unit", unit, UNITS)
+        if exact_budget is not None:
+            check_bool("exact_budget", exact_budget)
+        if replace_by is not None:
+            check_choice("replace_by", replace_by, ("unit", "token", "run"))
+        chosen = _core.masking_recipe(
+            _check_recipe(recipe), unit=unit, exact_budget=exact_budget, replace_by=replace_by
+        )
+        unit_name = chosen["unit"]
         if unit_name != "token" and word_starts is None and tokenizer is not None:
             word_starts = _word_starts_of(tokenizer, ids["vocab_size"])
         starts = _check_word_starts(word_starts)
@@ -175,10 +205,10 @@ class MLMCollator(Collator):
             mlm_probability=mlm_probability,
             mask_replace_prob=mask_replace_prob,
             random_replace_prob=random_replace_prob,
-            exact_budget=check_bool("exact_budget", exact_budget),
+            exact_budget=chosen["exact_budget"],
             max_predictions=check_positive_int("max_predictions", max_predictions),
             unit=unit_name,
-            replace_by=check_choice("replace_by", replace_by, ("unit", "token")),
+            replace_by=chosen["replace_by"],
             word_starts=starts,
             geometric_p=geometric_p,
             span_lower=span_lower,
@@ -186,6 +216,8 @@ class MLMCollator(Collator):
             ngram=ngram,
             favor_shorter_ngram=check_bool("favor_shorter_ngram", favor_shorter_ngram),
             position_sampling=position_sampling,
+            recipe=chosen["recipe"],
+            token_counts=_check_token_counts(token_counts),
         )
         self.padding = PaddingOptions(
             max_length=max_length,
@@ -243,6 +275,19 @@ class MLMCollator(Collator):
     @property
     def unit(self) -> str:
         return str(self._masker.unit)
+
+    @property
+    def recipe(self) -> str:
+        """The recipe whose rules this collator follows."""
+        return str(self._masker.recipe)
+
+    @property
+    def replace_by(self) -> str:
+        return str(self._masker.replace_by)
+
+    @property
+    def exact_budget(self) -> bool:
+        return bool(self._masker.exact_budget)
 
     # -- the batch -------------------------------------------------------------------------
 
@@ -304,6 +349,28 @@ def _word_starts_of(tokenizer: Any, vocab_size: int) -> np.ndarray | None:
         return word_start_table(tokenizer, vocab_size=vocab_size, sentencepiece_rule="albert")
     except ValueError:
         return None
+
+
+def _check_recipe(recipe: Any) -> str:
+    if not isinstance(recipe, str):
+        raise TypeError(f"recipe: expected a str, got {type(recipe).__name__}")
+    return recipe
+
+
+def _check_token_counts(token_counts: Any) -> list[int] | None:
+    """``token_counts`` as a list for the kernel: a corpus's counts, or a 1-D integer array
+    (its length and values are checked by the kernel)."""
+    if token_counts is None:
+        return None
+    if hasattr(token_counts, "token_counts"):
+        token_counts = token_counts.token_counts()
+    counts = np.asarray(token_counts)
+    if counts.ndim != 1 or not (np.issubdtype(counts.dtype, np.integer) or counts.size == 0):
+        raise TypeError(
+            "token_counts: expected a TokenCorpus or a 1-D integer array (one count per id), "
+            f"got {counts.dtype} with shape {counts.shape}"
+        )
+    return counts.astype(np.int64).tolist()
 
 
 def _check_word_starts(word_starts: Any) -> list[bool] | None:

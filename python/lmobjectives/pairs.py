@@ -36,6 +36,9 @@ class SentencePairDataset:
     swapped with probability ½). Deliberate fixes, documented in ``rust/core/src/pairs.rs``: a
     random document is never the current one (with a single document, chunks keep their true
     continuation), and SOP drops single-sentence chunks instead of leaking NSP pairs into it.
+    ``recipe="google-bert"`` (NSP) and ``recipe="albert"`` (SOP or NSP) undo both fixes to
+    reproduce the reference: the random document is drawn up to ten times among all documents,
+    and SOP pairs a single-sentence chunk with a random document, labelled "swapped".
 
     An item is ``{"input_ids": [CLS] A [SEP] B [SEP], "token_type_ids": 0…0 1…1,
     <label_name>: 1 = random next (NSP) / swapped (SOP), "idx": sample key}`` with int64
@@ -60,6 +63,9 @@ class SentencePairDataset:
             ``"sentence_order_label"`` for ALBERT, the default with ``task="sop"``).
         cls_token_id, sep_token_id: default from the corpus tokenizer's ``[CLS]``/``[SEP]``.
         num_threads: threads for building the index (default: all CPUs, 1 in workers).
+        recipe: ``"lmobjectives"`` (default), ``"google-bert"`` (NSP only) or ``"albert"``;
+            other recipes raise ``ValueError`` naming ``recipe``. The arguments above keep
+            their meaning under every recipe (all three share Google's defaults).
     """
 
     def __init__(
@@ -77,6 +83,7 @@ class SentencePairDataset:
         cls_token_id: int | None = None,
         sep_token_id: int | None = None,
         num_threads: int | None = None,
+        recipe: str = "lmobjectives",
     ) -> None:
         for name in ("ids", "sentence_offsets", "document_offsets"):
             if not hasattr(corpus, name):
@@ -99,6 +106,9 @@ class SentencePairDataset:
         self.cls_token_id = self._special(cls_token_id, "[CLS]", "cls_token_id")
         self.sep_token_id = self._special(sep_token_id, "[SEP]", "sep_token_id")
         self.num_threads = check_num_threads(num_threads)
+        if not isinstance(recipe, str):
+            raise TypeError(f"recipe: expected a str, got {type(recipe).__name__}")
+        self.recipe = _core.check_recipe(recipe, "pairs")
         self._rank, self._world = 0, 1
         self._epoch = -1
         self._index: dict[str, np.ndarray] = {}
@@ -155,6 +165,7 @@ class SentencePairDataset:
             seed=self.seed,
             epoch=epoch,
             num_threads=resolve_num_threads(self.num_threads),
+            recipe=self.recipe,
         )
         self._epoch = epoch
 
@@ -252,6 +263,7 @@ class SentencePairDataset:
     def __repr__(self) -> str:
         return (
             f"SentencePairDataset(task={self.task!r}, max_seq_length={self.max_seq_length}, "
-            f"short_seq_prob={self.short_seq_prob}, seed={self.seed}, epoch={self._epoch}, "
+            f"short_seq_prob={self.short_seq_prob}, recipe={self.recipe!r}, seed={self.seed}, "
+            f"epoch={self._epoch}, "
             f"instances={len(self)}, shard={self._rank}/{self._world})"
         )

@@ -31,15 +31,18 @@ from lmobjectives.corpus._format import (
     TOKENIZER_FILE,
     check_csr,
     check_files,
+    count_tokens,
     ids_dtype,
     make_temp_dir,
     publish,
     read_arrays,
     read_labels,
     read_manifest,
+    read_token_counts,
     write_labels,
     write_manifest,
     write_text,
+    write_token_counts,
 )
 from lmobjectives.corpus._tokenizers import as_backend_tokenizer, tokenizers_module
 
@@ -134,6 +137,7 @@ class TokenCorpus:
         self._mmap = _mmap
         self._range: tuple[int, int] | None = None  # documents of the corpus at _range_path
         self._range_path: Path | None = None
+        self._token_counts: np.ndarray | None = None
 
     # ------------------------------------------------------------------ basic accessors
 
@@ -245,6 +249,29 @@ class TokenCorpus:
             view._range_path = origin
             view._mmap = self._mmap
         return view
+
+    def token_counts(self) -> np.ndarray:
+        """How often each id occurs: a read-only ``int64`` array of :attr:`vocab_size` counts.
+
+        Counted once (``np.bincount`` over the ids in chunks, so a memory-mapped corpus is read
+        once in bounded memory) and cached: in memory, and for a corpus opened from a directory
+        also there, as ``token_counts.npy`` listed in the manifest under ``"derived"`` with its
+        checksum and the checksum of the ids it was counted from; later loads (DataLoader
+        workers included) read it back instead of counting again. A stale or damaged cache is
+        ignored and replaced; a directory that cannot be written keeps the in-memory copy.
+        Corpora saved by earlier versions get the cache on first use. SpanBERT's random
+        replacements are drawn in proportion to these counts
+        (``MLMCollator(recipe="spanbert", token_counts=corpus)``).
+        """
+        if self._token_counts is None:
+            counts = read_token_counts(self._path, self.vocab_size) if self._path else None
+            if counts is None:
+                counts = count_tokens(self.ids, self.vocab_size)
+                if self._path is not None:
+                    write_token_counts(self._path, counts)
+            counts.setflags(write=False)
+            self._token_counts = counts
+        return self._token_counts
 
     def stats(self) -> dict[str, Any]:
         """Summary numbers: counts, dtype, bytes and sentence/document length statistics."""

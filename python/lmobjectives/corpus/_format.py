@@ -362,3 +362,100 @@ def check_labels(labels: Any, num_documents: int) -> str | None:
         if not isinstance(label, str):
             return f"label {i}: expected str, got {type(label).__name__}"
     return None
+
+
+#: Token counts (derived, optional): ``int64`` counts of every id, cached by
+#: :meth:`~lmobjectives.TokenCorpus.token_counts` next to the files they are counted from.
+TOKEN_COUNTS_FILE = "token_counts.npy"
+#: ``manifest.json`` key of derived files: each entry has the file's ``bytes`` and checksum and
+#: the checksum of the ``ids.npy`` it was derived from (``"ids_blake2b_256"``). Readers that
+#: predate it ignore it; a stale or damaged entry is ignored (the data is recomputed).
+DERIVED_KEY = "derived"
+#: Token ids per ``bincount`` call when counting (bounded memory for memory-mapped corpora).
+COUNT_CHUNK = 1 << 24
+
+
+def count_tokens(ids: np.ndarray, vocab_size: int) -> np.ndarray:
+    """``int64`` counts of every id in ``[0, vocab_size)``: ``np.bincount`` over chunks of
+    :data:`COUNT_CHUNK` ids, so a memory-mapped corpus is read once, in bounded memory."""
+    counts = np.zeros(vocab_size, dtype=np.int64)
+    for start in range(0, len(ids), COUNT_CHUNK):
+        chunk = np.asarray(ids[start : start + COUNT_CHUNK])
+        counts += np.bincount(chunk, minlength=vocab_size)[:vocab_size]
+    return counts
+
+
+def _ids_checksum(path: Path, manifest: dict[str, Any]) -> str:
+    """The ``ids.npy`` checksum the manifest records (format 2), else computed (format 1)."""
+    files = manifest.get("files")
+    if isinstance(files, dict) and isinstance(files.get(IDS_FILE), dict):
+        return str(files[IDS_FILE].get(CHECKSUM_KEY))
+    return file_digest(path / IDS_FILE)[1]
+
+
+def _raw_manifest(path: Path) -> dict[str, Any] | None:
+    try:
+        with open(path / MANIFEST_FILE, encoding="utf-8") as f:
+            manifest = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return manifest if isinstance(manifest, dict) else None
+
+
+def read_token_counts(path: Path, vocab_size: int) -> np.ndarray | None:
+    """The token counts cached in the corpus directory ``path``, or ``None`` when there are none
+    or they are stale (counted from other ids) or damaged (size, checksum, dtype, length)."""
+    manifest = _raw_manifest(path)
+    derived = manifest.get(DERIVED_KEY) if manifest is not None else None
+    entry = derived.get(TOKEN_COUNTS_FILE) if isinstance(derived, dict) else None
+    if manifest is None or not isinstance(entry, dict):
+        return None
+    file = path / TOKEN_COUNTS_FILE
+    try:
+        if entry.get("ids_" + CHECKSUM_KEY) != _ids_checksum(path, manifest):
+            return None
+        if file_digest(file) != (entry.get("bytes"), entry.get(CHECKSUM_KEY)):
+            return None
+        counts = np.load(file, allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        return None
+    if counts.dtype != np.int64 or counts.shape != (vocab_size,) or (counts < 0).any():
+        return None
+    return counts
+
+
+def write_token_counts(path: Path, counts: np.ndarray) -> bool:
+    """Caches ``counts`` in the corpus directory ``path``: ``token_counts.npy`` and its entry
+    under the manifest's ``"derived"``, each written to a temporary file and renamed into place.
+    Returns ``False`` (and leaves the directory as it was) when it cannot be written."""
+    manifest = _raw_manifest(path)
+    if manifest is None:
+        return False
+    tag = uuid.uuid4().hex
+    tmp_counts = path / f".{TOKEN_COUNTS_FILE}.tmp-{tag}"
+    tmp_manifest = path / f".{MANIFEST_FILE}.tmp-{tag}"
+    try:
+        with open(tmp_counts, "wb") as f:
+            np.save(f, np.ascontiguousarray(counts, dtype=np.int64), allow_pickle=False)
+            f.flush()
+            os.fsync(f.fileno())
+        size, digest = file_digest(tmp_counts)
+        derived = manifest.get(DERIVED_KEY)
+        manifest[DERIVED_KEY] = {
+            **(derived if isinstance(derived, dict) else {}),
+            TOKEN_COUNTS_FILE: {
+                "bytes": size,
+                CHECKSUM_KEY: digest,
+                "ids_" + CHECKSUM_KEY: _ids_checksum(path, manifest),
+            },
+        }
+        write_text(tmp_manifest, json.dumps(manifest, indent=2) + "\n")
+        os.replace(tmp_counts, path / TOKEN_COUNTS_FILE)
+        os.replace(tmp_manifest, path / MANIFEST_FILE)
+    except OSError:
+        return False
+    finally:
+        for tmp in (tmp_counts, tmp_manifest):
+            if tmp.exists():
+                tmp.unlink(missing_ok=True)
+    return True

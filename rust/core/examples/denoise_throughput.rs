@@ -107,6 +107,7 @@ fn bart_throughput(data: &[Vec<i64>]) {
         mask_length: MaskLength::SpanPoisson,
         replace_length: 1,
         add_special_tokens: true,
+        random_tokens: Default::default(),
     })
     .unwrap();
     for threads in [1usize, 2] {

@@ -17,6 +17,7 @@ pub mod mining;
 pub mod packing;
 pub mod pairs;
 pub mod parallel;
+pub mod recipes;
 pub mod rl;
 pub mod rng;
 pub mod units;

@@ -10,15 +10,21 @@
 //!
 //! Units larger than a token ([`UnitSpec`]: whole words, SpanBERT spans, ALBERT n-grams) are
 //! selected by [`crate::units`]; the replacement decision is then made once per unit (all its
-//! tokens share it) or per token.
+//! tokens share it), once per run of adjacent selected tokens, or per token.
+//!
+//! A recipe ([`crate::recipes`]) fixes the rules no argument expresses ([`MaskingRules`]): what
+//! the exact budget is a share of and how it rounds, which ids random replacements come from,
+//! whether words run across special tokens, and how spans end. Each rule is dispatched once per
+//! row; the default rules run the same code as before they existed.
 
 use crate::batch::{OutId, PadSpec, Ragged, TokenId, fill_rows, fill_rows_into};
 use crate::ids::{IGNORE_INDEX, check_id, check_ids, check_vocab};
 use crate::parallel::threads_for;
 use crate::rng::{Categorical, Chance, GeometricGaps, Rng, RowKeys, Streams};
 use crate::units::{
-    BOUNDARY, ELIGIBLE, STARTS_WORD, Word, ngram_weights, segment_words, select_ngrams,
-    select_spans, select_words_bernoulli, select_words_budget, span_length_weights, token_count,
+    BOUNDARY, ELIGIBLE, Run, STARTS_WORD, Unit, Word, compact_words, ngram_weights, segment_words,
+    select_ngrams, select_spans, select_spans_spanbert, select_words_bernoulli,
+    select_words_budget, span_length_weights, token_count,
 };
 use crate::word_starts::WordStarts;
 use crate::{CoreError, Result, check_probability};
@@ -116,11 +122,13 @@ impl UnitSpec {
     }
 }
 
-/// Whether the replacement decision is drawn once per unit or once per token.
+/// Whether the replacement decision is drawn once per unit, once per run of adjacent selected
+/// tokens (SpanBERT's merged spans), or once per token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReplaceBy {
     Unit,
     Token,
+    Run,
 }
 
 impl ReplaceBy {
@@ -128,12 +136,68 @@ impl ReplaceBy {
         match s {
             "unit" => Ok(ReplaceBy::Unit),
             "token" => Ok(ReplaceBy::Token),
+            "run" => Ok(ReplaceBy::Run),
             other => Err(CoreError::invalid(
                 arg,
-                format!("must be 'unit' or 'token', got {other:?}"),
+                format!("must be 'unit', 'token' or 'run', got {other:?}"),
             )),
         }
     }
+}
+
+/// What the exact budget `p·n` counts as `n`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BudgetBase {
+    /// The eligible tokens (real, non-special): ours, SpanBERT's.
+    Eligible,
+    /// Every real token of the row, special tokens included (Google BERT's and ALBERT's
+    /// `len(tokens)`, [CLS] and [SEP] counted); padding is not counted.
+    RealTokens,
+}
+
+/// How `p·n` becomes a count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rounding {
+    /// Round half to even (Python 3's `round`, Google BERT's and ALBERT's).
+    HalfEven,
+    /// Round up (SpanBERT's `math.ceil`).
+    Ceil,
+}
+
+/// Which ids a random replacement is drawn from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplacementPool {
+    /// Uniformly among the non-special ids (ours).
+    NonSpecial,
+    /// Uniformly among all ids, special ones included (Google BERT, ALBERT, Hugging Face).
+    Vocabulary,
+    /// In proportion to the corpus's token counts (SpanBERT draws a random token of the
+    /// corpus); needs `token_counts`.
+    Frequency,
+}
+
+/// How SpanBERT spans are selected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpanRule {
+    /// Whole words only; a span stops at a taken word and where the budget would overshoot
+    /// ([`crate::units::select_spans`]).
+    WholeWords,
+    /// SpanBERT's reference: a span runs on through taken words and its last word is cut where
+    /// the budget is reached ([`crate::units::select_spans_spanbert`]).
+    SpanBert,
+}
+
+/// The rules a recipe fixes (see [`crate::recipes`] for each recipe's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaskingRules {
+    pub budget_base: BudgetBase,
+    pub rounding: Rounding,
+    pub pool: ReplacementPool,
+    /// Special tokens do not end words, spans or n-grams (padding and packed-example
+    /// boundaries still do): a continuation piece after `[SEP]` joins the word before it, and
+    /// n-grams run across the middle `[SEP]`, as Google BERT's and ALBERT's candidate lists do.
+    pub words_across_specials: bool,
+    pub spans: SpanRule,
 }
 
 /// How the exact budget's positions are drawn.
@@ -262,17 +326,75 @@ pub struct MlmConfig {
     /// Exact budget drawn with replacement (ELECTRA's reference sampling).
     with_replacement: bool,
     units: Units,
-    /// Replacement decisions per unit (all tokens of a word/span share one draw) or per token.
-    replace_by_unit: bool,
+    /// Replacement decisions per unit (all tokens of a word/span share one draw), per run of
+    /// adjacent selected tokens, or per token.
+    replace_by: ReplaceBy,
+    /// The recipe's rules.
+    rules: MaskingRules,
+    /// Whether unit masking follows our rules (budget of the eligible tokens, words that stop at
+    /// special tokens, whole-word spans, decisions per unit or token): the path that runs
+    /// exactly as before recipes existed; any other rule takes [`Row::mask_units_by_rules`].
+    whole_units: bool,
     /// Which ids begin a word (from the tokenizer's vocabulary), when a table was given.
     word_starts: Option<WordStarts>,
     /// Per-vocabulary unit flags: [`ELIGIBLE`] unless special, [`STARTS_WORD`] from
     /// `word_starts` (set everywhere without a table).
     vocab_flags: Vec<u8>,
-    /// `special[id]`: never selected, never drawn as a random replacement.
+    /// `special[id]`: never selected (and, with the non-special pool, never drawn).
     special: Vec<bool>,
-    /// The ids random replacement draws from (every non-special id).
+    /// The ids random replacement draws from uniformly (every non-special id, or every id);
+    /// empty when it draws by count.
     replacement_pool: Vec<u32>,
+    /// The ids and counts random replacement draws from by count, when it does.
+    weighted: Option<WeightedPool>,
+}
+
+/// Ids with positive counts and their cumulative counts: a draw is a uniformly random token of
+/// a corpus with those counts (exactly `count / total`, integer arithmetic).
+#[derive(Debug, Clone)]
+struct WeightedPool {
+    ids: Vec<u32>,
+    /// `cum[i]` = the counts of `ids[..=i]`.
+    cum: Vec<u64>,
+}
+
+/// Which pool random replacement draws from, as a type: the kernels are monomorphised per
+/// pool, so choosing one is a single dispatch per row, and the pool is read from the
+/// configuration only when a replacement is drawn (nothing more is live in the hot loops).
+trait Draw {
+    fn draw(cfg: &MlmConfig, rng: &mut Rng) -> u32;
+}
+
+/// [`Pool::Uniform`].
+struct UniformIds;
+/// [`Pool::Weighted`].
+struct ByCount;
+
+impl Draw for UniformIds {
+    #[inline(always)]
+    fn draw(cfg: &MlmConfig, rng: &mut Rng) -> u32 {
+        let pool = &cfg.replacement_pool;
+        pool[rng.below(pool.len() as u64) as usize]
+    }
+}
+
+impl Draw for ByCount {
+    #[inline]
+    fn draw(cfg: &MlmConfig, rng: &mut Rng) -> u32 {
+        match &cfg.weighted {
+            Some(w) => w.draw(rng),
+            None => UniformIds::draw(cfg, rng),
+        }
+    }
+}
+
+impl WeightedPool {
+    #[inline]
+    fn draw(&self, rng: &mut Rng) -> u32 {
+        let total = self.cum.last().copied().unwrap_or(0);
+        let k = rng.below(total);
+        self.ids[self.cum.partition_point(|&c| c <= k)]
+    }
 }
 
 /// Everything [`MlmConfig::new`] needs.
@@ -290,10 +412,15 @@ pub struct MlmParams<'a> {
     /// collapse). Token units only.
     pub with_replacement: bool,
     pub unit: UnitSpec,
-    pub replace_by_unit: bool,
+    pub replace_by: ReplaceBy,
     /// A per-vocabulary "starts a word" table (`len == vocab_size`), if word boundaries come
     /// from the vocabulary.
     pub word_starts: Option<&'a [bool]>,
+    /// The recipe's rules ([`MaskingRules::LMOBJECTIVES`] by default).
+    pub rules: MaskingRules,
+    /// Token counts, one per id (`len == vocab_size`): random replacements are then drawn in
+    /// proportion to them whatever the rules' pool. Required by [`ReplacementPool::Frequency`].
+    pub token_counts: Option<&'a [i64]>,
 }
 
 impl<'a> MlmParams<'a> {
@@ -316,8 +443,10 @@ impl<'a> MlmParams<'a> {
             budget: Budget::Bernoulli,
             with_replacement: false,
             unit: UnitSpec::Token,
-            replace_by_unit: true,
+            replace_by: ReplaceBy::Unit,
             word_starts: None,
+            rules: MaskingRules::LMOBJECTIVES,
+            token_counts: None,
         }
     }
 }
@@ -363,6 +492,13 @@ fn units(p: &MlmParams<'_>) -> Result<Units> {
             "span and n-gram masking fill a token budget; they need exact_budget=True",
         ));
     }
+    if p.replace_by == ReplaceBy::Run && p.unit == UnitSpec::Token {
+        return Err(CoreError::invalid(
+            "replace_by",
+            "'run' draws one decision per run of adjacent selected words; it needs word, span \
+             or n-gram units (token masking decides per token)",
+        ));
+    }
     if p.with_replacement && (p.budget == Budget::Bernoulli || p.unit != UnitSpec::Token) {
         return Err(CoreError::invalid(
             "position_sampling",
@@ -384,11 +520,32 @@ fn special_table(p: &MlmParams<'_>, mask_token_id: u32, pad_token_id: u32) -> Re
     Ok(special)
 }
 
-/// Every non-special id; an error when random replacement would have nothing to draw.
-fn replacement_pool(special: &[bool], random_replace_prob: f64) -> Result<Vec<u32>> {
-    let pool: Vec<u32> = (0..special.len() as u32)
-        .filter(|&i| !special[i as usize])
-        .collect();
+/// What random replacement draws from — the ids it draws uniformly, or (with token counts) the
+/// ids and counts it draws by count; an error when it would have nothing to draw.
+fn replacement_pool(
+    p: &MlmParams<'_>,
+    special: &[bool],
+    random_replace_prob: f64,
+) -> Result<(Vec<u32>, Option<WeightedPool>)> {
+    if let Some(counts) = p.token_counts {
+        let weighted = weighted_pool(counts, special.len(), random_replace_prob)?;
+        return Ok((Vec::new(), Some(weighted)));
+    }
+    let pool: Vec<u32> = match p.rules.pool {
+        ReplacementPool::NonSpecial => (0..special.len() as u32)
+            .filter(|&i| !special[i as usize])
+            .collect(),
+        ReplacementPool::Vocabulary => (0..special.len() as u32).collect(),
+        ReplacementPool::Frequency if random_replace_prob > 0.0 => {
+            return Err(CoreError::invalid(
+                "token_counts",
+                "required: this recipe draws random replacements in proportion to the \
+                 corpus's token counts (SpanBERT); pass one count per id, e.g. \
+                 TokenCorpus.token_counts()",
+            ));
+        }
+        ReplacementPool::Frequency => Vec::new(),
+    };
     if random_replace_prob > 0.0 && pool.is_empty() {
         return Err(CoreError::invalid(
             "random_replace_prob",
@@ -396,7 +553,49 @@ fn replacement_pool(special: &[bool], random_replace_prob: f64) -> Result<Vec<u3
              to draw a random replacement from",
         ));
     }
-    Ok(pool)
+    Ok((pool, None))
+}
+
+/// The ids with positive counts and their cumulative counts, checked: one non-negative count
+/// per id, not all zero when random replacement is on.
+fn weighted_pool(
+    counts: &[i64],
+    vocab_size: usize,
+    random_replace_prob: f64,
+) -> Result<WeightedPool> {
+    if counts.len() != vocab_size {
+        return Err(CoreError::shape(
+            "token_counts",
+            format!(
+                "needs one count per id ({vocab_size}), got {}",
+                counts.len()
+            ),
+        ));
+    }
+    let (mut ids, mut cum) = (Vec::new(), Vec::new());
+    let mut total = 0u64;
+    for (i, &c) in counts.iter().enumerate() {
+        if c < 0 {
+            return Err(CoreError::invalid(
+                "token_counts",
+                format!("counts must be non-negative, got {c} at id {i}"),
+            ));
+        }
+        if c > 0 {
+            total = total
+                .checked_add(c as u64)
+                .ok_or_else(|| CoreError::invalid("token_counts", "the counts overflow 64 bits"))?;
+            ids.push(i as u32);
+            cum.push(total);
+        }
+    }
+    if random_replace_prob > 0.0 && total == 0 {
+        return Err(CoreError::invalid(
+            "token_counts",
+            "every count is 0, so there is nothing to draw a random replacement from",
+        ));
+    }
+    Ok(WeightedPool { ids, cum })
 }
 
 /// Per-vocabulary unit flags: 0 for special ids, else [`ELIGIBLE`] and [`STARTS_WORD`] where
@@ -428,7 +627,7 @@ impl MlmConfig {
             .transpose()?;
         let pad_token_id = check_id("pad_token_id", p.pad_token_id, p.vocab_size)?;
         let special = special_table(p, mask_token_id, pad_token_id)?;
-        let replacement_pool = replacement_pool(&special, random_replace_prob)?;
+        let (replacement_pool, weighted) = replacement_pool(p, &special, random_replace_prob)?;
         Ok(Self {
             vocab_size: p.vocab_size as u32,
             mask_token_id,
@@ -441,11 +640,18 @@ impl MlmConfig {
             budget: p.budget,
             with_replacement: p.with_replacement,
             units,
-            replace_by_unit: p.replace_by_unit,
+            replace_by: p.replace_by,
+            rules: p.rules,
+            whole_units: p.rules.budget_base == BudgetBase::Eligible
+                && !p.rules.words_across_specials
+                && (p.rules.spans == SpanRule::WholeWords
+                    || !matches!(p.unit, UnitSpec::Span { .. }))
+                && p.replace_by != ReplaceBy::Run,
             word_starts,
             vocab_flags: vocab_flags(&special, p.word_starts),
             special,
             replacement_pool,
+            weighted,
         })
     }
 
@@ -475,16 +681,35 @@ impl MlmConfig {
         self.special[id as usize]
     }
 
-    /// The number of positions the exact budget selects among `n` eligible ones.
+    /// The number of positions the exact budget selects among `n` eligible ones (the budget
+    /// counted over the eligible tokens).
     pub fn exact_count(&self, n: usize) -> usize {
+        self.budget_of(n, n)
+    }
+
+    /// The exact budget of a row with `eligible` eligible tokens whose budget base (see
+    /// [`BudgetBase`]) counts `base` tokens: `p·base` rounded by the rules, at least one (as
+    /// Google BERT does), at most `eligible` and `max_predictions`.
+    pub fn budget_of(&self, eligible: usize, base: usize) -> usize {
         let Budget::Exact { max_predictions } = self.budget else {
-            return n;
+            return eligible;
         };
-        if n == 0 || self.mlm_probability == 0.0 {
+        if eligible == 0 || self.mlm_probability == 0.0 {
             return 0;
         }
-        let k = (self.mlm_probability * n as f64).round_ties_even() as usize;
-        k.max(1).min(n).min(max_predictions.unwrap_or(usize::MAX))
+        let share = self.mlm_probability * base as f64;
+        let k = match self.rules.rounding {
+            Rounding::HalfEven => share.round_ties_even(),
+            Rounding::Ceil => share.ceil(),
+        } as usize;
+        k.max(1)
+            .min(eligible)
+            .min(max_predictions.unwrap_or(usize::MAX))
+    }
+
+    /// The recipe's rules.
+    pub fn rules(&self) -> MaskingRules {
+        self.rules
     }
 }
 
@@ -597,10 +822,17 @@ impl<'a, T: TokenId> MlmJob<'a, T> {
 
     /// Masks into new buffers.
     pub fn run<O: OutId>(&self, threads: usize) -> Result<MlmBatch<O>> {
-        let [input_ids, attention_mask, labels] =
-            fill_rows(self.threads(threads), self.rows(), self.width, |r, row| {
-                self.fill_row(r, row)
-            })?;
+        let (threads, rows, width) = (self.threads(threads), self.rows(), self.width);
+        // One dispatch per batch on where random replacements come from.
+        let [input_ids, attention_mask, labels] = if self.cfg.weighted.is_some() {
+            fill_rows(threads, rows, width, |r, row| {
+                self.fill_row::<O, ByCount>(r, row)
+            })?
+        } else {
+            fill_rows(threads, rows, width, |r, row| {
+                self.fill_row::<O, UniformIds>(r, row)
+            })?
+        };
         Ok(MlmBatch {
             rows: self.rows(),
             width: self.width,
@@ -623,13 +855,20 @@ impl<'a, T: TokenId> MlmJob<'a, T> {
                 ),
             ));
         }
-        fill_rows_into(self.threads(threads), self.width, out, |r, row| {
-            self.fill_row(r, row)
-        })
+        let (threads, width) = (self.threads(threads), self.width);
+        if self.cfg.weighted.is_some() {
+            fill_rows_into(threads, width, out, |r, row| {
+                self.fill_row::<O, ByCount>(r, row)
+            })
+        } else {
+            fill_rows_into(threads, width, out, |r, row| {
+                self.fill_row::<O, UniformIds>(r, row)
+            })
+        }
     }
 
     /// Writes row `r` into zeroed `[ids, attention, labels]` rows: only what differs from 0.
-    fn fill_row<O: OutId>(&self, r: usize, [ids, attention, labels]: [&mut [O]; 3]) {
+    fn fill_row<O: OutId, D: Draw>(&self, r: usize, [ids, attention, labels]: [&mut [O]; 3]) {
         let cfg = self.cfg;
         let src = self.input_ids.row(r);
         let kept = self.pad.kept(src.len());
@@ -652,26 +891,66 @@ impl<'a, T: TokenId> MlmJob<'a, T> {
             .special_tokens_mask
             .as_ref()
             .map(|s| &s.row(r)[..kept]);
+        let kept_src = &src[..kept];
         let row = Row {
-            src: &src[..kept],
+            src: kept_src,
             ids: &mut ids[region.clone()],
             labels: &mut labels[region],
             rng: self.streams.row(self.keys, r),
+            real_tokens: (cfg.rules.budget_base == BudgetBase::RealTokens)
+                .then(|| real_tokens(kept_src, attn, cfg.pad_token_id)),
         };
+        self.mask_row::<O, D>(r, row, attn, spec);
+    }
+
+    /// Masks one row's kept region, drawing random replacements as `D` does.
+    #[inline(always)]
+    fn mask_row<O: OutId, D: Draw>(
+        &self,
+        r: usize,
+        row: Row<'_, T, O>,
+        attn: Option<&[u8]>,
+        spec: Option<&[u8]>,
+    ) {
+        let cfg = self.cfg;
         if cfg.needs_words() {
-            let words = self.words(r, row.src, attn, spec);
-            row.mask_units(cfg, &words);
+            if cfg.whole_units {
+                let words = self.words(r, row.src, attn, spec);
+                row.mask_units::<D>(cfg, &words);
+            } else {
+                self.units_by_rules::<O, D>(r, row, attn, spec);
+            }
             return;
         }
         let table = &cfg.special;
         // Monomorphised per mask combination: no per-token Option checks.
         match (attn, spec) {
-            (None, None) => row.mask(cfg, |_, id| !table[id as usize]),
-            (Some(a), None) => row.mask(cfg, |t, id| a[t] != 0 && !table[id as usize]),
-            (None, Some(s)) => row.mask(cfg, |t, id| s[t] == 0 && !table[id as usize]),
+            (None, None) => row.mask::<D>(cfg, |_, id| !table[id as usize]),
+            (Some(a), None) => row.mask::<D>(cfg, |t, id| a[t] != 0 && !table[id as usize]),
+            (None, Some(s)) => row.mask::<D>(cfg, |t, id| s[t] == 0 && !table[id as usize]),
             (Some(a), Some(s)) => {
-                row.mask(cfg, |t, id| a[t] != 0 && s[t] == 0 && !table[id as usize])
+                row.mask::<D>(cfg, |t, id| a[t] != 0 && s[t] == 0 && !table[id as usize])
             }
+        }
+    }
+
+    /// Unit masking under rules other than ours (see [`MlmConfig::whole_units`]): its own
+    /// function, so that our path keeps its registers.
+    #[inline(never)]
+    fn units_by_rules<O: OutId, D: Draw>(
+        &self,
+        r: usize,
+        row: Row<'_, T, O>,
+        attn: Option<&[u8]>,
+        spec: Option<&[u8]>,
+    ) {
+        let cfg = self.cfg;
+        if cfg.rules.words_across_specials {
+            let (words, positions) = self.words_across_specials(r, row.src, attn, spec);
+            row.mask_units_by_rules::<D>(cfg, &words, Some(&positions));
+        } else {
+            let words = self.words(r, row.src, attn, spec);
+            row.mask_units_by_rules::<D>(cfg, &words, None);
         }
     }
 
@@ -695,6 +974,50 @@ impl<'a, T: TokenId> MlmJob<'a, T> {
         }
         words
     }
+
+    /// The words of row `r`'s kept tokens when words run across special tokens (see
+    /// [`compact_words`]), and the position of each eligible token (the words' token indices
+    /// count eligible tokens only).
+    #[inline(never)]
+    fn words_across_specials(
+        &self,
+        r: usize,
+        src: &[T],
+        attn: Option<&[u8]>,
+        spec: Option<&[u8]>,
+    ) -> (Vec<Word>, Vec<u32>) {
+        let cfg = self.cfg;
+        let kept = src.len();
+        let word_ids = self.masks.word_ids.as_ref().map(|w| &w.row(r)[..kept]);
+        let bounds = self.masks.boundaries.as_ref().map(|b| &b.row(r)[..kept]);
+        let mut words = Vec::with_capacity(kept);
+        // Padding (attention 0 or the pad id) still ends words; special tokens do not.
+        let pad = i64::from(cfg.pad_token_id);
+        let hard = |t: usize| attn.is_some_and(|a| a[t] == 0) || src[t].to_i64() == pad;
+        let positions =
+            if attn.is_none() && spec.is_none() && word_ids.is_none() && bounds.is_none() {
+                let flags = src.iter().map(|x| cfg.vocab_flags[x.to_i64() as usize]);
+                compact_words(flags, hard, &mut words)
+            } else {
+                let flags = unit_flags(cfg, src, attn, spec, word_ids, bounds);
+                compact_words(flags, hard, &mut words)
+            };
+        (words, positions)
+    }
+}
+
+/// The real tokens of a row (attention 1, not the pad id), special tokens included: what
+/// [`BudgetBase::RealTokens`] counts.
+fn real_tokens<T: TokenId>(src: &[T], attn: Option<&[u8]>, pad: u32) -> usize {
+    let pad = i64::from(pad);
+    match attn {
+        Some(a) => src
+            .iter()
+            .zip(a)
+            .filter(|&(x, &m)| m != 0 && x.to_i64() != pad)
+            .count(),
+        None => src.iter().filter(|x| x.to_i64() != pad).count(),
+    }
 }
 
 /// The attention row of the kept tokens: the given mask as 0/1, or all 1.
@@ -716,6 +1039,8 @@ struct Row<'a, T, O> {
     ids: &'a mut [O],
     labels: &'a mut [O],
     rng: Rng,
+    /// The row's real tokens when the budget counts them ([`BudgetBase::RealTokens`]).
+    real_tokens: Option<usize>,
 }
 
 impl<T: TokenId, O: OutId> Row<'_, T, O> {
@@ -729,63 +1054,67 @@ impl<T: TokenId, O: OutId> Row<'_, T, O> {
     /// the partial Fisher–Yates swaps first, then the replacement draws of the chosen
     /// positions in position order.
     #[inline(always)]
-    fn mask(mut self, cfg: &MlmConfig, eligible: impl Fn(usize, i64) -> bool) {
+    fn mask<D: Draw>(self, cfg: &MlmConfig, eligible: impl Fn(usize, i64) -> bool) {
         for (d, &x) in self.ids.iter_mut().zip(self.src) {
             *d = O::from_i64(x.to_i64());
         }
         match cfg.budget {
-            Budget::Bernoulli => self.mask_bernoulli(cfg, eligible),
-            Budget::Exact { .. } => self.mask_exact(cfg, eligible),
+            Budget::Bernoulli => self.mask_bernoulli::<D>(cfg, eligible),
+            Budget::Exact { .. } => self.mask_exact::<D>(cfg, eligible),
         }
     }
 
-    /// Bernoulli selection: jumps from success to success of the per-position trials.
+    /// Bernoulli selection: jumps from success to success of the per-position trials. (Takes
+    /// the row by value: its slices and stream live in locals through the loop.)
     #[inline(always)]
-    fn mask_bernoulli(&mut self, cfg: &MlmConfig, eligible: impl Fn(usize, i64) -> bool) {
+    fn mask_bernoulli<D: Draw>(self, cfg: &MlmConfig, eligible: impl Fn(usize, i64) -> bool) {
+        let Row {
+            src,
+            ids,
+            labels,
+            mut rng,
+            ..
+        } = self;
         if cfg.gaps.never() {
             return;
         }
-        let n = self.src.len() as u64;
-        let mut t = cfg.gaps.sample(&mut self.rng, n);
+        let n = src.len() as u64;
+        let mut t = cfg.gaps.sample(&mut rng, n);
         while t < n {
             let i = t as usize;
-            let id = self.src[i].to_i64();
+            let id = src[i].to_i64();
             if eligible(i, id) {
-                replace(
-                    cfg,
-                    &mut self.rng,
-                    id,
-                    &mut self.ids[i],
-                    &mut self.labels[i],
-                );
+                replace::<O, D>(cfg, &mut rng, id, (&mut ids[i], &mut labels[i]));
             }
-            t += 1 + cfg.gaps.sample(&mut self.rng, n - t - 1);
+            t += 1 + cfg.gaps.sample(&mut rng, n - t - 1);
         }
     }
 
-    /// Exact budget: the eligible positions, a uniform choice of `exact_count` of them, then
-    /// their replacements in position order.
+    /// Exact budget: the eligible positions, a uniform choice of [`MlmConfig::budget_of`]
+    /// them, then their replacements in position order.
     #[inline(always)]
-    fn mask_exact(&mut self, cfg: &MlmConfig, eligible: impl Fn(usize, i64) -> bool) {
-        let mut candidates: Vec<u32> = Vec::with_capacity(self.src.len());
-        for (t, &x) in self.src.iter().enumerate() {
+    fn mask_exact<D: Draw>(self, cfg: &MlmConfig, eligible: impl Fn(usize, i64) -> bool) {
+        let Row {
+            src,
+            ids,
+            labels,
+            mut rng,
+            real_tokens,
+        } = self;
+        let mut candidates: Vec<u32> = Vec::with_capacity(src.len());
+        for (t, &x) in src.iter().enumerate() {
             if eligible(t, x.to_i64()) {
                 candidates.push(t as u32);
             }
         }
-        let k = cfg.exact_count(candidates.len());
-        let chosen = choose(cfg, &mut self.rng, &mut candidates, k);
+        let n = candidates.len();
+        let k = cfg.budget_of(n, real_tokens.unwrap_or(n));
+        let chosen = choose(cfg, &mut rng, &mut candidates, k);
         chosen.sort_unstable();
         for &t in chosen.iter() {
             let t = t as usize;
-            let id = self.src[t].to_i64();
-            replace(
-                cfg,
-                &mut self.rng,
-                id,
-                &mut self.ids[t],
-                &mut self.labels[t],
-            );
+            let id = src[t].to_i64();
+            replace::<O, D>(cfg, &mut rng, id, (&mut ids[t], &mut labels[t]));
         }
     }
 }
@@ -816,32 +1145,26 @@ fn choose<'c>(
 }
 
 impl<T: TokenId, O: OutId> Row<'_, T, O> {
-    /// Unit masking: copies the ids, cuts the row into words ([`segment_words`]), selects
-    /// units ([`crate::units`]) and applies the replacements unit by unit in position order.
+    /// Unit masking under our rules: copies the ids, selects units among the row's words
+    /// ([`crate::units`]) and applies the replacements in position order.
     ///
-    /// Stream use: the selection's draws first (see each selector), then per unit in position
-    /// order either one decision draw for the whole unit followed by one draw per token that
-    /// becomes random (`replace_by_unit`), or the per-token draws of token masking.
-    fn mask_units(self, cfg: &MlmConfig, words: &[Word]) {
+    /// Stream use (also of [`Row::mask_units_by_rules`]): the selection's draws first (see each selector), then per unit (or per run
+    /// of adjacent selected tokens, `replace_by="run"` and SpanBERT's spans) in position order
+    /// either one decision draw for the whole unit followed by one draw per token that becomes
+    /// random, or the per-token draws of token masking (`replace_by="token"`).
+    fn mask_units<D: Draw>(self, cfg: &MlmConfig, words: &[Word]) {
         let Row {
             src,
             ids,
             labels,
             mut rng,
+            ..
         } = self;
         for (d, &x) in ids.iter_mut().zip(src) {
             *d = O::from_i64(x.to_i64());
         }
         let budget = cfg.exact_count(token_count(words));
-        let selected = match (&cfg.units, cfg.budget) {
-            (Units::Word, Budget::Bernoulli) => select_words_bernoulli(words, &cfg.gaps, &mut rng),
-            (Units::Word, Budget::Exact { .. }) => select_words_budget(words, budget, &mut rng),
-            (Units::Span { lower, lengths }, _) => {
-                select_spans(words, budget, *lower, lengths, &mut rng)
-            }
-            (Units::Ngram { lengths }, _) => select_ngrams(words, budget, lengths, &mut rng),
-            (Units::Token, _) => Vec::new(),
-        };
+        let selected = select_units(cfg, words, budget, &mut rng);
         for unit in selected {
             let first = words[unit.first as usize].start as usize;
             let last = words[(unit.first + unit.count - 1) as usize];
@@ -850,24 +1173,200 @@ impl<T: TokenId, O: OutId> Row<'_, T, O> {
                 .iter()
                 .zip(&mut ids[span.clone()])
                 .zip(&mut labels[span]);
-            if cfg.replace_by_unit {
+            if cfg.replace_by == ReplaceBy::Unit {
                 let u = rng.next_u64();
                 for ((&x, id), label) in tokens {
                     *label = O::from_i64(x.to_i64());
                     if cfg.to_mask.hit(u) {
                         *id = O::from_i64(i64::from(cfg.mask_token_id));
                     } else if cfg.to_mask_or_random.hit(u) {
-                        let pool = &cfg.replacement_pool;
-                        *id = O::from_i64(i64::from(pool[rng.below(pool.len() as u64) as usize]));
+                        *id = O::from_i64(i64::from(D::draw(cfg, &mut rng)));
                     }
                 }
             } else {
                 for ((&x, id), label) in tokens {
-                    replace(cfg, &mut rng, x.to_i64(), id, label);
+                    replace::<O, D>(cfg, &mut rng, x.to_i64(), (id, label));
                 }
             }
         }
     }
+
+    /// Unit masking under rules other than ours (see [`MlmConfig::whole_units`]): the budget
+    /// base, words across special tokens (`positions` maps their token indices to the row),
+    /// SpanBERT's spans, decisions per run.
+    fn mask_units_by_rules<D: Draw>(
+        self,
+        cfg: &MlmConfig,
+        words: &[Word],
+        positions: Option<&[u32]>,
+    ) {
+        let Row {
+            src,
+            ids,
+            labels,
+            mut rng,
+            real_tokens,
+        } = self;
+        for (d, &x) in ids.iter_mut().zip(src) {
+            *d = O::from_i64(x.to_i64());
+        }
+        let eligible = token_count(words);
+        let budget = cfg.budget_of(eligible, real_tokens.unwrap_or(eligible));
+        if let (Units::Span { lower, lengths }, SpanRule::SpanBert) = (&cfg.units, cfg.rules.spans)
+        {
+            let runs = select_spans_spanbert(words, budget, *lower, lengths, &mut rng);
+            Row {
+                src,
+                ids,
+                labels,
+                rng,
+                real_tokens,
+            }
+            .apply_runs::<D>(cfg, &runs, positions);
+            return;
+        }
+        let selected = select_units(cfg, words, budget, &mut rng);
+        if positions.is_none() && cfg.replace_by != ReplaceBy::Run {
+            Row {
+                src,
+                ids,
+                labels,
+                rng,
+                real_tokens,
+            }
+            .apply_units::<D>(cfg, words, &selected);
+            return;
+        }
+        let runs = unit_runs(
+            words,
+            &selected,
+            positions,
+            cfg.replace_by == ReplaceBy::Run,
+        );
+        Row {
+            src,
+            ids,
+            labels,
+            rng,
+            real_tokens,
+        }
+        .apply_runs::<D>(cfg, &runs, positions);
+    }
+
+    /// The replacements of whole units, a unit's tokens contiguous in the row. (Takes the row
+    /// by value so that the stream lives in locals, not behind the row's slices.)
+    #[inline(always)]
+    fn apply_units<D: Draw>(self, cfg: &MlmConfig, words: &[Word], selected: &[Unit]) {
+        let Row {
+            src,
+            ids,
+            labels,
+            mut rng,
+            ..
+        } = self;
+        let rng = &mut rng;
+        for unit in selected {
+            let first = words[unit.first as usize].start as usize;
+            let last = words[(unit.first + unit.count - 1) as usize];
+            let span = first..(last.start + last.len) as usize;
+            let tokens = src[span.clone()]
+                .iter()
+                .zip(&mut ids[span.clone()])
+                .zip(&mut labels[span]);
+            if cfg.replace_by == ReplaceBy::Unit {
+                let u = rng.next_u64();
+                for ((&x, id), label) in tokens {
+                    *label = O::from_i64(x.to_i64());
+                    if cfg.to_mask.hit(u) {
+                        *id = O::from_i64(i64::from(cfg.mask_token_id));
+                    } else if cfg.to_mask_or_random.hit(u) {
+                        *id = O::from_i64(i64::from(D::draw(cfg, rng)));
+                    }
+                }
+            } else {
+                for ((&x, id), label) in tokens {
+                    replace::<O, D>(cfg, rng, x.to_i64(), (id, label));
+                }
+            }
+        }
+    }
+
+    /// The replacements of runs of token indices (mapped through `positions` when given): one
+    /// decision per run, or per token with `replace_by="token"`.
+    fn apply_runs<D: Draw>(self, cfg: &MlmConfig, runs: &[Run], positions: Option<&[u32]>) {
+        let Row {
+            src,
+            ids,
+            labels,
+            mut rng,
+            ..
+        } = self;
+        let at = |k: u32| positions.map_or(k as usize, |p| p[k as usize] as usize);
+        let per_token = cfg.replace_by == ReplaceBy::Token;
+        for run in runs {
+            let u = if per_token { 0 } else { rng.next_u64() };
+            for k in run.start..run.end {
+                let t = at(k);
+                let x = src[t].to_i64();
+                let (id, label) = (&mut ids[t], &mut labels[t]);
+                if per_token {
+                    replace::<O, D>(cfg, &mut rng, x, (id, label));
+                    continue;
+                }
+                *label = O::from_i64(x);
+                if cfg.to_mask.hit(u) {
+                    *id = O::from_i64(i64::from(cfg.mask_token_id));
+                } else if cfg.to_mask_or_random.hit(u) {
+                    *id = O::from_i64(i64::from(D::draw(cfg, &mut rng)));
+                }
+            }
+        }
+    }
+}
+
+/// The units a row selects among its words (whole words, our spans, n-grams).
+fn select_units(cfg: &MlmConfig, words: &[Word], budget: usize, rng: &mut Rng) -> Vec<Unit> {
+    match (&cfg.units, cfg.budget) {
+        (Units::Word, Budget::Bernoulli) => select_words_bernoulli(words, &cfg.gaps, rng),
+        (Units::Word, Budget::Exact { .. }) => select_words_budget(words, budget, rng),
+        (Units::Span { lower, lengths }, _) => select_spans(words, budget, *lower, lengths, rng),
+        (Units::Ngram { lengths }, _) => select_ngrams(words, budget, lengths, rng),
+        (Units::Token, _) => Vec::new(),
+    }
+}
+
+/// The token runs of selected units, in position order; with `merge`, units that touch (the
+/// next begins at the row position right after the previous ends, in the same segment) make
+/// one run.
+fn unit_runs(
+    words: &[Word],
+    selected: &[Unit],
+    positions: Option<&[u32]>,
+    merge: bool,
+) -> Vec<Run> {
+    let at = |k: u32| positions.map_or(k, |p| p[k as usize]);
+    let mut runs: Vec<Run> = Vec::with_capacity(selected.len());
+    for unit in selected {
+        let first = words[unit.first as usize];
+        let last = words[(unit.first + unit.count - 1) as usize];
+        let run = Run {
+            start: first.start,
+            end: last.start + last.len,
+            segment: first.segment,
+        };
+        match runs.last_mut() {
+            Some(prev)
+                if merge
+                    && prev.end == run.start
+                    && prev.segment == run.segment
+                    && at(prev.end - 1) + 1 == at(run.start) =>
+            {
+                prev.end = run.end;
+            }
+            _ => runs.push(run),
+        }
+    }
+    runs
 }
 
 /// Per-token unit flags of a row: the vocabulary's, cleared where the attention mask is 0 or
@@ -914,17 +1413,21 @@ fn unit_flags<T: TokenId>(
     flags
 }
 
-/// Labels a selected position and applies the 80/10/10 (configurable) decision.
+/// Labels a selected position and applies the 80/10/10 (configurable) decision, a random
+/// replacement drawn as `D` does.
 #[inline]
-fn replace<O: OutId>(cfg: &MlmConfig, rng: &mut Rng, original: i64, id: &mut O, label: &mut O) {
+fn replace<O: OutId, D: Draw>(
+    cfg: &MlmConfig,
+    rng: &mut Rng,
+    original: i64,
+    (id, label): (&mut O, &mut O),
+) {
     *label = O::from_i64(original);
     let u = rng.next_u64();
     if cfg.to_mask.hit(u) {
         *id = O::from_i64(i64::from(cfg.mask_token_id));
     } else if cfg.to_mask_or_random.hit(u) {
-        let pool = &cfg.replacement_pool;
-        let pick = pool[rng.below(pool.len() as u64) as usize];
-        *id = O::from_i64(i64::from(pick));
+        *id = O::from_i64(i64::from(D::draw(cfg, rng)));
     }
 }
 
@@ -945,8 +1448,10 @@ mod tests {
             budget: Budget::Bernoulli,
             with_replacement: false,
             unit: UnitSpec::Token,
-            replace_by_unit: true,
+            replace_by: ReplaceBy::Unit,
             word_starts: None,
+            rules: MaskingRules::LMOBJECTIVES,
+            token_counts: None,
         }
     }
 
@@ -1224,5 +1729,150 @@ mod tests {
         ));
         let empty = Ragged::new("input_ids", &ok[..0], &[0, 0]).unwrap();
         assert!(go(&empty, &TokenMasks::default(), &b).is_err());
+    }
+
+    fn masked_per_row(out: &MlmBatch<i64>, rows: usize) -> Vec<usize> {
+        (0..rows)
+            .map(|r| {
+                out.labels[r * out.width..(r + 1) * out.width]
+                    .iter()
+                    .filter(|&&l| l != IGNORE_INDEX)
+                    .count()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn budget_rules_count_and_round_as_the_recipes_do() {
+        let sp = [1, 2, 3];
+        let exact = Budget::Exact {
+            max_predictions: None,
+        };
+        let google = MlmConfig::new(&MlmParams {
+            budget: exact,
+            rules: MaskingRules::GOOGLE,
+            ..params(&sp)
+        })
+        .unwrap();
+        // 20 tokens, 18 of them eligible: Google counts all 20 (round(3.0) = 3), ours 18
+        // (round(2.7) = 3), and at 30 + 2 tokens: round(4.8) = 5 against round(4.5) = 4.
+        assert_eq!(google.budget_of(30, 32), 5);
+        let ids: Vec<i64> = [2].into_iter().chain(10..40).chain([3]).collect();
+        let out = run(&google, &ids, &[0, 32], 1);
+        assert_eq!(masked_per_row(&out, 1), [5]);
+        let ours = MlmConfig::new(&MlmParams {
+            budget: exact,
+            ..params(&sp)
+        })
+        .unwrap();
+        assert_eq!(masked_per_row(&run(&ours, &ids, &[0, 32], 1), 1), [4]);
+        let spanbert = MlmConfig::new(&MlmParams {
+            budget: exact,
+            rules: MaskingRules {
+                pool: ReplacementPool::NonSpecial,
+                ..MaskingRules::SPANBERT
+            },
+            ..params(&sp)
+        })
+        .unwrap();
+        assert_eq!(spanbert.exact_count(510), 77); // ceil(76.5)
+        assert_eq!(ours.exact_count(510), 76); // round half to even
+    }
+
+    #[test]
+    fn replacement_pools() {
+        let sp = [1, 2, 3];
+        let all_random = |rules, counts| {
+            let cfg = MlmConfig::new(&MlmParams {
+                mlm_probability: 1.0,
+                mask_replace_prob: 0.0,
+                random_replace_prob: 1.0,
+                rules,
+                token_counts: counts,
+                ..params(&sp)
+            })
+            .unwrap();
+            let ids: Vec<i64> = (0..20_000).map(|i| 10 + i % 50).collect();
+            run(&cfg, &ids, &[0, 20_000], 1).input_ids
+        };
+        let ours = all_random(MaskingRules::LMOBJECTIVES, None);
+        assert!(ours.iter().all(|&x| ![0, 1, 2, 3, 4].contains(&x)));
+        let vocab = all_random(MaskingRules::GOOGLE, None);
+        assert!(
+            vocab.contains(&4) && vocab.contains(&0),
+            "specials are drawn too"
+        );
+        let mut counts = vec![0i64; 100];
+        counts[7] = 1;
+        counts[9] = 3;
+        let freq = all_random(MaskingRules::SPANBERT, Some(&counts));
+        assert!(freq.iter().all(|&x| x == 7 || x == 9));
+        let nines = freq.iter().filter(|&&x| x == 9).count() as f64 / freq.len() as f64;
+        assert!((nines - 0.75).abs() < 0.02, "{nines}");
+        // Checked: a frequency pool needs counts, one per id, non-negative, not all zero.
+        let bad = |counts: Option<&[i64]>| {
+            MlmConfig::new(&MlmParams {
+                rules: MaskingRules::SPANBERT,
+                token_counts: counts,
+                ..params(&sp)
+            })
+            .unwrap_err()
+        };
+        for err in [
+            bad(None),
+            bad(Some(&[1; 10])),
+            bad(Some(&[-1; 100])),
+            bad(Some(&[0; 100])),
+        ] {
+            assert!(
+                matches!(&err, CoreError::InvalidArgument { arg, .. } | CoreError::ShapeMismatch { arg, .. } if arg == "token_counts"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn words_across_specials_never_label_the_special_tokens() {
+        // ids 10..49 start words, 50..99 continue them; rows "[CLS] A [SEP] B [SEP]" where B
+        // starts with a continuation piece.
+        let starts: Vec<bool> = (0..100).map(|i| i < 50).collect();
+        let sp = [1, 2, 3];
+        let cfg = MlmConfig::new(&MlmParams {
+            mlm_probability: 0.5,
+            budget: Budget::Exact {
+                max_predictions: None,
+            },
+            unit: UnitSpec::Ngram {
+                max_n: 3,
+                favor_shorter: true,
+            },
+            replace_by: ReplaceBy::Token,
+            word_starts: Some(&starts),
+            rules: MaskingRules::GOOGLE,
+            ..params(&sp)
+        })
+        .unwrap();
+        let row = [2i64, 10, 11, 12, 3, 60, 13, 14, 3];
+        let ids: Vec<i64> = row.iter().copied().cycle().take(row.len() * 400).collect();
+        let offsets: Vec<usize> = (0..=400).map(|r| r * row.len()).collect();
+        let out = run(&cfg, &ids, &offsets, 1);
+        let mut across = 0;
+        for r in 0..400 {
+            let lab = &out.labels[r * row.len()..(r + 1) * row.len()];
+            assert!([0, 4, 8].iter().all(|&t| lab[t] == IGNORE_INDEX));
+            // "12 [SEP] 60" is one word: both or neither.
+            assert_eq!(lab[3] == IGNORE_INDEX, lab[5] == IGNORE_INDEX);
+            across += usize::from(lab[3] != IGNORE_INDEX && lab[6] != IGNORE_INDEX);
+            // round(0.5 * 9) = 4 of the 7 eligible tokens at most, 4 when words allow.
+            assert!(lab.iter().filter(|&&l| l != IGNORE_INDEX).count() <= 4);
+        }
+        assert!(across > 0, "n-grams run across [SEP]");
+        assert!(
+            MlmConfig::new(&MlmParams {
+                replace_by: ReplaceBy::Run,
+                ..params(&sp)
+            })
+            .is_err()
+        );
     }
 }

@@ -22,6 +22,11 @@
 //! - SOP drops single-sentence chunks (ALBERT pairs them with a random document and labels
 //!   them "swapped", which quietly leaks NSP into SOP).
 //! - Pairs in which A or B would be empty (empty sentences) are dropped.
+//!
+//! The first two are rules ([`PairRules`]): the `"google-bert"` and `"albert"` recipes
+//! ([`crate::recipes`]) follow the reference instead (up to ten uniform draws among all the
+//! documents; SOP's single-sentence chunks paired with a random document and labelled
+//! "swapped").
 
 use crate::batch::TokenId;
 use crate::parallel::{for_each_mut, threads_for};
@@ -50,6 +55,35 @@ impl Task {
     }
 }
 
+/// How a random B's document is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RandomDocument {
+    /// Uniformly among the other documents (ours); with a single document there is none.
+    #[default]
+    Other,
+    /// Google BERT's: up to ten uniform draws among all documents, stopping at the first other
+    /// one (the last draw is kept, so a one-document corpus pairs a document with itself).
+    GoogleRetries,
+}
+
+/// What SOP does with a chunk of a single sentence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SingleSentenceSop {
+    /// Drops it (ours).
+    #[default]
+    Drop,
+    /// ALBERT's: B is a random document's sentences, as NSP's random next, labelled 1
+    /// ("swapped").
+    RandomDocument,
+}
+
+/// The rules a recipe fixes for NSP/SOP (see [`crate::recipes`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PairRules {
+    pub random_document: RandomDocument,
+    pub sop_single_sentence: SingleSentenceSop,
+}
+
 /// Parameters of the instance builder (Google BERT's defaults).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PairParams {
@@ -61,6 +95,8 @@ pub struct PairParams {
     pub random_next_prob: f64,
     /// SOP: chance that A and B are swapped (0.5).
     pub swap_prob: f64,
+    /// The recipe's rules (ours by default).
+    pub rules: PairRules,
 }
 
 impl PairParams {
@@ -71,6 +107,7 @@ impl PairParams {
             short_seq_prob: 0.1,
             random_next_prob: 0.5,
             swap_prob: 0.5,
+            rules: PairRules::default(),
         }
     }
 
@@ -298,15 +335,21 @@ fn chunk_pair<T>(
     };
     let a = corpus.span(chunk.start, chunk.start + a_end);
     let rest = corpus.span(chunk.start + a_end, chunk.end);
+    // A random B needs a document to come from: another one, or any under Google's rule.
+    let can_random =
+        corpus.num_documents() > 1 || p.rules.random_document == RandomDocument::GoogleRetries;
+    let with_random_b = |rng: &mut Rng| {
+        let target_b = target.saturating_sub((a.1 - a.0) as usize);
+        match random_b(corpus, p.rules.random_document, d, target_b, rng) {
+            Some(b) => (Some((a, b, 1)), sents - a_end),
+            None => (None, 0),
+        }
+    };
     match p.task {
         Task::Nsp => {
             let want_random = sents == 1 || Chance::new(p.random_next_prob).hit(rng.next_u64());
-            if want_random && corpus.num_documents() > 1 {
-                let target_b = target.saturating_sub((a.1 - a.0) as usize);
-                match random_b(corpus, d, target_b, rng) {
-                    Some(b) => (Some((a, b, 1)), sents - a_end),
-                    None => (None, 0),
-                }
+            if want_random && can_random {
+                with_random_b(rng)
             } else if sents >= 2 {
                 (Some((a, rest, 0)), 0)
             } else {
@@ -320,22 +363,46 @@ fn chunk_pair<T>(
                 (Some((a, rest, 0)), 0)
             }
         }
+        Task::Sop
+            if p.rules.sop_single_sentence == SingleSentenceSop::RandomDocument && can_random =>
+        {
+            with_random_b(rng)
+        }
         Task::Sop => (None, 0),
     }
 }
 
+/// The document a random B comes from (see [`RandomDocument`]); needs another document, or
+/// Google's rule.
+fn random_document(n_docs: usize, rule: RandomDocument, d: usize, rng: &mut Rng) -> usize {
+    match rule {
+        RandomDocument::Other => {
+            let r = rng.below((n_docs - 1) as u64) as usize;
+            if r >= d { r + 1 } else { r }
+        }
+        RandomDocument::GoogleRetries => {
+            let mut r = d;
+            for _ in 0..10 {
+                r = rng.below(n_docs as u64) as usize;
+                if r != d {
+                    break;
+                }
+            }
+            r
+        }
+    }
+}
+
 /// NSP's random B: a run of sentences of about `target_b` tokens from a random sentence of
-/// a random other document (`None` when that document has no sentences).
+/// a random document (`None` when that document has no sentences).
 fn random_b<T>(
     corpus: &Corpus<'_, T>,
+    rule: RandomDocument,
     d: usize,
     target_b: usize,
     rng: &mut Rng,
 ) -> Option<(u64, u64)> {
-    let mut r = rng.below((corpus.num_documents() - 1) as u64) as usize;
-    if r >= d {
-        r += 1;
-    }
+    let r = random_document(corpus.num_documents(), rule, d, rng);
     let rs = corpus.sentences(r);
     if rs.is_empty() {
         return None;
@@ -718,5 +785,45 @@ mod tests {
         assert_eq!((whole, whole_keys), (items, keys));
         assert!(shard_items(10, &[3], 1, 3, 0).is_err());
         assert!(shard_items(10, &[0], 3, 3, 0).is_err());
+    }
+
+    #[test]
+    fn google_and_albert_rules() {
+        let google = PairRules {
+            random_document: RandomDocument::GoogleRetries,
+            sop_single_sentence: SingleSentenceSop::RandomDocument,
+        };
+        // One document: Google pairs it with itself and calls that "random".
+        let (ids, so, dof) = corpus_of(&[&[4, 4, 4, 4, 4, 4, 4, 4]]);
+        let c = Corpus::new(&ids, &so, &dof).unwrap();
+        let p = PairParams {
+            max_seq_length: 16,
+            rules: google,
+            ..PairParams::new(Task::Nsp)
+        };
+        let random = (0..20)
+            .map(|epoch| build_index(&c, &p, 3, epoch, 1).unwrap())
+            .filter(|idx| idx.label.contains(&1))
+            .count();
+        assert!(random > 0);
+        // ALBERT keeps SOP's single-sentence chunks, B from another document, label 1.
+        let (ids, so, dof) = corpus_of(&[&[9], &[9], &[5, 5]]);
+        let c = Corpus::new(&ids, &so, &dof).unwrap();
+        let p = PairParams {
+            rules: google,
+            ..PairParams::new(Task::Sop)
+        };
+        let idx = build_index(&c, &p, 3, 0, 1).unwrap();
+        let singles: Vec<usize> = (0..idx.len())
+            .filter(|&i| idx.a[i][1] - idx.a[i][0] == 9)
+            .collect();
+        assert_eq!(singles.len(), 2);
+        for i in singles {
+            assert_eq!(idx.label[i], 1);
+            assert_ne!(idx.b[i][0], idx.a[i][0]);
+        }
+        // Ours drops them: only the two-sentence document remains.
+        let ours = build_index(&c, &PairParams::new(Task::Sop), 3, 0, 1).unwrap();
+        assert_eq!(ours.len(), 1);
     }
 }

@@ -9,6 +9,8 @@
 //! Budgets are in tokens, as Google BERT counts them. A unit is always whole words: where a
 //! reference would cut the last unit mid-word to hit the budget exactly (SpanBERT), we skip
 //! or shorten to whole words instead, so a row can end up one word short of its budget.
+//! SpanBERT's own rule is [`select_spans_spanbert`] (its recipe), and Google BERT's and
+//! ALBERT's candidate lists, which run across special tokens, are [`compact_words`].
 
 use crate::rng::{Categorical, GeometricGaps, Rng};
 
@@ -25,6 +27,15 @@ pub struct Word {
 pub struct Unit {
     pub first: u32,
     pub count: u32,
+}
+
+/// A run of selected tokens `start .. end` (token indices as the words count them) in one
+/// segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Run {
+    pub start: u32,
+    pub end: u32,
+    pub segment: u32,
 }
 
 /// Per-token flag: the token may be masked.
@@ -60,6 +71,33 @@ pub fn segment_words(flags: impl IntoIterator<Item = u8>, out: &mut Vec<Word>) {
             w.len += 1;
         }
     }
+}
+
+/// Google BERT's and ALBERT's candidate list: words over the eligible tokens alone, so special
+/// tokens do not end a word or a segment — a continuation piece right after `[SEP]` joins the
+/// word before it, and n-grams run across `[SEP]` — while `hard(t)` tokens (padding) and
+/// [`BOUNDARY`] flags (packed-example starts, also when set on a special token) still begin a
+/// new segment. The words count eligible tokens only (`Word::start` indexes the returned
+/// positions); returns the row position of each eligible token.
+pub fn compact_words(
+    flags: impl IntoIterator<Item = u8>,
+    hard: impl Fn(usize) -> bool,
+    out: &mut Vec<Word>,
+) -> Vec<u32> {
+    let mut positions = Vec::new();
+    let mut compact = Vec::new();
+    let mut pending = false;
+    for (t, f) in flags.into_iter().enumerate() {
+        pending |= f & BOUNDARY != 0 || hard(t);
+        if f & ELIGIBLE == 0 {
+            continue;
+        }
+        compact.push(if pending { f | BOUNDARY } else { f & !BOUNDARY });
+        positions.push(t as u32);
+        pending = false;
+    }
+    segment_words(compact, out);
+    positions
 }
 
 /// Number of eligible tokens in `words`.
@@ -203,6 +241,82 @@ pub fn select_spans(
     }
     out.sort_unstable_by_key(|u| u.first);
     out
+}
+
+/// SpanBERT's span masking as its reference (`PairWithSpanMaskingScheme.mask`) does it: repeat
+/// { draw a length `ℓ = lower + lengths.sample()` in words; draw an anchor token uniformly among
+/// the eligible tokens (redraw, length included, if it is already masked); mask from the start
+/// of the anchor's word through `ℓ` words, counting words that are already masked and running on
+/// through them, stopping at the segment's end and — mid-word if need be — as soon as `budget`
+/// tokens are masked } until the budget is reached. The budget is always reached exactly
+/// (`min(budget, tokens)`). Returns the maximal runs of adjacent masked tokens in position
+/// order, which is how the reference merges its spans before replacing them.
+pub fn select_spans_spanbert(
+    words: &[Word],
+    budget: usize,
+    lower: u32,
+    lengths: &Categorical,
+    rng: &mut Rng,
+) -> Vec<Run> {
+    let (Some(first), Some(last)) = (words.first(), words.last()) else {
+        return Vec::new();
+    };
+    let base = first.start as usize;
+    let mut masked = vec![false; (last.start + last.len) as usize - base];
+    let mut cum = Vec::with_capacity(words.len());
+    let mut total = 0u64;
+    for w in words {
+        cum.push(total);
+        total += u64::from(w.len);
+    }
+    let budget = budget.min(total as usize);
+    let mut used = 0usize;
+    while used < budget {
+        let want = lower as usize + lengths.sample(rng);
+        let j = rng.below(total);
+        let w = cum.partition_point(|&c| c <= j) - 1;
+        let anchor = (u64::from(words[w].start) + (j - cum[w])) as usize - base;
+        if masked[anchor] {
+            continue;
+        }
+        let segment = words[w].segment;
+        let mut k = w;
+        while k < w + want && k < words.len() && words[k].segment == segment && used < budget {
+            let start = words[k].start as usize - base;
+            for m in &mut masked[start..start + words[k].len as usize] {
+                if used == budget {
+                    break;
+                }
+                if !*m {
+                    *m = true;
+                    used += 1;
+                }
+            }
+            k += 1;
+        }
+    }
+    masked_runs(words, &masked, base)
+}
+
+/// The maximal runs of masked tokens (`masked[t - base]`) within each segment, in order.
+fn masked_runs(words: &[Word], masked: &[bool], base: usize) -> Vec<Run> {
+    let mut runs: Vec<Run> = Vec::new();
+    for w in words {
+        for t in w.start..w.start + w.len {
+            if !masked[t as usize - base] {
+                continue;
+            }
+            match runs.last_mut() {
+                Some(r) if r.end == t && r.segment == w.segment => r.end = t + 1,
+                _ => runs.push(Run {
+                    start: t,
+                    end: t + 1,
+                    segment: w.segment,
+                }),
+            }
+        }
+    }
+    runs
 }
 
 /// Words from `i` to the end of its segment.
@@ -406,5 +520,54 @@ mod tests {
         let k = select_words_bernoulli(&words, &gaps, &mut r).len() as f64;
         let z = (k - 3000.0) / (20_000.0f64 * 0.15 * 0.85).sqrt();
         assert!(z.abs() < 5.0);
+    }
+
+    #[test]
+    fn compact_words_run_across_specials_but_not_padding_or_boundaries() {
+        // [CLS] a ##b [SEP] ##c d [SEP] [PAD] ##e | (boundary on [CLS]) f
+        let e = ELIGIBLE;
+        let sw = ELIGIBLE | STARTS_WORD;
+        let flags = [0, sw, e, 0, e, sw, 0, 0, e, BOUNDARY, sw];
+        let mut words = Vec::new();
+        let pos = compact_words(flags, |t| t == 7, &mut words);
+        assert_eq!(pos, [1, 2, 4, 5, 8, 10]);
+        let w = |start, len, segment| Word {
+            start,
+            len,
+            segment,
+        };
+        // "a ##b ##c" is one word across [SEP]; padding ends the segment, so "##e" starts one;
+        // the boundary set on a special token still starts a new segment.
+        assert_eq!(words, [w(0, 3, 0), w(3, 1, 0), w(4, 1, 1), w(5, 1, 2)]);
+    }
+
+    #[test]
+    fn spanbert_spans_fill_the_budget_exactly_and_may_cut_words() {
+        let words = sample_words(&[3; 40], &[0; 40]);
+        let lengths = Categorical::new(&span_length_weights(0.2, 1, 10)).unwrap();
+        let mut cut = 0;
+        for seed in 0..200 {
+            let mut r = Rng::from_seed(seed);
+            let runs = select_spans_spanbert(&words, 17, 1, &lengths, &mut r);
+            let used: u32 = runs.iter().map(|x| x.end - x.start).sum();
+            assert_eq!(used, 17);
+            // Runs are maximal: separated by at least one unmasked token.
+            assert!(runs.windows(2).all(|p| p[0].end < p[1].start));
+            cut += usize::from(runs.iter().any(|x| x.start % 3 != 0 || x.end % 3 != 0));
+        }
+        // 17 is not a multiple of 3: the last word is always cut.
+        assert_eq!(cut, 200);
+        // Whole budget = every token; empty rows select nothing.
+        let mut r = Rng::from_seed(1);
+        let all = select_spans_spanbert(&words, 500, 1, &lengths, &mut r);
+        assert_eq!(
+            all,
+            [Run {
+                start: 0,
+                end: 120,
+                segment: 0
+            }]
+        );
+        assert!(select_spans_spanbert(&[], 5, 1, &lengths, &mut r).is_empty());
     }
 }

@@ -7,6 +7,7 @@ use lmobjectives_core::denoise::seq2seq::{Seq2SeqConfig, Seq2SeqJob, Seq2SeqPara
 use lmobjectives_core::denoise::t5;
 use lmobjectives_core::denoise::ul2::{Denoiser, DenoiserParams};
 use lmobjectives_core::denoise::{Seq2SeqBatch, Trimmed, Widths};
+use lmobjectives_core::recipes::Recipe;
 use lmobjectives_core::rng::{Streams, purpose};
 use numpy::{IntoPyArray, PyArray1, PyArray2};
 use pyo3::prelude::*;
@@ -407,6 +408,7 @@ struct BartArgs {
     mask_length: String,
     replace_length: i64,
     add_special_tokens: bool,
+    recipe: String,
 }
 
 impl BartArgs {
@@ -430,6 +432,9 @@ impl BartArgs {
             mask_length: MaskLength::parse("mask_length", &self.mask_length).map_err(to_py)?,
             replace_length: self.replace_length,
             add_special_tokens: self.add_special_tokens,
+            random_tokens: Recipe::parse("recipe", &self.recipe)
+                .and_then(Recipe::bart_random_tokens)
+                .map_err(to_py)?,
         })
     }
 }
@@ -442,7 +447,7 @@ impl BartNoiser {
         decoder_start_token_id, special_token_ids, word_starts=None, full_stop_token_ids=vec![],
         mask_ratio=0.3, random_ratio=0.1, insert_ratio=0.0, rotate_ratio=0.0,
         permute_sentence_ratio=1.0, poisson_lambda=3.0, mask_length="span-poisson",
-        replace_length=1, add_special_tokens=true,
+        replace_length=1, add_special_tokens=true, recipe="lmobjectives",
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -464,6 +469,7 @@ impl BartNoiser {
         mask_length: &str,
         replace_length: i64,
         add_special_tokens: bool,
+        recipe: &str,
     ) -> PyResult<Self> {
         let args = BartArgs {
             vocab_size,
@@ -484,6 +490,7 @@ impl BartNoiser {
             mask_length: mask_length.to_string(),
             replace_length,
             add_special_tokens,
+            recipe: recipe.to_string(),
         };
         let cfg = BartConfig::new(&args.params()?).map_err(to_py)?;
         Ok(Self { cfg, args })
@@ -685,6 +692,7 @@ impl BartNoiser {
                 .into_pyobject(py)?
                 .to_owned()
                 .into_any(),
+            a.recipe.into_pyobject(py)?.into_any(),
         ];
         (slf.get_type(), PyTuple::new(py, args)?).into_pyobject(py)
     }
@@ -695,7 +703,8 @@ impl BartNoiser {
             "BartNoiser(vocab_size={}, bos_token_id={}, eos_token_id={}, pad_token_id={}, \
              mask_token_id={}, decoder_start_token_id={}, mask_ratio={:?}, random_ratio={:?}, \
              insert_ratio={:?}, rotate_ratio={:?}, permute_sentence_ratio={:?}, poisson_lambda={:?}, \
-             mask_length={:?}, replace_length={}, add_special_tokens={}, word_starts={})",
+             mask_length={:?}, replace_length={}, add_special_tokens={}, word_starts={}, \
+             recipe={:?})",
             a.vocab_size,
             a.bos_token_id,
             a.eos_token_id,
@@ -716,6 +725,12 @@ impl BartNoiser {
             } else {
                 "None"
             },
+            a.recipe,
         )
+    }
+
+    #[getter]
+    fn recipe(&self) -> &str {
+        &self.args.recipe
     }
 }

@@ -25,7 +25,7 @@ mod _core {
     use super::*;
 
     #[pymodule_export]
-    use crate::masking::{_length_samples, MlmMasker};
+    use crate::masking::{_length_samples, MlmMasker, check_recipe, masking_recipe, recipe_names};
 
     #[pymodule_export]
     use crate::padding::pad;

@@ -5,6 +5,7 @@ use lmobjectives_core::masking::{
     Budget, MlmBatch, MlmConfig, MlmJob, MlmParams, PURPOSE, PositionSampling, ReplaceBy,
     TokenMasks, UnitArgs, UnitSpec, effective_special_ids, length_samples,
 };
+use lmobjectives_core::recipes::{Family, RECIPES, Recipe, resolve_masking};
 use lmobjectives_core::rng::Streams;
 use numpy::{PyArray2, PyArray3, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
@@ -45,6 +46,8 @@ struct Args {
     ngram: u32,
     favor_shorter_ngram: bool,
     position_sampling: String,
+    recipe: String,
+    token_counts: Option<Vec<i64>>,
 }
 
 impl Args {
@@ -78,6 +81,8 @@ impl Args {
         d.set_item("ngram", self.ngram)?;
         d.set_item("favor_shorter_ngram", self.favor_shorter_ngram)?;
         d.set_item("position_sampling", &self.position_sampling)?;
+        d.set_item("recipe", &self.recipe)?;
+        d.set_item("token_counts", self.token_counts.clone())?;
         Ok(d)
     }
 }
@@ -178,10 +183,59 @@ pub fn _length_samples<'py>(
     Ok(numpy::IntoPyArray::into_pyarray(out, py))
 }
 
+/// The masking configuration a recipe gives, explicit arguments (not `None`) merged over its
+/// defaults: `{"recipe", "unit", "exact_budget", "replace_by"}`.
+#[pyfunction]
+#[pyo3(signature = (recipe="lmobjectives", *, unit=None, exact_budget=None, replace_by=None))]
+pub fn masking_recipe<'py>(
+    py: Python<'py>,
+    recipe: &str,
+    unit: Option<&str>,
+    exact_budget: Option<bool>,
+    replace_by: Option<&str>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let r = Recipe::parse("recipe", recipe).map_err(to_py)?;
+    let m = resolve_masking(r, unit, exact_budget, replace_by).map_err(to_py)?;
+    let d = PyDict::new(py);
+    d.set_item("recipe", r.name())?;
+    d.set_item("unit", m.unit)?;
+    d.set_item("exact_budget", m.exact_budget)?;
+    d.set_item("replace_by", m.replace_by)?;
+    Ok(d)
+}
+
+/// Checks that the recipe named `recipe` applies to `family` (`"masking"`, `"pairs"`, `"t5"`,
+/// `"ul2"` or `"bart"`); returns its name.
+#[pyfunction]
+pub fn check_recipe(recipe: &str, family: &str) -> PyResult<&'static str> {
+    let r = Recipe::parse("recipe", recipe).map_err(to_py)?;
+    let f = Family::parse("family", family).map_err(to_py)?;
+    r.check_family(f).map_err(to_py)?;
+    Ok(r.name())
+}
+
+/// The recipe names, in documentation order.
+#[pyfunction]
+pub fn recipe_names() -> Vec<&'static str> {
+    RECIPES.iter().map(|(n, _)| *n).collect()
+}
+
 impl MlmMasker {
     /// Validates the constructor's arguments (the special ids become the effective set:
-    /// pad and mask are always special) into a masker.
-    fn from_args(mut args: Args) -> PyResult<Self> {
+    /// pad and mask are always special; the recipe's defaults fill the unset arguments) into a
+    /// masker.
+    fn from_args(
+        mut args: Args,
+        unit: Option<&str>,
+        exact_budget: Option<bool>,
+        replace_by: Option<&str>,
+    ) -> PyResult<Self> {
+        let recipe = Recipe::parse("recipe", &args.recipe).map_err(to_py)?;
+        let resolved = resolve_masking(recipe, unit, exact_budget, replace_by).map_err(to_py)?;
+        args.recipe = recipe.name().to_string();
+        args.unit = resolved.unit;
+        args.exact_budget = resolved.exact_budget;
+        args.replace_by = resolved.replace_by;
         let sampling = PositionSampling::parse("position_sampling", &args.position_sampling);
         let with_replacement = sampling.map_err(to_py)? == PositionSampling::WithReplacement;
         let budget = Budget::new(args.exact_budget, args.max_predictions).map_err(to_py)?;
@@ -198,8 +252,10 @@ impl MlmMasker {
             budget,
             unit: UnitSpec::parse("unit", &args.unit, &args.unit_args()).map_err(to_py)?,
             with_replacement,
-            replace_by_unit: replace_by == ReplaceBy::Unit,
+            replace_by,
             word_starts: args.word_starts.as_deref(),
+            rules: resolved.rules,
+            token_counts: args.token_counts.as_deref(),
             ..MlmParams::new(
                 args.vocab_size,
                 args.mask_token_id,
@@ -218,9 +274,10 @@ impl MlmMasker {
     #[pyo3(signature = (
         vocab_size, mask_token_id, pad_token_id, special_token_ids, *,
         mlm_probability=0.15, mask_replace_prob=0.8, random_replace_prob=0.1,
-        exact_budget=false, max_predictions=None, unit="token", replace_by="unit",
+        exact_budget=None, max_predictions=None, unit=None, replace_by=None,
         word_starts=None, geometric_p=0.2, span_lower=1, span_upper=10, ngram=3,
         favor_shorter_ngram=true, position_sampling="without_replacement",
+        recipe="lmobjectives", token_counts=None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -231,10 +288,10 @@ impl MlmMasker {
         mlm_probability: f64,
         mask_replace_prob: f64,
         random_replace_prob: f64,
-        exact_budget: bool,
+        exact_budget: Option<bool>,
         max_predictions: Option<usize>,
-        unit: &str,
-        replace_by: &str,
+        unit: Option<&str>,
+        replace_by: Option<&str>,
         word_starts: Option<Vec<bool>>,
         geometric_p: f64,
         span_lower: u32,
@@ -242,27 +299,36 @@ impl MlmMasker {
         ngram: u32,
         favor_shorter_ngram: bool,
         position_sampling: &str,
+        recipe: &str,
+        token_counts: Option<Vec<i64>>,
     ) -> PyResult<Self> {
-        Self::from_args(Args {
-            vocab_size,
-            mask_token_id,
-            pad_token_id,
-            special_token_ids,
-            mlm_probability,
-            mask_replace_prob,
-            random_replace_prob,
+        Self::from_args(
+            Args {
+                vocab_size,
+                mask_token_id,
+                pad_token_id,
+                special_token_ids,
+                mlm_probability,
+                mask_replace_prob,
+                random_replace_prob,
+                exact_budget: false,
+                max_predictions,
+                unit: String::new(),
+                replace_by: String::new(),
+                word_starts,
+                geometric_p,
+                span_lower,
+                span_upper,
+                ngram,
+                favor_shorter_ngram,
+                position_sampling: position_sampling.to_string(),
+                recipe: recipe.to_string(),
+                token_counts,
+            },
+            unit,
             exact_budget,
-            max_predictions,
-            unit: unit.to_string(),
-            replace_by: replace_by.to_string(),
-            word_starts,
-            geometric_p,
-            span_lower,
-            span_upper,
-            ngram,
-            favor_shorter_ngram,
-            position_sampling: position_sampling.to_string(),
-        })
+            replace_by,
+        )
     }
 
     #[getter]
@@ -293,6 +359,16 @@ impl MlmMasker {
     #[getter]
     fn replace_by(&self) -> &str {
         &self.args.replace_by
+    }
+
+    #[getter]
+    fn recipe(&self) -> &str {
+        &self.args.recipe
+    }
+
+    #[getter]
+    fn has_token_counts(&self) -> bool {
+        self.args.token_counts.is_some()
     }
 
     #[getter]
@@ -450,6 +526,12 @@ impl MlmMasker {
         }
         if a.position_sampling != "without_replacement" {
             s += &format!(", position_sampling='{}'", a.position_sampling);
+        }
+        if a.recipe != "lmobjectives" {
+            s += &format!(", recipe='{}'", a.recipe);
+        }
+        if a.token_counts.is_some() {
+            s += ", token_counts=<counts>";
         }
         s + ")"
     }

@@ -3,6 +3,7 @@
 use lmobjectives_core::pairs::{
     Corpus, PairIndex, PairParams, Task, build_index, materialize, shard_items,
 };
+use lmobjectives_core::recipes::Recipe;
 use numpy::ndarray::Array2;
 use numpy::{
     Element, IntoPyArray, PyArray1, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
@@ -64,11 +65,12 @@ fn index_to_py<'py>(py: Python<'py>, index: PairIndex) -> PyResult<Bound<'py, Py
 }
 
 /// Builds the NSP/SOP instances of one pass over a corpus: `{"a", "b"}` (uint64 `[n, 2]`
-/// token ranges) and `"label"` (uint8), in shuffled order.
+/// token ranges) and `"label"` (uint8), in shuffled order, with the rules of `recipe`.
 #[pyfunction]
 #[pyo3(signature = (
     ids, sentence_offsets, document_offsets, *, task="nsp", max_seq_length=128,
     short_seq_prob=0.1, random_next_prob=0.5, swap_prob=0.5, seed, epoch=0, num_threads=1,
+    recipe="lmobjectives",
 ))]
 #[allow(clippy::too_many_arguments)]
 pub fn build_pair_index<'py>(
@@ -84,13 +86,19 @@ pub fn build_pair_index<'py>(
     seed: u64,
     epoch: u64,
     num_threads: usize,
+    recipe: &str,
 ) -> PyResult<Bound<'py, PyDict>> {
+    let task = Task::parse("task", task).map_err(to_py)?;
+    let rules = Recipe::parse("recipe", recipe)
+        .and_then(|r| r.pairs(task))
+        .map_err(to_py)?;
     let params = PairParams {
-        task: Task::parse("task", task).map_err(to_py)?,
+        task,
         max_seq_length,
         short_seq_prob,
         random_next_prob,
         swap_prob,
+        rules,
     };
     let so = contiguous(&sentence_offsets, "sentence_offsets")?;
     let dof = contiguous(&document_offsets, "document_offsets")?;

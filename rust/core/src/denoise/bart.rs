@@ -175,6 +175,19 @@ pub struct BartParams<'a> {
     pub replace_length: i64,
     /// Wrap rows in BOS … EOS (false: rows already are, which is checked).
     pub add_special_tokens: bool,
+    /// Which ids random tokens come from (the recipe's rule).
+    pub random_tokens: RandomTokens,
+}
+
+/// Which ids BART's random tokens (text infilling's random spans, insertion) are drawn from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RandomTokens {
+    /// Uniformly among the non-special ids (ours).
+    #[default]
+    NonSpecial,
+    /// fairseq's `torch.randint(1, len(vocab))`: every id but 0, special ids (mask, EOS,
+    /// padding) included.
+    FromOne,
 }
 
 /// Checks `insert_ratio` (≥ 0) and `replace_length` (−1, 0 or 1).
@@ -208,7 +221,10 @@ fn random_pool(
     for &id in p.special_token_ids {
         special[check_id("special_token_ids", id, v)? as usize] = true;
     }
-    let pool: Vec<u32> = (0..v as u32).filter(|&i| !special[i as usize]).collect();
+    let pool: Vec<u32> = match p.random_tokens {
+        RandomTokens::NonSpecial => (0..v as u32).filter(|&i| !special[i as usize]).collect(),
+        RandomTokens::FromOne => (1..v as u32).collect(),
+    };
     if random_ratio > 0.0 && pool.is_empty() {
         return Err(CoreError::invalid(
             "random_ratio",
@@ -787,6 +803,7 @@ mod tests {
             mask_length: MaskLength::SpanPoisson,
             replace_length: 1,
             add_special_tokens: true,
+            random_tokens: RandomTokens::NonSpecial,
         }
     }
 
