@@ -76,11 +76,16 @@ def encode_rows(model: Encoder, rows: list[list[int]], bs: int = 512) -> np.ndar
     return np.concatenate(out)
 
 
-def recall_at_1(model: Encoder, pairs: list[dict]) -> float:
+def hits(model: Encoder, pairs: list[dict]) -> np.ndarray:
+    """Per held-out pair: whether the query's nearest positive (of all of them) is its own."""
     q = encode_rows(model, [p["input_ids"] for p in pairs])
     d = encode_rows(model, [p["positive_input_ids"] for p in pairs])
     found = mine_hard_negatives(q, d, None, num_negatives=1, range_max=1).negative_ids[:, 0]
-    return float((found == np.arange(len(pairs))).mean())
+    return found == np.arange(len(pairs))
+
+
+def recall_at_1(model: Encoder, pairs: list[dict]) -> float:
+    return float(hits(model, pairs).mean())
 
 
 def train(
@@ -162,36 +167,7 @@ def main() -> None:
     )
     args = ap.parse_args()
     corpus = TokenCorpus.default()
-    pairs = neighbour_pairs(corpus)
-    positive = None
-    if args.task == "augment":
-        positive = Augmentation(token_deletion=0.3, substitution=0.1, reorder=0.3)
-        aug = ContrastivePairCollator(
-            vocab_size=corpus.vocab_size,
-            pad_token_id=0,
-            special_token_ids=[1, 2, 3, 4],
-            anchor=None,
-            positive=positive,
-            seed=12345,
-        )
-        # Fixed augmented positives for the held-out set (training draws new ones each epoch).
-        pairs = [{"input_ids": p["input_ids"], "idx": p["idx"]} for p in pairs]
-    g = np.random.default_rng(0)
-    pick = g.permutation(len(pairs))[: args.train + args.test]
-    train_pairs = [pairs[i] for i in pick[: args.train]]
-    test_pairs = [pairs[i] for i in pick[args.train :]]
-    if args.task == "augment":
-        b = aug(test_pairs)
-        test_pairs = [
-            {"input_ids": p["input_ids"], "positive_input_ids": row[m.astype(bool)].tolist()}
-            for p, row, m in zip(
-                test_pairs, b["positive_input_ids"], b["positive_attention_mask"], strict=True
-            )
-        ]
-        train_pairs = [
-            {"input_ids": p["input_ids"], "positive_input_ids": p["input_ids"], "idx": p["idx"]}
-            for p in train_pairs
-        ]
+    train_pairs, test_pairs, positive = make_pairs(corpus, args.task, args.train, args.test)
     vocab = corpus.vocab_size
     rows = {"untrained": [], "in-batch negatives": [], "in-batch + mined hard negative": []}
     for seed in range(args.seeds):
@@ -215,6 +191,45 @@ def main() -> None:
     )
     for name, vals in rows.items():
         print(f"  {name:32s} {np.mean(vals):.3f} ± {np.std(vals):.3f}   {vals}")
+
+
+def make_pairs(
+    corpus: TokenCorpus, task: str, n_train: int, n_test: int
+) -> tuple[list[dict], list[dict], Augmentation | None]:
+    """``(train pairs, held-out pairs, the training positives' augmentation)`` drawn (seed 0)
+    from the corpus's neighbouring-sentence pairs; for ``task="augment"`` a held-out pair's
+    positive is a fixed augmented copy of its sentence (training draws new ones each epoch)."""
+    pairs = neighbour_pairs(corpus)
+    positive = None
+    if task == "augment":
+        positive = Augmentation(token_deletion=0.3, substitution=0.1, reorder=0.3)
+        aug = ContrastivePairCollator(
+            vocab_size=corpus.vocab_size,
+            pad_token_id=0,
+            special_token_ids=[1, 2, 3, 4],
+            anchor=None,
+            positive=positive,
+            seed=12345,
+        )
+        # Fixed augmented positives for the held-out set (training draws new ones each epoch).
+        pairs = [{"input_ids": p["input_ids"], "idx": p["idx"]} for p in pairs]
+    g = np.random.default_rng(0)
+    pick = g.permutation(len(pairs))[: n_train + n_test]
+    train_pairs = [pairs[i] for i in pick[:n_train]]
+    test_pairs = [pairs[i] for i in pick[n_train:]]
+    if task == "augment":
+        b = aug(test_pairs)
+        test_pairs = [
+            {"input_ids": p["input_ids"], "positive_input_ids": row[m.astype(bool)].tolist()}
+            for p, row, m in zip(
+                test_pairs, b["positive_input_ids"], b["positive_attention_mask"], strict=True
+            )
+        ]
+        train_pairs = [
+            {"input_ids": p["input_ids"], "positive_input_ids": p["input_ids"], "idx": p["idx"]}
+            for p in train_pairs
+        ]
+    return train_pairs, test_pairs, positive
 
 
 if __name__ == "__main__":

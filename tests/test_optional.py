@@ -27,7 +27,12 @@ PACKAGE_DIR = Path(lmobjectives.__file__).parent
 PYPROJECT = PACKAGE_DIR.parents[1] / "pyproject.toml"
 
 # The lab's modules built on lmobjectives.torch: without torch they fail as it does.
-TORCH_LAB = ["lmobjectives.lab.gan_bench", "lmobjectives.lab.pretrain"]
+TORCH_LAB = [
+    "lmobjectives.lab.compare",
+    "lmobjectives.lab.gan_bench",
+    "lmobjectives.lab.pretrain",
+    "lmobjectives.lab.probes",
+]
 
 # The distribution (as pyproject.toml spells it) that provides each optional module.
 DISTRIBUTIONS = {"faiss": "faiss-cpu", "sentence_transformers": "sentence-transformers"}

@@ -16,10 +16,12 @@ torch = pytest.importorskip("torch")  # the torch extra is part of the test extr
 
 import lmobjectives  # noqa: E402
 from lmobjectives.lab.pretrain import (  # noqa: E402
+    MASKED_LM,
     OBJECTIVES,
     PretrainConfig,
     pretrain,
     roc_auc,
+    unigram_baseline,
 )
 from lmobjectives.torch.models import TinySeq2Seq  # noqa: E402
 
@@ -75,6 +77,36 @@ def test_every_objective_trains_and_its_loss_falls(objective, corpus):
     assert result["eval_samples"] == 2 * 8
     assert result["held_out_documents"] == round(corpus.num_documents * 0.02)
     assert result["train_documents"] + result["held_out_documents"] == corpus.num_documents
+    assert ("unigram_mlm_accuracy" in result["baseline"]) == (objective in MASKED_LM)
+
+
+def test_unigram_baseline_by_hand(corpus):
+    train = corpus.documents(0, 20)
+    counts = np.bincount(np.asarray(train.ids), minlength=corpus.vocab_size)
+    top = int(counts.argmax())
+    other = int(np.flatnonzero(counts == 0)[0])  # a token the documents never use
+    labels = torch.tensor([[top, -100, other], [top, top, -100]])
+    got = unigram_baseline("mlm", train, [{"labels": labels}])
+    p = (counts + 1.0) / (counts + 1.0).sum()
+    want_loss = -(3 * np.log(p[top]) + np.log(p[other])) / 4
+    assert got == {
+        "unigram_mlm_accuracy": 0.75,
+        "unigram_mlm_loss": pytest.approx(want_loss),
+        "masked_positions": 4,
+    }
+    assert unigram_baseline("t5", train, [{"labels": labels}]) == {}
+
+
+def test_the_evaluation_hook_sees_the_model_at_every_evaluation(corpus):
+    seen = []
+
+    def hook(step, model):
+        seen.append((step, model.training))
+        return {"probe": float(step)}
+
+    result = pretrain(tiny("mlm", steps=8, eval_every=4), corpus=corpus, on_evaluate=hook)
+    assert seen == [(0, False), (4, False), (8, False)]
+    assert [r["probe"] for r in result["eval"]] == [0.0, 4.0, 8.0]
 
 
 def test_objective_metrics(corpus):
@@ -163,6 +195,7 @@ def test_cli_writes_metrics_plot_and_checkpoint(tmp_path, capsys):
     assert main(argv) == 0
     text = capsys.readouterr().out
     assert "objective mlm" in text and "data path" in text and "held-out at step" in text
+    assert "held-out MLM accuracy" in text and "unigram baseline" in text
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["config"]["steps"] == 4
     assert [r["step"] for r in metrics["eval"]][-1] == 4
@@ -297,3 +330,30 @@ def test_cli_defaults_are_the_config_defaults():
         cfg.num_workers,
         cfg.device,
     )
+
+
+# -- evidence --------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_pretraining_learns_beyond_unigrams(corpus):
+    """The default run's configuration (``PretrainConfig()``: MLM, 16 × 64 tokens, 2 layers of
+    128, AdamW at 1e-3 with 10 % warm-up then linear decay), shortened from 800 to 400 steps and
+    evaluated on twice the held-out batches (16 × 16 rows, about 2,400 masked positions): its
+    held-out MLM accuracy beats always predicting the most frequent training token on the same
+    positions by more than 4 standard errors of the difference, and its held-out loss beats
+    the unigram distribution's. The default 800-step run does too, by more:
+    docs/evidence/pretrain.md."""
+    cfg = PretrainConfig(steps=400, eval_every=400, eval_batches=16)
+    assert (cfg.batch_size, cfg.seq_length, cfg.hidden_size, cfg.learning_rate) == (
+        16,
+        64,
+        128,
+        1e-3,
+    )
+    result = pretrain(cfg, corpus=corpus, progress=False)
+    last, base = result["eval"][-1], result["baseline"]
+    acc, unigram, n = last["mlm_accuracy"], base["unigram_mlm_accuracy"], base["masked_positions"]
+    se = math.sqrt(acc * (1 - acc) / n + unigram * (1 - unigram) / n)
+    assert acc - unigram > 4 * se, (acc, unigram, n)
+    assert last["loss"] < base["unigram_mlm_loss"], (last["loss"], base)

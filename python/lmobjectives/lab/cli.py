@@ -4,9 +4,11 @@
 on first use), runs the MLM pipeline against Hugging Face's collator and a NumPy reference on
 the same batches, and prints the throughput table (``--objective`` picks other groups).
 ``lmobjectives pretrain`` trains a small model with any objective on the corpus
-(:mod:`lmobjectives.lab.pretrain`); ``lmobjectives gan-bench`` runs the text-GAN comparison on
-the synthetic oracle (:mod:`lmobjectives.lab.gan_bench`); ``lmobjectives corpus`` prints the
-corpus statistics. ``python -m lmobjectives`` does the same.
+(:mod:`lmobjectives.lab.pretrain`); ``lmobjectives compare`` trains several objectives at
+equal compute and probes the encoders (:mod:`lmobjectives.lab.compare`); ``lmobjectives
+gan-bench`` runs the text-GAN comparison on the synthetic oracle
+(:mod:`lmobjectives.lab.gan_bench`); ``lmobjectives corpus`` prints the corpus statistics.
+``python -m lmobjectives`` does the same.
 """
 
 from __future__ import annotations
@@ -74,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_bench(sub)
     _add_pretrain(sub)
+    _add_compare(sub)
     _add_gan_bench(sub)
     _add_corpus(sub)
     return parser
@@ -147,7 +150,7 @@ def _add_pretrain(sub: Any) -> None:
         "Reports how much of each step the data path took.",
     )
     pre.add_argument("--objective", choices=OBJECTIVE_NAMES, default="mlm", help="default: mlm")
-    pre.add_argument("--steps", type=_positive_int, default=200, metavar="N", help="default: 200")
+    pre.add_argument("--steps", type=_positive_int, default=800, metavar="N", help="default: 800")
     pre.add_argument(
         "--corpus",
         metavar="PATH",
@@ -163,7 +166,7 @@ def _add_pretrain(sub: Any) -> None:
         "--resume", action="store_true", help="continue from DIR/checkpoint.pt (same stream)"
     )
     pre.add_argument(
-        "--batch-size", type=_positive_int, default=32, metavar="N", help="default: 32"
+        "--batch-size", type=_positive_int, default=16, metavar="N", help="default: 16"
     )
     pre.add_argument(
         "--seq-length", type=_positive_int, default=64, metavar="N", help="default: 64"
@@ -180,7 +183,111 @@ def _add_pretrain(sub: Any) -> None:
     pre.add_argument(
         "--eval-every", type=_positive_int, default=None, metavar="N", help="default: steps/5"
     )
+    _add_threads(pre)
     _add_cache_dir(pre)
+
+
+def _add_threads(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--threads",
+        type=_threads,
+        default=1,
+        metavar="N",
+        help="torch intra-op threads (1: the models are small, and on a shared machine more "
+        "threads only spin against each other; 0 = torch's default)",
+    )
+
+
+def _objective_list(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    bad = [n for n in names if n not in OBJECTIVE_NAMES]
+    if not names or bad:
+        raise argparse.ArgumentTypeError(
+            f"expected a comma-separated list of {', '.join(OBJECTIVE_NAMES)}; got {text!r}"
+        )
+    return names
+
+
+def _seed_list(text: str) -> tuple[int, ...]:
+    try:
+        seeds = tuple(int(n) for n in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+    if any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"expected distinct seeds >= 0, got {text!r}")
+    return seeds
+
+
+def _flops(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of FLOPs, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of FLOPs, got {text!r}")
+    return value
+
+
+def _add_compare(sub: Any) -> None:
+    from lmobjectives.lab.compare import DEFAULT_OBJECTIVES
+
+    cmp = sub.add_parser(
+        "compare",
+        help="which objective, for what: train several objectives at equal compute and probe "
+        "the encoders (needs torch)",
+        description="Trains each objective's encoder for the same number of training FLOPs "
+        "(per seed) on the embedded corpus minus a set of held-out documents, then probes it "
+        "on those documents: which standard-library package a chunk is from (linear probe "
+        "and short fine-tune), next sentence, sentence order and next-chunk retrieval, "
+        "against random-init encoders and a bag of words. Writes compare.md, metrics.json "
+        "and compare.png (with matplotlib) to --out. The defaults take about 10 minutes on "
+        "2 CPU cores.",
+    )
+    cmp.add_argument(
+        "--objectives",
+        type=_objective_list,
+        default=DEFAULT_OBJECTIVES,
+        metavar="A,B,...",
+        help=f"comma-separated, from {', '.join(OBJECTIVE_NAMES)} "
+        f"(default: {','.join(DEFAULT_OBJECTIVES)})",
+    )
+    cmp.add_argument(
+        "--seeds", type=_seed_list, default=(0, 1), metavar="S,S,...", help="default: 0,1"
+    )
+    cmp.add_argument(
+        "--flops",
+        type=_flops,
+        default=None,
+        metavar="X",
+        help="training FLOPs per encoder (default: 1e12; e.g. 1e14 for a longer run)",
+    )
+    cmp.add_argument(
+        "--points", type=_positive_int, default=3, metavar="N", help="probe points per run (3)"
+    )
+    cmp.add_argument(
+        "--hidden-size", type=_positive_int, default=128, metavar="N", help="default: 128"
+    )
+    cmp.add_argument("--layers", type=_positive_int, default=2, metavar="N", help="default: 2")
+    cmp.add_argument(
+        "--batch-size", type=_positive_int, default=16, metavar="N", help="default: 16"
+    )
+    cmp.add_argument(
+        "--seq-length", type=_positive_int, default=64, metavar="N", help="default: 64"
+    )
+    cmp.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
+    cmp.add_argument(
+        "--out", default="compare", metavar="DIR", help="where the files go (default: ./compare)"
+    )
+    cmp.add_argument("--no-plot", action="store_true", help="do not plot (no matplotlib needed)")
+    cmp.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run of a minute or so: 2e10 FLOPs, 4 probe documents per label",
+    )
+    _add_threads(cmp)
+    _add_cache_dir(cmp)
 
 
 def _add_gan_bench(sub: Any) -> None:
@@ -359,6 +466,57 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _with_threads(args: argparse.Namespace, run: Any) -> int:
+    """``run(args)`` with torch's intra-op threads set by ``--threads`` (restored after, so
+    in-process callers keep their setting)."""
+    torch = require("torch", f"{PROG} {args.command}")
+    threads = torch.get_num_threads()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        return int(run(args))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from lmobjectives.lab.compare import CompareConfig, compare
+
+    config = CompareConfig(
+        objectives=args.objectives,
+        seeds=args.seeds,
+        flops=args.flops if args.flops is not None else (2e10 if args.quick else 1e12),
+        points=1 if args.quick else args.points,
+        batch_size=args.batch_size,
+        seq_length=args.seq_length,
+        hidden_size=args.hidden_size,
+        num_layers=args.layers,
+        finetune_epochs=1 if args.quick else 3,
+        per_class=4 if args.quick else 16,
+        device=args.device,
+    )
+    corpus = _load_corpus(args.cache_dir)
+    print(_corpus_summary(corpus), flush=True)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    result = compare(config, corpus=corpus, out=args.out, plot=not args.no_plot)
+    print()
+    from lmobjectives.lab.compare import format_table
+
+    print(format_table(result))
+    plot = result.get("plot")
+    print(
+        f"wrote {args.out}/compare.md, {args.out}/metrics.json"
+        + (
+            f", {plot}"
+            if plot
+            else " (no plot)"
+            if args.no_plot
+            else " (no plot: pip install 'lmobjectives[plot]')"
+        )
+    )
+    return 0
+
+
 def _pretrain(args: argparse.Namespace) -> int:
     from lmobjectives.lab.pretrain import PretrainConfig, pretrain
 
@@ -414,6 +572,15 @@ def format_pretrain(result: dict[str, Any], out: str) -> str:
         f"step time ({result['data_s']:.2f} s data, {result['model_s']:.2f} s model over "
         f"{result['steps_timed']} steps)"
     )
+    baseline = result.get("baseline") or {}
+    if "unigram_mlm_accuracy" in baseline:
+        key = "mlm_accuracy" if "mlm_accuracy" in last else "gen_accuracy"
+        lines.append(
+            f"held-out MLM accuracy {last.get(key, float('nan')):.4g} vs "
+            f"{baseline['unigram_mlm_accuracy']:.4g} always predicting the most frequent "
+            f"training token (unigram baseline; MLM loss {last.get('mlm_loss', last['loss']):.4g} "
+            f"vs {baseline['unigram_mlm_loss']:.4g} nats)"
+        )
     plot = result.get("plot")
     lines.append(
         f"wrote {out}/metrics.json, {out}/checkpoint.pt"
@@ -519,8 +686,12 @@ def _check_dependencies(args: argparse.Namespace) -> None:
         return
     if args.command == "bench" and args.objective == "mining":
         return  # NumPy only: random embeddings, no corpus
-    if args.command == "pretrain":
+    if args.command in ("pretrain", "compare"):
         require("torch", command)
+        if args.command == "compare" and not args.no_plot:
+            from lmobjectives.lab.compare import PLOT_PURPOSE
+
+            require("matplotlib", PLOT_PURPOSE)
     # Every other command reads the corpus' tokenizer (and builds the corpus when not cached).
     require("tokenizers", f"{command}: the corpus and its tokenizer")
     if args.command == "bench" and args.objective in ("wwm", "all"):
@@ -545,7 +716,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "corpus":
             return _corpus(args)
         if args.command == "pretrain":
-            return _pretrain(args)
+            return _with_threads(args, _pretrain)
+        if args.command == "compare":
+            return _with_threads(args, _compare)
         if args.command == "gan-bench":
             return _gan_bench(args)
         return _bench(args)

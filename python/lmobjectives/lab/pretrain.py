@@ -49,7 +49,7 @@ else:  # through require, as every optional import (lmobjectives.torch has check
     F = require("torch.nn.functional")
     nn = torch.nn
 
-__all__ = ["OBJECTIVES", "PretrainConfig", "pretrain"]
+__all__ = ["OBJECTIVES", "PretrainConfig", "pretrain", "unigram_baseline"]
 
 #: Every objective ``pretrain`` trains, in the order the CLI lists them.
 OBJECTIVES = ("mlm", "wwm", "span", "nsp", "sop", "rtd", "t5", "bart", "ul2", "infonce")
@@ -80,8 +80,11 @@ class PretrainConfig:
 
     Args:
         objective: one of :data:`OBJECTIVES`.
-        steps: optimiser steps (200).
-        batch_size: rows per step (32).
+        steps: optimiser steps (800).
+        batch_size: rows per step (16). The defaults (800 steps of 16 × 64 tokens, 2 layers of
+            128, peak rate 1e-3) train in about 2 minutes on a 2-core machine (4 when it is
+            busy), enough for the held-out MLM accuracy to double the unigram baseline's
+            (docs/evidence/pretrain.md).
         seq_length: tokens per row (64); for T5/UL2 the encoder input length, for NSP/SOP the
             longest ``[CLS] A [SEP] B [SEP]``.
         hidden_size, num_layers, num_heads: the model (128, 2, 2); ELECTRA's generator is a
@@ -92,7 +95,7 @@ class PretrainConfig:
         seed: seeds the model, the sample order and every collator stream (0).
         held_out: share of the corpus's documents kept for evaluation (0.02, the last ones).
         eval_every: evaluate every this many steps (default: 5 times per run), on
-            ``eval_batches`` fixed held-out batches (4).
+            ``eval_batches`` fixed held-out batches (8).
         checkpoint_every: write ``checkpoint.pt`` every this many steps (default: at each
             evaluation) and always at the end.
         num_workers: DataLoader worker processes (0: collate in the training process).
@@ -101,8 +104,8 @@ class PretrainConfig:
     """
 
     objective: str = "mlm"
-    steps: int = 200
-    batch_size: int = 32
+    steps: int = 800
+    batch_size: int = 16
     seq_length: int = 64
     hidden_size: int = 128
     num_layers: int = 2
@@ -114,7 +117,7 @@ class PretrainConfig:
     seed: int = 0
     held_out: float = 0.02
     eval_every: int | None = None
-    eval_batches: int = 4
+    eval_batches: int = 8
     checkpoint_every: int | None = None
     num_workers: int = 0
     device: str = "cpu"
@@ -598,12 +601,13 @@ def pretrain(
     progress: bool | None = None,
     on_batch: Callable[[int, dict[str, torch.Tensor]], None] | None = None,
     plot: bool = True,
+    on_evaluate: Callable[[int, nn.Module], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Trains a small model with ``config.objective``; returns the metrics (also written to
     ``out/metrics.json``, with ``out/loss.png`` when matplotlib is installed and ``plot``).
 
     Args:
-        config: the run (default: :class:`PretrainConfig` defaults — MLM, 200 steps).
+        config: the run (default: :class:`PretrainConfig` defaults — MLM, 800 steps).
         corpus: a :class:`~lmobjectives.TokenCorpus` (default: the embedded one).
         out: directory for the checkpoint, metrics and plot (default: nothing written).
         resume: continue from ``out/checkpoint.pt`` (same objective, seed and model; the data
@@ -612,6 +616,9 @@ def pretrain(
         on_batch: called with ``(step, batch)`` before each training step (e.g. to log or
             check the data stream).
         plot: write the loss-curve PNG.
+        on_evaluate: called with ``(step, model)`` at each evaluation (after the held-out
+            metrics, the model in eval mode); what it returns joins that evaluation's row
+            (e.g. a probe of the encoder: ``lmobjectives compare``).
     """
     cfg = config or PretrainConfig()
     if corpus is None:
@@ -627,6 +634,7 @@ def pretrain(
 
     task, train_corpus, eval_corpus = build(cfg, corpus)
     run = _Run.start(cfg, task, device, out_dir)
+    run.on_evaluate = on_evaluate
     if resume and out_dir is not None and (out_dir / CHECKPOINT).exists():
         run.resume(out_dir)
     train_set = task.dataset(train_corpus, cfg.seed)
@@ -655,6 +663,7 @@ def _optimizer(cfg: PretrainConfig, model: nn.Module) -> tuple[Any, Any]:
             {"params": no_decay, "weight_decay": 0.0},
         ],
         lr=cfg.learning_rate,
+        fused=True,  # one kernel over all parameters: 6x faster than the loop on CPU
     )
     warmup = max(1, int(cfg.warmup * cfg.steps))
 
@@ -682,6 +691,7 @@ class _Run:
     timing: dict[str, Any]
     first_step: int = 0
     eval_batches: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    on_evaluate: Callable[[int, nn.Module], dict[str, Any]] | None = None
 
     @classmethod
     def start(
@@ -726,10 +736,12 @@ class _Run:
                 for k, v in {"loss": float(loss), **metrics}.items():
                     if not k.startswith("_"):
                         sums[k] = sums.get(k, 0.0) + float(v)
-        model.train()
         row: dict[str, Any] = {"step": step}
         row.update({k: v / len(self.eval_batches) for k, v in sums.items()})
         row.update(task.eval_extra(outputs))
+        if self.on_evaluate is not None:
+            row.update(self.on_evaluate(step, model))
+        model.train()
         return row
 
     def save(self, step: int) -> None:
@@ -821,6 +833,7 @@ class _Run:
         """The metrics of the run (what ``metrics.json`` holds)."""
         timing = self.timing
         total = timing["data_s"] + timing["model_s"]
+        baseline = unigram_baseline(self.cfg.objective, train_corpus, self.eval_batches)
         return {
             "config": dataclasses.asdict(self.cfg),
             "parameters": sum(p.numel() for p in self.model.parameters()),
@@ -829,12 +842,40 @@ class _Run:
             "eval_samples": sum(len(next(iter(b.values()))) for b in self.eval_batches),
             "train": self.history["train"],
             "eval": self.history["eval"],
+            "baseline": baseline,
             "tokens_per_s": timing["tokens"] / total if total > 0 else 0.0,
             "data_share": timing["data_s"] / total if total > 0 else 0.0,
             "data_s": timing["data_s"],
             "model_s": timing["model_s"],
             "steps_timed": timing["steps"],
         }
+
+
+#: The objectives whose batches carry MLM labels (the original token at each masked position).
+MASKED_LM = ("mlm", "wwm", "span", "nsp", "sop", "rtd")
+
+
+def unigram_baseline(
+    objective: str, train_corpus: Any, eval_batches: list[dict[str, Any]]
+) -> dict[str, float]:
+    """What knowing only the unigram distribution scores on the held-out batches: for the
+    masked-LM objectives, the accuracy of always predicting the training documents' most
+    frequent token (``unigram_mlm_accuracy``) and the cross-entropy of predicting their token
+    frequencies (add-one smoothed, nats: ``unigram_mlm_loss``) on the ``masked_positions``.
+    Empty for the other objectives."""
+    if objective not in MASKED_LM or not eval_batches:
+        return {}
+    counts = np.bincount(np.asarray(train_corpus.ids), minlength=train_corpus.vocab_size) + 1.0
+    log_p = np.log(counts / counts.sum())
+    labels = np.concatenate([b["labels"].numpy().ravel() for b in eval_batches])
+    labels = labels[labels != IGNORE_INDEX]
+    if labels.size == 0:
+        return {}
+    return {
+        "unigram_mlm_accuracy": float((labels == int(counts.argmax())).mean()),
+        "unigram_mlm_loss": float(-log_p[labels].mean()),
+        "masked_positions": int(labels.size),
+    }
 
 
 def _eval_batches(task: _Task, dataset: Any, cfg: PretrainConfig) -> list[dict[str, Any]]:

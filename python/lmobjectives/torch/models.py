@@ -208,6 +208,17 @@ class TinySeq2Seq(nn.Module):
         self.norm = nn.LayerNorm(hidden_size)
         self.bias = nn.Parameter(torch.zeros(vocab_size))
 
+    def encode(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The encoder's hidden states ``[batch, seq, hidden]``: what the decoder attends to
+        (and what a probe of the encoder reads)."""
+        pad = None if attention_mask is None else attention_mask == 0
+        return self.encoder(self.embeddings(input_ids, token_type_ids), src_key_padding_mask=pad)
+
     def forward(
         self,
         input_ids: torch.Tensor,
@@ -219,7 +230,7 @@ class TinySeq2Seq(nn.Module):
             raise ValueError("decoder_input_ids: required (the collators return them)")
         src_pad = None if attention_mask is None else attention_mask == 0
         tgt_pad = None if decoder_attention_mask is None else decoder_attention_mask == 0
-        memory = self.encoder(self.embeddings(input_ids), src_key_padding_mask=src_pad)
+        memory = self.encode(input_ids, attention_mask)
         t = decoder_input_ids.shape[1]
         causal = torch.triu(torch.full((t, t), float("-inf"), device=input_ids.device), diagonal=1)
         h = self.decoder(
