@@ -46,6 +46,7 @@ def nll_oracle_with_error(generator, data, samples: int, groups: int, seed: int)
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # ~2 min on 2 idle cores; room for a CI machine shared with other jobs
 def test_seqgan_lowers_nll_oracle_from_its_mle_start():
     """SeqGAN's claim on its own synthetic benchmark, at ``gan-bench``'s sizes (oracle: vocab
     5,000, hidden 32, length 20, 10,000 training sequences; CNN discriminator with 4 × 32
