@@ -129,8 +129,7 @@ class EmbeddingCache:
         return np.load(path, mmap_mode="r")
 
 
-# long: public signature (sentence-transformers' arguments and ours) and its docstring; the body
-# is one call per step
+# long: sentence-transformers' arguments and ours, a 50-line docstring; one call per step
 def mine_dataset(
     model: Any,
     dataset: Any,
@@ -261,7 +260,7 @@ def _window_of_rows(
     return {"range_max": range_max, **out}
 
 
-def _similarity(model: Any) -> str:
+def _similarity(model: Any) -> Literal["cosine", "dot"]:
     name = getattr(model, "similarity_fn_name", None) or "cosine"
     name = getattr(name, "value", name)  # SimilarityFunction enums
     if name not in ("cosine", "dot"):
@@ -269,7 +268,7 @@ def _similarity(model: Any) -> str:
             f"model: similarity_fn_name {name!r} is not supported (mining ranks by 'cosine' or "
             "'dot')"
         )
-    return str(name)
+    return "dot" if name == "dot" else "cosine"
 
 
 class _Texts:
