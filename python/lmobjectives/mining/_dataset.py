@@ -185,9 +185,10 @@ def mine_dataset(
             ``include_positives`` forces ``"n-tuple"``, as sentence-transformers does.
         output_scores: add a ``scores`` column (``score``/``scores`` instead of the labels
             for the labelled formats).
-        num_negatives, range_min, range_max, max_score, min_score, absolute_margin,
-        relative_margin, include_positives: as :func:`~lmobjectives.mine_hard_negatives`
-            (and sentence-transformers).
+        num_negatives: negatives per query; this and ``range_min``, ``range_max``,
+            ``max_score``, ``min_score``, ``absolute_margin``, ``relative_margin`` and
+            ``include_positives`` mean what they mean for
+            :func:`~lmobjectives.mine_hard_negatives` (and sentence-transformers).
         sampling: ``"top"`` or ``"random"`` (sentence-transformers' ``sampling_strategy``;
             random draws are keyed by ``seed`` and the query, not Python's ``random``).
         normalize_embeddings: L2-normalise when encoding (sentence-transformers always does).
