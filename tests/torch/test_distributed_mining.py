@@ -97,6 +97,15 @@ def _worker(rank: int, world: int, init: str, out: str, npy: str) -> None:
             got["mismatch"] = None
         except ValueError as e:
             got["mismatch"] = str(e)
+        # A NaN in rank 1's shard: rank 1 raises its own error, the others name rank 1.
+        bad = np.array(corpus_shard(npy))
+        if rank == 1:
+            bad[0, 0] = np.nan
+        try:
+            mine_hard_negatives_distributed(queries, bad, positives, num_threads=1)
+            got["nan"] = None
+        except ValueError as e:
+            got["nan"] = str(e)
         got["slices"] = shard_range(N, rank, world)
         with open(f"{out}.{rank}", "wb") as f:
             pickle.dump(got, f)
@@ -142,6 +151,10 @@ def test_sharded_mining_equals_single_process(tmp_path, world):
     for r in range(world):
         _same(ranks[r]["one query"], one)
         assert "every rank must hold all the queries" in ranks[r]["mismatch"]
+        if r == 1:
+            assert "not finite" in ranks[r]["nan"] or "NaN" in ranks[r]["nan"], ranks[r]["nan"]
+        else:
+            assert "mining failed on rank 1" in ranks[r]["nan"]
 
 
 def test_the_data_exercises_every_rule():

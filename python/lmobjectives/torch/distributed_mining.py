@@ -28,7 +28,8 @@ own file).
 from __future__ import annotations
 
 import os
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar, cast
 
 import numpy as np
 import torch
@@ -45,6 +46,8 @@ from lmobjectives.mining._mine import (
 from lmobjectives.mining._result import HardNegatives
 
 __all__ = ["corpus_shard", "mine_hard_negatives_distributed", "shard_range"]
+
+_T = TypeVar("_T")
 
 
 def shard_range(rows: int, rank: int, world_size: int) -> tuple[int, int]:
@@ -128,8 +131,10 @@ def mine_hard_negatives_distributed(
     Returns:
         A :class:`HardNegatives` (``None`` on the ranks other than ``result_on``).
 
-    Collectives on ``group``: two ``all_gather`` of shapes (every rank checks the same
-    shapes, so bad arguments raise on every rank alike), one ``all_reduce`` of the positive
+    Collectives on ``group``: one ``all_gather`` of the shapes (every rank checks the same
+    shapes), one small ``all_gather`` after each local step (loading, planning, searching,
+    selecting) so that an error on one rank — a bad path, a NaN in its shard — raises on
+    every rank instead of leaving the others waiting, one ``all_reduce`` of the positive
     scores, two ``gather`` per rank (the candidates), one ``all_reduce`` of the removal
     counts and two ``all_gather`` (or ``gather``) of the negatives. With the NCCL backend
     the tensors travel through the current CUDA device.
@@ -144,19 +149,26 @@ def mine_hard_negatives_distributed(
             f"result_on: expected 'all' or a rank in 0..{world - 1}, got {result_on!r}"
         )
     settings = check_settings(**options)
-    engine = get_backend(_resolve_backend(settings.backend, queries))
-    q = engine.prepare(queries, "queries")
-    c = engine.prepare(corpus, "corpus")
     comm = _Comm(group, rank, world)
+    engine = get_backend(_resolve_backend(settings.backend, queries))
+    q, c = comm.each(lambda: (engine.prepare(queries, "queries"), engine.prepare(corpus, "corpus")))
     offsets, dim = comm.shard_offsets(tuple(q.shape), tuple(c.shape))
-    plan = plan_mining(
-        settings, tuple(q.shape), (int(offsets[-1]), dim), positives, query_ids, self_ids
+    num_c, offset = int(offsets[-1]), int(offsets[rank])
+    plan = comm.each(
+        lambda: plan_mining(settings, tuple(q.shape), (num_c, dim), positives, query_ids, self_ids)
     )
-    ids, scores = _shard_candidates(engine, q, c, plan, int(offsets[rank]))
-    positive_scores = _positive_scores(engine, q, c, plan, int(offsets[rank]), comm)
+    ids, scores, local_scores = comm.each(
+        lambda: (
+            *_shard_candidates(engine, q, c, plan, offset),
+            _local_positive_scores(engine, q, c, plan, offset),
+        )
+    )
+    positive_scores = comm.all_reduce_max(local_scores)
     start, stop = shard_range(q.shape[0], rank, world)
     merged_ids, merged_scores = comm.merge(ids, scores, plan.depth, q.shape[0])
-    part = select_rows(plan, merged_ids, merged_scores, positive_scores, start, stop)
+    part = comm.each(
+        lambda: select_rows(plan, merged_ids, merged_scores, positive_scores, start, stop)
+    )
     return comm.assemble(part, plan, positive_scores, q.shape[0], result_on)
 
 
@@ -176,11 +188,11 @@ def _shard_candidates(
     return ids, scores
 
 
-def _positive_scores(
-    engine: Any, q: Any, c: Any, plan: MiningPlan, offset: int, comm: _Comm
+def _local_positive_scores(
+    engine: Any, q: Any, c: Any, plan: MiningPlan, offset: int
 ) -> np.ndarray:
-    """The score of every query with each of its positives: each rank scores the positives in
-    its shard, the others stay ``-inf``, and an ``all_reduce(MAX)`` fills in every one."""
+    """The score of every query with each of its positives that lies in this shard; ``-inf``
+    for the others (an ``all_reduce(MAX)`` over the ranks then fills in every one)."""
     side = plan.side
     values = side.positive_values
     out = np.full(values.shape[0], -np.inf, dtype=np.float32)
@@ -196,7 +208,7 @@ def _positive_scores(
         np.cumsum(np.bincount(owner, minlength=q.shape[0]), out=local_offsets[1:])
         local_values = np.ascontiguousarray(values[mine] - offset, dtype=np.int64)
         out[mine] = engine.pair_scores(q, c, local_values, local_offsets, plan.settings.options)
-    return comm.all_reduce_max(out)
+    return out
 
 
 class _Comm:
@@ -211,6 +223,33 @@ class _Comm:
     def _t(self, x: np.ndarray) -> torch.Tensor:
         t = torch.from_numpy(np.ascontiguousarray(x))
         return t if self.device is None else t.to(self.device)
+
+    def each(self, step: Callable[[], _T]) -> _T:
+        """Runs one local step on every rank, then agrees on its outcome (one ``all_gather``):
+        if it raised on any rank, every rank raises — the rank's own error where it failed,
+        else a :class:`ValueError` naming the ranks that failed — so no rank is left waiting
+        in a collective for a rank that is gone."""
+        error: Exception | None = None
+        result: Any = None
+        try:
+            result = step()
+        except Exception as e:  # re-raised below, on every rank alike
+            error = e
+        failed = [
+            r
+            for r, f in enumerate(
+                self.all_gather(np.array([int(error is not None)], dtype=np.int64))
+            )
+            if f[0]
+        ]
+        if error is not None:
+            raise error
+        if failed:
+            raise ValueError(
+                f"corpus: mining failed on rank{'s' if len(failed) > 1 else ''} "
+                f"{', '.join(map(str, failed))} (see {'their' if len(failed) > 1 else 'its'} error)"
+            )
+        return cast(_T, result)
 
     def all_gather(self, x: np.ndarray) -> list[np.ndarray]:
         parts = [torch.empty_like(self._t(x)) for _ in range(self.world)]
