@@ -222,3 +222,34 @@ def test_shard_range_and_corpus_shard(tmp_path):
     assert np.array_equal(got, corpus[21:41])
     with pytest.raises(ValueError, match="rank"):
         corpus_shard(npy)  # no process group and no rank given
+
+
+def test_a_group_of_one_and_argument_errors(tmp_path):
+    """In-process (a gloo group of one): the single-process result, no queries, bad
+    arguments named."""
+    import torch.distributed as dist
+
+    from lmobjectives.torch.distributed_mining import mine_hard_negatives_distributed
+
+    queries, corpus, positives, self_ids = _data()
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path}/r", rank=0, world_size=1)
+    try:
+        got = mine_hard_negatives_distributed(
+            queries, corpus, positives, self_ids=self_ids, sampling="random", result_on=0
+        )
+        _same(
+            got,
+            mine_hard_negatives(queries, corpus, positives, self_ids=self_ids, sampling="random"),
+        )
+        empty = mine_hard_negatives_distributed(queries[:0], corpus, [], num_negatives=2)
+        assert empty.negative_ids.shape == (0, 2)
+        with pytest.raises(ValueError, match="result_on"):
+            mine_hard_negatives_distributed(queries, corpus, positives, result_on=1)
+        with pytest.raises(ValueError, match="positives: id 99"):
+            mine_hard_negatives_distributed(queries, corpus, [[99]] * Q)
+        with pytest.raises(TypeError, match="bogus"):
+            mine_hard_negatives_distributed(queries, corpus, positives, bogus=1)
+    finally:
+        dist.destroy_process_group()
+    with pytest.raises(ValueError, match="not initialised"):
+        mine_hard_negatives_distributed(queries, corpus, positives)
