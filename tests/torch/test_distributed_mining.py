@@ -1,5 +1,6 @@
-"""Distributed exact mining: 2 and 4 gloo processes (``mp.spawn`` on localhost), the corpus
-sharded over them, give the single-process :func:`mine_hard_negatives` result bit for bit —
+"""Distributed exact mining: groups of 4 and of 2 gloo ranks (4 processes from one
+``mp.spawn`` on localhost, the pairs as sub-groups whose ranks differ from the global ones),
+the corpus sharded over them, give the single-process :func:`mine_hard_negatives` result bit for bit —
 ids, scores, positive scores and removal counts — under every filter, both rank-window modes,
 random sampling, self-exclusion, cosine and dot similarity, an empty shard, and with the
 result gathered to every rank or to one.
@@ -59,54 +60,63 @@ def _single(config: dict) -> object:
     return mine_hard_negatives(queries, corpus, positives, num_threads=1, **kw)
 
 
-def _worker(rank: int, world: int, init: str, out: str, npy: str) -> None:
-    import torch.distributed as dist
-
+def _run(group, rank: int, world: int, npy: str) -> dict:
+    """Every case on ``group`` (this process is its rank ``rank`` of ``world``)."""
     from lmobjectives.torch.distributed_mining import (
         corpus_shard,
         mine_hard_negatives_distributed,
         shard_range,
     )
 
-    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    queries, corpus, positives, self_ids = _data()
+    shard = corpus_shard(npy, rank, world)
+
+    def mine(q, c, p, **kw):
+        return mine_hard_negatives_distributed(q, c, p, group=group, num_threads=1, **kw)
+
+    got = {}
+    for name, config in CONFIGS:
+        kw = dict(config)
+        if kw.pop("self", False):
+            kw["self_ids"] = self_ids
+        got[name] = mine(queries, shard, positives, **kw)
+    # Uneven shards (rank 1's empty); the result on the last rank only.
+    bounds = [0, N, N] if world == 2 else [0, 10, 10, 40, N]
+    uneven = corpus[bounds[rank] : bounds[rank + 1]]
+    got["uneven"] = mine(queries, uneven, positives, similarity="dot", result_on=world - 1)
+    # Fewer queries than ranks: some ranks select nothing.
+    got["one query"] = mine(queries[:1], shard, positives[:1], similarity="dot")
+    # Ranks that disagree on the queries all raise (nobody hangs).
     try:
-        queries, corpus, positives, self_ids = _data()
-        got = {}
-        for name, config in CONFIGS:
-            kw = dict(config)
-            if kw.pop("self", False):
-                kw["self_ids"] = self_ids
-            got[name] = mine_hard_negatives_distributed(
-                queries, corpus_shard(npy), positives, num_threads=1, **kw
-            )
-        # Uneven shards (rank 1's empty); the result on the last rank only.
-        bounds = [0, N, N] if world == 2 else [0, 10, 10, 40, N]
-        shard = corpus[bounds[rank] : bounds[rank + 1]]
-        got["uneven"] = mine_hard_negatives_distributed(
-            queries, shard, positives, similarity="dot", num_threads=1, result_on=world - 1
-        )
-        # Fewer queries than ranks: some ranks select nothing.
-        got["one query"] = mine_hard_negatives_distributed(
-            queries[:1], corpus_shard(npy), positives[:1], similarity="dot", num_threads=1
-        )
-        # Ranks that disagree on the queries all raise (nobody hangs).
-        try:
-            mine_hard_negatives_distributed(
-                queries[: Q - (rank == 0)], corpus_shard(npy), None, num_threads=1
-            )
-            got["mismatch"] = None
-        except ValueError as e:
-            got["mismatch"] = str(e)
-        # A NaN in rank 1's shard: rank 1 raises its own error, the others name rank 1.
-        bad = np.array(corpus_shard(npy))
-        if rank == 1:
-            bad[0, 0] = np.nan
-        try:
-            mine_hard_negatives_distributed(queries, bad, positives, num_threads=1)
-            got["nan"] = None
-        except ValueError as e:
-            got["nan"] = str(e)
-        got["slices"] = shard_range(N, rank, world)
+        mine(queries[: Q - (rank == 0)], shard, None)
+        got["mismatch"] = None
+    except ValueError as e:
+        got["mismatch"] = str(e)
+    # A NaN in rank 1's shard: rank 1 raises its own error, the others name rank 1.
+    bad = np.array(shard)
+    if rank == 1:
+        bad[0, 0] = np.nan
+    try:
+        mine(queries, bad, positives)
+        got["nan"] = None
+    except ValueError as e:
+        got["nan"] = str(e)
+    got["slices"] = shard_range(N, rank, world)
+    return got
+
+
+def _worker(rank: int, init: str, out: str, npy: str) -> None:
+    """Rank ``rank`` of 4: every case on the world, then on a group of 2 (ranks 0-1 and
+    ranks 2-3, whose group ranks are not their global ranks)."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=4)
+    try:
+        pairs = [dist.new_group([0, 1]), dist.new_group([2, 3])]
+        got = {
+            "world": _run(None, rank, 4, npy),
+            "pair": _run(pairs[rank // 2], rank % 2, 2, npy),
+        }
         with open(f"{out}.{rank}", "wb") as f:
             pickle.dump(got, f)
     finally:
@@ -124,37 +134,41 @@ def _same(a, b) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("world", [2, 4])
-def test_sharded_mining_equals_single_process(tmp_path, world):
+def test_sharded_mining_equals_single_process(tmp_path):
+    """4 processes: groups of 4 and of 2 (twice)."""
     import torch.multiprocessing as mp
 
     npy = str(tmp_path / "corpus.npy")
     np.save(npy, _data()[1])
     out = str(tmp_path / "got")
     init = f"file://{tmp_path}/rendezvous"
-    mp.spawn(_worker, args=(world, init, out, npy), nprocs=world, join=True)
-    ranks = []
-    for r in range(world):
+    mp.spawn(_worker, args=(init, out, npy), nprocs=4, join=True)
+    got = []
+    for r in range(4):
         with open(f"{out}.{r}", "rb") as f:
-            ranks.append(pickle.load(f))
+            got.append(pickle.load(f))
 
     queries, corpus, positives, _ = _data()
-    assert [g["slices"] for g in ranks][-1][1] == N
-    for name, config in CONFIGS:
-        want = _single(config)
-        for r in range(world):
-            _same(ranks[r][name], want)
-    want = mine_hard_negatives(queries, corpus, positives, similarity="dot", num_threads=1)
-    _same(ranks[world - 1]["uneven"], want)
-    assert all(ranks[r]["uneven"] is None for r in range(world - 1))
-    one = mine_hard_negatives(queries[:1], corpus, positives[:1], similarity="dot")
-    for r in range(world):
-        _same(ranks[r]["one query"], one)
-        assert "every rank must hold all the queries" in ranks[r]["mismatch"]
-        if r == 1:
-            assert "not finite" in ranks[r]["nan"] or "NaN" in ranks[r]["nan"], ranks[r]["nan"]
-        else:
-            assert "mining failed on rank 1" in ranks[r]["nan"]
+    want = {name: _single(config) for name, config in CONFIGS}
+    want["uneven"] = mine_hard_negatives(queries, corpus, positives, similarity="dot")
+    want["one query"] = mine_hard_negatives(queries[:1], corpus, positives[:1], similarity="dot")
+    for label, groups in (("world", [[0, 1, 2, 3]]), ("pair", [[0, 1], [2, 3]])):
+        for members in groups:
+            ranks = [got[g][label] for g in members]
+            world = len(members)
+            assert ranks[-1]["slices"][1] == N
+            for name in [*want]:
+                for r in range(world):
+                    if name == "uneven" and r < world - 1:
+                        assert ranks[r][name] is None  # the result went to the last rank
+                    else:
+                        _same(ranks[r][name], want[name])
+            for r in range(world):
+                assert "every rank must hold all the queries" in ranks[r]["mismatch"]
+                if r == 1:
+                    assert "not finite" in ranks[r]["nan"] or "NaN" in ranks[r]["nan"]
+                else:
+                    assert "mining failed on rank 1" in ranks[r]["nan"]
 
 
 def test_the_data_exercises_every_rule():
