@@ -1,9 +1,9 @@
 """Distributed exact mining: groups of 4 and of 2 gloo ranks (4 processes from one
 ``mp.spawn`` on localhost, the pairs as sub-groups whose ranks differ from the global ones),
-the corpus sharded over them, give the single-process :func:`mine_hard_negatives` result bit for bit —
-ids, scores, positive scores and removal counts — under every filter, both rank-window modes,
-random sampling, self-exclusion, cosine and dot similarity, an empty shard, and with the
-result gathered to every rank or to one.
+the corpus sharded over them, give the single-process :func:`mine_hard_negatives` result bit
+for bit — ids, scores, positive scores and removal counts — under every filter, both
+rank-window modes, random sampling, self-exclusion, cosine and dot similarity, an empty shard,
+and with the result gathered to every rank or to one.
 
 The embeddings are small integers, so every dot product is exact and many scores tie: the
 merge must break ties by corpus id across shard boundaries, as the single-process search does.
