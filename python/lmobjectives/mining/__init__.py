@@ -20,7 +20,11 @@ The package, by concern: ``_inputs`` (embeddings, positives, ids, argument check
 ``_backends`` (the retrieval backends and their registry: :func:`register_backend`; the
 ``"torch"`` backend lives in :mod:`lmobjectives.torch.mining` and registers itself when
 :mod:`lmobjectives.torch` is imported), ``_mine`` (the :func:`mine_hard_negatives` driver:
-arguments → backend → retrieval → selection) and ``_result`` (:class:`HardNegatives`).
+arguments → backend → retrieval → selection), ``_result`` (:class:`HardNegatives`) and
+``_dataset`` (:func:`mine_dataset`: a sentence-transformers model and a ``datasets.Dataset`` of
+texts in, sentence-transformers' output ``Dataset`` out, through an on-disk embedding cache).
+Distributed mining, the corpus sharded over ``torch.distributed`` ranks, is
+:mod:`lmobjectives.torch.distributed_mining`.
 """
 
 from lmobjectives.mining._backends import (
@@ -31,16 +35,20 @@ from lmobjectives.mining._backends import (
     get_backend,
     register_backend,
 )
+from lmobjectives.mining._dataset import EmbeddingCache, mine_dataset, model_fingerprint
 from lmobjectives.mining._mine import mine_hard_negatives
 from lmobjectives.mining._result import HardNegatives
 
 __all__ = [
     "Backend",
+    "EmbeddingCache",
     "HardNegatives",
     "SearchOptions",
     "backend_names",
     "exact_topk",
     "get_backend",
+    "mine_dataset",
     "mine_hard_negatives",
+    "model_fingerprint",
     "register_backend",
 ]

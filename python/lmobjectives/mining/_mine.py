@@ -3,6 +3,7 @@ candidates, select negatives in Rust (design: §2)."""
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -161,11 +162,9 @@ def mine_hard_negatives(
     engine = get_backend(_resolve_backend(settings.backend, queries))
     q = engine.prepare(queries, "queries")
     c = engine.prepare(corpus, "corpus")
-    num_c = _check_shapes(q.shape, c.shape, settings.num_negatives)
-    side = _query_side(positives, query_ids, self_ids, settings.exclude_self, q.shape[0], num_c)
-    range_max, depth = _window(settings, side.max_positives, num_c)
-    candidates = _retrieve(engine, q, c, depth, side, settings.options)
-    return _select(candidates, side, settings, range_max, depth, num_c)
+    plan = plan_mining(settings, q.shape, c.shape, positives, query_ids, self_ids)
+    candidates = _retrieve(engine, q, c, plan.depth, plan.side, settings.options)
+    return _select(candidates, plan.side, settings, plan.range_max, plan.depth, plan.num_c)
 
 
 # -- step 1: arguments -------------------------------------------------------------------------
@@ -422,3 +421,78 @@ def _select(
         range_max=range_max,
         depth=depth,
     )
+
+
+# -- the steps for drivers that retrieve elsewhere (distributed mining) ------------------------
+
+
+@dataclass(frozen=True)
+class MiningPlan:
+    """Everything selection needs besides the candidates: the checked arguments, the queries'
+    positives, ids and own rows, the window end and the retrieval depth, for a corpus of
+    ``num_c`` rows."""
+
+    settings: _Settings
+    side: _QuerySide
+    range_max: int
+    depth: int
+    num_c: int
+
+
+def check_settings(**args: Any) -> _Settings:
+    """:func:`mine_hard_negatives`' keyword arguments, checked exactly as it checks them; the
+    ones not given take its defaults. An unknown name raises :class:`TypeError`."""
+    defaults = {
+        name: p.default
+        for name, p in inspect.signature(mine_hard_negatives).parameters.items()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and name not in ("query_ids", "self_ids")
+    }
+    unknown = sorted(set(args) - set(defaults))
+    if unknown:
+        raise TypeError(f"{unknown[0]}: not an argument of mine_hard_negatives")
+    return _check_settings(**{**defaults, **args})
+
+
+def plan_mining(
+    settings: _Settings,
+    queries_shape: tuple[int, ...],
+    corpus_shape: tuple[int, ...],
+    positives: Any,
+    query_ids: Any,
+    self_ids: Any,
+) -> MiningPlan:
+    """Steps 2 and 3 of :func:`mine_hard_negatives` for a corpus of shape ``corpus_shape``
+    (which a distributed driver knows without holding the corpus)."""
+    num_c = _check_shapes(queries_shape, corpus_shape, settings.num_negatives)
+    side = _query_side(
+        positives, query_ids, self_ids, settings.exclude_self, queries_shape[0], num_c
+    )
+    range_max, depth = _window(settings, side.max_positives, num_c)
+    return MiningPlan(settings, side, range_max, depth, num_c)
+
+
+def select_rows(
+    plan: MiningPlan,
+    ids: np.ndarray,
+    scores: np.ndarray,
+    positive_scores: np.ndarray,
+    start: int,
+    stop: int,
+) -> HardNegatives:
+    """Step 5 of :func:`mine_hard_negatives` for the queries ``start:stop`` only, given their
+    candidates (``ids``/``scores`` ``[stop - start, depth]``, ordered as the Rust search orders
+    them) and the scores of *all* queries' positives. Selection of a query depends on nothing
+    but its own candidates, positives, key and own row, so the slices of a split run equal the
+    rows of one run. The positives of the result are the slice's."""
+    side = plan.side
+    lo, hi = int(side.positive_offsets[start]), int(side.positive_offsets[stop])
+    part = _QuerySide(
+        positive_values=side.positive_values[lo:hi],
+        positive_offsets=side.positive_offsets[start : stop + 1] - lo,
+        has_positives=side.has_positives,
+        max_positives=side.max_positives,
+        keys=side.keys[start:stop],
+        own_rows=None if side.own_rows is None else side.own_rows[start:stop],
+    )
+    candidates = _Candidates(ids, scores, np.asarray(positive_scores[lo:hi], dtype=np.float32))
+    return _select(candidates, part, plan.settings, plan.range_max, plan.depth, plan.num_c)

@@ -29,6 +29,11 @@ Measuring (design: §6, :mod:`~lmobjectives.lab.bench.runner`): one warm-up call
 ``queries/s`` comes from the median time, ``vs faiss`` and ``of sgemm`` are medians over rounds
 of per-round time ratios. Peak memory is measured separately, one fresh process per contender:
 ``extra MiB`` is its peak RSS minus the RSS with the embeddings already loaded.
+
+Distributed mining (:func:`distributed_mining_rows`, ``python -m lmobjectives.lab.bench.mining
+--processes 1 2``): :func:`~lmobjectives.torch.distributed_mining.mine_hard_negatives_distributed`
+with 1, 2, ... gloo processes on this machine sharing its cores, each mapping its shard of one
+``.npy`` corpus; time barrier to barrier, and per rank the peak RSS and what mining added to it.
 """
 
 from __future__ import annotations
@@ -62,7 +67,10 @@ from lmobjectives.lab.bench.runner import (
 __all__ = [
     "CASES",
     "MINING_TABLE",
+    "DistributedRow",
     "MiningCase",
+    "distributed_mining_rows",
+    "distributed_table",
     "make_embeddings",
     "mining_contenders",
     "mining_plan",
@@ -345,3 +353,163 @@ MINING_TABLE = Table(
     "t_sgemm / t (medians of same-round ratios); extra MiB = peak RSS above the loaded "
     "embeddings, one fresh process per contender.",
 )
+
+
+# -- distributed mining: 1 vs several processes -------------------------------------------------
+
+#: The distributed case: a corpus big enough that its share per rank shows in the memory.
+DISTRIBUTED_CASE = MiningCase("sharded", 1000, 200_000, 384, 3)
+
+_RANK_SCRIPT = r"""
+import json, os, re, statistics, sys, time
+sys.path[:0] = json.loads(sys.argv[1])
+import numpy as np
+import torch.distributed as dist
+from lmobjectives.torch.distributed_mining import corpus_shard, mine_hard_negatives_distributed
+
+def status(key):
+    with open("/proc/self/status") as f:
+        return int(re.search(key + r":\s+(\d+) kB", f.read()).group(1)) / 1024
+
+rank, world, threads, rounds = (int(x) for x in sys.argv[3:7])
+dist.init_process_group("gloo", init_method=sys.argv[2], rank=rank, world_size=world)
+q = np.load(sys.argv[7])
+positives = np.load(sys.argv[8])
+shard = corpus_shard(sys.argv[9], rank, world)
+with open("/proc/self/clear_refs", "w") as f:  # only what mining adds counts as peak
+    f.write("5")
+before = status("VmRSS")
+times = []
+for _ in range(rounds):
+    dist.barrier()
+    t0 = time.perf_counter()
+    mined = mine_hard_negatives_distributed(
+        q, shard, positives, num_negatives=int(sys.argv[10]), num_threads=threads, progress=False
+    )
+    dist.barrier()
+    times.append(time.perf_counter() - t0)
+print(json.dumps({"rank": rank, "seconds": statistics.median(times), "before": before,
+                  "peak": status("VmHWM"), "ids": int(mined.negative_ids.sum())}))
+dist.destroy_process_group()
+"""
+
+
+@dataclass
+class DistributedRow:
+    """One process count of :func:`distributed_mining_rows`."""
+
+    processes: int
+    threads: int
+    seconds: float
+    peak_mib: list[float]  # per rank: peak RSS during mining (the shard's pages included)
+    extra_mib: list[float]  # per rank: peak RSS minus RSS before the first call
+    checksum: int  # sum of the negative ids: equal across rows (the same result)
+
+
+# long: one subprocess per rank and process count, the rows built from their JSON lines
+def distributed_mining_rows(
+    case: MiningCase = DISTRIBUTED_CASE,
+    processes: Sequence[int] = (1, 2),
+    *,
+    cores: int | None = None,
+    rounds: int = 3,
+    seed: int = SEED,
+) -> list[DistributedRow]:
+    """:func:`~lmobjectives.torch.distributed_mining.mine_hard_negatives_distributed` on
+    ``case`` (each query's positive: its best corpus row) with 1, 2, ... gloo processes on
+    this machine, each mapping its shard of one ``.npy`` corpus and using ``cores // p``
+    threads (``cores``: default all CPUs). Time: the median over ``rounds`` calls, barrier to
+    barrier; memory: per rank, from ``/proc/self/status`` (Linux)."""
+    from lmobjectives.mining import exact_topk
+
+    cores = cores or os.cpu_count() or 1
+    queries, corpus = make_embeddings(case, seed)
+    positives = exact_topk(queries, corpus, 1, similarity="dot")[0][:, 0]
+    out = []
+    with tempfile.TemporaryDirectory(prefix="lmobjectives-bench-") as tmp:
+        paths = [os.path.join(tmp, f"{name}.npy") for name in ("q", "p", "c")]
+        for path, x in zip(paths, (queries, positives, corpus), strict=True):
+            np.save(path, x)
+        path = json.dumps([p for p in sys.path if p])
+        for p in processes:
+            threads = max(1, cores // p)
+            init = f"file://{tmp}/rendezvous-{p}"
+            procs = [
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-c",
+                        _RANK_SCRIPT,
+                        path,
+                        init,
+                        str(r),
+                        str(p),
+                        str(threads),
+                        str(rounds),
+                        *paths,
+                        str(case.k),
+                    ],
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+                for r in range(p)
+            ]
+            ranks = []
+            for proc in procs:
+                stdout, _ = proc.communicate(timeout=3600)
+                if proc.returncode != 0:
+                    raise RuntimeError(f"distributed mining: a rank exited with {proc.returncode}")
+                ranks.append(json.loads(stdout.strip().splitlines()[-1]))
+            ranks.sort(key=lambda r: r["rank"])
+            out.append(
+                DistributedRow(
+                    processes=p,
+                    threads=threads,
+                    seconds=max(r["seconds"] for r in ranks),
+                    peak_mib=[r["peak"] for r in ranks],
+                    extra_mib=[r["peak"] - r["before"] for r in ranks],
+                    checksum=ranks[0]["ids"],
+                )
+            )
+    return out
+
+
+def distributed_table(case: MiningCase, rows: Sequence[DistributedRow]) -> str:
+    """The rows as a Markdown table."""
+    base = rows[0].seconds
+    lines = [
+        "| case | processes | threads each | queries/s | speed-up | peak RSS MiB per rank | "
+        "mining MiB per rank |",
+        "|---|---:|---:|---:|---:|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {case.label} | {r.processes} | {r.threads} | {case.queries / r.seconds:,.0f} | "
+            f"{base / r.seconds:.2f}x | {' / '.join(f'{m:,.0f}' for m in r.peak_mib)} | "
+            f"{' / '.join(f'{m:,.0f}' for m in r.extra_mib)} |"
+        )
+    return "\n".join(lines)
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m lmobjectives.lab.bench.mining",
+        description="distributed mining: 1 vs several gloo processes on this machine",
+    )
+    parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--cores", type=int, default=None)
+    args = parser.parse_args(argv)
+    rows = distributed_mining_rows(
+        DISTRIBUTED_CASE, args.processes, cores=args.cores, rounds=args.rounds
+    )
+    if len({r.checksum for r in rows}) != 1:
+        raise RuntimeError("distributed mining: the process counts disagree on the result")
+    print(distributed_table(DISTRIBUTED_CASE, rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())
