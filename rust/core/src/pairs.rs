@@ -230,8 +230,20 @@ pub struct PairRows {
 pub const PURPOSE: u64 = purpose("pairs");
 const ORDER: u64 = purpose("pairs-order");
 
+/// Documents per block of the parallel walk. Each block's instances are built in parallel and
+/// appended to the index before the next block starts, so the walk holds the index and one
+/// block — never a second copy of every instance.
+const DOC_BLOCK: usize = 1 << 14;
+/// Instances per task of the parallel gathers that apply the shuffle.
+const GATHER_GRAIN: usize = 1 << 16;
+
 /// Builds every instance of pass `epoch` (see the module documentation).
-pub fn build_index<T: TokenId>(
+///
+/// Memory: the index itself (33 bytes an instance) plus the shuffle's permutation (4 bytes an
+/// instance, 8 past 2^32 instances) plus one shuffled copy of the largest column (16 bytes an
+/// instance) while it is gathered; the ids are never read (only their number), so `T` may be
+/// any type, `()` included.
+pub fn build_index<T: Sync>(
     corpus: &Corpus<'_, T>,
     params: &PairParams,
     seed: u64,
@@ -246,29 +258,90 @@ pub fn build_index<T: TokenId>(
         let mut rng = streams.row(&RowKeys::Samples(&ids), 0);
         document_instances(corpus, params, d, &mut rng)
     };
-    let mut chunks: Vec<Vec<Instance>> = vec![Vec::new(); n_docs];
     let threads = threads_for(threads, corpus.ids.len(), 256 * 1024);
-    for_each_mut(threads, &mut chunks, |d, out| *out = per_doc(d))?;
-    let total: usize = chunks.iter().map(Vec::len).sum();
-    let mut order: Vec<usize> = (0..total).collect();
+    let mut walked = PairIndex::default();
+    let mut block: Vec<Vec<Instance>> = Vec::new();
+    for lo in (0..n_docs).step_by(DOC_BLOCK) {
+        let hi = (lo + DOC_BLOCK).min(n_docs);
+        block.clear();
+        block.resize(hi - lo, Vec::new());
+        for_each_mut(threads, &mut block, |i, out| *out = per_doc(lo + i))?;
+        for (a, b, l) in block.drain(..).flatten() {
+            walked.a.push(a);
+            walked.b.push(b);
+            walked.label.push(l);
+        }
+    }
+    let total = walked.len();
+    if u32::try_from(total).is_ok() {
+        shuffled(walked, &shuffle_order::<u32>(total, seed, epoch), threads)
+    } else {
+        shuffled(walked, &shuffle_order::<usize>(total, seed, epoch), threads)
+    }
+}
+
+/// A position in the shuffle's permutation: `u32` while the instances fit, else `usize`.
+trait Position: Copy + Send + Sync {
+    fn from_usize(i: usize) -> Self;
+    fn to_usize(self) -> usize;
+}
+
+impl Position for u32 {
+    fn from_usize(i: usize) -> Self {
+        i as u32 // (used only when every position fits)
+    }
+    fn to_usize(self) -> usize {
+        self as usize
+    }
+}
+
+impl Position for usize {
+    fn from_usize(i: usize) -> Self {
+        i
+    }
+    fn to_usize(self) -> usize {
+        self
+    }
+}
+
+/// The Fisher–Yates permutation of `0..total` drawn from the stream `(seed, epoch)`: instance
+/// `order[k]` (in walk order) goes to place `k`. The draws depend only on `total`, not on the
+/// integer type that holds the permutation.
+fn shuffle_order<P: Position>(total: usize, seed: u64, epoch: u64) -> Vec<P> {
+    let mut order: Vec<P> = (0..total).map(P::from_usize).collect();
     let mut rng = Rng::from_key(&[seed, epoch, ORDER]);
     for i in (1..total).rev() {
         let j = rng.below(i as u64 + 1) as usize;
         order.swap(i, j);
     }
-    let flat: Vec<Instance> = chunks.into_iter().flatten().collect();
-    let mut index = PairIndex {
-        a: Vec::with_capacity(total),
-        b: Vec::with_capacity(total),
-        label: Vec::with_capacity(total),
-    };
-    for &k in &order {
-        let (a, b, l) = flat[k];
-        index.a.push(a);
-        index.b.push(b);
-        index.label.push(l);
-    }
-    Ok(index)
+    order
+}
+
+/// The walked index in shuffled order, one column at a time (each column's old copy is freed
+/// before the next one is gathered).
+fn shuffled<P: Position>(walked: PairIndex, order: &[P], threads: usize) -> Result<PairIndex> {
+    let PairIndex { a, b, label } = walked;
+    let label = gather(label, order, threads)?;
+    let a = gather(a, order, threads)?;
+    let b = gather(b, order, threads)?;
+    Ok(PairIndex { a, b, label })
+}
+
+/// `values` permuted: `out[k] = values[order[k]]`, in parallel over blocks of `out`.
+fn gather<V: Copy + Default + Send + Sync, P: Position>(
+    values: Vec<V>,
+    order: &[P],
+    threads: usize,
+) -> Result<Vec<V>> {
+    let mut out = vec![V::default(); order.len()];
+    let mut parts: Vec<&mut [V]> = out.chunks_mut(GATHER_GRAIN).collect();
+    for_each_mut(threads, &mut parts, |c, part| {
+        let positions = &order[c * GATHER_GRAIN..];
+        for (slot, &k) in part.iter_mut().zip(positions) {
+            *slot = values[k.to_usize()];
+        }
+    })?;
+    Ok(out)
 }
 
 /// Google BERT's walk over one document (ALBERT's for SOP).
