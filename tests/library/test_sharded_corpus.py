@@ -107,6 +107,12 @@ def test_ids_index_globally_across_shards(built):
     third = int(sharded.ids.starts[2])
     within = ids[third + 1 : third + 5]  # one shard: a view of its ids, no copy
     assert np.shares_memory(within, sharded.shards[2].ids)
+    ranges = np.array([[boundary - 3, boundary + 2], [5, 5], [third, third + 4], [0, 4]])
+    buffer, local = ids.gather_ranges(ranges)
+    np.testing.assert_array_equal(buffer, np.concatenate([ref[lo:hi] for lo, hi in ranges]))
+    np.testing.assert_array_equal(local, [[0, 5], [5, 5], [5, 9], [9, 13]])
+    with pytest.raises(IndexError, match="token range"):
+        ids.gather_ranges(np.array([[len(ref) - 1, len(ref) + 1]]))
     with pytest.raises(IndexError):
         ids[len(ref)]
     with pytest.raises(IndexError):

@@ -142,17 +142,27 @@ class ShardedIds:
         return self._arrays[s][i - int(self.starts[s])]
 
     def gather_ranges(self, ranges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The tokens of the global ``[lo, hi)`` ``ranges`` (uint64 ``[n, 2]``) laid back to back
-        in a new array, and the ranges rebased into it."""
+        """The tokens of the global ``[lo, hi)`` ``ranges`` (``[n, 2]``) laid back to back in a
+        new array, and the ranges rebased into it (uint64 ``[n, 2]``). A range inside one shard
+        (as every range of a document is) is one slice of its memory map."""
         r = np.asarray(ranges, dtype=np.int64).reshape(-1, 2)
         lengths = np.maximum(r[:, 1] - r[:, 0], 0)
         ends = np.cumsum(lengths)
-        starts = ends - lengths
-        total = int(ends[-1]) if len(ends) else 0
-        # The global position of every token of every range, then one gather.
-        pos = np.repeat(r[:, 0] - starts, lengths) + np.arange(total, dtype=np.int64)
-        local = np.stack([starts, ends], axis=1).astype(np.uint64)
-        return self.take(pos), local
+        local = np.stack([ends - lengths, ends], axis=1).astype(np.uint64)
+        shard = np.searchsorted(self.starts, r[:, 0], side="right") - 1
+        pieces = []
+        for s, lo, hi in zip(shard.tolist(), r[:, 0].tolist(), r[:, 1].tolist(), strict=True):
+            if hi <= lo:
+                continue
+            if 0 <= s < len(self._arrays) and hi <= self.starts[s + 1] and lo >= 0:
+                base = int(self.starts[s])
+                pieces.append(self._arrays[s][lo - base : hi - base])
+            elif lo < 0 or hi > self.size:
+                raise IndexError(f"token range [{lo}, {hi}) out of range (there are {self.size})")
+            else:  # across shards
+                pieces.append(self._slice(lo, hi))
+        buffer = np.concatenate(pieces) if pieces else np.zeros(0, self.dtype)
+        return buffer, local
 
     def __repr__(self) -> str:
         return f"ShardedIds({len(self._arrays)} shards, {self.size:,} tokens, {self.dtype})"
@@ -177,12 +187,13 @@ def pair_rows(
     label = index["label"]
     total = len(label)
     n = max(0, (total - rank + world - 1) // world)
-    instances = np.empty(len(items), dtype=np.int64)
-    for k, i in enumerate(items):
-        local = i + n if i < 0 else i
-        if not 0 <= local < n:
-            raise IndexError(f"indices[{k}] = {i} is out of range for {n} items")
-        instances[k] = local * world + rank
+    given = np.asarray(items, dtype=np.int64).reshape(-1)
+    local = np.where(given < 0, given + n, given)
+    bad = np.flatnonzero((local < 0) | (local >= n))
+    if len(bad):
+        k = int(bad[0])
+        raise IndexError(f"indices[{k}] = {int(given[k])} is out of range for {n} items")
+    instances = local * world + rank
     both = np.concatenate([index["a"][instances], index["b"][instances]])
     buffer, local_ranges = ids.gather_ranges(both)
     m = len(instances)
