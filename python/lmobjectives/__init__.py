@@ -18,7 +18,13 @@ from lmobjectives._core import (
 from lmobjectives._optional import MissingDependencyError
 from lmobjectives._seeding import RepeatedSampleKeyWarning
 from lmobjectives.contrastive import Augmentation, ContrastivePairCollator, neighbour_pairs
-from lmobjectives.corpus import TokenCorpus, TokenCorpusWriter, train_wordpiece
+from lmobjectives.corpus import (
+    ShardedTokenCorpus,
+    ShardError,
+    TokenCorpus,
+    TokenCorpusWriter,
+    train_wordpiece,
+)
 from lmobjectives.denoising import (
     BartDenoisingCollator,
     CorpusChunks,
@@ -47,6 +53,8 @@ __all__ = [
     "RepeatedSampleKeyWarning",
     "SentencePairDataset",
     "ShapeError",
+    "ShardError",
+    "ShardedTokenCorpus",
     "T5SpanCorruptionCollator",
     "TokenCorpus",
     "TokenCorpusWriter",

@@ -168,7 +168,7 @@ def pack(
     rows_name: str | None = None,
 ) -> dict[str, Any]: ...
 def build_pair_index(
-    ids: npt.NDArray[Any],
+    ids: npt.NDArray[Any] | int,
     sentence_offsets: npt.NDArray[np.int64],
     document_offsets: npt.NDArray[np.int64],
     *,

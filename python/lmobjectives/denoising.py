@@ -979,7 +979,8 @@ class CorpusChunks:
     whole batches through :meth:`__getitems__` (columns as arrays).
 
     Args:
-        corpus: the corpus (pickles by path, so DataLoader workers reopen its memory map).
+        corpus: the corpus (pickles by path, so DataLoader workers reopen its memory map), or a
+            :class:`~lmobjectives.ShardedTokenCorpus` (the same chunks as one directory).
         length: tokens per chunk, e.g. ``collator.raw_length``.
         separator: token ids appended after every document (default none).
         sentence_starts: also yield sentence starts.
@@ -1089,8 +1090,11 @@ class CorpusChunks:
         keys = np.asarray(idx, dtype=np.uint64)
         if not len(self.separator) and not self.sentence_starts and all(i < full for i in idx):
             # No separator: chunk i is ids[i·length:(i + 1)·length], one gather for the batch.
-            pos = np.asarray(idx, dtype=np.int64)[:, None] * self.length
-            rows = np.asarray(self.corpus.ids)[pos + np.arange(self.length)].astype(np.int64)
+            pos = np.asarray(idx, dtype=np.int64)[:, None] * self.length + np.arange(self.length)
+            ids = self.corpus.ids  # (a sharded corpus's ids gather across its shards)
+            rows = (np.asarray(ids)[pos] if isinstance(ids, np.ndarray) else ids[pos]).astype(
+                np.int64
+            )
             return ExampleBatch({"input_ids": rows, "idx": keys})
         items = [self[i] for i in idx]
         out: dict[str, Any] = {"idx": keys}

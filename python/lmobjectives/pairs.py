@@ -13,6 +13,7 @@ from lmobjectives import _core
 from lmobjectives._collator import check_choice
 from lmobjectives._inputs import ExampleBatch, RaggedRows
 from lmobjectives._seeding import EpochCell, check_num_threads, check_seed, resolve_num_threads
+from lmobjectives.corpus._sharded import pair_rows as sharded_pair_rows
 
 __all__ = ["SentencePairDataset"]
 
@@ -51,7 +52,9 @@ class SentencePairDataset:
     too.
 
     Args:
-        corpus: the :class:`~lmobjectives.TokenCorpus` (memory-mapped corpora stay on disk).
+        corpus: the :class:`~lmobjectives.TokenCorpus` (memory-mapped corpora stay on disk),
+            or a :class:`~lmobjectives.ShardedTokenCorpus` (the same instances as one directory
+            holding the same documents).
         task: ``"nsp"`` or ``"sop"``.
         max_seq_length: longest ``[CLS] A [SEP] B [SEP]`` (128).
         short_seq_prob: chance of a shorter target length (0.1).
@@ -154,7 +157,8 @@ class SentencePairDataset:
             return
         c = self.corpus
         self._index = _core.build_pair_index(
-            np.asarray(c.ids),
+            # (A sharded corpus's ids are not one array: the index needs only their number.)
+            np.asarray(c.ids) if isinstance(c.ids, np.ndarray) else len(c.ids),
             np.asarray(c.sentence_offsets, dtype=np.int64),
             np.asarray(c.document_offsets, dtype=np.int64),
             task=self.task,
@@ -198,8 +202,20 @@ class SentencePairDataset:
     def _rows(self, items: Any) -> tuple[np.ndarray, ...]:
         self._sync()
         idx = self._index
+        ids = self.corpus.ids
+        if not isinstance(ids, np.ndarray):  # a sharded corpus: gathered from its shards
+            return sharded_pair_rows(
+                ids,
+                idx,
+                [int(i) for i in items],
+                cls_token_id=self.cls_token_id,
+                sep_token_id=self.sep_token_id,
+                rank=self._rank,
+                world=self._world,
+                epoch=self._epoch,
+            )
         return _core.pair_rows(
-            np.asarray(self.corpus.ids),  # a view: memory-mapped corpora stay on disk
+            np.asarray(ids),  # a view: memory-mapped corpora stay on disk
             idx["a"],
             idx["b"],
             idx["label"],

@@ -44,6 +44,7 @@ from lmobjectives.corpus._embedded_data import EmbeddedDataError
 from lmobjectives.corpus._encoder import DEFAULT_BATCH_SIZE
 from lmobjectives.corpus._format import FORMAT, FORMAT_VERSION
 from lmobjectives.corpus._format import READABLE_FORMAT_VERSIONS as READABLE_FORMAT_VERSIONS
+from lmobjectives.corpus._sharded import ShardedIds, ShardedTokenCorpus, ShardError
 from lmobjectives.corpus._wordpiece import DEFAULT_VOCAB_SIZE, SPECIAL_TOKENS, train_wordpiece
 from lmobjectives.corpus._writer import TokenCorpusWriter
 
@@ -55,6 +56,9 @@ __all__ = [
     "RECIPE_VERSION",
     "SPECIAL_TOKENS",
     "EmbeddedDataError",
+    "ShardError",
+    "ShardedIds",
+    "ShardedTokenCorpus",
     "TokenCorpus",
     "TokenCorpusWriter",
     "default_cache_dir",

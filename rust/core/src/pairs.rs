@@ -230,8 +230,21 @@ pub struct PairRows {
 pub const PURPOSE: u64 = purpose("pairs");
 const ORDER: u64 = purpose("pairs-order");
 
+/// Documents per block of the parallel walk. Each block's instances are built in parallel and
+/// appended to the index before the next block starts, so the walk holds the index and one
+/// block — never a second copy of every instance.
+const DOC_BLOCK: usize = 1 << 14;
+/// Instances per task of the parallel gathers that apply the shuffle.
+const GATHER_GRAIN: usize = 1 << 16;
+
 /// Builds every instance of pass `epoch` (see the module documentation).
-pub fn build_index<T: TokenId>(
+///
+/// Memory: the instances in walk order (25 bytes each: starts as `u64`, lengths as `u32`,
+/// the label), the shuffle's permutation (4 bytes an instance, 8 past 2^32 instances) and the
+/// index being gathered from them (33 bytes), each column of the walk freed once gathered: at
+/// most 49 bytes an instance. The ids are never read (only their number), so `T` may be any
+/// type, `()` included.
+pub fn build_index<T: Sync>(
     corpus: &Corpus<'_, T>,
     params: &PairParams,
     seed: u64,
@@ -239,6 +252,12 @@ pub fn build_index<T: TokenId>(
     threads: usize,
 ) -> Result<PairIndex> {
     params.validate()?;
+    if u32::try_from(params.max_seq_length).is_err() {
+        return Err(CoreError::invalid(
+            "max_seq_length",
+            format!("must be below 2^32, got {}", params.max_seq_length),
+        ));
+    }
     let n_docs = corpus.num_documents();
     let streams = Streams::new(seed, epoch, PURPOSE);
     let per_doc = |d: usize| -> Vec<Instance> {
@@ -246,29 +265,118 @@ pub fn build_index<T: TokenId>(
         let mut rng = streams.row(&RowKeys::Samples(&ids), 0);
         document_instances(corpus, params, d, &mut rng)
     };
-    let mut chunks: Vec<Vec<Instance>> = vec![Vec::new(); n_docs];
     let threads = threads_for(threads, corpus.ids.len(), 256 * 1024);
-    for_each_mut(threads, &mut chunks, |d, out| *out = per_doc(d))?;
-    let total: usize = chunks.iter().map(Vec::len).sum();
-    let mut order: Vec<usize> = (0..total).collect();
+    let mut walked = Walked::default();
+    let mut block: Vec<Vec<Instance>> = Vec::new();
+    for lo in (0..n_docs).step_by(DOC_BLOCK) {
+        let hi = (lo + DOC_BLOCK).min(n_docs);
+        block.clear();
+        block.resize(hi - lo, Vec::new());
+        for_each_mut(threads, &mut block, |i, out| *out = per_doc(lo + i))?;
+        for (a, b, l) in block.drain(..).flatten() {
+            walked.push(a, b, l);
+        }
+    }
+    let total = walked.label.len();
+    if u32::try_from(total).is_ok() {
+        walked.shuffled(&shuffle_order::<u32>(total, seed, epoch), threads)
+    } else {
+        walked.shuffled(&shuffle_order::<usize>(total, seed, epoch), threads)
+    }
+}
+
+/// The instances in walk order, by columns: each side's start and length (a side is at most
+/// `max_seq_length` long, checked to fit a `u32`), and the labels.
+#[derive(Default)]
+struct Walked {
+    a_lo: Vec<u64>,
+    a_len: Vec<u32>,
+    b_lo: Vec<u64>,
+    b_len: Vec<u32>,
+    label: Vec<u8>,
+}
+
+impl Walked {
+    fn push(&mut self, a: [u64; 2], b: [u64; 2], label: u8) {
+        self.a_lo.push(a[0]);
+        self.a_len.push((a[1] - a[0]) as u32);
+        self.b_lo.push(b[0]);
+        self.b_len.push((b[1] - b[0]) as u32);
+        self.label.push(label);
+    }
+
+    /// The index in shuffled order, one column at a time (each walked column is freed as soon
+    /// as it is gathered).
+    fn shuffled<P: Position>(self, order: &[P], threads: usize) -> Result<PairIndex> {
+        let Walked {
+            a_lo,
+            a_len,
+            b_lo,
+            b_len,
+            label: walked_label,
+        } = self;
+        let label = gather(order, threads, |j| walked_label[j])?;
+        drop(walked_label);
+        let a = gather(order, threads, |j| [a_lo[j], a_lo[j] + u64::from(a_len[j])])?;
+        drop((a_lo, a_len));
+        let b = gather(order, threads, |j| [b_lo[j], b_lo[j] + u64::from(b_len[j])])?;
+        drop((b_lo, b_len));
+        Ok(PairIndex { a, b, label })
+    }
+}
+
+/// A position in the shuffle's permutation: `u32` while the instances fit, else `usize`.
+trait Position: Copy + Send + Sync {
+    fn from_usize(i: usize) -> Self;
+    fn to_usize(self) -> usize;
+}
+
+impl Position for u32 {
+    fn from_usize(i: usize) -> Self {
+        i as u32 // (used only when every position fits)
+    }
+    fn to_usize(self) -> usize {
+        self as usize
+    }
+}
+
+impl Position for usize {
+    fn from_usize(i: usize) -> Self {
+        i
+    }
+    fn to_usize(self) -> usize {
+        self
+    }
+}
+
+/// The Fisher–Yates permutation of `0..total` drawn from the stream `(seed, epoch)`: instance
+/// `order[k]` (in walk order) goes to place `k`. The draws depend only on `total`, not on the
+/// integer type that holds the permutation.
+fn shuffle_order<P: Position>(total: usize, seed: u64, epoch: u64) -> Vec<P> {
+    let mut order: Vec<P> = (0..total).map(P::from_usize).collect();
     let mut rng = Rng::from_key(&[seed, epoch, ORDER]);
     for i in (1..total).rev() {
         let j = rng.below(i as u64 + 1) as usize;
         order.swap(i, j);
     }
-    let flat: Vec<Instance> = chunks.into_iter().flatten().collect();
-    let mut index = PairIndex {
-        a: Vec::with_capacity(total),
-        b: Vec::with_capacity(total),
-        label: Vec::with_capacity(total),
-    };
-    for &k in &order {
-        let (a, b, l) = flat[k];
-        index.a.push(a);
-        index.b.push(b);
-        index.label.push(l);
-    }
-    Ok(index)
+    order
+}
+
+/// `out[k] = value(order[k])`, in parallel over blocks of `out`.
+fn gather<V: Copy + Default + Send, P: Position>(
+    order: &[P],
+    threads: usize,
+    value: impl Fn(usize) -> V + Sync + Send,
+) -> Result<Vec<V>> {
+    let mut out = vec![V::default(); order.len()];
+    let mut parts: Vec<&mut [V]> = out.chunks_mut(GATHER_GRAIN).collect();
+    for_each_mut(threads, &mut parts, |c, part| {
+        let positions = &order[c * GATHER_GRAIN..];
+        for (slot, &k) in part.iter_mut().zip(positions) {
+            *slot = value(k.to_usize());
+        }
+    })?;
+    Ok(out)
 }
 
 /// Google BERT's walk over one document (ALBERT's for SOP).
@@ -600,6 +708,37 @@ mod tests {
             dof.push((so.len() - 1) as i64);
         }
         (ids, so, dof)
+    }
+
+    #[test]
+    fn the_index_reads_only_the_offsets_and_spans_blocks() {
+        // More documents than one block of the walk; the ids replaced by their number alone.
+        let docs: Vec<Vec<usize>> = (0..DOC_BLOCK + 700)
+            .map(|d| (0..(1 + d % 4)).map(|s| 2 + (s + d) % 9).collect())
+            .collect();
+        let refs: Vec<&[usize]> = docs.iter().map(Vec::as_slice).collect();
+        let (ids, so, dof) = corpus_of(&refs);
+        let units = vec![(); ids.len()];
+        let p = PairParams {
+            max_seq_length: 16,
+            ..PairParams::new(Task::Nsp)
+        };
+        let with_ids = build_index(&Corpus::new(&ids, &so, &dof).unwrap(), &p, 3, 1, 1).unwrap();
+        let counted = build_index(&Corpus::new(&units, &so, &dof).unwrap(), &p, 3, 1, 2).unwrap();
+        assert_eq!(with_ids, counted);
+        assert!(with_ids.len() > DOC_BLOCK);
+        // The permutation's integer type does not change the shuffle.
+        let narrow: Vec<usize> = shuffle_order::<u32>(5000, 3, 1)
+            .into_iter()
+            .map(|k| k as usize)
+            .collect();
+        assert_eq!(narrow, shuffle_order::<usize>(5000, 3, 1));
+        let too_long = PairParams {
+            max_seq_length: usize::MAX,
+            ..PairParams::new(Task::Nsp)
+        };
+        let c = Corpus::new(&units, &so, &dof).unwrap();
+        assert!(build_index(&c, &too_long, 3, 1, 1).is_err());
     }
 
     #[test]

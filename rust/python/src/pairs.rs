@@ -52,7 +52,8 @@ macro_rules! with_ids {
 
 fn index_to_py<'py>(py: Python<'py>, index: PairIndex) -> PyResult<Bound<'py, PyDict>> {
     let n = index.len();
-    let flat = |v: Vec<[u64; 2]>| v.into_iter().flatten().collect::<Vec<u64>>();
+    // (`into_flattened` reinterprets the buffer: no copy of the index.)
+    let flat = |v: Vec<[u64; 2]>| v.into_flattened();
     let a = Array2::from_shape_vec((n, 2), flat(index.a))
         .map_err(|e| PyValueError::new_err(e.to_string()))?;
     let b = Array2::from_shape_vec((n, 2), flat(index.b))
@@ -65,7 +66,9 @@ fn index_to_py<'py>(py: Python<'py>, index: PairIndex) -> PyResult<Bound<'py, Py
 }
 
 /// Builds the NSP/SOP instances of one pass over a corpus: `{"a", "b"}` (uint64 `[n, 2]`
-/// token ranges) and `"label"` (uint8), in shuffled order, with the rules of `recipe`.
+/// token ranges) and `"label"` (uint8), in shuffled order, with the rules of `recipe`. `ids`
+/// may be the number of tokens instead of the array (the index reads only the offsets), as
+/// for a sharded corpus whose ids are not one array.
 #[pyfunction]
 #[pyo3(signature = (
     ids, sentence_offsets, document_offsets, *, task="nsp", max_seq_length=128,
@@ -102,6 +105,14 @@ pub fn build_pair_index<'py>(
     };
     let so = contiguous(&sentence_offsets, "sentence_offsets")?;
     let dof = contiguous(&document_offsets, "document_offsets")?;
+    if let Ok(num_tokens) = ids.extract::<usize>() {
+        let units = vec![(); num_tokens]; // (zero-sized: no memory)
+        let corpus = Corpus::new(&units[..], so, dof).map_err(to_py)?;
+        let index = detached(py, || {
+            build_index(&corpus, &params, seed, epoch, num_threads)
+        })?;
+        return index_to_py(py, index);
+    }
     with_ids!(ids, |slice| {
         let corpus = Corpus::new(slice, so, dof).map_err(to_py)?;
         let index = detached(py, || {
