@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 
 from lmobjectives import CorpusChunks, MLMCollator, SentencePairDataset, TokenCorpus
 
-from conftest import VOCAB  # noqa: E402
+from conftest import VOCAB
 
 BATCH = 8
 
