@@ -190,6 +190,16 @@ def _sample_ids(values: Any, name: str) -> Any:
             i = int(np.argmax(values < 0))
             raise ValueError(f"{name}[{i}]: sample index must be in [0, 2**64), got {values[i]}")
         return values.astype(np.uint64)
+    if type(values) is list and values and all(type(v) is int for v in values):
+        # The common case, plain ints (e.g. a map-style dataset's "idx"): one conversion;
+        # anything out of range falls through to the loop below, which names it.
+        try:
+            arr = np.array(values, dtype=np.int64)
+        except OverflowError:
+            pass
+        else:
+            if arr.min() >= 0:
+                return arr.astype(np.uint64)
     out = []
     for i, v in enumerate(values):
         if isinstance(v, bool) or not hasattr(v, "__index__"):
@@ -224,6 +234,24 @@ def _check_keys(keys: Any, where: str, extra_keys: tuple[str, ...] = ()) -> None
             f"{sorted(accepted)} (remove other columns, e.g. with "
             "dataset.remove_columns or Trainer's remove_unused_columns)"
         )
+
+
+def _check_examples(examples: Sequence[Any], keys: Any) -> None:
+    """Every example is a mapping with the keys of the first. One pass of cheap checks for the
+    common batch (plain dicts with those keys in the same order); the loop finds and names
+    whatever else there is."""
+    order = list(keys)
+    if all(type(ex) is dict and list(ex) == order for ex in examples):
+        return
+    for i, ex in enumerate(examples):
+        if type(ex) is not dict and not isinstance(ex, Mapping):
+            raise TypeError(
+                f"examples[{i}]: expected a mapping like examples[0], got {type(ex).__name__}"
+            )
+        if ex.keys() != keys:
+            raise ValueError(
+                f"examples[{i}]: keys {sorted(ex.keys())} differ from examples[0]'s {sorted(keys)}"
+            )
 
 
 def normalize(examples: Any, extra_keys: tuple[str, ...] = ()) -> Rows:
@@ -264,15 +292,7 @@ def normalize(examples: Any, extra_keys: tuple[str, ...] = ()) -> Rows:
 
     keys = first.keys()
     _check_keys(keys, "examples[0]", extra_keys)
-    for i, ex in enumerate(examples):
-        if type(ex) is not dict and not isinstance(ex, Mapping):
-            raise TypeError(
-                f"examples[{i}]: expected a mapping like examples[0], got {type(ex).__name__}"
-            )
-        if ex.keys() != keys:
-            raise ValueError(
-                f"examples[{i}]: keys {sorted(ex.keys())} differ from examples[0]'s {sorted(keys)}"
-            )
+    _check_examples(examples, keys)
     cols = {k: _rows([ex[k] for ex in examples]) for k in TOKEN_KEYS if k in keys}
     extra = {k: _rows([ex[k] for ex in examples]) for k in extra_keys if k in keys}
     sample_ids = (

@@ -222,14 +222,39 @@ def test_inputs_are_not_mutated():
 
 # -- zero copy ----------------------------------------------------------------------------
 
+#: The owners of the memory of a batch's arrays: Rust Vecs (large ones recycled).
+RUST_OWNERS = ("PySliceContainer", "RecycledBuffer")
+
 
 def test_outputs_are_rust_buffers_handed_over_without_copy(ragged_rows):
     batch = collator()(ragged_rows)
     for v in batch.values():
         assert not v.flags.owndata
-        assert type(v.base).__name__ == "PySliceContainer"  # the Rust Vec owns the memory
+        # The Rust Vec owns the memory (large buffers: an owner that recycles them).
+        assert type(v.base).__name__ in RUST_OWNERS
         assert v.flags.c_contiguous
         assert v.flags.writeable
+
+
+def test_large_outputs_are_recycled_and_never_shared():
+    """Batches of 64 KiB or more per output reuse the buffers of freed batches (no fresh
+    pages); a live batch's memory is never handed out again, and the values are the same as
+    from fresh buffers."""
+    rows = np.random.default_rng(0).integers(5, VOCAB, size=(64, 211)).astype(np.int64)
+    c = collator(seed=1)
+    first = c(rows)
+    assert type(first["input_ids"].base).__name__ == "RecycledBuffer"
+    kept = {k: v.copy() for k, v in first.items()}
+    second = c(rows)  # `first` is alive: its memory must not be reused
+    pointers = {v.ctypes.data for v in first.values()}
+    assert not pointers & {v.ctypes.data for v in second.values()}
+    for k in kept:
+        np.testing.assert_array_equal(first[k], kept[k])
+    del first
+    third = collator(seed=1)(rows)  # the freed buffers come back, filled afresh
+    assert pointers & {v.ctypes.data for v in third.values()}
+    for k in kept:
+        np.testing.assert_array_equal(third[k], kept[k])
 
 
 def test_pt_tensors_share_memory_with_the_rust_buffer(ragged_rows):

@@ -28,7 +28,7 @@
 //! documents; SOP's single-sentence chunks paired with a random document and labelled
 //! "swapped").
 
-use crate::batch::TokenId;
+use crate::batch::{OutId, TokenId};
 use crate::parallel::{for_each_mut, threads_for};
 use crate::rng::{Chance, Rng, RowKeys, Streams, purpose};
 use crate::{CoreError, Result, check_probability};
@@ -627,8 +627,9 @@ pub fn materialize<T: TokenId>(
         .filter_map(|&i| usize::try_from(i).ok().filter(|&i| i < n))
         .map(|i| (a[i][1].saturating_sub(a[i][0]) + b[i][1].saturating_sub(b[i][0])) as usize + 3)
         .sum();
-    let mut values = Vec::with_capacity(total);
-    let mut types = Vec::with_capacity(total);
+    // Recycled buffers (see `BufferPool`): these become the batch's arrays.
+    let mut values = i64::pool().take(total);
+    let mut types = i64::pool().take(total);
     let mut offsets = Vec::with_capacity(items.len() + 1);
     let mut labels = Vec::with_capacity(items.len());
     offsets.push(0);

@@ -3,12 +3,14 @@
 //! Everything here runs with the GIL held and before any kernel: inputs are extracted first,
 //! then the kernel runs detached from the interpreter.
 
-use lmobjectives_core::batch::{PadSpec, Ragged, Side, TokenId, dense_offsets, offsets_from_i64};
+use lmobjectives_core::batch::{
+    OutId, POOL_MIN_BYTES, PadSpec, Ragged, Side, TokenId, dense_offsets, offsets_from_i64,
+};
 use lmobjectives_core::rng::RowKeys;
-use numpy::ndarray::Array2;
+use numpy::ndarray::{Array2, ArrayView2};
 use numpy::{
-    Element, IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray2, PyUntypedArray,
-    PyUntypedArrayMethods,
+    Element, IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
+    PyUntypedArray, PyUntypedArrayMethods,
 };
 use pyo3::PyErr;
 use pyo3::exceptions::{PyTypeError, PyValueError};
@@ -32,6 +34,12 @@ pub enum IdRows<'py> {
         values: Vec<i64>,
         offsets: Vec<usize>,
     },
+    /// Rows stored flat in an int64 array (`RaggedRows`, what our datasets return), read in
+    /// place.
+    FlatI64 {
+        values: PyReadonlyArray1<'py, i64>,
+        offsets: Vec<usize>,
+    },
 }
 
 /// Runs `$body` with `$r` bound to a `Ragged<'_, T>` view of an [`IdRows`], for whatever `T`
@@ -49,6 +57,13 @@ macro_rules! with_rows {
         match $rows {
             IdRows::Flat { values, offsets } => {
                 let $r = Ragged::new($arg, &values[..], &offsets[..]).map_err($crate::errors::to_py)?;
+                $body
+            }
+            IdRows::FlatI64 { values, offsets } => {
+                let values = values.as_slice().map_err(|_| {
+                    pyo3::exceptions::PyValueError::new_err(format!("{}: values must be contiguous", $arg))
+                })?;
+                let $r = Ragged::new($arg, values, &offsets[..]).map_err($crate::errors::to_py)?;
                 $body
             }
             IdRows::I64(a) => with_rows!(@dense a, $arg, |$r| $body),
@@ -132,6 +147,9 @@ pub fn id_rows<'py>(
     if let Some(d) = dense_ids(obj, arg)? {
         return Ok(d);
     }
+    if let Some(rows) = ragged_i64(obj, arg)? {
+        return Ok(rows);
+    }
     if let Some((values, offsets)) = ragged_parts(obj, arg)? {
         return Ok(IdRows::Flat { values, offsets });
     }
@@ -180,6 +198,40 @@ pub fn mask_rows(
         ));
     }
     flatten(obj, arg, rows_name, true, None, |v| u8::from(v != 0))
+}
+
+fn is_ragged_rows(obj: &Bound<'_, PyAny>) -> bool {
+    obj.get_type()
+        .name()
+        .map(|n| n == "RaggedRows")
+        .unwrap_or(false)
+}
+
+/// Rows stored flat (`RaggedRows`) in a contiguous int64 array: read in place (no copy);
+/// `None` for other objects and value types.
+fn ragged_i64<'py>(obj: &Bound<'py, PyAny>, arg: &str) -> PyResult<Option<IdRows<'py>>> {
+    if !is_ragged_rows(obj) {
+        return Ok(None);
+    }
+    let values = obj.getattr("values")?;
+    let Ok(values) = values.cast::<PyArray1<i64>>() else {
+        return Ok(None);
+    };
+    let values = values.readonly();
+    if values.as_slice().is_err() {
+        return Ok(None);
+    }
+    let offsets = obj.getattr("offsets")?;
+    let offsets = offsets
+        .cast::<PyArray1<i64>>()
+        .map_err(|_| PyTypeError::new_err(format!("{arg}: offsets must be a 1-D int64 array")))?
+        .readonly();
+    let offsets = match offsets.as_slice() {
+        Ok(o) => offsets_from_i64(arg, o),
+        Err(_) => offsets_from_i64(arg, &offsets.as_array().to_vec()),
+    }
+    .map_err(to_py)?;
+    Ok(Some(IdRows::FlatI64 { values, offsets }))
 }
 
 /// Rows stored flat (`lmobjectives._inputs.RaggedRows`: row `r` is
@@ -592,6 +644,86 @@ pub fn to_numpy2<O: Element>(
     let arr = Array2::from_shape_vec((rows, width), buf)
         .map_err(|e| PyValueError::new_err(format!("internal shape error: {e}")))?;
     Ok(arr.into_pyarray(py))
+}
+
+/// The owner of a recycled output buffer (the `base` of the NumPy arrays made by
+/// [`pooled2`]): when NumPy frees the array, the buffer goes back to its pool
+/// (`lmobjectives_core::batch::BufferPool`) for the next batch instead of to the allocator.
+#[pyclass(frozen, module = "lmobjectives._core")]
+pub struct RecycledBuffer {
+    buf: std::sync::Mutex<Recycled>,
+}
+
+enum Recycled {
+    I64(Vec<i64>),
+    I32(Vec<i32>),
+}
+
+impl Drop for RecycledBuffer {
+    fn drop(&mut self) {
+        let buf = self.buf.get_mut().unwrap_or_else(|e| e.into_inner());
+        match std::mem::replace(buf, Recycled::I64(Vec::new())) {
+            Recycled::I64(v) => i64::pool().give(v),
+            Recycled::I32(v) => i32::pool().give(v),
+        }
+    }
+}
+
+/// An output type whose buffers are recycled.
+pub trait Recyclable: OutId + Element {
+    fn wrap(v: Vec<Self>) -> RecycledBuffer;
+}
+
+impl Recyclable for i64 {
+    fn wrap(v: Vec<Self>) -> RecycledBuffer {
+        RecycledBuffer {
+            buf: std::sync::Mutex::new(Recycled::I64(v)),
+        }
+    }
+}
+
+impl Recyclable for i32 {
+    fn wrap(v: Vec<Self>) -> RecycledBuffer {
+        RecycledBuffer {
+            buf: std::sync::Mutex::new(Recycled::I32(v)),
+        }
+    }
+}
+
+/// [`to_numpy2`] for a batch's outputs: the same array (no copy), but large buffers go back
+/// to their pool when NumPy frees the array (see [`RecycledBuffer`]).
+#[allow(unsafe_code)]
+pub fn pooled2<O: Recyclable>(
+    py: Python<'_>,
+    rows: usize,
+    width: usize,
+    buf: Vec<O>,
+) -> PyResult<Bound<'_, PyArray2<O>>> {
+    if buf.len() != rows * width {
+        return Err(PyValueError::new_err(format!(
+            "internal shape error: {} values for {rows} × {width}",
+            buf.len()
+        )));
+    }
+    if buf.capacity() * std::mem::size_of::<O>() < POOL_MIN_BYTES {
+        return to_numpy2(py, rows, width, buf);
+    }
+    let ptr = buf.as_ptr();
+    // The Vec's heap memory does not move when the Vec moves into its owner.
+    let owner = Bound::new(py, O::wrap(buf))?;
+    // SAFETY: `ptr` points to `rows * width` initialised values owned by `owner`, which is
+    // never mutated (frozen; its buffer is only taken back in `Drop`) and becomes the
+    // array's base object, so the memory lives exactly as long as the array needs it.
+    let view = unsafe { ArrayView2::from_shape_ptr((rows, width), ptr) };
+    // SAFETY: as above: `owner` keeps the memory valid and unreallocated until it is dropped.
+    Ok(unsafe { PyArray2::borrow_from_array(&view, owner.into_any()) })
+}
+
+/// [`pooled2`] for one row.
+pub fn pooled1<O: Recyclable>(py: Python<'_>, buf: Vec<O>) -> PyResult<Bound<'_, PyArray1<O>>> {
+    let n = buf.len();
+    let arr = pooled2(py, 1, n, buf)?;
+    arr.reshape([n])
 }
 
 /// The padding geometry from the keyword arguments every batch-making function takes.

@@ -1,7 +1,7 @@
 //! Denoising kernels as frozen, picklable Python objects: `SpanCorruptor` (T5 span
 //! corruption and UL2 mixtures) and `BartNoiser`, plus `compute_input_and_target_lengths`.
 
-use lmobjectives_core::batch::{Dtype, OutId, TokenId};
+use lmobjectives_core::batch::{Dtype, TokenId};
 use lmobjectives_core::denoise::bart::{BartConfig, BartJob, BartParams, MaskLength};
 use lmobjectives_core::denoise::seq2seq::{Seq2SeqConfig, Seq2SeqJob, Seq2SeqParams};
 use lmobjectives_core::denoise::t5;
@@ -13,7 +13,9 @@ use numpy::{IntoPyArray, PyArray1, PyArray2};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
-use crate::convert::{id_rows, key_name, mask_rows, ragged, row_keys, sample_keys, to_numpy2};
+use crate::convert::{
+    Recyclable, id_rows, key_name, mask_rows, pooled2, ragged, row_keys, sample_keys,
+};
 use crate::errors::{detached, to_py};
 use crate::with_rows;
 
@@ -27,17 +29,14 @@ type Arrays<'py, O> = (
 
 /// `(input_ids, attention_mask, labels, decoder_input_ids, decoder_attention_mask)`, each
 /// moved into NumPy without a copy.
-fn arrays<O: OutId + numpy::Element>(
-    py: Python<'_>,
-    b: Seq2SeqBatch<O>,
-) -> PyResult<Arrays<'_, O>> {
+fn arrays<O: Recyclable>(py: Python<'_>, b: Seq2SeqBatch<O>) -> PyResult<Arrays<'_, O>> {
     let (n, wi, wt) = (b.rows, b.input_width, b.target_width);
     Ok((
-        to_numpy2(py, n, wi, b.input_ids)?,
-        to_numpy2(py, n, wi, b.attention_mask)?,
-        to_numpy2(py, n, wt, b.labels)?,
-        to_numpy2(py, n, wt, b.decoder_input_ids)?,
-        to_numpy2(py, n, wt, b.decoder_attention_mask)?,
+        pooled2(py, n, wi, b.input_ids)?,
+        pooled2(py, n, wi, b.attention_mask)?,
+        pooled2(py, n, wt, b.labels)?,
+        pooled2(py, n, wt, b.decoder_input_ids)?,
+        pooled2(py, n, wt, b.decoder_attention_mask)?,
     ))
 }
 

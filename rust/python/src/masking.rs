@@ -13,7 +13,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
 use crate::convert::{
-    id_rows, key_name, mask_rows, pad_spec, ragged, row_keys, sample_keys, to_numpy2, word_id_rows,
+    Recyclable, id_rows, key_name, mask_rows, pad_spec, pooled2, ragged, row_keys, sample_keys,
+    word_id_rows,
 };
 use crate::errors::{detached, to_py};
 use crate::with_rows;
@@ -93,14 +94,11 @@ type Arrays<'py, O> = (
     Bound<'py, PyArray2<O>>,
 );
 
-fn arrays<O: lmobjectives_core::batch::OutId + numpy::Element>(
-    py: Python<'_>,
-    b: MlmBatch<O>,
-) -> PyResult<Arrays<'_, O>> {
+fn arrays<O: Recyclable>(py: Python<'_>, b: MlmBatch<O>) -> PyResult<Arrays<'_, O>> {
     Ok((
-        to_numpy2(py, b.rows, b.width, b.input_ids)?,
-        to_numpy2(py, b.rows, b.width, b.attention_mask)?,
-        to_numpy2(py, b.rows, b.width, b.labels)?,
+        pooled2(py, b.rows, b.width, b.input_ids)?,
+        pooled2(py, b.rows, b.width, b.attention_mask)?,
+        pooled2(py, b.rows, b.width, b.labels)?,
     ))
 }
 
@@ -114,7 +112,7 @@ fn run_job<'py, T, O>(
 ) -> PyResult<Bound<'py, PyTuple>>
 where
     T: lmobjectives_core::batch::TokenId,
-    O: lmobjectives_core::batch::OutId + numpy::Element,
+    O: Recyclable,
 {
     let Some(allocate) = allocate else {
         let b = detached(py, || job.run::<O>(threads))?;

@@ -3,7 +3,7 @@
 use lmobjectives_core::batch::{Dtype, pad as pad_rows};
 use pyo3::prelude::*;
 
-use crate::convert::{id_rows, pad_spec, to_numpy2};
+use crate::convert::{id_rows, pad_spec, pooled2};
 use crate::errors::{detached, to_py};
 use crate::with_rows;
 
@@ -42,11 +42,11 @@ pub fn pad<'py>(
         match dtype {
             Dtype::I64 => {
                 let (w, buf) = detached(py, || pad_rows::<_, i64>(name, &r, &spec, pad_value))?;
-                Ok(to_numpy2(py, n, w, buf)?.into_any())
+                Ok(pooled2(py, n, w, buf)?.into_any())
             }
             Dtype::I32 => {
                 let (w, buf) = detached(py, || pad_rows::<_, i32>(name, &r, &spec, pad_value))?;
-                Ok(to_numpy2(py, n, w, buf)?.into_any())
+                Ok(pooled2(py, n, w, buf)?.into_any())
             }
         }
     })

@@ -13,6 +13,7 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
+use crate::convert::pooled1;
 use crate::errors::{detached, to_py};
 
 fn contiguous<'a, T: Element>(a: &'a PyReadonlyArray1<'_, T>, arg: &str) -> PyResult<&'a [T]> {
@@ -174,8 +175,8 @@ pub fn pair_rows<'py>(
         PyTuple::new(
             py,
             [
-                rows.ids.into_pyarray(py).into_any(),
-                rows.token_type_ids.into_pyarray(py).into_any(),
+                pooled1(py, rows.ids)?.into_any(),
+                pooled1(py, rows.token_type_ids)?.into_any(),
                 offsets.into_pyarray(py).into_any(),
                 rows.labels.into_pyarray(py).into_any(),
                 keys.into_pyarray(py).into_any(),

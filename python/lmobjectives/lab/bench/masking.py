@@ -167,7 +167,9 @@ def wwm_plan(corpus: Any, s: Settings) -> Plan:
     """Whole-word masking: lmobjectives (``unit="word"``, configured to do Hugging Face 5.x's
     job: each word with probability 0.15, all chosen tokens [MASK]) against
     ``DataCollatorForLanguageModeling(whole_word_mask=True)``, on rows of exactly 512 tokens
-    (a 2-D array for us, dicts with ``offset_mapping`` for Hugging Face) and on ragged rows of
+    (a 2-D array for us — and, as ``lmobjectives np, dicts``, the tokenizer's dicts of lists
+    that ``run_mlm.py`` hands over — dicts with ``offset_mapping`` for Hugging Face) and on
+    ragged rows of
     128–512 given as dicts with ``special_tokens_mask`` (where Hugging Face fails: a note says
     so)."""
     from lmobjectives.lab.baselines.huggingface import hf_tokenizer
@@ -227,6 +229,12 @@ def _wwm_case(
         f"{MIN_LEN}-{MAX_LEN}" if ragged else f"{PADDED_LEN}"
     )
     contenders = [Contender(name, fn, ours_batches) for name, fn in ours.items()]
+    if not ragged:
+        # The same rows as run_mlm.py hands them over: the tokenizer's dicts of lists.
+        dicts = [
+            [{k: v for k, v in ex.items() if k != "offset_mapping"} for ex in b] for b in batches
+        ]
+        contenders.append(Contender(f"{OURS_NP}, dicts", ours[OURS_NP], dicts))
     if hf is not None:
         try:
             hf(batches[0])

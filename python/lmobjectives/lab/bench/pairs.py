@@ -60,6 +60,24 @@ def _ours(sub: Any, masker: Any, epochs: Any, seed: int, mask: bool, per_call: i
     return one_pass
 
 
+def _per_item(sub: Any, masker: Any, epochs: Any, seed: int, mask: bool, per_batch: int) -> Any:
+    """One call = one pass read item by item (``dataset[i]``, what a ``DataLoader`` does with a
+    dataset that has no ``__getitems__``), the items collated ``per_batch`` at a time by
+    ``masker`` with ``mask``."""
+    from lmobjectives.pairs import SentencePairDataset
+
+    def one_pass(_: Any) -> int:
+        ds = SentencePairDataset(sub, "nsp", seed=seed, epoch=next(epochs))
+        n = len(ds)
+        for start in range(0, n, per_batch):
+            items = [ds[i] for i in range(start, min(n, start + per_batch))]
+            if mask:
+                masker(items)
+        return n
+
+    return one_pass
+
+
 def _google(documents: list[list[list[int]]], seed: int, mask: bool) -> Callable[[Any], Any]:
     """One call = one pass of Google BERT's builder over ``documents``."""
     from lmobjectives.lab.baselines.google_bert import google_pair_instances
@@ -71,7 +89,8 @@ def _google(documents: list[list[list[int]]], seed: int, mask: bool) -> Callable
 def pairs_plan(corpus: Any, s: Settings) -> Plan:
     """NSP instances, with masking (``nsp-mlm-<n>docs``) and without (``nsp-<n>docs``): ours
     with ``batch_size`` instances per call as a DataLoader asks, or 1024 as an offline pass
-    would, against Google's builder ("vs Python"). One call = one full pass over the same
+    would, or item by item (``dataset[i]``, collated ``batch_size`` at a time: ``per item``),
+    against Google's builder ("vs Python"). One call = one full pass over the same
     documents; "batches/s" counts passes/s and tokens/s real tokens. Notes give instances/s and,
     unless ``quick``, :func:`index_at_scale` of 100M tokens."""
     from lmobjectives.masking import MLMCollator
@@ -93,6 +112,12 @@ def pairs_plan(corpus: Any, s: Settings) -> Plan:
             Contender(f"{OURS_NP}{suffix}, {n}/call", _ours(sub, masker, epochs, s.seed, mask, n))
             for n in (s.batch_size, OFFLINE)
         ]
+        contenders.append(
+            Contender(
+                f"{OURS_NP}{suffix}, per item",
+                _per_item(sub, masker, epochs, s.seed, mask, s.batch_size),
+            )
+        )
         contenders.append(Contender(python, _google(documents, s.seed, mask)))
         cases.append(
             Case(
