@@ -40,6 +40,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from lmobjectives.torch._checks import check_token_ids
+
 __all__ = [
     "BTLoss",
     "DPOLoss",
@@ -120,8 +122,7 @@ def token_logprobs(
     vocab = logits.shape[-1]
     flat = logits.reshape(-1, vocab)
     idx = tokens.reshape(-1).long()
-    if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= vocab):
-        raise ValueError(f"tokens: ids must lie in [0, {vocab})")
+    check_token_ids(tokens, vocab, "tokens")  # CPU only: elsewhere it would be a host sync
     dtype = torch.promote_types(logits.dtype, torch.float32)
     step = _rows_per_chunk(vocab, chunk_size)
     parts = []
@@ -180,8 +181,7 @@ def logprobs_from_hidden(
     vocab = weight.shape[0]
     h = hidden.reshape(-1, hidden.shape[-1])
     idx = tokens.reshape(-1).long()
-    if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= vocab):
-        raise ValueError(f"tokens: ids must lie in [0, {vocab})")
+    check_token_ids(tokens, vocab, "tokens")  # CPU only: elsewhere it would be a host sync
     step = _rows_per_chunk(vocab, chunk_size)
 
     def piece(hc: torch.Tensor, w: torch.Tensor, ic: torch.Tensor) -> torch.Tensor:
