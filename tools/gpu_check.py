@@ -139,9 +139,7 @@ def bench_electra(size: dict[str, int], device: torch.device) -> dict[str, Any]:
         disc_loss = F.binary_cross_entropy_with_logits(disc(corrupted).float(), replaced)
         (mlm + 50.0 * disc_loss).backward()
 
-    return _pair(
-        "electra fwd+bwd", f"{rows * seq}x{dim}", ours, reference, device, size["repeats"]
-    )
+    return _pair("electra fwd+bwd", f"{rows * seq}x{dim}", ours, reference, device, size["repeats"])
 
 
 def _pair(
@@ -252,7 +250,11 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {b['name']} | {b['shape']} | {b['ours_ms']:.2f} | {b['reference_ms']:.2f} | "
             f"{b['ratio']:.2f}× | {target} |"
         )
-    rows += ["", "| pretrain | steps | batch | tokens/s | data-path share |", "|---|---:|---|---:|---:|"]
+    rows += [
+        "",
+        "| pretrain | steps | batch | tokens/s | data-path share |",
+        "|---|---:|---|---:|---:|",
+    ]
     for p in result["pretrain"]:
         rows.append(
             f"| {p['name']} | {p['steps']} | {p['batch']} | {p['tokens_per_s']:,.0f} | "

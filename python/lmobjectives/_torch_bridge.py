@@ -171,6 +171,4 @@ def pinning_available() -> bool:
 def pin(batch: dict[str, Any]) -> dict[str, Any]:
     """The tensors of ``batch`` in page-locked memory (one copy each; those already pinned,
     e.g. written by a :class:`PinnedMemoryAllocator`, are kept as they are)."""
-    return {
-        k: v if not is_tensor(v) or v.is_pinned() else v.pin_memory() for k, v in batch.items()
-    }
+    return {k: v if not is_tensor(v) or v.is_pinned() else v.pin_memory() for k, v in batch.items()}

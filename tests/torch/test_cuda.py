@@ -97,7 +97,7 @@ def test_rl_torch_fallback_on_cuda_tensors(cuda) -> None:
     ids = torch.randint(0, 50, (4, 10), device=cuda)
     mask = torch.zeros(4, 10, dtype=torch.bool, device=cuda)
     mask[:, 5:] = True
-    stats = ppo_step(model, opt, ids, mask, torch.randn(4, device=cuda))
+    stats = ppo_step(model, opt, ids, torch.ones_like(ids), mask, torch.randn(4, device=cuda))
     assert all(math.isfinite(s) for s in stats.values())
 
 
@@ -185,15 +185,13 @@ def test_pretrain_step_does_not_synchronise(cuda) -> None:
 
 
 def test_collator_pins_its_batches(cuda, small_tokenizer) -> None:
-    from conftest import make_rows
+    from lmobjectives import MLMCollator, PackingCollator
 
-    from lmobjectives import MLMCollator, T5SpanCorruptionCollator
+    from conftest import make_rows
 
     makers = (
         lambda: MLMCollator(small_tokenizer, seed=0, return_tensors="pt"),  # writes in place
-        lambda: T5SpanCorruptionCollator(  # pinned with one copy
-            small_tokenizer, input_length=32, seed=0, return_tensors="pt"
-        ),
+        lambda: PackingCollator(max_length=64, pad_token_id=0, return_tensors="pt"),  # one copy
     )
     examples = [{"input_ids": r} for r in make_rows(8, 40, 60)]
     for make in makers:

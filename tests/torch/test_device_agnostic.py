@@ -231,9 +231,15 @@ def _pretrain_run(objective: str, **kw: Any) -> tuple[Any, list[dict[str, Any]]]
     from lmobjectives.lab.pretrain import PretrainConfig, _batches, _Run, build
 
     cfg = PretrainConfig(
-        objective=objective, steps=3, batch_size=4, seq_length=32, hidden_size=32,
-        num_layers=1, num_heads=2, **kw,
-    )  # fmt: skip
+        objective=objective,
+        steps=3,
+        batch_size=4,
+        seq_length=32,
+        hidden_size=32,
+        num_layers=1,
+        num_heads=2,
+        **kw,
+    )
     task, train, _ = build(cfg, TokenCorpus.default())
     run = _Run.start(cfg, task, torch.device("cpu"), None)
     stream = _batches(task, task.dataset(train, 0), task.collator(0), cfg, 0)
@@ -337,16 +343,23 @@ def test_gan_trainers_stay_on_the_inputs_device(oracle) -> None:
         ),
         LeakGAN(
             LeakGANGenerator(
-                v, t, CNNDiscriminator(v, t, filter_sizes=(2,), num_filters=(4,)),
-                embedding_size=8, hidden_size=8, goal_size=4, step_size=4,
+                v,
+                t,
+                CNNDiscriminator(v, t, filter_sizes=(2,), num_filters=(4,)),
+                embedding_size=8,
+                hidden_size=8,
+                goal_size=4,
+                step_size=4,
             ),
             oracle.train,
             LeakGANConfig(**small),
-        ),  # fmt: skip
+        ),
     ]
     for baseline in ("critic", "ema", "none"):
         cfg = MaskGANConfig(batch_size=8, baseline=baseline)  # type: ignore[arg-type]
-        trainers.append(MaskGAN(InfillModel(v, 8, 8), TokenDiscriminator(v, 8, 8), oracle.train, cfg))
+        trainers.append(
+            MaskGAN(InfillModel(v, 8, 8), TokenDiscriminator(v, 8, 8), oracle.train, cfg)
+        )
     for tr in trainers:
         tr.step()  # outside the guard: creates the optimisers' state
     with on_input_device_only() as strays:
@@ -369,7 +382,9 @@ def test_scatter_means_equals_the_rust_kernel() -> None:
     scores, final = g.random(len(plan.sample)), g.random(b)
     keep = np.ones(len(plan.sample), dtype=bool)
     want = rl.rollout_rewards(scores, plan, final, seq_len=length)
-    got = _scatter_means(torch.from_numpy(scores), plan, keep, torch.from_numpy(final), b, length, k)
+    got = _scatter_means(
+        torch.from_numpy(scores), plan, keep, torch.from_numpy(final), b, length, k
+    )
     np.testing.assert_allclose(got.numpy(), want, rtol=1e-6)
 
 
@@ -383,6 +398,25 @@ def test_maskgan_returns_torch_path_equals_the_rust_kernel() -> None:
     rr = torch.where(missing, r.double(), torch.zeros_like(r, dtype=torch.float64))
     torch_path = rl_reference.discounted_returns(rr, torch.ones_like(missing), 0.9).float()
     torch.testing.assert_close(maskgan_returns(r, missing, 0.9), torch_path)
+
+
+@pytest.mark.parametrize("whiten", [True, False])
+def test_ppo_torch_fallback_equals_the_rust_kernels(whiten: bool) -> None:
+    # ppo_step's bookkeeping for non-CPU tensors (rl_reference), run on the CPU
+    from lmobjectives.torch.rl import _ppo_advantages
+
+    g = torch.Generator().manual_seed(5)
+    b, t = 6, 9
+    mask = torch.zeros(b, t, dtype=torch.bool)
+    for i, start in enumerate([2, 3, 3, 4, 5, 1]):
+        mask[i, start : t - (i % 3)] = True
+    old_lp, ref = -torch.rand(b, t, generator=g), -torch.rand(b, t, generator=g)
+    old_v, scores = torch.randn(b, t, generator=g), torch.randn(b, generator=g)
+    args = (scores, mask, old_lp, old_v, ref, 0.05, 0.99, 0.95, whiten)
+    kernels = _ppo_advantages(*args, kernels=True)
+    fallback = _ppo_advantages(*args, kernels=False)
+    for a, f in zip(kernels, fallback, strict=True):
+        torch.testing.assert_close(f.float() * mask, a.float() * mask, rtol=1e-5, atol=1e-5)
 
 
 # -- torch.compile -------------------------------------------------------------------------------

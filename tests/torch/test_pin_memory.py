@@ -8,10 +8,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import make_rows
 
 from lmobjectives import MLMCollator, PackingCollator
 from lmobjectives import _torch_bridge as bridge
+
+from conftest import make_rows
 
 
 def _examples() -> list[dict[str, list[int]]]:
@@ -38,7 +39,7 @@ def test_without_cuda_pin_memory_falls_back_to_identical_tensors(
     def make() -> object:
         if kind == "mlm":
             return MLMCollator(small_tokenizer, seed=0, return_tensors="pt")
-        return PackingCollator(max_length=64, return_tensors="pt")
+        return PackingCollator(max_length=64, pad_token_id=0, return_tensors="pt")
 
     plain = make()(_examples())  # type: ignore[operator]
     collator = make()
@@ -91,9 +92,7 @@ def test_in_dataloader_workers_batches_stay_in_shared_memory(small_tokenizer) ->
     collator = MLMCollator(small_tokenizer, seed=0, return_tensors="pt")
     collator.pin_memory = True
     examples = _examples()
-    loader = DataLoader(
-        examples, batch_size=4, collate_fn=collator, num_workers=1
-    )
+    loader = DataLoader(examples, batch_size=4, collate_fn=collator, num_workers=1)
     batches = list(loader)
     assert len(batches) == 2
     reference = MLMCollator(small_tokenizer, seed=0, return_tensors="pt")

@@ -35,7 +35,7 @@ def check_positive_scale(value: Any, name: str) -> float:
     except (TypeError, ValueError):
         raise InvalidArgumentError(f"{name}: expected a number, got {value!r}") from None
     if not (math.isfinite(v) and v > 0):
-        raise InvalidArgumentError(f"{name}: must be a finite number > 0, got {value!r}")
+        raise InvalidArgumentError(f"{name}: must be > 0 and finite, got {value!r}")
     if v > FLOAT32_MAX:
         raise InvalidArgumentError(f"{name}: {value!r} overflows float32 (max {FLOAT32_MAX:.4g})")
     return v

@@ -914,13 +914,15 @@ def _ppo_advantages(
     gamma: float,
     lam: float,
     whiten_advantages: bool,
+    kernels: bool | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`ppo_step`'s ``(advantages, returns)``: by the Rust kernels for CPU tensors (in
-    float64), by :mod:`lmobjectives.torch.rl_reference` on other devices."""
+    float64), by :mod:`lmobjectives.torch.rl_reference` on other devices (``kernels`` forces
+    one or the other; the tests hold them to the same numbers)."""
     from lmobjectives import rl
 
     device = old_lp.device
-    if device.type == "cpu":
+    if device.type == "cpu" if kernels is None else kernels:
         rewards = rl.place_scores(scores.detach().double(), mask)
         if ref_logprobs is not None:
             k, _ = rl.kl_estimate(old_lp.double(), ref_logprobs.double(), mask)

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lmobjectives.torch.gan.models import draw_device, Generator, sample_tokens
+from lmobjectives.torch.gan.models import Generator, draw_device, sample_tokens
 from lmobjectives.torch.gan.seqgan import (
     discriminator_probs,
     mc_rewards,
@@ -270,7 +270,9 @@ class LeakGAN:
         c, g = self.config, self.generator
         losses = []
         for _ in range(epochs):
-            order = torch.randperm(self.train.shape[0], generator=self.rng, device=draw_device(self.rng, _CPU))
+            order = torch.randperm(
+                self.train.shape[0], generator=self.rng, device=draw_device(self.rng, _CPU)
+            )
             total, n = 0.0, 0
             for s in range(0, len(order), c.batch_size):
                 x = self.train[order[s : s + c.batch_size].to(self.train.device)]

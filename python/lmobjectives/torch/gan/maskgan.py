@@ -56,11 +56,11 @@ def make_masks(
     rng: torch.Generator | None = None,
     device: torch.device | str | None = None,
 ) -> torch.Tensor:
-    """``present [batch, length]`` bool masks on ``device`` (default: ``rng``'s, else the CPU;
-    drawn on ``rng``'s device, so a seed gives the same masks on every device) (MaskGAN's ``generate_mask``): ``"random"``
-    Bernoulli(``present_rate``) per token; ``"contiguous"`` one missing block of
-    ``int((1 − present_rate)·length) − 1`` tokens (at least 1) at a uniform start in
-    ``[1, length − block]``."""
+    """``present [batch, length]`` bool masks (MaskGAN's ``generate_mask``) on ``device``
+    (default: ``rng``'s, else the CPU; drawn on ``rng``'s device, so a seed gives the same
+    masks on every device): ``"random"`` Bernoulli(``present_rate``) per token;
+    ``"contiguous"`` one missing block of ``int((1 − present_rate)·length) − 1`` tokens (at
+    least 1) at a uniform start in ``[1, length − block]``."""
     if not 0 <= present_rate <= 1:
         raise ValueError(f"present_rate: must be in [0, 1], got {present_rate!r}")
     at = draw_device(rng, torch.device("cpu"))
@@ -272,7 +272,9 @@ class MaskGAN:
         c = self.config
         losses = []
         for _ in range(epochs):
-            order = torch.randperm(self.train.shape[0], generator=self.rng, device=draw_device(self.rng, _CPU))
+            order = torch.randperm(
+                self.train.shape[0], generator=self.rng, device=draw_device(self.rng, _CPU)
+            )
             total, n = 0.0, 0
             for s in range(0, len(order), c.batch_size):
                 x = self.train[order[s : s + c.batch_size].to(self.train.device)]
@@ -292,11 +294,13 @@ class MaskGAN:
         """(BCE(D(real), 1) + BCE(D(fake), 0)) / 2 over missing positions only."""
         missing = ~present
         lr = F.binary_cross_entropy_with_logits(
-            self.discriminator(real, present), real.new_ones(real.shape, dtype=torch.float32),
+            self.discriminator(real, present),
+            real.new_ones(real.shape, dtype=torch.float32),
             reduction="none",
         )
         lf = F.binary_cross_entropy_with_logits(
-            self.discriminator(fake, present), fake.new_zeros(fake.shape, dtype=torch.float32),
+            self.discriminator(fake, present),
+            fake.new_zeros(fake.shape, dtype=torch.float32),
             reduction="none",
         )
         return (aggregate(lr, missing, "token") + aggregate(lf, missing, "token")) / 2

@@ -343,9 +343,9 @@ def discriminator_loss(
     """Binary cross-entropy of ``disc`` on real (label 1) and fake (label 0) sequences, mean
     over the batch, plus ``l2_reg``·½‖output weights‖² (SeqGAN: 0.2)."""
     logits = disc(torch.cat([real, fake], dim=0))
-    labels = torch.cat(
-        [logits.new_ones(real.shape[0]), logits.new_zeros(fake.shape[0])]
-    ).to(logits.dtype)
+    labels = torch.cat([logits.new_ones(real.shape[0]), logits.new_zeros(fake.shape[0])]).to(
+        logits.dtype
+    )
     loss = F.binary_cross_entropy_with_logits(logits, labels)
     if l2_reg:
         out = getattr(disc, "output", None)

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lmobjectives import rl
-from lmobjectives.torch.gan.models import draw_device, Generator, discriminator_loss
+from lmobjectives.torch.gan.models import Generator, discriminator_loss, draw_device
 from lmobjectives.torch.rl import reinforce_loss
 
 __all__ = [
