@@ -107,7 +107,9 @@ class PretrainConfig:
             ``torch.autocast(device, torch.bfloat16)`` (weights, optimiser state and the losses'
             softmax stay float32).
         compile: run the model's forward through ``torch.compile`` (default off).
-        log_every: record the training loss every this many steps (10).
+        log_every: record the training loss every this many steps (10). Between these
+            points a step never waits for the device: the losses add up there and are read
+            (and checked to be finite) only then, and at evaluations.
     """
 
     objective: str = "mlm"
