@@ -406,6 +406,14 @@ def test_a_non_finite_loss_is_caught_at_the_next_log_point(corpus):
         pretrain(cfg, corpus=corpus, progress=False, plot=False)
 
 
+def test_a_non_finite_loss_never_reaches_a_checkpoint(corpus, tmp_path):
+    # the losses are read at log points only, and also before every checkpoint
+    cfg = tiny("mlm", steps=8, log_every=8, checkpoint_every=2, learning_rate=1e30)
+    with pytest.raises(FloatingPointError, match=r"over steps 0\.\.1"):
+        pretrain(cfg, corpus=corpus, out=tmp_path, progress=False, plot=False)
+    assert not (tmp_path / "checkpoint.pt").exists()
+
+
 def test_precision_and_compile_flags(tmp_path):
     from lmobjectives.lab.cli import build_parser
 

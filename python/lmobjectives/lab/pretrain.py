@@ -58,11 +58,11 @@ CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.json"
 PLOT = "loss.png"
 
-# Fields that must match for a checkpoint to continue the same run (the rest — steps, eval and
-# checkpoint cadence, workers, device — may change on resume).
 #: The values of :attr:`PretrainConfig.precision`.
 PRECISIONS = ("fp32", "bf16")
 
+# Fields that must match for a checkpoint to continue the same run (the rest — steps, eval and
+# checkpoint cadence, workers, device, precision, compile — may change on resume).
 _RUN_FIELDS = (
     "objective",
     "batch_size",
@@ -841,14 +841,18 @@ class _Run:
                 running = loss.detach().float() if running is None else running + loss.detach()
                 n_running += 1
                 step += 1
-                if step % cfg.log_every == 0 or step == cfg.steps:
-                    mean = float(running) / n_running  # the one sync per log interval
+                log = step % cfg.log_every == 0 or step == cfg.steps
+                if log or step % cfg.evaluate_every == 0 or step % cfg.save_every == 0:
+                    # the one sync of a log interval (also before any evaluation or checkpoint,
+                    # so that a non-finite loss never reaches a checkpoint)
+                    mean = float(running) / n_running
                     if not math.isfinite(mean):
                         raise FloatingPointError(
                             f"loss is {mean} over steps {step - n_running}..{step - 1}"
                         )
-                    self.history["train"].append({"step": step, "loss": mean})
-                    last, running, n_running = mean, None, 0
+                    if log:
+                        self.history["train"].append({"step": step, "loss": mean})
+                        last, running, n_running = mean, None, 0
                     _synchronize(self.device)  # so the timings count the device's work
                 t2 = time.perf_counter()
                 self.timing["data_s"] += t1 - t0
