@@ -126,7 +126,7 @@ def test_gan_trainers_step_on_the_device(cuda, tmp_path) -> None:
     train = data.train.to(cuda)
     small = {"batch_size": 8, "num_rollouts": 2, "d_steps": 1, "d_epochs": 1, "d_negatives": 16}
     torch.manual_seed(0)
-    disc = CNNDiscriminator(v, t, filter_sizes=(2,), num_filters=(4,))
+    disc = CNNDiscriminator(v, t, filter_sizes=(2,), num_filters=(4,)).to(cuda)  # not a submodule
     trainers = [
         SeqGAN(
             LSTMGenerator(v, 8, 8).to(cuda),
