@@ -279,7 +279,9 @@ def main(argv: list[str] | None = None) -> int:
         "mode": "dry" if args.dry_run else "full",
         "device": str(device),
         "device_name": (
-            torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+            torch.cuda.get_device_name(device)
+            if device.type == "cuda"
+            else f"CPU ({platform.machine()})"
         ),
         "torch": torch.__version__,
     }
