@@ -103,5 +103,11 @@ bench: dev
 	$(BIN)/lmobjectives bench --objective bart --markdown
 	$(BIN)/lmobjectives bench --objective mining --markdown
 
+# The cuda-marked tests and the GPU benchmarks in one run (< 8 min on one GPU); results as
+# JSON + markdown in gpu-check/ (for docs/benchmarks.md). `tools/gpu_check.py --dry-run` on a CPU.
+.PHONY: gpu-check
+gpu-check: dev
+	$(PY) tools/gpu_check.py --out gpu-check
+
 clean:
 	rm -rf $(VENV) $(RUN_VENV) $(LATEST_VENV) target dist site .pytest_cache .benchmarks

@@ -78,6 +78,8 @@ class Collator:
     #: Whether the rows' streams are keyed by the examples' ``idx`` when given (else always by
     #: batch and row).
     _sample_keyed = True
+    #: See :attr:`pin_memory`.
+    _pin_memory = False
 
     def __init__(
         self,
@@ -145,13 +147,49 @@ class Collator:
     def _threads(self) -> int:
         return resolve_num_threads(self.num_threads)
 
+    @property
+    def pin_memory(self) -> bool:
+        """Batches in page-locked memory, ready for ``.to("cuda", non_blocking=True)``
+        (``return_tensors="pt"`` only; set it with ``collator.pin_memory = True``).
+
+        - In the training process with CUDA available: kernels that take an output buffer
+          write the batch straight into pinned memory (no copy); the other outputs are
+          pinned with one copy each.
+        - Without CUDA: ordinary memory, the tensors otherwise identical (so one config runs
+          everywhere; :attr:`pins` says whether pinning happens).
+        - In a DataLoader worker (``num_workers > 0``): nothing changes — pinned memory cannot
+          cross processes, so batches still travel in shared memory; give the DataLoader
+          ``pin_memory=True``, whose thread pins them in the main process.
+        """
+        return self._pin_memory
+
+    @pin_memory.setter
+    def pin_memory(self, value: bool) -> None:
+        if not isinstance(value, bool):
+            raise TypeError(f"pin_memory: expected a bool, got {type(value).__name__}")
+        if value and self.return_tensors != "pt":
+            raise ValueError('pin_memory: needs return_tensors="pt" (NumPy arrays are not pinned)')
+        self._pin_memory = value
+
+    @property
+    def pins(self) -> bool:
+        """Whether this process's batches are pinned now: :attr:`pin_memory`, CUDA available,
+        and not in a DataLoader worker."""
+        return (
+            self._pin_memory
+            and _torch_bridge.worker_info() is None
+            and _torch_bridge.pinning_available()
+        )
+
     def _allocator(self, names: tuple[str, ...]) -> Any:
         """In a DataLoader worker with ``return_tensors="pt"``: an allocator that puts the
         kernel's outputs (``names``, in order) in one shared-memory tensor, so handing the
-        batch to the main process copies nothing. ``None`` otherwise (the kernel's own
-        buffers are used)."""
+        batch to the main process copies nothing. With :attr:`pins`: one in page-locked
+        memory. ``None`` otherwise (the kernel's own buffers are used)."""
         if self.return_tensors == "pt" and _torch_bridge.worker_info() is not None:
             return _torch_bridge.SharedMemoryAllocator(names)
+        if self.return_tensors == "pt" and self.pins:
+            return _torch_bridge.PinnedMemoryAllocator(names)
         return None
 
     def _finish(self, batch: dict[str, Any], allocator: Any) -> dict[str, Any]:
@@ -162,7 +200,8 @@ class Collator:
             shared = allocator.tensor
             for i, name in enumerate(allocator.names):
                 batch[name] = shared[i]
-        return _torch_bridge.to_torch(batch)
+        tensors = _torch_bridge.to_torch(batch)
+        return _torch_bridge.pin(tensors) if self.pins else tensors
 
 
 class PaddingOptions:

@@ -357,3 +357,71 @@ def test_pretraining_learns_beyond_unigrams(corpus):
     se = math.sqrt(acc * (1 - acc) / n + unigram * (1 - unigram) / n)
     assert acc - unigram > 4 * se, (acc, unigram, n)
     assert last["loss"] < base["unigram_mlm_loss"], (last["loss"], base)
+
+
+# -- devices, precision, compile (issue 19) ----------------------------------------------------
+
+
+def test_bf16_autocast_trains_close_to_float32(corpus):
+    cfg = tiny("mlm", steps=8, eval_every=8)
+    fp32 = pretrain(cfg, corpus=corpus, progress=False, plot=False)
+    bf16 = pretrain(
+        PretrainConfig(**{**cfg.__dict__, "precision": "bf16"}),
+        corpus=corpus,
+        progress=False,
+        plot=False,
+    )
+    a, b = fp32["eval"][-1]["loss"], bf16["eval"][-1]["loss"]
+    assert math.isfinite(b) and a != b  # autocast really ran (bf16 rounds the matmuls)...
+    assert abs(a - b) / a < 0.05  # ...and changed the result only by rounding
+    assert bf16["config"]["precision"] == "bf16"
+
+
+def test_compile_runs_the_model_through_torch_compile(corpus, monkeypatch):
+    import torch
+
+    calls = []
+    real_compile = torch.compile
+
+    def compile_eager(fn, **kw):  # inductor's code generation costs minutes of CI on 2 cores
+        calls.append(kw)
+        return real_compile(fn, **{**kw, "backend": "eager"})
+
+    monkeypatch.setattr(torch, "compile", compile_eager)
+    cfg = tiny("mlm", steps=4, eval_every=4)
+    plain = pretrain(cfg, corpus=corpus, progress=False, plot=False)
+    compiled = pretrain(
+        PretrainConfig(**{**cfg.__dict__, "compile": True}),
+        corpus=corpus,
+        progress=False,
+        plot=False,
+    )
+    assert calls == [{"dynamic": True}]
+    assert compiled["eval"][-1]["loss"] == pytest.approx(plain["eval"][-1]["loss"], rel=1e-4)
+
+
+def test_a_non_finite_loss_is_caught_at_the_next_log_point(corpus):
+    cfg = tiny("mlm", steps=8, log_every=4, learning_rate=1e30)  # diverges at once
+    with pytest.raises(FloatingPointError, match=r"loss is (nan|inf) over steps"):
+        pretrain(cfg, corpus=corpus, progress=False, plot=False)
+
+
+def test_a_non_finite_loss_never_reaches_a_checkpoint(corpus, tmp_path):
+    # the losses are read at log points only, and also before every checkpoint
+    cfg = tiny("mlm", steps=8, log_every=8, checkpoint_every=2, learning_rate=1e30)
+    with pytest.raises(FloatingPointError, match=r"over steps 0\.\.1"):
+        pretrain(cfg, corpus=corpus, out=tmp_path, progress=False, plot=False)
+    assert not (tmp_path / "checkpoint.pt").exists()
+
+
+def test_precision_and_compile_flags(tmp_path):
+    from lmobjectives.lab.cli import build_parser
+
+    args = build_parser().parse_args(["pretrain", "--precision", "bf16", "--compile"])
+    assert (args.precision, args.compile) == ("bf16", True)
+    args = build_parser().parse_args(["pretrain"])
+    assert (args.precision, args.compile) == (PretrainConfig().precision, PretrainConfig().compile)
+    with pytest.raises(ValueError, match="precision"):
+        PretrainConfig(precision="fp16")
+    with pytest.raises(ValueError, match="compile"):
+        PretrainConfig(compile=1)  # type: ignore[arg-type]

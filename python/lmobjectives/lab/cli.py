@@ -183,6 +183,10 @@ def _add_pretrain(sub: Any) -> None:
     pre.add_argument(
         "--eval-every", type=_positive_int, default=None, metavar="N", help="default: steps/5"
     )
+    pre.add_argument(
+        "--precision", choices=("fp32", "bf16"), default="fp32", help="bf16: autocast (fp32)"
+    )
+    pre.add_argument("--compile", action="store_true", help="torch.compile the model")
     _add_threads(pre)
     _add_cache_dir(pre)
 
@@ -532,6 +536,8 @@ def _pretrain(args: argparse.Namespace) -> int:
         num_workers=args.num_workers,
         eval_every=args.eval_every,
         device=args.device,
+        precision=args.precision,
+        compile=args.compile,
     )
     if args.corpus is not None:
         from lmobjectives.corpus import TokenCorpus

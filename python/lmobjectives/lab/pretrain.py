@@ -58,8 +58,11 @@ CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.json"
 PLOT = "loss.png"
 
+#: The values of :attr:`PretrainConfig.precision`.
+PRECISIONS = ("fp32", "bf16")
+
 # Fields that must match for a checkpoint to continue the same run (the rest — steps, eval and
-# checkpoint cadence, workers, device — may change on resume).
+# checkpoint cadence, workers, device, precision, compile — may change on resume).
 _RUN_FIELDS = (
     "objective",
     "batch_size",
@@ -100,7 +103,13 @@ class PretrainConfig:
             evaluation) and always at the end.
         num_workers: DataLoader worker processes (0: collate in the training process).
         device: ``"cpu"`` or ``"cuda"`` (or any torch device string).
-        log_every: record the training loss every this many steps (10).
+        precision: ``"fp32"`` (default) or ``"bf16"``: the forward pass under
+            ``torch.autocast(device, torch.bfloat16)`` (weights, optimiser state and the losses'
+            softmax stay float32).
+        compile: run the model's forward through ``torch.compile`` (default off).
+        log_every: record the training loss every this many steps (10). Between these
+            points a step never waits for the device: the losses add up there and are read
+            (and checked to be finite) only then, and at evaluations.
     """
 
     objective: str = "mlm"
@@ -122,6 +131,8 @@ class PretrainConfig:
     num_workers: int = 0
     device: str = "cpu"
     log_every: int = 10
+    precision: str = "fp32"
+    compile: bool = False
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -159,6 +170,10 @@ class PretrainConfig:
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not 0.0 <= v < 1.0:
                 raise ValueError(f"{name}: must be in [0, 1), got {v!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision: must be one of {PRECISIONS}, got {self.precision!r}")
+        if not isinstance(self.compile, bool):
+            raise ValueError(f"compile: must be a bool, got {self.compile!r}")
         if not isinstance(self.max_grad_norm, (int, float)) or not self.max_grad_norm > 0:
             raise ValueError(f"max_grad_norm: must be positive, got {self.max_grad_norm!r}")
 
@@ -205,7 +220,9 @@ class _Task:
 
     def loss(
         self, model: nn.Module, batch: dict[str, torch.Tensor], generator: torch.Generator
-    ) -> tuple[torch.Tensor, dict[str, float]]:
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
+        """``(loss, metrics)``: the metrics are 0-d tensors on the device (or host arrays for
+        keys starting with ``_``), read only at evaluation points."""
         raise NotImplementedError
 
     def eval_extra(self, outputs: list[dict[str, Any]]) -> dict[str, float]:
@@ -240,10 +257,16 @@ class _Encoder(nn.Module):
         )
 
 
-def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    if labels.numel() == 0:
-        return float("nan")
-    return float((logits.argmax(-1) == labels).float().mean())
+def _accuracy(
+    logits: torch.Tensor, labels: torch.Tensor, keep: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The share of ``labels`` (where ``keep``) that ``logits`` get right, as a 0-d tensor on
+    their device (NaN without any label): read on the host only at evaluation points."""
+    hit = (logits.argmax(-1) == labels).float()
+    if keep is None:
+        return hit.mean() if labels.numel() else hit.new_full((), float("nan"))
+    k = keep.float()
+    return ((hit * k).sum() / k.sum()).detach()
 
 
 class _MaskedLM(_Task):
@@ -259,7 +282,7 @@ class _MaskedLM(_Task):
 
     def loss(
         self, model: nn.Module, batch: dict[str, torch.Tensor], generator: torch.Generator
-    ) -> tuple[torch.Tensor, dict[str, float]]:
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
         hidden = model(batch)
         labels = batch["labels"]
         mlm_loss, logits = model.mlm(hidden, labels)  # type: ignore[operator]
@@ -289,15 +312,15 @@ class _SentencePair(_MaskedLM):
 
     def loss(
         self, model: nn.Module, batch: dict[str, torch.Tensor], generator: torch.Generator
-    ) -> tuple[torch.Tensor, dict[str, float]]:
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
         hidden = model(batch)
         labels = batch["labels"]
         mlm_loss, logits = model.mlm(hidden, labels)  # type: ignore[operator]
         pair_labels = batch["next_sentence_label" if self.task == "nsp" else "sentence_order_label"]
         pair_loss, pair_logits = model.pair(hidden, pair_labels)  # type: ignore[operator]
         return mlm_loss + pair_loss, {
-            "mlm_loss": float(mlm_loss.detach()),
-            "pair_loss": float(pair_loss.detach()),
+            "mlm_loss": mlm_loss.detach(),
+            "pair_loss": pair_loss.detach(),
             "mlm_accuracy": _accuracy(logits, labels[labels != IGNORE_INDEX]),
             "pair_accuracy": _accuracy(pair_logits, pair_labels),
         }
@@ -342,16 +365,16 @@ class _ReplacedToken(_Task):
 
     def loss(
         self, model: nn.Module, batch: dict[str, torch.Tensor], generator: torch.Generator
-    ) -> tuple[torch.Tensor, dict[str, float]]:
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
         out = model(
             batch["input_ids"], batch["labels"], batch["attention_mask"], generator=generator
         )
         real = batch["attention_mask"].bool()
         metrics: dict[str, Any] = {
-            "mlm_loss": float(out.mlm_loss.detach()),
-            "disc_loss": float(out.disc_loss.detach()),
-            "gen_accuracy": float(out.gen_accuracy.detach()),
-            "replaced": float(out.is_replaced[real].mean()),
+            "mlm_loss": out.mlm_loss.detach(),
+            "disc_loss": out.disc_loss.detach(),
+            "gen_accuracy": out.gen_accuracy.detach(),
+            "replaced": (out.is_replaced * real).sum() / real.sum().clamp(min=1),
         }
         if not model.training:  # the AUC is an evaluation metric: keep the scores only then
             metrics["_scores"] = out.disc_logits[real].detach().float().cpu().numpy()
@@ -386,7 +409,7 @@ class _Denoising(_Task):
 
     def loss(
         self, model: nn.Module, batch: dict[str, torch.Tensor], generator: torch.Generator
-    ) -> tuple[torch.Tensor, dict[str, float]]:
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
         logits = model(
             batch["input_ids"],
             batch["attention_mask"],
@@ -395,9 +418,7 @@ class _Denoising(_Task):
         )
         labels = batch["labels"]
         keep = labels != IGNORE_INDEX
-        return seq2seq_loss(logits, labels), {
-            "token_accuracy": _accuracy(logits[keep], labels[keep])
-        }
+        return seq2seq_loss(logits, labels), {"token_accuracy": _accuracy(logits, labels, keep)}
 
 
 class _T5(_Denoising):
@@ -484,7 +505,7 @@ class _Contrastive(_Task):
 
     def loss(
         self, model: nn.Module, batch: dict[str, torch.Tensor], generator: torch.Generator
-    ) -> tuple[torch.Tensor, dict[str, float]]:
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
         from lmobjectives.torch.contrastive import info_nce_loss
 
         q = self._embed(model, batch["anchor_input_ids"], batch["anchor_attention_mask"])
@@ -492,7 +513,7 @@ class _Contrastive(_Task):
         loss = info_nce_loss(q, p, duplicates=batch["duplicate_ids"])
         sims = F.normalize(q, dim=-1) @ F.normalize(p, dim=-1).T
         hit = sims.argmax(-1) == torch.arange(len(q), device=q.device)
-        return loss, {"retrieval_accuracy": float(hit.float().mean())}
+        return loss, {"retrieval_accuracy": hit.float().mean().detach()}
 
 
 _TASKS: dict[str, type[_Task]] = {
@@ -566,11 +587,27 @@ def _batches(
             batch_sampler=index_batches,
             collate_fn=collator,
             num_workers=cfg.num_workers,
+            # page-locked batches, so that .to(device, non_blocking=True) really overlaps
+            pin_memory=torch.device(cfg.device).type == "cuda",
         )
         for b, batch in enumerate(loader, start=first):
             yield step + b, batch
         step += per_epoch
         epoch += 1
+
+
+def _synchronize(device: torch.device) -> None:
+    """Waits for the device's queued work (CUDA; a no-op on the CPU, which runs eagerly)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _compiled(model: nn.Module) -> Any:
+    """``model`` whose ``forward`` runs through ``torch.compile`` (dynamic shapes: the MLM
+    head's labelled rows vary per batch); its attributes (``mlm``, ``pair`` heads) and
+    parameters are the model's own, so the optimiser and checkpoints are unchanged."""
+    model.forward = torch.compile(model.forward, dynamic=True)  # type: ignore[method-assign]
+    return model
 
 
 def _to(batch: dict[str, Any], device: torch.device) -> dict[str, torch.Tensor]:
@@ -692,6 +729,16 @@ class _Run:
     first_step: int = 0
     eval_batches: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     on_evaluate: Callable[[int, nn.Module], dict[str, Any]] | None = None
+    forward_model: Any = None  # the model, or its torch.compile'd forward (cfg.compile)
+
+    def __post_init__(self) -> None:
+        if self.forward_model is None:
+            self.forward_model = _compiled(self.model) if self.cfg.compile else self.model
+
+    def autocast(self) -> Any:
+        """bf16 autocast on the run's device with ``precision="bf16"``, else a no-op."""
+        enabled = self.cfg.precision == "bf16"
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
     @classmethod
     def start(
@@ -731,7 +778,10 @@ class _Run:
         with torch.no_grad():
             for i, batch in enumerate(self.eval_batches):
                 b = _to(batch, self.device)
-                loss, metrics = task.loss(model, b, torch.Generator(self.device).manual_seed(i))
+                with self.autocast():
+                    loss, metrics = task.loss(
+                        self.forward_model, b, torch.Generator(self.device).manual_seed(i)
+                    )
                 outputs.append(metrics)
                 for k, v in {"loss": float(loss), **metrics}.items():
                     if not k.startswith("_"):
@@ -774,49 +824,61 @@ class _Run:
         self.model.train()
         bar = Progress(cfg.steps, f"pretrain {cfg.objective}", unit="step", enabled=progress)
         bar.update(self.first_step)
-        running: list[float] = []
+        running: torch.Tensor | None = None
+        n_running, last = 0, float("nan")
         try:
             step = self.first_step
             while step < cfg.steps:
                 t0 = time.perf_counter()
                 step, batch = next(stream)
+                tokens = self.task.tokens(batch)  # on the host batch: no device sync
                 b = _to(batch, self.device)
                 t1 = time.perf_counter()
                 if on_batch is not None:
                     on_batch(step, b)
                 loss = self.step(step, b)
+                # the loss stays on the device; the host reads it only at log points
+                running = loss.detach().float() if running is None else running + loss.detach()
+                n_running += 1
+                step += 1
+                log = step % cfg.log_every == 0 or step == cfg.steps
+                if log or step % cfg.evaluate_every == 0 or step % cfg.save_every == 0:
+                    # the one sync of a log interval (also before any evaluation or checkpoint,
+                    # so that a non-finite loss never reaches a checkpoint)
+                    mean = float(running) / n_running
+                    if not math.isfinite(mean):
+                        raise FloatingPointError(
+                            f"loss is {mean} over steps {step - n_running}..{step - 1}"
+                        )
+                    if log:
+                        self.history["train"].append({"step": step, "loss": mean})
+                        last, running, n_running = mean, None, 0
+                    _synchronize(self.device)  # so the timings count the device's work
                 t2 = time.perf_counter()
                 self.timing["data_s"] += t1 - t0
                 self.timing["model_s"] += t2 - t1
-                self.timing["tokens"] += self.task.tokens(b)
+                self.timing["tokens"] += tokens
                 self.timing["steps"] += 1
-                last = float(loss.detach())
-                running.append(last)
-                step += 1
-                if step % cfg.log_every == 0 or step == cfg.steps:
-                    self.history["train"].append(
-                        {"step": step, "loss": sum(running) / len(running)}
-                    )
-                    running = []
                 self._after(step, last, bar)
         finally:
             bar.close()
             stream.close()
 
     def step(self, step: int, b: dict[str, torch.Tensor]) -> torch.Tensor:
-        """One optimiser step on batch ``b`` (finished on the device); returns its loss."""
+        """One optimiser step on batch ``b``, queued on the device without a host
+        synchronisation (a non-finite loss is caught at the next log point); returns its
+        loss."""
         cfg, device = self.cfg, self.device
         gen = torch.Generator(device).manual_seed(cfg.seed * 1_000_003 + step)
-        loss, _ = self.task.loss(self.model, b, gen)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss is {float(loss.detach())} at step {step}")
+        with self.autocast():
+            loss, _ = self.task.loss(self.forward_model, b, gen)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+        torch.nn.utils.clip_grad_norm_(
+            self.model.parameters(), cfg.max_grad_norm, foreach=device.type != "cpu"
+        )
         self.optimizer.step()
         self.scheduler.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
         return loss
 
     def _after(self, step: int, last: float, bar: Progress) -> None:

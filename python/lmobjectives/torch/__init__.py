@@ -32,6 +32,8 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
+from lmobjectives.torch._checks import check_token_ids, reads_values  # noqa: E402
+
 __all__ = [
     "IGNORE_INDEX",
     "CPCHead",
@@ -62,25 +64,53 @@ def masked_lm_loss(
     for just the ``n`` labelled positions (as :class:`MLMHead` returns them), in which case
     ``labels`` may be the full label tensor. A batch without any label gives a loss of 0
     that still has a gradient (not NaN, unlike ``F.cross_entropy``).
+
+    No host synchronisation: the labelled positions are never counted on the host, so the
+    loss runs asynchronously on an accelerator and compiles with ``torch.compile(...,
+    fullgraph=True)``. Labels outside ``[0, vocab)`` other than ``ignore_index`` raise
+    :class:`~lmobjectives.TokenIdError` naming the first bad position for CPU tensors; on
+    other devices (where finding it would be a host sync) the cross-entropy kernel asserts
+    the range on the device.
     """
     if logits.dim() < 2:
         raise ValueError(f"logits: expected [..., vocab], got shape {tuple(logits.shape)}")
     if labels.dtype not in (torch.int64, torch.int32):
         raise TypeError(f"labels: expected an integer tensor, got {labels.dtype}")
+    vocab = logits.shape[-1]
+    check_token_ids(labels, vocab, "labels", ignore_index)
     flat_labels = labels.reshape(-1)
-    flat_logits = logits.reshape(-1, logits.shape[-1])
+    flat_logits = logits.reshape(-1, vocab)
     keep = flat_labels != ignore_index
     if flat_logits.shape[0] == flat_labels.shape[0]:
-        flat_logits = flat_logits[keep]
-    elif flat_logits.shape[0] != int(keep.sum()):
+        targets = flat_labels
+    else:
+        targets, keep = _labelled_targets(flat_labels, keep, flat_logits.shape[0])
+    total = F.cross_entropy(
+        flat_logits.float(), targets.long(), ignore_index=ignore_index, reduction="sum"
+    )
+    return total / keep.sum().clamp(min=1)
+
+
+def _labelled_targets(
+    flat_labels: torch.Tensor, keep: torch.Tensor, rows: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The targets of ``rows`` logits computed for the labelled positions only, in order,
+    without a host sync: a stable sort puts the labelled positions first (their count is
+    checked against ``rows`` for CPU tensors only)."""
+    if rows > flat_labels.shape[0]:
         raise ValueError(
-            f"logits: {flat_logits.shape[0]} rows match neither the {flat_labels.shape[0]} "
-            f"positions of labels nor its {int(keep.sum())} labelled positions"
+            f"logits: {rows} rows match neither the {flat_labels.shape[0]} positions of "
+            "labels nor its labelled positions"
         )
-    targets = flat_labels[keep].long()
-    if targets.numel() == 0:
-        return flat_logits.sum() * 0.0
-    return F.cross_entropy(flat_logits.float(), targets)
+    if reads_values(keep):
+        labelled = int(keep.sum())
+        if labelled != rows:
+            raise ValueError(
+                f"logits: {rows} rows match neither the {flat_labels.shape[0]} positions of "
+                f"labels nor its {labelled} labelled positions"
+            )
+    order = torch.argsort((~keep).to(torch.uint8), stable=True)[:rows]
+    return flat_labels[order], keep[order]
 
 
 class MLMHead(nn.Module):
@@ -131,6 +161,7 @@ class MLMHead(nn.Module):
                 f"labels: shape {tuple(labels.shape)} does not match hidden_states "
                 f"{tuple(hidden_states.shape[:-1])}"
             )
+        check_token_ids(labels, self.bias.shape[0], "labels", IGNORE_INDEX)
         keep = labels != IGNORE_INDEX
         logits = self.logits(hidden_states[keep])
         return masked_lm_loss(logits, labels), logits
@@ -205,16 +236,18 @@ def seq2seq_loss(
         raise ValueError(f"label_smoothing: must be in [0, 1], got {label_smoothing}")
     if reduction not in ("mean", "sum"):
         raise ValueError(f"reduction: must be 'mean' or 'sum', got {reduction!r}")
+    check_token_ids(labels, logits.shape[-1], "labels", ignore_index)
     flat = labels.reshape(-1)
-    keep = flat != ignore_index
-    if not bool(keep.any()):
-        return logits.sum() * 0.0
-    return F.cross_entropy(
-        logits.reshape(-1, logits.shape[-1])[keep].float(),
-        flat[keep].long(),
+    total = F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]).float(),
+        flat.long(),
+        ignore_index=ignore_index,
         label_smoothing=label_smoothing,
-        reduction=reduction,
+        reduction="sum",
     )
+    if reduction == "sum":
+        return total
+    return total / (flat != ignore_index).sum().clamp(min=1)
 
 
 from lmobjectives.torch import mining as mining  # noqa: E402  (registers its mining backend)

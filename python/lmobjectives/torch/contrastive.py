@@ -28,6 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lmobjectives._core import InvalidArgumentError
+from lmobjectives.torch._checks import check_positive_scale, scale_from_temperature
+
 __all__ = [
     "CPCHead",
     "InfoNCELoss",
@@ -81,7 +84,7 @@ def _gathered_sizes(rows: int, device: torch.device, group: Any) -> list[int]:
     n = torch.tensor([rows], dtype=torch.int64, device=device)
     out = [torch.zeros_like(n) for _ in range(dist.get_world_size(group))]
     dist.all_gather(out, n, group=group)
-    return [int(t.item()) for t in out]
+    return [int(v) for v in torch.cat(out).tolist()]  # one host sync for all ranks
 
 
 def all_gather_with_grad(
@@ -102,22 +105,24 @@ def all_gather_with_grad(
 # -- InfoNCE -----------------------------------------------------------------------------------
 
 
-def _resolve_scale(scale: Any, temperature: float | None) -> Any:
-    if isinstance(scale, Tensor):
-        if temperature is not None:
-            raise ValueError("scale, temperature: give one of them (scale = 1 / temperature)")
-        return scale
+def _resolve_scale(scale: Any, temperature: Any) -> Any:
+    """The logit scale from ``scale`` or ``temperature`` (one of them), checked without reading
+    any tensor's value: a float must be finite and positive, and so must the reciprocal of a
+    temperature in float32; a tensor scale must hold one element (its value is not read, that
+    would be a host sync)."""
     if scale is not None and temperature is not None:
-        raise ValueError("scale, temperature: give one of them (scale = 1 / temperature)")
+        raise InvalidArgumentError("scale, temperature: give one of them (scale = 1 / temperature)")
+    if isinstance(scale, Tensor):
+        if scale.numel() != 1:
+            raise InvalidArgumentError(
+                f"scale: expected a number or a one-element tensor, got shape {tuple(scale.shape)}"
+            )
+        return scale
     if temperature is not None:
-        if not temperature > 0:
-            raise ValueError(f"temperature: must be > 0, got {temperature}")
-        return 1.0 / float(temperature)
+        return scale_from_temperature(temperature)
     if scale is None:
         return DEFAULT_SCALE
-    if not scale > 0:
-        raise ValueError(f"scale: must be > 0, got {scale}")
-    return float(scale)
+    return check_positive_scale(scale, "scale")
 
 
 def _negative_columns(negatives: Any, rows: int, dim: int) -> list[Tensor]:
@@ -149,6 +154,7 @@ def _similarity(a: Tensor, b: Tensor, similarity: str) -> Tensor:
     return a @ b.T
 
 
+# long: the docstring documents eleven arguments; the body is twelve lines
 def info_nce_loss(
     queries: Tensor,
     positives: Tensor,
@@ -162,6 +168,7 @@ def info_nce_loss(
     group: Any = None,
     duplicates: Tensor | None = None,
     reduction: Literal["mean", "sum", "none"] = "mean",
+    batch_sizes: Sequence[int] | None = None,
 ) -> Tensor:
     """InfoNCE (multiple-negatives ranking) loss with in-batch, hard and cross-rank negatives.
 
@@ -187,6 +194,13 @@ def info_nce_loss(
             their queries out of the symmetric term), so identical texts in a batch are not
             each other's negatives. Hard-negative columns are never masked.
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"`` (per local row).
+        batch_sizes: with ``gather``, every rank's batch size when known in advance (e.g.
+            ``[B] * world_size`` with equal batches): skips the exchange of sizes, the one host
+            synchronisation of a gathered call. Without ``gather`` the loss never syncs.
+
+    Raises :class:`~lmobjectives.InvalidArgumentError` for an empty batch and for a
+    non-finite or non-positive ``scale``/``temperature`` (or a temperature whose reciprocal
+    overflows float32); a tensor ``scale`` is not read (that would be a host sync).
 
     Example:
         >>> import torch
@@ -198,9 +212,13 @@ def info_nce_loss(
     """
     s = _resolve_scale(scale, temperature)
     neg_cols, duplicates = _check_info_nce(
-        queries, positives, negatives, duplicates, similarity, reduction
+        queries, positives, negatives, duplicates, similarity, reduction, gather
     )
-    batch = _global_batch(queries, positives, neg_cols, duplicates, gather, symmetric, group)
+    batch = _global_batch(
+        queries, positives, neg_cols, duplicates, gather, symmetric, group, batch_sizes
+    )
+    if batch.total == 0:
+        raise InvalidArgumentError("queries: empty batch on every rank (global B = 0)")
     loss = _info_nce_rows(queries, positives, duplicates, batch, s, similarity, symmetric)
     if reduction == "none":
         return loss
@@ -216,6 +234,7 @@ def _check_info_nce(
     duplicates: Tensor | None,
     similarity: str,
     reduction: str,
+    gather: bool,
 ) -> tuple[list[Tensor], Tensor | None]:
     """The arguments of :func:`info_nce_loss` checked: ``(hard-negative columns, duplicates on
     the queries' device)``."""
@@ -226,6 +245,8 @@ def _check_info_nce(
     if queries.dim() != 2:
         raise ValueError(f"queries: expected [B, d], got shape {tuple(queries.shape)}")
     b, d = queries.shape
+    if b == 0 and not gather:
+        raise InvalidArgumentError("queries: empty batch (B = 0), the loss has no rows to average")
     if tuple(positives.shape) != (b, d):
         raise ValueError(f"positives: expected shape {(b, d)}, got {tuple(positives.shape)}")
     neg_cols = _negative_columns(negatives, b, d)
@@ -259,6 +280,7 @@ def _global_batch(
     gather: bool,
     symmetric: bool,
     group: Any,
+    batch_sizes: Sequence[int] | None = None,
 ) -> _GlobalBatch:
     b = queries.shape[0]
     if not gather:
@@ -266,7 +288,16 @@ def _global_batch(
     dist = _dist()
     if not (dist.is_available() and dist.is_initialized()):
         raise RuntimeError("gather: needs an initialised torch.distributed process group")
-    sizes = _gathered_sizes(b, queries.device, group)
+    if batch_sizes is None:
+        sizes = _gathered_sizes(b, queries.device, group)
+    else:
+        sizes = [int(n) for n in batch_sizes]
+        world, rank = dist.get_world_size(group), dist.get_rank(group)
+        if len(sizes) != world or sizes[rank] != b or min(sizes) < 0:
+            raise InvalidArgumentError(
+                f"batch_sizes: expected {world} sizes with this rank's ({rank}) equal to B = {b}, "
+                f"got {list(batch_sizes)}"
+            )
     pos_all, offset = all_gather_with_grad(positives, group, sizes)
     neg_all = [all_gather_with_grad(n, group, sizes)[0] for n in neg_cols]
     q_all = all_gather_with_grad(queries, group, sizes)[0] if symmetric else queries

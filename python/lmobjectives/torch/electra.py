@@ -145,8 +145,12 @@ class ElectraRTD(nn.Module):
         disc_logits = _logits(self.discriminator(input_ids=corrupted, **kw))
         if disc_logits.dim() == 3 and disc_logits.shape[-1] == 1:
             disc_logits = disc_logits.squeeze(-1)
-        real = attention_mask.bool()
-        disc_loss = F.binary_cross_entropy_with_logits(disc_logits[real].float(), is_replaced[real])
+        # mean over the real tokens as a weighted sum: no boolean indexing (a host sync)
+        real = attention_mask.to(torch.float32)
+        per_token = F.binary_cross_entropy_with_logits(
+            disc_logits.float(), is_replaced, reduction="none"
+        )
+        disc_loss = (per_token * real).sum() / real.sum().clamp(min=1)
         loss = self.gen_weight * mlm_loss + self.disc_weight * disc_loss
         return ElectraOutput(
             loss=loss,

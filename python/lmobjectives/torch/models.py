@@ -237,6 +237,7 @@ class TinySeq2Seq(nn.Module):
             self.decoder_embeddings(decoder_input_ids),
             memory,
             tgt_mask=causal,
+            tgt_is_causal=True,  # said, not detected: detecting compares on the host (a sync)
             tgt_key_padding_mask=None if tgt_pad is None else _float_mask(tgt_pad),
             memory_key_padding_mask=None if src_pad is None else _float_mask(src_pad),
         )

@@ -81,7 +81,7 @@ class LSTMOracle(nn.Module):
         out = []
         for start in range(0, num, batch_size):
             n = min(batch_size, num - start)
-            token = torch.zeros(n, 1, dtype=torch.long)
+            token = torch.zeros(n, 1, dtype=torch.long, device=self.embedding.weight.device)
             state = None
             seq = []
             for _ in range(length):

@@ -40,6 +40,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from lmobjectives.torch._checks import check_token_ids
+
 __all__ = [
     "BTLoss",
     "DPOLoss",
@@ -120,8 +122,7 @@ def token_logprobs(
     vocab = logits.shape[-1]
     flat = logits.reshape(-1, vocab)
     idx = tokens.reshape(-1).long()
-    if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= vocab):
-        raise ValueError(f"tokens: ids must lie in [0, {vocab})")
+    check_token_ids(tokens, vocab, "tokens")  # CPU only: elsewhere it would be a host sync
     dtype = torch.promote_types(logits.dtype, torch.float32)
     step = _rows_per_chunk(vocab, chunk_size)
     parts = []
@@ -180,8 +181,7 @@ def logprobs_from_hidden(
     vocab = weight.shape[0]
     h = hidden.reshape(-1, hidden.shape[-1])
     idx = tokens.reshape(-1).long()
-    if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= vocab):
-        raise ValueError(f"tokens: ids must lie in [0, {vocab})")
+    check_token_ids(tokens, vocab, "tokens")  # CPU only: elsewhere it would be a host sync
     step = _rows_per_chunk(vocab, chunk_size)
 
     def piece(hc: torch.Tensor, w: torch.Tensor, ic: torch.Tensor) -> torch.Tensor:
@@ -914,13 +914,15 @@ def _ppo_advantages(
     gamma: float,
     lam: float,
     whiten_advantages: bool,
+    kernels: bool | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`ppo_step`'s ``(advantages, returns)``: by the Rust kernels for CPU tensors (in
-    float64), by :mod:`lmobjectives.torch.rl_reference` on other devices."""
+    float64), by :mod:`lmobjectives.torch.rl_reference` on other devices (``kernels`` forces
+    one or the other; the tests hold them to the same numbers)."""
     from lmobjectives import rl
 
     device = old_lp.device
-    if device.type == "cpu":
+    if device.type == "cpu" if kernels is None else kernels:
         rewards = rl.place_scores(scores.detach().double(), mask)
         if ref_logprobs is not None:
             k, _ = rl.kl_estimate(old_lp.double(), ref_logprobs.double(), mask)

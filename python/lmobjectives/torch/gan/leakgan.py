@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lmobjectives.torch.gan.models import Generator, sample_tokens
+from lmobjectives.torch.gan.models import Generator, draw_device, sample_tokens
 from lmobjectives.torch.gan.seqgan import (
     discriminator_probs,
     mc_rewards,
@@ -47,6 +47,8 @@ __all__ = [
 #: The released code's evaluation trick: logits × 1.5, i.e. temperature 2/3.
 LOGIT_TRICK_TEMPERATURE = 1 / 1.5
 
+_CPU = torch.device("cpu")
+
 
 def manager_cosines(
     features: torch.Tensor, goals: torch.Tensor, step_size: int = 4
@@ -54,7 +56,7 @@ def manager_cosines(
     """``cos(f_{min(t+c, T)} − f_t, g_t)`` ``[batch, T]`` from ``features [batch, T+1, F]``
     and ``goals [batch, T, F]``."""
     t_len = goals.shape[1]
-    idx = torch.clamp(torch.arange(t_len) + step_size, max=t_len)
+    idx = torch.clamp(torch.arange(t_len, device=features.device) + step_size, max=t_len)
     delta = features[:, idx] - features[:, :t_len]
     return F.cosine_similarity(delta, goals, dim=-1, eps=1e-8)
 
@@ -117,7 +119,8 @@ class LeakGANGenerator(Generator):
         """``f_t`` for ``t = 0..T`` ``[batch, T+1, F]``: features of every padded prefix."""
         b, t_len = tokens.shape
         pad = self.vocab_size
-        keep = torch.arange(self.length)[None, :] < torch.arange(t_len + 1)[:, None]  # [T+1, L]
+        ar = torch.arange(max(self.length, t_len + 1), device=tokens.device)
+        keep = ar[None, : self.length] < ar[: t_len + 1, None]  # [T+1, L]
         full = torch.full((b, self.length), pad, dtype=torch.long, device=tokens.device)
         full[:, :t_len] = tokens
         prefixes = torch.where(keep[None], full[:, None, :], torch.full_like(full[:, None, :], pad))
@@ -175,18 +178,21 @@ class LeakGANGenerator(Generator):
         if length != self.length:
             raise ValueError(f"length: this generator makes {self.length} tokens, got {length}")
         p = 0 if prefix is None else prefix.shape[1]
-        out = torch.full((num, length), self.vocab_size, dtype=torch.long)
+        device = next(self.parameters()).device
+        out = torch.full((num, length), self.vocab_size, dtype=torch.long, device=device)
         if prefix is not None:
             out[:, :p] = prefix
         m_state = w_state = None
         goals: list[torch.Tensor] = []
-        tok = torch.full((num,), self.vocab_size, dtype=torch.long)
+        tok = torch.full((num,), self.vocab_size, dtype=torch.long, device=device)
         d = self.discriminator
         was = d.training
         d.eval()
         for t in range(length):
             partial = torch.where(
-                torch.arange(length)[None] < t, out, torch.full_like(out, self.vocab_size)
+                torch.arange(length, device=device)[None] < t,
+                out,
+                torch.full_like(out, self.vocab_size),
             )
             f = d.features(partial)
             hm, m_state = self.manager(f[:, None], m_state)
@@ -264,10 +270,12 @@ class LeakGAN:
         c, g = self.config, self.generator
         losses = []
         for _ in range(epochs):
-            order = torch.randperm(self.train.shape[0], generator=self.rng)
+            order = torch.randperm(
+                self.train.shape[0], generator=self.rng, device=draw_device(self.rng, _CPU)
+            )
             total, n = 0.0, 0
             for s in range(0, len(order), c.batch_size):
-                x = self.train[order[s : s + c.batch_size]]
+                x = self.train[order[s : s + c.batch_size].to(self.train.device)]
                 out = g.outputs(x)
                 mle = F.cross_entropy(out["logits"].reshape(-1, g.vocab_size), x.reshape(-1))
                 align = -manager_cosines(out["features"], out["goals"], g.step_size).mean()
@@ -306,10 +314,11 @@ class LeakGAN:
             rng=self.rng,
             prefix_lengths=[e for e in ends if e < t_len],
         )
-        cols = torch.tensor([e - 1 for e in ends])
+        cols = torch.tensor([e - 1 for e in ends], device=q.device)
         scaled = rank_rescale(q[:, cols], c.delta, released=c.released_rescale)
         which = torch.tensor(
-            [ends.index(min((t // g.step_size + 1) * g.step_size, t_len)) for t in range(t_len)]
+            [ends.index(min((t // g.step_size + 1) * g.step_size, t_len)) for t in range(t_len)],
+            device=q.device,
         )
         return scaled[:, which]
 

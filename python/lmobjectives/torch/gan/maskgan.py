@@ -29,7 +29,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from lmobjectives import rl
-from lmobjectives.torch.gan.models import sample_tokens
+from lmobjectives.torch import rl_reference
+from lmobjectives.torch.gan.models import draw_device, sample_tokens
 from lmobjectives.torch.rl import aggregate, maskgan_losses, reinforce_loss
 
 __all__ = [
@@ -43,6 +44,8 @@ __all__ = [
     "maskgan_returns",
 ]
 
+_CPU = torch.device("cpu")
+
 
 def make_masks(
     batch: int,
@@ -51,22 +54,26 @@ def make_masks(
     kind: Literal["random", "contiguous"] = "contiguous",
     present_rate: float = 0.5,
     rng: torch.Generator | None = None,
+    device: torch.device | str | None = None,
 ) -> torch.Tensor:
-    """``present [batch, length]`` bool masks (MaskGAN's ``generate_mask``): ``"random"``
-    Bernoulli(``present_rate``) per token; ``"contiguous"`` one missing block of
-    ``int((1 − present_rate)·length) − 1`` tokens (at least 1) at a uniform start in
-    ``[1, length − block]``."""
+    """``present [batch, length]`` bool masks (MaskGAN's ``generate_mask``) on ``device``
+    (default: ``rng``'s, else the CPU; drawn on ``rng``'s device, so a seed gives the same
+    masks on every device): ``"random"`` Bernoulli(``present_rate``) per token;
+    ``"contiguous"`` one missing block of ``int((1 − present_rate)·length) − 1`` tokens (at
+    least 1) at a uniform start in ``[1, length − block]``."""
     if not 0 <= present_rate <= 1:
         raise ValueError(f"present_rate: must be in [0, 1], got {present_rate!r}")
+    at = draw_device(rng, torch.device("cpu"))
+    out = torch.device(at if device is None else device)
     if kind == "random":
-        return torch.rand(batch, length, generator=rng) < present_rate
+        return (torch.rand(batch, length, generator=rng, device=at) < present_rate).to(out)
     if kind != "contiguous":
         raise ValueError(f"kind: 'random' or 'contiguous', got {kind!r}")
     block = max(int((1 - present_rate) * length) - 1, 1)
     if block > length - 1:
         raise ValueError(f"length: {length} too short for a block of {block} after position 0")
-    start = torch.randint(1, length - block + 1, (batch,), generator=rng)
-    pos = torch.arange(length)[None]
+    start = torch.randint(1, length - block + 1, (batch,), generator=rng, device=at).to(out)
+    pos = torch.arange(length, device=out)[None]
     return ~((pos >= start[:, None]) & (pos < start[:, None] + block))
 
 
@@ -177,7 +184,9 @@ def maskgan_returns(
         missing, rewards.detach().double(), torch.zeros_like(rewards, dtype=torch.float64)
     )
     ones = torch.ones_like(missing, dtype=torch.bool)
-    return rl.discounted_returns(r.cpu(), ones.cpu(), gamma=gamma).to(rewards)
+    if r.device.type != "cpu":  # the same recursion in torch, on the device (rl_reference)
+        return rl_reference.discounted_returns(r, ones, gamma).to(rewards.dtype)
+    return rl.discounted_returns(r, ones, gamma=gamma).to(rewards)
 
 
 @dataclass
@@ -239,12 +248,23 @@ class MaskGAN:
     def masks(self, n: int) -> torch.Tensor:
         c = self.config
         return make_masks(
-            n, self.train.shape[1], kind=c.mask, present_rate=c.present_rate, rng=self.rng
+            n,
+            self.train.shape[1],
+            kind=c.mask,
+            present_rate=c.present_rate,
+            rng=self.rng,
+            device=self.train.device,
         )
 
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = torch.randint(0, self.train.shape[0], (self.config.batch_size,), generator=self.rng)
-        x = self.train[idx]
+        idx = torch.randint(
+            0,
+            self.train.shape[0],
+            (self.config.batch_size,),
+            generator=self.rng,
+            device=draw_device(self.rng, _CPU),
+        )
+        x = self.train[idx.to(self.train.device)]
         return x, self.masks(x.shape[0])
 
     def pretrain(self, epochs: int = 1) -> list[float]:
@@ -252,10 +272,12 @@ class MaskGAN:
         c = self.config
         losses = []
         for _ in range(epochs):
-            order = torch.randperm(self.train.shape[0], generator=self.rng)
+            order = torch.randperm(
+                self.train.shape[0], generator=self.rng, device=draw_device(self.rng, _CPU)
+            )
             total, n = 0.0, 0
             for s in range(0, len(order), c.batch_size):
-                x = self.train[order[s : s + c.batch_size]]
+                x = self.train[order[s : s + c.batch_size].to(self.train.device)]
                 loss = mask_mle_loss(self.generator, x, self.masks(x.shape[0]))
                 self.mle_opt.zero_grad()
                 loss.backward()
@@ -272,10 +294,14 @@ class MaskGAN:
         """(BCE(D(real), 1) + BCE(D(fake), 0)) / 2 over missing positions only."""
         missing = ~present
         lr = F.binary_cross_entropy_with_logits(
-            self.discriminator(real, present), torch.ones(real.shape), reduction="none"
+            self.discriminator(real, present),
+            real.new_ones(real.shape, dtype=torch.float32),
+            reduction="none",
         )
         lf = F.binary_cross_entropy_with_logits(
-            self.discriminator(fake, present), torch.zeros(fake.shape), reduction="none"
+            self.discriminator(fake, present),
+            fake.new_zeros(fake.shape, dtype=torch.float32),
+            reduction="none",
         )
         return (aggregate(lr, missing, "token") + aggregate(lf, missing, "token")) / 2
 

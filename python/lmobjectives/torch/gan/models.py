@@ -43,6 +43,15 @@ SEQGAN_FILTER_SIZES = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 15, 20)
 SEQGAN_NUM_FILTERS = (100, 200, 200, 200, 200, 100, 100, 100, 100, 100, 160, 160)
 
 
+def draw_device(generator: torch.Generator | None, like: torch.Tensor | torch.device) -> Any:
+    """Where random draws are made: on ``generator``'s device when one is given (a seeded CPU
+    generator draws on the CPU whatever the model's device, so a seed gives the same draws
+    everywhere; the draws are then moved), else on ``like``'s device."""
+    if generator is not None:
+        return generator.device
+    return like.device if isinstance(like, torch.Tensor) else like
+
+
 def sample_tokens(
     logits: torch.Tensor, temperature: float = 1.0, generator: torch.Generator | None = None
 ) -> torch.Tensor:
@@ -52,7 +61,8 @@ def sample_tokens(
     faster than ``torch.multinomial`` on CPU at vocabulary 5000."""
     probs = torch.softmax(logits.float() / temperature, dim=-1)
     cdf = probs.cumsum(-1)
-    u = torch.rand(cdf.shape[0], 1, generator=generator).to(cdf.device) * cdf[:, -1:]
+    u = torch.rand(cdf.shape[0], 1, generator=generator, device=draw_device(generator, cdf))
+    u = u.to(cdf.device) * cdf[:, -1:]
     return torch.searchsorted(cdf, u, right=True).clamp_max(cdf.shape[-1] - 1).squeeze(1)
 
 
@@ -194,7 +204,10 @@ class TransformerGenerator(Generator):
         if self.noise is None:
             return None
         device = next(self.parameters()).device
-        return torch.randn(num, self.noise_size, generator=generator).to(device)
+        noise = torch.randn(
+            num, self.noise_size, generator=generator, device=draw_device(generator, device)
+        )
+        return noise.to(device)
 
     def _run(self, inputs: torch.Tensor, cond: Any) -> torch.Tensor:
         t = inputs.shape[1]
@@ -330,7 +343,9 @@ def discriminator_loss(
     """Binary cross-entropy of ``disc`` on real (label 1) and fake (label 0) sequences, mean
     over the batch, plus ``l2_reg``·½‖output weights‖² (SeqGAN: 0.2)."""
     logits = disc(torch.cat([real, fake], dim=0))
-    labels = torch.cat([torch.ones(real.shape[0]), torch.zeros(fake.shape[0])]).to(logits)
+    labels = torch.cat([logits.new_ones(real.shape[0]), logits.new_zeros(fake.shape[0])]).to(
+        logits.dtype
+    )
     loss = F.binary_cross_entropy_with_logits(logits, labels)
     if l2_reg:
         out = getattr(disc, "output", None)

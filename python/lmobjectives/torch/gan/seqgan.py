@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lmobjectives import rl
-from lmobjectives.torch.gan.models import Generator, discriminator_loss
+from lmobjectives.torch.gan.models import Generator, discriminator_loss, draw_device
 from lmobjectives.torch.rl import reinforce_loss
 
 __all__ = [
@@ -47,6 +47,8 @@ __all__ = [
 
 Score = Callable[[torch.Tensor], torch.Tensor]
 
+_CPU = torch.device("cpu")
+
 
 def mle_epoch(
     generator: Generator,
@@ -60,10 +62,10 @@ def mle_epoch(
     """One epoch of teacher-forced MLE over ``train`` (shuffled with ``rng``); returns the mean
     token cross-entropy. Noise-conditioned generators get fresh noise per batch."""
     generator.train()
-    order = torch.randperm(train.shape[0], generator=rng)
+    order = torch.randperm(train.shape[0], generator=rng, device=draw_device(rng, _CPU))
     total, count = 0.0, 0
     for s in range(0, train.shape[0], batch_size):
-        x = train[order[s : s + batch_size]]
+        x = train[order[s : s + batch_size].to(train.device)]
         cond = generator.draw_cond(x.shape[0], rng)
         logits = generator(x, cond=cond)
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), x.reshape(-1))
@@ -124,11 +126,12 @@ def mc_rewards(
     keep = np.ones(len(plan.sample), dtype=bool)
     if prefix_lengths is not None:
         keep = np.isin(plan.prefix_length, np.asarray(prefix_lengths, dtype=np.int64))
-    scores = np.zeros(len(plan.sample), dtype=np.float64)
-    rollouts = torch.zeros(len(plan.sample), length, dtype=torch.long)
+    device = samples.device
+    scores = torch.zeros(len(plan.sample), dtype=torch.float64, device=device)
+    rollouts = torch.zeros(len(plan.sample), length, dtype=torch.long, device=device)
     for t in np.unique(plan.prefix_length[keep]).tolist():
-        idx = np.nonzero((plan.prefix_length == t) & keep)[0]
-        rows = torch.from_numpy(plan.sample[idx])
+        idx = torch.from_numpy(np.nonzero((plan.prefix_length == t) & keep)[0]).to(device)
+        rows = torch.from_numpy(plan.sample[(plan.prefix_length == t) & keep]).to(device)
         c = None if cond is None else cond[rows]
         full = policy.sample(
             len(idx),
@@ -138,19 +141,39 @@ def mc_rewards(
             temperature=temperature,
             generator=rng,
         )
-        scores[idx] = score(full).double().cpu().numpy()
-        rollouts[torch.from_numpy(idx)] = full.cpu()
-    final = score(samples).double().cpu().numpy()
-    if prefix_lengths is None:
-        q = rl.rollout_rewards(scores, plan, final, seq_len=length)
-    else:  # a partial plan: scatter the kept rows' means directly
-        q = np.zeros((b, length))
-        np.add.at(q, (plan.sample[keep], plan.prefix_length[keep] - 1), scores[keep] / num_rollouts)
-        q[:, length - 1] = final
-    out = torch.from_numpy(np.ascontiguousarray(q)).float().to(samples.device)
+        scores[idx] = score(full).double()
+        rollouts[idx] = full
+    final = score(samples).double()
+    if device.type != "cpu" or prefix_lengths is not None:
+        out = _scatter_means(scores, plan, keep, final, b, length, num_rollouts)
+    else:  # the Rust kernel on the host
+        q = rl.rollout_rewards(scores.numpy(), plan, final.numpy(), seq_len=length)
+        out = torch.from_numpy(np.ascontiguousarray(q)).float()
     if return_rollouts:
         return out, plan, rollouts
     return out
+
+
+def _scatter_means(
+    scores: torch.Tensor,
+    plan: Any,
+    keep: np.ndarray,
+    final: torch.Tensor,
+    batch: int,
+    length: int,
+    num_rollouts: int,
+) -> torch.Tensor:
+    """``Q`` from the rollout ``scores`` on their own device: the kept plan rows' means added
+    at ``(sample, prefix_length − 1)``, ``final`` in the last column (what
+    :func:`lmobjectives.rl.rollout_rewards` computes on the host)."""
+    device = scores.device
+    at = plan.sample[keep] * length + plan.prefix_length[keep] - 1
+    q = torch.zeros(batch * length, dtype=torch.float64, device=device)
+    kept = torch.from_numpy(np.nonzero(keep)[0]).to(device)
+    q.index_add_(0, torch.from_numpy(at).to(device), scores[kept] / num_rollouts)
+    q = q.view(batch, length)
+    q[:, length - 1] = final
+    return q.float()
 
 
 def rank_rescale(
@@ -175,13 +198,15 @@ def rank_rescale(
             seen: dict[float, int] = {}
             for v in col.tolist():
                 seen.setdefault(v, len(seen) + 1)
-            k = torch.tensor([seen[v] for v in col.tolist()], dtype=torch.float32)
+            k = torch.tensor(
+                [seen[v] for v in col.tolist()], dtype=torch.float32, device=rewards.device
+            )
         else:
             order = torch.argsort(col, stable=True)
-            k = torch.empty(b, dtype=torch.float32)
-            k[order] = torch.arange(1, b + 1, dtype=torch.float32)
+            k = torch.empty(b, dtype=torch.float32, device=rewards.device)
+            k[order] = torch.arange(1, b + 1, dtype=torch.float32, device=rewards.device)
         out[:, j] = torch.sigmoid(delta * (k / b - 0.5))
-    return out.to(rewards.device)
+    return out
 
 
 def pg_loss(
@@ -220,8 +245,10 @@ def train_discriminator(
     half = max(batch_size // 2, 1)
     mean = 0.0
     for _ in range(epochs):
-        pr = torch.randperm(real.shape[0], generator=rng)[:n]
-        pf = torch.randperm(fake.shape[0], generator=rng)[:n]
+        pr = torch.randperm(real.shape[0], generator=rng, device=draw_device(rng, _CPU))
+        pr = pr[:n].to(real.device)
+        pf = torch.randperm(fake.shape[0], generator=rng, device=draw_device(rng, _CPU))
+        pf = pf[:n].to(fake.device)
         total, steps = 0.0, 0
         for s in range(0, n, half):
             loss = discriminator_loss(
@@ -349,7 +376,7 @@ class SeqGAN:
         """Q for ``samples`` under the configured reward and rescaling."""
         c = self.config
         if c.reward == "constant":
-            q = torch.full(samples.shape, float(c.constant_reward))
+            q = torch.full(samples.shape, float(c.constant_reward), device=samples.device)
         else:
             assert self.discriminator is not None
             q = mc_rewards(
