@@ -6,7 +6,14 @@ from typing import Any, Final, Literal, final
 import numpy as np
 import numpy.typing as npt
 
+from lmobjectives.errors import InvalidArgumentError as InvalidArgumentError
+from lmobjectives.errors import LMObjectivesError as LMObjectivesError
+from lmobjectives.errors import ShapeError as ShapeError
+from lmobjectives.errors import TokenIdError as TokenIdError
+
 __all__ = [
+    "MAX_ELEMENTS",
+    "MAX_VOCAB",
     "STREAM_VERSION",
     "BartNoiser",
     "InvalidArgumentError",
@@ -50,10 +57,8 @@ __all__ = [
 __version__: Final[str]
 STREAM_VERSION: Final[int]
 
-class LMObjectivesError(ValueError): ...
-class InvalidArgumentError(LMObjectivesError): ...
-class TokenIdError(LMObjectivesError): ...
-class ShapeError(LMObjectivesError): ...
+MAX_ELEMENTS: Final[int]
+MAX_VOCAB: Final[int]
 
 _IntArray = npt.NDArray[np.int64] | npt.NDArray[np.int32]
 
