@@ -596,6 +596,12 @@ def test_save_load_round_trip(small, saved):
     ]
     manifest = json.loads((saved / "manifest.json").read_text())
     files = manifest.pop("files")
+    # The manifest's own checksum and the largest id (issue 15), computed independently.
+    digest = manifest.pop("manifest_blake2b_256")
+    covered = {**manifest, "files": files}
+    text = json.dumps(covered, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    assert digest == hashlib.blake2b(text.encode(), digest_size=32).hexdigest()
+    assert manifest.pop("max_id") == int(np.asarray(small.ids).max())
     assert manifest == {
         "format": "lmobjectives.TokenCorpus",
         "format_version": 2,
