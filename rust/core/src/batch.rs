@@ -370,7 +370,11 @@ impl PadSpec {
             _ => longest,
         };
         let width = crate::limits::round_up(
-            if self.pad_to_max_length { "max_length" } else { arg },
+            if self.pad_to_max_length {
+                "max_length"
+            } else {
+                arg
+            },
             base,
             self.multiple_of,
         )

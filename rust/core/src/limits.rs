@@ -85,7 +85,9 @@ pub fn vocab(arg: &str, v: u64) -> Result<u64> {
     } else {
         Err(CoreError::TooLarge {
             arg: arg.to_string(),
-            message: format!("{v} is over the limit of {MAX_VOCAB} token ids (lmobjectives.errors.MAX_VOCAB)"),
+            message: format!(
+                "{v} is over the limit of {MAX_VOCAB} token ids (lmobjectives.errors.MAX_VOCAB)"
+            ),
         })
     }
 }

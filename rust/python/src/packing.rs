@@ -78,7 +78,13 @@ fn check_inputs<T: lmobjectives_core::batch::TokenId, O: OutId>(
     use lmobjectives_core::batch::{check_fits, check_scalar_fits, check_values};
     match vocab_size {
         Some(v) => lmobjectives_core::ids::check_ids("input_ids", rows, v)?,
-        None => check_values("input_ids", rows, 0, i64::MAX - 1, "token ids are non-negative")?,
+        None => check_values(
+            "input_ids",
+            rows,
+            0,
+            i64::MAX - 1,
+            "token ids are non-negative",
+        )?,
     }
     check_fits::<_, O>("input_ids", rows)?;
     check_scalar_fits::<O>("pad_token_id", options.pad_token_id)?;
