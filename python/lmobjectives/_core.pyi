@@ -171,6 +171,7 @@ def pack(
     dtype: Literal["int64", "int32"] = "int64",
     num_threads: int = 1,
     rows_name: str | None = None,
+    vocab_size: int | None = None,
 ) -> dict[str, Any]: ...
 def build_pair_index(
     ids: npt.NDArray[Any],
