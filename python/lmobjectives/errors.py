@@ -49,7 +49,15 @@ class LMObjectivesError(ValueError):
             name = note[len(_PYO3_NOTE) : -1]
             self.args = (name + message[len(_PLACEHOLDER) :],)
             return
-        super().add_note(note)
+        parent = getattr(super(), "add_note", None)
+        if parent is not None:  # Python >= 3.11
+            parent(note)
+        else:  # Python 3.10: keep the note where 3.11 would
+            notes = getattr(self, "__notes__", None)
+            if notes is None:
+                notes = []
+                self.__notes__ = notes
+            notes.append(note)
 
 
 class InvalidArgumentError(LMObjectivesError):

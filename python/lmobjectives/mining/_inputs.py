@@ -83,6 +83,7 @@ def as_matrix(x: Any, name: str) -> tuple[np.ndarray, bool]:
     raise TypeError(f"{name}: expected float32 or float16 values, got {x.dtype}")
 
 
+# long: the four accepted forms of positives, each checked strictly (no float or str ids)
 def positives_csr(positives: Any, rows: int) -> tuple[np.ndarray, np.ndarray]:
     """Positives as CSR ``(values int64, offsets int64 [rows + 1])``."""
     if (

@@ -414,6 +414,7 @@ impl MlmMasker {
     /// Returns `(input_ids, attention_mask, labels)` as `rows × width` arrays moved out of Rust
     /// buffers without a copy. `input_ids` is a C-contiguous 2-D integer array (read in place)
     /// or a list of rows (lists of ints or 1-D integer arrays).
+    // long: one binding: its 20 arguments converted, then the kernel under the panic guard
     #[pyo3(signature = (
         input_ids, *, attention_mask=None, special_tokens_mask=None, word_ids=None,
         boundaries=None, seed, epoch=0, batch_index=0, sample_ids=None,

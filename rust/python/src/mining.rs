@@ -204,6 +204,7 @@ pub fn pair_scores<'py>(
 
 /// Chooses negatives from ranked candidates: `(ids int64 [Q, n], scores float32 [Q, n],
 /// removed: dict)`.
+// long: one binding: its 22 arguments converted, then the kernel under the panic guard
 #[pyfunction]
 #[pyo3(signature = (
     candidate_ids, candidate_scores, *, corpus_rows, keys, num_negatives, range_min, range_max,
