@@ -58,6 +58,10 @@ def test_an_edited_vocab_size_never_loads(copy, verify):
     m = _manifest(copy)
     m["vocab_size"] = 800  # ids up to 900 are now outside it
     _write(copy, m)
+    with pytest.raises(CorpusError, match=r"manifest\.json: (checksum mismatch|max_id)"):
+        TokenCorpus.load(copy, verify=verify)
+    m["vocab_size"] = 950  # still above the recorded max_id: only the checksum catches it
+    _write(copy, m)
     with pytest.raises(CorpusError, match=r"manifest\.json: checksum mismatch"):
         TokenCorpus.load(copy, verify=verify)
 

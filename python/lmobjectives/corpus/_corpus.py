@@ -32,6 +32,7 @@ from lmobjectives.corpus._format import (
     check_csr,
     check_files,
     check_ids_in_vocab,
+    check_manifest_checksum,
     count_tokens,
     ids_dtype,
     make_temp_dir,
@@ -559,6 +560,7 @@ class TokenCorpus:
         manifest = read_manifest(path / MANIFEST_FILE)
         ids, sentence_offsets, document_offsets = read_arrays(path, manifest, mmap)
         check_files(path, manifest, verify)
+        check_manifest_checksum(path / MANIFEST_FILE, manifest)
         check_ids_in_vocab(path, ids, manifest, verify)
         return cls(
             ids,

@@ -159,7 +159,6 @@ def read_manifest(path: Path) -> dict[str, Any]:
     if not isinstance(source, str):
         raise CorpusError(f"{path}: source must be a string, got {type(source).__name__}")
     manifest["source"] = source
-    check_manifest_checksum(path, manifest)
     max_id = manifest.get(MAX_ID_KEY)
     if MAX_ID_KEY in manifest and (
         type(max_id) is not int or not -1 <= max_id < manifest["vocab_size"]
@@ -181,10 +180,12 @@ def manifest_digest(manifest: dict[str, Any]) -> str:
 
 
 def check_manifest_checksum(path: Path, manifest: dict[str, Any]) -> None:
-    """The manifest's own checksum, when it has one (corpora written before it was added have
-    none and load as before; their ids are then re-checked against ``vocab_size`` on
-    ``verify=True``)."""
-    if MANIFEST_CHECKSUM_KEY not in manifest:
+    """The manifest's own checksum, when it has one (corpora written before it was added, and
+    format-1 corpora, have none and load as before; their ids are then re-checked against
+    ``vocab_size`` on ``verify=True``). Checked after the manifest's fields and the files, so
+    that a specific problem is reported as itself; this catches any edit that leaves the
+    manifest self-consistent (``vocab_size`` lowered, a checksum replaced)."""
+    if MANIFEST_CHECKSUM_KEY not in manifest or manifest.get("format_version", 0) < 2:
         return
     if manifest[MANIFEST_CHECKSUM_KEY] != manifest_digest(manifest):
         raise CorpusError(
@@ -350,6 +351,8 @@ def load_array(path: Path, dtype: np.dtype[Any], length: int, mmap: bool) -> np.
     if not path.is_file():
         raise CorpusError(f"{path}: missing")
     shape, fortran, found, offset = read_npy_header(path)
+    if found.hasobject:
+        raise CorpusError(f"{path}: not a readable .npy array (object dtype {found})")
     if found != dtype:
         raise CorpusError(f"{path}: dtype must be {dtype} (native byte order), got {found}")
     if len(shape) != 1 or fortran:
@@ -359,8 +362,8 @@ def load_array(path: Path, dtype: np.dtype[Any], length: int, mmap: bool) -> np.
     size = path.stat().st_size
     if size != offset + length * dtype.itemsize:
         raise CorpusError(
-            f"{path}: {size} bytes, but its header says {offset} + {length} × "
-            f"{dtype.itemsize} bytes"
+            f"{path}: not a readable .npy array: its size, {size} bytes, does not match its "
+            f"header ({offset} + {length} × {dtype.itemsize} bytes)"
         )
     try:
         arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
