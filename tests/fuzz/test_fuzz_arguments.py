@@ -54,4 +54,4 @@ def test_hostile_scalars(which, data, value):
         with pytest.raises((ValueError, TypeError)) as info:
             invoke()
         named = str(info.value).split(":")[0].split("[")[0]
-        assert named in (*params, "input_ids", "lengths", "examples"), str(info.value)
+        assert named in (*params, "rows", "input_ids", "lengths", "examples"), str(info.value)

