@@ -137,6 +137,8 @@ pub fn search_topk<'py>(
         let cm = Matrix::extract(corpus, "corpus", corpus_float16)?;
         let q = qm.embeddings("queries")?;
         let c = cm.embeddings("corpus")?;
+        // Per-query heaps are sized by k even without queries: bound k itself too.
+        lmobjectives_core::limits::length("k", k).map_err(to_py)?;
         lmobjectives_core::limits::elements("k", qm_rows(&qm), k).map_err(to_py)?;
         let options = SearchOptions {
             isa,
