@@ -8,6 +8,7 @@
 #   make lint         formatting, clippy, ruff, mypy, type stubs, the long-function rule
 #   make docs         the documentation site (mkdocs build --strict) into site/
 #   make bench        pytest-benchmark tables and the ratio table for the README
+#   make fuzz         the fuzz suite's full profile (>= 1e5 cases) and its table (tests/fuzz)
 
 PYTHON     ?= python3
 VENV       ?= .venv
@@ -22,7 +23,7 @@ UV          = $(BIN)/uv pip $(1) --python $(PY)
 RUN_VENV    := .venv-run
 LATEST_VENV := .venv-latest
 
-.PHONY: dev inplace test test-rust test-python test-latest lint run bench lock wheel docs clean
+.PHONY: fuzz dev inplace test test-rust test-python test-latest lint run bench lock wheel docs clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -111,3 +112,8 @@ gpu-check: dev
 
 clean:
 	rm -rf $(VENV) $(RUN_VENV) $(LATEST_VENV) target dist site .pytest_cache .benchmarks
+
+# The full fuzz profile: ten times the CI budgets (>= 1e5 cases); prints the table that
+# docs/evidence/robustness.md shows.
+fuzz: dev
+	LMOBJ_FUZZ=full LMOBJ_FUZZ_TABLE=fuzz-table.md $(BIN)/pytest -q -p no:cacheprovider tests/fuzz

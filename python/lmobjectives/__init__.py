@@ -5,16 +5,9 @@ objects whose results are NumPy arrays handed over without a copy. ``import lmob
 needs only NumPy; :mod:`lmobjectives.torch` holds the PyTorch wrappers.
 """
 
-from lmobjectives import rl
+from lmobjectives import errors, rl
 from lmobjectives._constants import IGNORE_INDEX
-from lmobjectives._core import (
-    STREAM_VERSION,
-    InvalidArgumentError,
-    LMObjectivesError,
-    ShapeError,
-    TokenIdError,
-    __version__,
-)
+from lmobjectives._core import STREAM_VERSION, __version__
 from lmobjectives._optional import MissingDependencyError
 from lmobjectives._seeding import RepeatedSampleKeyWarning
 from lmobjectives.contrastive import Augmentation, ContrastivePairCollator, neighbour_pairs
@@ -32,6 +25,16 @@ from lmobjectives.denoising import (
     UL2Collator,
     compute_input_and_target_lengths,
 )
+from lmobjectives.errors import (
+    ArgumentTypeError,
+    CorpusError,
+    InternalError,
+    InvalidArgumentError,
+    LimitError,
+    LMObjectivesError,
+    ShapeError,
+    TokenIdError,
+)
 from lmobjectives.masking import MLMCollator
 from lmobjectives.mining import HardNegatives, exact_topk, mine_hard_negatives
 from lmobjectives.packing import PackingCollator, pack_sequences
@@ -40,13 +43,17 @@ from lmobjectives.pairs import SentencePairDataset
 __all__ = [
     "IGNORE_INDEX",
     "STREAM_VERSION",
+    "ArgumentTypeError",
     "Augmentation",
     "BartDenoisingCollator",
     "ContrastivePairCollator",
     "CorpusChunks",
+    "CorpusError",
     "HardNegatives",
+    "InternalError",
     "InvalidArgumentError",
     "LMObjectivesError",
+    "LimitError",
     "MLMCollator",
     "MissingDependencyError",
     "PackingCollator",
@@ -62,6 +69,7 @@ __all__ = [
     "UL2Collator",
     "__version__",
     "compute_input_and_target_lengths",
+    "errors",
     "exact_topk",
     "mine_hard_negatives",
     "neighbour_pairs",

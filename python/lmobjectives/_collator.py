@@ -4,7 +4,11 @@ conversion. An objective subclasses :class:`Collator` and implements :meth:`Coll
 
 from __future__ import annotations
 
+import math
+import operator
 from typing import Any, Literal, cast
+
+import numpy as np
 
 from lmobjectives import _torch_bridge
 from lmobjectives._inputs import Rows, normalize
@@ -14,6 +18,7 @@ from lmobjectives._seeding import (
     check_seed,
     resolve_num_threads,
 )
+from lmobjectives.errors import MAX_ELEMENTS, ArgumentTypeError, InvalidArgumentError, LimitError
 
 Dtype = Literal["int64", "int32"]
 RETURN_TENSORS = ("np", "pt")
@@ -22,22 +27,61 @@ PADDING = ("longest", "max_length")
 
 
 def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise ValueError(f"{name}: must be one of {list(choices)}, got {value!r}")
+    if not isinstance(value, str) or value not in choices:
+        raise InvalidArgumentError(f"{name}: must be one of {list(choices)}, got {value!r}")
     return str(value)
 
 
+def check_int(name: str, value: Any, lo: int | None = None, hi: int | None = None) -> int:
+    """An integer argument (any ``__index__`` object but a bool) in ``[lo, hi]``: an
+    :class:`~lmobjectives.errors.ArgumentTypeError` or
+    :class:`~lmobjectives.errors.InvalidArgumentError` naming ``name`` otherwise."""
+    if isinstance(value, (bool, np.bool_)):
+        raise ArgumentTypeError(f"{name}: expected an int, got a bool ({value!r})")
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise ArgumentTypeError(
+            f"{name}: expected an int, got {type(value).__name__} ({value!r:.40})"
+        ) from None
+    if (lo is not None and v < lo) or (hi is not None and v > hi):
+        low = "-inf" if lo is None else lo
+        high = "inf" if hi is None else hi
+        raise InvalidArgumentError(f"{name}: must be an integer in [{low}, {high}], got {v}")
+    return v
+
+
 def check_positive_int(name: str, value: Any) -> int | None:
+    """``None`` or an int in ``[1, MAX_ELEMENTS]`` (sizes: larger ones could not be
+    allocated; see :data:`lmobjectives.errors.MAX_ELEMENTS`)."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name}: expected a positive int or None, got {value!r}")
-    return value
+    v = check_int(name, value, 1)
+    if v > MAX_ELEMENTS:
+        raise LimitError(f"{name}: {v} is over the limit of {MAX_ELEMENTS} elements")
+    return v
+
+
+def check_float(name: str, value: Any, lo: float | None = None, hi: float | None = None) -> float:
+    """A real number (not a bool, never NaN) in ``[lo, hi]``."""
+    if isinstance(value, (bool, np.bool_, str, bytes)):
+        raise ArgumentTypeError(f"{name}: expected a number, got {type(value).__name__}")
+    try:
+        v = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ArgumentTypeError(
+            f"{name}: expected a number, got {type(value).__name__} ({value!r:.40})"
+        ) from None
+    if math.isnan(v):
+        raise InvalidArgumentError(f"{name}: must be a number, got nan")
+    if (lo is not None and v < lo) or (hi is not None and v > hi):
+        raise InvalidArgumentError(f"{name}: must be in [{lo}, {hi}], got {v}")
+    return v
 
 
 def check_bool(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
-        raise TypeError(f"{name}: expected a bool, got {type(value).__name__}")
+        raise ArgumentTypeError(f"{name}: expected a bool, got {type(value).__name__}")
     return value
 
 

@@ -6,7 +6,14 @@ from typing import Any, Final, Literal, final
 import numpy as np
 import numpy.typing as npt
 
+from lmobjectives.errors import InvalidArgumentError as InvalidArgumentError
+from lmobjectives.errors import LMObjectivesError as LMObjectivesError
+from lmobjectives.errors import ShapeError as ShapeError
+from lmobjectives.errors import TokenIdError as TokenIdError
+
 __all__ = [
+    "MAX_ELEMENTS",
+    "MAX_VOCAB",
     "STREAM_VERSION",
     "BartNoiser",
     "InvalidArgumentError",
@@ -50,10 +57,8 @@ __all__ = [
 __version__: Final[str]
 STREAM_VERSION: Final[int]
 
-class LMObjectivesError(ValueError): ...
-class InvalidArgumentError(LMObjectivesError): ...
-class TokenIdError(LMObjectivesError): ...
-class ShapeError(LMObjectivesError): ...
+MAX_ELEMENTS: Final[int]
+MAX_VOCAB: Final[int]
 
 _IntArray = npt.NDArray[np.int64] | npt.NDArray[np.int32]
 
@@ -166,6 +171,7 @@ def pack(
     dtype: Literal["int64", "int32"] = "int64",
     num_threads: int = 1,
     rows_name: str | None = None,
+    vocab_size: int | None = None,
 ) -> dict[str, Any]: ...
 def build_pair_index(
     ids: npt.NDArray[Any] | int,

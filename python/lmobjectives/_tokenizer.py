@@ -6,8 +6,11 @@ Accepts a Hugging Face ``tokenizers.Tokenizer`` or a ``transformers`` tokenizer 
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from typing import Any
+
+from lmobjectives.errors import ArgumentTypeError
 
 _MASK_NAMES = ("[MASK]", "<mask>", "<MASK>")
 _PAD_NAMES = ("[PAD]", "<pad>", "<PAD>")
@@ -97,11 +100,25 @@ def resolve_ids(
             raise ValueError(f"{name}: required ({source})")
     if special_token_ids is None:
         special_token_ids = info.special_token_ids if info else ()
-    try:
-        out["special_token_ids"] = [int(i) for i in special_token_ids]
-    except (TypeError, ValueError):
-        raise TypeError(
-            f"special_token_ids: expected a sequence of ints, got {special_token_ids!r}"
-        ) from None
+    if isinstance(special_token_ids, (str, bytes)) or not hasattr(special_token_ids, "__iter__"):
+        raise ArgumentTypeError(
+            f"special_token_ids: expected a sequence of ints, got {special_token_ids!r:.60}"
+        )
+    out["special_token_ids"] = [
+        _strict_int(f"special_token_ids[{k}]", i) for k, i in enumerate(special_token_ids)
+    ]
     out["padding_side"] = info.padding_side if info else "right"
     return out
+
+
+def _strict_int(name: str, value: Any) -> int:
+    """An id: any ``__index__`` object but a bool (never a float or a string, which ``int()``
+    would silently accept)."""
+    if isinstance(value, bool) or type(value).__name__ in ("bool", "bool_"):
+        raise ArgumentTypeError(f"{name}: expected an int, got a bool ({value!r})")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise ArgumentTypeError(
+            f"{name}: expected an int, got {type(value).__name__} ({value!r:.40})"
+        ) from None

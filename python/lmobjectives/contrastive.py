@@ -22,6 +22,7 @@ from lmobjectives import _core
 from lmobjectives._collator import Collator, Key, PaddingOptions
 from lmobjectives._inputs import Rows, normalize
 from lmobjectives._tokenizer import resolve_ids
+from lmobjectives.errors import InvalidArgumentError, ShapeError
 
 __all__ = ["Augmentation", "ContrastivePairCollator", "neighbour_pairs"]
 
@@ -202,10 +203,11 @@ class ContrastivePairCollator(Collator):
             "pad_token_id": self.pad_token_id,
             "num_threads": self._threads(),
         }
+        ids = _content_rows(rows)
         a_ids, a_mask = self._augmenters[0].augment(
-            rows.input_ids, view=0, rows_name=rows.rows_name.replace("{key}", "input_ids"), **common
+            ids, view=0, rows_name=rows.rows_name.replace("{key}", "input_ids"), **common
         )
-        p_src = rows.input_ids if positives is None else positives
+        p_src = ids if positives is None else positives
         p_name = (
             rows.rows_name.replace("{key}", "input_ids")
             if positives is None
@@ -229,6 +231,50 @@ class ContrastivePairCollator(Collator):
             f"seed={self.seed}, return_tensors={self.return_tensors!r}, dtype={self.dtype!r}, "
             f"num_threads={self.num_threads})"
         )
+
+
+def _row_list(x: Any) -> list[np.ndarray]:
+    return [np.asarray(row) for row in (x if not isinstance(x, np.ndarray) else list(x))]
+
+
+def _content_rows(rows: Rows) -> Any:
+    """The token rows to augment: with an ``attention_mask``, each row's attended tokens only
+    (padding is never augmented, and the output masks mark the real padding). Masks must line
+    up with the rows (a ``ShapeError`` names the row otherwise) and hold one contiguous block
+    of ones per row (left or right padding)."""
+    ids = rows.input_ids
+    name = rows.rows_name
+    masks = {"attention_mask": rows.attention_mask, "special_tokens_mask": rows.special_tokens_mask}
+    if all(m is None for m in masks.values()):
+        return ids
+    id_rows = _row_list(ids)
+    for key, column in masks.items():
+        if column is None:
+            continue
+        mask_rows = _row_list(column)
+        if len(mask_rows) != len(id_rows):
+            raise ShapeError(f"{key}: {len(mask_rows)} rows for {len(id_rows)} rows of input_ids")
+        for r, (m, row) in enumerate(zip(mask_rows, id_rows, strict=True)):
+            if m.shape != row.shape:
+                raise ShapeError(
+                    f"{name.format(key=key, row=r)}: {m.size} values for {row.size} tokens"
+                )
+    if rows.attention_mask is None:
+        return ids
+    kept = []
+    for r, (m, row) in enumerate(zip(_row_list(rows.attention_mask), id_rows, strict=True)):
+        on = np.flatnonzero(m)
+        if on.size == 0:
+            raise InvalidArgumentError(
+                f"{name.format(key='attention_mask', row=r)}: the row has no attended token"
+            )
+        if on[-1] - on[0] + 1 != on.size:
+            raise InvalidArgumentError(
+                f"{name.format(key='attention_mask', row=r)}: padding between tokens (only "
+                "left or right padding is supported)"
+            )
+        kept.append(row[on[0] : on[-1] + 1])
+    return kept
 
 
 def _num_rows(x: Any) -> int:

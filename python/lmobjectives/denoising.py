@@ -13,6 +13,7 @@ handed to NumPy without a copy.
 
 from __future__ import annotations
 
+import math
 import numbers
 import operator
 from collections.abc import Mapping, Sequence
@@ -26,6 +27,7 @@ from lmobjectives._collator import Collator, Key, check_bool, check_choice, chec
 from lmobjectives._inputs import ExampleBatch, Rows
 from lmobjectives._tokenizer import resolve_ids
 from lmobjectives._word_starts import _vocabulary, word_start_table
+from lmobjectives.errors import ArgumentTypeError, InvalidArgumentError
 
 __all__ = [
     "MODE_TOKENS",
@@ -61,7 +63,9 @@ _BOS_NAMES = ("<s>", "[CLS]", "<bos>", "<|startoftext|>")
 
 def _number(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name}: expected a number, got {type(value).__name__}")
+        raise ArgumentTypeError(f"{name}: expected a number, got {type(value).__name__}")
+    if math.isnan(value):
+        raise InvalidArgumentError(f"{name}: must be a number, got nan")
     return float(value)
 
 
@@ -73,11 +77,11 @@ def _check_recipe(recipe: Any, family: str) -> str:
 
 
 def _integer(name: str, value: Any, minimum: int | None = None) -> int:
-    if isinstance(value, bool) or not hasattr(value, "__index__"):
-        raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
+    if isinstance(value, (bool, np.bool_)) or not hasattr(value, "__index__"):
+        raise ArgumentTypeError(f"{name}: expected an int, got {type(value).__name__}")
     value = operator.index(value)
     if minimum is not None and value < minimum:
-        raise ValueError(f"{name}: must be at least {minimum}, got {value}")
+        raise InvalidArgumentError(f"{name}: must be at least {minimum}, got {value}")
     return int(value)
 
 

@@ -17,11 +17,14 @@ from lmobjectives._collator import (
     PaddingOptions,
     check_bool,
     check_choice,
+    check_float,
+    check_int,
     check_positive_int,
 )
 from lmobjectives._inputs import Rows
 from lmobjectives._tokenizer import resolve_ids
 from lmobjectives._word_starts import word_start_table
+from lmobjectives.errors import MAX_ELEMENTS
 
 UNITS = ("token", "word", "span", "ngram")
 
@@ -243,6 +246,9 @@ class MLMCollator(Collator):
         given (19 for 128). ``mask_prob`` is 0.15 (0.25 for large models). Other keyword
         arguments are :class:`MLMCollator`'s (e.g. ``position_sampling="with_replacement"``
         for the reference's sampling)."""
+        mask_prob = check_float("mask_prob", mask_prob, 0.0, 1.0)
+        if max_seq_length is not None:
+            max_seq_length = check_int("max_seq_length", max_seq_length, 1, MAX_ELEMENTS)
         if max_seq_length is not None and "max_predictions" not in kwargs:
             kwargs["max_predictions"] = max(1, int((mask_prob + 0.005) * max_seq_length))
         return cls(

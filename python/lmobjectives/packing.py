@@ -59,6 +59,9 @@ class PackingCollator(Collator):
 
     Args:
         tokenizer: where to read ``pad_token_id`` from (or pass it).
+        vocab_size: when given (or taken from ``masking``), every id must lie in
+            ``[0, vocab_size)``; without it ids must still be non-negative. Values that do not
+            fit ``dtype`` are an error, never wrapped.
         max_length: row length (required for ``layout="rows"``; for ``"flat"`` an optional cap
             on the total).
         layout: ``"rows"`` or ``"flat"``.
@@ -96,6 +99,7 @@ class PackingCollator(Collator):
         strategy: Literal["ffd", "greedy"] = "ffd",
         overflow: Literal["error", "truncate", "split"] = "error",
         pad_token_id: int | None = None,
+        vocab_size: int | None = None,
         labels: Literal["causal", "none"] | None = None,
         masking: MLMCollator | None = None,
         attention: Literal["padding", "block_diagonal"] = "padding",
@@ -118,6 +122,9 @@ class PackingCollator(Collator):
             pad_token_id = masking.pad_token_id
         ids = resolve_ids(tokenizer, required=("pad_token_id",), pad_token_id=pad_token_id)
         self.pad_token_id = int(ids["pad_token_id"])
+        if vocab_size is None and masking is not None:
+            vocab_size = masking.vocab_size
+        self.vocab_size = check_positive_int("vocab_size", vocab_size)
         self.max_length = check_positive_int("max_length", max_length)
         self.layout = check_choice("layout", layout, LAYOUTS)
         if self.layout == "rows" and self.max_length is None:
@@ -173,6 +180,7 @@ class PackingCollator(Collator):
             dtype=self.dtype,
             num_threads=self._threads(),
             rows_name=rows.rows_name,
+            vocab_size=self.vocab_size,
         )
         self._tokens += int(packed["num_tokens"])
         self._slots += int(packed["input_ids"].size)

@@ -10,10 +10,11 @@ from typing import Any, Literal
 import numpy as np
 
 from lmobjectives import _core
-from lmobjectives._collator import check_choice
+from lmobjectives._collator import check_choice, check_int
 from lmobjectives._inputs import ExampleBatch, RaggedRows
 from lmobjectives._seeding import EpochCell, check_num_threads, check_seed, resolve_num_threads
 from lmobjectives.corpus._sharded import pair_rows as sharded_pair_rows
+from lmobjectives.errors import MAX_ELEMENTS
 
 __all__ = ["SentencePairDataset"]
 
@@ -93,9 +94,7 @@ class SentencePairDataset:
                 raise TypeError(f"corpus: expected a TokenCorpus, got {type(corpus).__name__}")
         self.corpus = corpus
         self.task = check_choice("task", task, ("nsp", "sop"))
-        if isinstance(max_seq_length, bool) or not isinstance(max_seq_length, int):
-            raise TypeError(f"max_seq_length: expected an int, got {max_seq_length!r}")
-        self.max_seq_length = max_seq_length
+        self.max_seq_length = check_int("max_seq_length", max_seq_length, 0, MAX_ELEMENTS)
         self.short_seq_prob = short_seq_prob
         self.random_next_prob = random_next_prob
         self.swap_prob = swap_prob
@@ -120,13 +119,15 @@ class SentencePairDataset:
         self.set_epoch(epoch)
 
     def _special(self, given: int | None, token: str, name: str) -> int:
+        vocab = getattr(self.corpus, "vocab_size", None)
+        hi = None if vocab is None else int(vocab) - 1
         if given is not None:
-            return int(given)
+            return check_int(name, given, 0, hi)
         tok = getattr(self.corpus, "tokenizer", None)
         found = tok.token_to_id(token) if tok is not None else None
         if found is None:
             raise ValueError(f"{name}: the corpus tokenizer has no {token}; pass {name}")
-        return int(found)
+        return check_int(name, found, 0, hi)
 
     # -- the pass ------------------------------------------------------------------------------
 
@@ -228,9 +229,10 @@ class SentencePairDataset:
         )
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
-            raise TypeError(f"index: expected an int, got {type(i).__name__}")
-        ids, types, _, labels, keys = self._rows([int(i)])
+        i = check_int("index", i)
+        if not -(2**63) <= i < 2**63:
+            raise IndexError(f"index: {i} is out of range for {len(self)} items")
+        ids, types, _, labels, keys = self._rows([i])
         return {
             "input_ids": ids,
             "token_type_ids": types,

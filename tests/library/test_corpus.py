@@ -596,6 +596,12 @@ def test_save_load_round_trip(small, saved):
     ]
     manifest = json.loads((saved / "manifest.json").read_text())
     files = manifest.pop("files")
+    # The manifest's own checksum and the largest id (issue 15), computed independently.
+    digest = manifest.pop("manifest_blake2b_256")
+    covered = {**manifest, "files": files}
+    text = json.dumps(covered, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    assert digest == hashlib.blake2b(text.encode(), digest_size=32).hexdigest()
+    assert manifest.pop("max_id") == int(np.asarray(small.ids).max())
     assert manifest == {
         "format": "lmobjectives.TokenCorpus",
         "format_version": 2,
@@ -683,8 +689,16 @@ def _no_hashing(path):
 
 
 def _edit_manifest(d: Path, **changes):
+    """Edits the manifest as its writer would (its own checksum recomputed), so the checks
+    downstream of the checksum are what a test sees."""
     m = json.loads((d / "manifest.json").read_text())
     m.update(changes)
+    _write_signed(d, m)
+
+
+def _write_signed(d: Path, m: dict) -> None:
+    if "manifest_blake2b_256" in m:
+        m["manifest_blake2b_256"] = _format.manifest_digest(m)
     (d / "manifest.json").write_text(json.dumps(m))
 
 
@@ -705,13 +719,13 @@ def _edit_npy(d: Path, name: str, edit):
 def _edit_file_entry(d: Path, name: str, **changes):
     m = json.loads((d / "manifest.json").read_text())
     m["files"][name].update(changes)
-    (d / "manifest.json").write_text(json.dumps(m))
+    _write_signed(d, m)
 
 
 def _drop_file_entry(d: Path, name: str):
     m = json.loads((d / "manifest.json").read_text())
     del m["files"][name]
-    (d / "manifest.json").write_text(json.dumps(m))
+    _write_signed(d, m)
 
 
 def _append_bytes(d: Path, name: str):

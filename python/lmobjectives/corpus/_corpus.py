@@ -31,6 +31,8 @@ from lmobjectives.corpus._format import (
     TOKENIZER_FILE,
     check_csr,
     check_files,
+    check_ids_in_vocab,
+    check_manifest_checksum,
     count_tokens,
     ids_dtype,
     make_temp_dir,
@@ -725,13 +727,25 @@ class TokenCorpus:
         file and compares it with the manifest, which catches any changed byte, token ids
         included. That costs one sequential read of the files (hashing runs at roughly
         1 GB/s; the embedded corpus, about 3 MB, takes a few milliseconds), so for a huge
-        corpus that is opened often, ``verify=False`` skips only the hashing. Corpora written
-        by format version 1 carry no checksums; they load with the other checks.
+        corpus that is opened often, ``verify=False`` skips only the hashing and the scan of
+        the ids. The manifest carries its own checksum and the largest id, both checked on
+        every load, so an edited manifest (``vocab_size`` lowered) never loads.
+
+        What ``verify=False`` trusts: the *data bytes* of the files (their sizes and ``.npy``
+        headers are still checked, and the offsets scanned), i.e. that ``ids.npy`` still holds
+        what was written. A flipped byte inside the ids then goes unnoticed at load; the
+        kernels still check every id they read against ``vocab_size``
+        (:class:`~lmobjectives.TokenIdError`). Pickled corpora reopen in DataLoader workers
+        with ``verify=False``, after the parent loaded them (verified by default). Corpora
+        written by format version 1 carry no checksums, and corpora written before the
+        manifest checksum was added have neither it nor the largest id: they load with the
+        other checks, and ``verify=True`` scans their ids against ``vocab_size``.
 
         Raises:
             FileNotFoundError: ``path`` is not a directory.
-            ValueError: any file is missing, invalid, of the wrong size or (with ``verify``)
-                has the wrong checksum; the message names the file and what is wrong.
+            CorpusError: (a ``ValueError``) any file is missing, invalid, of the wrong size or
+                (with ``verify``) has the wrong checksum or an id outside the vocabulary; the
+                message names the file and what is wrong.
         """
         path = Path(path)
         if not path.is_dir():
@@ -739,6 +753,8 @@ class TokenCorpus:
         manifest = read_manifest(path / MANIFEST_FILE)
         ids, sentence_offsets, document_offsets = read_arrays(path, manifest, mmap)
         check_files(path, manifest, verify)
+        check_manifest_checksum(path / MANIFEST_FILE, manifest)
+        check_ids_in_vocab(path, ids, manifest, verify)
         return cls(
             ids,
             sentence_offsets,

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from lmobjectives.errors import CorpusError
+
 #: ``manifest.json`` "format" value.
 FORMAT = "lmobjectives.TokenCorpus"
 #: ``manifest.json`` "format_version" value this code writes. Version 2 added the per-file sizes
@@ -50,6 +52,13 @@ CHECK_CHUNK = 1 << 18
 #: any length up to 2**63), so the writer streams the data from byte 128 and writes the header
 #: last.
 NPY_HEADER_BYTES = 128
+#: ``manifest.json`` key of the manifest's own checksum (:func:`manifest_digest`): editing any
+#: field (``vocab_size`` included) is caught on every load. Written since lmobjectives 0.1
+#: (issue 15); manifests without it still load.
+MANIFEST_CHECKSUM_KEY = "manifest_blake2b_256"
+#: ``manifest.json`` key of the largest id in ``ids.npy`` (-1 when empty), checked against
+#: ``vocab_size`` on every load and against the data on ``verify=True``.
+MAX_ID_KEY = "max_id"
 
 
 def ids_dtype(vocab_size: int) -> np.dtype[Any]:
@@ -117,48 +126,80 @@ def write_text(path: Path, text: str) -> None:
 
 
 def read_manifest(path: Path) -> dict[str, Any]:
-    """Parse and validate ``manifest.json``; ValueError naming the file on any problem."""
+    """Parse and validate ``manifest.json``; a :class:`CorpusError` naming the file on any
+    problem (a nesting too deep for the parser included)."""
     try:
         with open(path, encoding="utf-8") as f:
             manifest = json.load(f)
     except FileNotFoundError:
-        raise ValueError(f"{path}: missing") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from exc
+        raise CorpusError(f"{path}: missing") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise CorpusError(f"{path}: not valid JSON ({type(exc).__name__}: {exc})") from None
     if not isinstance(manifest, dict):
-        raise ValueError(f"{path}: expected a JSON object, got {type(manifest).__name__}")
+        raise CorpusError(f"{path}: expected a JSON object, got {type(manifest).__name__}")
     if manifest.get("format") != FORMAT:
-        raise ValueError(f"{path}: format must be {FORMAT!r}, got {manifest.get('format')!r}")
+        raise CorpusError(f"{path}: format must be {FORMAT!r}, got {manifest.get('format')!r}")
     version = manifest.get("format_version")
     if type(version) is not int or version not in READABLE_FORMAT_VERSIONS:
-        raise ValueError(
+        raise CorpusError(
             f"{path}: unsupported format_version {version!r} (this version reads "
             f"{', '.join(map(str, READABLE_FORMAT_VERSIONS))})"
         )
     for key in ("vocab_size", "num_tokens", "num_sentences", "num_documents"):
         value = manifest.get(key)
         if type(value) is not int or value < 0:
-            raise ValueError(f"{path}: {key} must be a non-negative integer, got {value!r}")
+            raise CorpusError(f"{path}: {key} must be a non-negative integer, got {value!r}")
     if manifest["vocab_size"] == 0:
-        raise ValueError(f"{path}: vocab_size must be positive")
+        raise CorpusError(f"{path}: vocab_size must be positive")
     if manifest.get("ids_dtype") not in ("uint16", "uint32"):
-        raise ValueError(
+        raise CorpusError(
             f"{path}: ids_dtype must be 'uint16' or 'uint32', got {manifest.get('ids_dtype')!r}"
         )
     source = manifest.get("source", "")
     if not isinstance(source, str):
-        raise ValueError(f"{path}: source must be a string, got {type(source).__name__}")
+        raise CorpusError(f"{path}: source must be a string, got {type(source).__name__}")
     manifest["source"] = source
+    max_id = manifest.get(MAX_ID_KEY)
+    if MAX_ID_KEY in manifest and (
+        type(max_id) is not int or not -1 <= max_id < manifest["vocab_size"]
+    ):
+        raise CorpusError(
+            f"{path}: {MAX_ID_KEY} must be an integer in [-1, vocab_size = "
+            f"{manifest['vocab_size']}), got {max_id!r}"
+        )
     manifest["files"] = read_manifest_files(path, manifest.get("files")) if version >= 2 else None
     return manifest
+
+
+def manifest_digest(manifest: dict[str, Any]) -> str:
+    """BLAKE2b-256 of the manifest's canonical JSON (sorted keys, no whitespace) without its
+    own checksum and without ``"derived"`` (caches that carry their own checksums)."""
+    covered = {k: v for k, v in manifest.items() if k not in (MANIFEST_CHECKSUM_KEY, DERIVED_KEY)}
+    text = json.dumps(covered, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.blake2b(text.encode("ascii"), digest_size=32).hexdigest()
+
+
+def check_manifest_checksum(path: Path, manifest: dict[str, Any]) -> None:
+    """The manifest's own checksum, when it has one (corpora written before it was added, and
+    format-1 corpora, have none and load as before; their ids are then re-checked against
+    ``vocab_size`` on ``verify=True``). Checked after the manifest's fields and the files, so
+    that a specific problem is reported as itself; this catches any edit that leaves the
+    manifest self-consistent (``vocab_size`` lowered, a checksum replaced)."""
+    if MANIFEST_CHECKSUM_KEY not in manifest or manifest.get("format_version", 0) < 2:
+        return
+    if manifest[MANIFEST_CHECKSUM_KEY] != manifest_digest(manifest):
+        raise CorpusError(
+            f"{path}: checksum mismatch ({MANIFEST_CHECKSUM_KEY}); the manifest was edited "
+            "or is corrupted"
+        )
 
 
 def read_manifest_files(path: Path, files: Any) -> dict[str, dict[str, Any]]:
     """Validate the manifest's ``"files"``: each checked file's ``bytes`` and checksum."""
     if not isinstance(files, dict):
-        raise ValueError(f"{path}: files must be an object, got {type(files).__name__}")
+        raise CorpusError(f"{path}: files must be an object, got {type(files).__name__}")
     if sorted(files) not in (sorted(CHECKED_FILES), sorted((*CHECKED_FILES, LABELS_FILE))):
-        raise ValueError(
+        raise CorpusError(
             f"{path}: files must list exactly {', '.join(CHECKED_FILES)} (and "
             f"{LABELS_FILE} for a labelled corpus); got "
             f"{', '.join(sorted(map(str, files))) or 'none'}"
@@ -168,14 +209,41 @@ def read_manifest_files(path: Path, files: Any) -> dict[str, dict[str, Any]]:
         size = entry.get("bytes") if isinstance(entry, dict) else None
         digest = entry.get(CHECKSUM_KEY) if isinstance(entry, dict) else None
         if type(size) is not int or size < 0:
-            raise ValueError(f"{path}: files.{name}.bytes must be a non-negative integer")
+            raise CorpusError(f"{path}: files.{name}.bytes must be a non-negative integer")
         if (
             not isinstance(digest, str)
             or len(digest) != 64
             or digest.strip("0123456789abcdef") != ""
         ):
-            raise ValueError(f"{path}: files.{name}.{CHECKSUM_KEY} must be 64 lowercase hex digits")
+            raise CorpusError(
+                f"{path}: files.{name}.{CHECKSUM_KEY} must be 64 lowercase hex digits"
+            )
     return files
+
+
+def max_id_of(ids: np.ndarray) -> int:
+    """The largest id (-1 for no ids), scanned in bounded-memory chunks."""
+    top = -1
+    for start in range(0, len(ids), COUNT_CHUNK):
+        top = max(top, int(np.asarray(ids[start : start + COUNT_CHUNK]).max()))
+    return top
+
+
+def check_ids_in_vocab(path: Path, ids: np.ndarray, manifest: dict[str, Any], verify: bool) -> None:
+    """Every id is below ``vocab_size``: from the manifest's recorded maximum (checked with the
+    manifest, always), and with ``verify`` by scanning the ids themselves (which also catches a
+    corpus whose manifest predates the recorded maximum)."""
+    if not verify:
+        return
+    top = max_id_of(ids)
+    vocab = manifest["vocab_size"]
+    if top >= vocab:
+        raise CorpusError(f"{path / IDS_FILE}: holds id {top}, outside [0, vocab_size = {vocab})")
+    recorded = manifest.get(MAX_ID_KEY)
+    if recorded is not None and recorded != top:
+        raise CorpusError(
+            f"{path / IDS_FILE}: the largest id is {top} but the manifest records {recorded}"
+        )
 
 
 def file_digest(path: Path) -> tuple[int, str]:
@@ -208,7 +276,8 @@ def write_manifest(
     for name in (*CHECKED_FILES, LABELS_FILE) if labelled else CHECKED_FILES:
         size, digest = file_digest(directory / name)
         files[name] = {"bytes": size, CHECKSUM_KEY: digest}
-    manifest = {
+    ids = np.load(directory / IDS_FILE, mmap_mode="r", allow_pickle=False)
+    manifest: dict[str, Any] = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "vocab_size": vocab_size,
@@ -218,7 +287,10 @@ def write_manifest(
         "ids_dtype": str(ids_dtype),
         "source": source,
         "files": files,
+        MAX_ID_KEY: max_id_of(ids),
     }
+    del ids
+    manifest[MANIFEST_CHECKSUM_KEY] = manifest_digest(manifest)
     write_text(directory / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
 
 
@@ -244,29 +316,69 @@ def publish(tmp: Path, path: Path, overwrite: bool) -> None:
             raise FileExistsError(f"path: {path} already exists") from exc
 
 
-def load_array(path: Path, dtype: np.dtype[Any], length: int, mmap: bool) -> np.ndarray:
-    """``np.load`` one 1-D array, checking dtype and length; ValueError naming the file."""
-    if not path.is_file():
-        raise ValueError(f"{path}: missing")
+def read_npy_header(path: Path) -> tuple[tuple[int, ...], bool, np.dtype[Any], int]:
+    """``(shape, fortran_order, dtype, data offset)`` of a ``.npy`` file, parsed before any
+    data is read; a :class:`CorpusError` naming the file for any damage (numpy's header
+    parser can raise almost anything on a flipped byte: ``SyntaxError``,
+    ``tokenize.TokenError``, ``MemoryError``...)."""
     try:
         with open(path, "rb") as f:
             magic = f.read(6)
-    except OSError as exc:
-        raise ValueError(f"{path}: not readable ({exc})") from exc
-    if magic != b"\x93NUMPY":
-        raise ValueError(f"{path}: not a readable .npy array (bad magic bytes {magic!r})")
+            if magic != b"\x93NUMPY":
+                raise CorpusError(f"{path}: not a readable .npy array (bad magic bytes {magic!r})")
+            f.seek(0)
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+            elif version == (2, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+            else:
+                raise CorpusError(f"{path}: unsupported .npy version {version}")
+            offset = f.tell()
+    except CorpusError:
+        raise
+    except Exception as exc:
+        raise CorpusError(
+            f"{path}: not a readable .npy header ({type(exc).__name__}: {exc})"
+        ) from None
+    return shape, fortran, dtype, offset
+
+
+def load_array(path: Path, dtype: np.dtype[Any], length: int, mmap: bool) -> np.ndarray:
+    """``np.load`` one 1-D array, checking its header (dtype, shape, and that the file holds
+    the data the header claims) before reading any data; a :class:`CorpusError` naming the
+    file otherwise."""
+    if not path.is_file():
+        raise CorpusError(f"{path}: missing")
+    shape, fortran, found, offset = read_npy_header(path)
+    if found.hasobject:
+        raise CorpusError(f"{path}: not a readable .npy array (object dtype {found})")
+    if found != dtype:
+        raise CorpusError(f"{path}: dtype must be {dtype} (native byte order), got {found}")
+    if len(shape) != 1 or fortran:
+        raise CorpusError(f"{path}: must be a 1-D C-order array, got shape {shape}")
+    if shape[0] != length:
+        raise CorpusError(f"{path}: length {shape[0]} does not match the manifest ({length})")
+    size = path.stat().st_size
+    if size != offset + length * dtype.itemsize:
+        raise CorpusError(
+            f"{path}: not a readable .npy array: its size, {size} bytes, does not match its "
+            f"header ({offset} + {length} × {dtype.itemsize} bytes)"
+        )
     try:
         arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise ValueError(f"{path}: not a readable .npy array ({exc})") from exc
+    except Exception as exc:
+        raise CorpusError(
+            f"{path}: not a readable .npy array ({type(exc).__name__}: {exc})"
+        ) from None
     if not isinstance(arr, np.ndarray):
-        raise ValueError(f"{path}: expected a single array, got {type(arr).__name__}")
+        raise CorpusError(f"{path}: expected a single array, got {type(arr).__name__}")
     if arr.dtype != dtype:
-        raise ValueError(f"{path}: dtype must be {dtype} (native byte order), got {arr.dtype}")
+        raise CorpusError(f"{path}: dtype must be {dtype} (native byte order), got {arr.dtype}")
     if arr.ndim != 1:
-        raise ValueError(f"{path}: must be 1-D, got shape {arr.shape}")
+        raise CorpusError(f"{path}: must be 1-D, got shape {arr.shape}")
     if len(arr) != length:
-        raise ValueError(f"{path}: length {len(arr)} does not match the manifest ({length})")
+        raise CorpusError(f"{path}: length {len(arr)} does not match the manifest ({length})")
     return arr
 
 
@@ -278,7 +390,7 @@ def read_arrays(
     vocab_size = manifest["vocab_size"]
     expected_dtype = ids_dtype(vocab_size)
     if manifest["ids_dtype"] != str(expected_dtype):
-        raise ValueError(
+        raise CorpusError(
             f"{path / MANIFEST_FILE}: ids_dtype {manifest['ids_dtype']!r} does not fit "
             f"vocab_size {vocab_size} (expected {str(expected_dtype)!r})"
         )
@@ -293,7 +405,7 @@ def read_arrays(
     if problem is not None:
         array, what = problem
         file = {"sentence_offsets": SENTENCE_OFFSETS_FILE}.get(array, DOCUMENT_OFFSETS_FILE)
-        raise ValueError(f"{path / file}: {what}")
+        raise CorpusError(f"{path / file}: {what}")
     return ids, sentence_offsets, document_offsets
 
 
@@ -302,16 +414,16 @@ def check_files(path: Path, manifest: dict[str, Any], verify: bool) -> None:
     size and (with ``verify``) its checksum. ValueError naming the file otherwise."""
     tokenizer_path = path / TOKENIZER_FILE
     if not tokenizer_path.is_file():
-        raise ValueError(f"{tokenizer_path}: missing")
+        raise CorpusError(f"{tokenizer_path}: missing")
     files = manifest.get("files")
     if files is None:  # format version 1
         return
     for name in files:
         if not (path / name).is_file():
-            raise ValueError(f"{path / name}: missing")
+            raise CorpusError(f"{path / name}: missing")
         size = (path / name).stat().st_size
         if size != files[name]["bytes"]:
-            raise ValueError(
+            raise CorpusError(
                 f"{path / name}: size {size} bytes does not match the manifest "
                 f"({files[name]['bytes']} bytes); the file is truncated, extended or "
                 "replaced"
@@ -320,7 +432,7 @@ def check_files(path: Path, manifest: dict[str, Any], verify: bool) -> None:
         for name in files:
             digest = file_digest(path / name)[1]
             if digest != files[name][CHECKSUM_KEY]:
-                raise ValueError(
+                raise CorpusError(
                     f"{path / name}: checksum mismatch (BLAKE2b-256 {digest}, manifest "
                     f"says {files[name][CHECKSUM_KEY]}); the file is corrupted or was "
                     "modified"
@@ -343,12 +455,12 @@ def read_labels(path: Path, manifest: dict[str, Any]) -> tuple[str, ...] | None:
         with open(file, encoding="utf-8") as f:
             labels = json.load(f)
     except FileNotFoundError:
-        raise ValueError(f"{file}: missing") from None
+        raise CorpusError(f"{file}: missing") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{file}: not valid JSON ({exc})") from exc
+        raise CorpusError(f"{file}: not valid JSON ({exc})") from exc
     problem = check_labels(labels, manifest["num_documents"])
     if problem is not None:
-        raise ValueError(f"{file}: {problem}")
+        raise CorpusError(f"{file}: {problem}")
     return tuple(labels)
 
 

@@ -236,6 +236,11 @@ def faiss_topk(
     def prepare(x: np.ndarray, half: bool) -> np.ndarray:
         x = x.view(np.float16).astype(np.float32) if half else np.array(x, dtype=np.float32)
         if similarity == "cosine":
+            # Scale each row by its largest magnitude first: the squared norm of a finite
+            # row of norm ~1e20 overflows float32, and faiss would divide by inf.
+            scale = np.abs(x).max(axis=1, keepdims=True) if x.size else np.ones((len(x), 1))
+            scale[~(scale > 0)] = 1.0  # all-zero rows stay zero (NaN rows are caught below)
+            x /= scale.astype(np.float32)
             faiss.normalize_L2(x)
         return x
 

@@ -8,12 +8,13 @@ uint16 bits, which the Rust kernels widen themselves).
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from lmobjectives._torch_bridge import is_tensor
+from lmobjectives.errors import ArgumentTypeError, InvalidArgumentError
 
 __all__ = [
     "Embeddings",
@@ -82,15 +83,26 @@ def as_matrix(x: Any, name: str) -> tuple[np.ndarray, bool]:
     raise TypeError(f"{name}: expected float32 or float16 values, got {x.dtype}")
 
 
+# long: the four accepted forms of positives, each checked strictly (no float or str ids)
 def positives_csr(positives: Any, rows: int) -> tuple[np.ndarray, np.ndarray]:
     """Positives as CSR ``(values int64, offsets int64 [rows + 1])``."""
-    if isinstance(positives, tuple) and len(positives) == 2:
-        values = np.ascontiguousarray(positives[0], dtype=np.int64).reshape(-1)
-        offsets = np.ascontiguousarray(positives[1], dtype=np.int64).reshape(-1)
+    if (
+        isinstance(positives, tuple)
+        and len(positives) == 2
+        and all(isinstance(p, np.ndarray) or is_tensor(p) for p in positives)
+    ):
+        # CSR is two integer arrays; a tuple of two lists is two queries' rows.
+        values, offsets = (
+            _int_array(f"positives[{i}]", p.cpu() if is_tensor(p) else p, 1)
+            for i, p in enumerate(positives)
+        )
     elif isinstance(positives, np.ndarray) or is_tensor(positives):
         arr = np.asarray(positives.cpu() if is_tensor(positives) else positives)
         if arr.dtype.kind not in "iu":
-            raise TypeError(f"positives: expected integer corpus ids, got dtype {arr.dtype}")
+            raise ArgumentTypeError(
+                f"positives: expected integer corpus ids, got dtype {arr.dtype}"
+            )
+        _fits_int64("positives", arr)
         if arr.ndim == 1:
             arr = arr[:, None]
         if arr.ndim != 2:
@@ -101,14 +113,24 @@ def positives_csr(positives: Any, rows: int) -> tuple[np.ndarray, np.ndarray]:
         lengths = np.empty(len(positives), dtype=np.int64)
         flat: list[int] = []
         for i, row in enumerate(positives):
-            if isinstance(row, (int, np.integer)) and not isinstance(row, bool):
+            if _is_int(row):
                 row = [row]
-            try:
-                ids = [int(v) for v in row]
-            except (TypeError, ValueError):
-                raise TypeError(
-                    f"positives[{i}]: expected a corpus id or a list of them, got {row!r}"
-                ) from None
+            if isinstance(row, (str, bytes)) or not isinstance(row, Iterable):
+                raise ArgumentTypeError(
+                    f"positives[{i}]: expected a corpus id or a list of them, got {row!r:.40}"
+                )
+            ids = []
+            for j, v in enumerate(row):
+                if not _is_int(v):
+                    raise ArgumentTypeError(
+                        f"positives[{i}][{j}]: expected an integer corpus id, got "
+                        f"{type(v).__name__} ({v!r:.40})"
+                    )
+                if not -(2**63) <= int(v) < 2**63:
+                    raise InvalidArgumentError(
+                        f"positives[{i}][{j}]: {int(v)} does not fit in int64"
+                    )
+                ids.append(int(v))
             lengths[i] = len(ids)
             flat.extend(ids)
         values = np.asarray(flat, dtype=np.int64)
@@ -124,6 +146,25 @@ def positives_csr(positives: Any, rows: int) -> tuple[np.ndarray, np.ndarray]:
     if offsets[0] != 0 or offsets[-1] != values.shape[0] or (np.diff(offsets) < 0).any():
         raise ValueError("positives: offsets must start at 0, not decrease, and end at len(values)")
     return values, offsets
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def _fits_int64(name: str, arr: np.ndarray) -> None:
+    if arr.dtype == np.uint64 and arr.size and int(arr.max()) > np.iinfo(np.int64).max:
+        raise InvalidArgumentError(f"{name}: ids must fit in int64, got {int(arr.max())}")
+
+
+def _int_array(name: str, x: Any, ndim: int) -> np.ndarray:
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "iu":
+        raise ArgumentTypeError(f"{name}: expected an integer array, got dtype {arr.dtype}")
+    if arr.ndim != ndim:
+        raise InvalidArgumentError(f"{name}: expected a {ndim}-D array, got shape {arr.shape}")
+    _fits_int64(name, arr)
+    return np.ascontiguousarray(arr, dtype=np.int64)
 
 
 def ids_vector(name: str, ids: Any, rows: int, lowest: int) -> np.ndarray:

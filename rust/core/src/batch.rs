@@ -28,14 +28,81 @@ impl TokenId for u64 {
 
 /// An integer type batches are written as (`int64` default, `int32` where bandwidth matters).
 pub trait OutId: Copy + Send + Sync + Default + 'static {
-    /// Converts a value already known to fit (ids < vocab_size ≤ `i32::MAX`, -100, 0/1).
+    /// The largest value the type holds.
+    const MAX: i64;
+    /// The smallest value the type holds.
+    const MIN: i64;
+    /// The dtype's name in messages.
+    const NAME: &'static str;
+    /// Converts a value already known to fit (ids < vocab_size ≤ `i32::MAX`, -100, 0/1; values
+    /// copied from the input are checked first with [`check_values`]).
     fn from_i64(v: i64) -> Self;
 
     /// The recycled output buffers of this type (see [`BufferPool`]).
     fn pool() -> &'static BufferPool<Self>;
 }
 
+/// Checks that every value of `rows` lies in `[lo, hi]`; the first that does not is an
+/// error naming `arg`, the row and the position, and saying `why` the range is what it is.
+/// (A `uint64` value ≥ 2⁶³ reads as `i64::MAX`, so `hi < i64::MAX` rejects it too.)
+pub fn check_values<T: TokenId>(
+    arg: &str,
+    rows: &Ragged<'_, T>,
+    lo: i64,
+    hi: i64,
+    why: &str,
+) -> Result<()> {
+    if rows.values.iter().all(|&x| (lo..=hi).contains(&x.to_i64())) {
+        return Ok(());
+    }
+    for r in 0..rows.rows() {
+        if let Some(t) = rows
+            .row(r)
+            .iter()
+            .position(|&x| !(lo..=hi).contains(&x.to_i64()))
+        {
+            let v = rows.row(r)[t].to_i64();
+            let shown = if v == i64::MAX {
+                "≥ 2**63 - 1".to_string()
+            } else {
+                v.to_string()
+            };
+            return Err(CoreError::invalid(
+                format!("{arg}[{r}][{t}]"),
+                format!("value {shown} is outside [{lo}, {hi}] ({why})"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks that the values of `rows` fit the output type `O` (never wrap).
+pub fn check_fits<T: TokenId, O: OutId>(arg: &str, rows: &Ragged<'_, T>) -> Result<()> {
+    check_values(
+        arg,
+        rows,
+        O::MIN,
+        O::MAX.min(i64::MAX - 1),
+        &format!("dtype={:?} holds them", O::NAME),
+    )
+}
+
+/// Checks that a scalar written into the output fits `O`.
+pub fn check_scalar_fits<O: OutId>(arg: &str, v: i64) -> Result<()> {
+    if (O::MIN..=O::MAX).contains(&v) {
+        Ok(())
+    } else {
+        Err(CoreError::invalid(
+            arg,
+            format!("{v} does not fit in dtype={:?}", O::NAME),
+        ))
+    }
+}
+
 impl OutId for i64 {
+    const MAX: i64 = i64::MAX;
+    const MIN: i64 = i64::MIN;
+    const NAME: &'static str = "int64";
     #[inline]
     fn from_i64(v: i64) -> Self {
         v
@@ -48,6 +115,9 @@ impl OutId for i64 {
 }
 
 impl OutId for i32 {
+    const MAX: i64 = i32::MAX as i64;
+    const MIN: i64 = i32::MIN as i64;
+    const NAME: &'static str = "int32";
     #[inline]
     fn from_i64(v: i64) -> Self {
         // Callers guarantee the range (vocab sizes are checked against i32::MAX at config time).
@@ -342,6 +412,10 @@ impl PadSpec {
                 "must be a positive integer",
             ));
         }
+        if let Some(m) = self.max_length {
+            crate::limits::length("max_length", m)?;
+        }
+        crate::limits::length("pad_to_multiple_of", self.multiple_of)?;
         if (self.truncation || self.pad_to_max_length) && self.max_length.is_none() {
             let what = if self.truncation {
                 "truncation=True"
@@ -397,7 +471,30 @@ impl PadSpec {
             Some(m) if self.pad_to_max_length => m,
             _ => longest,
         };
-        Ok(base.div_ceil(self.multiple_of) * self.multiple_of)
+        let width = crate::limits::round_up(
+            if self.pad_to_max_length {
+                "max_length"
+            } else {
+                arg
+            },
+            base,
+            self.multiple_of,
+        )
+        .map_err(|e| self.blame(e))?;
+        crate::limits::elements(arg, rows.rows(), width)?;
+        Ok(width)
+    }
+
+    /// A limit error on the padded width, blamed on `pad_to_multiple_of` when rounding up to
+    /// it is what went over.
+    fn blame(&self, e: CoreError) -> CoreError {
+        match e {
+            CoreError::TooLarge { message, .. } if self.multiple_of > 1 => CoreError::TooLarge {
+                arg: "pad_to_multiple_of".into(),
+                message,
+            },
+            e => e,
+        }
     }
 
     /// Where the kept tokens of a row of `kept` tokens start inside a row of `width`.

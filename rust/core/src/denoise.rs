@@ -73,11 +73,12 @@ impl Widths {
         fixed: Option<usize>,
         lengths: impl Iterator<Item = usize>,
     ) -> Result<usize> {
-        let (mut longest, mut row) = (0, 0);
+        let (mut longest, mut row, mut rows) = (0, 0, 0);
         for (r, n) in lengths.enumerate() {
             if n > longest {
                 (longest, row) = (n, r);
             }
+            rows = r + 1;
         }
         let base = match fixed {
             Some(w) if longest > w => {
@@ -86,10 +87,17 @@ impl Widths {
                     format!("row {row} has {longest} tokens, more than the padded width {w}"),
                 ));
             }
-            Some(w) => w,
+            Some(w) => crate::limits::length("max_length", w)?,
             None => longest,
         };
-        Ok(base.div_ceil(self.multiple_of) * self.multiple_of)
+        let blame = if self.multiple_of > 1 {
+            "pad_to_multiple_of"
+        } else {
+            arg
+        };
+        let width = crate::limits::round_up(blame, base, self.multiple_of)?;
+        crate::limits::elements(arg, rows, width)?;
+        Ok(width)
     }
 
     pub fn input_width(&self, lengths: impl Iterator<Item = usize>) -> Result<usize> {

@@ -30,6 +30,11 @@ pub enum CoreError {
     #[error("{arg} = {value} is out of range for {len} items")]
     IndexOutOfRange { arg: String, value: i64, len: i64 },
 
+    /// A size derived from the arguments is over a documented limit (see
+    /// [`crate::limits`]); reported before anything is allocated.
+    #[error("{arg}: {message}")]
+    TooLarge { arg: String, message: String },
+
     /// A resource problem that is not the caller's fault (e.g. a thread pool could not start).
     #[error("internal error: {0}")]
     Internal(String),

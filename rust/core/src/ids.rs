@@ -7,14 +7,17 @@ use crate::{CoreError, Result};
 /// Label value for positions that do not contribute to the loss.
 pub const IGNORE_INDEX: i64 = -100;
 
-/// Checks that a vocabulary size lies in `[1, i32::MAX]` (ids then fit in int32 outputs).
+/// Checks that a vocabulary size lies in `[1, MAX_VOCAB]` ([`crate::limits::MAX_VOCAB`],
+/// 2²⁴: the kernels that take a vocabulary keep per-id tables, which stay small; ids then fit
+/// in int32 outputs too).
 pub fn check_vocab(vocab_size: i64) -> Result<()> {
-    if vocab_size < 1 || vocab_size > i64::from(i32::MAX) {
+    if vocab_size < 1 {
         return Err(CoreError::invalid(
             "vocab_size",
-            format!("must be in [1, {}], got {vocab_size}", i32::MAX),
+            format!("must be at least 1, got {vocab_size}"),
         ));
     }
+    crate::limits::vocab("vocab_size", vocab_size as u64)?;
     Ok(())
 }
 

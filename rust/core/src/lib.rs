@@ -12,6 +12,7 @@ pub mod contrastive;
 pub mod denoise;
 pub mod error;
 pub mod ids;
+pub mod limits;
 pub mod masking;
 pub mod mining;
 pub mod packing;

@@ -489,20 +489,40 @@ impl PackOptions {
 
     /// The plan and the row width for examples of `lengths`.
     pub fn plan(&self, lengths: &[usize]) -> Result<(PackPlan, usize)> {
-        let round = |w: usize| w.div_ceil(self.multiple_of) * self.multiple_of;
+        let round = |w: usize| {
+            crate::limits::round_up(
+                if self.multiple_of > 1 {
+                    "pad_to_multiple_of"
+                } else {
+                    "max_length"
+                },
+                w,
+                self.multiple_of,
+            )
+        };
+        if let Some(m) = self.max_length {
+            crate::limits::length("max_length", m)?;
+        }
         match self.layout {
             Layout::Flat => {
-                let total: usize = lengths.iter().sum();
+                let mut total: usize = 0;
+                for &n in lengths {
+                    total = crate::limits::sum("examples", total, n)?;
+                }
+                // The flat row holds the whole batch: `overflow` cuts examples, but the row
+                // itself never exceeds max_length, whatever `overflow` says.
                 if let Some(m) = self.max_length
                     && total > m
-                    && self.overflow == Overflow::Error
                 {
                     return Err(CoreError::invalid(
                         "max_length",
-                        format!("the batch has {total} tokens, more than max_length={m}"),
+                        format!(
+                            "the batch has {total} tokens, more than max_length={m} (the flat \
+                             layout is one row; use layout='rows' to spread examples over rows)"
+                        ),
                     ));
                 }
-                Ok((PackPlan::single_row(lengths.len()), round(total)))
+                Ok((PackPlan::single_row(lengths.len()), round(total)?))
             }
             Layout::Rows => {
                 let Some(m) = self.max_length else {
@@ -511,7 +531,10 @@ impl PackOptions {
                         "packing into rows needs max_length",
                     ));
                 };
-                Ok((plan(lengths, m, self.strategy)?, round(m)))
+                let width = round(m)?;
+                let plan = plan(lengths, m, self.strategy)?;
+                crate::limits::elements("max_length", plan.rows(), width)?;
+                Ok((plan, width))
             }
         }
     }
@@ -826,9 +849,8 @@ mod tests {
         let rows = options(Layout::Rows, Overflow::Error, None);
         assert_eq!(err(rows), "max_length: packing into rows needs max_length");
         let flat = options(Layout::Flat, Overflow::Error, Some(2));
-        assert_eq!(
-            err(flat),
-            "max_length: the batch has 3 tokens, more than max_length=2"
+        assert!(
+            err(flat).starts_with("max_length: the batch has 3 tokens, more than max_length=2")
         );
         let zero = PackOptions {
             multiple_of: 0,

@@ -36,48 +36,50 @@ impl TokenAugmenter {
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
-        vocab_size: i64,
-        special_token_ids: Vec<i64>,
-        crop: f64,
-        span_deletion: f64,
-        token_deletion: f64,
-        reorder: f64,
-        substitution: f64,
-        insertion: f64,
-        unigram: Option<Vec<f64>>,
+        #[pyo3(from_py_with = crate::args::int)] vocab_size: i64,
+        #[pyo3(from_py_with = crate::args::ints)] special_token_ids: Vec<i64>,
+        #[pyo3(from_py_with = crate::args::float)] crop: f64,
+        #[pyo3(from_py_with = crate::args::float)] span_deletion: f64,
+        #[pyo3(from_py_with = crate::args::float)] token_deletion: f64,
+        #[pyo3(from_py_with = crate::args::float)] reorder: f64,
+        #[pyo3(from_py_with = crate::args::float)] substitution: f64,
+        #[pyo3(from_py_with = crate::args::float)] insertion: f64,
+        #[pyo3(from_py_with = crate::args::opt_floats)] unigram: Option<Vec<f64>>,
     ) -> PyResult<Self> {
-        let inner = CoreAugmenter::new(&AugmentParams {
-            vocab_size,
-            special_token_ids: &special_token_ids,
-            crop,
-            span_deletion,
-            token_deletion,
-            reorder,
-            substitution,
-            insertion,
-            unigram: unigram.as_deref(),
-        })
-        .map_err(to_py)?;
-        Ok(Self {
-            inner,
-            crop,
-            span_deletion,
-            token_deletion,
-            reorder,
-            substitution,
-            insertion,
-            unigram,
+        crate::errors::guarded(move || {
+            let inner = CoreAugmenter::new(&AugmentParams {
+                vocab_size,
+                special_token_ids: &special_token_ids,
+                crop,
+                span_deletion,
+                token_deletion,
+                reorder,
+                substitution,
+                insertion,
+                unigram: unigram.as_deref(),
+            })
+            .map_err(to_py)?;
+            Ok(Self {
+                inner,
+                crop,
+                span_deletion,
+                token_deletion,
+                reorder,
+                substitution,
+                insertion,
+                unigram,
+            })
         })
     }
 
     #[getter]
-    fn vocab_size(&self) -> i64 {
-        self.inner.vocab_size()
+    fn vocab_size(&self) -> PyResult<i64> {
+        crate::errors::guarded(move || Ok(self.inner.vocab_size()))
     }
 
     #[getter]
-    fn special_token_ids(&self) -> Vec<i64> {
-        self.inner.special_token_ids().to_vec()
+    fn special_token_ids(&self) -> PyResult<Vec<i64>> {
+        crate::errors::guarded(move || Ok(self.inner.special_token_ids().to_vec()))
     }
 
     /// Augments and pads a batch: `(input_ids, attention_mask)`, `rows × width`, moved out of
@@ -92,85 +94,100 @@ impl TokenAugmenter {
         &self,
         py: Python<'py>,
         input_ids: &Bound<'py, PyAny>,
-        pad_token_id: i64,
-        seed: u64,
-        epoch: u64,
-        batch_index: u64,
-        sample_ids: Option<Vec<u64>>,
-        view: u64,
-        max_length: Option<usize>,
+        #[pyo3(from_py_with = crate::args::int)] pad_token_id: i64,
+        #[pyo3(from_py_with = crate::args::int)] seed: u64,
+        #[pyo3(from_py_with = crate::args::int)] epoch: u64,
+        #[pyo3(from_py_with = crate::args::int)] batch_index: u64,
+        #[pyo3(from_py_with = crate::args::opt_ints)] sample_ids: Option<Vec<u64>>,
+        #[pyo3(from_py_with = crate::args::int)] view: u64,
+        #[pyo3(from_py_with = crate::args::opt_int)] max_length: Option<usize>,
         truncation: bool,
         pad_to_max_length: bool,
-        pad_to_multiple_of: usize,
+        #[pyo3(from_py_with = crate::args::int)] pad_to_multiple_of: usize,
         padding_side: &str,
         dtype: &str,
-        num_threads: usize,
+        #[pyo3(from_py_with = crate::args::int)] num_threads: usize,
         rows_name: Option<&str>,
     ) -> PyResult<Bound<'py, PyTuple>> {
-        let dtype = Dtype::parse("dtype", dtype).map_err(to_py)?;
-        let spec = pad_spec(
-            max_length,
-            truncation,
-            pad_to_max_length,
-            pad_to_multiple_of,
-            padding_side,
-        )?;
-        let rows = id_rows(input_ids, "input_ids", rows_name)?;
-        let keys = row_keys(&sample_ids, batch_index);
-        let streams = Streams::new(seed, epoch, view_purpose(view));
-        let aug = &self.inner;
-        with_rows!(rows, "input_ids", |r| {
-            let n = r.rows();
-            macro_rules! run {
-                ($o:ty) => {{
-                    let (w, ids, mask) = detached(py, || {
-                        aug.batch::<_, $o>(&r, &streams, &keys, &spec, pad_token_id, num_threads)
-                    })?;
-                    PyTuple::new(py, [to_numpy2(py, n, w, ids)?, to_numpy2(py, n, w, mask)?])
-                }};
-            }
-            match dtype {
-                Dtype::I64 => run!(i64),
-                Dtype::I32 => run!(i32),
-            }
+        crate::errors::guarded(move || {
+            let dtype = Dtype::parse("dtype", dtype).map_err(to_py)?;
+            let spec = pad_spec(
+                max_length,
+                truncation,
+                pad_to_max_length,
+                pad_to_multiple_of,
+                padding_side,
+            )?;
+            let rows = id_rows(input_ids, "input_ids", rows_name)?;
+            let keys = row_keys(&sample_ids, batch_index);
+            let streams = Streams::new(seed, epoch, view_purpose(view));
+            let aug = &self.inner;
+            with_rows!(rows, "input_ids", |r| {
+                let n = r.rows();
+                macro_rules! run {
+                    ($o:ty) => {{
+                        let (w, ids, mask) = detached(py, || {
+                            aug.batch::<_, $o>(
+                                &r,
+                                &streams,
+                                &keys,
+                                &spec,
+                                pad_token_id,
+                                num_threads,
+                            )
+                        })?;
+                        PyTuple::new(py, [to_numpy2(py, n, w, ids)?, to_numpy2(py, n, w, mask)?])
+                    }};
+                }
+                match dtype {
+                    Dtype::I64 => run!(i64),
+                    Dtype::I32 => run!(i32),
+                }
+            })
         })
     }
 
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
-        let py = slf.py();
-        let s = slf.get();
-        let args = (
-            s.inner.vocab_size(),
-            s.inner.special_token_ids().to_vec(),
-            s.crop,
-            s.span_deletion,
-            s.token_deletion,
-            s.reorder,
-            s.substitution,
-            s.insertion,
-            s.unigram.clone(),
-        );
-        (slf.get_type(), args).into_pyobject(py)
+        crate::errors::guarded(move || {
+            let py = slf.py();
+            let s = slf.get();
+            let args = (
+                s.inner.vocab_size(),
+                s.inner.special_token_ids().to_vec(),
+                s.crop,
+                s.span_deletion,
+                s.token_deletion,
+                s.reorder,
+                s.substitution,
+                s.insertion,
+                s.unigram.clone(),
+            );
+            (slf.get_type(), args).into_pyobject(py)
+        })
     }
 
-    fn __repr__(&self) -> String {
-        format!(
-            "TokenAugmenter(vocab_size={}, special_token_ids={:?}, crop={}, span_deletion={}, \
+    fn __repr__(&self) -> PyResult<String> {
+        crate::errors::guarded(move || {
+            Ok({
+                format!(
+                    "TokenAugmenter(vocab_size={}, special_token_ids={:?}, crop={}, span_deletion={}, \
              token_deletion={}, reorder={}, substitution={}, insertion={}, unigram={})",
-            self.inner.vocab_size(),
-            self.inner.special_token_ids(),
-            self.crop,
-            self.span_deletion,
-            self.token_deletion,
-            self.reorder,
-            self.substitution,
-            self.insertion,
-            if self.unigram.is_some() {
-                "[...]"
-            } else {
-                "None"
-            },
-        )
+                    self.inner.vocab_size(),
+                    self.inner.special_token_ids(),
+                    self.crop,
+                    self.span_deletion,
+                    self.token_deletion,
+                    self.reorder,
+                    self.substitution,
+                    self.insertion,
+                    if self.unigram.is_some() {
+                        "[...]"
+                    } else {
+                        "None"
+                    },
+                )
+            })
+        })
     }
 }
 
@@ -182,9 +199,11 @@ pub fn duplicate_groups<'py>(
     input_ids: &Bound<'py, PyAny>,
     rows_name: Option<&str>,
 ) -> PyResult<Bound<'py, PyArray1<i64>>> {
-    let rows = id_rows(input_ids, "input_ids", rows_name)?;
-    with_rows!(rows, "input_ids", |r| {
-        let groups = detached(py, || Ok(core_duplicate_groups(&r)))?;
-        Ok(groups.into_pyarray(py))
+    crate::errors::guarded(move || {
+        let rows = id_rows(input_ids, "input_ids", rows_name)?;
+        with_rows!(rows, "input_ids", |r| {
+            let groups = detached(py, || Ok(core_duplicate_groups(&r)))?;
+            Ok(groups.into_pyarray(py))
+        })
     })
 }

@@ -45,12 +45,14 @@ fn arrays<O: Recyclable>(py: Python<'_>, b: Seq2SeqBatch<O>) -> PyResult<Arrays<
 #[pyfunction]
 #[pyo3(signature = (inputs_length, noise_density=0.15, mean_noise_span_length=3.0))]
 pub fn compute_input_and_target_lengths(
-    inputs_length: usize,
-    noise_density: f64,
-    mean_noise_span_length: f64,
+    #[pyo3(from_py_with = crate::args::int)] inputs_length: usize,
+    #[pyo3(from_py_with = crate::args::float)] noise_density: f64,
+    #[pyo3(from_py_with = crate::args::float)] mean_noise_span_length: f64,
 ) -> PyResult<(usize, usize)> {
-    t5::compute_input_and_target_lengths(inputs_length, noise_density, mean_noise_span_length)
-        .map_err(to_py)
+    crate::errors::guarded(move || {
+        t5::compute_input_and_target_lengths(inputs_length, noise_density, mean_noise_span_length)
+            .map_err(to_py)
+    })
 }
 
 /// One denoiser as Python passes it: `(kind, noise_density, mean_noise_span_length,
@@ -68,23 +70,25 @@ fn denoiser_params(d: &DenoiserTuple) -> PyResult<DenoiserParams> {
 #[pyo3(signature = (denoisers, input_length, random_roll=false))]
 pub fn denoiser_lengths(
     denoisers: Vec<DenoiserTuple>,
-    input_length: usize,
+    #[pyo3(from_py_with = crate::args::int)] input_length: usize,
     random_roll: bool,
 ) -> PyResult<Vec<(usize, usize, usize, usize)>> {
-    denoisers
-        .iter()
-        .map(|d| {
-            let p = denoiser_params(d)?;
-            let d =
-                Denoiser::new(&p, input_length, random_roll, i64::from(i32::MAX)).map_err(to_py)?;
-            Ok((
-                d.raw_length,
-                d.input_length,
-                d.target_length,
-                d.max_sentinels,
-            ))
-        })
-        .collect()
+    crate::errors::guarded(move || {
+        denoisers
+            .iter()
+            .map(|d| {
+                let p = denoiser_params(d)?;
+                let d = Denoiser::new(&p, input_length, random_roll, i64::from(i32::MAX))
+                    .map_err(to_py)?;
+                Ok((
+                    d.raw_length,
+                    d.input_length,
+                    d.target_length,
+                    d.max_sentinels,
+                ))
+            })
+            .collect()
+    })
 }
 
 /// T5 span corruption / UL2 mixture configuration (validated once) and its kernel.
@@ -113,134 +117,155 @@ impl SpanCorruptor {
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
-        vocab_size: i64,
-        eos_token_id: i64,
-        pad_token_id: i64,
-        decoder_start_token_id: i64,
-        sentinel_ids: Vec<i64>,
+        #[pyo3(from_py_with = crate::args::int)] vocab_size: i64,
+        #[pyo3(from_py_with = crate::args::int)] eos_token_id: i64,
+        #[pyo3(from_py_with = crate::args::int)] pad_token_id: i64,
+        #[pyo3(from_py_with = crate::args::int)] decoder_start_token_id: i64,
+        #[pyo3(from_py_with = crate::args::ints)] sentinel_ids: Vec<i64>,
         denoisers: Vec<DenoiserTuple>,
-        weights: Vec<f64>,
-        input_length: usize,
+        #[pyo3(from_py_with = crate::args::floats)] weights: Vec<f64>,
+        #[pyo3(from_py_with = crate::args::int)] input_length: usize,
         random_roll: bool,
         per_batch: bool,
         purpose: &str,
     ) -> PyResult<Self> {
-        let params = denoisers
-            .iter()
-            .map(denoiser_params)
-            .collect::<PyResult<Vec<_>>>()?;
-        let cfg = Seq2SeqConfig::new(&Seq2SeqParams {
-            vocab_size,
-            eos_token_id,
-            pad_token_id,
-            decoder_start_token_id,
-            sentinel_ids: &sentinel_ids,
-            denoisers: &params,
-            weights: &weights,
-            input_length,
-            random_roll,
-            per_batch,
-            purpose: self::purpose(purpose),
+        crate::errors::guarded(move || {
+            let params = denoisers
+                .iter()
+                .map(denoiser_params)
+                .collect::<PyResult<Vec<_>>>()?;
+            let cfg = Seq2SeqConfig::new(&Seq2SeqParams {
+                vocab_size,
+                eos_token_id,
+                pad_token_id,
+                decoder_start_token_id,
+                sentinel_ids: &sentinel_ids,
+                denoisers: &params,
+                weights: &weights,
+                input_length,
+                random_roll,
+                per_batch,
+                purpose: self::purpose(purpose),
+            })
+            .map_err(to_py)?;
+            Ok(Self {
+                cfg,
+                vocab_size,
+                eos_token_id,
+                pad_token_id,
+                decoder_start_token_id,
+                sentinel_ids,
+                denoisers,
+                weights,
+                input_length,
+                random_roll,
+                per_batch,
+                purpose: purpose.to_string(),
+            })
         })
-        .map_err(to_py)?;
-        Ok(Self {
-            cfg,
-            vocab_size,
-            eos_token_id,
-            pad_token_id,
-            decoder_start_token_id,
-            sentinel_ids,
-            denoisers,
-            weights,
-            input_length,
-            random_roll,
-            per_batch,
-            purpose: purpose.to_string(),
-        })
     }
 
     #[getter]
-    fn vocab_size(&self) -> i64 {
-        self.vocab_size
+    fn vocab_size(&self) -> PyResult<i64> {
+        crate::errors::guarded(move || Ok(self.vocab_size))
     }
 
     #[getter]
-    fn eos_token_id(&self) -> i64 {
-        self.eos_token_id
+    fn eos_token_id(&self) -> PyResult<i64> {
+        crate::errors::guarded(move || Ok(self.eos_token_id))
     }
 
     #[getter]
-    fn pad_token_id(&self) -> i64 {
-        self.pad_token_id
+    fn pad_token_id(&self) -> PyResult<i64> {
+        crate::errors::guarded(move || Ok(self.pad_token_id))
     }
 
     #[getter]
-    fn decoder_start_token_id(&self) -> i64 {
-        self.decoder_start_token_id
+    fn decoder_start_token_id(&self) -> PyResult<i64> {
+        crate::errors::guarded(move || Ok(self.decoder_start_token_id))
     }
 
     #[getter]
-    fn sentinel_ids(&self) -> Vec<i64> {
-        self.sentinel_ids.clone()
+    fn sentinel_ids(&self) -> PyResult<Vec<i64>> {
+        crate::errors::guarded(move || Ok(self.sentinel_ids.clone()))
     }
 
     #[getter]
-    fn denoisers(&self) -> Vec<DenoiserTuple> {
-        self.denoisers.clone()
+    fn denoisers(&self) -> PyResult<Vec<DenoiserTuple>> {
+        crate::errors::guarded(move || Ok(self.denoisers.clone()))
     }
 
     #[getter]
-    fn weights(&self) -> Vec<f64> {
-        self.weights.clone()
+    fn weights(&self) -> PyResult<Vec<f64>> {
+        crate::errors::guarded(move || Ok(self.weights.clone()))
     }
 
     #[getter]
-    fn random_roll(&self) -> bool {
-        self.random_roll
+    fn random_roll(&self) -> PyResult<bool> {
+        crate::errors::guarded(move || Ok(self.random_roll))
     }
 
     #[getter]
-    fn per_batch(&self) -> bool {
-        self.per_batch
+    fn per_batch(&self) -> PyResult<bool> {
+        crate::errors::guarded(move || Ok(self.per_batch))
     }
 
     /// Raw tokens each denoiser cuts a row to.
     #[getter]
-    fn raw_lengths(&self) -> Vec<usize> {
-        self.cfg.denoisers().iter().map(|d| d.raw_length).collect()
+    fn raw_lengths(&self) -> PyResult<Vec<usize>> {
+        crate::errors::guarded(move || {
+            Ok(self.cfg.denoisers().iter().map(|d| d.raw_length).collect())
+        })
     }
 
     /// Longest inputs (mode token and EOS included) of each denoiser.
     #[getter]
-    fn input_lengths(&self) -> Vec<usize> {
-        self.cfg
-            .denoisers()
-            .iter()
-            .map(|d| d.input_length)
-            .collect()
+    fn input_lengths(&self) -> PyResult<Vec<usize>> {
+        crate::errors::guarded(move || {
+            Ok({
+                self.cfg
+                    .denoisers()
+                    .iter()
+                    .map(|d| d.input_length)
+                    .collect()
+            })
+        })
     }
 
     /// Longest targets (EOS included) of each denoiser.
     #[getter]
-    fn target_lengths(&self) -> Vec<usize> {
-        self.cfg
-            .denoisers()
-            .iter()
-            .map(|d| d.target_length)
-            .collect()
+    fn target_lengths(&self) -> PyResult<Vec<usize>> {
+        crate::errors::guarded(move || {
+            Ok({
+                self.cfg
+                    .denoisers()
+                    .iter()
+                    .map(|d| d.target_length)
+                    .collect()
+            })
+        })
     }
 
     /// The inputs length the raw lengths were computed for.
     #[getter]
-    fn input_length(&self) -> usize {
-        self.input_length
+    fn input_length(&self) -> PyResult<usize> {
+        crate::errors::guarded(move || Ok(self.input_length))
     }
 
     /// The denoiser batch `batch_index` uses in per-batch mode.
     #[pyo3(signature = (*, seed, epoch=0, batch_index=0))]
-    fn batch_denoiser(&self, seed: u64, epoch: u64, batch_index: u64) -> usize {
-        let streams = Streams::new(seed, epoch, purpose(&self.purpose));
-        self.cfg.batch_denoiser(&streams, batch_index)
+    fn batch_denoiser(
+        &self,
+        #[pyo3(from_py_with = crate::args::int)] seed: u64,
+        #[pyo3(from_py_with = crate::args::int)] epoch: u64,
+        #[pyo3(from_py_with = crate::args::int)] batch_index: u64,
+    ) -> PyResult<usize> {
+        crate::errors::guarded(move || {
+            Ok({
+                let streams = Streams::new(seed, epoch, purpose(&self.purpose));
+                self.cfg.batch_denoiser(&streams, batch_index)
+            })
+        })
     }
 
     /// Noises a batch of raw token rows (no EOS) into `(input_ids, attention_mask, labels,
@@ -256,86 +281,94 @@ impl SpanCorruptor {
         py: Python<'py>,
         input_ids: &Bound<'py, PyAny>,
         attention_mask: Option<&Bound<'py, PyAny>>,
-        seed: u64,
-        epoch: u64,
-        batch_index: u64,
+        #[pyo3(from_py_with = crate::args::int)] seed: u64,
+        #[pyo3(from_py_with = crate::args::int)] epoch: u64,
+        #[pyo3(from_py_with = crate::args::int)] batch_index: u64,
         sample_ids: Option<&Bound<'py, PyAny>>,
         truncation: bool,
-        input_width: Option<usize>,
-        target_width: Option<usize>,
-        pad_to_multiple_of: usize,
+        #[pyo3(from_py_with = crate::args::opt_int)] input_width: Option<usize>,
+        #[pyo3(from_py_with = crate::args::opt_int)] target_width: Option<usize>,
+        #[pyo3(from_py_with = crate::args::int)] pad_to_multiple_of: usize,
         dtype: &str,
-        num_threads: usize,
+        #[pyo3(from_py_with = crate::args::int)] num_threads: usize,
         rows_name: Option<&str>,
     ) -> PyResult<Bound<'py, PyTuple>> {
-        let dtype = Dtype::parse("dtype", dtype).map_err(to_py)?;
-        let name = |key: &str| key_name(rows_name, key);
-        let rows = id_rows(input_ids, "input_ids", name("input_ids").as_deref())?;
-        let attn = attention_mask
-            .map(|a| mask_rows(a, "attention_mask", name("attention_mask").as_deref()))
-            .transpose()?;
-        let widths = Widths {
-            input: input_width,
-            target: target_width,
-            multiple_of: pad_to_multiple_of,
-        };
-        let sample_ids = sample_keys(sample_ids)?;
-        let keys = row_keys(&sample_ids, batch_index);
-        let cfg = &self.cfg;
-        with_rows!(rows, "input_ids", |r| {
-            let trimmed =
-                Trimmed::new(&r, ragged("attention_mask", &attn)?.as_ref()).map_err(to_py)?;
-            let job = Seq2SeqJob::new(
-                cfg,
-                &trimmed.rows,
-                widths,
-                truncation,
-                seed,
-                epoch,
-                &keys,
-                batch_index,
-            )
-            .map_err(to_py)?;
-            run_job(py, dtype, &job, num_threads)
+        crate::errors::guarded(move || {
+            let dtype = Dtype::parse("dtype", dtype).map_err(to_py)?;
+            let name = |key: &str| key_name(rows_name, key);
+            let rows = id_rows(input_ids, "input_ids", name("input_ids").as_deref())?;
+            let attn = attention_mask
+                .map(|a| mask_rows(a, "attention_mask", name("attention_mask").as_deref()))
+                .transpose()?;
+            let widths = Widths {
+                input: input_width,
+                target: target_width,
+                multiple_of: pad_to_multiple_of,
+            };
+            let sample_ids = sample_keys(sample_ids)?;
+            let keys = row_keys(&sample_ids, batch_index);
+            let cfg = &self.cfg;
+            with_rows!(rows, "input_ids", |r| {
+                let trimmed =
+                    Trimmed::new(&r, ragged("attention_mask", &attn)?.as_ref()).map_err(to_py)?;
+                let job = Seq2SeqJob::new(
+                    cfg,
+                    &trimmed.rows,
+                    widths,
+                    truncation,
+                    seed,
+                    epoch,
+                    &keys,
+                    batch_index,
+                )
+                .map_err(to_py)?;
+                run_job(py, dtype, &job, num_threads)
+            })
         })
     }
 
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
-        let py = slf.py();
-        let s = slf.get();
-        let args = (
-            s.vocab_size,
-            s.eos_token_id,
-            s.pad_token_id,
-            s.decoder_start_token_id,
-            s.sentinel_ids.clone(),
-            s.denoisers.clone(),
-            s.weights.clone(),
-            s.input_length,
-            s.random_roll,
-            s.per_batch,
-            s.purpose.clone(),
-        );
-        (slf.get_type(), args).into_pyobject(py)
+        crate::errors::guarded(move || {
+            let py = slf.py();
+            let s = slf.get();
+            let args = (
+                s.vocab_size,
+                s.eos_token_id,
+                s.pad_token_id,
+                s.decoder_start_token_id,
+                s.sentinel_ids.clone(),
+                s.denoisers.clone(),
+                s.weights.clone(),
+                s.input_length,
+                s.random_roll,
+                s.per_batch,
+                s.purpose.clone(),
+            );
+            (slf.get_type(), args).into_pyobject(py)
+        })
     }
 
-    fn __repr__(&self) -> String {
-        format!(
-            "SpanCorruptor(vocab_size={}, eos_token_id={}, pad_token_id={}, \
+    fn __repr__(&self) -> PyResult<String> {
+        crate::errors::guarded(move || {
+            Ok({
+                format!(
+                    "SpanCorruptor(vocab_size={}, eos_token_id={}, pad_token_id={}, \
              decoder_start_token_id={}, sentinels={}, denoisers={:?}, weights={:?}, \
              input_length={}, random_roll={}, per_batch={}, purpose={:?})",
-            self.vocab_size,
-            self.eos_token_id,
-            self.pad_token_id,
-            self.decoder_start_token_id,
-            self.sentinel_ids.len(),
-            self.denoisers,
-            self.weights,
-            self.input_length,
-            py_bool(self.random_roll),
-            py_bool(self.per_batch),
-            self.purpose,
-        )
+                    self.vocab_size,
+                    self.eos_token_id,
+                    self.pad_token_id,
+                    self.decoder_start_token_id,
+                    self.sentinel_ids.len(),
+                    self.denoisers,
+                    self.weights,
+                    self.input_length,
+                    py_bool(self.random_roll),
+                    py_bool(self.per_batch),
+                    self.purpose,
+                )
+            })
+        })
     }
 }
 
@@ -450,149 +483,155 @@ impl BartNoiser {
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
-        vocab_size: i64,
-        bos_token_id: i64,
-        eos_token_id: i64,
-        pad_token_id: i64,
-        mask_token_id: i64,
-        decoder_start_token_id: i64,
-        special_token_ids: Vec<i64>,
+        #[pyo3(from_py_with = crate::args::int)] vocab_size: i64,
+        #[pyo3(from_py_with = crate::args::int)] bos_token_id: i64,
+        #[pyo3(from_py_with = crate::args::int)] eos_token_id: i64,
+        #[pyo3(from_py_with = crate::args::int)] pad_token_id: i64,
+        #[pyo3(from_py_with = crate::args::int)] mask_token_id: i64,
+        #[pyo3(from_py_with = crate::args::int)] decoder_start_token_id: i64,
+        #[pyo3(from_py_with = crate::args::ints)] special_token_ids: Vec<i64>,
         word_starts: Option<Vec<bool>>,
-        full_stop_token_ids: Vec<i64>,
-        mask_ratio: f64,
-        random_ratio: f64,
-        insert_ratio: f64,
-        rotate_ratio: f64,
-        permute_sentence_ratio: f64,
-        poisson_lambda: f64,
+        #[pyo3(from_py_with = crate::args::ints)] full_stop_token_ids: Vec<i64>,
+        #[pyo3(from_py_with = crate::args::float)] mask_ratio: f64,
+        #[pyo3(from_py_with = crate::args::float)] random_ratio: f64,
+        #[pyo3(from_py_with = crate::args::float)] insert_ratio: f64,
+        #[pyo3(from_py_with = crate::args::float)] rotate_ratio: f64,
+        #[pyo3(from_py_with = crate::args::float)] permute_sentence_ratio: f64,
+        #[pyo3(from_py_with = crate::args::float)] poisson_lambda: f64,
         mask_length: &str,
-        replace_length: i64,
+        #[pyo3(from_py_with = crate::args::int)] replace_length: i64,
         add_special_tokens: bool,
         recipe: &str,
     ) -> PyResult<Self> {
-        let args = BartArgs {
-            vocab_size,
-            bos_token_id,
-            eos_token_id,
-            pad_token_id,
-            mask_token_id,
-            decoder_start_token_id,
-            special_token_ids,
-            word_starts,
-            full_stop_token_ids,
-            mask_ratio,
-            random_ratio,
-            insert_ratio,
-            rotate_ratio,
-            permute_sentence_ratio,
-            poisson_lambda,
-            mask_length: mask_length.to_string(),
-            replace_length,
-            add_special_tokens,
-            recipe: recipe.to_string(),
-        };
-        let cfg = BartConfig::new(&args.params()?).map_err(to_py)?;
-        Ok(Self { cfg, args })
+        crate::errors::guarded(move || {
+            let args = BartArgs {
+                vocab_size,
+                bos_token_id,
+                eos_token_id,
+                pad_token_id,
+                mask_token_id,
+                decoder_start_token_id,
+                special_token_ids,
+                word_starts,
+                full_stop_token_ids,
+                mask_ratio,
+                random_ratio,
+                insert_ratio,
+                rotate_ratio,
+                permute_sentence_ratio,
+                poisson_lambda,
+                mask_length: mask_length.to_string(),
+                replace_length,
+                add_special_tokens,
+                recipe: recipe.to_string(),
+            };
+            let cfg = BartConfig::new(&args.params()?).map_err(to_py)?;
+            Ok(Self { cfg, args })
+        })
     }
 
     #[getter]
-    fn vocab_size(&self) -> i64 {
-        self.args.vocab_size
+    fn vocab_size(&self) -> PyResult<i64> {
+        crate::errors::guarded(move || Ok(self.args.vocab_size))
     }
 
     #[getter]
-    fn bos_token_id(&self) -> i64 {
-        self.args.bos_token_id
+    fn bos_token_id(&self) -> PyResult<i64> {
+        crate::errors::guarded(move || Ok(self.args.bos_token_id))
     }
 
     #[getter]
-    fn eos_token_id(&self) -> i64 {
-        self.args.eos_token_id
+    fn eos_token_id(&self) -> PyResult<i64> {
+        crate::errors::guarded(move || Ok(self.args.eos_token_id))
     }
 
     #[getter]
-    fn pad_token_id(&self) -> i64 {
-        self.args.pad_token_id
+    fn pad_token_id(&self) -> PyResult<i64> {
+        crate::errors::guarded(move || Ok(self.args.pad_token_id))
     }
 
     #[getter]
-    fn mask_token_id(&self) -> i64 {
-        self.args.mask_token_id
+    fn mask_token_id(&self) -> PyResult<i64> {
+        crate::errors::guarded(move || Ok(self.args.mask_token_id))
     }
 
     #[getter]
-    fn decoder_start_token_id(&self) -> i64 {
-        self.args.decoder_start_token_id
+    fn decoder_start_token_id(&self) -> PyResult<i64> {
+        crate::errors::guarded(move || Ok(self.args.decoder_start_token_id))
     }
 
     #[getter]
-    fn special_token_ids(&self) -> Vec<i64> {
-        self.args.special_token_ids.clone()
+    fn special_token_ids(&self) -> PyResult<Vec<i64>> {
+        crate::errors::guarded(move || Ok(self.args.special_token_ids.clone()))
     }
 
     #[getter]
-    fn full_stop_token_ids(&self) -> Vec<i64> {
-        self.args.full_stop_token_ids.clone()
+    fn full_stop_token_ids(&self) -> PyResult<Vec<i64>> {
+        crate::errors::guarded(move || Ok(self.args.full_stop_token_ids.clone()))
     }
 
     #[getter]
-    fn mask_ratio(&self) -> f64 {
-        self.args.mask_ratio
+    fn mask_ratio(&self) -> PyResult<f64> {
+        crate::errors::guarded(move || Ok(self.args.mask_ratio))
     }
 
     #[getter]
-    fn random_ratio(&self) -> f64 {
-        self.args.random_ratio
+    fn random_ratio(&self) -> PyResult<f64> {
+        crate::errors::guarded(move || Ok(self.args.random_ratio))
     }
 
     #[getter]
-    fn insert_ratio(&self) -> f64 {
-        self.args.insert_ratio
+    fn insert_ratio(&self) -> PyResult<f64> {
+        crate::errors::guarded(move || Ok(self.args.insert_ratio))
     }
 
     #[getter]
-    fn rotate_ratio(&self) -> f64 {
-        self.args.rotate_ratio
+    fn rotate_ratio(&self) -> PyResult<f64> {
+        crate::errors::guarded(move || Ok(self.args.rotate_ratio))
     }
 
     #[getter]
-    fn permute_sentence_ratio(&self) -> f64 {
-        self.args.permute_sentence_ratio
+    fn permute_sentence_ratio(&self) -> PyResult<f64> {
+        crate::errors::guarded(move || Ok(self.args.permute_sentence_ratio))
     }
 
     #[getter]
-    fn poisson_lambda(&self) -> f64 {
-        self.args.poisson_lambda
+    fn poisson_lambda(&self) -> PyResult<f64> {
+        crate::errors::guarded(move || Ok(self.args.poisson_lambda))
     }
 
     #[getter]
-    fn mask_length(&self) -> String {
-        self.args.mask_length.clone()
+    fn mask_length(&self) -> PyResult<String> {
+        crate::errors::guarded(move || Ok(self.args.mask_length.clone()))
     }
 
     #[getter]
-    fn replace_length(&self) -> i64 {
-        self.args.replace_length
+    fn replace_length(&self) -> PyResult<i64> {
+        crate::errors::guarded(move || Ok(self.args.replace_length))
     }
 
     #[getter]
-    fn add_special_tokens(&self) -> bool {
-        self.args.add_special_tokens
+    fn add_special_tokens(&self) -> PyResult<bool> {
+        crate::errors::guarded(move || Ok(self.args.add_special_tokens))
     }
 
     /// The word-start table (one bool per id), or `None` when every token starts a word.
     #[getter]
-    fn word_starts<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyArray1<bool>>> {
-        self.cfg
-            .word_starts()
-            .table()
-            .map(|t| t.to_vec().into_pyarray(py))
+    fn word_starts<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyArray1<bool>>>> {
+        crate::errors::guarded(move || {
+            Ok({
+                self.cfg
+                    .word_starts()
+                    .table()
+                    .map(|t| t.to_vec().into_pyarray(py))
+            })
+        })
     }
 
     /// Probabilities of span lengths `0..=K` (span-poisson only).
     #[getter]
-    fn span_length_probabilities(&self) -> Option<Vec<f64>> {
-        self.cfg.spans().map(|s| s.probabilities())
+    fn span_length_probabilities(&self) -> PyResult<Option<Vec<f64>>> {
+        crate::errors::guarded(move || Ok(self.cfg.spans().map(|s| s.probabilities())))
     }
 
     /// `count` span lengths drawn from the span-length distribution the kernel uses.
@@ -600,11 +639,13 @@ impl BartNoiser {
     fn sample_span_lengths<'py>(
         &self,
         py: Python<'py>,
-        count: usize,
-        seed: u64,
+        #[pyo3(from_py_with = crate::args::int)] count: usize,
+        #[pyo3(from_py_with = crate::args::int)] seed: u64,
     ) -> PyResult<Bound<'py, PyArray1<u32>>> {
-        let v = detached(py, || self.cfg.sample_span_lengths(count, seed))?;
-        Ok(v.into_pyarray(py))
+        crate::errors::guarded(move || {
+            let v = detached(py, || self.cfg.sample_span_lengths(count, seed))?;
+            Ok(v.into_pyarray(py))
+        })
     }
 
     /// Noises a batch into `(input_ids, attention_mask, labels, decoder_input_ids,
@@ -620,116 +661,124 @@ impl BartNoiser {
         input_ids: &Bound<'py, PyAny>,
         attention_mask: Option<&Bound<'py, PyAny>>,
         sentence_starts: Option<&Bound<'py, PyAny>>,
-        seed: u64,
-        epoch: u64,
-        batch_index: u64,
+        #[pyo3(from_py_with = crate::args::int)] seed: u64,
+        #[pyo3(from_py_with = crate::args::int)] epoch: u64,
+        #[pyo3(from_py_with = crate::args::int)] batch_index: u64,
         sample_ids: Option<&Bound<'py, PyAny>>,
-        pad_to_multiple_of: usize,
+        #[pyo3(from_py_with = crate::args::int)] pad_to_multiple_of: usize,
         dtype: &str,
-        num_threads: usize,
+        #[pyo3(from_py_with = crate::args::int)] num_threads: usize,
         rows_name: Option<&str>,
     ) -> PyResult<Bound<'py, PyTuple>> {
-        let dtype = Dtype::parse("dtype", dtype).map_err(to_py)?;
-        let name = |key: &str| key_name(rows_name, key);
-        let rows = id_rows(input_ids, "input_ids", name("input_ids").as_deref())?;
-        let attn = attention_mask
-            .map(|a| mask_rows(a, "attention_mask", name("attention_mask").as_deref()))
-            .transpose()?;
-        let starts = sentence_starts
-            .map(|s| mask_rows(s, "sentence_starts", name("sentence_starts").as_deref()))
-            .transpose()?;
-        let widths = Widths {
-            input: None,
-            target: None,
-            multiple_of: pad_to_multiple_of,
-        };
-        let sample_ids = sample_keys(sample_ids)?;
-        let keys = row_keys(&sample_ids, batch_index);
-        let cfg = &self.cfg;
-        with_rows!(rows, "input_ids", |r| {
-            let trimmed =
-                Trimmed::new(&r, ragged("attention_mask", &attn)?.as_ref()).map_err(to_py)?;
-            let start_rows = ragged("sentence_starts", &starts)?
-                .map(|s| trimmed.aligned(&r, "sentence_starts", &s))
-                .transpose()
+        crate::errors::guarded(move || {
+            let dtype = Dtype::parse("dtype", dtype).map_err(to_py)?;
+            let name = |key: &str| key_name(rows_name, key);
+            let rows = id_rows(input_ids, "input_ids", name("input_ids").as_deref())?;
+            let attn = attention_mask
+                .map(|a| mask_rows(a, "attention_mask", name("attention_mask").as_deref()))
+                .transpose()?;
+            let starts = sentence_starts
+                .map(|s| mask_rows(s, "sentence_starts", name("sentence_starts").as_deref()))
+                .transpose()?;
+            let widths = Widths {
+                input: None,
+                target: None,
+                multiple_of: pad_to_multiple_of,
+            };
+            let sample_ids = sample_keys(sample_ids)?;
+            let keys = row_keys(&sample_ids, batch_index);
+            let cfg = &self.cfg;
+            with_rows!(rows, "input_ids", |r| {
+                let trimmed =
+                    Trimmed::new(&r, ragged("attention_mask", &attn)?.as_ref()).map_err(to_py)?;
+                let start_rows = ragged("sentence_starts", &starts)?
+                    .map(|s| trimmed.aligned(&r, "sentence_starts", &s))
+                    .transpose()
+                    .map_err(to_py)?;
+                let job = BartJob::new(
+                    cfg,
+                    &trimmed.rows,
+                    start_rows.as_deref(),
+                    widths,
+                    Streams::new(seed, epoch, 0),
+                    &keys,
+                )
                 .map_err(to_py)?;
-            let job = BartJob::new(
-                cfg,
-                &trimmed.rows,
-                start_rows.as_deref(),
-                widths,
-                Streams::new(seed, epoch, 0),
-                &keys,
-            )
-            .map_err(to_py)?;
-            run_job(py, dtype, &job, num_threads)
+                run_job(py, dtype, &job, num_threads)
+            })
         })
     }
 
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
-        let py = slf.py();
-        let a = slf.get().args.clone();
-        let args = [
-            a.vocab_size.into_pyobject(py)?.into_any(),
-            a.bos_token_id.into_pyobject(py)?.into_any(),
-            a.eos_token_id.into_pyobject(py)?.into_any(),
-            a.pad_token_id.into_pyobject(py)?.into_any(),
-            a.mask_token_id.into_pyobject(py)?.into_any(),
-            a.decoder_start_token_id.into_pyobject(py)?.into_any(),
-            a.special_token_ids.into_pyobject(py)?.into_any(),
-            a.word_starts.into_pyobject(py)?.into_any(),
-            a.full_stop_token_ids.into_pyobject(py)?.into_any(),
-            a.mask_ratio.into_pyobject(py)?.into_any(),
-            a.random_ratio.into_pyobject(py)?.into_any(),
-            a.insert_ratio.into_pyobject(py)?.into_any(),
-            a.rotate_ratio.into_pyobject(py)?.into_any(),
-            a.permute_sentence_ratio.into_pyobject(py)?.into_any(),
-            a.poisson_lambda.into_pyobject(py)?.into_any(),
-            a.mask_length.into_pyobject(py)?.into_any(),
-            a.replace_length.into_pyobject(py)?.into_any(),
-            a.add_special_tokens
-                .into_pyobject(py)?
-                .to_owned()
-                .into_any(),
-            a.recipe.into_pyobject(py)?.into_any(),
-        ];
-        (slf.get_type(), PyTuple::new(py, args)?).into_pyobject(py)
+        crate::errors::guarded(move || {
+            let py = slf.py();
+            let a = slf.get().args.clone();
+            let args = [
+                a.vocab_size.into_pyobject(py)?.into_any(),
+                a.bos_token_id.into_pyobject(py)?.into_any(),
+                a.eos_token_id.into_pyobject(py)?.into_any(),
+                a.pad_token_id.into_pyobject(py)?.into_any(),
+                a.mask_token_id.into_pyobject(py)?.into_any(),
+                a.decoder_start_token_id.into_pyobject(py)?.into_any(),
+                a.special_token_ids.into_pyobject(py)?.into_any(),
+                a.word_starts.into_pyobject(py)?.into_any(),
+                a.full_stop_token_ids.into_pyobject(py)?.into_any(),
+                a.mask_ratio.into_pyobject(py)?.into_any(),
+                a.random_ratio.into_pyobject(py)?.into_any(),
+                a.insert_ratio.into_pyobject(py)?.into_any(),
+                a.rotate_ratio.into_pyobject(py)?.into_any(),
+                a.permute_sentence_ratio.into_pyobject(py)?.into_any(),
+                a.poisson_lambda.into_pyobject(py)?.into_any(),
+                a.mask_length.into_pyobject(py)?.into_any(),
+                a.replace_length.into_pyobject(py)?.into_any(),
+                a.add_special_tokens
+                    .into_pyobject(py)?
+                    .to_owned()
+                    .into_any(),
+                a.recipe.into_pyobject(py)?.into_any(),
+            ];
+            (slf.get_type(), PyTuple::new(py, args)?).into_pyobject(py)
+        })
     }
 
-    fn __repr__(&self) -> String {
-        let a = &self.args;
-        format!(
-            "BartNoiser(vocab_size={}, bos_token_id={}, eos_token_id={}, pad_token_id={}, \
+    fn __repr__(&self) -> PyResult<String> {
+        crate::errors::guarded(move || {
+            Ok({
+                let a = &self.args;
+                format!(
+                    "BartNoiser(vocab_size={}, bos_token_id={}, eos_token_id={}, pad_token_id={}, \
              mask_token_id={}, decoder_start_token_id={}, mask_ratio={:?}, random_ratio={:?}, \
              insert_ratio={:?}, rotate_ratio={:?}, permute_sentence_ratio={:?}, poisson_lambda={:?}, \
              mask_length={:?}, replace_length={}, add_special_tokens={}, word_starts={}, \
              recipe={:?})",
-            a.vocab_size,
-            a.bos_token_id,
-            a.eos_token_id,
-            a.pad_token_id,
-            a.mask_token_id,
-            a.decoder_start_token_id,
-            a.mask_ratio,
-            a.random_ratio,
-            a.insert_ratio,
-            a.rotate_ratio,
-            a.permute_sentence_ratio,
-            a.poisson_lambda,
-            a.mask_length,
-            a.replace_length,
-            py_bool(a.add_special_tokens),
-            if a.word_starts.is_some() {
-                "table"
-            } else {
-                "None"
-            },
-            a.recipe,
-        )
+                    a.vocab_size,
+                    a.bos_token_id,
+                    a.eos_token_id,
+                    a.pad_token_id,
+                    a.mask_token_id,
+                    a.decoder_start_token_id,
+                    a.mask_ratio,
+                    a.random_ratio,
+                    a.insert_ratio,
+                    a.rotate_ratio,
+                    a.permute_sentence_ratio,
+                    a.poisson_lambda,
+                    a.mask_length,
+                    a.replace_length,
+                    py_bool(a.add_special_tokens),
+                    if a.word_starts.is_some() {
+                        "table"
+                    } else {
+                        "None"
+                    },
+                    a.recipe,
+                )
+            })
+        })
     }
 
     #[getter]
-    fn recipe(&self) -> &str {
-        &self.args.recipe
+    fn recipe(&self) -> PyResult<&str> {
+        crate::errors::guarded(move || Ok(self.args.recipe.as_str()))
     }
 }

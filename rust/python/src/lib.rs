@@ -6,6 +6,7 @@
 //! GIL; it also turns a panic into a `RuntimeError`), then moves the result buffers into
 //! NumPy arrays.
 
+mod args;
 mod contrastive;
 mod convert;
 mod denoising;
@@ -53,13 +54,10 @@ mod _core {
         kl_estimate, rollout_plan, rollout_scatter, self_bleu, whiten,
     };
 
-    #[pymodule_export]
-    use crate::errors::{InvalidArgumentError, LMObjectivesError, ShapeError, TokenIdError};
-
     /// Number of logical CPUs rayon would use for `num_threads=0`.
     #[pyfunction]
-    fn available_threads() -> usize {
-        lmobjectives_core::parallel::available_threads()
+    fn available_threads() -> PyResult<usize> {
+        crate::errors::guarded(move || Ok(lmobjectives_core::parallel::available_threads()))
     }
 
     /// Records a batch's sample keys in a collator's table of the keys made this epoch (a
@@ -70,21 +68,36 @@ mod _core {
         table: &Bound<'_, numpy::PyArray1<u64>>,
         keys: numpy::PyReadonlyArray1<'_, u64>,
     ) -> PyResult<Option<u64>> {
-        use numpy::PyArrayMethods;
-        let mut table = table.try_readwrite().map_err(|_| {
-            pyo3::exceptions::PyValueError::new_err("table: must be a writable array")
-        })?;
-        let slots = table
-            .as_slice_mut()
-            .map_err(|_| pyo3::exceptions::PyValueError::new_err("table: must be C-contiguous"))?;
-        let keys: Vec<u64> = keys.as_array().iter().copied().collect();
-        lmobjectives_core::rng::note_keys(slots, &keys).map_err(crate::errors::to_py)
+        crate::errors::guarded(move || {
+            use numpy::PyArrayMethods;
+            let mut table = table.try_readwrite().map_err(|_| {
+                pyo3::exceptions::PyValueError::new_err("table: must be a writable array")
+            })?;
+            let slots = table.as_slice_mut().map_err(|_| {
+                pyo3::exceptions::PyValueError::new_err("table: must be C-contiguous")
+            })?;
+            let keys: Vec<u64> = keys.as_array().iter().copied().collect();
+            lmobjectives_core::rng::note_keys(slots, &keys).map_err(crate::errors::to_py)
+        })
     }
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.add("__version__", env!("CARGO_PKG_VERSION"))?;
         m.add("STREAM_VERSION", lmobjectives_core::rng::STREAM_VERSION)?;
+        m.add("MAX_ELEMENTS", lmobjectives_core::limits::MAX_ELEMENTS)?;
+        m.add("MAX_VOCAB", lmobjectives_core::limits::MAX_VOCAB)?;
+        // The exception classes live in `lmobjectives.errors`; `_core` re-exports them.
+        use crate::errors::Class;
+        for (c, name) in [
+            (Class::Base, "LMObjectivesError"),
+            (Class::InvalidArgument, "InvalidArgumentError"),
+            (Class::TokenId, "TokenIdError"),
+            (Class::Shape, "ShapeError"),
+        ] {
+            m.add(name, crate::errors::class(m.py(), c)?)?;
+        }
+        crate::errors::install_quiet_panic_hook();
         Ok(())
     }
 }

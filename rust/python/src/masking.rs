@@ -162,23 +162,25 @@ where
 pub fn _length_samples<'py>(
     py: Python<'py>,
     unit: &str,
-    count: usize,
-    seed: u64,
-    geometric_p: f64,
-    span_lower: u32,
-    span_upper: u32,
-    ngram: u32,
+    #[pyo3(from_py_with = crate::args::int)] count: usize,
+    #[pyo3(from_py_with = crate::args::int)] seed: u64,
+    #[pyo3(from_py_with = crate::args::float)] geometric_p: f64,
+    #[pyo3(from_py_with = crate::args::int)] span_lower: u32,
+    #[pyo3(from_py_with = crate::args::int)] span_upper: u32,
+    #[pyo3(from_py_with = crate::args::int)] ngram: u32,
     favor_shorter_ngram: bool,
 ) -> PyResult<Bound<'py, numpy::PyArray1<u32>>> {
-    let args = UnitArgs {
-        geometric_p,
-        span_lower,
-        span_upper,
-        ngram,
-        favor_shorter_ngram,
-    };
-    let out = length_samples(unit, &args, count, seed).map_err(to_py)?;
-    Ok(numpy::IntoPyArray::into_pyarray(out, py))
+    crate::errors::guarded(move || {
+        let args = UnitArgs {
+            geometric_p,
+            span_lower,
+            span_upper,
+            ngram,
+            favor_shorter_ngram,
+        };
+        let out = length_samples(unit, &args, count, seed).map_err(to_py)?;
+        Ok(numpy::IntoPyArray::into_pyarray(out, py))
+    })
 }
 
 /// The masking configuration a recipe gives, explicit arguments (not `None`) merged over its
@@ -192,30 +194,34 @@ pub fn masking_recipe<'py>(
     exact_budget: Option<bool>,
     replace_by: Option<&str>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let r = Recipe::parse("recipe", recipe).map_err(to_py)?;
-    let m = resolve_masking(r, unit, exact_budget, replace_by).map_err(to_py)?;
-    let d = PyDict::new(py);
-    d.set_item("recipe", r.name())?;
-    d.set_item("unit", m.unit)?;
-    d.set_item("exact_budget", m.exact_budget)?;
-    d.set_item("replace_by", m.replace_by)?;
-    Ok(d)
+    crate::errors::guarded(move || {
+        let r = Recipe::parse("recipe", recipe).map_err(to_py)?;
+        let m = resolve_masking(r, unit, exact_budget, replace_by).map_err(to_py)?;
+        let d = PyDict::new(py);
+        d.set_item("recipe", r.name())?;
+        d.set_item("unit", m.unit)?;
+        d.set_item("exact_budget", m.exact_budget)?;
+        d.set_item("replace_by", m.replace_by)?;
+        Ok(d)
+    })
 }
 
 /// Checks that the recipe named `recipe` applies to `family` (`"masking"`, `"pairs"`, `"t5"`,
 /// `"ul2"` or `"bart"`); returns its name.
 #[pyfunction]
 pub fn check_recipe(recipe: &str, family: &str) -> PyResult<&'static str> {
-    let r = Recipe::parse("recipe", recipe).map_err(to_py)?;
-    let f = Family::parse("family", family).map_err(to_py)?;
-    r.check_family(f).map_err(to_py)?;
-    Ok(r.name())
+    crate::errors::guarded(move || {
+        let r = Recipe::parse("recipe", recipe).map_err(to_py)?;
+        let f = Family::parse("family", family).map_err(to_py)?;
+        r.check_family(f).map_err(to_py)?;
+        Ok(r.name())
+    })
 }
 
 /// The recipe names, in documentation order.
 #[pyfunction]
-pub fn recipe_names() -> Vec<&'static str> {
-    RECIPES.iter().map(|(n, _)| *n).collect()
+pub fn recipe_names() -> PyResult<Vec<&'static str>> {
+    crate::errors::guarded(move || Ok(RECIPES.iter().map(|(n, _)| *n).collect()))
 }
 
 impl MlmMasker {
@@ -279,124 +285,126 @@ impl MlmMasker {
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
-        vocab_size: i64,
-        mask_token_id: i64,
-        pad_token_id: i64,
-        special_token_ids: Vec<i64>,
-        mlm_probability: f64,
-        mask_replace_prob: f64,
-        random_replace_prob: f64,
+        #[pyo3(from_py_with = crate::args::int)] vocab_size: i64,
+        #[pyo3(from_py_with = crate::args::int)] mask_token_id: i64,
+        #[pyo3(from_py_with = crate::args::int)] pad_token_id: i64,
+        #[pyo3(from_py_with = crate::args::ints)] special_token_ids: Vec<i64>,
+        #[pyo3(from_py_with = crate::args::float)] mlm_probability: f64,
+        #[pyo3(from_py_with = crate::args::float)] mask_replace_prob: f64,
+        #[pyo3(from_py_with = crate::args::float)] random_replace_prob: f64,
         exact_budget: Option<bool>,
-        max_predictions: Option<usize>,
+        #[pyo3(from_py_with = crate::args::opt_int)] max_predictions: Option<usize>,
         unit: Option<&str>,
         replace_by: Option<&str>,
         word_starts: Option<Vec<bool>>,
-        geometric_p: f64,
-        span_lower: u32,
-        span_upper: u32,
-        ngram: u32,
+        #[pyo3(from_py_with = crate::args::float)] geometric_p: f64,
+        #[pyo3(from_py_with = crate::args::int)] span_lower: u32,
+        #[pyo3(from_py_with = crate::args::int)] span_upper: u32,
+        #[pyo3(from_py_with = crate::args::int)] ngram: u32,
         favor_shorter_ngram: bool,
         position_sampling: &str,
         recipe: &str,
-        token_counts: Option<Vec<i64>>,
+        #[pyo3(from_py_with = crate::args::opt_ints)] token_counts: Option<Vec<i64>>,
     ) -> PyResult<Self> {
-        Self::from_args(
-            Args {
-                vocab_size,
-                mask_token_id,
-                pad_token_id,
-                special_token_ids,
-                mlm_probability,
-                mask_replace_prob,
-                random_replace_prob,
-                exact_budget: false,
-                max_predictions,
-                unit: String::new(),
-                replace_by: String::new(),
-                word_starts,
-                geometric_p,
-                span_lower,
-                span_upper,
-                ngram,
-                favor_shorter_ngram,
-                position_sampling: position_sampling.to_string(),
-                recipe: recipe.to_string(),
-                token_counts,
-            },
-            unit,
-            exact_budget,
-            replace_by,
-        )
+        crate::errors::guarded(move || {
+            Self::from_args(
+                Args {
+                    vocab_size,
+                    mask_token_id,
+                    pad_token_id,
+                    special_token_ids,
+                    mlm_probability,
+                    mask_replace_prob,
+                    random_replace_prob,
+                    exact_budget: false,
+                    max_predictions,
+                    unit: String::new(),
+                    replace_by: String::new(),
+                    word_starts,
+                    geometric_p,
+                    span_lower,
+                    span_upper,
+                    ngram,
+                    favor_shorter_ngram,
+                    position_sampling: position_sampling.to_string(),
+                    recipe: recipe.to_string(),
+                    token_counts,
+                },
+                unit,
+                exact_budget,
+                replace_by,
+            )
+        })
     }
 
     #[getter]
-    fn vocab_size(&self) -> i64 {
-        i64::from(self.cfg.vocab_size())
+    fn vocab_size(&self) -> PyResult<i64> {
+        crate::errors::guarded(move || Ok(i64::from(self.cfg.vocab_size())))
     }
 
     #[getter]
-    fn mask_token_id(&self) -> i64 {
-        i64::from(self.cfg.mask_token_id())
+    fn mask_token_id(&self) -> PyResult<i64> {
+        crate::errors::guarded(move || Ok(i64::from(self.cfg.mask_token_id())))
     }
 
     #[getter]
-    fn pad_token_id(&self) -> i64 {
-        self.args.pad_token_id
+    fn pad_token_id(&self) -> PyResult<i64> {
+        crate::errors::guarded(move || Ok(self.args.pad_token_id))
     }
 
     #[getter]
-    fn special_token_ids(&self) -> Vec<i64> {
-        self.args.special_token_ids.clone()
+    fn special_token_ids(&self) -> PyResult<Vec<i64>> {
+        crate::errors::guarded(move || Ok(self.args.special_token_ids.clone()))
     }
 
     #[getter]
-    fn unit(&self) -> &str {
-        &self.args.unit
+    fn unit(&self) -> PyResult<&str> {
+        crate::errors::guarded(move || Ok(self.args.unit.as_str()))
     }
 
     #[getter]
-    fn replace_by(&self) -> &str {
-        &self.args.replace_by
+    fn replace_by(&self) -> PyResult<&str> {
+        crate::errors::guarded(move || Ok(self.args.replace_by.as_str()))
     }
 
     #[getter]
-    fn recipe(&self) -> &str {
-        &self.args.recipe
+    fn recipe(&self) -> PyResult<&str> {
+        crate::errors::guarded(move || Ok(self.args.recipe.as_str()))
     }
 
     #[getter]
-    fn has_token_counts(&self) -> bool {
-        self.args.token_counts.is_some()
+    fn has_token_counts(&self) -> PyResult<bool> {
+        crate::errors::guarded(move || Ok(self.args.token_counts.is_some()))
     }
 
     #[getter]
-    fn has_word_starts(&self) -> bool {
-        self.args.word_starts.is_some()
+    fn has_word_starts(&self) -> PyResult<bool> {
+        crate::errors::guarded(move || Ok(self.args.word_starts.is_some()))
     }
 
     #[getter]
-    fn mlm_probability(&self) -> f64 {
-        self.args.mlm_probability
+    fn mlm_probability(&self) -> PyResult<f64> {
+        crate::errors::guarded(move || Ok(self.args.mlm_probability))
     }
 
     #[getter]
-    fn mask_replace_prob(&self) -> f64 {
-        self.args.mask_replace_prob
+    fn mask_replace_prob(&self) -> PyResult<f64> {
+        crate::errors::guarded(move || Ok(self.args.mask_replace_prob))
     }
 
     #[getter]
-    fn random_replace_prob(&self) -> f64 {
-        self.args.random_replace_prob
+    fn random_replace_prob(&self) -> PyResult<f64> {
+        crate::errors::guarded(move || Ok(self.args.random_replace_prob))
     }
 
     #[getter]
-    fn exact_budget(&self) -> bool {
-        self.args.exact_budget
+    fn exact_budget(&self) -> PyResult<bool> {
+        crate::errors::guarded(move || Ok(self.args.exact_budget))
     }
 
     #[getter]
-    fn max_predictions(&self) -> Option<usize> {
-        self.args.max_predictions
+    fn max_predictions(&self) -> PyResult<Option<usize>> {
+        crate::errors::guarded(move || Ok(self.args.max_predictions))
     }
 
     /// Masks and pads a batch.
@@ -404,6 +412,7 @@ impl MlmMasker {
     /// Returns `(input_ids, attention_mask, labels)` as `rows × width` arrays moved out of Rust
     /// buffers without a copy. `input_ids` is a C-contiguous 2-D integer array (read in place)
     /// or a list of rows (lists of ints or 1-D integer arrays).
+    // long: one binding: its 20 arguments converted, then the kernel under the panic guard
     #[pyo3(signature = (
         input_ids, *, attention_mask=None, special_tokens_mask=None, word_ids=None,
         boundaries=None, seed, epoch=0, batch_index=0, sample_ids=None,
@@ -419,118 +428,126 @@ impl MlmMasker {
         special_tokens_mask: Option<&Bound<'py, PyAny>>,
         word_ids: Option<&Bound<'py, PyAny>>,
         boundaries: Option<&Bound<'py, PyAny>>,
-        seed: u64,
-        epoch: u64,
-        batch_index: u64,
+        #[pyo3(from_py_with = crate::args::int)] seed: u64,
+        #[pyo3(from_py_with = crate::args::int)] epoch: u64,
+        #[pyo3(from_py_with = crate::args::int)] batch_index: u64,
         sample_ids: Option<&Bound<'py, PyAny>>,
-        max_length: Option<usize>,
+        #[pyo3(from_py_with = crate::args::opt_int)] max_length: Option<usize>,
         truncation: bool,
         pad_to_max_length: bool,
-        pad_to_multiple_of: usize,
+        #[pyo3(from_py_with = crate::args::int)] pad_to_multiple_of: usize,
         padding_side: &str,
         dtype: &str,
-        num_threads: usize,
+        #[pyo3(from_py_with = crate::args::int)] num_threads: usize,
         rows_name: Option<&str>,
         allocate: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyTuple>> {
-        let dtype = Dtype::parse("dtype", dtype).map_err(to_py)?;
-        let pad = pad_spec(
-            max_length,
-            truncation,
-            pad_to_max_length,
-            pad_to_multiple_of,
-            padding_side,
-        )?;
-        let name = |key: &str| key_name(rows_name, key);
-        let rows = id_rows(input_ids, "input_ids", name("input_ids").as_deref())?;
-        let mask = |obj: Option<&Bound<'py, PyAny>>, arg: &str| {
-            obj.map(|m| mask_rows(m, arg, name(arg).as_deref()))
-                .transpose()
-        };
-        let attn = mask(attention_mask, "attention_mask")?;
-        let spec = mask(special_tokens_mask, "special_tokens_mask")?;
-        let words = word_ids
-            .map(|w| word_id_rows(w, "word_ids", name("word_ids").as_deref()))
-            .transpose()?;
-        let bounds = mask(boundaries, "boundaries")?;
-        let masks = TokenMasks {
-            attention_mask: ragged("attention_mask", &attn)?,
-            special_tokens_mask: ragged("special_tokens_mask", &spec)?,
-            word_ids: ragged("word_ids", &words)?,
-            boundaries: ragged("boundaries", &bounds)?,
-        };
-        let sample_ids = sample_keys(sample_ids)?;
-        let keys = row_keys(&sample_ids, batch_index);
-        let streams = Streams::new(seed, epoch, PURPOSE);
-        let cfg = &self.cfg;
-        with_rows!(rows, "input_ids", |r| {
-            let job = MlmJob::new(cfg, &r, &masks, &pad, &streams, &keys).map_err(to_py)?;
-            match dtype {
-                Dtype::I64 => run_job::<_, i64>(py, &job, num_threads, allocate),
-                Dtype::I32 => run_job::<_, i32>(py, &job, num_threads, allocate),
-            }
+        crate::errors::guarded(move || {
+            let dtype = Dtype::parse("dtype", dtype).map_err(to_py)?;
+            let pad = pad_spec(
+                max_length,
+                truncation,
+                pad_to_max_length,
+                pad_to_multiple_of,
+                padding_side,
+            )?;
+            let name = |key: &str| key_name(rows_name, key);
+            let rows = id_rows(input_ids, "input_ids", name("input_ids").as_deref())?;
+            let mask = |obj: Option<&Bound<'py, PyAny>>, arg: &str| {
+                obj.map(|m| mask_rows(m, arg, name(arg).as_deref()))
+                    .transpose()
+            };
+            let attn = mask(attention_mask, "attention_mask")?;
+            let spec = mask(special_tokens_mask, "special_tokens_mask")?;
+            let words = word_ids
+                .map(|w| word_id_rows(w, "word_ids", name("word_ids").as_deref()))
+                .transpose()?;
+            let bounds = mask(boundaries, "boundaries")?;
+            let masks = TokenMasks {
+                attention_mask: ragged("attention_mask", &attn)?,
+                special_tokens_mask: ragged("special_tokens_mask", &spec)?,
+                word_ids: ragged("word_ids", &words)?,
+                boundaries: ragged("boundaries", &bounds)?,
+            };
+            let sample_ids = sample_keys(sample_ids)?;
+            let keys = row_keys(&sample_ids, batch_index);
+            let streams = Streams::new(seed, epoch, PURPOSE);
+            let cfg = &self.cfg;
+            with_rows!(rows, "input_ids", |r| {
+                let job = MlmJob::new(cfg, &r, &masks, &pad, &streams, &keys).map_err(to_py)?;
+                match dtype {
+                    Dtype::I64 => run_job::<_, i64>(py, &job, num_threads, allocate),
+                    Dtype::I32 => run_job::<_, i32>(py, &job, num_threads, allocate),
+                }
+            })
         })
     }
 
     /// Pickles as `functools.partial(MlmMasker, **arguments)()`.
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
-        let py = slf.py();
-        let kwargs = slf.get().args.kwargs(py)?;
-        let partial = py
-            .import("functools")?
-            .getattr("partial")?
-            .call((slf.get_type(),), Some(&kwargs))?;
-        (partial, PyTuple::empty(py)).into_pyobject(py)
+        crate::errors::guarded(move || {
+            let py = slf.py();
+            let kwargs = slf.get().args.kwargs(py)?;
+            let partial = py
+                .import("functools")?
+                .getattr("partial")?
+                .call((slf.get_type(),), Some(&kwargs))?;
+            (partial, PyTuple::empty(py)).into_pyobject(py)
+        })
     }
 
-    fn __repr__(&self) -> String {
-        let a = &self.args;
-        let py_bool = |b: bool| if b { "True" } else { "False" };
-        let mut s = format!(
-            "MlmMasker(vocab_size={}, mask_token_id={}, pad_token_id={}, special_token_ids={:?}, \
+    fn __repr__(&self) -> PyResult<String> {
+        crate::errors::guarded(move || {
+            Ok({
+                let a = &self.args;
+                let py_bool = |b: bool| if b { "True" } else { "False" };
+                let mut s = format!(
+                    "MlmMasker(vocab_size={}, mask_token_id={}, pad_token_id={}, special_token_ids={:?}, \
              mlm_probability={}, mask_replace_prob={}, random_replace_prob={}, exact_budget={}, \
              max_predictions={}, unit='{}', replace_by='{}'",
-            a.vocab_size,
-            a.mask_token_id,
-            a.pad_token_id,
-            a.special_token_ids,
-            a.mlm_probability,
-            a.mask_replace_prob,
-            a.random_replace_prob,
-            py_bool(a.exact_budget),
-            a.max_predictions
-                .map_or("None".to_string(), |m| m.to_string()),
-            a.unit,
-            a.replace_by,
-        );
-        match a.unit.as_str() {
-            "span" => {
-                s += &format!(
-                    ", geometric_p={}, span_lower={}, span_upper={}",
-                    a.geometric_p, a.span_lower, a.span_upper
-                )
-            }
-            "ngram" => {
-                s += &format!(
-                    ", ngram={}, favor_shorter_ngram={}",
-                    a.ngram,
-                    py_bool(a.favor_shorter_ngram)
-                )
-            }
-            _ => {}
-        }
-        if a.word_starts.is_some() {
-            s += ", word_starts=<table>";
-        }
-        if a.position_sampling != "without_replacement" {
-            s += &format!(", position_sampling='{}'", a.position_sampling);
-        }
-        if a.recipe != "lmobjectives" {
-            s += &format!(", recipe='{}'", a.recipe);
-        }
-        if a.token_counts.is_some() {
-            s += ", token_counts=<counts>";
-        }
-        s + ")"
+                    a.vocab_size,
+                    a.mask_token_id,
+                    a.pad_token_id,
+                    a.special_token_ids,
+                    a.mlm_probability,
+                    a.mask_replace_prob,
+                    a.random_replace_prob,
+                    py_bool(a.exact_budget),
+                    a.max_predictions
+                        .map_or("None".to_string(), |m| m.to_string()),
+                    a.unit,
+                    a.replace_by,
+                );
+                match a.unit.as_str() {
+                    "span" => {
+                        s += &format!(
+                            ", geometric_p={}, span_lower={}, span_upper={}",
+                            a.geometric_p, a.span_lower, a.span_upper
+                        )
+                    }
+                    "ngram" => {
+                        s += &format!(
+                            ", ngram={}, favor_shorter_ngram={}",
+                            a.ngram,
+                            py_bool(a.favor_shorter_ngram)
+                        )
+                    }
+                    _ => {}
+                }
+                if a.word_starts.is_some() {
+                    s += ", word_starts=<table>";
+                }
+                if a.position_sampling != "without_replacement" {
+                    s += &format!(", position_sampling='{}'", a.position_sampling);
+                }
+                if a.recipe != "lmobjectives" {
+                    s += &format!(", recipe='{}'", a.recipe);
+                }
+                if a.token_counts.is_some() {
+                    s += ", token_counts=<counts>";
+                }
+                s + ")"
+            })
+        })
     }
 }

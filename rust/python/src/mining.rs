@@ -65,6 +65,14 @@ impl<'py> Matrix<'py> {
     }
 }
 
+/// The number of rows of an embedding matrix.
+fn qm_rows(m: &Matrix<'_>) -> usize {
+    match m {
+        Matrix::F32(a) => a.shape()[0],
+        Matrix::F16(a) => a.shape()[0],
+    }
+}
+
 fn slice<'a, T: numpy::Element>(a: &'a PyReadonlyArray2<'_, T>, arg: &str) -> PyResult<&'a [T]> {
     a.as_slice()
         .map_err(|_| PyValueError::new_err(format!("{arg}: must be C-contiguous")))
@@ -108,51 +116,56 @@ pub fn search_topk<'py>(
     py: Python<'py>,
     queries: &Bound<'py, PyAny>,
     corpus: &Bound<'py, PyAny>,
-    k: usize,
+    #[pyo3(from_py_with = crate::args::int)] k: usize,
     similarity: &str,
     queries_float16: bool,
     corpus_float16: bool,
-    num_threads: usize,
+    #[pyo3(from_py_with = crate::args::int)] num_threads: usize,
     progress: Option<&Bound<'py, PyAny>>,
     isa: Option<&str>,
-    query_block: Option<usize>,
-    corpus_tile: Option<usize>,
-    span: Option<usize>,
+    #[pyo3(from_py_with = crate::args::opt_int)] query_block: Option<usize>,
+    #[pyo3(from_py_with = crate::args::opt_int)] corpus_tile: Option<usize>,
+    #[pyo3(from_py_with = crate::args::opt_int)] span: Option<usize>,
 ) -> PyResult<Ranked<'py>> {
-    let similarity = Similarity::parse("similarity", similarity).map_err(to_py)?;
-    let isa = isa
-        .map(|s| Isa::parse("isa", s))
-        .transpose()
-        .map_err(to_py)?;
-    let qm = Matrix::extract(queries, "queries", queries_float16)?;
-    let cm = Matrix::extract(corpus, "corpus", corpus_float16)?;
-    let q = qm.embeddings("queries")?;
-    let c = cm.embeddings("corpus")?;
-    let options = SearchOptions {
-        isa,
-        query_block,
-        corpus_tile,
-        span,
-        ..SearchOptions::new(k, similarity)
-    };
-    let search = Search::new(q, c, &options, num_threads).map_err(to_py)?;
-    let mut result = search.start();
-    let (tasks, chunk) = (search.tasks(), search.chunk(num_threads));
-    let mut done = 0;
-    while done < tasks {
-        let end = (done + chunk).min(tasks);
-        detached(py, || search.run(done..end, &mut result, num_threads))?;
-        done = end;
-        py.check_signals()?;
-        if let Some(p) = progress {
-            p.call1((done, tasks))?;
+    crate::errors::guarded(move || {
+        let similarity = Similarity::parse("similarity", similarity).map_err(to_py)?;
+        let isa = isa
+            .map(|s| Isa::parse("isa", s))
+            .transpose()
+            .map_err(to_py)?;
+        let qm = Matrix::extract(queries, "queries", queries_float16)?;
+        let cm = Matrix::extract(corpus, "corpus", corpus_float16)?;
+        let q = qm.embeddings("queries")?;
+        let c = cm.embeddings("corpus")?;
+        // Per-query heaps are sized by k even without queries: bound k itself too.
+        lmobjectives_core::limits::length("k", k).map_err(to_py)?;
+        lmobjectives_core::limits::elements("k", qm_rows(&qm), k).map_err(to_py)?;
+        let options = SearchOptions {
+            isa,
+            query_block,
+            corpus_tile,
+            span,
+            ..SearchOptions::new(k, similarity)
+        };
+        let search = Search::new(q, c, &options, num_threads).map_err(to_py)?;
+        let mut result = search.start();
+        let (tasks, chunk) = (search.tasks(), search.chunk(num_threads));
+        let mut done = 0;
+        while done < tasks {
+            let end = (done + chunk).min(tasks);
+            detached(py, || search.run(done..end, &mut result, num_threads))?;
+            done = end;
+            py.check_signals()?;
+            if let Some(p) = progress {
+                p.call1((done, tasks))?;
+            }
         }
-    }
-    let rows = result.rows();
-    Ok((
-        to_numpy2(py, rows, k, result.ids)?,
-        to_numpy2(py, rows, k, result.scores)?,
-    ))
+        let rows = result.rows();
+        Ok((
+            to_numpy2(py, rows, k, result.ids)?,
+            to_numpy2(py, rows, k, result.scores)?,
+        ))
+    })
 }
 
 /// The score of each `(query, corpus row)` pair given as CSR (`values`, `offsets`), exactly
@@ -172,25 +185,28 @@ pub fn pair_scores<'py>(
     similarity: &str,
     queries_float16: bool,
     corpus_float16: bool,
-    num_threads: usize,
+    #[pyo3(from_py_with = crate::args::int)] num_threads: usize,
     name: &str,
 ) -> PyResult<Bound<'py, PyArray1<f32>>> {
-    let similarity = Similarity::parse("similarity", similarity).map_err(to_py)?;
-    let qm = Matrix::extract(queries, "queries", queries_float16)?;
-    let cm = Matrix::extract(corpus, "corpus", corpus_float16)?;
-    let q = qm.embeddings("queries")?;
-    let c = cm.embeddings("corpus")?;
-    let offs = csr_offsets(&offsets, name)?;
-    let vals = slice1(&values, name)?;
-    let pairs = Ragged::new(name, vals, &offs).map_err(to_py)?;
-    let scores = detached(py, || {
-        core_pair_scores(name, q, c, similarity, &pairs, num_threads)
-    })?;
-    Ok(scores.into_pyarray(py))
+    crate::errors::guarded(move || {
+        let similarity = Similarity::parse("similarity", similarity).map_err(to_py)?;
+        let qm = Matrix::extract(queries, "queries", queries_float16)?;
+        let cm = Matrix::extract(corpus, "corpus", corpus_float16)?;
+        let q = qm.embeddings("queries")?;
+        let c = cm.embeddings("corpus")?;
+        let offs = csr_offsets(&offsets, name)?;
+        let vals = slice1(&values, name)?;
+        let pairs = Ragged::new(name, vals, &offs).map_err(to_py)?;
+        let scores = detached(py, || {
+            core_pair_scores(name, q, c, similarity, &pairs, num_threads)
+        })?;
+        Ok(scores.into_pyarray(py))
+    })
 }
 
 /// Chooses negatives from ranked candidates: `(ids int64 [Q, n], scores float32 [Q, n],
 /// removed: dict)`.
+// long: one binding: its 22 arguments converted, then the kernel under the panic guard
 #[pyfunction]
 #[pyo3(signature = (
     candidate_ids, candidate_scores, *, corpus_rows, keys, num_negatives, range_min, range_max,
@@ -203,61 +219,63 @@ pub fn select_negatives<'py>(
     py: Python<'py>,
     candidate_ids: PyReadonlyArray2<'py, i64>,
     candidate_scores: PyReadonlyArray2<'py, f32>,
-    corpus_rows: usize,
+    #[pyo3(from_py_with = crate::args::int)] corpus_rows: usize,
     keys: PyReadonlyArray1<'py, u64>,
-    num_negatives: usize,
-    range_min: usize,
-    range_max: usize,
+    #[pyo3(from_py_with = crate::args::int)] num_negatives: usize,
+    #[pyo3(from_py_with = crate::args::int)] range_min: usize,
+    #[pyo3(from_py_with = crate::args::int)] range_max: usize,
     positive_values: Option<PyReadonlyArray1<'py, i64>>,
     positive_offsets: Option<PyReadonlyArray1<'py, i64>>,
     positive_scores: Option<PyReadonlyArray1<'py, f32>>,
     self_ids: Option<PyReadonlyArray1<'py, i64>>,
-    absolute_margin: Option<f32>,
-    relative_margin: Option<f32>,
-    max_score: Option<f32>,
-    min_score: Option<f32>,
+    #[pyo3(from_py_with = crate::args::opt_float)] absolute_margin: Option<f32>,
+    #[pyo3(from_py_with = crate::args::opt_float)] relative_margin: Option<f32>,
+    #[pyo3(from_py_with = crate::args::opt_float)] max_score: Option<f32>,
+    #[pyo3(from_py_with = crate::args::opt_float)] min_score: Option<f32>,
     sampling: &str,
     ranks: &str,
     include_positives: bool,
-    seed: u64,
-    num_threads: usize,
+    #[pyo3(from_py_with = crate::args::int)] seed: u64,
+    #[pyo3(from_py_with = crate::args::int)] num_threads: usize,
 ) -> PyResult<Selected<'py>> {
-    let params = SelectParams {
-        num_negatives,
-        range_min,
-        range_max,
-        absolute_margin,
-        relative_margin,
-        max_score,
-        min_score,
-        sampling: Sampling::parse("sampling", sampling).map_err(to_py)?,
-        ranks: Ranks::parse("ranks", ranks).map_err(to_py)?,
-        include_positives,
-        seed,
-    };
-    let (ids_shape, scores_shape) = (candidate_ids.shape(), candidate_scores.shape());
-    let candidates = Candidates::new(
-        slice(&candidate_ids, "candidate_ids")?,
-        slice(&candidate_scores, "candidate_scores")?,
-        [ids_shape[0], ids_shape[1]],
-        [scores_shape[0], scores_shape[1]],
-    )
-    .map_err(to_py)?;
-    let offs = positive_offsets
-        .as_ref()
-        .map(|o| csr_offsets(o, "positives"))
-        .transpose()?;
-    let vals = slice1_opt(&positive_values, "positives")?;
-    let inputs = SelectInputs {
-        candidates,
-        positives: positives(vals, offs.as_deref()).map_err(to_py)?,
-        positive_scores: slice1_opt(&positive_scores, "positive_scores")?.unwrap_or(&[]),
-        self_ids: slice1_opt(&self_ids, "self_ids")?,
-        keys: slice1(&keys, "keys")?,
-        corpus_rows,
-    };
-    let sel = detached(py, || select(&params, &inputs, num_threads))?;
-    selected(py, sel, inputs.keys.len())
+    crate::errors::guarded(move || {
+        let params = SelectParams {
+            num_negatives,
+            range_min,
+            range_max,
+            absolute_margin,
+            relative_margin,
+            max_score,
+            min_score,
+            sampling: Sampling::parse("sampling", sampling).map_err(to_py)?,
+            ranks: Ranks::parse("ranks", ranks).map_err(to_py)?,
+            include_positives,
+            seed,
+        };
+        let (ids_shape, scores_shape) = (candidate_ids.shape(), candidate_scores.shape());
+        let candidates = Candidates::new(
+            slice(&candidate_ids, "candidate_ids")?,
+            slice(&candidate_scores, "candidate_scores")?,
+            [ids_shape[0], ids_shape[1]],
+            [scores_shape[0], scores_shape[1]],
+        )
+        .map_err(to_py)?;
+        let offs = positive_offsets
+            .as_ref()
+            .map(|o| csr_offsets(o, "positives"))
+            .transpose()?;
+        let vals = slice1_opt(&positive_values, "positives")?;
+        let inputs = SelectInputs {
+            candidates,
+            positives: positives(vals, offs.as_deref()).map_err(to_py)?,
+            positive_scores: slice1_opt(&positive_scores, "positive_scores")?.unwrap_or(&[]),
+            self_ids: slice1_opt(&self_ids, "self_ids")?,
+            keys: slice1(&keys, "keys")?,
+            corpus_rows,
+        };
+        let sel = detached(py, || select(&params, &inputs, num_threads))?;
+        selected(py, sel, inputs.keys.len())
+    })
 }
 
 /// The selection as Python gets it: ids, scores and the removal counts by rule.
@@ -276,6 +294,6 @@ fn selected(py: Python<'_>, sel: Selection, rows: usize) -> PyResult<Selected<'_
 
 /// The instruction sets this CPU runs the search kernels with, fastest first.
 #[pyfunction]
-pub fn mining_isas() -> Vec<&'static str> {
-    Isa::available().iter().map(|i| i.name()).collect()
+pub fn mining_isas() -> PyResult<Vec<&'static str>> {
+    crate::errors::guarded(move || Ok(Isa::available().iter().map(|i| i.name()).collect()))
 }

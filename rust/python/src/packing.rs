@@ -66,6 +66,34 @@ fn as_aligned(gathered: &[Column]) -> PyResult<Vec<AlignedColumn<'_>>> {
         .collect()
 }
 
+/// Nothing the packed batch copies from the input may wrap or be negative: ids are in
+/// `[0, vocab_size)` when a vocabulary is given, else non-negative, and every copied value
+/// (ids, aligned columns, the padding id) fits the output dtype.
+fn check_inputs<T: lmobjectives_core::batch::TokenId, O: OutId>(
+    rows: &Ragged<'_, T>,
+    columns: &[AlignedColumn<'_>],
+    options: &PackOptions,
+    vocab_size: Option<u64>,
+) -> lmobjectives_core::Result<()> {
+    use lmobjectives_core::batch::{check_fits, check_scalar_fits, check_values};
+    match vocab_size {
+        Some(v) => lmobjectives_core::ids::check_ids("input_ids", rows, v)?,
+        None => check_values(
+            "input_ids",
+            rows,
+            0,
+            i64::MAX - 1,
+            "token ids are non-negative",
+        )?,
+    }
+    check_fits::<_, O>("input_ids", rows)?;
+    check_scalar_fits::<O>("pad_token_id", options.pad_token_id)?;
+    for c in columns {
+        check_fits::<_, O>(c.name, &c.rows)?;
+    }
+    Ok(())
+}
+
 /// The packed batch as the dict `pack` returns.
 fn to_dict<'py, O: OutId + Element>(
     py: Python<'py>,
@@ -104,57 +132,66 @@ fn to_dict<'py, O: OutId + Element>(
     examples, *, max_length=None, layout="rows", strategy="ffd", overflow="error",
     pad_token_id=0, causal_labels=false, position_offset=0, pad_to_multiple_of=1,
     special_tokens_mask=None, word_ids=None, token_type_ids=None, dtype="int64", num_threads=1,
-    rows_name=None,
+    rows_name=None, vocab_size=None,
 ))]
 #[allow(clippy::too_many_arguments)]
 pub fn pack<'py>(
     py: Python<'py>,
     examples: &Bound<'py, PyAny>,
-    max_length: Option<usize>,
+    #[pyo3(from_py_with = crate::args::opt_int)] max_length: Option<usize>,
     layout: &str,
     strategy: &str,
     overflow: &str,
-    pad_token_id: i64,
+    #[pyo3(from_py_with = crate::args::int)] pad_token_id: i64,
     causal_labels: bool,
-    position_offset: i64,
-    pad_to_multiple_of: usize,
+    #[pyo3(from_py_with = crate::args::int)] position_offset: i64,
+    #[pyo3(from_py_with = crate::args::int)] pad_to_multiple_of: usize,
     special_tokens_mask: Option<&Bound<'py, PyAny>>,
     word_ids: Option<&Bound<'py, PyAny>>,
     token_type_ids: Option<&Bound<'py, PyAny>>,
     dtype: &str,
-    num_threads: usize,
+    #[pyo3(from_py_with = crate::args::int)] num_threads: usize,
     rows_name: Option<&str>,
+    #[pyo3(from_py_with = crate::args::opt_int)] vocab_size: Option<u64>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let dtype = Dtype::parse("dtype", dtype).map_err(to_py)?;
-    let options = PackOptions {
-        max_length,
-        layout: Layout::parse("layout", layout).map_err(to_py)?,
-        strategy: Strategy::parse("strategy", strategy).map_err(to_py)?,
-        overflow: Overflow::parse("overflow", overflow).map_err(to_py)?,
-        pad_token_id,
-        causal_labels,
-        position_offset,
-        multiple_of: pad_to_multiple_of,
-        threads: num_threads,
-    };
-    options.validate().map_err(to_py)?;
-    let gathered = aligned_columns(special_tokens_mask, word_ids, token_type_ids, rows_name)?;
-    let rows = id_rows(
-        examples,
-        "input_ids",
-        key_name(rows_name, "input_ids").as_deref(),
-    )?;
-    let columns = as_aligned(&gathered)?;
-    let names: Vec<&str> = gathered.iter().map(|c| c.0).collect();
-    let labels = options.causal_labels;
-    with_rows!(rows, "input_ids", |r| match dtype {
-        Dtype::I64 => {
-            let batch = detached(py, || pack_batch::<_, i64>(&r, &columns, &options))?;
-            to_dict(py, batch, &names, labels)
-        }
-        Dtype::I32 => {
-            let batch = detached(py, || pack_batch::<_, i32>(&r, &columns, &options))?;
-            to_dict(py, batch, &names, labels)
-        }
+    crate::errors::guarded(move || {
+        let dtype = Dtype::parse("dtype", dtype).map_err(to_py)?;
+        let options = PackOptions {
+            max_length,
+            layout: Layout::parse("layout", layout).map_err(to_py)?,
+            strategy: Strategy::parse("strategy", strategy).map_err(to_py)?,
+            overflow: Overflow::parse("overflow", overflow).map_err(to_py)?,
+            pad_token_id,
+            causal_labels,
+            position_offset,
+            multiple_of: pad_to_multiple_of,
+            threads: num_threads,
+        };
+        options.validate().map_err(to_py)?;
+        let gathered = aligned_columns(special_tokens_mask, word_ids, token_type_ids, rows_name)?;
+        let rows = id_rows(
+            examples,
+            "input_ids",
+            key_name(rows_name, "input_ids").as_deref(),
+        )?;
+        let columns = as_aligned(&gathered)?;
+        let names: Vec<&str> = gathered.iter().map(|c| c.0).collect();
+        let labels = options.causal_labels;
+        with_rows!(rows, "input_ids", |r| match dtype {
+            Dtype::I64 => {
+                let batch = detached(py, || {
+                    check_inputs::<_, i64>(&r, &columns, &options, vocab_size)?;
+                    pack_batch::<_, i64>(&r, &columns, &options)
+                })?;
+                to_dict(py, batch, &names, labels)
+            }
+            Dtype::I32 => {
+                let batch = detached(py, || {
+                    check_inputs::<_, i32>(&r, &columns, &options, vocab_size)?;
+                    pack_batch::<_, i32>(&r, &columns, &options)
+                })?;
+                to_dict(py, batch, &names, labels)
+            }
+        })
     })
 }

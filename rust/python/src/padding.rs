@@ -17,37 +17,39 @@ use crate::with_rows;
 pub fn pad<'py>(
     py: Python<'py>,
     rows: &Bound<'py, PyAny>,
-    pad_value: i64,
-    max_length: Option<usize>,
+    #[pyo3(from_py_with = crate::args::int)] pad_value: i64,
+    #[pyo3(from_py_with = crate::args::opt_int)] max_length: Option<usize>,
     truncation: bool,
     pad_to_max_length: bool,
-    pad_to_multiple_of: usize,
+    #[pyo3(from_py_with = crate::args::int)] pad_to_multiple_of: usize,
     padding_side: &str,
     dtype: &str,
     name: &str,
     rows_name: Option<&str>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let dtype = Dtype::parse("dtype", dtype).map_err(to_py)?;
-    let spec = pad_spec(
-        max_length,
-        truncation,
-        pad_to_max_length,
-        pad_to_multiple_of,
-        padding_side,
-    )?;
-    dtype.check_fits("pad_value", pad_value).map_err(to_py)?;
-    let data = id_rows(rows, name, rows_name)?;
-    with_rows!(data, name, |r| {
-        let n = r.rows();
-        match dtype {
-            Dtype::I64 => {
-                let (w, buf) = detached(py, || pad_rows::<_, i64>(name, &r, &spec, pad_value))?;
-                Ok(pooled2(py, n, w, buf)?.into_any())
+    crate::errors::guarded(move || {
+        let dtype = Dtype::parse("dtype", dtype).map_err(to_py)?;
+        let spec = pad_spec(
+            max_length,
+            truncation,
+            pad_to_max_length,
+            pad_to_multiple_of,
+            padding_side,
+        )?;
+        dtype.check_fits("pad_value", pad_value).map_err(to_py)?;
+        let data = id_rows(rows, name, rows_name)?;
+        with_rows!(data, name, |r| {
+            let n = r.rows();
+            match dtype {
+                Dtype::I64 => {
+                    let (w, buf) = detached(py, || pad_rows::<_, i64>(name, &r, &spec, pad_value))?;
+                    Ok(pooled2(py, n, w, buf)?.into_any())
+                }
+                Dtype::I32 => {
+                    let (w, buf) = detached(py, || pad_rows::<_, i32>(name, &r, &spec, pad_value))?;
+                    Ok(pooled2(py, n, w, buf)?.into_any())
+                }
             }
-            Dtype::I32 => {
-                let (w, buf) = detached(py, || pad_rows::<_, i32>(name, &r, &spec, pad_value))?;
-                Ok(pooled2(py, n, w, buf)?.into_any())
-            }
-        }
+        })
     })
 }

@@ -83,43 +83,45 @@ pub fn build_pair_index<'py>(
     sentence_offsets: PyReadonlyArray1<'py, i64>,
     document_offsets: PyReadonlyArray1<'py, i64>,
     task: &str,
-    max_seq_length: usize,
-    short_seq_prob: f64,
-    random_next_prob: f64,
-    swap_prob: f64,
-    seed: u64,
-    epoch: u64,
-    num_threads: usize,
+    #[pyo3(from_py_with = crate::args::int)] max_seq_length: usize,
+    #[pyo3(from_py_with = crate::args::float)] short_seq_prob: f64,
+    #[pyo3(from_py_with = crate::args::float)] random_next_prob: f64,
+    #[pyo3(from_py_with = crate::args::float)] swap_prob: f64,
+    #[pyo3(from_py_with = crate::args::int)] seed: u64,
+    #[pyo3(from_py_with = crate::args::int)] epoch: u64,
+    #[pyo3(from_py_with = crate::args::int)] num_threads: usize,
     recipe: &str,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let task = Task::parse("task", task).map_err(to_py)?;
-    let rules = Recipe::parse("recipe", recipe)
-        .and_then(|r| r.pairs(task))
-        .map_err(to_py)?;
-    let params = PairParams {
-        task,
-        max_seq_length,
-        short_seq_prob,
-        random_next_prob,
-        swap_prob,
-        rules,
-    };
-    let so = contiguous(&sentence_offsets, "sentence_offsets")?;
-    let dof = contiguous(&document_offsets, "document_offsets")?;
-    if let Ok(num_tokens) = ids.extract::<usize>() {
-        let units = vec![(); num_tokens]; // (zero-sized: no memory)
-        let corpus = Corpus::new(&units[..], so, dof).map_err(to_py)?;
-        let index = detached(py, || {
-            build_index(&corpus, &params, seed, epoch, num_threads)
-        })?;
-        return index_to_py(py, index);
-    }
-    with_ids!(ids, |slice| {
-        let corpus = Corpus::new(slice, so, dof).map_err(to_py)?;
-        let index = detached(py, || {
-            build_index(&corpus, &params, seed, epoch, num_threads)
-        })?;
-        index_to_py(py, index)
+    crate::errors::guarded(move || {
+        let task = Task::parse("task", task).map_err(to_py)?;
+        let rules = Recipe::parse("recipe", recipe)
+            .and_then(|r| r.pairs(task))
+            .map_err(to_py)?;
+        let params = PairParams {
+            task,
+            max_seq_length,
+            short_seq_prob,
+            random_next_prob,
+            swap_prob,
+            rules,
+        };
+        let so = contiguous(&sentence_offsets, "sentence_offsets")?;
+        let dof = contiguous(&document_offsets, "document_offsets")?;
+        if let Ok(num_tokens) = ids.extract::<usize>() {
+            let units = vec![(); num_tokens]; // (zero-sized: no memory)
+            let corpus = Corpus::new(&units[..], so, dof).map_err(to_py)?;
+            let index = detached(py, || {
+                build_index(&corpus, &params, seed, epoch, num_threads)
+            })?;
+            return index_to_py(py, index);
+        }
+        with_ids!(ids, |slice| {
+            let corpus = Corpus::new(slice, so, dof).map_err(to_py)?;
+            let index = detached(py, || {
+                build_index(&corpus, &params, seed, epoch, num_threads)
+            })?;
+            index_to_py(py, index)
+        })
     })
 }
 
@@ -156,31 +158,33 @@ pub fn pair_rows<'py>(
     a: PyReadonlyArray2<'py, u64>,
     b: PyReadonlyArray2<'py, u64>,
     label: PyReadonlyArray1<'py, u8>,
-    indices: Vec<i64>,
-    cls_token_id: i64,
-    sep_token_id: i64,
-    rank: u64,
-    world: u64,
-    epoch: u64,
+    #[pyo3(from_py_with = crate::args::ints)] indices: Vec<i64>,
+    #[pyo3(from_py_with = crate::args::int)] cls_token_id: i64,
+    #[pyo3(from_py_with = crate::args::int)] sep_token_id: i64,
+    #[pyo3(from_py_with = crate::args::int)] rank: u64,
+    #[pyo3(from_py_with = crate::args::int)] world: u64,
+    #[pyo3(from_py_with = crate::args::int)] epoch: u64,
 ) -> PyResult<Bound<'py, PyTuple>> {
-    let (ra, rb) = (ranges(&a, "a")?, ranges(&b, "b")?);
-    let labels = contiguous(&label, "label")?;
-    let (items, keys) =
-        shard_items(labels.len() as u64, &indices, rank, world, epoch).map_err(to_py)?;
-    with_ids!(ids, |slice| {
-        let rows = detached(py, || {
-            materialize(slice, (ra, rb, labels), &items, cls_token_id, sep_token_id)
-        })?;
-        let offsets: Vec<i64> = rows.offsets.iter().map(|&o| o as i64).collect();
-        PyTuple::new(
-            py,
-            [
-                pooled1(py, rows.ids)?.into_any(),
-                pooled1(py, rows.token_type_ids)?.into_any(),
-                offsets.into_pyarray(py).into_any(),
-                rows.labels.into_pyarray(py).into_any(),
-                keys.into_pyarray(py).into_any(),
-            ],
-        )
+    crate::errors::guarded(move || {
+        let (ra, rb) = (ranges(&a, "a")?, ranges(&b, "b")?);
+        let labels = contiguous(&label, "label")?;
+        let (items, keys) =
+            shard_items(labels.len() as u64, &indices, rank, world, epoch).map_err(to_py)?;
+        with_ids!(ids, |slice| {
+            let rows = detached(py, || {
+                materialize(slice, (ra, rb, labels), &items, cls_token_id, sep_token_id)
+            })?;
+            let offsets: Vec<i64> = rows.offsets.iter().map(|&o| o as i64).collect();
+            PyTuple::new(
+                py,
+                [
+                    pooled1(py, rows.ids)?.into_any(),
+                    pooled1(py, rows.token_type_ids)?.into_any(),
+                    offsets.into_pyarray(py).into_any(),
+                    rows.labels.into_pyarray(py).into_any(),
+                    keys.into_pyarray(py).into_any(),
+                ],
+            )
+        })
     })
 }

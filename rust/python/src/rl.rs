@@ -152,53 +152,55 @@ fn completion_impl<'py, T: Element + lmobjectives_core::batch::TokenId>(
 pub fn completion_mask<'py>(
     py: Python<'py>,
     ids: &Bound<'py, PyAny>,
-    eos_token_ids: Vec<i64>,
-    pad_token_id: Option<i64>,
+    #[pyo3(from_py_with = crate::args::ints)] eos_token_ids: Vec<i64>,
+    #[pyo3(from_py_with = crate::args::opt_int)] pad_token_id: Option<i64>,
     attention_mask: Option<&Bound<'py, PyAny>>,
-    completion_start: Option<Vec<usize>>,
+    #[pyo3(from_py_with = crate::args::opt_ints)] completion_start: Option<Vec<usize>>,
     padding_side: &str,
     include_eos: bool,
     mask_truncated: bool,
-    num_threads: usize,
+    #[pyo3(from_py_with = crate::args::int)] num_threads: usize,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let spec = CompletionSpec {
-        eos_token_ids,
-        pad_token_id,
-        side: Side::parse("padding_side", padding_side).map_err(to_py)?,
-        include_eos,
-        mask_truncated,
-    };
-    let att_ro = attention_mask
-        .map(|a| arr2::<bool>(a, "attention_mask"))
-        .transpose()?;
-    let att = att_ro
-        .as_ref()
-        .map(|a| grid(a, "attention_mask"))
-        .transpose()?;
-    let arr = ids.cast::<PyUntypedArray>().map_err(|_| {
-        PyTypeError::new_err(format!(
-            "ids: expected a 2-D integer array, got {}",
-            describe(ids)
-        ))
-    })?;
-    if arr.ndim() != 2 {
-        return Err(PyValueError::new_err(format!(
-            "ids: expected a 2-D array, got {}",
-            describe(ids)
-        )));
-    }
-    macro_rules! arm {
+    crate::errors::guarded(move || {
+        let spec = CompletionSpec {
+            eos_token_ids,
+            pad_token_id,
+            side: Side::parse("padding_side", padding_side).map_err(to_py)?,
+            include_eos,
+            mask_truncated,
+        };
+        let att_ro = attention_mask
+            .map(|a| arr2::<bool>(a, "attention_mask"))
+            .transpose()?;
+        let att = att_ro
+            .as_ref()
+            .map(|a| grid(a, "attention_mask"))
+            .transpose()?;
+        let arr = ids.cast::<PyUntypedArray>().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "ids: expected a 2-D integer array, got {}",
+                describe(ids)
+            ))
+        })?;
+        if arr.ndim() != 2 {
+            return Err(PyValueError::new_err(format!(
+                "ids: expected a 2-D array, got {}",
+                describe(ids)
+            )));
+        }
+        macro_rules! arm {
         ($($t:ty),*) => {$(
             if let Ok(a) = ids.cast::<PyArray2<$t>>() {
                 return completion_impl::<$t>(py, a, att.as_ref(), completion_start, &spec, num_threads);
             }
         )*};
     }
-    arm!(i64, i32, u32, u16, i16, u8, i8, u64);
-    Err(PyTypeError::new_err(format!(
-        "ids: expected an integer array, got {}",
-        describe(ids)
-    )))
+        arm!(i64, i32, u32, u16, i16, u8, i8, u64);
+        Err(PyTypeError::new_err(format!(
+            "ids: expected an integer array, got {}",
+            describe(ids)
+        )))
+    })
 }
 
 // -- returns ----------------------------------------------------------------------------------
@@ -223,17 +225,19 @@ pub fn discounted_returns<'py>(
     py: Python<'py>,
     rewards: &Bound<'py, PyAny>,
     mask: &Bound<'py, PyAny>,
-    gamma: f64,
-    num_threads: usize,
+    #[pyo3(from_py_with = crate::args::float)] gamma: f64,
+    #[pyo3(from_py_with = crate::args::int)] num_threads: usize,
 ) -> PyResult<Bound<'py, PyAny>> {
-    with_float!(rewards, "rewards", |F| Ok(rtg_impl::<F>(
-        py,
-        rewards,
-        mask,
-        gamma,
-        num_threads
-    )?
-    .into_any()))
+    crate::errors::guarded(move || {
+        with_float!(rewards, "rewards", |F| Ok(rtg_impl::<F>(
+            py,
+            rewards,
+            mask,
+            gamma,
+            num_threads
+        )?
+        .into_any()))
+    })
 }
 
 type Pair<'py, T> = (Bound<'py, PyArray2<T>>, Bound<'py, PyArray2<T>>);
@@ -271,23 +275,25 @@ pub fn gae<'py>(
     rewards: &Bound<'py, PyAny>,
     values: &Bound<'py, PyAny>,
     mask: &Bound<'py, PyAny>,
-    gamma: f64,
-    lam: f64,
+    #[pyo3(from_py_with = crate::args::float)] gamma: f64,
+    #[pyo3(from_py_with = crate::args::float)] lam: f64,
     bootstrap: Option<&Bound<'py, PyAny>>,
-    num_threads: usize,
+    #[pyo3(from_py_with = crate::args::int)] num_threads: usize,
 ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
-    with_float!(rewards, "rewards", |F| {
-        let (a, g) = gae_impl::<F>(
-            py,
-            rewards,
-            values,
-            mask,
-            bootstrap,
-            gamma,
-            lam,
-            num_threads,
-        )?;
-        Ok((a.into_any(), g.into_any()))
+    crate::errors::guarded(move || {
+        with_float!(rewards, "rewards", |F| {
+            let (a, g) = gae_impl::<F>(
+                py,
+                rewards,
+                values,
+                mask,
+                bootstrap,
+                gamma,
+                lam,
+                num_threads,
+            )?;
+            Ok((a.into_any(), g.into_any()))
+        })
     })
 }
 
@@ -317,12 +323,15 @@ pub fn whiten<'py>(
     mask: &Bound<'py, PyAny>,
     shift_mean: bool,
     unbiased: bool,
-    eps: f64,
-    num_threads: usize,
+    #[pyo3(from_py_with = crate::args::float)] eps: f64,
+    #[pyo3(from_py_with = crate::args::int)] num_threads: usize,
 ) -> PyResult<(Bound<'py, PyAny>, f64, f64)> {
-    with_float!(values, "values", |F| {
-        let (w, m, v) = whiten_impl::<F>(py, values, mask, shift_mean, unbiased, eps, num_threads)?;
-        Ok((w.into_any(), m, v))
+    crate::errors::guarded(move || {
+        with_float!(values, "values", |F| {
+            let (w, m, v) =
+                whiten_impl::<F>(py, values, mask, shift_mean, unbiased, eps, num_threads)?;
+            Ok((w.into_any(), m, v))
+        })
     })
 }
 
@@ -346,17 +355,19 @@ pub fn clip_masked<'py>(
     py: Python<'py>,
     values: &Bound<'py, PyAny>,
     mask: &Bound<'py, PyAny>,
-    bound: f64,
-    num_threads: usize,
+    #[pyo3(from_py_with = crate::args::float)] bound: f64,
+    #[pyo3(from_py_with = crate::args::int)] num_threads: usize,
 ) -> PyResult<Bound<'py, PyAny>> {
-    with_float!(values, "values", |F| Ok(clip_impl::<F>(
-        py,
-        values,
-        mask,
-        bound,
-        num_threads
-    )?
-    .into_any()))
+    crate::errors::guarded(move || {
+        with_float!(values, "values", |F| Ok(clip_impl::<F>(
+            py,
+            values,
+            mask,
+            bound,
+            num_threads
+        )?
+        .into_any()))
+    })
 }
 
 // -- group baselines --------------------------------------------------------------------------
@@ -399,19 +410,22 @@ pub fn group_advantages_py<'py>(
     py: Python<'py>,
     scores: &Bound<'py, PyAny>,
     groups: PyReadonlyArray1<'py, i64>,
-    num_groups: usize,
+    #[pyo3(from_py_with = crate::args::int)] num_groups: usize,
     baseline: &str,
     scale: &str,
-    eps: f64,
+    #[pyo3(from_py_with = crate::args::float)] eps: f64,
     nan: &str,
 ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>, Bound<'py, PyAny>)> {
-    let baseline = Baseline::parse("baseline", baseline).map_err(to_py)?;
-    let scale = Scale::parse("scale", scale).map_err(to_py)?;
-    let nan = NanPolicy::parse("nan", nan).map_err(to_py)?;
-    let g = group_indices("groups", &groups.as_array().to_vec()).map_err(to_py)?;
-    with_float!(scores, "scores", |F| {
-        let (a, b, s) = groups_impl::<F>(py, scores, &g, num_groups, baseline, scale, eps, nan)?;
-        Ok((a.into_any(), b.into_any(), s.into_any()))
+    crate::errors::guarded(move || {
+        let baseline = Baseline::parse("baseline", baseline).map_err(to_py)?;
+        let scale = Scale::parse("scale", scale).map_err(to_py)?;
+        let nan = NanPolicy::parse("nan", nan).map_err(to_py)?;
+        let g = group_indices("groups", &groups.as_array().to_vec()).map_err(to_py)?;
+        with_float!(scores, "scores", |F| {
+            let (a, b, s) =
+                groups_impl::<F>(py, scores, &g, num_groups, baseline, scale, eps, nan)?;
+            Ok((a.into_any(), b.into_any(), s.into_any()))
+        })
     })
 }
 
@@ -449,12 +463,14 @@ pub fn kl_estimate<'py>(
     ref_logprobs: &Bound<'py, PyAny>,
     mask: &Bound<'py, PyAny>,
     estimator: &str,
-    num_threads: usize,
+    #[pyo3(from_py_with = crate::args::int)] num_threads: usize,
 ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
-    let est = Estimator::parse("estimator", estimator).map_err(to_py)?;
-    with_float!(logprobs, "logprobs", |F| {
-        let (k, s) = kl_impl::<F>(py, logprobs, ref_logprobs, mask, est, num_threads)?;
-        Ok((k.into_any(), s.into_any()))
+    crate::errors::guarded(move || {
+        let est = Estimator::parse("estimator", estimator).map_err(to_py)?;
+        with_float!(logprobs, "logprobs", |F| {
+            let (k, s) = kl_impl::<F>(py, logprobs, ref_logprobs, mask, est, num_threads)?;
+            Ok((k.into_any(), s.into_any()))
+        })
     })
 }
 
@@ -472,23 +488,25 @@ pub fn bleu<'py>(
     py: Python<'py>,
     hypotheses: &Bound<'py, PyAny>,
     references: &Bound<'py, PyAny>,
-    weights: Vec<f64>,
+    #[pyo3(from_py_with = crate::args::floats)] weights: Vec<f64>,
     smoothing: &str,
-    epsilon: f64,
-    num_threads: usize,
+    #[pyo3(from_py_with = crate::args::float)] epsilon: f64,
+    #[pyo3(from_py_with = crate::args::int)] num_threads: usize,
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
-    let spec = bleu_spec(weights, smoothing, epsilon)?;
-    let h = id_rows(hypotheses, "hypotheses", None)?;
-    let r = id_rows(references, "references", None)?;
-    let out = with_rows!(h, "hypotheses", |hr| {
-        with_rows!(r, "references", |rr| detached(py, || bleu_kernel(
-            &hr,
-            &rr,
-            &spec,
-            num_threads
-        )))
-    })?;
-    Ok(out.into_pyarray(py))
+    crate::errors::guarded(move || {
+        let spec = bleu_spec(weights, smoothing, epsilon)?;
+        let h = id_rows(hypotheses, "hypotheses", None)?;
+        let r = id_rows(references, "references", None)?;
+        let out = with_rows!(h, "hypotheses", |hr| {
+            with_rows!(r, "references", |rr| detached(py, || bleu_kernel(
+                &hr,
+                &rr,
+                &spec,
+                num_threads
+            )))
+        })?;
+        Ok(out.into_pyarray(py))
+    })
 }
 
 /// Self-BLEU of each sample against all the others (float64 per sample).
@@ -497,19 +515,21 @@ pub fn bleu<'py>(
 pub fn self_bleu<'py>(
     py: Python<'py>,
     samples: &Bound<'py, PyAny>,
-    weights: Vec<f64>,
+    #[pyo3(from_py_with = crate::args::floats)] weights: Vec<f64>,
     smoothing: &str,
-    epsilon: f64,
-    num_threads: usize,
+    #[pyo3(from_py_with = crate::args::float)] epsilon: f64,
+    #[pyo3(from_py_with = crate::args::int)] num_threads: usize,
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
-    let spec = bleu_spec(weights, smoothing, epsilon)?;
-    let s = id_rows(samples, "samples", None)?;
-    let out = with_rows!(s, "samples", |sr| detached(py, || self_bleu_kernel(
-        &sr,
-        &spec,
-        num_threads
-    )))?;
-    Ok(out.into_pyarray(py))
+    crate::errors::guarded(move || {
+        let spec = bleu_spec(weights, smoothing, epsilon)?;
+        let s = id_rows(samples, "samples", None)?;
+        let out = with_rows!(s, "samples", |sr| detached(py, || self_bleu_kernel(
+            &sr,
+            &spec,
+            num_threads
+        )))?;
+        Ok(out.into_pyarray(py))
+    })
 }
 
 // -- rollouts ---------------------------------------------------------------------------------
@@ -526,17 +546,19 @@ type PlanArrays<'py> = (
 #[pyo3(signature = (lengths, num_rollouts, *, order="prefix_major"))]
 pub fn rollout_plan<'py>(
     py: Python<'py>,
-    lengths: Vec<usize>,
-    num_rollouts: usize,
+    #[pyo3(from_py_with = crate::args::ints)] lengths: Vec<usize>,
+    #[pyo3(from_py_with = crate::args::int)] num_rollouts: usize,
     order: &str,
 ) -> PyResult<PlanArrays<'py>> {
-    let order = Order::parse("order", order).map_err(to_py)?;
-    let p = plan(&lengths, num_rollouts, order).map_err(to_py)?;
-    Ok((
-        p.sample.into_pyarray(py),
-        p.prefix_length.into_pyarray(py),
-        p.rollout.into_pyarray(py),
-    ))
+    crate::errors::guarded(move || {
+        let order = Order::parse("order", order).map_err(to_py)?;
+        let p = plan(&lengths, num_rollouts, order).map_err(to_py)?;
+        Ok((
+            p.sample.into_pyarray(py),
+            p.prefix_length.into_pyarray(py),
+            p.rollout.into_pyarray(py),
+        ))
+    })
 }
 
 fn scatter_impl<'py, T: Real + Element>(
@@ -563,20 +585,22 @@ pub fn rollout_scatter<'py>(
     scores: &Bound<'py, PyAny>,
     sample: PyReadonlyArray1<'py, i64>,
     prefix_length: PyReadonlyArray1<'py, i64>,
-    lengths: Vec<usize>,
+    #[pyo3(from_py_with = crate::args::ints)] lengths: Vec<usize>,
     final_scores: &Bound<'py, PyAny>,
-    cols: usize,
+    #[pyo3(from_py_with = crate::args::int)] cols: usize,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let sample = slice1(&sample, "sample")?;
-    let prefix = slice1(&prefix_length, "prefix_length")?;
-    with_float!(scores, "scores", |F| Ok(scatter_impl::<F>(
-        py,
-        scores,
-        sample,
-        prefix,
-        &lengths,
-        final_scores,
-        cols
-    )?
-    .into_any()))
+    crate::errors::guarded(move || {
+        let sample = slice1(&sample, "sample")?;
+        let prefix = slice1(&prefix_length, "prefix_length")?;
+        with_float!(scores, "scores", |F| Ok(scatter_impl::<F>(
+            py,
+            scores,
+            sample,
+            prefix,
+            &lengths,
+            final_scores,
+            cols
+        )?
+        .into_any()))
+    })
 }

@@ -254,6 +254,7 @@ pub fn select(
     }
     const ROWS: usize = 512;
     let k = params.num_negatives;
+    crate::limits::elements("num_negatives", rows, k)?;
     let depth = inputs.candidates.depth;
     let chunks = rows.div_ceil(ROWS);
     let mut parts: Vec<(Vec<i64>, Vec<f32>, Removed)> = vec![Default::default(); chunks];
@@ -264,7 +265,8 @@ pub fn select(
         ids.resize(span.len() * k, -1);
         scores.resize(span.len() * k, f32::NEG_INFINITY);
         let mut scratch = Scratch {
-            window: Vec::with_capacity(params.range_max),
+            // The window never holds more than a row's candidates.
+            window: Vec::with_capacity(params.range_max.min(depth)),
             ..Scratch::default()
         };
         for (r, q) in span.enumerate() {

@@ -49,10 +49,11 @@ pub fn plan(lengths: &[usize], num_rollouts: usize, order: Order) -> Result<Plan
     if num_rollouts == 0 {
         return Err(CoreError::invalid("num_rollouts", "must be at least 1"));
     }
-    let total: usize = lengths
-        .iter()
-        .map(|&l| l.saturating_sub(1) * num_rollouts)
-        .sum();
+    let mut total: usize = 0;
+    for &l in lengths {
+        let rows = crate::limits::elements("num_rollouts", l.saturating_sub(1), num_rollouts)?;
+        total = crate::limits::sum("lengths", total, rows)?;
+    }
     let mut p = Plan {
         sample: Vec::with_capacity(total),
         prefix_length: Vec::with_capacity(total),
@@ -100,6 +101,7 @@ pub fn scatter<T: Real>(
     final_scores: &[T],
     cols: usize,
 ) -> Result<Vec<T>> {
+    crate::limits::elements("cols", lengths.len(), cols)?;
     check_scatter_shapes(scores, sample, prefix_length, lengths, final_scores, cols)?;
     check_finite("scores", scores)?;
     check_finite("final_scores", final_scores)?;
