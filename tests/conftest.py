@@ -67,3 +67,21 @@ def make_rows(n_rows: int, lo: int, hi: int, seed: int = 0) -> list[list[int]]:
 @pytest.fixture
 def ragged_rows() -> list[list[int]]:
     return make_rows(16, 8, 64)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """After a run that included tests/fuzz: the fuzz table (cases, clean errors, failures per
+    entry point); with ``LMOBJ_FUZZ_TABLE=PATH`` also written there. (Here rather than in a
+    conftest of tests/fuzz: two modules named ``conftest`` on the path shadow each other.)"""
+    import os
+
+    harness = sys.modules.get("fuzz_harness")
+    if harness is None or not harness.STATS:
+        return
+    profile = "full (LMOBJ_FUZZ=full)" if harness.FULL else "ci"
+    terminalreporter.section(f"lmobjectives fuzz table, {profile} profile")
+    terminalreporter.write_line(harness.table())
+    path = os.environ.get("LMOBJ_FUZZ_TABLE")
+    if path:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(harness.table() + "\n")

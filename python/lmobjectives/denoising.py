@@ -27,7 +27,7 @@ from lmobjectives._collator import Collator, Key, check_bool, check_choice, chec
 from lmobjectives._inputs import ExampleBatch, Rows
 from lmobjectives._tokenizer import resolve_ids
 from lmobjectives._word_starts import _vocabulary, word_start_table
-from lmobjectives.errors import ArgumentTypeError, InvalidArgumentError
+from lmobjectives.errors import MAX_VOCAB, ArgumentTypeError, InvalidArgumentError, LimitError
 
 __all__ = [
     "MODE_TOKENS",
@@ -181,6 +181,24 @@ class _Seq2SeqIds:
     modes: dict[str, int]
 
 
+def _check_sentinel_room(num_sentinels: int, num_modes: int, total: int) -> None:
+    """Raises unless ``num_sentinels`` appended sentinel ids fit a vocabulary of ``total``."""
+    # Checked before the list is built: at a hostile input_length the count alone would
+    # take gigabytes. Every sentinel needs an id of its own below vocab_size, beside EOS.
+    if total > MAX_VOCAB:
+        raise LimitError(
+            f"num_sentinels: {num_sentinels} sentinels appended after the vocabulary make "
+            f"vocab_size {total}, over the limit of {MAX_VOCAB} (a very long input_length "
+            "needs one sentinel per span)"
+        )
+    if num_sentinels + num_modes + 1 > total:
+        raise InvalidArgumentError(
+            f"num_sentinels: {num_sentinels} sentinel ids (one per span at this "
+            f"input_length, at least 100) do not fit in vocab_size {total} beside EOS "
+            "(and the mode tokens); shorten input_length or enlarge the vocabulary"
+        )
+
+
 def _seq2seq_ids(
     tokenizer: Any,
     *,
@@ -226,8 +244,8 @@ def _seq2seq_ids(
         append_sentinels = not sentinels
     appended = (len(mode_names) if append_modes else 0) + (num_sentinels if append_sentinels else 0)
     total = explicit_vocab if explicit_vocab is not None else base + appended
-    if append_sentinels:
-        # T5's layout: sentinel k is vocab_size − 1 − k (<extra_id_0> is the last id).
+    if append_sentinels:  # T5's layout: sentinel k is vocab_size − 1 − k (<extra_id_0> last)
+        _check_sentinel_room(num_sentinels, len(mode_names), total)
         sentinels = [total - 1 - k for k in range(num_sentinels)]
     if append_modes:
         first = total - (num_sentinels if append_sentinels else 0) - len(mode_names)

@@ -72,7 +72,13 @@ HUGE_PADDING = (
         (CONTRASTIVE.format(f", max_length={m}, padding='max_length'"), ("max_length",))
         for m in ("2**35", "2**31 - 1")
     ]
-    + [(T5.format(", input_length=2**35"), ("input_length", "noise_density"))]
+    + [(T5.format(", input_length=2**35"), ("input_length", "inputs_length"))]
+    # UL2 needs one sentinel per span: a long input_length asks for more sentinels than the
+    # vocabulary holds (it once built that many ids first: seconds and gigabytes).
+    + [
+        (UL2.format(f", input_length={n}"), ("num_sentinels", "input_length", "inputs_length"))
+        for n in ("10**6", "2**30", "2**33")
+    ]
 )
 
 

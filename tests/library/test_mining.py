@@ -866,3 +866,29 @@ def test_empty_queries_mixed_storage_and_tensor_inputs():
     np.testing.assert_array_equal(a[0], b[0])
     t = exact_topk(torch.from_numpy(q16.astype(np.float32)), torch.from_numpy(c), 4)
     np.testing.assert_array_equal(t[0], b[0])
+
+
+@pytest.mark.parametrize("backend", ["torch", "faiss"])
+@pytest.mark.parametrize("scale", [1.0, 1e20, 1e37, 1e-30])
+def test_cosine_backends_agree_on_finite_embeddings_of_extreme_norm(backend, scale):
+    """Cosine similarity normalises as ``F.normalize`` (``x / max(‖x‖, 1e-12)``): the torch and
+    faiss backends do it without overflow (squares of ~1e20 overflow float32) and return the
+    Rust backend's ids and scores at every scale. Above the 1e-12 floor the result does not
+    depend on the norm at all; below it (1e-30) the rows stay short, in every backend alike.
+    Control: the scores are not all zero (what the overflowing normalisation returned)."""
+    rng = np.random.default_rng(3)
+    q = np.clip(rng.standard_normal((6, 8)), -3, 3).astype(np.float32) * np.float32(scale)
+    c = np.clip(rng.standard_normal((40, 8)), -3, 3).astype(np.float32) * np.float32(scale)
+    positives = np.arange(6)
+    ref = mine_hard_negatives(q, c, positives, num_negatives=4, backend="rust")
+    got = mine_hard_negatives(q, c, positives, num_negatives=4, backend=backend)
+    np.testing.assert_array_equal(got.negative_ids, ref.negative_ids)
+    np.testing.assert_allclose(got.negative_scores, ref.negative_scores, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got.positive_scores, ref.positive_scores, rtol=1e-5, atol=1e-6)
+    if scale >= 1:
+        unit = mine_hard_negatives(
+            q / np.float32(scale), c / np.float32(scale), positives, num_negatives=4, backend="rust"
+        )
+        np.testing.assert_array_equal(got.negative_ids, unit.negative_ids)
+        np.testing.assert_allclose(got.negative_scores, unit.negative_scores, atol=1e-5)
+        assert np.abs(got.negative_scores).max() > 0.5

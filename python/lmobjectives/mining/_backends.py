@@ -236,12 +236,14 @@ def faiss_topk(
     def prepare(x: np.ndarray, half: bool) -> np.ndarray:
         x = x.view(np.float16).astype(np.float32) if half else np.array(x, dtype=np.float32)
         if similarity == "cosine":
-            # Scale each row by its largest magnitude first: the squared norm of a finite
-            # row of norm ~1e20 overflows float32, and faiss would divide by inf.
-            scale = np.abs(x).max(axis=1, keepdims=True) if x.size else np.ones((len(x), 1))
-            scale[~(scale > 0)] = 1.0  # all-zero rows stay zero (NaN rows are caught below)
-            x /= scale.astype(np.float32)
-            faiss.normalize_L2(x)
+            # x / max(‖x‖, 1e-12) per row (F.normalize's rule, as the Rust backend), each
+            # row divided by its largest magnitude first: the squared norm of a finite row
+            # of norm ~1e20 overflows float32 (faiss.normalize_L2 would divide by inf).
+            peak = np.abs(x).max(axis=1, keepdims=True) if x.size else np.ones((len(x), 1))
+            peak[~(peak > 0)] = 1.0  # all-zero rows stay zero (NaN rows are caught below)
+            x /= peak.astype(np.float32)
+            norm = np.linalg.norm(x, axis=1, keepdims=True)
+            x /= np.maximum(norm, 1e-12 / peak).astype(np.float32)
         return x
 
     index = faiss.IndexFlatIP(c.shape[1])

@@ -37,6 +37,16 @@ def prepare(x: Any, name: str) -> torch.Tensor:
     return t
 
 
+def _unit_rows(x: torch.Tensor) -> torch.Tensor:
+    """``x / max(‖x‖, 1e-12)`` per row (``F.normalize``'s rule, as the Rust backend computes it)
+    without overflow: rows are divided by their largest magnitude first, so a finite row of
+    norm ~1e20, whose squares overflow float32, normalises like any other."""
+    peak = x.abs().amax(dim=1, keepdim=True)
+    peak = torch.where(peak > 0, peak, torch.ones_like(peak))
+    y = x / peak
+    return y / torch.maximum(y.norm(dim=1, keepdim=True), 1e-12 / peak)
+
+
 def topk(
     queries: torch.Tensor, corpus: torch.Tensor, k: int, options: SearchOptions
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -48,7 +58,7 @@ def topk(
     n, q_chunk, c_chunk = corpus.shape[0], options.query_chunk, options.corpus_chunk
     q_all = queries.float()
     if cosine:
-        q_all = torch.nn.functional.normalize(q_all, dim=1)
+        q_all = _unit_rows(q_all)
     ids_out = torch.empty((queries.shape[0], k), dtype=torch.int64)
     scores_out = torch.empty((queries.shape[0], k), dtype=torch.float32)
     steps = -(-queries.shape[0] // q_chunk) * -(-n // c_chunk)
@@ -71,7 +81,7 @@ def _topk_of_chunk(
     for j in range(0, corpus.shape[0], corpus_chunk):
         c = corpus[j : j + corpus_chunk].float()
         if cosine:
-            c = torch.nn.functional.normalize(c, dim=1)
+            c = _unit_rows(c)
         s = q @ c.T
         ts, ti = s.topk(min(k, s.shape[1]), dim=1)
         ti += j
@@ -106,8 +116,7 @@ def pair_scores(
         q = queries[rows.to(device)].float()
         c = corpus[torch.from_numpy(values).to(corpus.device)].to(device).float()
         if options.similarity == "cosine":
-            q = torch.nn.functional.normalize(q, dim=1)
-            c = torch.nn.functional.normalize(c, dim=1)
+            q, c = _unit_rows(q), _unit_rows(c)
         s = (q * c).sum(dim=1).cpu()
     if not torch.isfinite(s).all():
         raise ValueError("queries/corpus: a positive's score is not finite")

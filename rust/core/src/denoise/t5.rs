@@ -72,6 +72,15 @@ pub fn compute_input_and_target_lengths(
             "must be a positive integer",
         ));
     }
+    if inputs_length >= MAX_TOKENS {
+        return Err(CoreError::invalid(
+            "inputs_length",
+            format!(
+                "{inputs_length} is over the limit of {} tokens per row",
+                MAX_TOKENS - 1
+            ),
+        ));
+    }
     let fits = |n: usize| reference_lengths(n, noise_density, mean_span).0 <= inputs_length;
     let mut lo = inputs_length - 1; // always fits: inputs(n) <= n + 1 when μ >= 1
     let mut hi = lo.max(1);
