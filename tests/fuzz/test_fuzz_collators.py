@@ -4,6 +4,7 @@ the objective's invariants, or raises a clean, typed error."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from fuzz_harness import budget, run
 from hypothesis import given
 from hypothesis import strategies as st
@@ -76,6 +77,77 @@ def test_mlm_collator(rows, p, unit, extra):
         return c(rows)
 
     run("MLMCollator", call, lambda b: check_mlm(plain_rows(rows), b))
+
+
+# Word starts for the unit tests: every id divisible by 3 (and every special) begins a word.
+WORD_STARTS = [i % 3 == 0 or i < 5 for i in range(V)]
+
+
+def check_whole_words(rows, b):
+    """Word, span and n-gram units select whole words: a selected continuation token's word
+    began at the selected token before it, and a selected word start's continuation tokens
+    are selected too (a word never crosses a special token or the end of the row)."""
+    labels = b["labels"]
+    for r, row in enumerate(rows):
+        sel = labels[r, : len(row)] != IGNORE
+        for j in range(1, len(row)):
+            inside = not WORD_STARTS[row[j]] and row[j - 1] not in (PAD, MASK, *SPECIALS)
+            if inside:
+                assert sel[j] == sel[j - 1], f"row {r}: the word at {j - 1}..{j} is split"
+
+
+@budget(600)
+@given(
+    rows=token_rows(),
+    p=hostile_float(),
+    unit=st.sampled_from(["word", "span", "ngram"]),
+    kw=st.fixed_dictionaries(
+        {},
+        optional={
+            "replace_by": st.sampled_from(["unit", "token", "run", "other"]),
+            "exact_budget": st.booleans(),
+            "span_lower": hostile_int(1, 4),
+            "span_upper": hostile_int(1, 12),
+            "geometric_p": hostile_float(0.05, 0.95),
+            "ngram": hostile_int(1, 4),
+            "max_predictions": hostile_int(1, 20),
+        },
+    ),
+)
+def test_mlm_collator_units(rows, p, unit, kw):
+    """The whole-word units (Google BERT's words, SpanBERT's spans, ALBERT's n-grams) under
+    hostile options: MLM's invariants, and no word is ever split."""
+
+    def call():
+        c = L.MLMCollator(
+            vocab_size=V,
+            mask_token_id=MASK,
+            pad_token_id=PAD,
+            special_token_ids=list(SPECIALS),
+            mlm_probability=p,
+            unit=unit,
+            word_starts=WORD_STARTS,
+            seed=4,
+            **kw,
+        )
+        return c(rows)
+
+    def check(b):
+        check_mlm(plain_rows(rows), b)
+        check_whole_words(plain_rows(rows), b)
+
+    run(f"MLMCollator(unit={unit!r})", call, check)
+
+
+def test_the_whole_word_check_catches_split_words():
+    """Control: token-level masking of the same rows splits words, and the check says so."""
+    rng = np.random.default_rng(0)
+    rows = [rng.integers(5, V, size=40).tolist() for _ in range(8)]
+    kw = {"vocab_size": V, "mask_token_id": MASK, "pad_token_id": PAD, "seed": 4}
+    kw |= {"word_starts": WORD_STARTS, "mlm_probability": 0.3}
+    check_whole_words(rows, L.MLMCollator(unit="word", **kw)(rows))
+    with pytest.raises(AssertionError, match="is split"):
+        check_whole_words(rows, L.MLMCollator(unit="token", **kw)(rows))
 
 
 @budget(500)
