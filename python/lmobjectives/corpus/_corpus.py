@@ -488,15 +488,17 @@ class TokenCorpus(CorpusBase):
             ValueError: a file is not Parquet or lacks a column (named), or as in
                 :meth:`from_dataset`.
         """
-        from lmobjectives.corpus._sources import parquet_batches
-
         return _from_table_files(
-            parquet_batches, "parquet", paths, column, tokenizer, label_column, num_proc,
+            "parquet",
+            paths,
+            column,
+            tokenizer,
+            label_column,
+            num_proc,
             rows_per_batch,
-            _Build(tokenizer, add_special_tokens, batch_size, progress, source or "", out,
-                   overwrite),
             source,
-        )  # fmt: skip
+            _Build(tokenizer, add_special_tokens, batch_size, progress, "", out, overwrite),
+        )
 
     @classmethod
     def from_arrow(
@@ -524,15 +526,17 @@ class TokenCorpus(CorpusBase):
             ValueError: a file is not Arrow IPC or lacks a column (named), or as in
                 :meth:`from_dataset`.
         """
-        from lmobjectives.corpus._sources import arrow_batches
-
         return _from_table_files(
-            arrow_batches, "arrow", paths, column, tokenizer, label_column, num_proc,
+            "arrow",
+            paths,
+            column,
+            tokenizer,
+            label_column,
+            num_proc,
             rows_per_batch,
-            _Build(tokenizer, add_special_tokens, batch_size, progress, source or "", out,
-                   overwrite),
             source,
-        )  # fmt: skip
+            _Build(tokenizer, add_special_tokens, batch_size, progress, "", out, overwrite),
+        )
 
     @classmethod
     def from_jsonl(
@@ -560,15 +564,17 @@ class TokenCorpus(CorpusBase):
             ValueError: a line is not a JSON object or lacks a key (file and line named), or as
                 in :meth:`from_dataset`.
         """
-        from lmobjectives.corpus._sources import jsonl_batches
-
         return _from_table_files(
-            jsonl_batches, "jsonl", paths, column, tokenizer, label_column, num_proc,
+            "jsonl",
+            paths,
+            column,
+            tokenizer,
+            label_column,
+            num_proc,
             rows_per_batch,
-            _Build(tokenizer, add_special_tokens, batch_size, progress, source or "", out,
-                   overwrite),
             source,
-        )  # fmt: skip
+            _Build(tokenizer, add_special_tokens, batch_size, progress, "", out, overwrite),
+        )
 
     # ------------------------------------------------------------------ persistence
 
@@ -865,7 +871,6 @@ def _from_state(
 
 
 def _from_table_files(
-    batches: Callable[..., Any],
     kind: str,
     paths: Any,
     column: str,
@@ -873,15 +878,18 @@ def _from_table_files(
     label_column: str | None,
     num_proc: int | None,
     rows_per_batch: int,
-    options: _Build,
     source: str | None,
+    options: _Build,
 ) -> TokenCorpus:
-    """:meth:`TokenCorpus.from_parquet` / ``from_arrow`` / ``from_jsonl``: ``batches`` reads the
-    files' rows in batches."""
-    from lmobjectives.corpus._sources import build_from_rows, describe
+    """:meth:`TokenCorpus.from_parquet` / ``from_arrow`` / ``from_jsonl`` (``kind``): the rows
+    of the files, read in batches by the reader of that kind, built as :meth:`from_dataset`
+    builds rows; ``source`` defaults to the kind and the files' names."""
+    from lmobjectives.corpus._sources import TABLE_READERS, build_from_rows, describe
 
     procs = check_num_proc(num_proc)
-    rows, files = batches(paths, column, label_column, check_rows_per_batch(rows_per_batch))
+    rows, files = TABLE_READERS[kind](
+        paths, column, label_column, check_rows_per_batch(rows_per_batch)
+    )
     return build_from_rows(
         rows,
         options._replace(source=describe(kind, files) if source is None else source),
