@@ -345,9 +345,17 @@ def _offset_pieces(
 
 
 def _memory_offsets(shards: Sequence[TokenCorpus], bases: _Bases) -> tuple[np.ndarray, np.ndarray]:
-    """The global offsets as arrays in memory (8 bytes a sentence and a document)."""
-    sentence_offsets = np.concatenate(list(_offset_pieces(shards, bases, True)))
-    return sentence_offsets, np.concatenate(list(_offset_pieces(shards, bases, False)))
+    """The global offsets as arrays in memory (8 bytes a sentence and a document), filled in
+    place piece by piece."""
+    out = []
+    for sentences, count in ((True, bases.sentences[-1]), (False, bases.documents[-1])):
+        arr = np.empty(int(count) + 1, dtype=np.int64)
+        at = 0
+        for piece in _offset_pieces(shards, bases, sentences):
+            arr[at : at + len(piece)] = piece
+            at += len(piece)
+        out.append(arr)
+    return out[0], out[1]
 
 
 def _write_offsets(tmp: Path, shards: Sequence[TokenCorpus], bases: _Bases) -> dict[str, Any]:
