@@ -24,6 +24,7 @@ from lmobjectives import (
     TokenCorpus,
     neighbour_pairs,
 )
+from lmobjectives.corpus import CorpusBase
 
 from conftest import CLS, SEP, SPECIALS
 
@@ -90,6 +91,12 @@ def test_the_sharded_corpus_reads_as_the_single_directory(built):
     np.testing.assert_array_equal(sharded.token_counts(), single.token_counts())
     with pytest.raises(IndexError, match="document index out of range"):
         sharded.document(single.num_documents)
+    # Both kinds share CorpusBase: the same statistics, plus the number of shards.
+    assert isinstance(sharded, CorpusBase) and isinstance(single, CorpusBase)
+    stats, ref = sharded.stats(), single.stats()
+    assert stats.pop("shards") == 4 and stats.pop("path") == str(sharded.path)
+    assert ref.pop("path") == str(single.path) and stats.pop("source") == ref.pop("source") == ""
+    assert stats == ref
 
 
 def test_ids_index_globally_across_shards(built):

@@ -31,8 +31,10 @@ def _describe(x: np.ndarray) -> dict[str, float]:
 
 
 class CorpusBase:
-    """The accessors every corpus has (counts, sentences, documents, statistics); subclasses
-    set the attributes below.
+    """The accessors every corpus has (counts, sentences, documents, statistics), shared by
+    :class:`~lmobjectives.TokenCorpus` and :class:`~lmobjectives.ShardedTokenCorpus`; use it to
+    annotate code that takes either kind (what :meth:`TokenCorpus.load` returns). Subclasses set
+    the attributes below.
 
     Attributes:
         ids: 1-D token ids, indexed by global token position.
