@@ -103,6 +103,7 @@ bench: dev
 	$(BIN)/lmobjectives bench --objective t5 --markdown
 	$(BIN)/lmobjectives bench --objective bart --markdown
 	$(BIN)/lmobjectives bench --objective mining --markdown
+	$(BIN)/python -m lmobjectives.lab.bench.mining --processes 1 2 --corpus 50000
 
 # The cuda-marked tests and the GPU benchmarks in one run (< 8 min on one GPU); results as
 # JSON + markdown in gpu-check/ (for docs/benchmarks.md). `tools/gpu_check.py --dry-run` on a CPU.

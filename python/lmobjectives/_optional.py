@@ -22,7 +22,8 @@ EXTRAS: dict[str, str] = {
     "matplotlib": "plot",
     "transformers": "bench",
     "faiss": "contrastive",
-    "datasets": "test",
+    "datasets": "datasets",
+    "pyarrow": "datasets",
     "sentence_transformers": "test",
     "nltk": "test",
 }

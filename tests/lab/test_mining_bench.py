@@ -64,3 +64,12 @@ def test_run_mining_benchmark_measures_memory_and_skips_missing_packages(monkeyp
     assert result.skipped == missing_mining_contenders()
     with pytest.raises(ValueError, match="rounds: expected a positive int"):
         run_benchmark("mining", case=case, rounds=0)
+
+
+def test_the_distributed_bench_refuses_an_empty_corpus(capsys):
+    from lmobjectives.lab.bench.mining import _main
+
+    with pytest.raises(SystemExit) as info:
+        _main(["--corpus", "0"])
+    assert info.value.code == 2
+    assert "--corpus: must be positive, got 0" in capsys.readouterr().err

@@ -5,12 +5,13 @@ batches)."""
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
 
 from lmobjectives import MissingDependencyError, TokenCorpus
-from lmobjectives.corpus import _encoder, _sources
+from lmobjectives.corpus import _encoder
 from lmobjectives.corpus._default import fingerprint
 from lmobjectives.corpus._format import CHECKSUM_KEY, IDS_FILE, read_manifest
 
@@ -233,10 +234,13 @@ def test_bad_rows_and_columns_are_named(files, small_tokenizer, tmp_path):
         TokenCorpus.from_dataset(ds, "text", small_tokenizer, num_proc=2, progress=False)
 
 
-def test_a_missing_pyarrow_names_the_extra(monkeypatch):
-    real = _sources.importlib.util.find_spec
-    monkeypatch.setattr(
-        _sources.importlib.util, "find_spec", lambda n: None if n == "pyarrow" else real(n)
-    )
-    with pytest.raises(MissingDependencyError, match=r"lmobjectives\[test\]"):
-        _sources.pyarrow_module("pyarrow.parquet", "reading Parquet files")
+def test_the_builders_without_pyarrow_name_the_extra(monkeypatch, tmp_path, small_tokenizer):
+    path = tmp_path / "rows.parquet"
+    path.write_bytes(b"not read")
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # as if pyarrow were not installed
+    for build in (TokenCorpus.from_parquet, TokenCorpus.from_arrow):
+        with pytest.raises(MissingDependencyError, match=r"pip install 'lmobjectives\[datasets\]'"):
+            build(path, "text", small_tokenizer, progress=False)
+    # Control: JSON Lines needs no pyarrow.
+    path.write_text('{"text": "w5 w6 w7"}\n')
+    assert TokenCorpus.from_jsonl(path, "text", small_tokenizer, progress=False).num_tokens == 3

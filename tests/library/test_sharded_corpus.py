@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import json
 import pickle
 import shutil
+import tracemalloc
 from pathlib import Path
 from types import ModuleType
 
@@ -15,12 +17,14 @@ import pytest
 
 from lmobjectives import (
     CorpusChunks,
+    CorpusError,
     SentencePairDataset,
     ShardedTokenCorpus,
     ShardError,
     TokenCorpus,
     neighbour_pairs,
 )
+from lmobjectives.corpus import CorpusBase
 
 from conftest import CLS, SEP, SPECIALS
 
@@ -87,6 +91,12 @@ def test_the_sharded_corpus_reads_as_the_single_directory(built):
     np.testing.assert_array_equal(sharded.token_counts(), single.token_counts())
     with pytest.raises(IndexError, match="document index out of range"):
         sharded.document(single.num_documents)
+    # Both kinds share CorpusBase: the same statistics, plus the number of shards.
+    assert isinstance(sharded, CorpusBase) and isinstance(single, CorpusBase)
+    stats, ref = sharded.stats(), single.stats()
+    assert stats.pop("shards") == 4 and stats.pop("path") == str(sharded.path)
+    assert ref.pop("path") == str(single.path) and stats.pop("source") == ref.pop("source") == ""
+    assert stats == ref
 
 
 def test_ids_index_globally_across_shards(built):
@@ -301,6 +311,155 @@ def test_missing_or_replaced_shards_are_named(built, small_tokenizer, tmp_path):
         ShardedTokenCorpus.load(dirs[0])  # an ordinary corpus, not a sharded manifest
     err = pickle.loads(pickle.dumps(ShardError(3, Path("x"), "missing")))
     assert (err.shard, err.path, str(err)) == (3, Path("x"), "shards[3] (x): missing")
+
+
+def test_token_corpus_load_opens_either_kind(built):
+    single, _, dirs, root = built
+    opened = TokenCorpus.load(root / "combined")
+    assert type(opened) is ShardedTokenCorpus
+    assert opened.path == root / "combined" and len(opened.shards) == 4
+    np.testing.assert_array_equal(opened.sentence_offsets, single.sentence_offsets)
+    assert opened.offsets_mapped
+    assert isinstance(ShardedTokenCorpus.load(root / "combined"), ShardedTokenCorpus)
+    # mmap and verify reach the sharded load: mmap=False reads the offsets into memory.
+    in_memory = TokenCorpus.load(root / "combined", mmap=False)
+    assert type(in_memory) is ShardedTokenCorpus and not in_memory.offsets_mapped
+    np.testing.assert_array_equal(in_memory.document_offsets, single.document_offsets)
+    # Control: an ordinary directory is still a TokenCorpus, the same as before.
+    plain = TokenCorpus.load(dirs[0])
+    assert type(plain) is TokenCorpus and plain.path == dirs[0]
+    assert type(TokenCorpus.load(root / "single")) is TokenCorpus
+    # A sharded manifest is not a shard.
+    with pytest.raises(ShardError, match=r"shards\[1\] .*not a valid corpus"):
+        TokenCorpus.combine([dirs[0], root / "combined"])
+
+
+def test_the_global_offsets_are_files_next_to_the_manifest(built):
+    single, sharded, _, root = built
+    manifest = json.loads((root / "combined" / "manifest.json").read_text())
+    assert set(manifest["offsets"]) == {"sentence_offsets.npy", "document_offsets.npy"}
+    for name, ref in (
+        ("sentence_offsets.npy", single.sentence_offsets),
+        ("document_offsets.npy", single.document_offsets),
+    ):
+        on_disk = np.load(root / "combined" / name)
+        np.testing.assert_array_equal(on_disk, ref)
+        assert manifest["offsets"][name]["bytes"] == (root / "combined" / name).stat().st_size
+    assert sharded.offsets_mapped and isinstance(sharded.sentence_offsets, np.memmap)
+    assert not (root / "combined" / "ids.npy").exists()  # offsets only, never token data
+    # combine(out=) returns the mapped corpus too; in memory it holds them in memory.
+    assert TokenCorpus.combine(sharded.shards).offsets_mapped is False
+    clone = pickle.loads(pickle.dumps(sharded))
+    assert clone.offsets_mapped and len(pickle.dumps(sharded)) < 10_000
+
+
+def test_document_ranges_keep_mapped_offsets_and_pickle_by_range(built):
+    single, sharded, _, _ = built
+    for start, stop, mapped in ((0, 70, True), (0, 90, True), (30, 70, False), (23, 24, False)):
+        part, ref = sharded.documents(start, stop), single.documents(start, stop)
+        assert part.offsets_mapped is mapped, (start, stop)
+        np.testing.assert_array_equal(part.sentence_offsets, ref.sentence_offsets)
+        np.testing.assert_array_equal(part.document_offsets, ref.document_offsets)
+        np.testing.assert_array_equal(np.asarray(part.ids), np.asarray(ref.ids))
+        back = pickle.loads(pickle.dumps(part))
+        assert len(pickle.dumps(part)) < 2_000  # the manifest's path and the range
+        np.testing.assert_array_equal(back.sentence_offsets, ref.sentence_offsets)
+        assert back.document_labels == ref.document_labels
+    nested = sharded.documents(10, 80).documents(5, 40)
+    np.testing.assert_array_equal(
+        pickle.loads(pickle.dumps(nested)).document_offsets,
+        single.documents(15, 50).document_offsets,
+    )
+
+
+def _copy_tree(root: Path, to: Path) -> Path:
+    shutil.copytree(root / "shards", to / "shards")
+    shutil.copytree(root / "combined", to / "combined")
+    return to / "combined"
+
+
+def test_damaged_global_offsets_are_named(built, tmp_path):
+    single, _, _, root = built
+    combined = _copy_tree(root, tmp_path)
+    path = combined / "sentence_offsets.npy"
+    data = bytearray(path.read_bytes())
+    good = bytes(data)
+    # One value inside a shard changed (the same size): only the checksum sees it.
+    data[128 + 8 * 5] ^= 1
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorpusError, match=r"sentence_offsets\.npy: checksum mismatch"):
+        TokenCorpus.load(combined)
+    assert issubclass(CorpusError, ValueError)
+    # A shard boundary changed: caught without the checksum (verify=False), naming the shard.
+    data = bytearray(good)
+    at = int(single.document_offsets[CUTS[1]])  # the first sentence of shards[1]
+    data[128 + 8 * at] ^= 2
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorpusError, match=r"sentence_offsets\.npy: offset .* shards\[1\]"):
+        ShardedTokenCorpus.load(combined, verify=False)
+    path.write_bytes(good[:-8])
+    with pytest.raises(CorpusError, match=r"sentence_offsets\.npy: size .* does not match"):
+        ShardedTokenCorpus.load(combined, verify=False)
+    path.write_bytes(good)
+    (combined / "document_offsets.npy").unlink()
+    with pytest.raises(CorpusError, match=r"document_offsets\.npy: missing"):
+        TokenCorpus.load(combined)
+    manifest = json.loads((combined / "manifest.json").read_text())
+    manifest["offsets"]["document_offsets.npy"] = {"bytes": "x"}
+    (combined / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match=r"manifest\.json: offsets must give"):
+        TokenCorpus.load(combined)
+
+
+def test_a_manifest_without_offsets_files_still_loads(built, tmp_path):
+    single, _, _, root = built
+    combined = _copy_tree(root, tmp_path)
+    manifest = json.loads((combined / "manifest.json").read_text())
+    del manifest["offsets"]  # as written before the offsets were saved with the manifest
+    (combined / "manifest.json").write_text(json.dumps(manifest))
+    for name in ("sentence_offsets.npy", "document_offsets.npy"):
+        (combined / name).unlink()
+    old = TokenCorpus.load(combined)
+    assert type(old) is ShardedTokenCorpus and not old.offsets_mapped
+    np.testing.assert_array_equal(old.sentence_offsets, single.sentence_offsets)
+    np.testing.assert_array_equal(old.document_offsets, single.document_offsets)
+    # Saving it again writes the files; it then reads its offsets from them.
+    old.save(combined, overwrite=True)
+    assert old.offsets_mapped and (combined / "sentence_offsets.npy").is_file()
+    np.testing.assert_array_equal(old.document_offsets, single.document_offsets)
+
+
+def test_loading_a_saved_sharded_corpus_holds_no_offsets_in_memory(small_tokenizer, tmp_path):
+    """tracemalloc counts NumPy's allocations: opening a sharded corpus whose offsets are files
+    allocates far less than its offsets' size; the control (the same manifest without the
+    files, offsets rebuilt in memory) allocates at least their size."""
+    g = np.random.default_rng(0)
+    dirs = []
+    for i in range(2):
+        lengths = g.integers(1, 4, size=150_000)
+        sentence_offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        document_offsets = np.arange(0, 150_001, 5, dtype=np.int64)
+        ids = g.integers(5, 1000, size=int(sentence_offsets[-1])).astype(np.uint16)
+        corpus = TokenCorpus(ids, sentence_offsets, document_offsets, 1000, small_tokenizer)
+        dirs.append(corpus.save(tmp_path / f"s{i}"))
+    TokenCorpus.combine(dirs, out=tmp_path / "combined")
+    offsets_bytes = 8 * (300_001 + 60_001)
+
+    def peak() -> int:
+        tracemalloc.start()
+        try:
+            corpus = TokenCorpus.load(tmp_path / "combined", verify=False)
+            assert corpus.num_sentences == 300_000
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    mapped = peak()
+    assert mapped < offsets_bytes / 4, (mapped, offsets_bytes)
+    manifest = json.loads((tmp_path / "combined" / "manifest.json").read_text())
+    del manifest["offsets"]
+    (tmp_path / "combined" / "manifest.json").write_text(json.dumps(manifest))
+    assert peak() >= offsets_bytes  # control
 
 
 def _scale_tool() -> ModuleType:

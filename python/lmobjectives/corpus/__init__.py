@@ -31,9 +31,14 @@ tokenizer is trained, loaded or used. Its modules, by concern: ``_corpus`` (the
 disk by :class:`TokenCorpusWriter`), ``_format`` (the directory format: ``.npy`` headers, the
 manifest, checksums, atomic publishing), ``_wordpiece`` (:func:`train_wordpiece` and the BERT
 pipeline), ``_default`` and ``_embedded_data`` (the embedded corpus: the shipped data, the cache,
-:func:`default_corpus_fingerprint`), ``_tokenizers`` (the optional ``tokenizers`` dependency).
+:func:`default_corpus_fingerprint`), ``_tokenizers`` (the optional ``tokenizers`` dependency),
+``_base`` (:class:`CorpusBase`: the counts and accessors every corpus shares), ``_sharded``
+(:class:`ShardedTokenCorpus`: shards combined by a manifest, its global offsets memory-mapped
+next to it; :meth:`TokenCorpus.load` opens either kind) and ``_sources`` (corpora from
+datasets, Parquet, Arrow and JSON Lines).
 """
 
+from lmobjectives.corpus._base import CorpusBase
 from lmobjectives.corpus._corpus import TokenCorpus
 from lmobjectives.corpus._default import (
     RECIPE_VERSION,
@@ -55,6 +60,7 @@ __all__ = [
     "FORMAT_VERSION",
     "RECIPE_VERSION",
     "SPECIAL_TOKENS",
+    "CorpusBase",
     "EmbeddedDataError",
     "ShardError",
     "ShardedIds",

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
+from lmobjectives.corpus._base import CorpusBase
 from lmobjectives.corpus._encoder import (
     DEFAULT_BATCH_SIZE,
     Encoder,
@@ -61,7 +62,7 @@ if TYPE_CHECKING:
 __all__ = ["TokenCorpus"]
 
 
-class TokenCorpus:
+class TokenCorpus(CorpusBase):
     """Token ids of documents split into sentences, stored as flat arrays with CSR offsets.
 
     Build one with :meth:`from_texts` or :meth:`from_files` (in memory, or streamed to disk
@@ -169,57 +170,6 @@ class TokenCorpus:
             self._tokenizer = tok
         return self._tokenizer
 
-    @property
-    def path(self) -> Path | None:
-        """The directory this corpus was loaded from, or ``None`` if built in memory."""
-        return self._path
-
-    @property
-    def num_tokens(self) -> int:
-        """Total number of tokens (``len(ids)``)."""
-        return len(self.ids)
-
-    @property
-    def num_sentences(self) -> int:
-        """Number of sentences."""
-        return len(self.sentence_offsets) - 1
-
-    @property
-    def num_documents(self) -> int:
-        """Number of documents."""
-        return len(self.document_offsets) - 1
-
-    def __len__(self) -> int:
-        """The number of documents."""
-        return self.num_documents
-
-    @staticmethod
-    def _index(i: Any, n: int, what: str) -> int:
-        i = operator.index(i)
-        if i < 0:
-            i += n
-        if not 0 <= i < n:
-            raise IndexError(f"{what} index out of range (there are {n})")
-        return i
-
-    def sentence(self, s: int) -> np.ndarray:
-        """Token ids of sentence ``s`` (a view into :attr:`ids`; negative indices count back)."""
-        s = self._index(s, self.num_sentences, "sentence")
-        return self.ids[self.sentence_offsets[s] : self.sentence_offsets[s + 1]]
-
-    def document(self, d: int) -> np.ndarray:
-        """Token ids of document ``d``, all its sentences back to back (a view into :attr:`ids`)."""
-        d = self._index(d, self.num_documents, "document")
-        first, last = self.document_offsets[d], self.document_offsets[d + 1]
-        return self.ids[self.sentence_offsets[first] : self.sentence_offsets[last]]
-
-    def document_sentences(self, d: int) -> list[np.ndarray]:
-        """The sentences of document ``d``, each a view into :attr:`ids`."""
-        d = self._index(d, self.num_documents, "document")
-        first, last = int(self.document_offsets[d]), int(self.document_offsets[d + 1])
-        offsets = self.sentence_offsets[first : last + 1]
-        return [self.ids[offsets[i] : offsets[i + 1]] for i in range(last - first)]
-
     def documents(self, start: int, stop: int) -> TokenCorpus:
         """Documents ``start:stop`` as a corpus of their own: ``ids`` is a view (no copy, a
         memory-mapped corpus stays on disk), the offsets are rebased copies. A view of a corpus
@@ -227,15 +177,7 @@ class TokenCorpus:
         memory map. Use it for train/held-out splits (``corpus.documents(0, n - k)`` and
         ``corpus.documents(n - k, n)``).
         """
-        n = self.num_documents
-        for name, v in (("start", start), ("stop", stop)):
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise TypeError(f"{name}: expected an int, got {type(v).__name__}")
-        if not 0 <= start < stop <= n:
-            raise ValueError(
-                f"start, stop: need 0 <= start < stop <= {n} (the number of documents), got "
-                f"{start}, {stop}"
-            )
+        self._check_range(start, stop)
         first, last = int(self.document_offsets[start]), int(self.document_offsets[stop])
         sentence_offsets = np.asarray(self.sentence_offsets[first : last + 1], dtype=np.int64)
         lo, hi = int(sentence_offsets[0]), int(sentence_offsets[-1])
@@ -281,38 +223,6 @@ class TokenCorpus:
             counts.setflags(write=False)
             self._token_counts = counts
         return self._token_counts
-
-    def stats(self) -> dict[str, Any]:
-        """Summary numbers: counts, dtype, bytes and sentence/document length statistics."""
-        sent_lens = np.diff(self.sentence_offsets)
-        doc_sents = np.diff(self.document_offsets)
-        doc_tokens = np.diff(self.sentence_offsets[self.document_offsets])
-
-        def describe(x: np.ndarray) -> dict[str, float]:
-            if len(x) == 0:
-                return {"min": 0, "mean": 0.0, "median": 0.0, "max": 0}
-            return {
-                "min": int(x.min()),
-                "mean": float(x.mean()),
-                "median": float(np.median(x)),
-                "max": int(x.max()),
-            }
-
-        return {
-            "num_documents": self.num_documents,
-            "num_sentences": self.num_sentences,
-            "num_tokens": self.num_tokens,
-            "vocab_size": self.vocab_size,
-            "ids_dtype": str(self.ids.dtype),
-            "nbytes": int(
-                self.ids.nbytes + self.sentence_offsets.nbytes + self.document_offsets.nbytes
-            ),
-            "tokens_per_sentence": describe(sent_lens),
-            "sentences_per_document": describe(doc_sents),
-            "tokens_per_document": describe(doc_tokens),
-            "source": self.source,
-            "path": None if self._path is None else str(self._path),
-        }
 
     def __repr__(self) -> str:
         where = f", path={str(self._path)!r}" if self._path is not None else ""
@@ -578,15 +488,17 @@ class TokenCorpus:
             ValueError: a file is not Parquet or lacks a column (named), or as in
                 :meth:`from_dataset`.
         """
-        from lmobjectives.corpus._sources import parquet_batches
-
         return _from_table_files(
-            parquet_batches, "parquet", paths, column, tokenizer, label_column, num_proc,
+            "parquet",
+            paths,
+            column,
+            tokenizer,
+            label_column,
+            num_proc,
             rows_per_batch,
-            _Build(tokenizer, add_special_tokens, batch_size, progress, source or "", out,
-                   overwrite),
             source,
-        )  # fmt: skip
+            _Build(tokenizer, add_special_tokens, batch_size, progress, "", out, overwrite),
+        )
 
     @classmethod
     def from_arrow(
@@ -614,15 +526,17 @@ class TokenCorpus:
             ValueError: a file is not Arrow IPC or lacks a column (named), or as in
                 :meth:`from_dataset`.
         """
-        from lmobjectives.corpus._sources import arrow_batches
-
         return _from_table_files(
-            arrow_batches, "arrow", paths, column, tokenizer, label_column, num_proc,
+            "arrow",
+            paths,
+            column,
+            tokenizer,
+            label_column,
+            num_proc,
             rows_per_batch,
-            _Build(tokenizer, add_special_tokens, batch_size, progress, source or "", out,
-                   overwrite),
             source,
-        )  # fmt: skip
+            _Build(tokenizer, add_special_tokens, batch_size, progress, "", out, overwrite),
+        )
 
     @classmethod
     def from_jsonl(
@@ -650,15 +564,17 @@ class TokenCorpus:
             ValueError: a line is not a JSON object or lacks a key (file and line named), or as
                 in :meth:`from_dataset`.
         """
-        from lmobjectives.corpus._sources import jsonl_batches
-
         return _from_table_files(
-            jsonl_batches, "jsonl", paths, column, tokenizer, label_column, num_proc,
+            "jsonl",
+            paths,
+            column,
+            tokenizer,
+            label_column,
+            num_proc,
             rows_per_batch,
-            _Build(tokenizer, add_special_tokens, batch_size, progress, source or "", out,
-                   overwrite),
             source,
-        )  # fmt: skip
+            _Build(tokenizer, add_special_tokens, batch_size, progress, "", out, overwrite),
+        )
 
     # ------------------------------------------------------------------ persistence
 
@@ -714,8 +630,14 @@ class TokenCorpus:
     @classmethod
     def load(
         cls, path: str | os.PathLike[str], *, mmap: bool = True, verify: bool = True
-    ) -> TokenCorpus:
+    ) -> TokenCorpus | ShardedTokenCorpus:
         """Open a corpus saved with :meth:`save`; arrays are memory-mapped unless ``mmap=False``.
+
+        A directory holding the manifest of a sharded corpus (written by :meth:`combine` with
+        ``out=`` or :meth:`ShardedTokenCorpus.save`) opens as that
+        :class:`ShardedTokenCorpus`, exactly as :meth:`ShardedTokenCorpus.load` opens it (with
+        the same ``mmap`` and ``verify``), so code that loads a corpus need not know which kind
+        it has; every other directory opens as a :class:`TokenCorpus`, as described below.
 
         Always validates the manifest (format, version, counts, dtype), the arrays against it
         (dtypes, shapes, offsets starting at 0, non-decreasing and ending at the right totals;
@@ -748,6 +670,17 @@ class TokenCorpus:
                 message names the file and what is wrong.
         """
         path = Path(path)
+        if not path.is_dir():
+            raise FileNotFoundError(f"path: no corpus directory at {path}")
+        from lmobjectives.corpus._sharded import ShardedTokenCorpus, is_sharded
+
+        if is_sharded(path):
+            return ShardedTokenCorpus.load(path, mmap=mmap, verify=verify)
+        return cls._load_directory(path, mmap=mmap, verify=verify)
+
+    @classmethod
+    def _load_directory(cls, path: Path, *, mmap: bool, verify: bool) -> TokenCorpus:
+        """:meth:`load` of a directory that is not a sharded corpus's."""
         if not path.is_dir():
             raise FileNotFoundError(f"path: no corpus directory at {path}")
         manifest = read_manifest(path / MANIFEST_FILE)
@@ -909,7 +842,7 @@ def _reopen(path: str, mmap: bool) -> TokenCorpus:
     # The pickling process verified the checksums when it loaded the corpus; DataLoader workers
     # re-opening it only re-check sizes and structure (hashing a large corpus once per worker
     # would defeat memory-mapping).
-    return TokenCorpus.load(path, mmap=mmap, verify=False)
+    return TokenCorpus._load_directory(Path(path), mmap=mmap, verify=False)
 
 
 def _reopen_range(path: str, mmap: bool, start: int, stop: int) -> TokenCorpus:
@@ -938,7 +871,6 @@ def _from_state(
 
 
 def _from_table_files(
-    batches: Callable[..., Any],
     kind: str,
     paths: Any,
     column: str,
@@ -946,15 +878,18 @@ def _from_table_files(
     label_column: str | None,
     num_proc: int | None,
     rows_per_batch: int,
-    options: _Build,
     source: str | None,
+    options: _Build,
 ) -> TokenCorpus:
-    """:meth:`TokenCorpus.from_parquet` / ``from_arrow`` / ``from_jsonl``: ``batches`` reads the
-    files' rows in batches."""
-    from lmobjectives.corpus._sources import build_from_rows, describe
+    """:meth:`TokenCorpus.from_parquet` / ``from_arrow`` / ``from_jsonl`` (``kind``): the rows
+    of the files, read in batches by the reader of that kind, built as :meth:`from_dataset`
+    builds rows; ``source`` defaults to the kind and the files' names."""
+    from lmobjectives.corpus._sources import TABLE_READERS, build_from_rows, describe
 
     procs = check_num_proc(num_proc)
-    rows, files = batches(paths, column, label_column, check_rows_per_batch(rows_per_batch))
+    rows, files = TABLE_READERS[kind](
+        paths, column, label_column, check_rows_per_batch(rows_per_batch)
+    )
     return build_from_rows(
         rows,
         options._replace(source=describe(kind, files) if source is None else source),

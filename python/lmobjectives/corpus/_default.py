@@ -58,14 +58,14 @@ def load_default(
     broken = False
     if not rebuild and target.exists():
         try:
-            return cls.load(target)
+            return cls._load_directory(target, mmap=True, verify=True)
         except (ValueError, OSError):
             broken = True  # a broken or foreign cache entry: replace it
     corpus = build_default_corpus(progress)
     # FileExistsError: another process finished first; its corpus is identical.
     with contextlib.suppress(FileExistsError):
         corpus.save(target, overwrite=rebuild or broken)
-    return cls.load(target)
+    return cls._load_directory(target, mmap=True, verify=True)
 
 
 def default_corpus_name() -> str:

@@ -4,33 +4,43 @@ A sharded corpus is a list of ordinary corpora (the shards), each built on its o
 of a launcher, on any machine — plus a small manifest that lists them in order with their
 fingerprints (the BLAKE2b-256 checksums their own manifests record). Combining copies no token
 data: the shards' ids stay memory-mapped where they are; only the offsets are concatenated (and
-rebased) in memory, so document ``d`` and sentence ``s`` mean the same as in one directory holding
-the same documents in the same order, and every dataset view gives the same samples.
+rebased), so document ``d`` and sentence ``s`` mean the same as in one directory holding the same
+documents in the same order, and every dataset view gives the same samples. A saved sharded
+corpus keeps those global offsets next to its manifest (``sentence_offsets.npy`` and
+``document_offsets.npy``, checksummed in it, written a chunk at a time) and memory-maps them on
+load, so opening one costs no memory per sentence; one combined in memory holds them in memory.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import operator
 import os
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lmobjectives.corpus._base import CorpusBase
 from lmobjectives.corpus._format import (
     CHECKED_FILES,
     CHECKSUM_KEY,
+    DOCUMENT_OFFSETS_FILE,
     MANIFEST_FILE,
+    SENTENCE_OFFSETS_FILE,
     file_digest,
     ids_dtype,
+    load_array,
     make_temp_dir,
+    npy_header,
     publish,
     read_manifest,
     write_text,
 )
+from lmobjectives.errors import CorpusError
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -43,6 +53,11 @@ __all__ = ["SHARDED_FORMAT", "ShardError", "ShardedIds", "ShardedTokenCorpus"]
 SHARDED_FORMAT = "lmobjectives.ShardedTokenCorpus"
 #: ``manifest.json`` "format_version" of a sharded corpus this code writes and reads.
 SHARDED_FORMAT_VERSION = 1
+#: ``manifest.json`` key of the global offsets files (their bytes and checksums); manifests
+#: written before it existed have none and load with the offsets rebuilt in memory.
+OFFSETS_KEY = "offsets"
+#: Offsets rebased (and written) at a time when saving.
+OFFSET_CHUNK = 1 << 20
 
 
 class ShardError(ValueError):
@@ -214,7 +229,7 @@ def _shard_path(corpus: TokenCorpus) -> Path | None:
     return corpus.path
 
 
-def _open_shard(i: int, shard: Any, verify: bool) -> TokenCorpus:
+def _open_shard(i: int, shard: Any, verify: bool, mmap: bool = True) -> TokenCorpus:
     """Shard ``i``: a :class:`TokenCorpus` as given, or loaded from a directory path."""
     from lmobjectives.corpus._corpus import TokenCorpus
 
@@ -228,7 +243,7 @@ def _open_shard(i: int, shard: Any, verify: bool) -> TokenCorpus:
     if not path.is_dir():
         raise ShardError(i, path, "missing (no corpus directory there)")
     try:
-        return TokenCorpus.load(path, verify=verify)
+        return TokenCorpus._load_directory(path, mmap=mmap, verify=verify)
     except (ValueError, OSError) as exc:
         raise ShardError(i, path, f"not a valid corpus: {exc}") from exc
 
@@ -276,19 +291,162 @@ def _check_vocabularies(shards: Sequence[TokenCorpus]) -> None:
             )
 
 
-class ShardedTokenCorpus:
+def _check_shards(shards: Sequence[Any]) -> tuple[TokenCorpus, ...]:
+    """The shards as a tuple, checked: all corpora, one vocabulary, all or none labelled."""
+    from lmobjectives.corpus._corpus import TokenCorpus
+
+    shards = tuple(shards)
+    if not shards:
+        raise ValueError("shards: no shards given")
+    for i, shard in enumerate(shards):
+        if not isinstance(shard, TokenCorpus):
+            raise TypeError(f"shards[{i}]: expected a TokenCorpus, got {type(shard).__name__}")
+    _check_vocabularies(shards)
+    labelled = [s.document_labels is not None for s in shards]
+    if any(labelled) and not all(labelled):
+        i = labelled.index(not labelled[0])
+        raise ShardError(
+            i,
+            _shard_path(shards[i]),
+            (
+                "has no document labels but shards[0] has"
+                if labelled[0]
+                else "has document labels but shards[0] has none"
+            ),
+        )
+    return shards
+
+
+class _Bases:
+    """Where each shard starts, in tokens, sentences and documents (each ``len(shards) + 1``
+    long; the last entry is the total)."""
+
+    def __init__(self, shards: Sequence[TokenCorpus]) -> None:
+        def starts(counts: list[int]) -> np.ndarray:
+            return np.concatenate([np.zeros(1, np.int64), np.cumsum(counts, dtype=np.int64)])
+
+        self.tokens = starts([s.num_tokens for s in shards])
+        self.sentences = starts([s.num_sentences for s in shards])
+        self.documents = starts([s.num_documents for s in shards])
+
+
+def _offset_pieces(
+    shards: Sequence[TokenCorpus], bases: _Bases, sentences: bool
+) -> Iterator[np.ndarray]:
+    """The global sentence (or document) offsets in pieces of at most :data:`OFFSET_CHUNK`
+    values: each shard's offsets, rebased, without its final one; then the total."""
+    base = bases.tokens if sentences else bases.sentences
+    for i, shard in enumerate(shards):
+        offsets = shard.sentence_offsets if sentences else shard.document_offsets
+        for lo in range(0, len(offsets) - 1, OFFSET_CHUNK):
+            hi = min(lo + OFFSET_CHUNK, len(offsets) - 1)
+            yield np.asarray(offsets[lo:hi], dtype=np.int64) + base[i]
+    yield base[-1:].copy()
+
+
+def _memory_offsets(shards: Sequence[TokenCorpus], bases: _Bases) -> tuple[np.ndarray, np.ndarray]:
+    """The global offsets as arrays in memory (8 bytes a sentence and a document), filled in
+    place piece by piece."""
+    out = []
+    for sentences, count in ((True, bases.sentences[-1]), (False, bases.documents[-1])):
+        arr = np.empty(int(count) + 1, dtype=np.int64)
+        at = 0
+        for piece in _offset_pieces(shards, bases, sentences):
+            arr[at : at + len(piece)] = piece
+            at += len(piece)
+        out.append(arr)
+    return out[0], out[1]
+
+
+def _write_offsets(tmp: Path, shards: Sequence[TokenCorpus], bases: _Bases) -> dict[str, Any]:
+    """Write the global offsets into ``tmp`` as ``.npy`` files, streamed a chunk at a time
+    (bounded memory); returns their manifest entries (bytes and checksum)."""
+    files = {}
+    for file, count in (
+        (SENTENCE_OFFSETS_FILE, bases.sentences[-1]),
+        (DOCUMENT_OFFSETS_FILE, bases.documents[-1]),
+    ):
+        h = hashlib.blake2b(digest_size=32)
+        header = npy_header(np.dtype(np.int64), int(count) + 1)
+        h.update(header)
+        size = len(header)
+        with open(tmp / file, "wb") as f:
+            f.write(header)
+            for piece in _offset_pieces(shards, bases, file == SENTENCE_OFFSETS_FILE):
+                data = piece.tobytes()
+                f.write(data)
+                h.update(data)
+                size += len(data)
+            f.flush()
+            os.fsync(f.fileno())
+        files[file] = {"bytes": size, CHECKSUM_KEY: h.hexdigest()}
+    return files
+
+
+def _load_offsets(
+    path: Path, manifest: dict[str, Any], bases: _Bases, *, mmap: bool, verify: bool
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The global offsets saved next to the manifest at ``path``, memory-mapped (``None`` for
+    a manifest written before they were saved). Always checked: each file's size against the
+    manifest, its ``.npy`` header, and its values at every shard boundary against the shards'
+    counts; with ``verify``, its checksum (read in chunks, not mapped). A
+    :class:`~lmobjectives.CorpusError` names the file."""
+    files = manifest.get(OFFSETS_KEY)
+    if files is None:
+        return None
+    counts = {SENTENCE_OFFSETS_FILE: bases.sentences, DOCUMENT_OFFSETS_FILE: bases.documents}
+    values = {SENTENCE_OFFSETS_FILE: bases.tokens, DOCUMENT_OFFSETS_FILE: bases.sentences}
+    out = []
+    for file in (SENTENCE_OFFSETS_FILE, DOCUMENT_OFFSETS_FILE):
+        where = path / file
+        entry = files[file]
+        if not where.is_file():
+            raise CorpusError(f"{where}: missing (the sharded manifest lists it)")
+        size = where.stat().st_size
+        if size != entry["bytes"]:
+            raise CorpusError(
+                f"{where}: size {size} bytes does not match the manifest ({entry['bytes']} "
+                "bytes); the file is truncated, extended or replaced"
+            )
+        if verify:
+            digest = file_digest(where)[1]
+            if digest != entry[CHECKSUM_KEY]:
+                raise CorpusError(
+                    f"{where}: checksum mismatch (BLAKE2b-256 {digest}, manifest says "
+                    f"{entry[CHECKSUM_KEY]}); the file is corrupted or was modified"
+                )
+        arr = load_array(where, np.dtype(np.int64), int(counts[file][-1]) + 1, mmap)
+        at = arr[counts[file]]  # (one value per shard boundary: O(shards) reads)
+        bad = np.flatnonzero(at != values[file])
+        if len(bad):
+            k = int(bad[0])
+            raise CorpusError(
+                f"{where}: offset {int(counts[file][k])} is {int(at[k])}, but the shards put "
+                f"{int(values[file][k])} there (the start of shards[{k}] or the end)"
+            )
+        out.append(arr)
+    return out[0], out[1]
+
+
+class ShardedTokenCorpus(CorpusBase):
     """Several corpora (shards) read as one, in order, with global document, sentence and token
     numbers; the token data stays where each shard is (memory-mapped), nothing is copied.
 
     Make one with :meth:`TokenCorpus.combine` (from :class:`~lmobjectives.TokenCorpus` objects
     or corpus directories), save its manifest with :meth:`save` and open it again with
-    :meth:`load`. It reads like a :class:`~lmobjectives.TokenCorpus` — ``ids`` (a
-    :class:`ShardedIds`), ``sentence_offsets`` and ``document_offsets`` (global ``int64``
-    arrays, in memory), ``vocab_size``, ``tokenizer``, ``document_labels``, :meth:`sentence`,
-    :meth:`document`, :meth:`documents`, :meth:`token_counts` — so every dataset view
-    (:class:`~lmobjectives.SentencePairDataset`, :class:`~lmobjectives.CorpusChunks`,
-    :func:`~lmobjectives.neighbour_pairs`) works over it exactly as over one directory holding
-    the same documents: the same samples, batches and sample keys for the same seed.
+    :meth:`load` (or :meth:`TokenCorpus.load`, which opens either kind). It reads like a
+    :class:`~lmobjectives.TokenCorpus` — ``ids`` (a :class:`ShardedIds`), ``sentence_offsets``
+    and ``document_offsets`` (global ``int64`` arrays), ``vocab_size``, ``tokenizer``,
+    ``document_labels``, :meth:`sentence`, :meth:`document`, :meth:`documents`,
+    :meth:`token_counts` — so every dataset view (:class:`~lmobjectives.SentencePairDataset`,
+    :class:`~lmobjectives.CorpusChunks`, :func:`~lmobjectives.neighbour_pairs`) works over it
+    exactly as over one directory holding the same documents: the same samples, batches and
+    sample keys for the same seed.
+
+    The global offsets of a corpus saved with :meth:`save` (or ``combine(..., out=...)``) are
+    files next to its manifest, memory-mapped on load, so opening it costs no memory per
+    sentence; a corpus combined in memory (or a :meth:`documents` range not starting at 0)
+    holds them in memory, 8 bytes a sentence and a document.
 
     All shards must share one vocabulary (the same tokenizer): a shard that differs raises
     :class:`ShardError` naming it. So do all shards or none carry document labels.
@@ -299,56 +457,34 @@ class ShardedTokenCorpus:
             :class:`~lmobjectives.TokenCorpus`.
     """
 
-    def __init__(
-        self, shards: Sequence[TokenCorpus], *, source: str = "", _path: Path | None = None
-    ) -> None:
-        from lmobjectives.corpus._corpus import TokenCorpus
+    ids: ShardedIds
 
-        shards = tuple(shards)
-        if not shards:
-            raise ValueError("shards: no shards given")
-        for i, shard in enumerate(shards):
-            if not isinstance(shard, TokenCorpus):
-                raise TypeError(f"shards[{i}]: expected a TokenCorpus, got {type(shard).__name__}")
-        _check_vocabularies(shards)
-        labelled = [s.document_labels is not None for s in shards]
-        if any(labelled) and not all(labelled):
-            i = labelled.index(not labelled[0])
-            raise ShardError(
-                i,
-                _shard_path(shards[i]),
-                (
-                    "has no document labels but shards[0] has"
-                    if labelled[0]
-                    else "has document labels but shards[0] has none"
-                ),
-            )
+    def __init__(
+        self,
+        shards: Sequence[TokenCorpus],
+        *,
+        source: str = "",
+        _path: Path | None = None,
+        _offsets: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> None:
+        shards = _check_shards(shards)
         self.shards = shards
         self.vocab_size = shards[0].vocab_size
         self.source = source
         self._path = _path
         self.ids = ShardedIds([s.ids for s in shards])
-        token_base = self.ids.starts
-        sentences = np.array([s.num_sentences for s in shards], dtype=np.int64)
-        sentence_base = np.concatenate([np.zeros(1, np.int64), np.cumsum(sentences)])
-        self.sentence_offsets = np.empty(int(sentence_base[-1]) + 1, dtype=np.int64)
-        docs = np.array([s.num_documents for s in shards], dtype=np.int64)
-        doc_base = np.concatenate([np.zeros(1, np.int64), np.cumsum(docs)])
-        self.document_offsets = np.empty(int(doc_base[-1]) + 1, dtype=np.int64)
-        for i, s in enumerate(shards):  # rebased copies of the offsets (never the ids)
-            lo, hi = int(sentence_base[i]), int(sentence_base[i + 1])
-            np.add(s.sentence_offsets[:-1], token_base[i], out=self.sentence_offsets[lo:hi])
-            lo, hi = int(doc_base[i]), int(doc_base[i + 1])
-            np.add(s.document_offsets[:-1], sentence_base[i], out=self.document_offsets[lo:hi])
-        self.sentence_offsets[-1] = token_base[-1]
-        self.document_offsets[-1] = sentence_base[-1]
-        self._sentence_base = sentence_base
-        self._doc_base = doc_base
+        self._bases = _Bases(shards)
+        if _offsets is None:
+            _offsets = _memory_offsets(shards, self._bases)  # (rebased copies; never the ids)
+        self.sentence_offsets, self.document_offsets = _offsets
         self.document_labels: tuple[str, ...] | None = (
             tuple(label for s in shards for label in (s.document_labels or ()))
-            if labelled[0]
+            if shards[0].document_labels is not None
             else None
         )
+        self._mmap = True
+        self._range: tuple[int, int] | None = None  # documents of the corpus at _range_path
+        self._range_path: Path | None = None
         self._token_counts: np.ndarray | None = None
 
     # ------------------------------------------------------------------ like a TokenCorpus
@@ -359,72 +495,41 @@ class ShardedTokenCorpus:
         return self.shards[0].tokenizer
 
     @property
-    def path(self) -> Path | None:
-        """The directory of the manifest this corpus was loaded from or saved to, or ``None``."""
-        return self._path
-
-    @property
-    def num_tokens(self) -> int:
-        return len(self.ids)
-
-    @property
-    def num_sentences(self) -> int:
-        return len(self.sentence_offsets) - 1
-
-    @property
-    def num_documents(self) -> int:
-        return len(self.document_offsets) - 1
-
-    def __len__(self) -> int:
-        """The number of documents."""
-        return self.num_documents
-
-    def _global(self, i: Any, n: int, what: str) -> int:
-        i = operator.index(i)
-        if i < 0:
-            i += n
-        if not 0 <= i < n:
-            raise IndexError(f"{what} index out of range (there are {n})")
-        return i
-
-    def sentence(self, s: int) -> np.ndarray:
-        """Token ids of sentence ``s`` (a view into its shard's ids)."""
-        s = self._global(s, self.num_sentences, "sentence")
-        return self.ids[int(self.sentence_offsets[s]) : int(self.sentence_offsets[s + 1])]
-
-    def document(self, d: int) -> np.ndarray:
-        """Token ids of document ``d`` (a view into its shard's ids)."""
-        d = self._global(d, self.num_documents, "document")
-        first, last = self.document_offsets[d], self.document_offsets[d + 1]
-        return self.ids[int(self.sentence_offsets[first]) : int(self.sentence_offsets[last])]
-
-    def document_sentences(self, d: int) -> list[np.ndarray]:
-        """The sentences of document ``d``, each a view into its shard's ids."""
-        d = self._global(d, self.num_documents, "document")
-        first, last = int(self.document_offsets[d]), int(self.document_offsets[d + 1])
-        return [self.sentence(s) for s in range(first, last)]
+    def offsets_mapped(self) -> bool:
+        """Whether the global offsets are memory-mapped from files next to the manifest
+        (``False``: held in memory)."""
+        return isinstance(self.sentence_offsets, np.memmap) or isinstance(
+            self.sentence_offsets.base, np.memmap
+        )
 
     def documents(self, start: int, stop: int) -> ShardedTokenCorpus:
         """Documents ``start:stop`` as a sharded corpus of their own (each shard's part is
-        :meth:`TokenCorpus.documents` of it: zero-copy, pickled by path and range)."""
-        n = self.num_documents
-        for name, v in (("start", start), ("stop", stop)):
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise TypeError(f"{name}: expected an int, got {type(v).__name__}")
-        if not 0 <= start < stop <= n:
-            raise ValueError(
-                f"start, stop: need 0 <= start < stop <= {n} (the number of documents), got "
-                f"{start}, {stop}"
-            )
+        :meth:`TokenCorpus.documents` of it: zero-copy). A range starting at document 0 keeps
+        views of this corpus's offsets (memory-mapped when they are); others hold rebased
+        copies of the range's offsets. A range of a corpus opened from a manifest pickles as
+        its path and range."""
+        self._check_range(start, stop)
+        base = self._bases.documents
         parts = []
         for i, shard in enumerate(self.shards):
-            lo = max(start, int(self._doc_base[i])) - int(self._doc_base[i])
-            hi = min(stop, int(self._doc_base[i + 1])) - int(self._doc_base[i])
+            lo = max(start, int(base[i])) - int(base[i])
+            hi = min(stop, int(base[i + 1])) - int(base[i])
             if lo < hi:
                 parts.append(
                     shard if (lo, hi) == (0, shard.num_documents) else shard.documents(lo, hi)
                 )
-        return ShardedTokenCorpus(parts, source=self.source)
+        offsets = None
+        if start == 0:  # a prefix: the global offsets' prefixes are the range's own
+            last = int(self.document_offsets[stop])
+            offsets = (self.sentence_offsets[: last + 1], self.document_offsets[: stop + 1])
+        view = ShardedTokenCorpus(parts, source=self.source, _offsets=offsets)
+        origin = self._path if self._path is not None else self._range_path
+        if origin is not None:
+            first = self._range[0] if self._range is not None else 0
+            view._range = (first + start, first + stop)
+            view._range_path = origin
+            view._mmap = self._mmap
+        return view
 
     def token_counts(self) -> np.ndarray:
         """How often each id occurs (the sum of the shards' :meth:`TokenCorpus.token_counts`,
@@ -438,32 +543,24 @@ class ShardedTokenCorpus:
         return self._token_counts
 
     def stats(self) -> dict[str, Any]:
-        """Summary numbers: counts, dtype, bytes and length statistics (as
-        :meth:`TokenCorpus.stats`), plus the number of shards."""
-        sent_lens = np.diff(self.sentence_offsets)
-        doc_sents = np.diff(self.document_offsets)
-        return {
-            "shards": len(self.shards),
-            "documents": self.num_documents,
-            "sentences": self.num_sentences,
-            "tokens": self.num_tokens,
-            "vocab_size": self.vocab_size,
-            "ids_dtype": str(self.ids.dtype),
-            "ids_bytes": self.ids.nbytes,
-            "tokens_per_sentence_mean": float(sent_lens.mean()) if len(sent_lens) else 0.0,
-            "sentences_per_document_mean": float(doc_sents.mean()) if len(doc_sents) else 0.0,
-        }
+        """Summary numbers as :meth:`TokenCorpus.stats` gives them, plus ``"shards"`` (their
+        number)."""
+        return {"shards": len(self.shards), **super().stats()}
 
     # ------------------------------------------------------------------ persistence
 
     def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
-        """Write the manifest (no token data) to the directory ``path``; returns the path.
+        """Write the manifest and the global offsets (no token data) to the directory
+        ``path``; returns the path. Afterwards this corpus reads its offsets from there
+        (memory-mapped).
 
         ``manifest.json`` lists every shard's directory — relative to ``path`` when it can be,
         so a tree of manifest and shards can be moved together — with its counts and its
-        fingerprint (the checksums its own manifest records). Every shard must be a whole
-        corpus opened from a directory (:meth:`TokenCorpus.load` or a writer), not one built
-        in memory or a :meth:`documents` range. Written atomically, like
+        fingerprint (the checksums its own manifest records), and the byte size and
+        BLAKE2b-256 checksum of ``sentence_offsets.npy`` and ``document_offsets.npy``, the
+        global offsets, written next to it a chunk at a time (bounded memory). Every shard must
+        be a whole corpus opened from a directory (:meth:`TokenCorpus.load` or a writer), not
+        one built in memory or a :meth:`documents` range. Written atomically, like
         :meth:`TokenCorpus.save`.
 
         Raises:
@@ -471,49 +568,31 @@ class ShardedTokenCorpus:
             FileExistsError: ``path`` exists and ``overwrite`` is false.
         """
         path = Path(path)
-        if path.exists() and not overwrite:
-            raise FileExistsError(f"path: {path} already exists (pass overwrite=True)")
-        entries = []
-        for i, shard in enumerate(self.shards):
-            if shard.path is None:
-                raise ShardError(
-                    i,
-                    None,
-                    "not a whole corpus on disk (save it, or open it with "
-                    "TokenCorpus.load, before saving a sharded corpus that lists it)",
-                )
-            entries.append(_shard_entry(i, shard, path))
-        manifest = {
-            "format": SHARDED_FORMAT,
-            "format_version": SHARDED_FORMAT_VERSION,
-            "vocab_size": self.vocab_size,
-            "ids_dtype": str(self.ids.dtype),
-            "num_tokens": self.num_tokens,
-            "num_sentences": self.num_sentences,
-            "num_documents": self.num_documents,
-            "labelled": self.document_labels is not None,
-            "source": self.source,
-            "shards": entries,
-        }
-        tmp = make_temp_dir(path)
-        try:
-            write_text(tmp / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
-            publish(tmp, path, overwrite)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+        manifest = _save(self.shards, self._bases, self.source, path, overwrite)
+        offsets = _load_offsets(path, manifest, self._bases, mmap=True, verify=False)
+        assert offsets is not None
+        self.sentence_offsets, self.document_offsets = offsets
         self._path = path
+        self._range = self._range_path = None
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], *, verify: bool = True) -> ShardedTokenCorpus:
-        """Open a sharded corpus saved with :meth:`save`: every shard is opened with
-        :meth:`TokenCorpus.load` (memory-mapped; with ``verify``, its checksums are checked)
-        and its fingerprint compared with the manifest's.
+    def load(
+        cls, path: str | os.PathLike[str], *, mmap: bool = True, verify: bool = True
+    ) -> ShardedTokenCorpus:
+        """Open a sharded corpus saved with :meth:`save` (:meth:`TokenCorpus.load` of the
+        directory does the same): every shard is opened with :meth:`TokenCorpus.load`
+        (memory-mapped unless ``mmap=False``; with ``verify``, its checksums are checked) and
+        its fingerprint compared with the manifest's; the global offsets are memory-mapped
+        (sizes, headers and the values at the shard boundaries checked; with ``verify``, their
+        checksums). A manifest written before the offsets were saved with it still loads: its
+        offsets are then rebuilt in memory.
 
         Raises:
             FileNotFoundError: ``path`` is not a directory.
             ValueError: the manifest is missing or invalid (the message names it).
+            CorpusError: (a ``ValueError``) a global offsets file is missing, of the wrong
+                size, damaged or (with ``verify``) has the wrong checksum; the message names it.
             ShardError: a shard is missing, invalid, not the one the manifest recorded
                 (rebuilt or replaced), or its vocabulary differs; the message names it.
         """
@@ -526,7 +605,7 @@ class ShardedTokenCorpus:
             shard_dir = Path(entry["path"])
             if not shard_dir.is_absolute():
                 shard_dir = path / shard_dir
-            shard = _open_shard(i, shard_dir, verify)
+            shard = _open_shard(i, shard_dir, verify, mmap)
             recorded = {k: entry[k] for k in ("num_tokens", "num_sentences", "num_documents")}
             actual = {k: getattr(shard, k) for k in recorded}
             if actual != recorded:
@@ -539,7 +618,9 @@ class ShardedTokenCorpus:
                     "the shard was rebuilt or replaced",
                 )
             shards.append(shard)
-        corpus = cls(shards, source=manifest["source"], _path=path)
+        offsets = _load_offsets(path, manifest, _Bases(shards), mmap=mmap, verify=verify)
+        corpus = cls(shards, source=manifest["source"], _path=path, _offsets=offsets)
+        corpus._mmap = mmap
         if corpus.vocab_size != manifest["vocab_size"]:
             raise ValueError(
                 f"{path / MANIFEST_FILE}: vocab_size {manifest['vocab_size']} does not match "
@@ -548,8 +629,14 @@ class ShardedTokenCorpus:
         return corpus
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # The shards pickle by path (and range); the offsets are rebuilt on unpickling.
-        return (_rebuild, (self.shards, self.source, self._path))
+        # Opened from (or saved to) a manifest: pickled as its path (and range), so workers
+        # re-map the offsets; otherwise as the shards (which pickle by path and range), the
+        # offsets rebuilt on unpickling.
+        if self._path is not None:
+            return (_reopen, (str(self._path), self._mmap))
+        if self._range is not None and self._range_path is not None:
+            return (_reopen_range, (str(self._range_path), self._mmap, *self._range))
+        return (_rebuild, (self.shards, self.source))
 
     def __repr__(self) -> str:
         return (
@@ -559,8 +646,58 @@ class ShardedTokenCorpus:
         )
 
 
-def _rebuild(shards: tuple[TokenCorpus, ...], source: str, path: Path | None) -> ShardedTokenCorpus:
-    return ShardedTokenCorpus(shards, source=source, _path=path)
+def _rebuild(shards: tuple[TokenCorpus, ...], source: str) -> ShardedTokenCorpus:
+    return ShardedTokenCorpus(shards, source=source)
+
+
+def _reopen(path: str, mmap: bool) -> ShardedTokenCorpus:
+    # As for a TokenCorpus: the pickling process verified the checksums when it loaded it.
+    return ShardedTokenCorpus.load(path, mmap=mmap, verify=False)
+
+
+def _reopen_range(path: str, mmap: bool, start: int, stop: int) -> ShardedTokenCorpus:
+    return _reopen(path, mmap).documents(start, stop)
+
+
+def _save(
+    shards: Sequence[TokenCorpus], bases: _Bases, source: str, path: Path, overwrite: bool
+) -> dict[str, Any]:
+    """Write the manifest of ``shards`` and their global offsets to ``path``, atomically;
+    returns the manifest."""
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"path: {path} already exists (pass overwrite=True)")
+    entries = []
+    for i, shard in enumerate(shards):
+        if shard.path is None:
+            raise ShardError(
+                i,
+                None,
+                "not a whole corpus on disk (save it, or open it with "
+                "TokenCorpus.load, before saving a sharded corpus that lists it)",
+            )
+        entries.append(_shard_entry(i, shard, path))
+    first = shards[0]
+    tmp = make_temp_dir(path)
+    try:
+        manifest = {
+            "format": SHARDED_FORMAT,
+            "format_version": SHARDED_FORMAT_VERSION,
+            "vocab_size": first.vocab_size,
+            "ids_dtype": str(first.ids.dtype),
+            "num_tokens": int(bases.tokens[-1]),
+            "num_sentences": int(bases.sentences[-1]),
+            "num_documents": int(bases.documents[-1]),
+            "labelled": first.document_labels is not None,
+            "source": source,
+            "shards": entries,
+            OFFSETS_KEY: _write_offsets(tmp, shards, bases),
+        }
+        write_text(tmp / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
+        publish(tmp, path, overwrite)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return manifest
 
 
 def _fingerprint(shard_dir: Path) -> dict[str, Any]:
@@ -594,6 +731,17 @@ def _shard_entry(i: int, shard: TokenCorpus, base: Path) -> dict[str, Any]:
         "num_documents": shard.num_documents,
         "files": files,
     }
+
+
+def is_sharded(path: Path) -> bool:
+    """Whether the directory ``path`` holds a sharded corpus's manifest (its ``format``);
+    anything else, an unreadable manifest included, is left to :meth:`TokenCorpus.load`."""
+    try:
+        with open(path / MANIFEST_FILE, encoding="utf-8") as f:
+            manifest = json.load(f)
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("format") == SHARDED_FORMAT
 
 
 def _read_sharded_manifest(path: Path) -> dict[str, Any]:
@@ -632,6 +780,21 @@ def _read_sharded_manifest(path: Path) -> dict[str, Any]:
         raise ValueError(f"{path}: vocab_size must be a positive integer")
     if manifest.get("ids_dtype") != str(ids_dtype(manifest["vocab_size"])):
         raise ValueError(f"{path}: ids_dtype does not fit vocab_size")
+    offsets = manifest.get(OFFSETS_KEY)
+    if offsets is not None and not (
+        isinstance(offsets, dict)
+        and set(offsets) == {SENTENCE_OFFSETS_FILE, DOCUMENT_OFFSETS_FILE}
+        and all(
+            isinstance(e, dict)
+            and type(e.get("bytes")) is int
+            and isinstance(e.get(CHECKSUM_KEY), str)
+            for e in offsets.values()
+        )
+    ):
+        raise ValueError(
+            f"{path}: {OFFSETS_KEY} must give bytes and {CHECKSUM_KEY} of "
+            f"{SENTENCE_OFFSETS_FILE} and {DOCUMENT_OFFSETS_FILE}"
+        )
     manifest.setdefault("source", "")
     if not isinstance(manifest["source"], str):
         raise ValueError(f"{path}: source must be a string")
@@ -652,10 +815,11 @@ def combine(
             "shards: expected an iterable of TokenCorpus objects or corpus directories, got "
             f"{type(shards).__name__}"
         )
-    opened = [_open_shard(i, s, verify) for i, s in enumerate(shards)]
-    if not opened:
-        raise ValueError("shards: no shards given")
-    corpus = ShardedTokenCorpus(opened, source=source)
-    if out is not None:
-        corpus.save(out, overwrite=overwrite)
-    return corpus
+    opened = _check_shards([_open_shard(i, s, verify) for i, s in enumerate(shards)])
+    if out is None:
+        return ShardedTokenCorpus(opened, source=source)
+    path = Path(out)
+    bases = _Bases(opened)
+    manifest = _save(opened, bases, source, path, overwrite)
+    offsets = _load_offsets(path, manifest, bases, mmap=True, verify=False)
+    return ShardedTokenCorpus(opened, source=source, _path=path, _offsets=offsets)

@@ -10,8 +10,6 @@ corpus files before the next batches are read (at most ``2 * num_proc`` batches 
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -20,7 +18,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from lmobjectives._optional import EXTRAS, MissingDependencyError
+from lmobjectives._optional import require
 from lmobjectives._progress import Progress
 from lmobjectives._sentences import split_sentences
 from lmobjectives.corpus._encoder import Encoder, check_paths, feed_documents, feed_labelled
@@ -182,11 +180,9 @@ def build_from_rows(
 
 
 def pyarrow_module(name: str, purpose: str) -> Any:
-    """``pyarrow`` (or one of its modules). No extra declares it itself: it comes with
-    ``datasets`` (the ``test`` extra), so a missing one is reported with that extra."""
-    if importlib.util.find_spec("pyarrow") is None:
-        raise MissingDependencyError("pyarrow", EXTRAS["datasets"], purpose)
-    return importlib.import_module(name)
+    """``pyarrow`` (or one of its modules), through :func:`~lmobjectives._optional.require`: a
+    missing one names the ``datasets`` extra (``pip install 'lmobjectives[datasets]'``)."""
+    return require(name, purpose)
 
 
 def _columns(column: str, label_column: str | None) -> list[str]:
@@ -372,6 +368,15 @@ def jsonl_batches(
                 yield RowBatch(texts, labels if label_column else None, f"{path}: row {{}}", first)
 
     return batches(), files
+
+
+#: The reader of each file kind of :meth:`TokenCorpus.from_parquet` / ``from_arrow`` /
+#: ``from_jsonl``: ``(paths, column, label_column, rows) -> (row batches, files)``.
+TABLE_READERS: dict[str, Callable[..., tuple[Iterator[RowBatch], list[Path]]]] = {
+    "parquet": parquet_batches,
+    "arrow": arrow_batches,
+    "jsonl": jsonl_batches,
+}
 
 
 def describe(kind: str, files: list[Path]) -> str:

@@ -223,7 +223,7 @@ class TokenCorpusWriter:
             self.abort()
             raise
         self._finalizer.detach()
-        self._corpus = TokenCorpus.load(self._path, verify=False)
+        self._corpus = TokenCorpus._load_directory(self._path, mmap=True, verify=False)
         return self._corpus
 
     def abort(self) -> None:

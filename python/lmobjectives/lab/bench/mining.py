@@ -31,8 +31,9 @@ of per-round time ratios. Peak memory is measured separately, one fresh process 
 ``extra MiB`` is its peak RSS minus the RSS with the embeddings already loaded.
 
 Distributed mining (:func:`distributed_mining_rows`, ``python -m lmobjectives.lab.bench.mining
---processes 1 2``): :func:`~lmobjectives.torch.distributed_mining.mine_hard_negatives_distributed`
-with 1, 2, ... gloo processes on this machine sharing its cores, each mapping its shard of one
+--processes 1 2``; ``--corpus ROWS`` for a smaller corpus, as ``make bench`` runs it):
+:func:`~lmobjectives.torch.distributed_mining.mine_hard_negatives_distributed` with 1, 2, ...
+gloo processes on this machine sharing its cores, each mapping its shard of one
 ``.npy`` corpus; time barrier to barrier, and per rank the peak RSS and what mining added to it.
 """
 
@@ -44,7 +45,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -501,13 +502,17 @@ def _main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--cores", type=int, default=None)
-    args = parser.parse_args(argv)
-    rows = distributed_mining_rows(
-        DISTRIBUTED_CASE, args.processes, cores=args.cores, rounds=args.rounds
+    parser.add_argument(
+        "--corpus", type=int, default=DISTRIBUTED_CASE.corpus, help="corpus rows (embeddings)"
     )
+    args = parser.parse_args(argv)
+    if args.corpus < 1:
+        parser.error(f"--corpus: must be positive, got {args.corpus}")
+    case = replace(DISTRIBUTED_CASE, corpus=args.corpus)
+    rows = distributed_mining_rows(case, args.processes, cores=args.cores, rounds=args.rounds)
     if len({r.checksum for r in rows}) != 1:
         raise RuntimeError("distributed mining: the process counts disagree on the result")
-    print(distributed_table(DISTRIBUTED_CASE, rows))
+    print(distributed_table(case, rows))
     return 0
 
 
