@@ -6,8 +6,12 @@ Guards:
 - :func:`no_host_sync`: a ``TorchFunctionMode`` that fails on every way Python code reads a
   tensor's value on the host (``.item()``, ``bool()``, ``int()``, ``float()``, ``.tolist()``,
   ``.numpy()``, ``.cpu()``) — on an accelerator each of them would stall until the device
-  finishes. The value checks that run only on CPU tensors (``_checks.reads_values``) are
-  switched off, as they are on any other device.
+  finishes. It also fails on the ops whose output *shape* depends on tensor values (boolean
+  indexing, ``nonzero``, ``argwhere``, ``masked_select``, ``unique``, ``bincount``,
+  one-argument ``where``, ``repeat_interleave`` without ``output_size``): the host must read
+  that shape before it can go on, a sync as surely as ``.item()``. The value checks that run
+  only on CPU tensors (``_checks.reads_values``) are switched off, as they are on any other
+  device.
 - :func:`on_input_device_only`: sets the default device to ``meta`` and records every tensor
   an op returns on ``meta``. Inputs and models live on the CPU, so any ``meta`` tensor is one
   created without ``device=`` — a tensor that would land on the CPU for a CUDA input.
@@ -37,15 +41,67 @@ READS = {
 }
 
 
+#: ops whose output shape depends on the values of their input (nonzero_static is not one)
+DATA_DEPENDENT_SHAPE = {
+    torch.nonzero,
+    torch.Tensor.nonzero,
+    torch.argwhere,
+    torch.Tensor.argwhere,
+    torch.masked_select,
+    torch.Tensor.masked_select,
+    torch.unique,
+    torch.Tensor.unique,
+    torch.unique_consecutive,
+    torch.Tensor.unique_consecutive,
+    torch._unique,
+    torch._unique2,
+    torch.bincount,
+    torch.Tensor.bincount,
+}
+#: indexing ops that sync when an index is a boolean (or uint8) mask
+INDEXING = {
+    torch.Tensor.__getitem__,
+    torch.Tensor.__setitem__,
+    torch.Tensor.index_put,
+    torch.Tensor.index_put_,
+    torch.index_put,
+}
+
+
 class HostSync(AssertionError):
     pass
 
 
+def _has_mask_index(index: Any) -> bool:
+    items = index if isinstance(index, (tuple, list)) else (index,)
+    return any(
+        isinstance(i, torch.Tensor) and i.dtype in (torch.bool, torch.uint8)
+        for i in tree_flatten(list(items))[0]
+    )
+
+
+def _data_dependent_shape(func: Any, args: Any, kwargs: dict[str, Any]) -> bool:
+    if func in DATA_DEPENDENT_SHAPE:
+        return True
+    if func in INDEXING:
+        return len(args) > 1 and _has_mask_index(args[1])
+    if func is torch.where:
+        return len(args) + len(kwargs) == 1
+    if func in (torch.repeat_interleave, torch.Tensor.repeat_interleave):
+        repeats = args[1] if len(args) > 1 else kwargs.get("repeats", args[0] if args else None)
+        return isinstance(repeats, torch.Tensor) and kwargs.get("output_size") is None
+    return False
+
+
 class _NoHostSync(TorchFunctionMode):
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", func)
         if func in READS:
-            raise HostSync(f"host read of a tensor: {getattr(func, '__name__', func)}")
-        return func(*args, **(kwargs or {}))
+            raise HostSync(f"host read of a tensor: {name}")
+        if _data_dependent_shape(func, args, kwargs):
+            raise HostSync(f"data-dependent output shape (a host sync): {name}")
+        return func(*args, **kwargs)
 
 
 @contextlib.contextmanager
@@ -224,6 +280,48 @@ def test_the_guard_catches_a_host_read(monkeypatch) -> None:
     # the control: the old masked_lm_loss counted labels on the host (int(keep.sum()))
     with pytest.raises(HostSync), no_host_sync(monkeypatch):
         int(torch.ones(3).sum())
+
+
+_x = torch.arange(6.0).reshape(2, 3)
+_m = _x > 2
+
+
+@pytest.mark.parametrize(
+    "op",
+    [
+        lambda: _x[_m],
+        lambda: _x[0, _m[0]],
+        lambda: _x.clone().__setitem__(_m, 0.0),
+        lambda: _x.clone().index_put_((_m,), torch.tensor(0.0)),
+        lambda: _m.nonzero(),
+        lambda: torch.nonzero(_m),
+        lambda: torch.argwhere(_m),
+        lambda: torch.where(_m),
+        lambda: _x.masked_select(_m),
+        lambda: torch.unique(_x),
+        lambda: _x.unique(),
+        lambda: torch.unique_consecutive(_x),
+        lambda: torch.bincount(_m.flatten().long()),
+        lambda: torch.repeat_interleave(torch.tensor([1, 2])),
+        lambda: _x.repeat_interleave(torch.tensor([1, 2]), dim=0),
+    ],
+)
+def test_the_guard_catches_a_data_dependent_shape(monkeypatch, op: Any) -> None:
+    with pytest.raises(HostSync, match="data-dependent"), no_host_sync(monkeypatch):
+        op()
+
+
+def test_the_guard_lets_fixed_shape_ops_through(monkeypatch) -> None:
+    # the control of the test above: the same selections with a shape known in advance
+    with no_host_sync(monkeypatch):
+        _x[0, torch.tensor([2, 0])]
+        _x[:, torch.tensor([2, 0])]
+        _x[_x.argsort(dim=1)[:, :1]]
+        _x.masked_fill(_m, 0.0)
+        torch.where(_m, _x, 0.0)
+        torch.nonzero_static(_m, size=4)
+        _x.repeat_interleave(2, dim=0)
+        _x.repeat_interleave(torch.tensor([1, 2]), dim=0, output_size=3)
 
 
 def _pretrain_run(objective: str, **kw: Any) -> tuple[Any, list[dict[str, Any]]]:
