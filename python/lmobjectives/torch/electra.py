@@ -155,36 +155,10 @@ class ElectraRTD(nn.Module):
         masked = labels != IGNORE_INDEX
         original = torch.where(masked, labels, input_ids)
 
-        if self.max_predictions is None:
-            masked_logits = self._generator_logits(input_ids, masked, kw)  # [n_masked, vocab]
-            targets = original[masked]  # data-dependent shape: one sync on a device
-            if masked_logits.shape[0] == 0:
-                mlm_loss = masked_logits.sum() * 0.0
-                gen_accuracy = torch.zeros((), device=input_ids.device)
-            else:
-                mlm_loss = F.cross_entropy(masked_logits.float(), targets)
-                gen_accuracy = (masked_logits.argmax(-1) == targets).float().mean()
-            corrupted, is_replaced = self._corrupt(
-                masked_logits, targets, original, masked, generator
-            )
-        else:
-            positions, targets = labelled_positions(labels, self.max_predictions)
-            masked_logits = self._generator_logits(input_ids, positions, kw)  # [B, P, vocab]
-            slot = targets != IGNORE_INDEX
-            count = slot.sum().clamp(min=1)
-            mlm_loss = (
-                F.cross_entropy(
-                    masked_logits.reshape(-1, masked_logits.shape[-1]).float(),
-                    targets.reshape(-1),
-                    ignore_index=IGNORE_INDEX,
-                    reduction="sum",
-                )
-                / count
-            )
-            gen_accuracy = ((masked_logits.argmax(-1) == targets) & slot).sum() / count
-            corrupted, is_replaced = self._corrupt_slots(
-                masked_logits, targets, positions, original, masked, generator
-            )
+        step = self._mask_step if self.max_predictions is None else self._slot_step
+        mlm_loss, gen_accuracy, corrupted, is_replaced = step(
+            input_ids, labels, masked, original, kw, generator
+        )
         disc_logits = _logits(self.discriminator(input_ids=corrupted, **kw))
         if disc_logits.dim() == 3 and disc_logits.shape[-1] == 1:
             disc_logits = disc_logits.squeeze(-1)
@@ -204,6 +178,55 @@ class ElectraRTD(nn.Module):
             corrupted_ids=corrupted,
             gen_accuracy=gen_accuracy,
         )
+
+    def _mask_step(
+        self,
+        input_ids: torch.Tensor,
+        labels: torch.Tensor,
+        masked: torch.Tensor,
+        original: torch.Tensor,
+        kw: dict[str, torch.Tensor],
+        generator: torch.Generator | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The generator's side with the masked positions selected by ``masked``:
+        ``(mlm_loss, gen_accuracy, corrupted, is_replaced)``."""
+        masked_logits = self._generator_logits(input_ids, masked, kw)  # [n_masked, vocab]
+        targets = original[masked]  # data-dependent shape: one sync on a device
+        if masked_logits.shape[0] == 0:
+            mlm_loss = masked_logits.sum() * 0.0
+            gen_accuracy = torch.zeros((), device=input_ids.device)
+        else:
+            mlm_loss = F.cross_entropy(masked_logits.float(), targets)
+            gen_accuracy = (masked_logits.argmax(-1) == targets).float().mean()
+        corrupted, is_replaced = self._corrupt(masked_logits, targets, original, masked, generator)
+        return mlm_loss, gen_accuracy, corrupted, is_replaced
+
+    def _slot_step(
+        self,
+        input_ids: torch.Tensor,
+        labels: torch.Tensor,
+        masked: torch.Tensor,
+        original: torch.Tensor,
+        kw: dict[str, torch.Tensor],
+        generator: torch.Generator | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`_mask_step` on ``max_predictions`` fixed slots per row (no host sync)."""
+        assert self.max_predictions is not None
+        positions, targets = labelled_positions(labels, self.max_predictions)
+        slot_logits = self._generator_logits(input_ids, positions, kw)  # [B, P, vocab]
+        slot = targets != IGNORE_INDEX
+        count = slot.sum().clamp(min=1)
+        total = F.cross_entropy(
+            slot_logits.reshape(-1, slot_logits.shape[-1]).float(),
+            targets.reshape(-1),
+            ignore_index=IGNORE_INDEX,
+            reduction="sum",
+        )
+        gen_accuracy = ((slot_logits.argmax(-1) == targets) & slot).sum() / count
+        corrupted, is_replaced = self._corrupt_slots(
+            slot_logits, targets, positions, original, masked, generator
+        )
+        return total / count, gen_accuracy, corrupted, is_replaced
 
     def _generator_logits(
         self, input_ids: torch.Tensor, masked: torch.Tensor, kw: dict[str, torch.Tensor]
