@@ -90,7 +90,21 @@ def _mlm(repeats: int) -> None:
     cases = {name: step(m) for name, m in heads.items()}
     cases["every position + ignore index"] = every_position
     n = int((labels != -100).sum())
-    title = f"MLMHead  batch {b} x {s}, hidden {h}, vocab {v}, {n} labelled (15%)"
+    title = f"MLMHead  batch {b} x {s}, hidden {h}, vocab {v}, {n} labelled (i.i.d. 15%)"
+    _report(title, _time(cases, repeats))
+
+    # an exact budget (MLMCollator(exact_budget=True, max_predictions=P)): P labels per row
+    p = round(0.15 * s)
+    exact = torch.full((b, s), -100)
+    order = torch.rand(b, s, generator=g).argsort(dim=1)[:, :p]
+    exact.scatter_(1, order, torch.randint(0, v, (b, p), generator=g))
+    fixed = MLMHead(h, v, max_predictions=p)
+    fixed.load_state_dict(state)
+    cases = {
+        "mask selection (default, syncs)": lambda: full(hidden, exact)[0].backward(),
+        f"max_predictions={p}": lambda: fixed(hidden, exact)[0].backward(),
+    }
+    title = f"MLMHead  the same, exactly {p} labelled per row ({b * p})"
     _report(title, _time(cases, repeats))
 
 

@@ -645,3 +645,24 @@ def test_the_default_heads_do_not_compile_fullgraph() -> None:
     _, labels, hidden = _mlm_inputs()
     with pytest.raises(Exception, match=r"(?i)data.dependent|dynamic|nonzero|graph break"):
         torch.compile(MLMHead(16, 20), fullgraph=True, backend="aot_eager")(hidden, labels)
+
+
+@pytest.mark.parametrize("include_eos", [True, False])
+def test_completion_mask_torch_path_equals_the_rust_kernel_without_a_sync(
+    monkeypatch, include_eos: bool
+) -> None:
+    # rl_reference.completion_mask set its first-EOS column with a boolean index (a sync)
+    from lmobjectives import rl
+    from lmobjectives.torch import rl_reference
+
+    g = torch.Generator().manual_seed(6)
+    ids = torch.randint(3, 9, (7, 10), generator=g)
+    ids[0, 4] = ids[1, 0] = ids[2, 9] = ids[3, 2] = ids[3, 6] = 2  # rows 4-6: no EOS
+    ids[5, 3] = 1
+    want = rl.completion_mask(ids.numpy(), [2, 1], include_eos=include_eos)
+    with no_host_sync(monkeypatch):
+        mask, last, truncated = rl_reference.completion_mask(ids, [2, 1], include_eos=include_eos)
+    assert torch.equal(mask, torch.from_numpy(want.mask))
+    assert torch.equal(last, torch.from_numpy(want.last))
+    assert torch.equal(truncated, torch.from_numpy(want.truncated))
+    assert truncated.tolist() == [False] * 4 + [True, False, True]  # rows 4 and 6: no EOS
