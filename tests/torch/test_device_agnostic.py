@@ -452,10 +452,14 @@ def test_electra_and_heads_stay_on_the_inputs_device() -> None:
     hidden = torch.randn(3, 12, 16)
     rng = torch.Generator().manual_seed(0)
     pair_labels = torch.tensor([0, 1, 1])
+    fixed = ElectraRTD(gen, disc, max_predictions=12)
+    fixed_head = MLMHead(16, 20, max_predictions=12)
     with on_input_device_only() as strays:
         model(ids, labels, torch.ones_like(ids), generator=rng).loss.backward()
         head(hidden, labels)[0].backward()
         pair(hidden, pair_labels)[0].backward()
+        fixed(ids, labels, torch.ones_like(ids), generator=rng).loss.backward()
+        fixed_head(hidden, labels)[0].backward()
     assert strays == []
 
 
