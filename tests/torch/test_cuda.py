@@ -204,3 +204,106 @@ def test_collator_pins_its_batches(cuda, small_tokenizer) -> None:
             assert v.is_pinned(), k
             assert torch.equal(v, plain[k]), k
             assert torch.equal(v.to(cuda, non_blocking=True).cpu(), plain[k]), k
+
+
+def _fixed_size_inputs(device: torch.device) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(3)
+    ids = torch.randint(5, 50, (4, 16), generator=g)
+    labels = torch.where(torch.rand(4, 16, generator=g) < 0.25, ids, torch.full_like(ids, -100))
+    labels[3] = -100  # a row without labels
+    mask = torch.ones(3, 7, dtype=torch.bool)
+    mask[1, 4:] = mask[2, 2:] = False
+    tensors = {
+        "ids": ids,
+        "labels": labels,
+        "hidden": torch.randn(4, 16, 32, generator=g),
+        "z": torch.randn(3, 7, 8, generator=g),
+        "c": torch.randn(3, 7, 6, generator=g),
+        "w": torch.randn(2, 8, 6, generator=g),
+        "steps": mask,
+    }
+    return {k: v.to(device) for k, v in tensors.items()}
+
+
+def _fixed_size_models(device: torch.device) -> tuple[Any, Any, Any]:
+    from lmobjectives.torch import MLMHead, TinyEncoder
+    from lmobjectives.torch.electra import ElectraRTD
+
+    torch.manual_seed(0)
+    head = MLMHead(32, 50, max_predictions=16)
+    gen = TinyEncoder(50, 8, 1, 2, max_length=16, embedding_size=16, head="mlm")
+    disc = TinyEncoder(50, 16, 1, 2, max_length=16, head="token")
+    fixed, legacy = ElectraRTD(gen, disc, max_predictions=16), ElectraRTD(gen, disc)
+    return head.to(device), fixed.to(device), legacy.to(device)
+
+
+def test_fixed_size_heads_and_masked_cpc_equal_their_cpu_results(cuda) -> None:
+    from lmobjectives.torch import cpc_loss
+
+    results = []
+    for device in (torch.device("cpu"), cuda):
+        x = _fixed_size_inputs(device)
+        head, rtd, legacy = _fixed_size_models(device)
+        rng = torch.Generator(device=device).manual_seed(0)
+        out = rtd(x["ids"], x["labels"], generator=rng)
+        ref = legacy(x["ids"], x["labels"], generator=torch.Generator(device=device).manual_seed(0))
+        # the generator's loss and accuracy do not depend on the samples: equal to the mask path
+        torch.testing.assert_close(out.mlm_loss, ref.mlm_loss, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(out.gen_accuracy, ref.gen_accuracy)
+        assert out.corrupted_ids.device.type == device.type
+        masked = x["labels"] != -100
+        assert torch.equal(out.corrupted_ids[~masked], x["ids"][~masked])
+        results.append(
+            {
+                "mlm_head": head(x["hidden"], x["labels"])[0],
+                "electra_mlm": out.mlm_loss,
+                **{
+                    f"cpc_{n}": cpc_loss(x["z"], x["c"], x["w"], negatives=n, mask=x["steps"])
+                    for n in ("batch", "time", "all")
+                },
+            }
+        )
+    for name, value in results[1].items():
+        assert value.device.type == "cuda", name
+        torch.testing.assert_close(value.cpu(), results[0][name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_fixed_size_heads_and_masked_cpc_do_not_synchronise(cuda) -> None:
+    from lmobjectives.torch import cpc_loss, labelled_positions
+
+    x = _fixed_size_inputs(cuda)
+    head, rtd, _ = _fixed_size_models(cuda)
+    rng = torch.Generator(device=cuda).manual_seed(0)
+    head(x["hidden"], x["labels"])  # warm-up outside the checked block (lazy CUDA init)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        labelled_positions(x["labels"], 16)
+        head(x["hidden"], x["labels"])[0].backward()
+        out = rtd(x["ids"], x["labels"], generator=rng)
+        out.loss.backward()
+        for n in ("batch", "time", "all"):
+            cpc_loss(x["z"], x["c"], x["w"], negatives=n, mask=x["steps"], return_accuracy=True)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+def test_labelled_positions_overflow_is_a_device_assertion(cuda) -> None:
+    # on the device the overflow check must not sync: it is a device-side assertion, checked
+    # here in a subprocess since a failed one poisons the CUDA context
+    import subprocess
+    import sys
+
+    code = (
+        "import torch\n"
+        "from lmobjectives.torch import labelled_positions\n"
+        "labels = torch.full((2, 8), -100, device='cuda')\n"
+        "labels[1, :5] = 3\n"
+        "labelled_positions(labels, {p})\n"
+        "torch.cuda.synchronize()\n"
+    )
+    bad = subprocess.run([sys.executable, "-c", code.format(p=4)], capture_output=True, text=True)
+    assert bad.returncode != 0
+    assert "max_predictions" in bad.stderr or "assert" in bad.stderr.lower(), bad.stderr
+    good = subprocess.run([sys.executable, "-c", code.format(p=5)], capture_output=True, text=True)
+    assert good.returncode == 0, good.stderr  # the control

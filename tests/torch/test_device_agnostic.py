@@ -6,8 +6,12 @@ Guards:
 - :func:`no_host_sync`: a ``TorchFunctionMode`` that fails on every way Python code reads a
   tensor's value on the host (``.item()``, ``bool()``, ``int()``, ``float()``, ``.tolist()``,
   ``.numpy()``, ``.cpu()``) — on an accelerator each of them would stall until the device
-  finishes. The value checks that run only on CPU tensors (``_checks.reads_values``) are
-  switched off, as they are on any other device.
+  finishes. It also fails on the ops whose output *shape* depends on tensor values (boolean
+  indexing, ``nonzero``, ``argwhere``, ``masked_select``, ``unique``, ``bincount``,
+  one-argument ``where``, ``repeat_interleave`` without ``output_size``): the host must read
+  that shape before it can go on, a sync as surely as ``.item()``. The value checks that run
+  only on CPU tensors (``_checks.reads_values``) are switched off, as they are on any other
+  device.
 - :func:`on_input_device_only`: sets the default device to ``meta`` and records every tensor
   an op returns on ``meta``. Inputs and models live on the CPU, so any ``meta`` tensor is one
   created without ``device=`` — a tensor that would land on the CPU for a CUDA input.
@@ -37,25 +41,82 @@ READS = {
 }
 
 
+#: ops whose output shape depends on the values of their input (nonzero_static is not one)
+DATA_DEPENDENT_SHAPE = {
+    torch.nonzero,
+    torch.Tensor.nonzero,
+    torch.argwhere,
+    torch.Tensor.argwhere,
+    torch.masked_select,
+    torch.Tensor.masked_select,
+    torch.unique,
+    torch.Tensor.unique,
+    torch.unique_consecutive,
+    torch.Tensor.unique_consecutive,
+    torch._unique,
+    torch._unique2,
+    torch.bincount,
+    torch.Tensor.bincount,
+}
+#: indexing ops that sync when an index is a boolean (or uint8) mask
+INDEXING = {
+    torch.Tensor.__getitem__,
+    torch.Tensor.__setitem__,
+    torch.Tensor.index_put,
+    torch.Tensor.index_put_,
+    torch.index_put,
+}
+
+
 class HostSync(AssertionError):
     pass
 
 
+def _has_mask_index(index: Any) -> bool:
+    items = index if isinstance(index, (tuple, list)) else (index,)
+    return any(
+        isinstance(i, torch.Tensor) and i.dtype in (torch.bool, torch.uint8)
+        for i in tree_flatten(list(items))[0]
+    )
+
+
+def _data_dependent_shape(func: Any, args: Any, kwargs: dict[str, Any]) -> bool:
+    if func in DATA_DEPENDENT_SHAPE:
+        return True
+    if func in INDEXING:
+        return len(args) > 1 and _has_mask_index(args[1])
+    if func is torch.where:
+        return len(args) + len(kwargs) == 1
+    if func in (torch.repeat_interleave, torch.Tensor.repeat_interleave):
+        repeats = args[1] if len(args) > 1 else kwargs.get("repeats", args[0] if args else None)
+        return isinstance(repeats, torch.Tensor) and kwargs.get("output_size") is None
+    return False
+
+
 class _NoHostSync(TorchFunctionMode):
+    def __init__(self, shapes: bool = True) -> None:
+        super().__init__()
+        self.shapes = shapes
+
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", func)
         if func in READS:
-            raise HostSync(f"host read of a tensor: {getattr(func, '__name__', func)}")
-        return func(*args, **(kwargs or {}))
+            raise HostSync(f"host read of a tensor: {name}")
+        if self.shapes and _data_dependent_shape(func, args, kwargs):
+            raise HostSync(f"data-dependent output shape (a host sync): {name}")
+        return func(*args, **kwargs)
 
 
 @contextlib.contextmanager
-def no_host_sync(monkeypatch: Any) -> Iterator[None]:
-    """Fails (:class:`HostSync`) on any host read of a tensor inside the block."""
+def no_host_sync(monkeypatch: Any, *, shapes: bool = True) -> Iterator[None]:
+    """Fails (:class:`HostSync`) on any host read of a tensor inside the block, and (unless
+    ``shapes=False``) on any op with a data-dependent output shape."""
     import lmobjectives.torch as lt
 
     monkeypatch.setattr(_checks, "reads_values", lambda t: False)
     monkeypatch.setattr(lt, "reads_values", lambda t: False)
-    with _NoHostSync():
+    with _NoHostSync(shapes):
         yield
 
 
@@ -99,6 +160,7 @@ from lmobjectives.torch import (  # noqa: E402
     MLMHead,
     cpc_loss,
     info_nce_loss,
+    labelled_positions,
     masked_lm_loss,
     seq2seq_loss,
 )
@@ -199,7 +261,11 @@ def _loss_calls() -> list[tuple[str, Any]]:
     labels = torch.tensor([[1, -100, 3, -100, 9], [-100, -100, 0, 4, -100]])
     compact = logits[labels != -100]
     z, c, w = torch.randn(2, 6, 4), torch.randn(2, 6, 3), torch.randn(2, 4, 3)
+    zg, cg = z.clone().requires_grad_(), c.clone().requires_grad_()
+    steps = torch.tensor([[True] * 6, [True] * 4 + [False] * 2])
     module = InfoNCELoss(learnable_scale=True)
+    head = MLMHead(10, 10, max_predictions=3)
+    hidden = torch.randn(2, 5, 10, generator=g, requires_grad=True)
     return [
         ("info_nce", lambda: info_nce_loss(q, p, neg, duplicates=dup, symmetric=True)),
         ("info_nce_none", lambda: info_nce_loss(q, p, reduction="none", temperature=0.1)),
@@ -208,6 +274,13 @@ def _loss_calls() -> list[tuple[str, Any]]:
         ("masked_lm_compact", lambda: masked_lm_loss(compact, labels)),
         ("seq2seq", lambda: seq2seq_loss(logits, labels, label_smoothing=0.1)),
         ("cpc_no_mask", lambda: cpc_loss(z, c, w, negatives="time")),
+        *(
+            (f"cpc_{n}", lambda n=n: cpc_loss(zg, cg, w, negatives=n, mask=steps))
+            for n in ("batch", "time", "all")
+        ),
+        ("cpc_accuracy", lambda: cpc_loss(z, c, w, mask=steps, return_accuracy=True)[1]),
+        ("mlm_head_fixed", lambda: head(hidden, labels)[0]),
+        ("labelled_positions", lambda: labelled_positions(labels, 3)[1].float()),
     ]
 
 
@@ -224,6 +297,48 @@ def test_the_guard_catches_a_host_read(monkeypatch) -> None:
     # the control: the old masked_lm_loss counted labels on the host (int(keep.sum()))
     with pytest.raises(HostSync), no_host_sync(monkeypatch):
         int(torch.ones(3).sum())
+
+
+_x = torch.arange(6.0).reshape(2, 3)
+_m = _x > 2
+
+
+@pytest.mark.parametrize(
+    "op",
+    [
+        lambda: _x[_m],
+        lambda: _x[0, _m[0]],
+        lambda: _x.clone().__setitem__(_m, 0.0),
+        lambda: _x.clone().index_put_((_m,), torch.tensor(0.0)),
+        lambda: _m.nonzero(),
+        lambda: torch.nonzero(_m),
+        lambda: torch.argwhere(_m),
+        lambda: torch.where(_m),
+        lambda: _x.masked_select(_m),
+        lambda: torch.unique(_x),
+        lambda: _x.unique(),
+        lambda: torch.unique_consecutive(_x),
+        lambda: torch.bincount(_m.flatten().long()),
+        lambda: torch.repeat_interleave(torch.tensor([1, 2])),
+        lambda: _x.repeat_interleave(torch.tensor([1, 2]), dim=0),
+    ],
+)
+def test_the_guard_catches_a_data_dependent_shape(monkeypatch, op: Any) -> None:
+    with pytest.raises(HostSync, match="data-dependent"), no_host_sync(monkeypatch):
+        op()
+
+
+def test_the_guard_lets_fixed_shape_ops_through(monkeypatch) -> None:
+    # the control of the test above: the same selections with a shape known in advance
+    with no_host_sync(monkeypatch):
+        _x[0, torch.tensor([2, 0])]
+        _x[:, torch.tensor([2, 0])]
+        _x[_x.argsort(dim=1)[:, :1]]
+        _x.masked_fill(_m, 0.0)
+        torch.where(_m, _x, 0.0)
+        torch.nonzero_static(_m, size=4)
+        _x.repeat_interleave(2, dim=0)
+        _x.repeat_interleave(torch.tensor([1, 2]), dim=0, output_size=3)
 
 
 def _pretrain_run(objective: str, **kw: Any) -> tuple[Any, list[dict[str, Any]]]:
@@ -254,10 +369,53 @@ def test_pretrain_step_reads_no_tensor_on_the_host(monkeypatch, objective: str) 
 
     run, batches = _pretrain_run(objective)
     run.step(0, _to(batches[0], run.device))  # creates the optimiser state
-    with no_host_sync(monkeypatch):
+    # host reads only: the MLM-side objectives still select their labelled positions with a
+    # boolean mask (MLMHead and ElectraRTD without max_predictions, and the step's accuracy
+    # metric), see test_default_heads_still_select_with_a_mask
+    shapes = objective in ("t5", "infonce")
+    with no_host_sync(monkeypatch, shapes=shapes):
         for i, b in enumerate(batches[1:], start=1):
             loss = run.step(i, _to(b, run.device))
     assert math.isfinite(float(loss.detach()))
+
+
+def _electra(max_predictions: int | None = None) -> Any:
+    from lmobjectives.torch import TinyEncoder
+    from lmobjectives.torch.electra import ElectraRTD
+
+    torch.manual_seed(0)
+    gen = TinyEncoder(20, 8, 1, 2, max_length=12, embedding_size=16, head="mlm")
+    disc = TinyEncoder(20, 16, 1, 2, max_length=12, head="token")
+    return ElectraRTD(gen, disc, max_predictions=max_predictions)
+
+
+def _mlm_inputs() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(4)
+    ids = torch.randint(0, 20, (3, 12), generator=g)
+    labels = torch.where(torch.rand(3, 12, generator=g) < 0.3, ids, torch.full_like(ids, -100))
+    labels[2] = -100  # a row without labels
+    return ids, labels, torch.randn(3, 12, 16, generator=g, requires_grad=True)
+
+
+def test_fixed_size_heads_read_no_tensor_on_the_host(monkeypatch) -> None:
+    ids, labels, hidden = _mlm_inputs()
+    head, rtd = MLMHead(16, 20, max_predictions=12), _electra(max_predictions=12)
+    rng = torch.Generator().manual_seed(0)
+    with no_host_sync(monkeypatch):
+        head(hidden, labels)[0].backward()
+        out = rtd(ids, labels, torch.ones_like(ids), generator=rng)
+        (out.loss + out.gen_accuracy).backward()
+        rtd.generator.masked_logits(ids, labelled_positions(labels, 12)[0])
+
+
+def test_default_heads_still_select_with_a_mask(monkeypatch) -> None:
+    # the control of the test above, and what the docs say: without max_predictions the
+    # heads' [n_labelled, vocab] output has a data-dependent shape
+    ids, labels, hidden = _mlm_inputs()
+    with pytest.raises(HostSync, match="data-dependent"), no_host_sync(monkeypatch):
+        MLMHead(16, 20)(hidden, labels)
+    with pytest.raises(HostSync, match="data-dependent"), no_host_sync(monkeypatch):
+        _electra()(ids, labels)
 
 
 # -- every module keeps its tensors on the inputs' device ---------------------------------------
@@ -294,10 +452,14 @@ def test_electra_and_heads_stay_on_the_inputs_device() -> None:
     hidden = torch.randn(3, 12, 16)
     rng = torch.Generator().manual_seed(0)
     pair_labels = torch.tensor([0, 1, 1])
+    fixed = ElectraRTD(gen, disc, max_predictions=12)
+    fixed_head = MLMHead(16, 20, max_predictions=12)
     with on_input_device_only() as strays:
         model(ids, labels, torch.ones_like(ids), generator=rng).loss.backward()
         head(hidden, labels)[0].backward()
         pair(hidden, pair_labels)[0].backward()
+        fixed(ids, labels, torch.ones_like(ids), generator=rng).loss.backward()
+        fixed_head(hidden, labels)[0].backward()
     assert strays == []
 
 
@@ -442,3 +604,69 @@ def test_losses_compile_fullgraph_and_match_eager() -> None:
     torch.testing.assert_close(mlm(logits, labels), masked_lm_loss(logits, labels))
     compact = logits[labels != -100]
     torch.testing.assert_close(mlm(compact, labels), masked_lm_loss(compact, labels))
+
+
+@pytest.mark.parametrize("negatives", ["batch", "time", "all"])
+def test_cpc_loss_compiles_fullgraph_with_a_mask(negatives: str) -> None:
+    torch._dynamo.reset()
+    g = torch.Generator().manual_seed(3)
+    z, c, w = (torch.randn(*s, generator=g) for s in ((3, 7, 4), (3, 7, 5), (2, 4, 5)))
+    mask = torch.ones(3, 7, dtype=torch.bool)
+    mask[1, 4:] = mask[2, 2:] = False
+
+    def f(z: torch.Tensor, c: torch.Tensor, w: torch.Tensor) -> Any:
+        return cpc_loss(z, c, w, negatives=negatives, mask=mask, return_accuracy=True)  # type: ignore[arg-type]
+
+    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
+    for got, want in zip(compiled(z, c, w), f(z, c, w), strict=True):
+        torch.testing.assert_close(got, want)
+
+
+def test_fixed_size_heads_compile_fullgraph_and_match_eager() -> None:
+    torch._dynamo.reset()
+    ids, labels, hidden = _mlm_inputs()
+    head = MLMHead(16, 20, max_predictions=5)
+    for got, want in zip(
+        torch.compile(head, fullgraph=True, backend="aot_eager")(hidden, labels),
+        head(hidden, labels),
+        strict=True,
+    ):
+        torch.testing.assert_close(got, want)
+    rtd = _electra(max_predictions=5)
+    compiled = torch.compile(rtd, fullgraph=True, backend="aot_eager")
+    # the global RNG: dynamo does not take a torch.Generator argument without a graph break
+    torch.manual_seed(7)
+    got = compiled(ids, labels)
+    torch.manual_seed(7)
+    want = rtd(ids, labels)
+    torch.testing.assert_close(got.loss, want.loss)
+    assert torch.equal(got.corrupted_ids, want.corrupted_ids)
+
+
+def test_the_default_heads_do_not_compile_fullgraph() -> None:
+    # the control of the test above: the boolean selection breaks the graph
+    torch._dynamo.reset()
+    _, labels, hidden = _mlm_inputs()
+    with pytest.raises(Exception, match=r"(?i)data.dependent|dynamic|nonzero|graph break"):
+        torch.compile(MLMHead(16, 20), fullgraph=True, backend="aot_eager")(hidden, labels)
+
+
+@pytest.mark.parametrize("include_eos", [True, False])
+def test_completion_mask_torch_path_equals_the_rust_kernel_without_a_sync(
+    monkeypatch, include_eos: bool
+) -> None:
+    # rl_reference.completion_mask set its first-EOS column with a boolean index (a sync)
+    from lmobjectives import rl
+    from lmobjectives.torch import rl_reference
+
+    g = torch.Generator().manual_seed(6)
+    ids = torch.randint(3, 9, (7, 10), generator=g)
+    ids[0, 4] = ids[1, 0] = ids[2, 9] = ids[3, 2] = ids[3, 6] = 2  # rows 4-6: no EOS
+    ids[5, 3] = 1
+    want = rl.completion_mask(ids.numpy(), [2, 1], include_eos=include_eos)
+    with no_host_sync(monkeypatch):
+        mask, last, truncated = rl_reference.completion_mask(ids, [2, 1], include_eos=include_eos)
+    assert torch.equal(mask, torch.from_numpy(want.mask))
+    assert torch.equal(last, torch.from_numpy(want.last))
+    assert torch.equal(truncated, torch.from_numpy(want.truncated))
+    assert truncated.tolist() == [False] * 4 + [True, False, True]  # rows 4 and 6: no EOS

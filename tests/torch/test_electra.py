@@ -318,3 +318,75 @@ def test_a_tiny_electra_learns_on_a_synthetic_oracle():
     assert aucs[-1] >= 0.65, aucs
     assert accs[-1] >= 0.35, accs
     assert last_disc < last_entropy, (last_disc, last_entropy)
+
+
+# -- max_predictions: the fixed-size, sync-free selection (issue 19) ---------------------------
+
+
+@pytest.mark.parametrize("full_logits", [False, True])
+@pytest.mark.parametrize(
+    ("disallow_correct", "equal_counts_as_original"), [(False, True), (True, True), (False, False)]
+)
+def test_max_predictions_equals_the_mask_selection(
+    full_logits, disallow_correct, equal_counts_as_original
+):
+    torch.manual_seed(0)
+    d = TinyEncoder(50, 32, 1, 2, max_length=64, head="token")
+    g = TinyEncoder(50, 16, 1, 1, max_length=64, head="mlm", embedding_size=32)
+    b = masked_batch(seed=1)
+    labels = b["labels"].clone()
+    labels[2] = -100  # a row without masked positions
+    p = int((labels != -100).sum(1).max()) + 2
+    gen = FullLogits(g) if full_logits else g
+    kw = {
+        "disallow_correct": disallow_correct,
+        "equal_counts_as_original": equal_counts_as_original,
+        "tie_embeddings": not full_logits,
+    }
+    legacy, fixed = ElectraRTD(gen, d, **kw), ElectraRTD(gen, d, max_predictions=p, **kw)
+    outs, grads = [], []
+    for m in (legacy, fixed):
+        out = m(
+            b["input_ids"], labels, b["attention_mask"], generator=torch.Generator().manual_seed(5)
+        )
+        outs.append(out)
+        grads.append(torch.autograd.grad(out.loss, list(m.parameters()), allow_unused=True))
+    a, f = outs
+    assert torch.equal(a.corrupted_ids, f.corrupted_ids)  # the same Gumbel samples
+    assert torch.equal(a.is_replaced, f.is_replaced)
+    assert a.is_replaced.sum() > 0  # the control: something was replaced
+    for name in ("loss", "mlm_loss", "disc_loss", "gen_accuracy", "disc_logits"):
+        torch.testing.assert_close(getattr(f, name), getattr(a, name), msg=name)
+    for ga, gf in zip(*grads, strict=True):
+        assert (ga is None) == (gf is None)
+        if ga is not None:
+            torch.testing.assert_close(gf, ga, rtol=1e-4, atol=1e-6)
+
+
+def test_max_predictions_rejects_a_row_with_more_masked_positions():
+    from lmobjectives import InvalidArgumentError
+
+    torch.manual_seed(0)
+    d = TinyEncoder(50, 32, 1, 2, max_length=64, head="token")
+    g = TinyEncoder(50, 16, 1, 1, max_length=64, head="mlm", embedding_size=32)
+    b = masked_batch()
+    most = int((b["labels"] != -100).sum(1).max())
+    with pytest.raises(InvalidArgumentError, match="more than max_predictions"):
+        ElectraRTD(g, d, max_predictions=most - 1)(b["input_ids"], b["labels"])
+    ElectraRTD(g, d, max_predictions=most)(b["input_ids"], b["labels"])  # the control
+    with pytest.raises(ValueError, match="max_predictions"):
+        ElectraRTD(g, d, max_predictions=0)
+
+
+def test_masked_logits_takes_an_index_of_positions():
+    from lmobjectives.torch import labelled_positions
+
+    torch.manual_seed(0)
+    g = TinyEncoder(50, 16, 1, 1, max_length=64, head="mlm")
+    b = masked_batch()
+    p = int((b["labels"] != -100).sum(1).max())
+    positions, targets = labelled_positions(b["labels"], p)
+    by_index = g.masked_logits(b["input_ids"], positions, b["attention_mask"])
+    by_mask = g.masked_logits(b["input_ids"], b["labels"] != -100, b["attention_mask"])
+    assert by_index.shape == (b["labels"].shape[0], p, 50)
+    torch.testing.assert_close(by_index[targets != -100], by_mask)

@@ -170,3 +170,78 @@ def test_sentence_pair_head_and_loss():
         sentence_pair_loss(torch.randn(4, 2), labels[:3])
     with pytest.raises(ValueError, match="hidden_states"):
         head(torch.randn(4, 8))
+
+
+# -- the fixed-size selection (issue 19: no host sync) ------------------------------------------
+
+
+def _labels(b: int, s: int, rate: float, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, VOCAB, (b, s), generator=g)
+    labels[torch.rand(b, s, generator=g) >= rate] = -100
+    return labels
+
+
+def test_labelled_positions_against_a_python_reference():
+    from lmobjectives.torch import labelled_positions
+
+    for seed in range(5):
+        labels = _labels(4, 9, 0.35, seed)
+        labels[seed % 4] = -100  # a row without labels
+        most = int((labels != -100).sum(1).max())
+        p = max(most, 1) + seed % 2
+        positions, targets = labelled_positions(labels, p)
+        assert positions.shape == targets.shape == (4, p)
+        for row, pos, tgt in zip(
+            labels.tolist(), positions.tolist(), targets.tolist(), strict=True
+        ):
+            want = [i for i, v in enumerate(row) if v != -100]
+            assert pos[: len(want)] == want
+            assert tgt == [row[i] for i in want] + [-100] * (p - len(want))
+            assert len(set(pos)) == p  # the padding slots point at distinct positions
+
+
+def test_labelled_positions_rejects_overflow_and_bad_sizes():
+    from lmobjectives import InvalidArgumentError
+    from lmobjectives.torch import labelled_positions
+
+    labels = torch.full((3, 6), -100)
+    labels[1, :4] = 7
+    with pytest.raises(InvalidArgumentError, match="row 1 has 4 labelled positions"):
+        labelled_positions(labels, 3)
+    assert labelled_positions(labels, 4)[1][1].tolist() == [7] * 4  # the control
+    for bad in (0, 7, 2.0, True):
+        with pytest.raises(InvalidArgumentError, match="max_predictions"):
+            labelled_positions(labels, bad)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match="max_predictions"):
+        MLMHead(8, VOCAB, max_predictions=0)
+
+
+@pytest.mark.parametrize("p_extra", [0, 3])
+def test_mlm_head_fixed_size_equals_the_mask_selection(p_extra: int):
+    torch.manual_seed(0)
+    emb = torch.nn.Embedding(VOCAB, 16)
+    legacy = MLMHead(16, VOCAB, embedding=emb)
+    labels = _labels(5, 12, 0.2, 1)
+    p = int((labels != -100).sum(1).max()) + p_extra
+    fixed = MLMHead(16, VOCAB, embedding=emb, max_predictions=p)
+    fixed.load_state_dict(legacy.state_dict())
+    hidden = torch.randn(5, 12, 16, requires_grad=True)
+    before = labels.clone()
+    loss_a, logits_a = legacy(hidden, labels)
+    grads_a = torch.autograd.grad(loss_a, [hidden, *legacy.parameters()])
+    loss_b, logits_b = fixed(hidden, labels)
+    grads_b = torch.autograd.grad(loss_b, [hidden, *fixed.parameters()])
+    assert torch.equal(labels, before)  # input not mutated
+    assert logits_b.shape == (5, p, VOCAB)
+    from lmobjectives.torch import labelled_positions
+
+    _, targets = labelled_positions(labels, p)
+    torch.testing.assert_close(logits_b[targets != -100], logits_a)
+    torch.testing.assert_close(loss_b, loss_a)
+    for a, b in zip(grads_a, grads_b, strict=True):
+        torch.testing.assert_close(b, a)
+    # no labels at all: 0 with a gradient, as before
+    empty = torch.full((5, 12), -100)
+    zero = fixed(hidden, empty)[0]
+    assert float(zero.detach()) == 0.0 and zero.requires_grad

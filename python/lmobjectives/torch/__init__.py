@@ -3,7 +3,8 @@ it without torch raises :class:`~lmobjectives._optional.MissingDependencyError`)
 
 - :func:`to_torch`: a batch of NumPy arrays as tensors sharing the same memory.
 - :class:`MLMHead` and :func:`masked_lm_loss`: the MLM objective's model side; the head
-  projects only the labelled positions (about 15% of tokens), not the whole sequence.
+  projects only the labelled positions (about 15% of tokens), not the whole sequence;
+  :func:`labelled_positions` selects them into a fixed-size index without a host sync.
 - :class:`SentencePairHead` and :func:`sentence_pair_loss`: NSP/SOP.
 - :mod:`lmobjectives.torch.electra`: ELECTRA replaced-token detection (:class:`ElectraRTD`).
 - :mod:`lmobjectives.torch.models`: small models from a few numbers (:class:`TinyEncoder`).
@@ -32,6 +33,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
+from lmobjectives._core import InvalidArgumentError  # noqa: E402
 from lmobjectives.torch._checks import check_token_ids, reads_values  # noqa: E402
 
 __all__ = [
@@ -48,6 +50,7 @@ __all__ = [
     "all_gather_with_grad",
     "cpc_loss",
     "info_nce_loss",
+    "labelled_positions",
     "masked_lm_loss",
     "sentence_pair_loss",
     "seq2seq_loss",
@@ -113,6 +116,60 @@ def _labelled_targets(
     return flat_labels[order], keep[order]
 
 
+def labelled_positions(
+    labels: torch.Tensor, max_predictions: int, *, ignore_index: int = IGNORE_INDEX
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The labelled positions of each row of ``labels`` (``[..., seq]``) as a fixed-size index,
+    without a host synchronisation: ``(positions, targets)``, both ``[..., max_predictions]``.
+
+    Slot ``j`` of a row holds its ``j``-th labelled position (in order) and that label; the
+    slots past a row's last label hold distinct unlabelled positions with target
+    ``ignore_index``, so ``hidden.gather`` at ``positions`` followed by a cross-entropy that
+    ignores ``ignore_index`` gives exactly the loss over the labelled positions. Google BERT's
+    ``masked_lm_positions`` padded to ``max_predictions_per_seq``, computed on the device
+    (a stable sort) instead of by the data pipeline.
+
+    A row with more than ``max_predictions`` labels raises
+    :class:`~lmobjectives.InvalidArgumentError` for CPU tensors; on other devices (where
+    counting on the host would be the sync this avoids) a device-side assertion
+    (``torch._assert_async``) fails instead, so labels are never dropped silently.
+
+    >>> import torch
+    >>> labels = torch.tensor([[-100, 7, -100, 9], [5, -100, -100, -100]])
+    >>> positions, targets = labelled_positions(labels, 2)
+    >>> positions.tolist(), targets.tolist()
+    ([[1, 3], [0, 1]], [[7, 9], [5, -100]])
+    """
+    if isinstance(max_predictions, bool) or not isinstance(max_predictions, int):
+        raise InvalidArgumentError(
+            f"max_predictions: expected an int, got {type(max_predictions).__name__}"
+        )
+    if labels.dim() < 1:
+        raise InvalidArgumentError("labels: expected at least one dimension [..., seq]")
+    if not 1 <= max_predictions <= labels.shape[-1]:
+        raise InvalidArgumentError(
+            f"max_predictions: must be in [1, {labels.shape[-1]}] (the positions per row), "
+            f"got {max_predictions}"
+        )
+    keep = labels != ignore_index
+    counts = keep.sum(-1)
+    if reads_values(labels):
+        over = counts > max_predictions
+        if bool(over.any()):
+            row = int(over.reshape(-1).to(torch.uint8).argmax())
+            raise InvalidArgumentError(
+                f"labels: row {row} has {int(counts.reshape(-1)[row])} labelled positions, "
+                f"more than max_predictions={max_predictions}"
+            )
+    else:
+        torch._assert_async(
+            (counts <= max_predictions).all(), "labels: more labels than max_predictions"
+        )
+    order = torch.argsort((~keep).to(torch.uint8), dim=-1, stable=True)
+    positions = order[..., :max_predictions]
+    return positions, labels.gather(-1, positions)
+
+
 class MLMHead(nn.Module):
     """BERT's MLM prediction head (dense → GELU → LayerNorm → decoder), evaluated only at
     the labelled positions.
@@ -123,9 +180,19 @@ class MLMHead(nn.Module):
         embedding: optional input embedding (``nn.Embedding``) whose weight the decoder ties
             to, as BERT does.
         layer_norm_eps: LayerNorm epsilon.
+        max_predictions: the most labelled positions a row can have (Google BERT's
+            ``max_predictions_per_seq``); ``None`` (default) selects them with a boolean mask.
 
-    ``forward(hidden_states, labels)`` returns ``(loss, logits)`` with ``logits`` of shape
-    ``[n_labelled, vocab]``; ``forward(hidden_states)`` returns logits for every position.
+    ``forward(hidden_states, labels)`` returns ``(loss, logits)``. With
+    ``max_predictions=None`` the ``logits`` are ``[n_labelled, vocab]`` in row-major order —
+    a shape that depends on the labels, so selecting them is one host synchronisation (a
+    ``nonzero``) on an accelerator and a graph break under ``torch.compile``. With
+    ``max_predictions=P`` the head gathers a fixed ``[..., P]`` slots per row
+    (:func:`labelled_positions`, no sync, compiles with ``fullgraph=True``) and the
+    ``logits`` are ``[..., P, vocab]``, slot ``j`` of a row being its ``j``-th labelled
+    position; the loss is the same, and the FLOPs are those of ``P`` positions per row. A row
+    with more than ``P`` labels is an error (see :func:`labelled_positions`).
+    ``forward(hidden_states)`` returns logits for every position.
     """
 
     def __init__(
@@ -135,8 +202,18 @@ class MLMHead(nn.Module):
         *,
         embedding: nn.Embedding | None = None,
         layer_norm_eps: float = 1e-12,
+        max_predictions: int | None = None,
     ) -> None:
         super().__init__()
+        if max_predictions is not None and (
+            isinstance(max_predictions, bool)
+            or not isinstance(max_predictions, int)
+            or max_predictions < 1
+        ):
+            raise InvalidArgumentError(
+                f"max_predictions: expected None or an int >= 1, got {max_predictions!r}"
+            )
+        self.max_predictions = max_predictions
         self.transform = nn.Linear(hidden_size, hidden_size)
         self.norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
         self.decoder = nn.Linear(hidden_size, vocab_size, bias=False)
@@ -162,9 +239,20 @@ class MLMHead(nn.Module):
                 f"{tuple(hidden_states.shape[:-1])}"
             )
         check_token_ids(labels, self.bias.shape[0], "labels", IGNORE_INDEX)
+        if self.max_predictions is not None:
+            positions, targets = labelled_positions(labels, self.max_predictions)
+            width = hidden_states.shape[-1]
+            picked = hidden_states.gather(
+                -2, positions.unsqueeze(-1).expand(*positions.shape, width)
+            )
+            logits = self.logits(picked)
+            return masked_lm_loss(logits, targets), logits
         keep = labels != IGNORE_INDEX
-        logits = self.logits(hidden_states[keep])
+        logits = self.logits(hidden_states[keep])  # data-dependent shape: one sync on a device
         return masked_lm_loss(logits, labels), logits
+
+    def extra_repr(self) -> str:
+        return "" if self.max_predictions is None else f"max_predictions={self.max_predictions}"
 
 
 def sentence_pair_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

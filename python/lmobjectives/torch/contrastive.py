@@ -469,18 +469,22 @@ def cpc_loss(
     The loss is the mean over positions of each step, then over steps. ``mask`` ``[B, T]``
     (True = real step) removes padded steps both as positions and as candidates.
     With ``return_accuracy``, also returns the share of positions whose true target scores
-    highest (per step, ``[K]``).
+    highest (per step, ``[K]``). A step without any valid position counts 0 (with a gradient).
+
+    No host synchronisation: the scores are computed for every position anyway, so the padded
+    ones are not selected out (a data-dependent shape) but weighted 0, and the counts stay on
+    the device; the loss compiles with ``torch.compile(..., fullgraph=True)``.
     """
     mask = _check_cpc(z, c, weights, negatives, mask)
     losses, accuracies = [], []
     for k in range(1, weights.shape[0] + 1):
-        logits, gold = _cpc_step(z, c, weights[k - 1], mask, k, negatives)
-        if gold.numel() == 0:
-            losses.append(logits.sum() * 0.0)
-            accuracies.append(torch.zeros((), device=z.device))
-            continue
-        losses.append(F.cross_entropy(logits, gold))
-        accuracies.append((logits.argmax(dim=1) == gold).float().mean())
+        logits, gold, keep = _cpc_step(z, c, weights[k - 1], mask, k, negatives)
+        count = keep.sum().clamp(min=1)
+        # rows of padded positions may be all -inf: zero them so no NaN reaches the gradient
+        logits = logits.masked_fill(~keep[:, None], 0.0)
+        total = F.cross_entropy(logits, gold.masked_fill(~keep, -100), reduction="sum")
+        losses.append(total / count)
+        accuracies.append(((logits.argmax(dim=1) == gold) & keep).sum() / count)
     loss = torch.stack(losses).mean()
     if return_accuracy:
         return loss, torch.stack(accuracies).detach()
@@ -514,9 +518,9 @@ def _check_cpc(
 
 def _cpc_step(
     z: Tensor, c: Tensor, weight: Tensor, mask: Tensor, k: int, negatives: str
-) -> tuple[Tensor, Tensor]:
-    """``(logits, gold)`` of prediction step ``k`` (map ``weight`` = ``W_k``) over the valid
-    positions."""
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``(logits, gold, keep)`` of prediction step ``k`` (map ``weight`` = ``W_k``) over every
+    position, one row each; ``keep`` marks the valid ones (context and target real)."""
     bsz, steps_t, dz = z.shape
     n = steps_t - k
     pred = c[:, :n] @ weight.T  # [B, n, Dz]: W_k c_t
@@ -529,19 +533,18 @@ def _cpc_step(
         scores = scores.masked_fill(~cand_ok, float("-inf"))
         labels = torch.arange(bsz, device=z.device).expand(n, bsz)
         keep = valid.T  # [n, B]
-        return scores[keep], labels[keep]
+        return scores.reshape(n * bsz, bsz), labels.reshape(-1), keep.reshape(-1)
     if negatives == "time":
         # scores[b, t, t'] = z[b, t'+k] · pred[b, t]
         scores = torch.einsum("btd,bsd->bts", pred, target)
         scores = scores.masked_fill(~mask[:, k:][:, None, :], float("-inf"))
         labels = torch.arange(n, device=z.device).expand(bsz, n)
-        return scores[valid], labels[valid]
+        return scores.reshape(bsz * n, n), labels.reshape(-1), valid.reshape(-1)
     flat = target.reshape(bsz * n, dz)
     scores = pred.reshape(bsz * n, dz) @ flat.T  # [B·n, B·n]
     scores = scores.masked_fill(~mask[:, k:].reshape(1, -1), float("-inf"))
     labels = torch.arange(bsz * n, device=z.device)
-    keep = valid.reshape(-1)
-    return scores[keep], labels[keep]
+    return scores, labels, valid.reshape(-1)
 
 
 class CPCHead(nn.Module):

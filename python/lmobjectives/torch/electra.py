@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lmobjectives._constants import IGNORE_INDEX
+from lmobjectives.torch import labelled_positions
 
 __all__ = [
     "ElectraOutput",
@@ -38,6 +39,10 @@ def gumbel_sample(
     if not temperature > 0:
         raise ValueError(f"temperature: must be positive, got {temperature}")
     exponential = torch.empty_like(logits, dtype=torch.float32).exponential_(generator=generator)
+    return _gumbel_argmax(logits, temperature, exponential)
+
+
+def _gumbel_argmax(logits: torch.Tensor, temperature: float, exponential: torch.Tensor) -> Any:
     return (logits.float() / temperature - exponential.log()).argmax(dim=-1)
 
 
@@ -76,6 +81,14 @@ class ElectraRTD(nn.Module):
         disallow_correct: never sample the original token (the reference's option, off).
         tie_embeddings: share token/position/type embeddings between the two (ELECTRA's
             default), see :func:`share_embeddings`.
+        max_predictions: the most masked positions a row can have (e.g. the collator's
+            ``max_predictions``, or ``round(p·seq)`` for an exact budget). ``None`` (default)
+            selects the masked positions with a boolean mask — a data-dependent shape, so one
+            host synchronisation per step on an accelerator and a graph break under
+            ``torch.compile``. An int gathers that many slots per row
+            (:func:`~lmobjectives.torch.labelled_positions`): no sync, the same losses,
+            corrupted ids and (for the same ``generator``, on the CPU) the same samples; a row
+            with more masked positions is an error.
 
     ``forward(input_ids, labels, attention_mask=None, token_type_ids=None, generator=None)``:
     ``input_ids`` is the masked batch, ``labels`` the original ids at masked positions and
@@ -94,8 +107,18 @@ class ElectraRTD(nn.Module):
         equal_counts_as_original: bool = True,
         disallow_correct: bool = False,
         tie_embeddings: bool = True,
+        max_predictions: int | None = None,
     ) -> None:
         super().__init__()
+        if max_predictions is not None and (
+            isinstance(max_predictions, bool)
+            or not isinstance(max_predictions, int)
+            or max_predictions < 1
+        ):
+            raise ValueError(
+                f"max_predictions: expected None or an int >= 1, got {max_predictions!r}"
+            )
+        self.max_predictions = max_predictions
         if not temperature > 0:
             raise ValueError(f"temperature: must be positive, got {temperature}")
         for name, w in (("gen_weight", gen_weight), ("disc_weight", disc_weight)):
@@ -132,16 +155,10 @@ class ElectraRTD(nn.Module):
         masked = labels != IGNORE_INDEX
         original = torch.where(masked, labels, input_ids)
 
-        masked_logits = self._generator_logits(input_ids, masked, kw)  # [n_masked, vocab]
-        targets = original[masked]
-        if masked_logits.shape[0] == 0:
-            mlm_loss = masked_logits.sum() * 0.0
-            gen_accuracy = torch.zeros((), device=input_ids.device)
-        else:
-            mlm_loss = F.cross_entropy(masked_logits.float(), targets)
-            gen_accuracy = (masked_logits.argmax(-1) == targets).float().mean()
-
-        corrupted, is_replaced = self._corrupt(masked_logits, targets, original, masked, generator)
+        step = self._mask_step if self.max_predictions is None else self._slot_step
+        mlm_loss, gen_accuracy, corrupted, is_replaced = step(
+            input_ids, labels, masked, original, kw, generator
+        )
         disc_logits = _logits(self.discriminator(input_ids=corrupted, **kw))
         if disc_logits.dim() == 3 and disc_logits.shape[-1] == 1:
             disc_logits = disc_logits.squeeze(-1)
@@ -162,6 +179,55 @@ class ElectraRTD(nn.Module):
             gen_accuracy=gen_accuracy,
         )
 
+    def _mask_step(
+        self,
+        input_ids: torch.Tensor,
+        labels: torch.Tensor,
+        masked: torch.Tensor,
+        original: torch.Tensor,
+        kw: dict[str, torch.Tensor],
+        generator: torch.Generator | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The generator's side with the masked positions selected by ``masked``:
+        ``(mlm_loss, gen_accuracy, corrupted, is_replaced)``."""
+        masked_logits = self._generator_logits(input_ids, masked, kw)  # [n_masked, vocab]
+        targets = original[masked]  # data-dependent shape: one sync on a device
+        if masked_logits.shape[0] == 0:
+            mlm_loss = masked_logits.sum() * 0.0
+            gen_accuracy = torch.zeros((), device=input_ids.device)
+        else:
+            mlm_loss = F.cross_entropy(masked_logits.float(), targets)
+            gen_accuracy = (masked_logits.argmax(-1) == targets).float().mean()
+        corrupted, is_replaced = self._corrupt(masked_logits, targets, original, masked, generator)
+        return mlm_loss, gen_accuracy, corrupted, is_replaced
+
+    def _slot_step(
+        self,
+        input_ids: torch.Tensor,
+        labels: torch.Tensor,
+        masked: torch.Tensor,
+        original: torch.Tensor,
+        kw: dict[str, torch.Tensor],
+        generator: torch.Generator | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`_mask_step` on ``max_predictions`` fixed slots per row (no host sync)."""
+        assert self.max_predictions is not None
+        positions, targets = labelled_positions(labels, self.max_predictions)
+        slot_logits = self._generator_logits(input_ids, positions, kw)  # [B, P, vocab]
+        slot = targets != IGNORE_INDEX
+        count = slot.sum().clamp(min=1)
+        total = F.cross_entropy(
+            slot_logits.reshape(-1, slot_logits.shape[-1]).float(),
+            targets.reshape(-1),
+            ignore_index=IGNORE_INDEX,
+            reduction="sum",
+        )
+        gen_accuracy = ((slot_logits.argmax(-1) == targets) & slot).sum() / count
+        corrupted, is_replaced = self._corrupt_slots(
+            slot_logits, targets, positions, original, masked, generator
+        )
+        return total / count, gen_accuracy, corrupted, is_replaced
+
     def _generator_logits(
         self, input_ids: torch.Tensor, masked: torch.Tensor, kw: dict[str, torch.Tensor]
     ) -> torch.Tensor:
@@ -172,7 +238,10 @@ class ElectraRTD(nn.Module):
         masked_logits = getattr(self.generator, "masked_logits", None)
         if callable(masked_logits) and getattr(self.generator, "head_kind", None) == "mlm":
             return masked_logits(input_ids, masked, **kw)  # type: ignore[no-any-return]
-        return _logits(self.generator(input_ids=input_ids, **kw))[masked]
+        logits = _logits(self.generator(input_ids=input_ids, **kw))
+        if masked.dtype == torch.bool:
+            return logits[masked]
+        return logits.gather(1, masked.unsqueeze(-1).expand(*masked.shape, logits.shape[-1]))
 
     @torch.no_grad()
     def _corrupt(
@@ -193,6 +262,45 @@ class ElectraRTD(nn.Module):
         sampled = gumbel_sample(sample_logits, self.temperature, generator=generator)
         corrupted = original.clone()
         corrupted[masked] = sampled.to(corrupted.dtype)
+        if self.equal_counts_as_original:
+            is_replaced = (corrupted != original) & masked
+        else:
+            is_replaced = masked.clone()
+        return corrupted, is_replaced.float()
+
+    @torch.no_grad()
+    def _corrupt_slots(
+        self,
+        slot_logits: torch.Tensor,
+        targets: torch.Tensor,
+        positions: torch.Tensor,
+        original: torch.Tensor,
+        masked: torch.Tensor,
+        generator: torch.Generator | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`_corrupt` for the fixed ``[B, P]`` slots of :func:`labelled_positions`. The
+        Gumbel noise is drawn for ``B·P`` rows and row ``r`` goes to the ``r``-th masked
+        position in row-major order, the row :meth:`_corrupt` gives it: a CPU generator
+        draws the same prefix either way, so the samples are the same."""
+        b, p, vocab = slot_logits.shape
+        slot = targets != IGNORE_INDEX
+        sample_logits = slot_logits.detach()
+        if self.disallow_correct:
+            sample_logits = sample_logits.scatter(
+                -1, targets.clamp(min=0).unsqueeze(-1), torch.finfo(sample_logits.dtype).min
+            )
+        exponential = torch.empty(
+            (b * p, vocab), dtype=torch.float32, device=slot_logits.device
+        ).exponential_(generator=generator)
+        counts = slot.sum(-1)
+        first = counts.cumsum(0) - counts  # rank of each row's first masked position
+        rank = (first[:, None] + torch.arange(p, device=counts.device)).clamp(max=b * p - 1)
+        noise = exponential.index_select(0, rank.reshape(-1)).reshape(b, p, vocab)
+        sampled = _gumbel_argmax(sample_logits, self.temperature, noise)
+        corrupted = original.clone()
+        keep = original.gather(1, positions)
+        # positions are distinct within a row: the scatter is deterministic
+        corrupted.scatter_(1, positions, torch.where(slot, sampled.to(keep.dtype), keep))
         if self.equal_counts_as_original:
             is_replaced = (corrupted != original) & masked
         else:

@@ -136,15 +136,21 @@ class TinyEncoder(nn.Module):
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """The MLM head's logits at the positions where ``masked`` is true only,
-        ``[n_masked, vocab]``: ``forward(...)[masked]`` without projecting every other position
-        onto the vocabulary (ELECTRA's generator gathers the masked positions first too)."""
+        """The MLM head's logits at the masked positions only, without projecting every other
+        position onto the vocabulary (ELECTRA's generator gathers the masked positions first
+        too). ``masked`` is either a boolean ``[batch, seq]`` mask — ``forward(...)[masked]``,
+        ``[n_masked, vocab]``, a data-dependent shape (one host sync on an accelerator) — or
+        an integer index ``[batch, P]`` of positions (e.g. from
+        :func:`~lmobjectives.torch.labelled_positions`) — ``[batch, P, vocab]``, no sync."""
         if self.head_kind != "mlm":
             raise ValueError(
                 f"masked_logits: needs head='mlm', this encoder has {self.head_kind!r}"
             )
-        h = self.hidden_states(input_ids, attention_mask, token_type_ids)[masked]
-        return self._mlm(h)
+        h = self.hidden_states(input_ids, attention_mask, token_type_ids)
+        if masked.dtype == torch.bool:
+            return self._mlm(h[masked])
+        index = masked.long().unsqueeze(-1).expand(*masked.shape, h.shape[-1])
+        return self._mlm(h.gather(1, index))
 
     def _mlm(self, h: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.transform_norm(F.gelu(self.transform(h))))

@@ -44,8 +44,8 @@ def completion_mask(
         is_eos |= ids == e
     b, t = ids.shape
     has = is_eos.any(dim=1)
-    first = torch.full((b,), t, dtype=torch.long, device=ids.device)
-    first[has] = is_eos.int().argmax(dim=1)[has]
+    # a where, not first[has] = ...: boolean indexing would be a host sync on a device
+    first = torch.where(has, is_eos.int().argmax(dim=1), t)
     cols = torch.arange(t, device=ids.device).expand(b, t)
     mask = cols <= first[:, None] if include_eos else cols < first[:, None]
     if attention_mask is not None:
