@@ -361,7 +361,10 @@ class _ReplacedToken(_Task):
             max_length=cfg.seq_length,
             head="token",
         )
-        return ElectraRTD(generator, discriminator)
+        # ELECTRA masks an exact budget, at most ceil(0.15 * seq_length) positions a row: the
+        # fixed-size selection needs no host sync (design: no sync per training step).
+        budget = max(1, math.ceil(0.15 * cfg.seq_length))
+        return ElectraRTD(generator, discriminator, max_predictions=budget)
 
     def loss(
         self, model: nn.Module, batch: dict[str, torch.Tensor], generator: torch.Generator
