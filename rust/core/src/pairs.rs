@@ -711,6 +711,63 @@ mod tests {
         (ids, so, dof)
     }
 
+    /// A random corpus of `n_docs` documents (empty documents and empty sentences included):
+    /// sentence offsets and document offsets.
+    fn random_offsets(n_docs: usize, seed: u64) -> (Vec<i64>, Vec<i64>) {
+        let mut r = Rng::from_seed(seed);
+        let (mut so, mut dof) = (vec![0i64], vec![0i64]);
+        for _ in 0..n_docs {
+            for _ in 0..r.below(13) {
+                let len = if r.below(20) == 0 { 0 } else { 1 + r.below(40) };
+                so.push(so[so.len() - 1] + len as i64);
+            }
+            dof.push((so.len() - 1) as i64);
+        }
+        (so, dof)
+    }
+
+    fn digest(index: &PairIndex) -> u64 {
+        let mut words = vec![index.len() as u64];
+        for i in 0..index.len() {
+            words.extend([index.a[i][0], index.a[i][1], index.b[i][0], index.b[i][1]]);
+            words.push(u64::from(index.label[i]));
+        }
+        crate::rng::hash_words(&words)
+    }
+
+    #[test]
+    fn golden_indices() {
+        // Pinned from the plain walk (one document at a time, before the interleaved walk):
+        // the same seed gives the same index, bit for bit, for every task and rule.
+        let (so, dof) = random_offsets(3000, 11);
+        let units = vec![(); so[so.len() - 1] as usize];
+        let c = Corpus::new(&units, &so, &dof).unwrap();
+        let google = PairRules {
+            random_document: RandomDocument::GoogleRetries,
+            sop_single_sentence: SingleSentenceSop::RandomDocument,
+        };
+        let mut got = Vec::new();
+        for task in [Task::Nsp, Task::Sop] {
+            for rules in [PairRules::default(), google] {
+                let p = PairParams {
+                    max_seq_length: 48,
+                    short_seq_prob: 0.3,
+                    rules,
+                    ..PairParams::new(task)
+                };
+                let index = build_index(&c, &p, 5, 2, 2).unwrap();
+                got.push((index.len(), digest(&index)));
+            }
+        }
+        let golden = [
+            (9503, 832_417_581_097_601_358),
+            (9565, 15_181_480_890_395_216_254),
+            (5458, 4_573_870_524_261_331_583),
+            (7820, 5_176_572_021_020_038_860),
+        ];
+        assert_eq!(got, golden);
+    }
+
     #[test]
     fn the_index_reads_only_the_offsets_and_spans_blocks() {
         // More documents than one block of the walk; the ids replaced by their number alone.
