@@ -313,7 +313,8 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"| {r['tokens']:.2e} | {layout} | {r['disk_mib']:,.0f} MiB | {r['write_s']:.1f} s "
             f"| {r['open_s']:.2f} s | {r['index_s']:.2f} s | {r['index_cpu_s']:.2f} s "
             f"| {r['instances']:,} "
-            f"| {r['index_mib']:,.0f} MiB | {r['peak_rss_mib']:,.0f} MiB ({r['mapped_rss_mib']:,.0f} MiB) "
+            f"| {r['index_mib']:,.0f} MiB | {r['peak_rss_mib']:,.0f} MiB "
+            f"({r['mapped_rss_mib']:,.0f} MiB) "
             f"| {r['index_added_mib']:,.0f} MiB | {r['batch_ms']:.2f} ms |"
         )
     return "\n".join(lines)
