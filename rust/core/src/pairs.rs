@@ -9,7 +9,9 @@
 //! the true continuation (swapped with probability ½ for SOP), and `truncate_seq_pair`
 //! trimming the longer side from the front or back at random. Each document draws from its own
 //! stream `(seed, epoch, document)`, so documents are processed in parallel and the result
-//! does not depend on the thread count. The instances are then shuffled with the stream
+//! does not depend on the thread count; each thread also walks several documents at once, as
+//! coroutines, so that the cache misses of their random Bs overlap ([`walk_interleaved`]),
+//! which changes the speed and not the draws. The instances are then shuffled with the stream
 //! `(seed, epoch)`. Every instance is stored as two token ranges and a label — a few dozen
 //! bytes, far less than its tokens — and [`materialize`] turns any of them into
 //! `[CLS] A [SEP] B [SEP]` on demand.
