@@ -10,7 +10,7 @@
 //! trimming the longer side from the front or back at random. Each document draws from its own
 //! stream `(seed, epoch, document)`, so documents are processed in parallel and the result
 //! does not depend on the thread count; each thread also walks several documents at once, as
-//! coroutines, so that the cache misses of their random Bs overlap ([`walk_interleaved`]),
+//! coroutines, so that the cache misses of their random Bs overlap (`walk_interleaved`),
 //! which changes the speed and not the draws. The instances are then shuffled with the stream
 //! `(seed, epoch)`. Every instance is stored as two token ranges and a label — a few dozen
 //! bytes, far less than its tokens — and [`materialize`] turns any of them into
@@ -253,7 +253,7 @@ const GATHER_GRAIN: usize = 1 << 16;
 /// Builds every instance of pass `epoch` (see the module documentation).
 ///
 /// Memory: the instances in walk order (17 bytes each: each side's start and length packed
-/// into one `u64`, a `u128` past about 2^40 tokens — see [`Side`] — and the label), the
+/// into one `u64` — a `u128` past 2^57 tokens at the default length — and the label), the
 /// shuffle's permutation (4 bytes an instance, 8 past 2^32 instances) and the index being
 /// gathered from them (33 bytes), each column of the walk freed once gathered: at most 45 bytes
 /// an instance (B's gather: 8 + 4 + 33). The ids are never read (only their number), so `T`
