@@ -7,10 +7,13 @@ prints the Markdown table of the corpora page ("Scale"). Each corpus is written 
 synthetic writer (uint16 ids drawn uniformly, sentences of 8-40 tokens, documents of 2-60
 sentences, as the NSP benchmark's synthetic corpus; no tokenizer), once as one directory and once
 as ``--shards`` shard directories plus their combined manifest; the two hold the same documents.
-Each measurement then runs in a fresh process, so its peak resident set size (``ru_maxrss``) is
-its own: open the corpus (memory-mapped, ``verify=False``), build the NSP index of one pass
-(``SentencePairDataset``, all cores), and report the times, the index size, the peak RSS of the
-whole process and how much the index build added to it. The index of the sharded corpus is
+Each measurement then runs in a fresh process: open the corpus (memory-mapped, ``verify=False``),
+build the NSP index of one pass (``SentencePairDataset``, all cores), and report the times, the
+build's CPU time (user + system, all threads: less sensitive to the machine's load than the wall
+time), the index size, the peak resident set size of the whole process during the build
+(``VmHWM``, reset after opening the corpus), how much of the RSS is mapped corpus files (the
+offsets, which the build reads; the token ids are not read and stay out), and how much the build
+added to the RSS (the index and the build's working memory). The index of the sharded corpus is
 checked to be identical (BLAKE2b of its arrays) to that of the single directory. The corpora
 are deleted afterwards unless ``--keep``.
 """
@@ -189,11 +192,15 @@ def _child(kind: str, path: str) -> dict[str, Any]:
     else:
         corpus = ShardedTokenCorpus.load(path, verify=False)
     opened = time.perf_counter() - t0
+    _reset_peak_rss()
     before = _rss_mib()
+    cpu0 = _cpu_s()
     t1 = time.perf_counter()
     dataset = SentencePairDataset(corpus, "nsp", seed=0)
     indexed = time.perf_counter() - t1
+    index_cpu = _cpu_s() - cpu0
     peak = _peak_rss_mib()
+    mapped = _status_mib("RssFile")
     index = dataset._index
     h = hashlib.blake2b(digest_size=16)
     for name in ("a", "b", "label"):
@@ -207,24 +214,49 @@ def _child(kind: str, path: str) -> dict[str, Any]:
     return {
         "open_s": opened,
         "index_s": indexed,
+        "index_cpu_s": index_cpu,
         "instances": len(index["label"]),
         "index_mib": sum(v.nbytes for v in index.values()) / 2**20,
         "rss_before_index_mib": before,
         "peak_rss_mib": peak,
+        "mapped_rss_mib": mapped,
         "index_added_mib": max(0.0, peak - before),
         "batch_ms": 1000 * fetched / batches,
         "index_blake2b": h.hexdigest(),
     }
 
 
+def _status_mib(field: str) -> float:
+    """A memory figure of ``/proc/self/status`` (``VmRSS``, ``VmHWM``, ``RssFile``...)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key == field:
+                return int(value.split()[0]) / 1024
+    raise KeyError(field)
+
+
 def _rss_mib() -> float:
-    with open("/proc/self/statm") as f:
-        pages = int(f.read().split()[1])
-    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    return _status_mib("VmRSS")
+
+
+def _reset_peak_rss() -> None:
+    """Resets this process's peak RSS (``VmHWM``) to its current RSS (Linux 4.0+)."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def _cpu_s() -> float:
+    """User + system CPU time of this process, all threads (less sensitive to the machine's
+    load than the wall time)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def _peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # (Not ``ru_maxrss``: Linux carries it over from the parent through fork and exec, so a
+    # child of the writer would report the writer's peak.)
+    return _status_mib("VmHWM")
 
 
 def measure(kind: str, path: Path) -> dict[str, Any]:
@@ -271,16 +303,18 @@ def run(num_tokens: int, shards: int, root: Path, keep: bool) -> list[dict[str, 
 
 def table(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| tokens | layout | on disk | write | open | NSP index | instances | index size "
-        "| peak RSS | added by the index | 32-pair batch |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| tokens | layout | on disk | write | open | NSP index | its CPU time | instances "
+        "| index size | peak RSS (mapped files) | added by the index | 32-pair batch |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         layout = "one directory" if r["layout"] == "single" else f"{r['shards']} shards"
         lines.append(
             f"| {r['tokens']:.2e} | {layout} | {r['disk_mib']:,.0f} MiB | {r['write_s']:.1f} s "
-            f"| {r['open_s']:.2f} s | {r['index_s']:.2f} s | {r['instances']:,} "
+            f"| {r['open_s']:.2f} s | {r['index_s']:.2f} s | {r['index_cpu_s']:.2f} s "
+            f"| {r['instances']:,} "
             f"| {r['index_mib']:,.0f} MiB | {r['peak_rss_mib']:,.0f} MiB "
+            f"({r['mapped_rss_mib']:,.0f} MiB) "
             f"| {r['index_added_mib']:,.0f} MiB | {r['batch_ms']:.2f} ms |"
         )
     return "\n".join(lines)
@@ -298,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         print(json.dumps(_child(*args.child)))
         return 0
+    start_load = os.getloadavg()
     rows = []
     for n in args.tokens:
         rows += run(int(n), args.shards, args.dir / f"{int(n)}", args.keep)
@@ -306,8 +341,9 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()
     print(table(rows))
     print(
-        f"\n{os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} "
-        "(1, 5, 15 min) at the end"
+        f"\n{os.cpu_count()} CPUs, load average (1, 5, 15 min) {start_load[0]:.2f} "
+        f"{start_load[1]:.2f} {start_load[2]:.2f} at the start, "
+        f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at the end"
     )
     return 0
 

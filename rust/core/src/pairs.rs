@@ -9,7 +9,9 @@
 //! the true continuation (swapped with probability ½ for SOP), and `truncate_seq_pair`
 //! trimming the longer side from the front or back at random. Each document draws from its own
 //! stream `(seed, epoch, document)`, so documents are processed in parallel and the result
-//! does not depend on the thread count. The instances are then shuffled with the stream
+//! does not depend on the thread count; each thread also walks several documents at once, as
+//! coroutines, so that the cache misses of their random Bs overlap (`walk_interleaved`),
+//! which changes the speed and not the draws. The instances are then shuffled with the stream
 //! `(seed, epoch)`. Every instance is stored as two token ranges and a label — a few dozen
 //! bytes, far less than its tokens — and [`materialize`] turns any of them into
 //! `[CLS] A [SEP] B [SEP]` on demand.
@@ -27,6 +29,11 @@
 //! ([`crate::recipes`]) follow the reference instead (up to ten uniform draws among all the
 //! documents; SOP's single-sentence chunks paired with a random document and labelled
 //! "swapped").
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
 
 use crate::batch::{OutId, TokenId};
 use crate::parallel::{for_each_mut, threads_for};
@@ -234,16 +241,23 @@ const ORDER: u64 = purpose("pairs-order");
 /// appended to the index before the next block starts, so the walk holds the index and one
 /// block — never a second copy of every instance.
 const DOC_BLOCK: usize = 1 << 14;
+/// Documents per task of the parallel walk (a block holds several tasks).
+const WALK_GRAIN: usize = 1 << 10;
+/// Documents one thread walks at once (see [`walk_interleaved`]).
+const INTERLEAVE: usize = 16;
+/// Steps of the shuffle whose random positions are drawn, then read, ahead of their swaps.
+const SHUFFLE_AHEAD: usize = 64;
 /// Instances per task of the parallel gathers that apply the shuffle.
 const GATHER_GRAIN: usize = 1 << 16;
 
 /// Builds every instance of pass `epoch` (see the module documentation).
 ///
-/// Memory: the instances in walk order (25 bytes each: starts as `u64`, lengths as `u32`,
-/// the label), the shuffle's permutation (4 bytes an instance, 8 past 2^32 instances) and the
-/// index being gathered from them (33 bytes), each column of the walk freed once gathered: at
-/// most 49 bytes an instance. The ids are never read (only their number), so `T` may be any
-/// type, `()` included.
+/// Memory: the instances in walk order (17 bytes each: each side's start and length packed
+/// into one `u64` — a `u128` past 2^57 tokens at the default length — and the label), the
+/// shuffle's permutation (4 bytes an instance, 8 past 2^32 instances) and the index being
+/// gathered from them (33 bytes), each column of the walk freed once gathered: at most 45 bytes
+/// an instance (B's gather: 8 + 4 + 33). The ids are never read (only their number), so `T`
+/// may be any type, `()` included.
 pub fn build_index<T: Sync>(
     corpus: &Corpus<'_, T>,
     params: &PairParams,
@@ -258,21 +272,36 @@ pub fn build_index<T: Sync>(
             format!("must be below 2^32, got {}", params.max_seq_length),
         ));
     }
+    let len_bits = len_bits(params.max_seq_length - 3);
+    if (corpus.ids.len() as u64) >> (64 - len_bits) == 0 {
+        build::<T, u64>(corpus, params, seed, epoch, threads)
+    } else {
+        build::<T, u128>(corpus, params, seed, epoch, threads)
+    }
+}
+
+/// [`build_index`] with the walked sides stored as `S`.
+fn build<T: Sync, S: Side>(
+    corpus: &Corpus<'_, T>,
+    params: &PairParams,
+    seed: u64,
+    epoch: u64,
+    threads: usize,
+) -> Result<PairIndex> {
     let n_docs = corpus.num_documents();
     let streams = Streams::new(seed, epoch, PURPOSE);
-    let per_doc = |d: usize| -> Vec<Instance> {
-        let ids = [d as u64];
-        let mut rng = streams.row(&RowKeys::Samples(&ids), 0);
-        document_instances(corpus, params, d, &mut rng)
-    };
     let threads = threads_for(threads, corpus.ids.len(), 256 * 1024);
-    let mut walked = Walked::default();
+    let mut walked = Walked::<S>::new(len_bits(params.max_seq_length - 3));
     let mut block: Vec<Vec<Instance>> = Vec::new();
     for lo in (0..n_docs).step_by(DOC_BLOCK) {
         let hi = (lo + DOC_BLOCK).min(n_docs);
         block.clear();
         block.resize(hi - lo, Vec::new());
-        for_each_mut(threads, &mut block, |i, out| *out = per_doc(lo + i))?;
+        let mut tasks: Vec<&mut [Vec<Instance>]> = block.chunks_mut(WALK_GRAIN).collect();
+        for_each_mut(threads, &mut tasks, |t, out| {
+            let first = lo + t * WALK_GRAIN;
+            walk_interleaved(corpus, params, &streams, first, out, INTERLEAVE);
+        })?;
         for (a, b, l) in block.drain(..).flatten() {
             walked.push(a, b, l);
         }
@@ -285,23 +314,64 @@ pub fn build_index<T: Sync>(
     }
 }
 
-/// The instances in walk order, by columns: each side's start and length (a side is at most
-/// `max_seq_length` long, checked to fit a `u32`), and the labels.
-#[derive(Default)]
-struct Walked {
-    a_lo: Vec<u64>,
-    a_len: Vec<u32>,
-    b_lo: Vec<u64>,
-    b_len: Vec<u32>,
-    label: Vec<u8>,
+/// Bits for lengths up to `max_len` (at least 1).
+fn len_bits(max_len: usize) -> u32 {
+    (usize::BITS - max_len.leading_zeros()).max(1)
 }
 
-impl Walked {
+/// A side of a walked instance, its start and length in one integer: `start << len_bits |
+/// length`, `len_bits` enough for the longest side (`max_seq_length - 3`). A `u64` holds it
+/// while the corpus has fewer than `2^(64 - len_bits)` tokens (2^57 at the default length),
+/// else a `u128` (a start below 2^64 and a length below 2^32 always fit).
+trait Side: Copy + Send + Sync {
+    fn pack(lo: u64, len: u64, len_bits: u32) -> Self;
+    /// `[start, end)`.
+    fn range(self, len_bits: u32) -> [u64; 2];
+}
+
+impl Side for u64 {
+    fn pack(lo: u64, len: u64, len_bits: u32) -> Self {
+        debug_assert!(len >> len_bits == 0 && lo >> (64 - len_bits) == 0);
+        lo << len_bits | len
+    }
+    fn range(self, len_bits: u32) -> [u64; 2] {
+        let lo = self >> len_bits;
+        [lo, lo + (self & ((1 << len_bits) - 1))]
+    }
+}
+
+impl Side for u128 {
+    fn pack(lo: u64, len: u64, len_bits: u32) -> Self {
+        debug_assert!(len >> len_bits == 0);
+        u128::from(lo) << len_bits | u128::from(len)
+    }
+    fn range(self, len_bits: u32) -> [u64; 2] {
+        let lo = (self >> len_bits) as u64;
+        [lo, lo + (self as u64 & ((1 << len_bits) - 1))]
+    }
+}
+
+/// The instances in walk order, by columns: each side packed (see [`Side`]), and the labels.
+struct Walked<S> {
+    a: Vec<S>,
+    b: Vec<S>,
+    label: Vec<u8>,
+    len_bits: u32,
+}
+
+impl<S: Side> Walked<S> {
+    fn new(len_bits: u32) -> Self {
+        Self {
+            a: Vec::new(),
+            b: Vec::new(),
+            label: Vec::new(),
+            len_bits,
+        }
+    }
+
     fn push(&mut self, a: [u64; 2], b: [u64; 2], label: u8) {
-        self.a_lo.push(a[0]);
-        self.a_len.push((a[1] - a[0]) as u32);
-        self.b_lo.push(b[0]);
-        self.b_len.push((b[1] - b[0]) as u32);
+        self.a.push(S::pack(a[0], a[1] - a[0], self.len_bits));
+        self.b.push(S::pack(b[0], b[1] - b[0], self.len_bits));
         self.label.push(label);
     }
 
@@ -309,18 +379,17 @@ impl Walked {
     /// as it is gathered).
     fn shuffled<P: Position>(self, order: &[P], threads: usize) -> Result<PairIndex> {
         let Walked {
-            a_lo,
-            a_len,
-            b_lo,
-            b_len,
+            a: walked_a,
+            b: walked_b,
             label: walked_label,
+            len_bits,
         } = self;
         let label = gather(order, threads, |j| walked_label[j])?;
         drop(walked_label);
-        let a = gather(order, threads, |j| [a_lo[j], a_lo[j] + u64::from(a_len[j])])?;
-        drop((a_lo, a_len));
-        let b = gather(order, threads, |j| [b_lo[j], b_lo[j] + u64::from(b_len[j])])?;
-        drop((b_lo, b_len));
+        let a = gather(order, threads, |j| walked_a[j].range(len_bits))?;
+        drop(walked_a);
+        let b = gather(order, threads, |j| walked_b[j].range(len_bits))?;
+        drop(walked_b);
         Ok(PairIndex { a, b, label })
     }
 }
@@ -352,12 +421,30 @@ impl Position for usize {
 /// The Fisher–Yates permutation of `0..total` drawn from the stream `(seed, epoch)`: instance
 /// `order[k]` (in walk order) goes to place `k`. The draws depend only on `total`, not on the
 /// integer type that holds the permutation.
+///
+/// The swaps `i <-> j` for `i = total - 1, …, 1` are made in that order, as the textbook loop
+/// makes them; only the random positions `j` of the next [`SHUFFLE_AHEAD`] steps are drawn
+/// first (they depend on the stream and `i` alone) and read before the swaps, so that their
+/// cache misses overlap instead of waiting one after the other.
 fn shuffle_order<P: Position>(total: usize, seed: u64, epoch: u64) -> Vec<P> {
     let mut order: Vec<P> = (0..total).map(P::from_usize).collect();
     let mut rng = Rng::from_key(&[seed, epoch, ORDER]);
-    for i in (1..total).rev() {
-        let j = rng.below(i as u64 + 1) as usize;
-        order.swap(i, j);
+    let mut ahead = [0usize; SHUFFLE_AHEAD];
+    // Steps `i = top - 1, top - 2, …` down to 1.
+    let mut top = total;
+    while top > 1 {
+        let steps = (top - 1).min(SHUFFLE_AHEAD);
+        for (s, j) in ahead[..steps].iter_mut().enumerate() {
+            *j = rng.below((top - s) as u64) as usize;
+        }
+        let touched = ahead[..steps]
+            .iter()
+            .fold(0usize, |acc, &j| acc ^ order[j].to_usize());
+        std::hint::black_box(touched);
+        for (s, &j) in ahead[..steps].iter().enumerate() {
+            order.swap(top - 1 - s, j);
+        }
+        top -= steps;
     }
     order
 }
@@ -379,13 +466,122 @@ fn gather<V: Copy + Default + Send, P: Position>(
     Ok(out)
 }
 
-/// Google BERT's walk over one document (ALBERT's for SOP).
-fn document_instances<T>(
+/// The reads of other documents' offsets that interleaved walks (see [`walk_interleaved`])
+/// are about to make: a walk records the entry it needs and pauses; once every walk of the
+/// group has paused, [`Lookups::load`] reads all the recorded entries in one tight loop, whose
+/// independent cache misses overlap, and the walks resume to find them in cache.
+#[derive(Default)]
+struct Lookups {
+    /// Whether walks pause (off: a walk runs straight through, reading as it goes).
+    interleaved: bool,
+    /// Documents `r` whose `document_offsets[r..=r + 1]` are wanted.
+    documents: RefCell<Vec<usize>>,
+    /// Sentences `s` whose `sentence_offsets[s..]` (a few entries) are wanted.
+    sentences: RefCell<Vec<usize>>,
+}
+
+impl Lookups {
+    async fn document(&self, r: usize) {
+        if self.interleaved {
+            self.documents.borrow_mut().push(r);
+            Pause::default().await;
+        }
+    }
+
+    async fn sentence(&self, s: usize) {
+        if self.interleaved {
+            self.sentences.borrow_mut().push(s);
+            Pause::default().await;
+        }
+    }
+
+    /// Reads the recorded entries (the first and eighth from each sentence: the cache lines of
+    /// a random B's first sentences).
+    fn load<T>(&self, corpus: &Corpus<'_, T>) {
+        let (doc_offsets, sent_offsets) = (corpus.document_offsets, corpus.sentence_offsets);
+        let last = sent_offsets.len() - 1;
+        let mut touched = 0i64;
+        for r in self.documents.borrow_mut().drain(..) {
+            touched ^= doc_offsets[r] ^ doc_offsets[r + 1];
+        }
+        for s in self.sentences.borrow_mut().drain(..) {
+            touched ^= sent_offsets[s] ^ sent_offsets[(s + 7).min(last)];
+        }
+        std::hint::black_box(touched);
+    }
+}
+
+/// A future that is pending once: where an interleaved walk hands over to the next one.
+#[derive(Default)]
+struct Pause(bool);
+
+impl Future for Pause {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            Poll::Ready(())
+        } else {
+            self.0 = true;
+            Poll::Pending
+        }
+    }
+}
+
+/// The instances of documents `first..first + out.len()` into `out`, document by document,
+/// walking `width` documents at once on this thread.
+///
+/// A document's walk reads its own offsets in order, but each random B reads the offsets of a
+/// random document: a cache miss (and, on a large corpus, a TLB miss) that the walk waits for,
+/// because its next draws depend on what it reads. The walks of different documents are
+/// independent, so they are run as coroutines (`async` functions polled by hand): each one
+/// runs until its next random read, [`Lookups::load`] then makes the reads of the whole group
+/// at once, and each resumes. Every walk draws from its own stream in its own order, so the
+/// instances are exactly those of walking the documents one after the other.
+fn walk_interleaved<T>(
+    corpus: &Corpus<'_, T>,
+    p: &PairParams,
+    streams: &Streams,
+    first: usize,
+    out: &mut [Vec<Instance>],
+    width: usize,
+) {
+    type Walk<'w> = Pin<Box<dyn Future<Output = Vec<Instance>> + 'w>>;
+    let lookups = Lookups {
+        interleaved: true,
+        ..Lookups::default()
+    };
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut walks: Vec<(usize, Walk<'_>)> = Vec::with_capacity(width);
+    let mut next = 0;
+    while next < out.len() || !walks.is_empty() {
+        while walks.len() < width.max(1) && next < out.len() {
+            let walk = document_instances(corpus, p, first + next, streams, &lookups);
+            walks.push((next, Box::pin(walk)));
+            next += 1;
+        }
+        walks.retain_mut(|(k, walk)| match walk.as_mut().poll(&mut cx) {
+            Poll::Ready(instances) => {
+                out[*k] = instances;
+                false
+            }
+            Poll::Pending => true,
+        });
+        lookups.load(corpus);
+    }
+}
+
+/// Google BERT's walk over document `d` (ALBERT's for SOP), from its stream of `streams`;
+/// pauses before each read of another document's offsets when `lookups` is interleaved.
+async fn document_instances<T>(
     corpus: &Corpus<'_, T>,
     p: &PairParams,
     d: usize,
-    rng: &mut Rng,
+    streams: &Streams,
+    lookups: &Lookups,
 ) -> Vec<Instance> {
+    let mut rng = streams.row(&RowKeys::Samples(&[d as u64]), 0);
+    let rng = &mut rng;
     let mut out = Vec::new();
     let sentences = corpus.sentences(d);
     let (first, n) = (sentences.start, sentences.len());
@@ -404,7 +600,7 @@ fn document_instances<T>(
         chunk_len_tokens += corpus.sentence_len(first + i);
         if i + 1 == n || chunk_len_tokens >= target {
             let chunk = first + chunk_start..first + i + 1;
-            let (pair, put_back) = chunk_pair(corpus, p, d, chunk, target, rng);
+            let (pair, put_back) = chunk_pair(corpus, p, (d, chunk), target, rng, lookups).await;
             // The chunk's unused sentences start the next one.
             i -= put_back;
             if let Some((mut a, mut b, label)) = pair
@@ -427,13 +623,13 @@ type Pair = ((u64, u64), (u64, u64), u8);
 
 /// The pair a finished chunk (the sentences `chunk` of document `d`) makes, and how many of
 /// its sentences go back to start the next chunk (those after A when B is random).
-fn chunk_pair<T>(
+async fn chunk_pair<T>(
     corpus: &Corpus<'_, T>,
     p: &PairParams,
-    d: usize,
-    chunk: std::ops::Range<usize>,
+    (d, chunk): (usize, std::ops::Range<usize>),
     target: usize,
     rng: &mut Rng,
+    lookups: &Lookups,
 ) -> (Option<Pair>, usize) {
     let sents = chunk.len();
     let a_end = if sents >= 2 {
@@ -446,37 +642,33 @@ fn chunk_pair<T>(
     // A random B needs a document to come from: another one, or any under Google's rule.
     let can_random =
         corpus.num_documents() > 1 || p.rules.random_document == RandomDocument::GoogleRetries;
-    let with_random_b = |rng: &mut Rng| {
-        let target_b = target.saturating_sub((a.1 - a.0) as usize);
-        match random_b(corpus, p.rules.random_document, d, target_b, rng) {
-            Some(b) => (Some((a, b, 1)), sents - a_end),
-            None => (None, 0),
-        }
-    };
+    // Every case but a random B is settled here.
     match p.task {
         Task::Nsp => {
             let want_random = sents == 1 || Chance::new(p.random_next_prob).hit(rng.next_u64());
-            if want_random && can_random {
-                with_random_b(rng)
-            } else if sents >= 2 {
-                (Some((a, rest, 0)), 0)
-            } else {
-                (None, 0) // one document, one sentence: no pair possible
+            if !(want_random && can_random) {
+                return if sents >= 2 {
+                    (Some((a, rest, 0)), 0)
+                } else {
+                    (None, 0) // one document, one sentence: no pair possible
+                };
             }
         }
         Task::Sop if sents >= 2 => {
-            if Chance::new(p.swap_prob).hit(rng.next_u64()) {
+            return if Chance::new(p.swap_prob).hit(rng.next_u64()) {
                 (Some((rest, a, 1)), 0)
             } else {
                 (Some((a, rest, 0)), 0)
-            }
+            };
         }
         Task::Sop
-            if p.rules.sop_single_sentence == SingleSentenceSop::RandomDocument && can_random =>
-        {
-            with_random_b(rng)
-        }
-        Task::Sop => (None, 0),
+            if p.rules.sop_single_sentence == SingleSentenceSop::RandomDocument && can_random => {}
+        Task::Sop => return (None, 0),
+    }
+    let target_b = target.saturating_sub((a.1 - a.0) as usize);
+    match random_b(corpus, p.rules.random_document, d, target_b, rng, lookups).await {
+        Some(b) => (Some((a, b, 1)), sents - a_end),
+        None => (None, 0),
     }
 }
 
@@ -503,19 +695,22 @@ fn random_document(n_docs: usize, rule: RandomDocument, d: usize, rng: &mut Rng)
 
 /// NSP's random B: a run of sentences of about `target_b` tokens from a random sentence of
 /// a random document (`None` when that document has no sentences).
-fn random_b<T>(
+async fn random_b<T>(
     corpus: &Corpus<'_, T>,
     rule: RandomDocument,
     d: usize,
     target_b: usize,
     rng: &mut Rng,
+    lookups: &Lookups,
 ) -> Option<(u64, u64)> {
     let r = random_document(corpus.num_documents(), rule, d, rng);
+    lookups.document(r).await;
     let rs = corpus.sentences(r);
     if rs.is_empty() {
         return None;
     }
     let start = rs.start + rng.below(rs.len() as u64) as usize;
+    lookups.sentence(start).await;
     let mut end = start;
     let mut len = 0usize;
     while end < rs.end && (end == start || len < target_b) {
@@ -709,6 +904,164 @@ mod tests {
             dof.push((so.len() - 1) as i64);
         }
         (ids, so, dof)
+    }
+
+    /// A random corpus of `n_docs` documents (empty documents and empty sentences included):
+    /// sentence offsets and document offsets.
+    fn random_offsets(n_docs: usize, seed: u64) -> (Vec<i64>, Vec<i64>) {
+        let mut r = Rng::from_seed(seed);
+        let (mut so, mut dof) = (vec![0i64], vec![0i64]);
+        for _ in 0..n_docs {
+            for _ in 0..r.below(13) {
+                let len = if r.below(20) == 0 { 0 } else { 1 + r.below(40) };
+                so.push(so[so.len() - 1] + len as i64);
+            }
+            dof.push((so.len() - 1) as i64);
+        }
+        (so, dof)
+    }
+
+    fn digest(index: &PairIndex) -> u64 {
+        let mut words = vec![index.len() as u64];
+        for i in 0..index.len() {
+            words.extend([index.a[i][0], index.a[i][1], index.b[i][0], index.b[i][1]]);
+            words.push(u64::from(index.label[i]));
+        }
+        crate::rng::hash_words(&words)
+    }
+
+    #[test]
+    fn golden_indices() {
+        // Pinned from the plain walk (one document at a time, before the interleaved walk):
+        // the same seed gives the same index, bit for bit, for every task and rule.
+        let (so, dof) = random_offsets(3000, 11);
+        let units = vec![(); so[so.len() - 1] as usize];
+        let c = Corpus::new(&units, &so, &dof).unwrap();
+        let google = PairRules {
+            random_document: RandomDocument::GoogleRetries,
+            sop_single_sentence: SingleSentenceSop::RandomDocument,
+        };
+        let mut got = Vec::new();
+        for task in [Task::Nsp, Task::Sop] {
+            for rules in [PairRules::default(), google] {
+                let p = PairParams {
+                    max_seq_length: 48,
+                    short_seq_prob: 0.3,
+                    rules,
+                    ..PairParams::new(task)
+                };
+                let index = build_index(&c, &p, 5, 2, 2).unwrap();
+                got.push((index.len(), digest(&index)));
+            }
+        }
+        let golden = [
+            (9503, 832_417_581_097_601_358),
+            (9565, 15_181_480_890_395_216_254),
+            (5458, 4_573_870_524_261_331_583),
+            (7820, 5_176_572_021_020_038_860),
+        ];
+        assert_eq!(got, golden);
+    }
+
+    /// Document `d`'s instances walked alone, straight through (no pauses).
+    fn walk_plain<T>(
+        c: &Corpus<'_, T>,
+        p: &PairParams,
+        streams: &Streams,
+        d: usize,
+    ) -> Vec<Instance> {
+        let lookups = Lookups::default();
+        let mut walk = std::pin::pin!(document_instances(c, p, d, streams, &lookups));
+        match walk.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(instances) => instances,
+            Poll::Pending => panic!("a plain walk never pauses"),
+        }
+    }
+
+    #[test]
+    fn interleaved_walks_equal_plain_walks() {
+        let google = PairRules {
+            random_document: RandomDocument::GoogleRetries,
+            sop_single_sentence: SingleSentenceSop::RandomDocument,
+        };
+        for (seed, n_docs) in [(1, 1), (2, 2), (3, 7), (4, 300)] {
+            let (so, dof) = random_offsets(n_docs, seed);
+            let units = vec![(); so[so.len() - 1] as usize];
+            let c = Corpus::new(&units, &so, &dof).unwrap();
+            let streams = Streams::new(seed, 0, PURPOSE);
+            for task in [Task::Nsp, Task::Sop] {
+                for rules in [PairRules::default(), google] {
+                    let p = PairParams {
+                        max_seq_length: 40,
+                        short_seq_prob: 0.3,
+                        rules,
+                        ..PairParams::new(task)
+                    };
+                    let plain: Vec<Vec<Instance>> = (0..n_docs)
+                        .map(|d| walk_plain(&c, &p, &streams, d))
+                        .collect();
+                    if n_docs > 2 {
+                        assert!(plain.iter().flatten().any(|i| i.2 == 1));
+                    }
+                    for width in [1, 3, 16, 1000] {
+                        let mut out = vec![Vec::new(); n_docs];
+                        walk_interleaved(&c, &p, &streams, 0, &mut out, width);
+                        assert_eq!(out, plain, "{task:?} {rules:?} width {width}");
+                    }
+                    // A task's documents start anywhere.
+                    let mut tail = vec![Vec::new(); n_docs / 2];
+                    walk_interleaved(&c, &p, &streams, n_docs - n_docs / 2, &mut tail, 4);
+                    assert_eq!(tail, plain[n_docs - n_docs / 2..]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_shuffle_is_the_textbook_fisher_yates() {
+        for total in [
+            0,
+            1,
+            2,
+            3,
+            SHUFFLE_AHEAD,
+            SHUFFLE_AHEAD + 1,
+            2 * SHUFFLE_AHEAD + 2,
+            999,
+        ] {
+            let mut want: Vec<usize> = (0..total).collect();
+            let mut rng = Rng::from_key(&[4, 1, ORDER]);
+            for i in (1..total).rev() {
+                let j = rng.below(i as u64 + 1) as usize;
+                want.swap(i, j);
+            }
+            assert_eq!(shuffle_order::<usize>(total, 4, 1), want, "{total}");
+        }
+    }
+
+    #[test]
+    fn packed_sides() {
+        // Round trips at the limits of both layouts.
+        for bits in [1, 7, 32] {
+            let len = (1u64 << bits) - 1;
+            let lo = (1u64 << (64 - bits)) - 1;
+            assert_eq!(u64::pack(lo, len, bits).range(bits), [lo, lo + len]);
+            assert_eq!(u64::pack(lo, 0, bits).range(bits), [lo, lo]);
+            let wide = u64::MAX - len;
+            assert_eq!(u128::pack(wide, len, bits).range(bits), [wide, u64::MAX]);
+        }
+        assert_eq!(len_bits(125), 7);
+        assert_eq!(len_bits(128), 8);
+        assert_eq!(len_bits(u32::MAX as usize), 32);
+        // Either layout gives the same index.
+        let (so, dof) = random_offsets(500, 9);
+        let units = vec![(); so[so.len() - 1] as usize];
+        let c = Corpus::new(&units, &so, &dof).unwrap();
+        let p = PairParams::new(Task::Nsp);
+        let narrow = build::<_, u64>(&c, &p, 1, 0, 1).unwrap();
+        assert!(narrow.len() > 100);
+        assert_eq!(narrow, build::<_, u128>(&c, &p, 1, 0, 2).unwrap());
+        assert_eq!(narrow, build_index(&c, &p, 1, 0, 1).unwrap());
     }
 
     #[test]
