@@ -132,6 +132,7 @@ class Collator:
         return_tensors: str,
         dtype: str,
         num_threads: int | None,
+        pin_memory: bool = False,
     ) -> None:
         self.return_tensors = check_choice("return_tensors", return_tensors, RETURN_TENSORS)
         if self.return_tensors == "pt":  # fail here, not on the first batch
@@ -139,6 +140,7 @@ class Collator:
         self.dtype = cast(Dtype, check_choice("dtype", dtype, DTYPES))
         self.num_threads = check_num_threads(num_threads)
         self._streams = StreamState(check_seed(seed))
+        self.pin_memory = pin_memory
 
     # -- randomness ------------------------------------------------------------------------
 
@@ -194,7 +196,10 @@ class Collator:
     @property
     def pin_memory(self) -> bool:
         """Batches in page-locked memory, ready for ``.to("cuda", non_blocking=True)``
-        (``return_tensors="pt"`` only; set it with ``collator.pin_memory = True``).
+        (``return_tensors="pt"`` only; pass ``pin_memory=True`` to the constructor or set
+        ``collator.pin_memory = True``; a value other than a bool raises
+        :class:`~lmobjectives.errors.ArgumentTypeError`, ``True`` with ``return_tensors="np"``
+        :class:`~lmobjectives.errors.InvalidArgumentError`).
 
         - In the training process with CUDA available: kernels that take an output buffer
           write the batch straight into pinned memory (no copy); the other outputs are
@@ -210,9 +215,11 @@ class Collator:
     @pin_memory.setter
     def pin_memory(self, value: bool) -> None:
         if not isinstance(value, bool):
-            raise TypeError(f"pin_memory: expected a bool, got {type(value).__name__}")
+            raise ArgumentTypeError(f"pin_memory: expected a bool, got {type(value).__name__}")
         if value and self.return_tensors != "pt":
-            raise ValueError('pin_memory: needs return_tensors="pt" (NumPy arrays are not pinned)')
+            raise InvalidArgumentError(
+                'pin_memory: needs return_tensors="pt" (NumPy arrays are not pinned)'
+            )
         self._pin_memory = value
 
     @property

@@ -101,7 +101,8 @@ class ContrastivePairCollator(Collator):
             :class:`~lmobjectives.TokenCorpus` to count); default uniform.
         max_length, truncation, padding, pad_to_multiple_of, padding_side: as
             :class:`~lmobjectives.MLMCollator` (applied to both views).
-        seed, return_tensors, dtype, num_threads: as :class:`~lmobjectives.MLMCollator`.
+        seed, return_tensors, dtype, num_threads, pin_memory: as
+            :class:`~lmobjectives.MLMCollator`.
 
     Example:
         >>> from lmobjectives import ContrastivePairCollator, Augmentation
@@ -113,6 +114,7 @@ class ContrastivePairCollator(Collator):
         ([2, 20, 21, 3, 0, 0], [0, 1, 0])
     """
 
+    # long: the public signature, each argument checked and forwarded to the kernel
     def __init__(
         self,
         tokenizer: Any = None,
@@ -132,6 +134,7 @@ class ContrastivePairCollator(Collator):
         return_tensors: Literal["np", "pt"] = "np",
         dtype: Literal["int64", "int32"] = "int64",
         num_threads: int | None = None,
+        pin_memory: bool = False,
     ) -> None:
         ids = resolve_ids(
             tokenizer,
@@ -141,7 +144,11 @@ class ContrastivePairCollator(Collator):
             special_token_ids=special_token_ids,
         )
         super().__init__(
-            seed=seed, return_tensors=return_tensors, dtype=dtype, num_threads=num_threads
+            seed=seed,
+            return_tensors=return_tensors,
+            dtype=dtype,
+            num_threads=num_threads,
+            pin_memory=pin_memory,
         )
         for name, aug in (("anchor", anchor), ("positive", positive)):
             if aug is not None and not isinstance(aug, Augmentation):

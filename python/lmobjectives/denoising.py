@@ -546,7 +546,8 @@ class T5SpanCorruptionCollator(_SpanCollator):
         padding: ``"longest"`` or ``"max_length"`` (pad to ``input_length`` /
             :attr:`target_length`).
         pad_to_multiple_of: round padded widths up to a multiple of this.
-        seed, return_tensors, dtype, num_threads: as :class:`~lmobjectives.MLMCollator`.
+        seed, return_tensors, dtype, num_threads, pin_memory: as
+            :class:`~lmobjectives.MLMCollator`.
         recipe: ``"lmobjectives"`` (default), ``"t5"`` or ``"huggingface"``: the same rules
             (T5's arithmetic and sentinels are reproduced exactly by all three); other recipes
             raise ``ValueError`` naming ``recipe``.
@@ -589,10 +590,15 @@ class T5SpanCorruptionCollator(_SpanCollator):
         return_tensors: Literal["np", "pt"] = "np",
         dtype: Literal["int64", "int32"] = "int64",
         num_threads: int | None = None,
+        pin_memory: bool = False,
         recipe: str = "lmobjectives",
     ) -> None:
         super().__init__(
-            seed=seed, return_tensors=return_tensors, dtype=dtype, num_threads=num_threads
+            seed=seed,
+            return_tensors=return_tensors,
+            dtype=dtype,
+            num_threads=num_threads,
+            pin_memory=pin_memory,
         )
         self.recipe = _check_recipe(recipe, "t5")
         self.noise_density = _number("noise_density", noise_density)
@@ -691,10 +697,15 @@ class UL2Collator(_SpanCollator):
         return_tensors: Literal["np", "pt"] = "np",
         dtype: Literal["int64", "int32"] = "int64",
         num_threads: int | None = None,
+        pin_memory: bool = False,
         recipe: str = "lmobjectives",
     ) -> None:
         super().__init__(
-            seed=seed, return_tensors=return_tensors, dtype=dtype, num_threads=num_threads
+            seed=seed,
+            return_tensors=return_tensors,
+            dtype=dtype,
+            num_threads=num_threads,
+            pin_memory=pin_memory,
         )
         self.recipe = _check_recipe(recipe, "ul2")
         self.denoisers, weights = _check_mixture(denoisers, weights)
@@ -842,7 +853,8 @@ class BartDenoisingCollator(Collator):
             (BOS falls back to ``[CLS]``, EOS to ``[SEP]``).
         decoder_start_token_id: first decoder input (default: EOS, as BART).
         pad_to_multiple_of: round padded widths up to a multiple of this.
-        seed, return_tensors, dtype, num_threads: as :class:`~lmobjectives.MLMCollator`.
+        seed, return_tensors, dtype, num_threads, pin_memory: as
+            :class:`~lmobjectives.MLMCollator`.
         recipe: ``"lmobjectives"`` (default), or ``"bart"`` / ``"fairseq"`` (random tokens as
             fairseq draws them, above); other recipes raise ``ValueError`` naming ``recipe``.
     """
@@ -877,10 +889,15 @@ class BartDenoisingCollator(Collator):
         return_tensors: Literal["np", "pt"] = "np",
         dtype: Literal["int64", "int32"] = "int64",
         num_threads: int | None = None,
+        pin_memory: bool = False,
         recipe: str = "lmobjectives",
     ) -> None:
         super().__init__(
-            seed=seed, return_tensors=return_tensors, dtype=dtype, num_threads=num_threads
+            seed=seed,
+            return_tensors=return_tensors,
+            dtype=dtype,
+            num_threads=num_threads,
+            pin_memory=pin_memory,
         )
         recipe = _check_recipe(recipe, "bart")
         ids = resolve_ids(

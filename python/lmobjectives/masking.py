@@ -124,6 +124,9 @@ class MLMCollator(Collator):
         dtype: ``"int64"`` (what torch embeddings and losses expect) or ``"int32"``.
         num_threads: threads per batch; default 1 inside DataLoader workers, else
             ``LMOBJECTIVES_NUM_THREADS``, else all CPUs.
+        pin_memory: put ``return_tensors="pt"`` batches in page-locked memory when CUDA is
+            available (default False; see :attr:`pin_memory`, and :attr:`pins` for whether
+            it happens in this process). Only a bool; ``True`` needs ``return_tensors="pt"``.
 
     Example:
         >>> import numpy as np
@@ -139,7 +142,7 @@ class MLMCollator(Collator):
         [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]
     """
 
-    # long: the public signature (28 arguments), forwarded to the kernel's masker
+    # long: the public signature (29 arguments), forwarded to the kernel's masker
     def __init__(
         self,
         tokenizer: Any = None,
@@ -173,6 +176,7 @@ class MLMCollator(Collator):
         return_tensors: Literal["np", "pt"] = "np",
         dtype: Literal["int64", "int32"] = "int64",
         num_threads: int | None = None,
+        pin_memory: bool = False,
         recipe: str = "lmobjectives",
         token_counts: Any = None,
     ) -> None:
@@ -185,7 +189,11 @@ class MLMCollator(Collator):
             special_token_ids=special_token_ids,
         )
         super().__init__(
-            seed=seed, return_tensors=return_tensors, dtype=dtype, num_threads=num_threads
+            seed=seed,
+            return_tensors=return_tensors,
+            dtype=dtype,
+            num_threads=num_threads,
+            pin_memory=pin_memory,
         )
         if unit is not None:
             check_choice("unit", unit, UNITS)

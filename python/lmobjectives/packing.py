@@ -82,7 +82,8 @@ class PackingCollator(Collator):
             models whose position embeddings reserve ``padding_idx`` number tokens from
             ``padding_idx + 1``: pass ``config.pad_token_id + 1`` (2 for RoBERTa); padding slots
             then get ``padding_idx``, as the models' own numbering gives them.
-        seed, return_tensors, dtype, num_threads: as for :class:`~lmobjectives.MLMCollator`.
+        seed, return_tensors, dtype, num_threads, pin_memory: as for
+            :class:`~lmobjectives.MLMCollator`.
 
     The collator records how full its rows were: :attr:`efficiency` = tokens / slots over all
     batches it made.
@@ -90,6 +91,7 @@ class PackingCollator(Collator):
 
     _sample_keyed = False  # masks in packed rows are keyed by (batch, packed row)
 
+    # long: the public signature, each argument checked and forwarded to the kernel
     def __init__(
         self,
         tokenizer: Any = None,
@@ -112,9 +114,14 @@ class PackingCollator(Collator):
         return_tensors: Literal["np", "pt"] = "np",
         dtype: Literal["int64", "int32"] = "int64",
         num_threads: int | None = None,
+        pin_memory: bool = False,
     ) -> None:
         super().__init__(
-            seed=seed, return_tensors=return_tensors, dtype=dtype, num_threads=num_threads
+            seed=seed,
+            return_tensors=return_tensors,
+            dtype=dtype,
+            num_threads=num_threads,
+            pin_memory=pin_memory,
         )
         if masking is not None and not isinstance(masking, MLMCollator):
             raise TypeError(f"masking: expected an MLMCollator, got {type(masking).__name__}")

@@ -353,7 +353,10 @@ fn flatten<V>(
             type_name(obj)
         )));
     };
-    let mut values = Vec::new();
+    // One allocation: the rows' lengths are cheap to read (a failed `len` is left to the
+    // row's own conversion, which names it).
+    let total: usize = rows.iter().map(|r| r.len().unwrap_or(0)).sum();
+    let mut values = Vec::with_capacity(total);
     let mut offsets = Vec::with_capacity(rows.len() + 1);
     offsets.push(0);
     for (r, row) in rows.iter().enumerate() {
@@ -557,10 +560,104 @@ fn push_float_array<V>(
     Ok(false)
 }
 
+/// The head of a CPython list object (`PyListObject`): the variable-size object header, then
+/// the pointer to the item array. This layout has not changed in any CPython 3 release; it is
+/// not part of the limited API, so [`list_items`] verifies it once against the API before
+/// relying on it, and falls back to `PyList_GetItem` when it does not hold.
+#[repr(C)]
+struct ListHead {
+    ob_refcnt: pyo3::ffi::Py_ssize_t,
+    ob_type: *mut pyo3::ffi::PyTypeObject,
+    ob_size: pyo3::ffi::Py_ssize_t,
+    ob_item: *mut *mut pyo3::ffi::PyObject,
+}
+
+/// Whether this interpreter's lists have the layout of [`ListHead`]: checked once, on a list
+/// of distinct objects, against `PyList_Size` and `PyList_GetItem`.
+#[allow(unsafe_code)]
+fn list_layout_holds(py: Python<'_>) -> bool {
+    static HOLDS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HOLDS.get_or_init(|| {
+        let probe: Vec<Bound<'_, PyAny>> = (0..5)
+            .map(|i| PyTuple::new(py, [i]).map(Bound::into_any))
+            .collect::<PyResult<_>>()
+            .unwrap_or_default();
+        let Ok(list) = PyList::new(py, &probe) else {
+            return false;
+        };
+        let ptr = list.as_ptr();
+        // SAFETY: `ptr` is a live list (we hold a reference and the GIL); the reads below
+        // stay within its head, which is at least as large as `ListHead` on every CPython.
+        unsafe {
+            let head = &*(ptr as *const ListHead);
+            if head.ob_size != 5 || head.ob_item.is_null() || pyo3::ffi::PyList_Size(ptr) != 5 {
+                return false;
+            }
+            (0..5).all(|i| {
+                *head.ob_item.add(i) == pyo3::ffi::PyList_GetItem(ptr, i as pyo3::ffi::Py_ssize_t)
+            })
+        }
+    })
+}
+
+/// The items of `list` as borrowed pointers, read from the list object at once (no call per
+/// item) where the layout check of [`list_layout_holds`] passed; `None` otherwise.
+///
+/// # Safety
+/// The slice is only valid while the list is neither resized nor freed: the caller must hold
+/// the GIL and run no Python code (nothing that could reach the list) while using it.
+#[allow(unsafe_code)]
+unsafe fn list_items<'a>(list: &'a Bound<'_, PyList>) -> Option<&'a [*mut pyo3::ffi::PyObject]> {
+    if !list_layout_holds(list.py()) {
+        return None;
+    }
+    let n = list.len();
+    // SAFETY: the layout was verified; `list` is a live list object (a subclass shares the
+    // head), so `ob_item` points to `ob_size` initialised item pointers (or is null when
+    // empty), valid under the caller's contract.
+    unsafe {
+        let head = &*(list.as_ptr() as *const ListHead);
+        if head.ob_size as usize != n {
+            return None;
+        }
+        if n == 0 {
+            return Some(&[]);
+        }
+        Some(std::slice::from_raw_parts(head.ob_item, n))
+    }
+}
+
+/// Calls `f` on each item of `list` (a borrowed pointer) until it returns `false`; returns
+/// whether it never did. Items come from [`list_items`] when the layout allows, else from
+/// `PyList_GetItem`; `f` must not run Python code.
+#[allow(unsafe_code)]
+#[inline(always)]
+fn all_items(
+    list: &Bound<'_, PyList>,
+    mut f: impl FnMut(*mut pyo3::ffi::PyObject) -> bool,
+) -> bool {
+    // SAFETY: the GIL is held (we have a `Bound`) and `f` runs no Python code, so the list
+    // cannot change while the slice is in use.
+    if let Some(items) = unsafe { list_items(list) } {
+        return items.iter().all(|&item| f(item));
+    }
+    let ptr = list.as_ptr();
+    (0..list.len()).all(|i| {
+        // SAFETY: as above, and `i < len(list)`.
+        let item = unsafe { pyo3::ffi::PyList_GetItem(ptr, i as pyo3::ffi::Py_ssize_t) };
+        if item.is_null() {
+            let _ = PyErr::take(list.py());
+            return false;
+        }
+        f(item)
+    })
+}
+
 /// The fast path for the common row type, a list of exact Python `int`s: items are read as
-/// borrowed pointers (no reference counting, no dynamic dispatch). Returns `false` — with
-/// `out` unchanged — at the first item that is not an exact `int` or does not fit in `i64`;
-/// the caller then takes the general path, which reports errors precisely.
+/// borrowed pointers (no reference counting, no dynamic dispatch, and no call per item where
+/// [`list_items`] applies). Returns `false` — with `out` unchanged — at the first item that is
+/// not an exact `int` or does not fit in `i64`; the caller then takes the general path, which
+/// reports errors precisely.
 #[allow(unsafe_code)]
 fn exact_int_list<V>(
     list: &Bound<'_, PyList>,
@@ -569,25 +666,16 @@ fn exact_int_list<V>(
     out: &mut Vec<V>,
 ) -> bool {
     let start = out.len();
-    let ptr = list.as_ptr();
-    let none = list.py().None();
-    for i in 0..list.len() {
-        // SAFETY: we hold the GIL and `i < len(list)`; nothing in this loop can run Python
-        // code (items are checked to be exact ints before conversion), so the list cannot
-        // change under us and every borrowed item stays alive for the iteration.
-        let item = unsafe { pyo3::ffi::PyList_GetItem(ptr, i as pyo3::ffi::Py_ssize_t) };
+    let none = list.py().None().as_ptr();
+    let ok = all_items(list, |item| {
         if let Some(v) = none_as
-            && item == none.as_ptr()
+            && item == none
         {
             out.push(conv(v));
-            continue;
+            return true;
         }
-        // SAFETY: `item` is a valid borrowed reference (checked non-null first).
-        if item.is_null() || unsafe { pyo3::ffi::PyLong_CheckExact(item) } == 0 {
-            if item.is_null() {
-                let _ = PyErr::take(list.py());
-            }
-            out.truncate(start);
+        // SAFETY: `item` is a valid borrowed reference (the list holds it).
+        if unsafe { pyo3::ffi::PyLong_CheckExact(item) } == 0 {
             return false;
         }
         let mut overflow: std::os::raw::c_int = 0;
@@ -595,42 +683,40 @@ fn exact_int_list<V>(
         // reports overflow through the flag.
         let v = unsafe { pyo3::ffi::PyLong_AsLongLongAndOverflow(item, &mut overflow) };
         if overflow != 0 {
-            out.truncate(start);
             return false;
         }
         out.push(conv(v));
+        true
+    });
+    if !ok {
+        out.truncate(start);
     }
-    true
+    ok
 }
 
 /// The fast path for 0/1 masks: CPython keeps one shared object for each small int, so a
 /// mask list made of `0` and `1` is read by pointer comparison alone. Returns `false` — with
 /// `out` unchanged — at the first item that is not one of those two objects.
-#[allow(unsafe_code)]
 fn small_bit_list<V>(list: &Bound<'_, PyList>, conv: &impl Fn(i64) -> V, out: &mut Vec<V>) -> bool {
     let py = list.py();
     let Ok(zero_obj) = 0i64.into_pyobject(py);
     let Ok(one_obj) = 1i64.into_pyobject(py);
     let (zero, one) = (zero_obj.as_ptr(), one_obj.as_ptr());
     let start = out.len();
-    let ptr = list.as_ptr();
-    for i in 0..list.len() {
-        // SAFETY: as in `exact_int_list`: the GIL is held, `i < len(list)`, and no Python
-        // code runs in this loop, so the borrowed item stays valid.
-        let item = unsafe { pyo3::ffi::PyList_GetItem(ptr, i as pyo3::ffi::Py_ssize_t) };
+    let ok = all_items(list, |item| {
         if item == zero {
             out.push(conv(0));
         } else if item == one {
             out.push(conv(1));
         } else {
-            if item.is_null() {
-                let _ = PyErr::take(py);
-            }
-            out.truncate(start);
             return false;
         }
+        true
+    });
+    if !ok {
+        out.truncate(start);
     }
-    true
+    ok
 }
 
 /// Moves a `rows × width` row-major buffer into a NumPy array (no copy: the array's base is
@@ -770,6 +856,16 @@ pub fn ragged<'a, V>(
         .map(|(v, o)| Ragged::new(arg, v, o))
         .transpose()
         .map_err(to_py)
+}
+
+/// An attention mask that is 1 on every token of `rows` (rows of the same lengths) says
+/// nothing a missing one does not: `None` then, so the kernel skips it (what a tokenizer's
+/// unpadded `attention_mask` lists are). Any other mask is kept, and checked by the kernel.
+pub fn unless_all_ones<'a, T>(
+    mask: Option<Ragged<'a, u8>>,
+    rows: &Ragged<'_, T>,
+) -> Option<Ragged<'a, u8>> {
+    mask.filter(|m| m.offsets != rows.offsets || m.values.iter().any(|&v| v != 1))
 }
 
 /// Sample keys from a uint64 array (read at once) or any sequence of ints.

@@ -15,6 +15,7 @@ use pyo3::types::PyTuple;
 
 use crate::convert::{
     Recyclable, id_rows, key_name, mask_rows, pooled2, ragged, row_keys, sample_keys,
+    unless_all_ones,
 };
 use crate::errors::{detached, to_py};
 use crate::with_rows;
@@ -309,8 +310,8 @@ impl SpanCorruptor {
             let keys = row_keys(&sample_ids, batch_index);
             let cfg = &self.cfg;
             with_rows!(rows, "input_ids", |r| {
-                let trimmed =
-                    Trimmed::new(&r, ragged("attention_mask", &attn)?.as_ref()).map_err(to_py)?;
+                let attn = unless_all_ones(ragged("attention_mask", &attn)?, &r);
+                let trimmed = Trimmed::new(&r, attn.as_ref()).map_err(to_py)?;
                 let job = Seq2SeqJob::new(
                     cfg,
                     &trimmed.rows,

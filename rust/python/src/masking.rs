@@ -14,7 +14,7 @@ use pyo3::types::{PyDict, PyTuple};
 
 use crate::convert::{
     Recyclable, id_rows, key_name, mask_rows, pad_spec, pooled2, ragged, row_keys, sample_keys,
-    word_id_rows,
+    unless_all_ones, word_id_rows,
 };
 use crate::errors::{detached, to_py};
 use crate::with_rows;
@@ -463,17 +463,21 @@ impl MlmMasker {
                 .map(|w| word_id_rows(w, "word_ids", name("word_ids").as_deref()))
                 .transpose()?;
             let bounds = mask(boundaries, "boundaries")?;
-            let masks = TokenMasks {
-                attention_mask: ragged("attention_mask", &attn)?,
-                special_tokens_mask: ragged("special_tokens_mask", &spec)?,
-                word_ids: ragged("word_ids", &words)?,
-                boundaries: ragged("boundaries", &bounds)?,
-            };
+            let attn = ragged("attention_mask", &attn)?;
+            let spec = ragged("special_tokens_mask", &spec)?;
+            let words = ragged("word_ids", &words)?;
+            let bounds = ragged("boundaries", &bounds)?;
             let sample_ids = sample_keys(sample_ids)?;
             let keys = row_keys(&sample_ids, batch_index);
             let streams = Streams::new(seed, epoch, PURPOSE);
             let cfg = &self.cfg;
             with_rows!(rows, "input_ids", |r| {
+                let masks = TokenMasks {
+                    attention_mask: unless_all_ones(attn, &r),
+                    special_tokens_mask: spec,
+                    word_ids: words,
+                    boundaries: bounds,
+                };
                 let job = MlmJob::new(cfg, &r, &masks, &pad, &streams, &keys).map_err(to_py)?;
                 match dtype {
                     Dtype::I64 => run_job::<_, i64>(py, &job, num_threads, allocate),
