@@ -560,90 +560,19 @@ fn push_float_array<V>(
     Ok(false)
 }
 
-/// The head of a CPython list object (`PyListObject`): the variable-size object header, then
-/// the pointer to the item array. This layout has not changed in any CPython 3 release; it is
-/// not part of the limited API, so [`list_items`] verifies it once against the API before
-/// relying on it, and falls back to `PyList_GetItem` when it does not hold.
-#[repr(C)]
-struct ListHead {
-    ob_refcnt: pyo3::ffi::Py_ssize_t,
-    ob_type: *mut pyo3::ffi::PyTypeObject,
-    ob_size: pyo3::ffi::Py_ssize_t,
-    ob_item: *mut *mut pyo3::ffi::PyObject,
-}
-
-/// Whether this interpreter's lists have the layout of [`ListHead`]: checked once, on a list
-/// of distinct objects, against `PyList_Size` and `PyList_GetItem`.
-#[allow(unsafe_code)]
-fn list_layout_holds(py: Python<'_>) -> bool {
-    static HOLDS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *HOLDS.get_or_init(|| {
-        let probe: Vec<Bound<'_, PyAny>> = (0..5)
-            .map(|i| PyTuple::new(py, [i]).map(Bound::into_any))
-            .collect::<PyResult<_>>()
-            .unwrap_or_default();
-        let Ok(list) = PyList::new(py, &probe) else {
-            return false;
-        };
-        let ptr = list.as_ptr();
-        // SAFETY: `ptr` is a live list (we hold a reference and the GIL); the reads below
-        // stay within its head, which is at least as large as `ListHead` on every CPython.
-        unsafe {
-            let head = &*(ptr as *const ListHead);
-            if head.ob_size != 5 || head.ob_item.is_null() || pyo3::ffi::PyList_Size(ptr) != 5 {
-                return false;
-            }
-            (0..5).all(|i| {
-                *head.ob_item.add(i) == pyo3::ffi::PyList_GetItem(ptr, i as pyo3::ffi::Py_ssize_t)
-            })
-        }
-    })
-}
-
-/// The items of `list` as borrowed pointers, read from the list object at once (no call per
-/// item) where the layout check of [`list_layout_holds`] passed; `None` otherwise.
-///
-/// # Safety
-/// The slice is only valid while the list is neither resized nor freed: the caller must hold
-/// the GIL and run no Python code (nothing that could reach the list) while using it.
-#[allow(unsafe_code)]
-unsafe fn list_items<'a>(list: &'a Bound<'_, PyList>) -> Option<&'a [*mut pyo3::ffi::PyObject]> {
-    if !list_layout_holds(list.py()) {
-        return None;
-    }
-    let n = list.len();
-    // SAFETY: the layout was verified; `list` is a live list object (a subclass shares the
-    // head), so `ob_item` points to `ob_size` initialised item pointers (or is null when
-    // empty), valid under the caller's contract.
-    unsafe {
-        let head = &*(list.as_ptr() as *const ListHead);
-        if head.ob_size as usize != n {
-            return None;
-        }
-        if n == 0 {
-            return Some(&[]);
-        }
-        Some(std::slice::from_raw_parts(head.ob_item, n))
-    }
-}
-
-/// Calls `f` on each item of `list` (a borrowed pointer) until it returns `false`; returns
-/// whether it never did. Items come from [`list_items`] when the layout allows, else from
-/// `PyList_GetItem`; `f` must not run Python code.
+/// Calls `f` on each item of `list` (a borrowed pointer from `PyList_GetItem`, the limited
+/// API's one way in) until it returns `false`; returns whether it never did. `f` must not run
+/// Python code.
 #[allow(unsafe_code)]
 #[inline(always)]
 fn all_items(
     list: &Bound<'_, PyList>,
     mut f: impl FnMut(*mut pyo3::ffi::PyObject) -> bool,
 ) -> bool {
-    // SAFETY: the GIL is held (we have a `Bound`) and `f` runs no Python code, so the list
-    // cannot change while the slice is in use.
-    if let Some(items) = unsafe { list_items(list) } {
-        return items.iter().all(|&item| f(item));
-    }
     let ptr = list.as_ptr();
     (0..list.len()).all(|i| {
-        // SAFETY: as above, and `i < len(list)`.
+        // SAFETY: the GIL is held (we have a `Bound`), `i < len(list)` and `f` runs no Python
+        // code, so the list cannot change and the borrowed item stays alive.
         let item = unsafe { pyo3::ffi::PyList_GetItem(ptr, i as pyo3::ffi::Py_ssize_t) };
         if item.is_null() {
             let _ = PyErr::take(list.py());
@@ -654,10 +583,9 @@ fn all_items(
 }
 
 /// The fast path for the common row type, a list of exact Python `int`s: items are read as
-/// borrowed pointers (no reference counting, no dynamic dispatch, and no call per item where
-/// [`list_items`] applies). Returns `false` — with `out` unchanged — at the first item that is
-/// not an exact `int` or does not fit in `i64`; the caller then takes the general path, which
-/// reports errors precisely.
+/// borrowed pointers (no reference counting, no dynamic dispatch). Returns `false` — with
+/// `out` unchanged — at the first item that is not an exact `int` or does not fit in `i64`;
+/// the caller then takes the general path, which reports errors precisely.
 #[allow(unsafe_code)]
 fn exact_int_list<V>(
     list: &Bound<'_, PyList>,
