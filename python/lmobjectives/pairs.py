@@ -201,10 +201,14 @@ class SentencePairDataset:
         return max(0, (n - self._rank + self._world - 1) // self._world)
 
     def _rows(self, items: Any, pass_: tuple[Any, int] | None = None) -> tuple[np.ndarray, ...]:
-        """The rows of ``items`` in this pass, or in ``pass_`` (an index and its epoch)."""
+        """The rows of ``items`` in this pass, or in ``pass_`` (an index and its epoch, the
+        items then instances of the whole pass: no shard)."""
+        rank, world = self._rank, self._world
         if pass_ is None:
             self._sync()
             pass_ = (self._index, self._epoch)
+        else:
+            rank, world = 0, 1
         idx, epoch = pass_
         ids = self.corpus.ids
         if not isinstance(ids, np.ndarray):  # a sharded corpus: gathered from its shards
@@ -214,8 +218,8 @@ class SentencePairDataset:
                 [int(i) for i in items],
                 cls_token_id=self.cls_token_id,
                 sep_token_id=self.sep_token_id,
-                rank=self._rank,
-                world=self._world,
+                rank=rank,
+                world=world,
                 epoch=epoch,
             )
         return _core.pair_rows(
@@ -226,8 +230,8 @@ class SentencePairDataset:
             items,
             cls_token_id=self.cls_token_id,
             sep_token_id=self.sep_token_id,
-            rank=self._rank,
-            world=self._world,
+            rank=rank,
+            world=world,
             epoch=epoch,
         )
 
@@ -253,23 +257,19 @@ class SentencePairDataset:
         :class:`~lmobjectives.MLMCollator` with token masking builds, masks and pads them in
         one pass straight into its outputs (the same batch, bit for bit, as masking the
         materialised rows)."""
-        if not isinstance(indices, list):
-            indices = list(indices)
         if isinstance(self.corpus.ids, np.ndarray):
             self._sync()
             items, keys = _core.pair_items(
                 len(self._index["label"]),
-                indices,
+                _fast_indices(indices),
                 rank=self._rank,
                 world=self._world,
                 epoch=self._epoch,
             )
-            return PairBatch(self, indices, items, keys)
-        return self._materialised(indices)
+            return PairBatch(self, items, keys)
+        return self._materialised(indices if isinstance(indices, list) else list(indices))
 
-    def _materialised(
-        self, indices: list[Any], pass_: tuple[Any, int] | None = None
-    ) -> ExampleBatch:
+    def _materialised(self, indices: Any, pass_: tuple[Any, int] | None = None) -> ExampleBatch:
         ids, types, offsets, labels, keys = self._rows(indices, pass_)
         return ExampleBatch(
             {
@@ -318,21 +318,14 @@ class PairBatch(ExampleBatch):
     :class:`~lmobjectives.MLMCollator` with token masking instead writes the masked, padded
     batch in one pass (:meth:`mlm_arrays`), never making the ragged rows."""
 
-    __slots__ = ("_columns", "_dataset", "_index", "_indices", "epoch", "items", "sample_keys")
+    __slots__ = ("_columns", "_dataset", "_index", "epoch", "items", "sample_keys")
 
-    def __init__(
-        self,
-        dataset: SentencePairDataset,
-        indices: list[Any],
-        items: np.ndarray,
-        keys: np.ndarray,
-    ) -> None:
+    def __init__(self, dataset: SentencePairDataset, items: np.ndarray, keys: np.ndarray) -> None:
         self._columns: dict[str, Any] | None = None
         self._dataset = dataset
         # The pass the items belong to (a later set_epoch builds another index).
         self._index = dataset._index
         self.epoch = dataset._epoch
-        self._indices = indices
         self.items = items
         self.sample_keys = keys
 
@@ -340,7 +333,7 @@ class PairBatch(ExampleBatch):
     def columns(self) -> dict[str, Any]:
         if self._columns is None:
             pass_ = (self._index, self.epoch)
-            self._columns = self._dataset._materialised(self._indices, pass_).columns
+            self._columns = self._dataset._materialised(self.items, pass_).columns
         return self._columns
 
     @property
@@ -385,3 +378,23 @@ class PairBatch(ExampleBatch):
     def __repr__(self) -> str:
         state = "materialised" if self.materialised else "rows not made yet"
         return f"PairBatch({len(self)} examples, {state})"
+
+
+def _fast_indices(indices: Any) -> Any:
+    """``indices`` as the binding reads fastest: a ``range`` or a long list of non-negative
+    ints as a uint64 array (read at once), anything else as a list (checked one by one, which
+    names a bad entry)."""
+    if isinstance(indices, range):
+        if len(indices) and min(indices[0], indices[-1]) >= 0:
+            return np.arange(indices.start, indices.stop, indices.step).astype(np.uint64)
+        return list(indices)
+    if not isinstance(indices, list):
+        indices = list(indices)
+    if len(indices) > 64 and all(type(i) is int for i in indices):
+        try:
+            arr = np.array(indices, dtype=np.int64)
+        except OverflowError:
+            return indices
+        if arr.min() >= 0:
+            return arr.astype(np.uint64)
+    return indices
