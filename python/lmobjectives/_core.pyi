@@ -43,6 +43,8 @@ __all__ = [
     "note_keys",
     "pack",
     "pad",
+    "pair_items",
+    "pair_mlm_batch",
     "pair_rows",
     "pair_scores",
     "recipe_names",

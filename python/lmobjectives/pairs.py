@@ -329,12 +329,16 @@ class PairBatch(ExampleBatch):
         self.items = items
         self.sample_keys = keys
 
-    @property  # type: ignore[override]
+    @property
     def columns(self) -> dict[str, Any]:
         if self._columns is None:
             pass_ = (self._index, self.epoch)
             self._columns = self._dataset._materialised(self.items, pass_).columns
         return self._columns
+
+    @columns.setter
+    def columns(self, value: dict[str, Any]) -> None:
+        self._columns = value
 
     @property
     def materialised(self) -> bool:

@@ -1454,6 +1454,7 @@ pub fn mask_written_row<O: OutId>(
 }
 
 /// [`mask_written_row`] with the replacement pool as a type.
+// long: the rare modes handed to the row kernel, then the exact budget's three steps
 #[inline(always)]
 fn written_row<O: OutId, D: Draw>(
     cfg: &MlmConfig,

@@ -362,6 +362,7 @@ mod tests {
         })
     }
 
+    // long: the grid of configurations, paddings and seeds, then the control
     #[test]
     fn one_pass_equals_the_composition() {
         let mut g = Rng::from_seed(11);
