@@ -170,7 +170,7 @@ class Collator:
     # -- the batch -------------------------------------------------------------------------
 
     def __call__(self, examples: Any) -> dict[str, Any]:
-        rows = normalize(examples, self._extra_keys)
+        rows = self._normalize(examples)
         seed, epoch, batch_index, ticket = self._streams.reserve()
         try:
             key = Key(seed, epoch, batch_index, rows.sample_ids)
@@ -180,6 +180,11 @@ class Collator:
             raise
         self._record(key)
         return batch
+
+    def _normalize(self, examples: Any) -> Rows:
+        """The batch as :class:`Rows` (an objective that reads some batches directly says so
+        here)."""
+        return normalize(examples, self._extra_keys)
 
     def _record(self, key: Key) -> None:
         """Notes the keys of a batch just made (warns once if one repeats in this epoch)."""

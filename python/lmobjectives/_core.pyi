@@ -43,6 +43,8 @@ __all__ = [
     "note_keys",
     "pack",
     "pad",
+    "pair_items",
+    "pair_mlm_batch",
     "pair_rows",
     "pair_scores",
     "recipe_names",
@@ -207,6 +209,36 @@ def pair_rows(
     npt.NDArray[np.int64],
     npt.NDArray[np.uint64],
 ]: ...
+def pair_items(
+    total: int,
+    indices: Any,
+    *,
+    rank: int = 0,
+    world: int = 1,
+    epoch: int = 0,
+) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]: ...
+def pair_mlm_batch(
+    ids: npt.NDArray[Any],
+    a: npt.NDArray[np.uint64],
+    b: npt.NDArray[np.uint64],
+    label: npt.NDArray[np.uint8],
+    items: npt.NDArray[np.uint64],
+    keys: npt.NDArray[np.uint64],
+    masker: MlmMasker,
+    *,
+    cls_token_id: int,
+    sep_token_id: int,
+    seed: int,
+    epoch: int = 0,
+    max_length: int | None = None,
+    truncation: bool = False,
+    pad_to_max_length: bool = False,
+    pad_to_multiple_of: int = 1,
+    padding_side: str = "right",
+    dtype: str = "int64",
+    num_threads: int = 1,
+    allocate: Any = None,
+) -> tuple[npt.NDArray[Any], ...]: ...
 def available_threads() -> int: ...
 def _length_samples(
     unit: str,

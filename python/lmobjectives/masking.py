@@ -27,6 +27,8 @@ from lmobjectives._word_starts import word_start_table
 from lmobjectives.errors import MAX_ELEMENTS
 
 UNITS = ("token", "word", "span", "ngram")
+#: The key under which :meth:`MLMCollator._normalize` passes a sentence-pair batch on.
+PAIRS = "sentence pairs"
 
 __all__ = ["MLMCollator"]
 
@@ -305,9 +307,37 @@ class MLMCollator(Collator):
 
     # -- the batch -------------------------------------------------------------------------
 
+    def _normalize(self, examples: Any) -> Rows:
+        # A sentence-pair batch whose rows are not made yet (``PairBatch``): with token
+        # masking its rows are built, masked and padded in one pass (see ``_make``).
+        if (
+            getattr(examples, "mlm_arrays", None) is not None
+            and not examples.materialised
+            and self._masker.unit == "token"
+        ):
+            return Rows(input_ids=None, sample_ids=examples.sample_keys, extra={PAIRS: examples})
+        return super()._normalize(examples)
+
     def _make(self, rows: Rows, key: Key) -> tuple[dict[str, Any], Any]:
         allocator = self._allocator(("input_ids", "attention_mask", "labels"))
         pad_kwargs = {**self.padding.kwargs(), "dtype": self.dtype}
+        pairs = rows.extra.get(PAIRS)
+        if pairs is not None:
+            input_ids, attention_mask, labels, types, pair_labels = pairs.mlm_arrays(
+                self._masker,
+                seed=key.seed,
+                epoch=key.epoch,
+                num_threads=self._threads(),
+                allocate=allocator,
+                **pad_kwargs,
+            )
+            return {
+                "input_ids": input_ids,
+                "attention_mask": attention_mask,
+                "labels": labels,
+                pairs.label_name: pair_labels,
+                "token_type_ids": types,
+            }, allocator
         input_ids, attention_mask, labels = self._masker.mask(
             rows.input_ids,
             attention_mask=rows.attention_mask,

@@ -16,7 +16,7 @@ from lmobjectives._seeding import EpochCell, check_num_threads, check_seed, reso
 from lmobjectives.corpus._sharded import pair_rows as sharded_pair_rows
 from lmobjectives.errors import MAX_ELEMENTS
 
-__all__ = ["SentencePairDataset"]
+__all__ = ["PairBatch", "SentencePairDataset"]
 
 #: Sample keys (``idx``) are ``epoch << EPOCH_SHIFT | instance``: global (the same on every
 #: rank and for every world size, see :meth:`SentencePairDataset.shard`) and unique across
@@ -200,9 +200,16 @@ class SentencePairDataset:
         n = len(self._index["label"])
         return max(0, (n - self._rank + self._world - 1) // self._world)
 
-    def _rows(self, items: Any) -> tuple[np.ndarray, ...]:
-        self._sync()
-        idx = self._index
+    def _rows(self, items: Any, pass_: tuple[Any, int] | None = None) -> tuple[np.ndarray, ...]:
+        """The rows of ``items`` in this pass, or in ``pass_`` (an index and its epoch, the
+        items then instances of the whole pass: no shard)."""
+        rank, world = self._rank, self._world
+        if pass_ is None:
+            self._sync()
+            pass_ = (self._index, self._epoch)
+        else:
+            rank, world = 0, 1
+        idx, epoch = pass_
         ids = self.corpus.ids
         if not isinstance(ids, np.ndarray):  # a sharded corpus: gathered from its shards
             return sharded_pair_rows(
@@ -211,9 +218,9 @@ class SentencePairDataset:
                 [int(i) for i in items],
                 cls_token_id=self.cls_token_id,
                 sep_token_id=self.sep_token_id,
-                rank=self._rank,
-                world=self._world,
-                epoch=self._epoch,
+                rank=rank,
+                world=world,
+                epoch=epoch,
             )
         return _core.pair_rows(
             np.asarray(ids),  # a view: memory-mapped corpora stay on disk
@@ -223,9 +230,9 @@ class SentencePairDataset:
             items,
             cls_token_id=self.cls_token_id,
             sep_token_id=self.sep_token_id,
-            rank=self._rank,
-            world=self._world,
-            epoch=self._epoch,
+            rank=rank,
+            world=world,
+            epoch=epoch,
         )
 
     def __getitem__(self, i: int) -> dict[str, Any]:
@@ -244,10 +251,26 @@ class SentencePairDataset:
         """A whole batch in one call, stored by columns (``input_ids``/``token_type_ids`` as
         :class:`~lmobjectives._inputs.RaggedRows`, the labels and sample keys as arrays) for
         the collators; it also reads as the list of ``self[i]`` (``batch[j]``, iteration), as
-        code written for ``__getitem__`` expects."""
-        if not isinstance(indices, list):
-            indices = list(indices)
-        ids, types, offsets, labels, keys = self._rows(indices)
+        code written for ``__getitem__`` expects.
+
+        The indices are checked here, but the rows are made when first read: an
+        :class:`~lmobjectives.MLMCollator` with token masking builds, masks and pads them in
+        one pass straight into its outputs (the same batch, bit for bit, as masking the
+        materialised rows)."""
+        if isinstance(self.corpus.ids, np.ndarray):
+            self._sync()
+            items, keys = _core.pair_items(
+                len(self._index["label"]),
+                _fast_indices(indices),
+                rank=self._rank,
+                world=self._world,
+                epoch=self._epoch,
+            )
+            return PairBatch(self, items, keys)
+        return self._materialised(indices if isinstance(indices, list) else list(indices))
+
+    def _materialised(self, indices: Any, pass_: tuple[Any, int] | None = None) -> ExampleBatch:
+        ids, types, offsets, labels, keys = self._rows(indices, pass_)
         return ExampleBatch(
             {
                 "input_ids": RaggedRows(ids, offsets),
@@ -285,3 +308,97 @@ class SentencePairDataset:
             f"epoch={self._epoch}, "
             f"instances={len(self)}, shard={self._rank}/{self._world})"
         )
+
+
+class PairBatch(ExampleBatch):
+    """What :meth:`SentencePairDataset.__getitems__` returns: the batch's instances, their rows
+    made when first read. Reading its columns (``batch["input_ids"]``, ``batch[j]``,
+    iteration, pickling) materialises them as :class:`~lmobjectives._inputs.RaggedRows`, as an
+    :class:`~lmobjectives._inputs.ExampleBatch` holds them; an
+    :class:`~lmobjectives.MLMCollator` with token masking instead writes the masked, padded
+    batch in one pass (:meth:`mlm_arrays`), never making the ragged rows."""
+
+    __slots__ = ("_columns", "_dataset", "_index", "epoch", "items", "sample_keys")
+
+    def __init__(self, dataset: SentencePairDataset, items: np.ndarray, keys: np.ndarray) -> None:
+        self._columns: dict[str, Any] | None = None
+        self._dataset = dataset
+        # The pass the items belong to (a later set_epoch builds another index).
+        self._index = dataset._index
+        self.epoch = dataset._epoch
+        self.items = items
+        self.sample_keys = keys
+
+    @property
+    def columns(self) -> dict[str, Any]:
+        if self._columns is None:
+            pass_ = (self._index, self.epoch)
+            self._columns = self._dataset._materialised(self.items, pass_).columns
+        return self._columns
+
+    @columns.setter
+    def columns(self, value: dict[str, Any]) -> None:
+        self._columns = value
+
+    @property
+    def materialised(self) -> bool:
+        """Whether the ragged rows have been made."""
+        return self._columns is not None
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def keys(self) -> Any:  # type: ignore[override]
+        if self._columns is not None:
+            return self._columns.keys()
+        return ("input_ids", "token_type_ids", self._dataset.label_name, "idx")
+
+    @property
+    def label_name(self) -> str:
+        return self._dataset.label_name
+
+    def mlm_arrays(self, masker: Any, **kwargs: Any) -> tuple[np.ndarray, ...]:
+        """``(input_ids, attention_mask, labels, token_type_ids, pair labels)`` of the batch
+        masked by ``masker`` (an ``MlmMasker`` with token units), keyed by the sample keys,
+        padded as ``kwargs`` say (``seed``, ``epoch``, padding, ``dtype``, ``num_threads``,
+        ``allocate``), in one pass."""
+        ds, index = self._dataset, self._index
+        return _core.pair_mlm_batch(
+            np.asarray(ds.corpus.ids),
+            index["a"],
+            index["b"],
+            index["label"],
+            self.items,
+            self.sample_keys,
+            masker,
+            cls_token_id=ds.cls_token_id,
+            sep_token_id=ds.sep_token_id,
+            **kwargs,
+        )
+
+    def __reduce__(self) -> Any:
+        return (ExampleBatch, (self.columns,))
+
+    def __repr__(self) -> str:
+        state = "materialised" if self.materialised else "rows not made yet"
+        return f"PairBatch({len(self)} examples, {state})"
+
+
+def _fast_indices(indices: Any) -> Any:
+    """``indices`` as the binding reads fastest: a ``range`` or a long list of non-negative
+    ints as a uint64 array (read at once), anything else as a list (checked one by one, which
+    names a bad entry)."""
+    if isinstance(indices, range):
+        if len(indices) and min(indices[0], indices[-1]) >= 0:
+            return np.arange(indices.start, indices.stop, indices.step).astype(np.uint64)
+        return list(indices)
+    if not isinstance(indices, list):
+        indices = list(indices)
+    if len(indices) > 64 and all(type(i) is int for i in indices):
+        try:
+            arr = np.array(indices, dtype=np.int64)
+        except OverflowError:
+            return indices
+        if arr.min() >= 0:
+            return arr.astype(np.uint64)
+    return indices

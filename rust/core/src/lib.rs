@@ -16,6 +16,7 @@ pub mod limits;
 pub mod masking;
 pub mod mining;
 pub mod packing;
+pub mod pair_batch;
 pub mod pairs;
 pub mod parallel;
 pub mod recipes;

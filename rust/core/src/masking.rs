@@ -1431,6 +1431,107 @@ fn replace<O: OutId, D: Draw>(
     }
 }
 
+/// Token masking of one row that a kernel has already written into its output — for the
+/// kernels that build rows straight into the padded batch (sentence pairs:
+/// [`crate::pair_batch`]). `src` is the row's kept tokens (ids checked to be in the
+/// vocabulary), `ids` the same tokens in the output (masked in place), `labels` the row's
+/// labels, all [`IGNORE_INDEX`] (the selected positions get their original ids). Draws from
+/// `rng` exactly what [`MlmJob`] draws for the same kept tokens given without attention or
+/// special-tokens masks, so both make the same batch. `scratch` is reused between rows.
+/// Token units only: the caller checks that [`MlmConfig::needs_words`] is false.
+pub fn mask_written_row<O: OutId>(
+    cfg: &MlmConfig,
+    rng: Rng,
+    src: &[u32],
+    (ids, labels): (&mut [O], &mut [O]),
+    scratch: &mut Vec<u32>,
+) {
+    if cfg.weighted.is_some() {
+        written_row::<O, ByCount>(cfg, rng, src, (ids, labels), scratch);
+    } else {
+        written_row::<O, UniformIds>(cfg, rng, src, (ids, labels), scratch);
+    }
+}
+
+/// [`mask_written_row`] with the replacement pool as a type.
+// long: the rare modes handed to the row kernel, then the exact budget's three steps
+#[inline(always)]
+fn written_row<O: OutId, D: Draw>(
+    cfg: &MlmConfig,
+    mut rng: Rng,
+    src: &[u32],
+    (ids, labels): (&mut [O], &mut [O]),
+    scratch: &mut Vec<u32>,
+) {
+    let table = &cfg.special;
+    let real_tokens = (cfg.rules.budget_base == BudgetBase::RealTokens)
+        .then(|| real_tokens(src, None, cfg.pad_token_id));
+    if cfg.budget == Budget::Bernoulli || cfg.with_replacement {
+        // The rarer modes: the row kernel's own code (the ids are already copied).
+        let row = Row {
+            src,
+            ids,
+            labels,
+            rng,
+            real_tokens,
+        };
+        let eligible = |_: usize, id: i64| !table[id as usize];
+        match cfg.budget {
+            Budget::Bernoulli => row.mask_bernoulli::<D>(cfg, eligible),
+            Budget::Exact { .. } => row.mask_exact::<D>(cfg, eligible),
+        }
+        return;
+    }
+    // Exact budget without replacement, as `Row::mask_exact` and `choose` do it: the eligible
+    // positions in order (written without a branch), a partial Fisher–Yates of `k` of them,
+    // then the replacements in position order.
+    if scratch.len() < src.len() {
+        scratch.resize(src.len(), 0);
+    }
+    let candidates = &mut scratch[..src.len()];
+    let mut n = 0;
+    for (t, &x) in src.iter().enumerate() {
+        candidates[n] = t as u32;
+        n += usize::from(!table[x as usize]);
+    }
+    let k = cfg.budget_of(n, real_tokens.unwrap_or(n));
+    for i in 0..k {
+        let j = i + rng.below((n - i) as u64) as usize;
+        candidates.swap(i, j);
+    }
+    let chosen = &mut candidates[..k];
+    if src.len() <= 256 {
+        // Position order through a bit set (the positions are distinct).
+        let mut bits = [0u64; 4];
+        for &t in chosen.iter() {
+            bits[(t >> 6) as usize] |= 1 << (t & 63);
+        }
+        for (w, mut word) in bits.into_iter().enumerate() {
+            while word != 0 {
+                let t = w * 64 + word.trailing_zeros() as usize;
+                word &= word - 1;
+                replace::<O, D>(
+                    cfg,
+                    &mut rng,
+                    i64::from(src[t]),
+                    (&mut ids[t], &mut labels[t]),
+                );
+            }
+        }
+    } else {
+        chosen.sort_unstable();
+        for &t in chosen.iter() {
+            let t = t as usize;
+            replace::<O, D>(
+                cfg,
+                &mut rng,
+                i64::from(src[t]),
+                (&mut ids[t], &mut labels[t]),
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

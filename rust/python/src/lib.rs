@@ -35,7 +35,7 @@ mod _core {
     use crate::packing::pack;
 
     #[pymodule_export]
-    use crate::pairs::{build_pair_index, pair_rows};
+    use crate::pairs::{build_pair_index, pair_items, pair_mlm_batch, pair_rows};
 
     #[pymodule_export]
     use crate::contrastive::{TokenAugmenter, duplicate_groups};

@@ -225,6 +225,11 @@ pub fn recipe_names() -> PyResult<Vec<&'static str>> {
 }
 
 impl MlmMasker {
+    /// The validated configuration (for the kernels that mask as they build, e.g. pairs).
+    pub(crate) fn config(&self) -> &MlmConfig {
+        &self.cfg
+    }
+
     /// Validates the constructor's arguments (the special ids become the effective set:
     /// pad and mask are always special; the recipe's defaults fill the unset arguments) into a
     /// masker.

@@ -1,20 +1,26 @@
 //! NSP/SOP instance index and materialisation.
 
+use lmobjectives_core::batch::Dtype;
+use lmobjectives_core::masking::PURPOSE;
+use lmobjectives_core::pair_batch::{PairIndexRef, PairMlmJob};
 use lmobjectives_core::pairs::{
     Corpus, PairIndex, PairParams, Task, build_index, materialize, shard_items,
 };
 use lmobjectives_core::recipes::Recipe;
+use lmobjectives_core::rng::Streams;
 use numpy::ndarray::Array2;
 use numpy::{
     Element, IntoPyArray, PyArray1, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
     PyUntypedArray, PyUntypedArrayMethods,
 };
+use numpy::{PyArray2, PyArray3};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
-use crate::convert::pooled1;
+use crate::convert::{Recyclable, pad_spec, pooled1, pooled2};
 use crate::errors::{detached, to_py};
+use crate::masking::MlmMasker;
 
 fn contiguous<'a, T: Element>(a: &'a PyReadonlyArray1<'_, T>, arg: &str) -> PyResult<&'a [T]> {
     a.as_slice()
@@ -185,6 +191,157 @@ pub fn pair_rows<'py>(
                     keys.into_pyarray(py).into_any(),
                 ],
             )
+        })
+    })
+}
+
+/// Items `indices` of the shard `rank`/`world` of a pass of `total` instances (as
+/// [`pair_rows`] reads them): `(items, keys)`, the instances and their global sample keys
+/// `epoch << 40 | instance` (uint64).
+#[pyfunction]
+#[pyo3(signature = (total, indices, *, rank=0, world=1, epoch=0))]
+pub fn pair_items<'py>(
+    py: Python<'py>,
+    #[pyo3(from_py_with = crate::args::int)] total: u64,
+    #[pyo3(from_py_with = crate::args::ints)] indices: Vec<i64>,
+    #[pyo3(from_py_with = crate::args::int)] rank: u64,
+    #[pyo3(from_py_with = crate::args::int)] world: u64,
+    #[pyo3(from_py_with = crate::args::int)] epoch: u64,
+) -> PyResult<Bound<'py, PyTuple>> {
+    crate::errors::guarded(move || {
+        let (items, keys) = shard_items(total, &indices, rank, world, epoch).map_err(to_py)?;
+        PyTuple::new(
+            py,
+            [
+                items.into_pyarray(py).into_any(),
+                keys.into_pyarray(py).into_any(),
+            ],
+        )
+    })
+}
+
+/// Runs a validated pair job into Rust-owned buffers, or with `input_ids`, `attention_mask`
+/// and `labels` in the `(3, rows, width)` array `allocate(shape, dtype)` returns.
+fn run_pair_job<'py, T, O>(
+    py: Python<'py>,
+    job: &PairMlmJob<'_, T>,
+    threads: usize,
+    allocate: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyTuple>>
+where
+    T: lmobjectives_core::batch::TokenId,
+    O: Recyclable,
+{
+    let (rows, width) = (job.rows(), job.width());
+    let Some(allocate) = allocate else {
+        let b = detached(py, || job.run::<O>(threads))?;
+        return PyTuple::new(
+            py,
+            [
+                pooled2(py, rows, width, b.input_ids)?.into_any(),
+                pooled2(py, rows, width, b.attention_mask)?.into_any(),
+                pooled2(py, rows, width, b.labels)?.into_any(),
+                pooled2(py, rows, width, b.token_type_ids)?.into_any(),
+                b.pair_labels.into_pyarray(py).into_any(),
+            ],
+        );
+    };
+    let dtype = numpy::dtype::<O>(py);
+    let obj = allocate.call1(((3usize, rows, width), dtype.str()?))?;
+    let arr = obj.cast::<PyArray3<O>>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "allocate: must return a NumPy array of dtype {dtype}"
+        ))
+    })?;
+    if arr.shape() != [3, rows, width] || !arr.is_c_contiguous() {
+        return Err(PyValueError::new_err(format!(
+            "allocate: must return a C-contiguous array of shape (3, {rows}, {width}), got {:?}",
+            arr.shape()
+        )));
+    }
+    let (types, pair_labels) = {
+        let mut rw = arr
+            .try_readwrite()
+            .map_err(|e| PyValueError::new_err(format!("allocate: array not writeable: {e}")))?;
+        let out = rw
+            .as_slice_mut()
+            .map_err(|e| PyValueError::new_err(format!("allocate: {e}")))?;
+        let (ids, rest) = out.split_at_mut(rows * width);
+        let (attention, labels) = rest.split_at_mut(rows * width);
+        detached(py, || job.run_into(threads, [ids, attention, labels]))?
+    };
+    let types: Bound<'py, PyArray2<O>> = pooled2(py, rows, width, types)?;
+    PyTuple::new(
+        py,
+        [
+            arr.get_item(0)?,
+            arr.get_item(1)?,
+            arr.get_item(2)?,
+            types.into_any(),
+            pair_labels.into_pyarray(py).into_any(),
+        ],
+    )
+}
+
+/// Instances `items` (with sample keys `keys`, from [`pair_items`]) as a masked, padded
+/// BERT/ALBERT pretraining batch made in one pass: `(input_ids, attention_mask, labels,
+/// token_type_ids, pair_labels)`, the same arrays as materialising the rows ([`pair_rows`]),
+/// masking them with `masker` keyed by `keys` and padding the token types. Token masking only.
+// long: one binding: its arguments converted, then the kernel under the panic guard
+#[pyfunction]
+#[pyo3(signature = (
+    ids, a, b, label, items, keys, masker, *, cls_token_id, sep_token_id, seed, epoch=0,
+    max_length=None, truncation=false, pad_to_max_length=false, pad_to_multiple_of=1,
+    padding_side="right", dtype="int64", num_threads=1, allocate=None,
+))]
+#[allow(clippy::too_many_arguments)]
+pub fn pair_mlm_batch<'py>(
+    py: Python<'py>,
+    ids: &Bound<'py, PyAny>,
+    a: PyReadonlyArray2<'py, u64>,
+    b: PyReadonlyArray2<'py, u64>,
+    label: PyReadonlyArray1<'py, u8>,
+    items: PyReadonlyArray1<'py, u64>,
+    keys: PyReadonlyArray1<'py, u64>,
+    masker: &Bound<'py, MlmMasker>,
+    #[pyo3(from_py_with = crate::args::int)] cls_token_id: i64,
+    #[pyo3(from_py_with = crate::args::int)] sep_token_id: i64,
+    #[pyo3(from_py_with = crate::args::int)] seed: u64,
+    #[pyo3(from_py_with = crate::args::int)] epoch: u64,
+    #[pyo3(from_py_with = crate::args::opt_int)] max_length: Option<usize>,
+    truncation: bool,
+    pad_to_max_length: bool,
+    #[pyo3(from_py_with = crate::args::int)] pad_to_multiple_of: usize,
+    padding_side: &str,
+    dtype: &str,
+    #[pyo3(from_py_with = crate::args::int)] num_threads: usize,
+    allocate: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyTuple>> {
+    crate::errors::guarded(move || {
+        let dtype = Dtype::parse("dtype", dtype).map_err(to_py)?;
+        let pad = pad_spec(
+            max_length,
+            truncation,
+            pad_to_max_length,
+            pad_to_multiple_of,
+            padding_side,
+        )?;
+        let index = PairIndexRef {
+            a: ranges(&a, "a")?,
+            b: ranges(&b, "b")?,
+            label: contiguous(&label, "label")?,
+        };
+        let (items, keys) = (contiguous(&items, "items")?, contiguous(&keys, "keys")?);
+        let cfg = masker.get().config();
+        let streams = Streams::new(seed, epoch, PURPOSE);
+        let ends = (cls_token_id, sep_token_id);
+        with_ids!(ids, |slice| {
+            let job = PairMlmJob::new(slice, index, items, ends, cfg, &pad, &streams, keys)
+                .map_err(to_py)?;
+            match dtype {
+                Dtype::I64 => run_pair_job::<_, i64>(py, &job, num_threads, allocate),
+                Dtype::I32 => run_pair_job::<_, i32>(py, &job, num_threads, allocate),
+            }
         })
     })
 }

@@ -45,7 +45,8 @@ def _sub_corpus(corpus: Any, n_docs: int) -> Any:
 
 def _ours(sub: Any, masker: Any, epochs: Any, seed: int, mask: bool, per_call: int) -> Any:
     """One call = one pass of lmobjectives: a fresh epoch's index, then ``per_call`` instances
-    at a time through ``__getitems__`` (and ``masker`` with ``mask``)."""
+    at a time through ``__getitems__`` and ``masker`` with ``mask`` (one pass from the index
+    to the padded, masked arrays), else the ragged rows of the instances."""
     from lmobjectives.pairs import SentencePairDataset
 
     def one_pass(_: Any) -> int:
@@ -54,7 +55,9 @@ def _ours(sub: Any, masker: Any, epochs: Any, seed: int, mask: bool, per_call: i
         for start in range(0, n, per_call):
             batch = ds.__getitems__(range(start, min(n, start + per_call)))
             if mask:
-                masker(batch)
+                masker(batch)  # token masking: rows built, masked and padded in one pass
+            else:
+                _ = batch.columns  # the rows themselves (made when first read)
         return n
 
     return one_pass
