@@ -173,6 +173,26 @@ impl<O> BufferPool<O> {
     /// An empty buffer with room for `n` values: the smallest waiting one that holds `n`
     /// without being more than twice as large, else a new one.
     pub fn take(&self, n: usize) -> Vec<O> {
+        let mut buf = self.take_any(n);
+        buf.clear();
+        buf
+    }
+
+    /// A buffer of exactly `n` values whose contents are unspecified — a recycled buffer keeps
+    /// what it held, only growth is zeroed — for callers that overwrite every value (no
+    /// memset of the whole buffer up front).
+    pub fn take_len(&self, n: usize) -> Vec<O>
+    where
+        O: Clone + Default,
+    {
+        let mut buf = self.take_any(n);
+        buf.resize(n, O::default());
+        buf
+    }
+
+    /// The smallest waiting buffer that holds `n` values without being more than twice as
+    /// large, as it was given back (contents kept), else a new empty one.
+    fn take_any(&self, n: usize) -> Vec<O> {
         if Self::bytes(n) >= POOL_MIN_BYTES
             && let Ok(mut guard) = self.free.try_lock()
         {
@@ -184,9 +204,8 @@ impl<O> BufferPool<O> {
                 .min_by_key(|(_, b)| b.capacity())
                 .map(|(i, _)| i);
             if let Some(i) = best {
-                let mut buf = bufs.swap_remove(i);
+                let buf = bufs.swap_remove(i);
                 *total -= Self::bytes(buf.capacity());
-                buf.clear();
                 return buf;
             }
         }
@@ -511,9 +530,10 @@ impl PadSpec {
 /// for every row, on `threads` threads. Each row is zero-filled when `fill` sees it, so a
 /// kernel writes only what differs from zero.
 ///
-/// On one thread the buffers grow row by row, so the zeroing of a row happens in cache just
-/// before the kernel writes it (each output byte goes to memory once); on several threads
-/// the buffers are allocated zeroed and split by rows.
+/// Either way the zeroing of a row happens in cache just before the kernel writes it, so each
+/// output byte goes to memory once: on one thread the buffers grow row by row; on several,
+/// recycled buffers are taken as they are (no serial memset of the whole batch) and each
+/// worker zeroes its rows.
 pub fn fill_rows<O, F, const K: usize>(
     threads: usize,
     rows: usize,
@@ -536,11 +556,7 @@ where
         }
         return Ok(bufs);
     }
-    let mut bufs: [Vec<O>; K] = std::array::from_fn(|_| {
-        let mut b = O::pool().take(n);
-        b.resize(n, O::default());
-        b
-    });
+    let mut bufs: [Vec<O>; K] = std::array::from_fn(|_| O::pool().take_len(n));
     {
         let mut chunks = bufs.each_mut().map(|b| b.chunks_mut(width));
         let mut per_row: Vec<[&mut [O]; K]> = Vec::with_capacity(rows);
@@ -548,7 +564,10 @@ where
             per_row.push(chunks.each_mut().map(|c| c.next().unwrap_or_default()));
         }
         crate::parallel::for_each_mut(threads, &mut per_row, |r, row| {
-            let row = std::mem::replace(row, std::array::from_fn(|_| Default::default()));
+            let mut row = std::mem::replace(row, std::array::from_fn(|_| Default::default()));
+            for b in row.iter_mut() {
+                b.fill(O::default());
+            }
             fill(r, row);
         })?;
     }
@@ -713,5 +732,37 @@ mod tests {
         assert_eq!(one[1][5 * 7], -5);
         assert_eq!(one, run(2));
         assert_eq!(one, run(4));
+    }
+
+    #[test]
+    fn take_len_keeps_a_recycled_buffers_contents_and_zeroes_growth() {
+        let pool = BufferPool::<i64>::new();
+        let n = POOL_MIN_BYTES / 4;
+        pool.give(vec![7; n]);
+        let b = pool.take_len(n - 3);
+        assert_eq!(b.len(), n - 3);
+        assert!(
+            b.iter().all(|&x| x == 7),
+            "contents kept (the control for the next test)"
+        );
+        pool.give(b);
+        let c = pool.take_len(n);
+        assert_eq!(&c[n - 3..], &[0, 0, 0]);
+        assert!(pool.take(n).is_empty());
+    }
+
+    #[test]
+    fn parallel_rows_start_zeroed_from_dirty_recycled_buffers() {
+        let (rows, width) = (64, POOL_MIN_BYTES / 8 / 16);
+        for _ in 0..3 {
+            i64::pool().give(vec![-9; rows * width]);
+            let [a] = fill_rows::<i64, _, 1>(2, rows, width, |r, [a]| {
+                assert!(a.iter().all(|&x| x == 0), "row {r} starts zeroed");
+                a[r % width] = r as i64 + 1;
+            })
+            .unwrap();
+            assert_eq!(a.iter().filter(|&&x| x != 0).count(), rows);
+            i64::pool().give(a);
+        }
     }
 }
