@@ -211,8 +211,20 @@ pub fn ints<T: IntArg>(obj: &Bound<'_, PyAny>) -> PyResult<Vec<T>> {
     items(obj)?
         .iter()
         .enumerate()
-        .map(|(i, x)| int_named(x, &format!("{{arg}}[{i}]")))
+        .map(|(i, x)| int_at(&x, i))
         .collect()
+}
+
+/// Item `i` of a list of integers: the common case without building its name; anything else
+/// goes through [`int_named`], which names `{arg}[i]` in the error.
+fn int_at<T: IntArg>(x: &Bound<'_, PyAny>, i: usize) -> PyResult<T> {
+    if !is_bool(x)
+        && let Ok(v) = x.extract::<i128>()
+        && let Ok(v) = T::try_from(v)
+    {
+        return Ok(v);
+    }
+    int_named(x, &format!("{{arg}}[{i}]"))
 }
 
 /// An optional list of integers.
