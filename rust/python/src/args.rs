@@ -211,7 +211,7 @@ pub fn ints<T: IntArg>(obj: &Bound<'_, PyAny>) -> PyResult<Vec<T>> {
     items(obj)?
         .iter()
         .enumerate()
-        .map(|(i, x)| int_at(&x, i))
+        .map(|(i, x)| int_at(x, i))
         .collect()
 }
 
