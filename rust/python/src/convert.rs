@@ -9,15 +9,16 @@ use lmobjectives_core::batch::{
 use lmobjectives_core::rng::RowKeys;
 use numpy::ndarray::{Array2, ArrayView2};
 use numpy::{
-    Element, IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
-    PyUntypedArray, PyUntypedArrayMethods,
+    Element, IntoPyArray, PyArray1, PyArray2, PyArray3, PyArrayMethods, PyReadonlyArray1,
+    PyReadonlyArray2, PyUntypedArray, PyUntypedArrayMethods,
 };
 use pyo3::PyErr;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyFloat, PyList, PyTuple};
 
-use crate::errors::to_py;
+use crate::errors::{detached, to_py};
+use lmobjectives_core::CoreError;
 
 /// Token rows as the kernels see them: a dense 2-D array read in place, or rows gathered
 /// from Python lists / 1-D arrays into one flat buffer.
@@ -811,4 +812,46 @@ pub fn row_keys(sample_ids: &Option<Vec<u64>>, batch_index: u64) -> RowKeys<'_> 
         Some(ids) => RowKeys::Samples(ids),
         None => RowKeys::Batch { index: batch_index },
     }
+}
+
+/// Calls `allocate((3, rows, width), dtype)` (e.g. a view of a shared-memory or pinned tensor),
+/// checks that it returned a writeable, C-contiguous `O` array of that shape, and runs `fill`
+/// on its three `rows × width` planes with the GIL released. Returns the array and what `fill`
+/// returned.
+pub fn fill_allocated<'py, O, R>(
+    py: Python<'py>,
+    allocate: &Bound<'py, PyAny>,
+    (rows, width): (usize, usize),
+    fill: impl Send + FnOnce([&mut [O]; 3]) -> Result<R, CoreError>,
+) -> PyResult<(Bound<'py, PyArray3<O>>, R)>
+where
+    O: Element + Send,
+    R: Send,
+{
+    let dtype = numpy::dtype::<O>(py);
+    let obj = allocate.call1(((3usize, rows, width), dtype.str()?))?;
+    let arr = obj.cast::<PyArray3<O>>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "allocate: must return a NumPy array of dtype {dtype}, got {}",
+            type_name(&obj)
+        ))
+    })?;
+    if arr.shape() != [3, rows, width] || !arr.is_c_contiguous() {
+        return Err(PyValueError::new_err(format!(
+            "allocate: must return a C-contiguous array of shape (3, {rows}, {width}), got {:?}",
+            arr.shape()
+        )));
+    }
+    let result = {
+        let mut rw = arr
+            .try_readwrite()
+            .map_err(|e| PyValueError::new_err(format!("allocate: array not writeable: {e}")))?;
+        let out = rw
+            .as_slice_mut()
+            .map_err(|e| PyValueError::new_err(format!("allocate: {e}")))?;
+        let (ids, rest) = out.split_at_mut(rows * width);
+        let (attention, labels) = rest.split_at_mut(rows * width);
+        detached(py, || fill([ids, attention, labels]))?
+    };
+    Ok((arr.clone(), result))
 }

@@ -7,14 +7,13 @@ use lmobjectives_core::masking::{
 };
 use lmobjectives_core::recipes::{Family, RECIPES, Recipe, resolve_masking};
 use lmobjectives_core::rng::Streams;
-use numpy::{PyArray2, PyArray3, PyArrayMethods, PyUntypedArrayMethods};
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use numpy::PyArray2;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
 use crate::convert::{
-    Recyclable, id_rows, key_name, mask_rows, pad_spec, pooled2, ragged, row_keys, sample_keys,
-    unless_all_ones, word_id_rows,
+    Recyclable, fill_allocated, id_rows, key_name, mask_rows, pad_spec, pooled2, ragged, row_keys,
+    sample_keys, unless_all_ones, word_id_rows,
 };
 use crate::errors::{detached, to_py};
 use crate::with_rows;
@@ -118,36 +117,8 @@ where
         let b = detached(py, || job.run::<O>(threads))?;
         return arrays(py, b)?.into_pyobject(py);
     };
-    let (rows, width) = (job.rows(), job.width());
-    let dtype = numpy::dtype::<O>(py);
-    let obj = allocate.call1(((3usize, rows, width), dtype.str()?))?;
-    let arr = obj.cast::<PyArray3<O>>().map_err(|_| {
-        PyTypeError::new_err(format!(
-            "allocate: must return a NumPy array of dtype {dtype}, got {}",
-            obj.get_type()
-                .name()
-                .map(|n| n.to_string())
-                .unwrap_or_default()
-        ))
-    })?;
-    if arr.shape() != [3, rows, width] || !arr.is_c_contiguous() {
-        return Err(PyValueError::new_err(format!(
-            "allocate: must return a C-contiguous array of shape (3, {rows}, {width}), got {:?}",
-            arr.shape()
-        )));
-    }
-    {
-        let mut rw = arr
-            .try_readwrite()
-            .map_err(|e| PyValueError::new_err(format!("allocate: array not writeable: {e}")))?;
-        let out = rw
-            .as_slice_mut()
-            .map_err(|e| PyValueError::new_err(format!("allocate: {e}")))?;
-        let n = rows * width;
-        let (ids, rest) = out.split_at_mut(n);
-        let (attention, labels) = rest.split_at_mut(n);
-        detached(py, || job.run_into(threads, [ids, attention, labels]))?;
-    }
+    let dims = (job.rows(), job.width());
+    let (arr, ()) = fill_allocated::<O, _>(py, allocate, dims, |out| job.run_into(threads, out))?;
     PyTuple::new(py, [arr.get_item(0)?, arr.get_item(1)?, arr.get_item(2)?])
 }
 

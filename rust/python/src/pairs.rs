@@ -8,17 +8,17 @@ use lmobjectives_core::pairs::{
 };
 use lmobjectives_core::recipes::Recipe;
 use lmobjectives_core::rng::Streams;
+use numpy::PyArray2;
 use numpy::ndarray::Array2;
 use numpy::{
     Element, IntoPyArray, PyArray1, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
     PyUntypedArray, PyUntypedArrayMethods,
 };
-use numpy::{PyArray2, PyArray3};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
-use crate::convert::{Recyclable, pad_spec, pooled1, pooled2};
+use crate::convert::{Recyclable, fill_allocated, pad_spec, pooled1, pooled2};
 use crate::errors::{detached, to_py};
 use crate::masking::MlmMasker;
 
@@ -246,30 +246,9 @@ where
             ],
         );
     };
-    let dtype = numpy::dtype::<O>(py);
-    let obj = allocate.call1(((3usize, rows, width), dtype.str()?))?;
-    let arr = obj.cast::<PyArray3<O>>().map_err(|_| {
-        PyTypeError::new_err(format!(
-            "allocate: must return a NumPy array of dtype {dtype}"
-        ))
+    let (arr, (types, pair_labels)) = fill_allocated(py, allocate, (rows, width), |out| {
+        job.run_into(threads, out)
     })?;
-    if arr.shape() != [3, rows, width] || !arr.is_c_contiguous() {
-        return Err(PyValueError::new_err(format!(
-            "allocate: must return a C-contiguous array of shape (3, {rows}, {width}), got {:?}",
-            arr.shape()
-        )));
-    }
-    let (types, pair_labels) = {
-        let mut rw = arr
-            .try_readwrite()
-            .map_err(|e| PyValueError::new_err(format!("allocate: array not writeable: {e}")))?;
-        let out = rw
-            .as_slice_mut()
-            .map_err(|e| PyValueError::new_err(format!("allocate: {e}")))?;
-        let (ids, rest) = out.split_at_mut(rows * width);
-        let (attention, labels) = rest.split_at_mut(rows * width);
-        detached(py, || job.run_into(threads, [ids, attention, labels]))?
-    };
     let types: Bound<'py, PyArray2<O>> = pooled2(py, rows, width, types)?;
     PyTuple::new(
         py,
