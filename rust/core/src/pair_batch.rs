@@ -14,7 +14,7 @@
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::batch::{OutId, PadSpec, Ragged, TokenId, fill_rows, fill_rows_into};
+use crate::batch::{OutId, PadSpec, Ragged, TokenId, overwrite_rows, overwrite_rows_into};
 use crate::ids::{IGNORE_INDEX, check_row_ids};
 use crate::masking::{MlmConfig, mask_written_row};
 use crate::parallel::threads_for;
@@ -23,6 +23,10 @@ use crate::{CoreError, Result};
 
 /// Tokens per thread below which more threads do not pay for the hand-off (as masking).
 const GRAIN_TOKENS: usize = 32 * 1024;
+
+/// How many rows ahead a row reads the first corpus tokens of a later row's A and B, so that
+/// their cache misses overlap with this row's work (see [`PairMlmJob::touch_ahead`]).
+const AHEAD: usize = 4;
 
 /// A masked, padded pair batch: four `rows × width` row-major buffers and one pair label per
 /// row.
@@ -200,7 +204,7 @@ impl<'a, T: TokenId> PairMlmJob<'a, T> {
         let threads = self.threads(threads);
         let bad = AtomicBool::new(false);
         let [input_ids, attention_mask, labels, token_type_ids] =
-            fill_rows(threads, self.rows(), self.width, |r, row| {
+            overwrite_rows(threads, self.rows(), self.width, |r, row| {
                 self.fill_row(r, row, &bad)
             })?;
         if bad.load(Ordering::Relaxed) {
@@ -235,11 +239,11 @@ impl<'a, T: TokenId> PairMlmJob<'a, T> {
                 ),
             ));
         }
-        let mut types = O::pool().take(n);
+        let mut types = O::pool().take_stale(n);
         types.resize(n, O::default());
         let [ids, attention, labels] = out;
         let bad = AtomicBool::new(false);
-        fill_rows_into(
+        overwrite_rows_into(
             self.threads(threads),
             self.width,
             [ids, attention, labels, &mut types[..]],
@@ -251,14 +255,28 @@ impl<'a, T: TokenId> PairMlmJob<'a, T> {
         Ok((types, self.pair_labels()))
     }
 
-    /// Writes row `r` into zeroed `[ids, attention, labels, token types]` rows; sets `bad`
-    /// (and leaves the row unmasked) when one of its tokens is outside the vocabulary.
+    /// Reads the first token of A and of B of row `r + AHEAD`: their cache lines (random
+    /// places in the corpus) are then on their way while this row is written. (A load, not a
+    /// prefetch instruction: those need `unsafe`.)
+    #[inline(always)]
+    fn touch_ahead(&self, r: usize) {
+        if let Some(&i) = self.items.get(r + AHEAD) {
+            let i = i as usize;
+            let first = |[lo, _]: [u64; 2]| self.ids.get(lo as usize).map_or(0, |x| x.to_i64());
+            std::hint::black_box(first(self.index.a[i]) ^ first(self.index.b[i]));
+        }
+    }
+
+    /// Writes every value of row `r` of `[ids, attention, labels, token types]` (their prior
+    /// content is overwritten); sets `bad` (and leaves the rows as they were) when one of its
+    /// tokens is outside the vocabulary.
     fn fill_row<O: OutId>(
         &self,
         r: usize,
         [ids, attention, labels, types]: [&mut [O]; 4],
         bad: &AtomicBool,
     ) {
+        self.touch_ahead(r);
         let i = self.items[r] as usize;
         let (a, b) = (
             span(self.ids, self.index.a[i]),
@@ -281,20 +299,24 @@ impl<'a, T: TokenId> PairMlmJob<'a, T> {
             }
             let kept = self.pad.kept(src.len());
             let start = self.pad.start(kept, self.width);
-            let region = start..start + kept;
+            let end = start + kept;
+            let region = start..end;
             let src = &src[..kept];
-            let pad_id = self.cfg.pad_token_id();
-            if pad_id != 0 {
-                let pad_id = O::from_i64(i64::from(pad_id));
-                ids[..start].fill(pad_id);
-                ids[start + kept..].fill(pad_id);
-            }
+            let (zero, one) = (O::default(), O::from_i64(1));
+            let pad_id = O::from_i64(i64::from(self.cfg.pad_token_id()));
+            ids[..start].fill(pad_id);
             for (d, &x) in ids[region.clone()].iter_mut().zip(src) {
                 *d = O::from_i64(i64::from(x));
             }
-            attention[region.clone()].fill(O::from_i64(1));
+            ids[end..].fill(pad_id);
+            attention[..start].fill(zero);
+            attention[region.clone()].fill(one);
+            attention[end..].fill(zero);
             // Segment B starts after the first [SEP].
-            types[start + (a.len() + 2).min(kept)..start + kept].fill(O::from_i64(1));
+            let b_start = start + (a.len() + 2).min(kept);
+            types[..b_start].fill(zero);
+            types[b_start..end].fill(one);
+            types[end..].fill(zero);
             labels.fill(O::from_i64(IGNORE_INDEX));
             let rng = self.streams.row(&RowKeys::Samples(self.keys), r);
             mask_written_row(
@@ -437,6 +459,82 @@ mod tests {
                             .unwrap();
                     assert_ne!(moved.input_ids, want.input_ids);
                 }
+            }
+        }
+    }
+
+    /// Recycled buffers hold old values and the one-pass batch overwrites them all: with the
+    /// pool stocked with garbage-filled buffers of the batch's size, the batch is still the
+    /// composition's (every dtype, one and several threads, into given buffers too).
+    // long: the batch, the stocked pool, then each way of running it
+    #[test]
+    fn recycled_buffers_are_overwritten() {
+        let mut g = Rng::from_seed(5);
+        let ids: Vec<u16> = (0..8000).map(|_| 5 + g.below(35) as u16).collect();
+        let n = 400;
+        let (mut a, mut b, mut label) = (vec![], vec![], vec![]);
+        for _ in 0..n {
+            let (la, lb) = (1 + g.below(60), 1 + g.below(60));
+            let (sa, sb) = (g.below(7900), g.below(7900));
+            a.push([sa, sa + la]);
+            b.push([sb, sb + lb]);
+            label.push(g.below(2) as u8);
+        }
+        let index = PairIndexRef {
+            a: &a,
+            b: &b,
+            label: &label,
+        };
+        let specials = [0i64, 1, 2, 3];
+        let cfg = MlmConfig::new(&MlmParams::new(40, 1, 0, &specials)).unwrap();
+        let streams = Streams::new(3, 1, PURPOSE);
+        let items: Vec<u64> = (0..n as u64).rev().collect();
+        let keys: Vec<u64> = items.iter().map(|&i| (1 << 40) | i).collect();
+        for spec in [
+            PadSpec {
+                max_length: Some(128),
+                pad_to_max_length: true,
+                truncation: true,
+                ..PadSpec::default()
+            },
+            PadSpec {
+                max_length: Some(128),
+                pad_to_max_length: true,
+                truncation: true,
+                side: Side::Left,
+                ..PadSpec::default()
+            },
+        ] {
+            let want = composed(&ids, index, &items, &cfg, &spec, &streams, &keys).unwrap();
+            let job =
+                PairMlmJob::new(&ids, index, &items, (2, 3), &cfg, &spec, &streams, &keys).unwrap();
+            let size = job.rows() * job.width();
+            assert!(
+                size * 4 >= crate::batch::POOL_MIN_BYTES,
+                "buffers too small to be pooled"
+            );
+            for threads in [1, 2, 3] {
+                for _ in 0..4 {
+                    i64::pool().give(vec![-7; size]);
+                    i32::pool().give(vec![-7; size]);
+                }
+                assert_eq!(job.run::<i64>(threads).unwrap(), want, "{threads} threads");
+                let got = job.run::<i32>(threads).unwrap();
+                let wide = |v: &[i32]| v.iter().map(|&x| i64::from(x)).collect::<Vec<_>>();
+                assert_eq!(wide(&got.input_ids), want.input_ids);
+                assert_eq!(wide(&got.attention_mask), want.attention_mask);
+                assert_eq!(wide(&got.labels), want.labels);
+                assert_eq!(wide(&got.token_type_ids), want.token_type_ids);
+                let mut out = [vec![-9i64; size], vec![-9; size], vec![-9; size]];
+                let [x, y, z] = &mut out;
+                let (types, pairs) = job.run_into::<i64>(threads, [x, y, z]).unwrap();
+                assert_eq!(out[0], want.input_ids);
+                assert_eq!(out[1], want.attention_mask);
+                assert_eq!(out[2], want.labels);
+                assert_eq!(
+                    (types, pairs),
+                    (want.token_type_ids.clone(), want.pair_labels.clone())
+                );
             }
         }
     }
