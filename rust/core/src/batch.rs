@@ -190,15 +190,6 @@ impl<O> BufferPool<O> {
         buf
     }
 
-    /// A buffer with room for `n` values holding at most `n` of them, unspecified (a recycled
-    /// buffer keeps up to `n` of the values it held; a new one is empty), for callers that
-    /// grow it only where it is short and then overwrite every value.
-    pub fn take_stale(&self, n: usize) -> Vec<O> {
-        let mut buf = self.take_any(n);
-        buf.truncate(n);
-        buf
-    }
-
     /// The smallest waiting buffer that holds `n` values without being more than twice as
     /// large, as it was given back (contents kept), else a new empty one.
     fn take_any(&self, n: usize) -> Vec<O> {
@@ -617,83 +608,6 @@ where
     })
 }
 
-/// Like [`fill_rows`] for a `fill` that writes **every** value of the rows it is given: rows
-/// are not zeroed first, so each output value is written once. Recycled buffers are taken
-/// with their old values (see [`BufferPool::take_stale`]); on one thread a buffer that is
-/// short grows row by row (zeroed in cache just before `fill` overwrites the row), on several
-/// it is zero-extended once up front.
-pub fn overwrite_rows<O, F, const K: usize>(
-    threads: usize,
-    rows: usize,
-    width: usize,
-    fill: F,
-) -> Result<[Vec<O>; K]>
-where
-    O: OutId,
-    F: Fn(usize, [&mut [O]; K]) + Sync + Send,
-{
-    let n = rows * width;
-    let mut bufs: [Vec<O>; K] = std::array::from_fn(|_| O::pool().take_stale(n));
-    if crate::parallel::resolve_threads(threads) <= 1 || rows <= 1 || width == 0 {
-        for r in 0..rows {
-            let base = r * width;
-            for b in bufs.iter_mut() {
-                if b.len() < base + width {
-                    b.resize(base + width, O::default());
-                }
-            }
-            fill(r, bufs.each_mut().map(|b| &mut b[base..base + width]));
-        }
-        return Ok(bufs);
-    }
-    for b in bufs.iter_mut() {
-        b.resize(n, O::default());
-    }
-    {
-        let mut chunks = bufs.each_mut().map(|b| b.chunks_mut(width));
-        let mut per_row: Vec<[&mut [O]; K]> = Vec::with_capacity(rows);
-        for _ in 0..rows {
-            per_row.push(chunks.each_mut().map(|c| c.next().unwrap_or_default()));
-        }
-        crate::parallel::for_each_mut(threads, &mut per_row, |r, row| {
-            let row = std::mem::replace(row, std::array::from_fn(|_| Default::default()));
-            fill(r, row);
-        })?;
-    }
-    Ok(bufs)
-}
-
-/// Like [`fill_rows_into`] for a `fill` that writes every value of its rows (see
-/// [`overwrite_rows`]): the rows are not zeroed first.
-pub fn overwrite_rows_into<O, F, const K: usize>(
-    threads: usize,
-    width: usize,
-    bufs: [&mut [O]; K],
-    fill: F,
-) -> Result<()>
-where
-    O: Copy + Default + Send + Sync,
-    F: Fn(usize, [&mut [O]; K]) + Sync + Send,
-{
-    let n = bufs.first().map_or(0, |b| b.len());
-    if width == 0 || !n.is_multiple_of(width) || bufs.iter().any(|b| b.len() != n) {
-        return Err(CoreError::shape(
-            "out",
-            format!("output buffers must all hold rows × {width} values"),
-        ));
-    }
-    let rows = n / width;
-    let mut chunks = bufs.map(|b| b.chunks_mut(width));
-    let mut per_row: Vec<[&mut [O]; K]> = Vec::with_capacity(rows);
-    for _ in 0..rows {
-        per_row.push(chunks.each_mut().map(|c| c.next().unwrap_or_default()));
-    }
-    crate::parallel::for_each_mut(threads, &mut per_row, |r, row| {
-        let row = std::mem::replace(row, std::array::from_fn(|_| Default::default()));
-        fill(r, row);
-    })
-}
-
 /// Pads aligned per-token values (e.g. `token_type_ids`) into a `rows × width` rectangle.
 pub fn pad<T: TokenId, O: OutId>(
     arg: &str,
@@ -719,41 +633,6 @@ pub fn pad<T: TokenId, O: OutId>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// `take_stale` hands back a recycled buffer's old values (what [`overwrite_rows`] must
-    /// overwrite), and `overwrite_rows` gives `fill_rows`' buffers for a fill that writes
-    /// every value, on recycled garbage-filled buffers too.
-    #[test]
-    fn overwrite_rows_equals_fill_rows() {
-        let local = BufferPool::<i64>::new();
-        local.give(vec![-7; 10_000]);
-        let stale = local.take_stale(9_000);
-        assert_eq!((stale.len(), stale[8_999]), (9_000, -7));
-        assert!(local.take_stale(9_000).is_empty());
-        let (rows, width) = (97, 130);
-        let every = |r: usize, [x, y]: [&mut [i64]; 2]| {
-            for (c, (p, q)) in x.iter_mut().zip(y.iter_mut()).enumerate() {
-                *p = (r * 1000 + c) as i64;
-                *q = if c % 3 == 0 { 0 } else { -(r as i64) };
-            }
-        };
-        let want: [Vec<i64>; 2] = fill_rows(1, rows, width, every).unwrap();
-        for threads in [1, 2, 3] {
-            i64::pool().give(vec![-7; rows * width]);
-            i64::pool().give(vec![-7; rows * width]);
-            let got: [Vec<i64>; 2] = overwrite_rows(threads, rows, width, every).unwrap();
-            assert_eq!(got, want, "{threads} threads");
-            let mut out = [vec![-7i64; rows * width], vec![-7; rows * width]];
-            let [x, y] = &mut out;
-            overwrite_rows_into(threads, width, [x, y], every).unwrap();
-            assert_eq!(out, want);
-        }
-        // Control: a fill that skips a value leaves what the buffer held.
-        let mut out = [vec![-7i64; rows * width]];
-        let [x] = &mut out;
-        overwrite_rows_into(1, width, [x], |_, [row]| row[1..].fill(0)).unwrap();
-        assert_eq!((out[0][0], out[0][1]), (-7, 0));
-    }
 
     #[test]
     fn ragged_validation() {

@@ -14,7 +14,7 @@
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::batch::{OutId, PadSpec, Ragged, TokenId, overwrite_rows, overwrite_rows_into};
+use crate::batch::{OutId, PadSpec, Ragged, TokenId, fill_rows, fill_rows_into};
 use crate::ids::{IGNORE_INDEX, check_row_ids};
 use crate::masking::{MlmConfig, mask_written_row};
 use crate::parallel::threads_for;
@@ -23,10 +23,6 @@ use crate::{CoreError, Result};
 
 /// Tokens per thread below which more threads do not pay for the hand-off (as masking).
 const GRAIN_TOKENS: usize = 32 * 1024;
-
-/// How many rows ahead a row reads the first corpus tokens of a later row's A and B, so that
-/// their cache misses overlap with this row's work (see [`PairMlmJob::touch_ahead`]).
-const AHEAD: usize = 4;
 
 /// A masked, padded pair batch: four `rows × width` row-major buffers and one pair label per
 /// row.
@@ -204,7 +200,7 @@ impl<'a, T: TokenId> PairMlmJob<'a, T> {
         let threads = self.threads(threads);
         let bad = AtomicBool::new(false);
         let [input_ids, attention_mask, labels, token_type_ids] =
-            overwrite_rows(threads, self.rows(), self.width, |r, row| {
+            fill_rows(threads, self.rows(), self.width, |r, row| {
                 self.fill_row(r, row, &bad)
             })?;
         if bad.load(Ordering::Relaxed) {
@@ -239,11 +235,11 @@ impl<'a, T: TokenId> PairMlmJob<'a, T> {
                 ),
             ));
         }
-        let mut types = O::pool().take_stale(n);
+        let mut types = O::pool().take(n);
         types.resize(n, O::default());
         let [ids, attention, labels] = out;
         let bad = AtomicBool::new(false);
-        overwrite_rows_into(
+        fill_rows_into(
             self.threads(threads),
             self.width,
             [ids, attention, labels, &mut types[..]],
@@ -255,28 +251,14 @@ impl<'a, T: TokenId> PairMlmJob<'a, T> {
         Ok((types, self.pair_labels()))
     }
 
-    /// Reads the first token of A and of B of row `r + AHEAD`: their cache lines (random
-    /// places in the corpus) are then on their way while this row is written. (A load, not a
-    /// prefetch instruction: those need `unsafe`.)
-    #[inline(always)]
-    fn touch_ahead(&self, r: usize) {
-        if let Some(&i) = self.items.get(r + AHEAD) {
-            let i = i as usize;
-            let first = |[lo, _]: [u64; 2]| self.ids.get(lo as usize).map_or(0, |x| x.to_i64());
-            std::hint::black_box(first(self.index.a[i]) ^ first(self.index.b[i]));
-        }
-    }
-
-    /// Writes every value of row `r` of `[ids, attention, labels, token types]` (their prior
-    /// content is overwritten); sets `bad` (and leaves the rows as they were) when one of its
-    /// tokens is outside the vocabulary.
+    /// Writes row `r` into zeroed `[ids, attention, labels, token types]` rows; sets `bad`
+    /// (and leaves the row unmasked) when one of its tokens is outside the vocabulary.
     fn fill_row<O: OutId>(
         &self,
         r: usize,
         [ids, attention, labels, types]: [&mut [O]; 4],
         bad: &AtomicBool,
     ) {
-        self.touch_ahead(r);
         let i = self.items[r] as usize;
         let (a, b) = (
             span(self.ids, self.index.a[i]),
@@ -299,24 +281,20 @@ impl<'a, T: TokenId> PairMlmJob<'a, T> {
             }
             let kept = self.pad.kept(src.len());
             let start = self.pad.start(kept, self.width);
-            let end = start + kept;
-            let region = start..end;
+            let region = start..start + kept;
             let src = &src[..kept];
-            let (zero, one) = (O::default(), O::from_i64(1));
-            let pad_id = O::from_i64(i64::from(self.cfg.pad_token_id()));
-            ids[..start].fill(pad_id);
+            let pad_id = self.cfg.pad_token_id();
+            if pad_id != 0 {
+                let pad_id = O::from_i64(i64::from(pad_id));
+                ids[..start].fill(pad_id);
+                ids[start + kept..].fill(pad_id);
+            }
             for (d, &x) in ids[region.clone()].iter_mut().zip(src) {
                 *d = O::from_i64(i64::from(x));
             }
-            ids[end..].fill(pad_id);
-            attention[..start].fill(zero);
-            attention[region.clone()].fill(one);
-            attention[end..].fill(zero);
+            attention[region.clone()].fill(O::from_i64(1));
             // Segment B starts after the first [SEP].
-            let b_start = start + (a.len() + 2).min(kept);
-            types[..b_start].fill(zero);
-            types[b_start..end].fill(one);
-            types[end..].fill(zero);
+            types[start + (a.len() + 2).min(kept)..start + kept].fill(O::from_i64(1));
             labels.fill(O::from_i64(IGNORE_INDEX));
             let rng = self.streams.row(&RowKeys::Samples(self.keys), r);
             mask_written_row(
@@ -463,9 +441,9 @@ mod tests {
         }
     }
 
-    /// Recycled buffers hold old values and the one-pass batch overwrites them all: with the
-    /// pool stocked with garbage-filled buffers of the batch's size, the batch is still the
-    /// composition's (every dtype, one and several threads, into given buffers too).
+    /// Recycled buffers hold old values (taken as they are on several threads) and none of them
+    /// shows: with the pool stocked with garbage-filled buffers of the batch's size, the batch
+    /// is still the composition's (every dtype, one and several threads, into given buffers).
     // long: the batch, the stocked pool, then each way of running it
     #[test]
     fn recycled_buffers_are_overwritten() {
