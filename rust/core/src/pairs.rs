@@ -317,6 +317,7 @@ fn build<T: Sync, S: Side>(
             let first = lo + t * WALK_GRAIN;
             walk_interleaved(corpus, params, &streams, first, out, width);
         })?;
+        walked.reserve(block.iter().map(Vec::len).sum());
         for (a, b, l) in block.drain(..).flatten() {
             walked.push(a, b, l);
         }
@@ -382,6 +383,13 @@ impl<S: Side> Walked<S> {
             label: Vec::new(),
             len_bits,
         }
+    }
+
+    /// Room for `more` instances (each column grows once a block, not by doubling).
+    fn reserve(&mut self, more: usize) {
+        self.a.reserve(more);
+        self.b.reserve(more);
+        self.label.reserve(more);
     }
 
     fn push(&mut self, a: [u64; 2], b: [u64; 2], label: u8) {
@@ -598,7 +606,8 @@ async fn document_instances<T>(
 ) -> Vec<Instance> {
     let mut rng = streams.row(&RowKeys::Samples(&[d as u64]), 0);
     let rng = &mut rng;
-    let mut out = Vec::new();
+    // (Room for the usual count: about one instance per four sentences.)
+    let mut out = Vec::with_capacity(corpus.sentences(d).len() / 4 + 1);
     let sentences = corpus.sentences(d);
     let (first, n) = (sentences.start, sentences.len());
     let max_tokens = p.max_seq_length - 3;
