@@ -466,6 +466,23 @@ class _SpanCollator(Collator):
 
     # -- the batch -------------------------------------------------------------------------
 
+    def _normalize(self, examples: Any) -> Rows:
+        # The common batch, a list of dicts of rows (what a map-style dataset hands a
+        # DataLoader), is read by the kernel in one pass; the rows are converted (and bad ones
+        # named) by `corrupt`, as any rows. Every other batch, and every batch that is not
+        # exactly of that form, goes through the general normaliser.
+        if type(examples) is list:
+            columns = self._kernel.example_columns(examples)
+            if columns is not None:
+                input_ids, attention_mask, sample_ids = columns
+                return Rows(
+                    input_ids,
+                    attention_mask,
+                    sample_ids=sample_ids,
+                    rows_name="examples[{row}]['{key}']",
+                )
+        return super()._normalize(examples)
+
     def _make(self, rows: Rows, key: Key) -> tuple[dict[str, Any], Any]:
         fixed = self.padding == "max_length"
         out = self._kernel.corrupt(

@@ -6,12 +6,16 @@ use lmobjectives_core::denoise::bart::{BartConfig, BartJob, BartParams, MaskLeng
 use lmobjectives_core::denoise::seq2seq::{Seq2SeqConfig, Seq2SeqJob, Seq2SeqParams};
 use lmobjectives_core::denoise::t5;
 use lmobjectives_core::denoise::ul2::{Denoiser, DenoiserParams};
-use lmobjectives_core::denoise::{Seq2SeqBatch, Trimmed, Widths};
+use lmobjectives_core::denoise::{Seq2SeqBatch, Trimmed, Widths, trim_rows};
 use lmobjectives_core::recipes::Recipe;
-use lmobjectives_core::rng::{Streams, purpose};
-use numpy::{IntoPyArray, PyArray1, PyArray2};
+use lmobjectives_core::rng::{RowKeys, Streams, purpose};
+use numpy::{
+    Element, IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyUntypedArray,
+    PyUntypedArrayMethods,
+};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::PyTuple;
+use pyo3::types::{PyDict, PyInt, PyList, PyString, PyTuple};
 
 use crate::convert::{
     Recyclable, id_rows, key_name, mask_rows, pooled2, ragged, row_keys, sample_keys,
@@ -297,34 +301,78 @@ impl SpanCorruptor {
         crate::errors::guarded(move || {
             let dtype = Dtype::parse("dtype", dtype).map_err(to_py)?;
             let name = |key: &str| key_name(rows_name, key);
-            let rows = id_rows(input_ids, "input_ids", name("input_ids").as_deref())?;
             let attn = attention_mask
                 .map(|a| mask_rows(a, "attention_mask", name("attention_mask").as_deref()))
                 .transpose()?;
-            let widths = Widths {
-                input: input_width,
-                target: target_width,
-                multiple_of: pad_to_multiple_of,
-            };
             let sample_ids = sample_keys(sample_ids)?;
-            let keys = row_keys(&sample_ids, batch_index);
-            let cfg = &self.cfg;
+            let call = SpanCall {
+                cfg: &self.cfg,
+                widths: Widths {
+                    input: input_width,
+                    target: target_width,
+                    multiple_of: pad_to_multiple_of,
+                },
+                truncation,
+                seed,
+                epoch,
+                keys: row_keys(&sample_ids, batch_index),
+                batch_index,
+                dtype,
+                threads: num_threads,
+            };
+            // A list of 1-D arrays (what a list of examples holds): rows read in place.
+            if let Ok(list) = input_ids.cast::<PyList>() {
+                macro_rules! in_place {
+                    ($($t:ty),*) => {$(
+                        if let Some(arrays) = array_rows::<$t>(list) {
+                            let rows = arrays
+                                .iter()
+                                .map(|a| a.as_slice())
+                                .collect::<Result<Vec<_>, _>>()
+                                .map_err(|e| PyValueError::new_err(format!("input_ids: {e}")))?;
+                            let attn = ragged("attention_mask", &attn)?;
+                            return call.run(py, &trim_rows(&rows, attn.as_ref()).map_err(to_py)?);
+                        }
+                    )*};
+                }
+                in_place!(i64, i32, u32, u16);
+            }
+            let rows = id_rows(input_ids, "input_ids", name("input_ids").as_deref())?;
             with_rows!(rows, "input_ids", |r| {
                 let attn = unless_all_ones(ragged("attention_mask", &attn)?, &r);
                 let trimmed = Trimmed::new(&r, attn.as_ref()).map_err(to_py)?;
-                let job = Seq2SeqJob::new(
-                    cfg,
-                    &trimmed.rows,
-                    widths,
-                    truncation,
-                    seed,
-                    epoch,
-                    &keys,
-                    batch_index,
-                )
-                .map_err(to_py)?;
-                run_job(py, dtype, &job, num_threads)
+                call.run(py, &trimmed.rows)
             })
+        })
+    }
+
+    /// The columns of a batch of examples in its common form, read in one pass: a non-empty
+    /// list of dicts with the keys of the first, among `input_ids` (required),
+    /// `attention_mask` and `idx` (read) and `special_tokens_mask`, `token_type_ids`,
+    /// `word_ids` (not used here); each row a list, tuple or NumPy array (checked when
+    /// converted, as any rows); each `idx` an `int` in `[0, 2**64)`. Returns `(input_ids rows,
+    /// attention_mask rows or None, sample ids as uint64 or None)`, or `None` for any other
+    /// batch, which the general normaliser then reads (and names what is wrong with it).
+    fn example_columns<'py>(
+        &self,
+        py: Python<'py>,
+        examples: &Bound<'py, PyAny>,
+    ) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        crate::errors::guarded(move || {
+            let Some(cols) = ExampleColumns::read(examples)? else {
+                return Ok(None);
+            };
+            let mask = match cols.attention_mask {
+                Some(m) => PyList::new(py, m)?.into_any(),
+                None => py.None().into_bound(py),
+            };
+            let ids = match cols.idx {
+                Some(v) => v.into_pyarray(py).into_any(),
+                None => py.None().into_bound(py),
+            };
+            Ok(Some(
+                (PyList::new(py, cols.input_ids)?, mask, ids).into_pyobject(py)?,
+            ))
         })
     }
 
@@ -371,6 +419,160 @@ impl SpanCorruptor {
             })
         })
     }
+}
+
+/// What [`SpanCorruptor::corrupt`] runs, whatever form the rows came in.
+struct SpanCall<'a> {
+    cfg: &'a Seq2SeqConfig,
+    widths: Widths,
+    truncation: bool,
+    seed: u64,
+    epoch: u64,
+    keys: RowKeys<'a>,
+    batch_index: u64,
+    dtype: Dtype,
+    threads: usize,
+}
+
+impl SpanCall<'_> {
+    fn run<'py, T: TokenId>(
+        &self,
+        py: Python<'py>,
+        rows: &[&[T]],
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let job = Seq2SeqJob::new(
+            self.cfg,
+            rows,
+            self.widths,
+            self.truncation,
+            self.seed,
+            self.epoch,
+            &self.keys,
+            self.batch_index,
+        )
+        .map_err(to_py)?;
+        run_job(py, self.dtype, &job, self.threads)
+    }
+}
+
+/// Rows given as a non-empty list of 1-D C-contiguous arrays of dtype `T`, borrowed to be
+/// read in place (no copy); `None` when any item is something else (the general conversion
+/// gathers those, and names a bad row).
+fn array_rows<'py, T: Element>(list: &Bound<'py, PyList>) -> Option<Vec<PyReadonlyArray1<'py, T>>> {
+    if list.is_empty() {
+        return None;
+    }
+    list.iter()
+        .map(|item| {
+            let a = item.cast::<PyArray1<T>>().ok()?;
+            if a.is_c_contiguous() {
+                a.try_readonly().ok()
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+/// The columns [`SpanCorruptor::example_columns`] reads.
+struct ExampleColumns<'py> {
+    input_ids: Vec<Bound<'py, PyAny>>,
+    attention_mask: Option<Vec<Bound<'py, PyAny>>>,
+    idx: Option<Vec<u64>>,
+}
+
+/// Keys of an example that the span collators do not read (accepted, as the general
+/// normaliser accepts them).
+const UNUSED_KEYS: [&str; 3] = ["special_tokens_mask", "token_type_ids", "word_ids"];
+
+impl<'py> ExampleColumns<'py> {
+    /// See [`SpanCorruptor::example_columns`]; `None` when the batch is not in that form.
+    fn read(examples: &Bound<'py, PyAny>) -> PyResult<Option<Self>> {
+        let Ok(list) = examples.cast_exact::<PyList>() else {
+            return Ok(None);
+        };
+        let Some(first) = list.iter().next() else {
+            return Ok(None);
+        };
+        let Ok(first) = first.cast_exact::<PyDict>() else {
+            return Ok(None);
+        };
+        // The first example's keys: every one known, `input_ids` among them.
+        let (mut ids_key, mut mask_key, mut idx_key) = (None, None, None);
+        let mut unused = Vec::new();
+        for key in first.keys() {
+            let Ok(name) = key.cast_exact::<PyString>() else {
+                return Ok(None);
+            };
+            match name.to_str()? {
+                "input_ids" => ids_key = Some(key),
+                "attention_mask" => mask_key = Some(key),
+                "idx" => idx_key = Some(key),
+                other if UNUSED_KEYS.contains(&other) => unused.push(key),
+                _ => return Ok(None),
+            }
+        }
+        let Some(ids_key) = ids_key else {
+            return Ok(None);
+        };
+        let n = list.len();
+        let mut cols = Self {
+            input_ids: Vec::with_capacity(n),
+            attention_mask: mask_key.as_ref().map(|_| Vec::with_capacity(n)),
+            idx: idx_key.as_ref().map(|_| Vec::with_capacity(n)),
+        };
+        let width = first.len();
+        for ex in list.iter() {
+            let Ok(ex) = ex.cast_exact::<PyDict>() else {
+                return Ok(None);
+            };
+            // Same size and every key of the first: the same keys.
+            if ex.len() != width {
+                return Ok(None);
+            }
+            let Some(row) = row_item(ex, &ids_key)? else {
+                return Ok(None);
+            };
+            cols.input_ids.push(row);
+            if let (Some(key), Some(out)) = (&mask_key, &mut cols.attention_mask) {
+                let Some(row) = row_item(ex, key)? else {
+                    return Ok(None);
+                };
+                out.push(row);
+            }
+            if let (Some(key), Some(out)) = (&idx_key, &mut cols.idx) {
+                let Some(v) = ex.get_item(key)? else {
+                    return Ok(None);
+                };
+                if !v.is_exact_instance_of::<PyInt>() {
+                    return Ok(None);
+                }
+                let Ok(v) = v.extract::<u64>() else {
+                    return Ok(None);
+                };
+                out.push(v);
+            }
+            for key in &unused {
+                if !ex.contains(key)? {
+                    return Ok(None);
+                }
+            }
+        }
+        Ok(Some(cols))
+    }
+}
+
+/// `ex[key]` when it is a row the conversion reads as it is (a list, a tuple or a NumPy
+/// array); `None` when it is missing or anything else (a tensor: the normaliser converts it).
+fn row_item<'py>(
+    ex: &Bound<'py, PyDict>,
+    key: &Bound<'py, PyAny>,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    Ok(ex.get_item(key)?.filter(|row| {
+        row.is_exact_instance_of::<PyList>()
+            || row.is_exact_instance_of::<PyTuple>()
+            || row.cast::<PyUntypedArray>().is_ok()
+    }))
 }
 
 fn py_bool(b: bool) -> &'static str {
