@@ -27,7 +27,13 @@ from lmobjectives._collator import Collator, Key, check_bool, check_choice, chec
 from lmobjectives._inputs import ExampleBatch, Rows
 from lmobjectives._tokenizer import resolve_ids
 from lmobjectives._word_starts import _vocabulary, word_start_table
-from lmobjectives.errors import MAX_VOCAB, ArgumentTypeError, InvalidArgumentError, LimitError
+from lmobjectives.errors import (
+    MAX_VOCAB,
+    ArgumentTypeError,
+    InvalidArgumentError,
+    LimitError,
+    LMObjectivesError,
+)
 
 __all__ = [
     "MODE_TOKENS",
@@ -470,7 +476,8 @@ class _SpanCollator(Collator):
         # The common batch, a list of dicts of rows (what a map-style dataset hands a
         # DataLoader), is read by the kernel in one pass; the rows are converted (and bad ones
         # named) by `corrupt`, as any rows. Every other batch, and every batch that is not
-        # exactly of that form, goes through the general normaliser.
+        # exactly of that form, goes through the general normaliser, whose errors are raised
+        # as the project's typed errors (same messages, naming the example and key).
         if type(examples) is list:
             columns = self._kernel.example_columns(examples)
             if columns is not None:
@@ -481,7 +488,13 @@ class _SpanCollator(Collator):
                     sample_ids=sample_ids,
                     rows_name="examples[{row}]['{key}']",
                 )
-        return super()._normalize(examples)
+        try:
+            return super()._normalize(examples)
+        except (TypeError, ValueError) as e:
+            if isinstance(e, LMObjectivesError):
+                raise
+            kind = ArgumentTypeError if isinstance(e, TypeError) else InvalidArgumentError
+            raise kind(str(e)) from e
 
     def _make(self, rows: Rows, key: Key) -> tuple[dict[str, Any], Any]:
         fixed = self.padding == "max_length"

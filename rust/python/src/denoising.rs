@@ -13,7 +13,7 @@ use numpy::{
     Element, IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyUntypedArray,
     PyUntypedArrayMethods,
 };
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyInt, PyList, PyString, PyTuple};
 
@@ -21,7 +21,7 @@ use crate::convert::{
     Recyclable, id_rows, key_name, mask_rows, pooled2, ragged, row_keys, sample_keys,
     unless_all_ones,
 };
-use crate::errors::{detached, to_py};
+use crate::errors::{detached, invalid, to_py, wrong_type};
 use crate::with_rows;
 
 type Arrays<'py, O> = (
@@ -303,7 +303,8 @@ impl SpanCorruptor {
             let name = |key: &str| key_name(rows_name, key);
             let attn = attention_mask
                 .map(|a| mask_rows(a, "attention_mask", name("attention_mask").as_deref()))
-                .transpose()?;
+                .transpose()
+                .map_err(|e| typed(py, e))?;
             let sample_ids = sample_keys(sample_ids)?;
             let call = SpanCall {
                 cfg: &self.cfg,
@@ -320,24 +321,11 @@ impl SpanCorruptor {
                 dtype,
                 threads: num_threads,
             };
-            // A list of 1-D arrays (what a list of examples holds): rows read in place.
-            if let Ok(list) = input_ids.cast::<PyList>() {
-                macro_rules! in_place {
-                    ($($t:ty),*) => {$(
-                        if let Some(arrays) = array_rows::<$t>(list) {
-                            let rows = arrays
-                                .iter()
-                                .map(|a| a.as_slice())
-                                .collect::<Result<Vec<_>, _>>()
-                                .map_err(|e| PyValueError::new_err(format!("input_ids: {e}")))?;
-                            let attn = ragged("attention_mask", &attn)?;
-                            return call.run(py, &trim_rows(&rows, attn.as_ref()).map_err(to_py)?);
-                        }
-                    )*};
-                }
-                in_place!(i64, i32, u32, u16);
+            if let Some(out) = call.run_in_place(py, input_ids, &attn)? {
+                return Ok(out);
             }
-            let rows = id_rows(input_ids, "input_ids", name("input_ids").as_deref())?;
+            let rows = id_rows(input_ids, "input_ids", name("input_ids").as_deref())
+                .map_err(|e| typed(py, e))?;
             with_rows!(rows, "input_ids", |r| {
                 let attn = unless_all_ones(ragged("attention_mask", &attn)?, &r);
                 let trimmed = Trimmed::new(&r, attn.as_ref()).map_err(to_py)?;
@@ -421,6 +409,20 @@ impl SpanCorruptor {
     }
 }
 
+/// A conversion error as the project's typed error, same message: a plain `TypeError` (a row
+/// of the wrong type or dtype) becomes an `ArgumentTypeError`, a plain `ValueError` (a row of
+/// the wrong shape) an `InvalidArgumentError`; any other error is kept.
+fn typed(py: Python<'_>, e: PyErr) -> PyErr {
+    let kind = e.get_type(py);
+    if kind.is(py.get_type::<PyTypeError>()) {
+        wrong_type(e.value(py).to_string())
+    } else if kind.is(py.get_type::<PyValueError>()) {
+        invalid(e.value(py).to_string())
+    } else {
+        e
+    }
+}
+
 /// What [`SpanCorruptor::corrupt`] runs, whatever form the rows came in.
 struct SpanCall<'a> {
     cfg: &'a Seq2SeqConfig,
@@ -452,6 +454,35 @@ impl SpanCall<'_> {
         )
         .map_err(to_py)?;
         run_job(py, self.dtype, &job, self.threads)
+    }
+
+    /// Runs rows given as a list of 1-D arrays of one dtype (what a list of examples holds),
+    /// read in place; `None` for any other rows.
+    fn run_in_place<'py>(
+        &self,
+        py: Python<'py>,
+        input_ids: &Bound<'py, PyAny>,
+        attn: &Option<(Vec<u8>, Vec<usize>)>,
+    ) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        let Ok(list) = input_ids.cast::<PyList>() else {
+            return Ok(None);
+        };
+        macro_rules! in_place {
+            ($($t:ty),*) => {$(
+                if let Some(arrays) = array_rows::<$t>(list) {
+                    let rows = arrays
+                        .iter()
+                        .map(|a| a.as_slice())
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|e| PyValueError::new_err(format!("input_ids: {e}")))?;
+                    let attn = ragged("attention_mask", attn)?;
+                    let rows = trim_rows(&rows, attn.as_ref()).map_err(to_py)?;
+                    return self.run(py, &rows).map(Some);
+                }
+            )*};
+        }
+        in_place!(i64, i32, u32, u16);
+        Ok(None)
     }
 }
 
@@ -497,29 +528,14 @@ impl<'py> ExampleColumns<'py> {
         let Ok(first) = first.cast_exact::<PyDict>() else {
             return Ok(None);
         };
-        // The first example's keys: every one known, `input_ids` among them.
-        let (mut ids_key, mut mask_key, mut idx_key) = (None, None, None);
-        let mut unused = Vec::new();
-        for key in first.keys() {
-            let Ok(name) = key.cast_exact::<PyString>() else {
-                return Ok(None);
-            };
-            match name.to_str()? {
-                "input_ids" => ids_key = Some(key),
-                "attention_mask" => mask_key = Some(key),
-                "idx" => idx_key = Some(key),
-                other if UNUSED_KEYS.contains(&other) => unused.push(key),
-                _ => return Ok(None),
-            }
-        }
-        let Some(ids_key) = ids_key else {
+        let Some(keys) = ExampleKeys::of(first)? else {
             return Ok(None);
         };
         let n = list.len();
         let mut cols = Self {
             input_ids: Vec::with_capacity(n),
-            attention_mask: mask_key.as_ref().map(|_| Vec::with_capacity(n)),
-            idx: idx_key.as_ref().map(|_| Vec::with_capacity(n)),
+            attention_mask: keys.attention_mask.as_ref().map(|_| Vec::with_capacity(n)),
+            idx: keys.idx.as_ref().map(|_| Vec::with_capacity(n)),
         };
         let width = first.len();
         for ex in list.iter() {
@@ -527,38 +543,79 @@ impl<'py> ExampleColumns<'py> {
                 return Ok(None);
             };
             // Same size and every key of the first: the same keys.
-            if ex.len() != width {
+            if ex.len() != width || !cols.push(ex, &keys)? {
                 return Ok(None);
-            }
-            let Some(row) = row_item(ex, &ids_key)? else {
-                return Ok(None);
-            };
-            cols.input_ids.push(row);
-            if let (Some(key), Some(out)) = (&mask_key, &mut cols.attention_mask) {
-                let Some(row) = row_item(ex, key)? else {
-                    return Ok(None);
-                };
-                out.push(row);
-            }
-            if let (Some(key), Some(out)) = (&idx_key, &mut cols.idx) {
-                let Some(v) = ex.get_item(key)? else {
-                    return Ok(None);
-                };
-                if !v.is_exact_instance_of::<PyInt>() {
-                    return Ok(None);
-                }
-                let Ok(v) = v.extract::<u64>() else {
-                    return Ok(None);
-                };
-                out.push(v);
-            }
-            for key in &unused {
-                if !ex.contains(key)? {
-                    return Ok(None);
-                }
             }
         }
         Ok(Some(cols))
+    }
+
+    /// Appends one example's values; `false` when one is missing or of another form.
+    fn push(&mut self, ex: &Bound<'py, PyDict>, keys: &ExampleKeys<'py>) -> PyResult<bool> {
+        let Some(row) = row_item(ex, &keys.input_ids)? else {
+            return Ok(false);
+        };
+        self.input_ids.push(row);
+        if let (Some(key), Some(out)) = (&keys.attention_mask, &mut self.attention_mask) {
+            let Some(row) = row_item(ex, key)? else {
+                return Ok(false);
+            };
+            out.push(row);
+        }
+        if let (Some(key), Some(out)) = (&keys.idx, &mut self.idx) {
+            // An exact int in [0, 2**64); anything else is left to the normaliser.
+            let Some(v) = ex.get_item(key)? else {
+                return Ok(false);
+            };
+            let Some(v) = v
+                .is_exact_instance_of::<PyInt>()
+                .then(|| v.extract::<u64>().ok())
+                .flatten()
+            else {
+                return Ok(false);
+            };
+            out.push(v);
+        }
+        for key in &keys.unused {
+            if !ex.contains(key)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// The keys of a batch's first example, by use.
+struct ExampleKeys<'py> {
+    input_ids: Bound<'py, PyAny>,
+    attention_mask: Option<Bound<'py, PyAny>>,
+    idx: Option<Bound<'py, PyAny>>,
+    unused: Vec<Bound<'py, PyAny>>,
+}
+
+impl<'py> ExampleKeys<'py> {
+    /// `None` unless every key is a known `str` and `input_ids` is among them.
+    fn of(first: &Bound<'py, PyDict>) -> PyResult<Option<Self>> {
+        let (mut input_ids, mut attention_mask, mut idx) = (None, None, None);
+        let mut unused = Vec::new();
+        for key in first.keys() {
+            let Ok(name) = key.cast_exact::<PyString>() else {
+                return Ok(None);
+            };
+            match name.to_str()? {
+                "input_ids" => input_ids = Some(key),
+                "attention_mask" => attention_mask = Some(key),
+                "idx" => idx = Some(key),
+                other if UNUSED_KEYS.contains(&other) => unused.push(key),
+                _ => return Ok(None),
+            }
+        }
+        Ok(input_ids.map(|input_ids| Self {
+            input_ids,
+            attention_mask,
+            idx,
+            unused,
+        }))
     }
 }
 
@@ -569,8 +626,8 @@ fn row_item<'py>(
     key: &Bound<'py, PyAny>,
 ) -> PyResult<Option<Bound<'py, PyAny>>> {
     Ok(ex.get_item(key)?.filter(|row| {
-        row.is_exact_instance_of::<PyList>()
-            || row.is_exact_instance_of::<PyTuple>()
+        row.cast::<PyList>().is_ok()
+            || row.cast::<PyTuple>().is_ok()
             || row.cast::<PyUntypedArray>().is_ok()
     }))
 }
@@ -876,7 +933,8 @@ impl BartNoiser {
         crate::errors::guarded(move || {
             let dtype = Dtype::parse("dtype", dtype).map_err(to_py)?;
             let name = |key: &str| key_name(rows_name, key);
-            let rows = id_rows(input_ids, "input_ids", name("input_ids").as_deref())?;
+            let rows = id_rows(input_ids, "input_ids", name("input_ids").as_deref())
+                .map_err(|e| typed(py, e))?;
             let attn = attention_mask
                 .map(|a| mask_rows(a, "attention_mask", name("attention_mask").as_deref()))
                 .transpose()?;

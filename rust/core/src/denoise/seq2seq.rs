@@ -518,6 +518,9 @@ impl<O: OutId> Sink<O> for Writer<'_, O> {
     }
 }
 
+/// Runs of at most this many tokens are appended one by one (see [`Sink::copy`] for `Vec`).
+const SHORT_RUN: usize = 8;
+
 /// Appends to the batch buffer (one thread; its capacity is the whole batch).
 impl<O: OutId> Sink<O> for Vec<O> {
     #[inline]
@@ -525,9 +528,17 @@ impl<O: OutId> Sink<O> for Vec<O> {
         Vec::push(self, O::from_i64(i64::from(id)));
     }
 
+    /// Short runs (most noise spans are a few tokens) one by one: a `memcpy` call, which
+    /// `extend` becomes, costs more than they do.
     #[inline]
     fn copy<T: TokenId>(&mut self, src: &[T]) {
-        self.extend(src.iter().map(|&x| O::from_i64(x.to_i64())));
+        if src.len() <= SHORT_RUN {
+            for &x in src {
+                Vec::push(self, O::from_i64(x.to_i64()));
+            }
+        } else {
+            self.extend(src.iter().map(|&x| O::from_i64(x.to_i64())));
+        }
     }
 }
 
