@@ -508,7 +508,10 @@ class _SpanCollator(Collator):
             dtype=self.dtype,
             num_threads=self._threads(),
             rows_name=rows.rows_name,
-            **key.kwargs(),
+            seed=key.seed,
+            epoch=key.epoch,
+            batch_index=key.batch_index,
+            sample_ids=key.sample_ids,
         )
         return dict(zip(SEQ2SEQ_KEYS, out, strict=True)), None
 

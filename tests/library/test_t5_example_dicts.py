@@ -205,6 +205,18 @@ BAD = [
     ("id out of range", with_row(2, [5, V, 7]), TokenIdError, r"row 2"),
     ("empty row", with_row(0, []), InvalidArgumentError, r"row 0 is empty"),
     (
+        "2-D mask row",
+        [{"input_ids": np.full(5, 7), "attention_mask": np.ones((1, 5), dtype=np.int64)}],
+        InvalidArgumentError,
+        r"examples\[0\]\['attention_mask'\].*2-D",
+    ),
+    (
+        "bad row and bad mask: the row is named",
+        [{"input_ids": np.full(5, 7.0), "attention_mask": np.ones((1, 5), dtype=np.int64)}],
+        ArgumentTypeError,
+        r"examples\[0\]\['input_ids'\]",
+    ),
+    (
         "misaligned mask",
         [{"input_ids": [5, 6, 7], "attention_mask": [1, 1]}],
         ValueError,

@@ -301,10 +301,13 @@ impl SpanCorruptor {
         crate::errors::guarded(move || {
             let dtype = Dtype::parse("dtype", dtype).map_err(to_py)?;
             let name = |key: &str| key_name(rows_name, key);
-            let attn = attention_mask
-                .map(|a| mask_rows(a, "attention_mask", name("attention_mask").as_deref()))
-                .transpose()
-                .map_err(|e| typed(py, e))?;
+            // Read after the rows (a bad row is reported before a bad mask).
+            let mask = || {
+                attention_mask
+                    .map(|a| mask_rows(a, "attention_mask", name("attention_mask").as_deref()))
+                    .transpose()
+                    .map_err(|e| typed(py, e))
+            };
             let sample_ids = sample_keys(sample_ids)?;
             let call = SpanCall {
                 cfg: &self.cfg,
@@ -321,11 +324,12 @@ impl SpanCorruptor {
                 dtype,
                 threads: num_threads,
             };
-            if let Some(out) = call.run_in_place(py, input_ids, &attn)? {
+            if let Some(out) = call.run_in_place(py, input_ids, &mask)? {
                 return Ok(out);
             }
             let rows = id_rows(input_ids, "input_ids", name("input_ids").as_deref())
                 .map_err(|e| typed(py, e))?;
+            let attn = mask()?;
             with_rows!(rows, "input_ids", |r| {
                 let attn = unless_all_ones(ragged("attention_mask", &attn)?, &r);
                 let trimmed = Trimmed::new(&r, attn.as_ref()).map_err(to_py)?;
@@ -423,6 +427,9 @@ fn typed(py: Python<'_>, e: PyErr) -> PyErr {
     }
 }
 
+/// An attention mask as gathered 0/1 values and row offsets, when given.
+type MaskRows = Option<(Vec<u8>, Vec<usize>)>;
+
 /// What [`SpanCorruptor::corrupt`] runs, whatever form the rows came in.
 struct SpanCall<'a> {
     cfg: &'a Seq2SeqConfig,
@@ -462,7 +469,7 @@ impl SpanCall<'_> {
         &self,
         py: Python<'py>,
         input_ids: &Bound<'py, PyAny>,
-        attn: &Option<(Vec<u8>, Vec<usize>)>,
+        mask: &dyn Fn() -> PyResult<MaskRows>,
     ) -> PyResult<Option<Bound<'py, PyTuple>>> {
         let Ok(list) = input_ids.cast::<PyList>() else {
             return Ok(None);
@@ -475,7 +482,8 @@ impl SpanCall<'_> {
                         .map(|a| a.as_slice())
                         .collect::<Result<Vec<_>, _>>()
                         .map_err(|e| PyValueError::new_err(format!("input_ids: {e}")))?;
-                    let attn = ragged("attention_mask", attn)?;
+                    let attn = mask()?;
+                    let attn = ragged("attention_mask", &attn)?;
                     let rows = trim_rows(&rows, attn.as_ref()).map_err(to_py)?;
                     return self.run(py, &rows).map(Some);
                 }
@@ -933,8 +941,7 @@ impl BartNoiser {
         crate::errors::guarded(move || {
             let dtype = Dtype::parse("dtype", dtype).map_err(to_py)?;
             let name = |key: &str| key_name(rows_name, key);
-            let rows = id_rows(input_ids, "input_ids", name("input_ids").as_deref())
-                .map_err(|e| typed(py, e))?;
+            let rows = id_rows(input_ids, "input_ids", name("input_ids").as_deref())?;
             let attn = attention_mask
                 .map(|a| mask_rows(a, "attention_mask", name("attention_mask").as_deref()))
                 .transpose()?;
