@@ -333,6 +333,9 @@ class SpanCorruptor:
         num_threads: int = 1,
         rows_name: str | None = None,
     ) -> _Seq2SeqArrays: ...
+    def example_columns(
+        self, examples: Any
+    ) -> tuple[list[Any], list[Any] | None, npt.NDArray[np.uint64] | None] | None: ...
     def __reduce__(self) -> tuple[Any, ...]: ...
 
 @final

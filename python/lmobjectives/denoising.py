@@ -27,7 +27,13 @@ from lmobjectives._collator import Collator, Key, check_bool, check_choice, chec
 from lmobjectives._inputs import ExampleBatch, Rows
 from lmobjectives._tokenizer import resolve_ids
 from lmobjectives._word_starts import _vocabulary, word_start_table
-from lmobjectives.errors import MAX_VOCAB, ArgumentTypeError, InvalidArgumentError, LimitError
+from lmobjectives.errors import (
+    MAX_VOCAB,
+    ArgumentTypeError,
+    InvalidArgumentError,
+    LimitError,
+    LMObjectivesError,
+)
 
 __all__ = [
     "MODE_TOKENS",
@@ -466,6 +472,30 @@ class _SpanCollator(Collator):
 
     # -- the batch -------------------------------------------------------------------------
 
+    def _normalize(self, examples: Any) -> Rows:
+        # The common batch, a list of dicts of rows (what a map-style dataset hands a
+        # DataLoader), is read by the kernel in one pass; the rows are converted (and bad ones
+        # named) by `corrupt`, as any rows. Every other batch, and every batch that is not
+        # exactly of that form, goes through the general normaliser, whose errors are raised
+        # as the project's typed errors (same messages, naming the example and key).
+        if type(examples) is list:
+            columns = self._kernel.example_columns(examples)
+            if columns is not None:
+                input_ids, attention_mask, sample_ids = columns
+                return Rows(
+                    input_ids,
+                    attention_mask,
+                    sample_ids=sample_ids,
+                    rows_name="examples[{row}]['{key}']",
+                )
+        try:
+            return super()._normalize(examples)
+        except (TypeError, ValueError) as e:
+            if isinstance(e, LMObjectivesError):
+                raise
+            kind = ArgumentTypeError if isinstance(e, TypeError) else InvalidArgumentError
+            raise kind(str(e)) from e
+
     def _make(self, rows: Rows, key: Key) -> tuple[dict[str, Any], Any]:
         fixed = self.padding == "max_length"
         out = self._kernel.corrupt(
@@ -478,7 +508,10 @@ class _SpanCollator(Collator):
             dtype=self.dtype,
             num_threads=self._threads(),
             rows_name=rows.rows_name,
-            **key.kwargs(),
+            seed=key.seed,
+            epoch=key.epoch,
+            batch_index=key.batch_index,
+            sample_ids=key.sample_ids,
         )
         return dict(zip(SEQ2SEQ_KEYS, out, strict=True)), None
 

@@ -120,23 +120,68 @@ pub fn row_ranges<T>(
         return Ok((0..ids.rows()).map(|r| 0..ids.row_len(r)).collect());
     };
     ids.check_aligned("attention_mask", att)?;
-    (0..ids.rows())
-        .map(|r| {
+    (0..ids.rows()).map(|r| attended(r, att.row(r))).collect()
+}
+
+/// The attended block of row `r` of an attention mask (see [`row_ranges`]).
+fn attended(r: usize, a: &[u8]) -> Result<std::ops::Range<usize>> {
+    let start = a.iter().position(|&m| m != 0).unwrap_or(a.len());
+    let end = a.iter().rposition(|&m| m != 0).map_or(start, |e| e + 1);
+    if a[start..end].contains(&0) {
+        return Err(CoreError::invalid(
+            "attention_mask",
+            format!(
+                "row {r} has padding between its tokens (only left or right padding is \
+                 supported)"
+            ),
+        ));
+    }
+    Ok(start..end)
+}
+
+/// [`Trimmed::new`] for rows given as separate slices (e.g. NumPy rows read in place): the
+/// rows cut to their attended tokens, with the same checks and errors.
+pub fn trim_rows<'a, T>(
+    rows: &[&'a [T]],
+    attention: Option<&Ragged<'_, u8>>,
+) -> Result<Vec<&'a [T]>> {
+    let Some(att) = attention else {
+        return Ok(rows.to_vec());
+    };
+    if att.rows() != rows.len() {
+        return Err(CoreError::shape(
+            "attention_mask",
+            format!("has {} rows but input_ids has {}", att.rows(), rows.len()),
+        ));
+    }
+    rows.iter()
+        .enumerate()
+        .map(|(r, row)| {
             let a = att.row(r);
-            let start = a.iter().position(|&m| m != 0).unwrap_or(a.len());
-            let end = a.iter().rposition(|&m| m != 0).map_or(start, |e| e + 1);
-            if a[start..end].contains(&0) {
-                return Err(CoreError::invalid(
+            if a.len() != row.len() {
+                return Err(CoreError::shape(
                     "attention_mask",
                     format!(
-                        "row {r} has padding between its tokens (only left or right padding \
-                         is supported)"
+                        "row {r} has length {} but input_ids row {r} has length {}",
+                        a.len(),
+                        row.len()
                     ),
                 ));
             }
-            Ok(start..end)
+            Ok(&row[attended(r, a)?])
         })
         .collect()
+}
+
+/// Threads for a kernel over `tokens` tokens (see [`crate::parallel::threads_for`]), without
+/// asking the system for its CPU count when the batch is too small for a second thread
+/// anyway: that query reads cgroup files, about 11 µs — a sixth of a 32 × 568 T5 batch.
+pub(crate) fn kernel_threads(requested: usize, tokens: usize, grain: usize) -> usize {
+    if requested == 1 || tokens < 2 * grain.max(1) {
+        1
+    } else {
+        crate::parallel::threads_for(requested, tokens, grain)
+    }
 }
 
 /// The rows of `rows` cut to `ranges` (from [`row_ranges`]).
@@ -175,7 +220,7 @@ impl<'a, T> Trimmed<'a, T> {
     }
 }
 
-/// Builds `input_ids` and `attention_mask`: `write(r, row)` writes row `r`'s tokens at the
+/// Builds `input_ids` and `attention_mask` on `threads` threads: `write(r, row)` writes row `r`'s tokens at the
 /// start of its (zeroed) row and returns how many; the rest is padding.
 fn fill_encoder<O, F>(
     threads: usize,
@@ -224,6 +269,60 @@ where
         }
         attention[..n].fill(O::from_i64(1));
     })
+}
+
+/// [`fill_encoder`] on the calling thread, every value written once (no zeroing first):
+/// `write(r, buf)` appends row `r`'s tokens to `buf` and returns how many (at most `width`);
+/// the row is then padded. The buffers come from the pool with room for the whole batch.
+fn append_encoder<O, F>(rows: usize, width: usize, pad: i64, mut write: F) -> [Vec<O>; 2]
+where
+    O: OutId,
+    F: FnMut(usize, &mut Vec<O>) -> usize,
+{
+    let n = rows * width;
+    let (mut ids, mut attention) = (O::pool().take(n), O::pool().take(n));
+    let (pad, one, zero) = (O::from_i64(pad), O::from_i64(1), O::default());
+    for r in 0..rows {
+        let end = (r + 1) * width;
+        let len = write(r, &mut ids);
+        debug_assert_eq!(ids.len(), r * width + len);
+        ids.resize(end, pad);
+        attention.resize(r * width + len, one);
+        attention.resize(end, zero);
+    }
+    [ids, attention]
+}
+
+/// [`fill_decoder`] on the calling thread, every value written once: `write(r, buf)` appends
+/// row `r`'s targets to `buf` and returns how many (at most `width`, which is at least 1).
+fn append_decoder<O, F>(
+    rows: usize,
+    width: usize,
+    pad: i64,
+    start: i64,
+    mut write: F,
+) -> [Vec<O>; 3]
+where
+    O: OutId,
+    F: FnMut(usize, &mut Vec<O>) -> usize,
+{
+    let n = rows * width;
+    let mut bufs: [Vec<O>; 3] = std::array::from_fn(|_| O::pool().take(n));
+    let [labels, decoder, attention] = &mut bufs;
+    let (pad, one, zero) = (O::from_i64(pad), O::from_i64(1), O::default());
+    for r in 0..rows {
+        let (base, end) = (r * width, (r + 1) * width);
+        let len = write(r, labels);
+        debug_assert_eq!(labels.len(), base + len);
+        labels.resize(end, O::from_i64(IGNORE_INDEX));
+        decoder.push(O::from_i64(start));
+        let shifted = len.min(width.saturating_sub(1));
+        decoder.extend_from_slice(&labels[base..base + shifted]);
+        decoder.resize(end, pad);
+        attention.resize(base + len, one);
+        attention.resize(end, zero);
+    }
+    bufs
 }
 
 #[cfg(test)]

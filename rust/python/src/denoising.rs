@@ -6,18 +6,22 @@ use lmobjectives_core::denoise::bart::{BartConfig, BartJob, BartParams, MaskLeng
 use lmobjectives_core::denoise::seq2seq::{Seq2SeqConfig, Seq2SeqJob, Seq2SeqParams};
 use lmobjectives_core::denoise::t5;
 use lmobjectives_core::denoise::ul2::{Denoiser, DenoiserParams};
-use lmobjectives_core::denoise::{Seq2SeqBatch, Trimmed, Widths};
+use lmobjectives_core::denoise::{Seq2SeqBatch, Trimmed, Widths, trim_rows};
 use lmobjectives_core::recipes::Recipe;
-use lmobjectives_core::rng::{Streams, purpose};
-use numpy::{IntoPyArray, PyArray1, PyArray2};
+use lmobjectives_core::rng::{RowKeys, Streams, purpose};
+use numpy::{
+    Element, IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyUntypedArray,
+    PyUntypedArrayMethods,
+};
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyTuple;
+use pyo3::types::{PyDict, PyInt, PyList, PyString, PyTuple};
 
 use crate::convert::{
     Recyclable, id_rows, key_name, mask_rows, pooled2, ragged, row_keys, sample_keys,
     unless_all_ones,
 };
-use crate::errors::{detached, to_py};
+use crate::errors::{detached, invalid, to_py, wrong_type};
 use crate::with_rows;
 
 type Arrays<'py, O> = (
@@ -297,34 +301,70 @@ impl SpanCorruptor {
         crate::errors::guarded(move || {
             let dtype = Dtype::parse("dtype", dtype).map_err(to_py)?;
             let name = |key: &str| key_name(rows_name, key);
-            let rows = id_rows(input_ids, "input_ids", name("input_ids").as_deref())?;
-            let attn = attention_mask
-                .map(|a| mask_rows(a, "attention_mask", name("attention_mask").as_deref()))
-                .transpose()?;
-            let widths = Widths {
-                input: input_width,
-                target: target_width,
-                multiple_of: pad_to_multiple_of,
+            // Read after the rows (a bad row is reported before a bad mask).
+            let mask = || {
+                attention_mask
+                    .map(|a| mask_rows(a, "attention_mask", name("attention_mask").as_deref()))
+                    .transpose()
+                    .map_err(|e| typed(py, e))
             };
             let sample_ids = sample_keys(sample_ids)?;
-            let keys = row_keys(&sample_ids, batch_index);
-            let cfg = &self.cfg;
+            let call = SpanCall {
+                cfg: &self.cfg,
+                widths: Widths {
+                    input: input_width,
+                    target: target_width,
+                    multiple_of: pad_to_multiple_of,
+                },
+                truncation,
+                seed,
+                epoch,
+                keys: row_keys(&sample_ids, batch_index),
+                batch_index,
+                dtype,
+                threads: num_threads,
+            };
+            if let Some(out) = call.run_in_place(py, input_ids, &mask)? {
+                return Ok(out);
+            }
+            let rows = id_rows(input_ids, "input_ids", name("input_ids").as_deref())
+                .map_err(|e| typed(py, e))?;
+            let attn = mask()?;
             with_rows!(rows, "input_ids", |r| {
                 let attn = unless_all_ones(ragged("attention_mask", &attn)?, &r);
                 let trimmed = Trimmed::new(&r, attn.as_ref()).map_err(to_py)?;
-                let job = Seq2SeqJob::new(
-                    cfg,
-                    &trimmed.rows,
-                    widths,
-                    truncation,
-                    seed,
-                    epoch,
-                    &keys,
-                    batch_index,
-                )
-                .map_err(to_py)?;
-                run_job(py, dtype, &job, num_threads)
+                call.run(py, &trimmed.rows)
             })
+        })
+    }
+
+    /// The columns of a batch of examples in its common form, read in one pass: a non-empty
+    /// list of dicts with the keys of the first, among `input_ids` (required),
+    /// `attention_mask` and `idx` (read) and `special_tokens_mask`, `token_type_ids`,
+    /// `word_ids` (not used here); each row a list, tuple or NumPy array (checked when
+    /// converted, as any rows); each `idx` an `int` in `[0, 2**64)`. Returns `(input_ids rows,
+    /// attention_mask rows or None, sample ids as uint64 or None)`, or `None` for any other
+    /// batch, which the general normaliser then reads (and names what is wrong with it).
+    fn example_columns<'py>(
+        &self,
+        py: Python<'py>,
+        examples: &Bound<'py, PyAny>,
+    ) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        crate::errors::guarded(move || {
+            let Some(cols) = ExampleColumns::read(examples)? else {
+                return Ok(None);
+            };
+            let mask = match cols.attention_mask {
+                Some(m) => PyList::new(py, m)?.into_any(),
+                None => py.None().into_bound(py),
+            };
+            let ids = match cols.idx {
+                Some(v) => v.into_pyarray(py).into_any(),
+                None => py.None().into_bound(py),
+            };
+            Ok(Some(
+                (PyList::new(py, cols.input_ids)?, mask, ids).into_pyobject(py)?,
+            ))
         })
     }
 
@@ -371,6 +411,233 @@ impl SpanCorruptor {
             })
         })
     }
+}
+
+/// A conversion error as the project's typed error, same message: a plain `TypeError` (a row
+/// of the wrong type or dtype) becomes an `ArgumentTypeError`, a plain `ValueError` (a row of
+/// the wrong shape) an `InvalidArgumentError`; any other error is kept.
+fn typed(py: Python<'_>, e: PyErr) -> PyErr {
+    let kind = e.get_type(py);
+    if kind.is(py.get_type::<PyTypeError>()) {
+        wrong_type(e.value(py).to_string())
+    } else if kind.is(py.get_type::<PyValueError>()) {
+        invalid(e.value(py).to_string())
+    } else {
+        e
+    }
+}
+
+/// An attention mask as gathered 0/1 values and row offsets, when given.
+type MaskRows = Option<(Vec<u8>, Vec<usize>)>;
+
+/// What [`SpanCorruptor::corrupt`] runs, whatever form the rows came in.
+struct SpanCall<'a> {
+    cfg: &'a Seq2SeqConfig,
+    widths: Widths,
+    truncation: bool,
+    seed: u64,
+    epoch: u64,
+    keys: RowKeys<'a>,
+    batch_index: u64,
+    dtype: Dtype,
+    threads: usize,
+}
+
+impl SpanCall<'_> {
+    fn run<'py, T: TokenId>(
+        &self,
+        py: Python<'py>,
+        rows: &[&[T]],
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let job = Seq2SeqJob::new(
+            self.cfg,
+            rows,
+            self.widths,
+            self.truncation,
+            self.seed,
+            self.epoch,
+            &self.keys,
+            self.batch_index,
+        )
+        .map_err(to_py)?;
+        run_job(py, self.dtype, &job, self.threads)
+    }
+
+    /// Runs rows given as a list of 1-D arrays of one dtype (what a list of examples holds),
+    /// read in place; `None` for any other rows.
+    fn run_in_place<'py>(
+        &self,
+        py: Python<'py>,
+        input_ids: &Bound<'py, PyAny>,
+        mask: &dyn Fn() -> PyResult<MaskRows>,
+    ) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        let Ok(list) = input_ids.cast::<PyList>() else {
+            return Ok(None);
+        };
+        macro_rules! in_place {
+            ($($t:ty),*) => {$(
+                if let Some(arrays) = array_rows::<$t>(list) {
+                    let rows = arrays
+                        .iter()
+                        .map(|a| a.as_slice())
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|e| PyValueError::new_err(format!("input_ids: {e}")))?;
+                    let attn = mask()?;
+                    let attn = ragged("attention_mask", &attn)?;
+                    let rows = trim_rows(&rows, attn.as_ref()).map_err(to_py)?;
+                    return self.run(py, &rows).map(Some);
+                }
+            )*};
+        }
+        in_place!(i64, i32, u32, u16);
+        Ok(None)
+    }
+}
+
+/// Rows given as a non-empty list of 1-D C-contiguous arrays of dtype `T`, borrowed to be
+/// read in place (no copy); `None` when any item is something else (the general conversion
+/// gathers those, and names a bad row).
+fn array_rows<'py, T: Element>(list: &Bound<'py, PyList>) -> Option<Vec<PyReadonlyArray1<'py, T>>> {
+    if list.is_empty() {
+        return None;
+    }
+    list.iter()
+        .map(|item| {
+            let a = item.cast::<PyArray1<T>>().ok()?;
+            if a.is_c_contiguous() {
+                a.try_readonly().ok()
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+/// The columns [`SpanCorruptor::example_columns`] reads.
+struct ExampleColumns<'py> {
+    input_ids: Vec<Bound<'py, PyAny>>,
+    attention_mask: Option<Vec<Bound<'py, PyAny>>>,
+    idx: Option<Vec<u64>>,
+}
+
+/// Keys of an example that the span collators do not read (accepted, as the general
+/// normaliser accepts them).
+const UNUSED_KEYS: [&str; 3] = ["special_tokens_mask", "token_type_ids", "word_ids"];
+
+impl<'py> ExampleColumns<'py> {
+    /// See [`SpanCorruptor::example_columns`]; `None` when the batch is not in that form.
+    fn read(examples: &Bound<'py, PyAny>) -> PyResult<Option<Self>> {
+        let Ok(list) = examples.cast_exact::<PyList>() else {
+            return Ok(None);
+        };
+        let Some(first) = list.iter().next() else {
+            return Ok(None);
+        };
+        let Ok(first) = first.cast_exact::<PyDict>() else {
+            return Ok(None);
+        };
+        let Some(keys) = ExampleKeys::of(first)? else {
+            return Ok(None);
+        };
+        let n = list.len();
+        let mut cols = Self {
+            input_ids: Vec::with_capacity(n),
+            attention_mask: keys.attention_mask.as_ref().map(|_| Vec::with_capacity(n)),
+            idx: keys.idx.as_ref().map(|_| Vec::with_capacity(n)),
+        };
+        let width = first.len();
+        for ex in list.iter() {
+            let Ok(ex) = ex.cast_exact::<PyDict>() else {
+                return Ok(None);
+            };
+            // Same size and every key of the first: the same keys.
+            if ex.len() != width || !cols.push(ex, &keys)? {
+                return Ok(None);
+            }
+        }
+        Ok(Some(cols))
+    }
+
+    /// Appends one example's values; `false` when one is missing or of another form.
+    fn push(&mut self, ex: &Bound<'py, PyDict>, keys: &ExampleKeys<'py>) -> PyResult<bool> {
+        let Some(row) = row_item(ex, &keys.input_ids)? else {
+            return Ok(false);
+        };
+        self.input_ids.push(row);
+        if let (Some(key), Some(out)) = (&keys.attention_mask, &mut self.attention_mask) {
+            let Some(row) = row_item(ex, key)? else {
+                return Ok(false);
+            };
+            out.push(row);
+        }
+        if let (Some(key), Some(out)) = (&keys.idx, &mut self.idx) {
+            // An exact int in [0, 2**64); anything else is left to the normaliser.
+            let Some(v) = ex.get_item(key)? else {
+                return Ok(false);
+            };
+            let Some(v) = v
+                .is_exact_instance_of::<PyInt>()
+                .then(|| v.extract::<u64>().ok())
+                .flatten()
+            else {
+                return Ok(false);
+            };
+            out.push(v);
+        }
+        for key in &keys.unused {
+            if !ex.contains(key)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// The keys of a batch's first example, by use.
+struct ExampleKeys<'py> {
+    input_ids: Bound<'py, PyAny>,
+    attention_mask: Option<Bound<'py, PyAny>>,
+    idx: Option<Bound<'py, PyAny>>,
+    unused: Vec<Bound<'py, PyAny>>,
+}
+
+impl<'py> ExampleKeys<'py> {
+    /// `None` unless every key is a known `str` and `input_ids` is among them.
+    fn of(first: &Bound<'py, PyDict>) -> PyResult<Option<Self>> {
+        let (mut input_ids, mut attention_mask, mut idx) = (None, None, None);
+        let mut unused = Vec::new();
+        for key in first.keys() {
+            let Ok(name) = key.cast_exact::<PyString>() else {
+                return Ok(None);
+            };
+            match name.to_str()? {
+                "input_ids" => input_ids = Some(key),
+                "attention_mask" => attention_mask = Some(key),
+                "idx" => idx = Some(key),
+                other if UNUSED_KEYS.contains(&other) => unused.push(key),
+                _ => return Ok(None),
+            }
+        }
+        Ok(input_ids.map(|input_ids| Self {
+            input_ids,
+            attention_mask,
+            idx,
+            unused,
+        }))
+    }
+}
+
+/// `ex[key]` when it is a row the conversion reads as it is (a list, a tuple or a NumPy
+/// array); `None` when it is missing or anything else (a tensor: the normaliser converts it).
+fn row_item<'py>(
+    ex: &Bound<'py, PyDict>,
+    key: &Bound<'py, PyAny>,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    Ok(ex.get_item(key)?.filter(|row| {
+        row.cast::<PyList>().is_ok()
+            || row.cast::<PyTuple>().is_ok()
+            || row.cast::<PyUntypedArray>().is_ok()
+    }))
 }
 
 fn py_bool(b: bool) -> &'static str {

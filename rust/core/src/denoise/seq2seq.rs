@@ -29,10 +29,13 @@
 
 use super::t5::{self, Scratch, SpanMask};
 use super::ul2::{Denoiser, DenoiserKind, DenoiserParams, Mixture};
-use super::{Seq2SeqBatch, Widths, fill_decoder, fill_encoder};
+use super::{
+    Seq2SeqBatch, Widths, append_decoder, append_encoder, fill_decoder, fill_encoder,
+    kernel_threads,
+};
 use crate::batch::{OutId, TokenId};
 use crate::ids::{check_id, check_row_ids, check_vocab};
-use crate::parallel::{for_each_mut, threads_for};
+use crate::parallel::for_each_mut;
 use crate::rng::{Rng, RowKeys, Streams};
 use crate::{CoreError, Result};
 
@@ -292,7 +295,9 @@ impl<'a, T: TokenId> Seq2SeqJob<'a, T> {
                     ),
                 ));
             }
-            check_row_ids("input_ids", r, row, cfg.vocab_size)?;
+            if !ids_in_range(row, cfg.vocab_size) {
+                check_row_ids("input_ids", r, row, cfg.vocab_size)?;
+            }
         }
         Ok(Self {
             cfg,
@@ -304,18 +309,23 @@ impl<'a, T: TokenId> Seq2SeqJob<'a, T> {
         })
     }
 
-    fn plan_row(&self, r: usize, batch_choice: Option<usize>, scratch: &mut Scratch) -> Plan {
+    /// Plans row `r` into `plan` (its mask's buffer is reused).
+    fn plan_row(
+        &self,
+        r: usize,
+        batch_choice: Option<usize>,
+        scratch: &mut Scratch,
+        plan: &mut Plan,
+    ) {
         let cfg = self.cfg;
         let mut rng = self.streams.row(self.keys, r);
         let denoiser = batch_choice.unwrap_or_else(|| cfg.mixture.choose(&mut rng));
         let d = &cfg.denoisers[denoiser];
         let len = self.rows[r].len().min(d.raw_length);
         let mode = usize::from(d.mode_token.is_some());
-        let mut plan = Plan {
-            denoiser,
-            len,
-            ..Plan::default()
-        };
+        plan.denoiser = denoiser;
+        plan.len = len;
+        plan.prefix = 0;
         match d.kind {
             DenoiserKind::Spans {
                 noise_density,
@@ -336,38 +346,52 @@ impl<'a, T: TokenId> Seq2SeqJob<'a, T> {
                 plan.target_len = plan.mask.noise + m + trailing + 1;
             }
             DenoiserKind::Prefix { noise_density } => {
+                plan.mask = SpanMask::default();
                 plan.prefix = t5::prefix_length(&mut rng, len, noise_density);
                 plan.input_len = mode + plan.prefix + 1;
                 plan.target_len = len - plan.prefix + 1;
             }
         }
-        plan
     }
 
     /// Draws every row's noise and writes the batch.
     pub fn run<O: OutId>(&self, threads: usize) -> Result<Seq2SeqBatch<O>> {
         let cfg = self.cfg;
         let total: usize = self.rows.iter().map(|r| r.len()).sum();
-        let threads = threads_for(threads, total, GRAIN_TOKENS);
+        let threads = kernel_threads(threads, total, GRAIN_TOKENS);
         let plans = self.plans(threads)?;
         let input_width = self.widths.input_width(plans.iter().map(|p| p.input_len))?;
         let target_width = self
             .widths
             .target_width(plans.iter().map(|p| p.target_len))?;
         let rows = self.rows.len();
-        let pad = i64::from(cfg.pad);
-        let [input_ids, attention_mask] =
-            fill_encoder(threads, rows, input_width, pad, |r, ids| {
-                self.write_inputs(&plans[r], self.rows[r], ids)
-            })?;
-        let [labels, decoder_input_ids, decoder_attention_mask] = fill_decoder(
-            threads,
-            rows,
-            target_width,
-            pad,
-            i64::from(cfg.decoder_start),
-            |r, out| self.write_targets(&plans[r], self.rows[r], out),
-        )?;
+        let (pad, start) = (i64::from(cfg.pad), i64::from(cfg.decoder_start));
+        let inputs = |r: usize| (&plans[r], self.rows[r]);
+        let ([input_ids, attention_mask], [labels, decoder_input_ids, decoder_attention_mask]) =
+            if threads <= 1 {
+                // One thread: rows appended to the batch buffers, each value written once.
+                (
+                    append_encoder(rows, input_width, pad, |r, buf| {
+                        let (plan, row) = inputs(r);
+                        self.write_inputs(plan, row, buf)
+                    }),
+                    append_decoder(rows, target_width, pad, start, |r, buf| {
+                        let (plan, row) = inputs(r);
+                        self.write_targets(plan, row, buf)
+                    }),
+                )
+            } else {
+                (
+                    fill_encoder(threads, rows, input_width, pad, |r, out| {
+                        let (plan, row) = inputs(r);
+                        self.write_inputs(plan, row, &mut Writer { out, at: 0 })
+                    })?,
+                    fill_decoder(threads, rows, target_width, pad, start, |r, out| {
+                        let (plan, row) = inputs(r);
+                        self.write_targets(plan, row, &mut Writer { out, at: 0 })
+                    })?,
+                )
+            };
         Ok(Seq2SeqBatch {
             rows,
             input_width,
@@ -393,11 +417,11 @@ impl<'a, T: TokenId> Seq2SeqJob<'a, T> {
         if threads <= 1 {
             let mut scratch = Scratch::default();
             for (r, p) in plans.iter_mut().enumerate() {
-                *p = self.plan_row(r, batch_choice, &mut scratch);
+                self.plan_row(r, batch_choice, &mut scratch, p);
             }
         } else {
             for_each_mut(threads, &mut plans, |r, p| {
-                *p = self.plan_row(r, batch_choice, &mut Scratch::default());
+                self.plan_row(r, batch_choice, &mut Scratch::default(), p);
             })?;
         }
         for (r, p) in plans.iter().enumerate() {
@@ -417,12 +441,11 @@ impl<'a, T: TokenId> Seq2SeqJob<'a, T> {
         Ok(plans)
     }
 
-    /// Writes the inputs of one row into `out[..plan.input_len]`; returns the length.
-    fn write_inputs<O: OutId>(&self, plan: &Plan, row: &[T], out: &mut [O]) -> usize {
+    /// Writes the inputs of one row (`plan.input_len` tokens) to `w`; returns the length.
+    fn write_inputs<O: OutId>(&self, plan: &Plan, row: &[T], w: &mut impl Sink<O>) -> usize {
         let cfg = self.cfg;
         let d = &cfg.denoisers[plan.denoiser];
         let row = &row[..plan.len];
-        let mut w = Writer { out, at: 0 };
         if let Some(m) = d.mode_token {
             w.push(m);
         }
@@ -439,15 +462,14 @@ impl<'a, T: TokenId> Seq2SeqJob<'a, T> {
             DenoiserKind::Prefix { .. } => w.copy(&row[..plan.prefix]),
         }
         w.push(cfg.eos);
-        w.at
+        plan.input_len
     }
 
-    /// Writes the targets of one row into `out[..plan.target_len]`; returns the length.
-    fn write_targets<O: OutId>(&self, plan: &Plan, row: &[T], out: &mut [O]) -> usize {
+    /// Writes the targets of one row (`plan.target_len` tokens) to `w`; returns the length.
+    fn write_targets<O: OutId>(&self, plan: &Plan, row: &[T], w: &mut impl Sink<O>) -> usize {
         let cfg = self.cfg;
         let d = &cfg.denoisers[plan.denoiser];
         let row = &row[..plan.len];
-        let mut w = Writer { out, at: 0 };
         match d.kind {
             DenoiserKind::Spans { .. } => {
                 for (k, &(s, l)) in plan.mask.runs.iter().enumerate() {
@@ -461,24 +483,31 @@ impl<'a, T: TokenId> Seq2SeqJob<'a, T> {
             DenoiserKind::Prefix { .. } => w.copy(&row[plan.prefix..]),
         }
         w.push(cfg.eos);
-        w.at
+        plan.target_len
     }
 }
 
-/// Appends to the start of an output row.
+/// Where a row's outputs go, token by token.
+trait Sink<O> {
+    fn push(&mut self, id: u32);
+    /// Copies (and converts) a run of tokens.
+    fn copy<T: TokenId>(&mut self, src: &[T]);
+}
+
+/// Writes from the start of an (already zeroed) output row: the parallel path.
 struct Writer<'a, O> {
     out: &'a mut [O],
     at: usize,
 }
 
-impl<O: OutId> Writer<'_, O> {
+impl<O: OutId> Sink<O> for Writer<'_, O> {
     #[inline]
     fn push(&mut self, id: u32) {
         self.out[self.at] = O::from_i64(i64::from(id));
         self.at += 1;
     }
 
-    /// Copies (and converts) a run of tokens: one bounds check, a vectorisable loop.
+    /// One bounds check, a vectorisable loop.
     #[inline]
     fn copy<T: TokenId>(&mut self, src: &[T]) {
         let dst = &mut self.out[self.at..self.at + src.len()];
@@ -487,6 +516,44 @@ impl<O: OutId> Writer<'_, O> {
         }
         self.at += src.len();
     }
+}
+
+/// Runs of at most this many tokens are appended one by one (see [`Sink::copy`] for `Vec`).
+const SHORT_RUN: usize = 8;
+
+/// Appends to the batch buffer (one thread; its capacity is the whole batch).
+impl<O: OutId> Sink<O> for Vec<O> {
+    #[inline]
+    fn push(&mut self, id: u32) {
+        Vec::push(self, O::from_i64(i64::from(id)));
+    }
+
+    /// Short runs (most noise spans are a few tokens) one by one: a `memcpy` call, which
+    /// `extend` becomes, costs more than they do.
+    #[inline]
+    fn copy<T: TokenId>(&mut self, src: &[T]) {
+        if src.len() <= SHORT_RUN {
+            for &x in src {
+                Vec::push(self, O::from_i64(x.to_i64()));
+            }
+        } else {
+            self.extend(src.iter().map(|&x| O::from_i64(x.to_i64())));
+        }
+    }
+}
+
+/// Whether every id of `row` lies in `[0, vocab_size)`: one branch-free pass over the sign
+/// bits of `x` and of `x − vocab_size` (64-bit ORs, ANDs and subtractions vectorise where a
+/// 64-bit min/max fold does not); [`check_row_ids`] names an offender only when it fails.
+fn ids_in_range<T: TokenId>(row: &[T], vocab_size: u32) -> bool {
+    let v = i64::from(vocab_size);
+    let (mut any_negative, mut all_below) = (0i64, -1i64);
+    for &x in row {
+        let x = x.to_i64();
+        any_negative |= x;
+        all_below &= x.wrapping_sub(v);
+    }
+    any_negative >= 0 && all_below < 0
 }
 
 #[cfg(test)]
@@ -617,6 +684,64 @@ mod tests {
             assert_eq!(dec[0], 0);
             assert_eq!(&dec[1..], &lab[..113]);
         }
+    }
+
+    #[test]
+    fn one_thread_and_several_write_the_same_batch() {
+        // Rows of varied lengths (padding), a non-zero pad id, a mixture with mode tokens and
+        // the prefix LM: one thread appends rows, several fill zeroed rows.
+        let sentinels: Vec<i64> = (0..200).map(|k| V - 1 - k).collect();
+        let ds = two_denoisers();
+        for roll in [false, true] {
+            let cfg = Seq2SeqConfig::new(&Seq2SeqParams {
+                weights: &[1.0, 1.0],
+                input_length: 512,
+                pad_token_id: 2,
+                random_roll: roll,
+                ..t5_params(&sentinels, &ds)
+            })
+            .unwrap();
+            let data = rows(90, 200, 700);
+            let slices: Vec<&[i64]> = data.iter().map(|r| r.as_slice()).collect();
+            let total: usize = slices.iter().map(|r| r.len()).sum();
+            assert_eq!(
+                kernel_threads(2, total, GRAIN_TOKENS),
+                2,
+                "the parallel path runs"
+            );
+            let keys = RowKeys::Batch { index: 5 };
+            let job =
+                Seq2SeqJob::new(&cfg, &slices, Widths::default(), true, 3, 1, &keys, 5).unwrap();
+            let one = job.run::<i64>(1).unwrap();
+            assert_eq!(one, job.run::<i64>(2).unwrap());
+            assert!(one.input_ids.contains(&2) && one.labels.contains(&IGNORE_INDEX));
+            let narrow = job.run::<i32>(1).unwrap();
+            assert_eq!(narrow, job.run::<i32>(2).unwrap());
+            assert!(
+                narrow
+                    .labels
+                    .iter()
+                    .zip(&one.labels)
+                    .all(|(&a, &b)| i64::from(a) == b)
+            );
+        }
+    }
+
+    #[test]
+    fn the_fast_id_check_agrees_with_the_reference() {
+        for (row, ok) in [
+            (vec![0i64, 5, 999], true),
+            (vec![], true),
+            (vec![1000], false),
+            (vec![-1], false),
+            (vec![5, i64::MIN], false),
+            (vec![5, i64::MAX], false),
+        ] {
+            assert_eq!(ids_in_range(&row, 1000), ok, "{row:?}");
+            assert_eq!(check_row_ids("x", 0, &row, 1000).is_ok(), ok);
+        }
+        assert!(!ids_in_range(&[u64::MAX], 1000));
+        assert!(ids_in_range(&[999u16], 1000) && !ids_in_range(&[1000u16], 1000));
     }
 
     #[test]

@@ -272,6 +272,8 @@ pub fn span_mask(
 ) {
     out.runs.clear();
     let c = SpanCounts::new(len, noise_density, mean_span);
+    // At most one run per span, plus one that a roll splits: one allocation at most.
+    out.runs.reserve(c.spans + usize::from(random_roll));
     let Scratch {
         bits,
         noise_parts,
@@ -295,7 +297,7 @@ pub fn span_mask(
     if random_roll {
         let offset = rng.below(len as u64) as usize;
         if offset != 0 {
-            let runs = std::mem::take(&mut out.runs);
+            let runs = std::mem::replace(&mut out.runs, Vec::with_capacity(c.spans + 1));
             for (s, l) in runs {
                 let (s, l) = (s as usize, l as usize);
                 let start = (s + offset) % len;
