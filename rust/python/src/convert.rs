@@ -328,10 +328,30 @@ pub fn word_id_rows(
 }
 
 fn row_name(template: Option<&str>, arg: &str, r: usize) -> String {
-    match template {
-        Some(t) if t.contains("{row}") => t.replace("{row}", &r.to_string()),
-        Some(t) => format!("{t}[{r}]"),
-        None => format!("{arg}[{r}]"),
+    RowName {
+        template,
+        arg,
+        row: r,
+    }
+    .to_string()
+}
+
+/// The name of row `row` in error messages ([`row_name`]), written out only when an error
+/// message needs it (a batch has many rows and, normally, no error).
+struct RowName<'a> {
+    template: Option<&'a str>,
+    arg: &'a str,
+    row: usize,
+}
+
+impl std::fmt::Display for RowName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (arg, r) = (self.arg, self.row);
+        match self.template {
+            Some(t) if t.contains("{row}") => f.write_str(&t.replace("{row}", &r.to_string())),
+            Some(t) => write!(f, "{t}[{r}]"),
+            None => write!(f, "{arg}[{r}]"),
+        }
     }
 }
 
@@ -361,14 +381,12 @@ fn flatten<V>(
     let mut offsets = Vec::with_capacity(rows.len() + 1);
     offsets.push(0);
     for (r, row) in rows.iter().enumerate() {
-        push_row(
-            row,
-            &row_name(rows_name, arg, r),
-            allow_bool,
-            none_as,
-            &conv,
-            &mut values,
-        )?;
+        let name = RowName {
+            template: rows_name,
+            arg,
+            row: r,
+        };
+        push_row(row, &name, allow_bool, none_as, &conv, &mut values)?;
         offsets.push(values.len());
     }
     Ok((values, offsets))
@@ -376,7 +394,7 @@ fn flatten<V>(
 
 fn push_row<V>(
     row: &Bound<'_, PyAny>,
-    arg: &str,
+    arg: &dyn std::fmt::Display,
     allow_bool: bool,
     none_as: Option<i64>,
     conv: &impl Fn(i64) -> V,
@@ -406,7 +424,7 @@ fn push_row<V>(
 /// `none_as` when given); errors name the item.
 fn push_items<'py, V>(
     items: impl Iterator<Item = Bound<'py, PyAny>>,
-    arg: &str,
+    arg: &dyn std::fmt::Display,
     none_as: Option<i64>,
     conv: &impl Fn(i64) -> V,
     out: &mut Vec<V>,
@@ -458,7 +476,7 @@ fn float_word_id(x: f64, none_as: i64, position: impl Fn() -> String) -> PyResul
 /// for none, where `none_as` is given).
 fn push_array<V>(
     arr: &Bound<'_, PyUntypedArray>,
-    arg: &str,
+    arg: &dyn std::fmt::Display,
     allow_bool: bool,
     none_as: Option<i64>,
     conv: &impl Fn(i64) -> V,
@@ -511,7 +529,7 @@ fn push_array<V>(
 /// NaN for none (where `none_as` is given); an error for any other.
 fn push_non_integer_array<V>(
     arr: &Bound<'_, PyUntypedArray>,
-    arg: &str,
+    arg: &dyn std::fmt::Display,
     allow_bool: bool,
     none_as: Option<i64>,
     conv: &impl Fn(i64) -> V,
@@ -539,7 +557,7 @@ fn push_non_integer_array<V>(
 /// ([`float_word_id`]). `Ok(false)` when the array is not of a float dtype.
 fn push_float_array<V>(
     arr: &Bound<'_, PyUntypedArray>,
-    arg: &str,
+    arg: &dyn std::fmt::Display,
     none_as: i64,
     conv: &impl Fn(i64) -> V,
     out: &mut Vec<V>,
@@ -794,7 +812,10 @@ pub fn unless_all_ones<'a, T>(
     mask: Option<Ragged<'a, u8>>,
     rows: &Ragged<'_, T>,
 ) -> Option<Ragged<'a, u8>> {
-    mask.filter(|m| m.offsets != rows.offsets || m.values.iter().any(|&v| v != 1))
+    // A fold without early exit vectorises (masks are mostly all ones).
+    mask.filter(|m| {
+        m.offsets != rows.offsets || m.values.iter().fold(0u8, |a, &v| a | (v ^ 1)) != 0
+    })
 }
 
 /// Sample keys from a uint64 array (read at once) or any sequence of ints.
