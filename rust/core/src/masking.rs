@@ -971,7 +971,9 @@ impl<'a, T: TokenId> MlmJob<'a, T> {
         }
         // Common cases: the vocabulary says where words start, the masks clear tokens (as
         // `unit_flags` does, without materialising the flags).
-        let vocab = |x: &T| cfg.vocab_flags[x.to_i64() as usize];
+        // A local slice: the table's pointer and length stay in registers through the loop.
+        let table: &[u8] = &cfg.vocab_flags;
+        let vocab = |x: &T| table[x.to_i64() as usize];
         let keep = |b: bool| 0u8.wrapping_sub(u8::from(b)); // all bits where b
         match (attn, spec) {
             (None, None) => segment_words(src.iter().map(vocab), &mut words),

@@ -374,6 +374,18 @@ fn flatten<V>(
             type_name(obj)
         )));
     };
+    flatten_rows(&rows, arg, rows_name, allow_bool, none_as, conv)
+}
+
+/// [`flatten`] over rows already taken out of their sequence.
+pub fn flatten_rows<V>(
+    rows: &[Bound<'_, PyAny>],
+    arg: &str,
+    rows_name: Option<&str>,
+    allow_bool: bool,
+    none_as: Option<i64>,
+    conv: impl Fn(i64) -> V,
+) -> PyResult<(Vec<V>, Vec<usize>)> {
     // One allocation: the rows' lengths are cheap to read (a failed `len` is left to the
     // row's own conversion, which names it).
     let total: usize = rows.iter().map(|r| r.len().unwrap_or(0)).sum();
@@ -390,6 +402,62 @@ fn flatten<V>(
         offsets.push(values.len());
     }
     Ok((values, offsets))
+}
+
+/// A batch's rows by column: `input_ids`, `attention_mask`, `special_tokens_mask` (`None`
+/// where the examples lack the key).
+pub type ExampleColumns<'py> = [Option<Vec<Bound<'py, PyAny>>>; 3];
+
+/// The columns of a batch in the tokenizer's plain form — a list of exact dicts with the same
+/// keys, `input_ids` and optionally `attention_mask` and `special_tokens_mask` (nothing
+/// else), each an exact list — as one row list per key ([`ExampleColumns`]). `Ok(None)` for
+/// anything else (another key, a missing key, another mapping or row type): the caller then
+/// takes the general path, which accepts or names it. Reads each example once, with no
+/// Python-level work per row.
+pub fn example_columns<'py>(examples: &Bound<'py, PyAny>) -> PyResult<Option<ExampleColumns<'py>>> {
+    use pyo3::types::{PyDict, PyDictMethods};
+    let py = examples.py();
+    let Ok(list) = examples.cast_exact::<PyList>() else {
+        return Ok(None);
+    };
+    let keys = [
+        pyo3::intern!(py, "input_ids"),
+        pyo3::intern!(py, "attention_mask"),
+        pyo3::intern!(py, "special_tokens_mask"),
+    ];
+    let Some(first) = list
+        .iter()
+        .next()
+        .and_then(|f| f.cast_exact::<PyDict>().ok().cloned())
+    else {
+        return Ok(None);
+    };
+    let mut present = [false; 3];
+    for (k, key) in keys.iter().enumerate() {
+        present[k] = first.contains(key)?;
+    }
+    let count = present.iter().filter(|&&p| p).count();
+    if !present[0] || first.len() != count {
+        return Ok(None);
+    }
+    let mut cols: ExampleColumns<'py> =
+        std::array::from_fn(|k| present[k].then(|| Vec::with_capacity(list.len())));
+    for ex in list.iter() {
+        let Ok(ex) = ex.cast_exact::<PyDict>() else {
+            return Ok(None);
+        };
+        if ex.len() != count {
+            return Ok(None);
+        }
+        for (col, key) in cols.iter_mut().zip(keys) {
+            let Some(col) = col else { continue };
+            match ex.get_item(key)? {
+                Some(row) if row.is_exact_instance_of::<PyList>() => col.push(row),
+                _ => return Ok(None),
+            }
+        }
+    }
+    Ok(Some(cols))
 }
 
 fn push_row<V>(
