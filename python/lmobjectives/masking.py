@@ -333,6 +333,7 @@ class MLMCollator(Collator):
             return Rows(input_ids=None, extra={EXAMPLES: examples})
         return super()._normalize(examples)
 
+    # long: the three batch forms (unbuilt sentence pairs, plain examples, rows), each to its kernel
     def _make(self, rows: Rows, key: Key) -> tuple[dict[str, Any], Any]:
         allocator = self._allocator(("input_ids", "attention_mask", "labels"))
         pad_kwargs = {**self.padding.kwargs(), "dtype": self.dtype}
@@ -354,18 +355,9 @@ class MLMCollator(Collator):
                 "token_type_ids": types,
             }, allocator
         examples = rows.extra.get(EXAMPLES)
-        if examples is not None:
-            kwargs = key.kwargs()
-            del kwargs["sample_ids"]  # plain examples have no 'idx'
-            out = self._masker.mask_examples(
-                examples,
-                num_threads=self._threads(),
-                allocate=allocator,
-                **kwargs,
-                **pad_kwargs,
-            )
-            if out is not None:
-                return {"input_ids": out[0], "attention_mask": out[1], "labels": out[2]}, allocator
+        if examples is not None:  # plain examples: one kernel pass, else the general path
+            if (plain := self._mask_examples(examples, key, allocator, pad_kwargs)) is not None:
+                return plain, allocator
             rows = super()._normalize(examples)  # unusual rows: checked and named there
         input_ids, attention_mask, labels = self._masker.mask(
             rows.input_ids,
@@ -404,6 +396,20 @@ class MLMCollator(Collator):
                     f"({batch['token_type_ids'].shape} vs {input_ids.shape})"
                 )
         return batch, allocator
+
+    def _mask_examples(
+        self, examples: list[Any], key: Key, allocator: Any, pad_kwargs: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """A list of plain examples masked by the kernel in one pass; ``None`` when the kernel
+        declines it (a form it does not read: the general path takes it)."""
+        kwargs = key.kwargs()
+        del kwargs["sample_ids"]  # plain examples have no 'idx'
+        out = self._masker.mask_examples(
+            examples, num_threads=self._threads(), allocate=allocator, **kwargs, **pad_kwargs
+        )
+        if out is None:
+            return None
+        return {"input_ids": out[0], "attention_mask": out[1], "labels": out[2]}
 
     def __repr__(self) -> str:
         kernel = repr(self._masker)[len("MlmMasker(") : -1]
