@@ -390,7 +390,7 @@ def _fast_indices(indices: Any) -> Any:
     names a bad entry)."""
     if isinstance(indices, range):
         if len(indices) and min(indices[0], indices[-1]) >= 0:
-            return np.arange(indices.start, indices.stop, indices.step).astype(np.uint64)
+            return np.arange(indices.start, indices.stop, indices.step, dtype=np.uint64)
         return list(indices)
     if not isinstance(indices, list):
         indices = list(indices)

@@ -234,6 +234,7 @@ def test_cli_refuses_bad_arguments(capsys):
         ("max_grad_norm", -1.0, ValueError),
         ("num_workers", -1, ValueError),
         ("eval_every", 0, ValueError),
+        ("mlm_selection", "all", ValueError),
     ],
 )
 def test_bad_configurations_name_the_field(field, value, error):
@@ -330,6 +331,55 @@ def test_cli_defaults_are_the_config_defaults():
         cfg.num_workers,
         cfg.device,
     )
+    assert (args.precision, args.compile, args.mlm_selection) == (
+        cfg.precision,
+        cfg.compile,
+        cfg.mlm_selection,
+    )
+
+
+@pytest.mark.parametrize(
+    "kw, want",
+    [
+        ({}, None),  # the CPU: a sync costs nothing, the compact selection saves FLOPs
+        ({"device": "cuda"}, 32),  # resolved without a GPU: only the device's type is read
+        ({"device": "cuda:1", "mlm_selection": "compact"}, None),
+        ({"compile": True}, 32),  # a boolean selection would break the graph
+        ({"mlm_selection": "fixed"}, 32),
+    ],
+)
+def test_mlm_selection_resolves_by_device_and_compile(kw, want):
+    assert tiny("mlm", **kw).mlm_max_predictions == want
+
+
+@pytest.mark.parametrize("objective", ["mlm", "span", "nsp"])
+def test_fixed_and_compact_mlm_selection_agree(objective, corpus):
+    """One step's loss, metrics and gradients are the same with either selection (same seed,
+    same model weights, same batch); the control: a different batch moves the loss."""
+    from lmobjectives.lab.pretrain import _batches, build
+
+    losses, grads, accs = [], [], []
+    for selection in ("compact", "fixed"):
+        cfg = tiny(objective, mlm_selection=selection)
+        task, train, _ = build(cfg, corpus)
+        torch.manual_seed(0)
+        model = task.model()
+        assert model.mlm.max_predictions == (32 if selection == "fixed" else None)
+        stream = _batches(task, task.dataset(train, 0), task.collator(0), cfg, 0)
+        batches = [next(stream)[1] for _ in range(2)]
+        stream.close()
+        loss, metrics = task.loss(model, batches[0], torch.Generator().manual_seed(0))
+        loss.backward()
+        losses.append(loss.detach())
+        accs.append(float(metrics["mlm_accuracy"]))
+        grads.append(
+            torch.cat([p.grad.reshape(-1) for p in model.parameters() if p.grad is not None])
+        )
+        other, _ = task.loss(model, batches[1], torch.Generator().manual_seed(0))
+    torch.testing.assert_close(losses[0], losses[1], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-6)
+    assert accs[0] == accs[1]
+    assert abs(float(other.detach()) - float(losses[1])) > 1e-3
 
 
 # -- evidence --------------------------------------------------------------------------------------

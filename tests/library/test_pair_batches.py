@@ -151,3 +151,37 @@ def test_bad_indices_and_ids_are_errors(corpus, small_tokenizer):
     small = MLMCollator(vocab_size=30, mask_token_id=MASK, pad_token_id=PAD, seed=0)
     with pytest.raises(ValueError, match=r"input_ids.*row \d+"):
         small(ds.__getitems__(list(range(20))))
+
+
+def test_ranges_read_as_their_items(corpus):
+    """A ``range`` (read as one uint64 array) gives the instances of the same indices as a
+    list, descending and stepped ranges included; a range reaching below 0 counts from the end,
+    as a list does."""
+    ds = SentencePairDataset(corpus, seed=4, cls_token_id=CLS, sep_token_id=SEP)
+    n = len(ds)
+    for r in [range(5), range(3, 40, 3), range(20, -1, -1), range(n - 1, n - 30, -7)]:
+        got = ds.__getitems__(r)
+        assert got.items.tolist() == ds.__getitems__(list(r)).items.tolist() == list(r)
+    assert ds.__getitems__(range(2, -3, -1)).items.tolist() == [2, 1, 0, n - 1, n - 2]
+    # Control: another range gives other instances.
+    assert ds.__getitems__(range(1, 6)).items.tolist() != list(range(5))
+
+
+def test_all_cpus_give_the_one_thread_batch(corpus):
+    """``num_threads=0`` (all CPUs, a count read once per process) gives the index and the
+    masked batches of one thread, call after call; another seed (control) does not."""
+    kw = {"seed": 6, "cls_token_id": CLS, "sep_token_id": SEP}
+    one = SentencePairDataset(corpus, num_threads=1, **kw)
+    every = SentencePairDataset(corpus, num_threads=0, **kw)
+    for name in ("a", "b", "label"):
+        np.testing.assert_array_equal(one._index[name], every._index[name])
+    indices = range(len(one))
+    want = collator(3, num_threads=1)(one.__getitems__(indices))
+    masker = collator(3, num_threads=0)
+    for epoch in range(3):
+        masker.set_epoch(0)
+        got = masker(every.__getitems__(indices))
+        for k in KEYS:
+            np.testing.assert_array_equal(got[k], want[k], err_msg=f"{k}, call {epoch}")
+    other = collator(4, num_threads=0)(every.__getitems__(indices))
+    assert not np.array_equal(other["input_ids"], want["input_ids"])

@@ -363,17 +363,27 @@ def _pretrain_run(objective: str, **kw: Any) -> tuple[Any, list[dict[str, Any]]]
     return run, batches
 
 
-@pytest.mark.parametrize("objective", ["mlm", "rtd", "t5", "infonce", "nsp"])
-def test_pretrain_step_reads_no_tensor_on_the_host(monkeypatch, objective: str) -> None:
+@pytest.mark.parametrize(
+    "objective, selection",
+    [(o, "auto") for o in ("mlm", "rtd", "t5", "infonce", "nsp")]
+    + [(o, "fixed") for o in ("mlm", "wwm", "span", "nsp", "sop")],
+)
+def test_pretrain_step_reads_no_tensor_on_the_host(
+    monkeypatch, objective: str, selection: str
+) -> None:
     from lmobjectives.lab.pretrain import _to
 
-    run, batches = _pretrain_run(objective)
+    run, batches = _pretrain_run(objective, mlm_selection=selection)
     run.step(0, _to(batches[0], run.device))  # creates the optimiser state
-    # host reads only for the i.i.d. MLM-side objectives: their rows have no label bound, so
-    # MLMHead selects the labelled positions with a boolean mask (and so does the step's
-    # accuracy metric), see test_default_heads_still_select_with_a_mask; ELECTRA's exact
-    # budget lets pretrain use the fixed-size selection
-    shapes = objective in ("t5", "infonce", "rtd")
+    # On the CPU, "auto" keeps the i.i.d. MLM-side objectives' boolean selection (their rows
+    # have no label bound; a sync costs nothing on the CPU): data-dependent shapes there, and
+    # the guard with shapes=True fails (the control). "fixed" — what "auto" picks on an
+    # accelerator — gathers seq_length slots: no sync at all. ELECTRA's exact budget and the
+    # other objectives never select by a mask.
+    shapes = objective in ("t5", "infonce", "rtd") or selection == "fixed"
+    if not shapes:
+        with pytest.raises(HostSync), no_host_sync(monkeypatch):
+            run.step(1, _to(batches[1], run.device))
     with no_host_sync(monkeypatch, shapes=shapes):
         for i, b in enumerate(batches[1:], start=1):
             loss = run.step(i, _to(b, run.device))

@@ -187,6 +187,12 @@ def _add_pretrain(sub: Any) -> None:
         "--precision", choices=("fp32", "bf16"), default="fp32", help="bf16: autocast (fp32)"
     )
     pre.add_argument("--compile", action="store_true", help="torch.compile the model")
+    pre.add_argument(
+        "--mlm-selection",
+        choices=("auto", "compact", "fixed"),
+        default="auto",
+        help="MLM head: compact (boolean mask), fixed (no host sync); auto: fixed off the CPU",
+    )
     _add_threads(pre)
     _add_cache_dir(pre)
 
@@ -538,6 +544,7 @@ def _pretrain(args: argparse.Namespace) -> int:
         device=args.device,
         precision=args.precision,
         compile=args.compile,
+        mlm_selection=args.mlm_selection,
     )
     if args.corpus is not None:
         from lmobjectives.corpus import TokenCorpus

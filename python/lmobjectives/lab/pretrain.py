@@ -37,7 +37,7 @@ import numpy as np
 from lmobjectives import IGNORE_INDEX
 from lmobjectives._optional import require
 from lmobjectives._progress import Progress
-from lmobjectives.torch import MLMHead, SentencePairHead, seq2seq_loss
+from lmobjectives.torch import MLMHead, SentencePairHead, labelled_positions, seq2seq_loss
 from lmobjectives.torch.models import TinyEncoder, TinySeq2Seq
 
 if TYPE_CHECKING:
@@ -60,6 +60,8 @@ PLOT = "loss.png"
 
 #: The values of :attr:`PretrainConfig.precision`.
 PRECISIONS = ("fp32", "bf16")
+#: how the MLM head picks the labelled positions (see ``PretrainConfig.mlm_selection``)
+MLM_SELECTIONS = ("auto", "compact", "fixed")
 
 # Fields that must match for a checkpoint to continue the same run (the rest — steps, eval and
 # checkpoint cadence, workers, device, precision, compile — may change on resume).
@@ -107,6 +109,17 @@ class PretrainConfig:
             ``torch.autocast(device, torch.bfloat16)`` (weights, optimiser state and the losses'
             softmax stay float32).
         compile: run the model's forward through ``torch.compile`` (default off).
+        mlm_selection: how the MLM head of the i.i.d. masking objectives (mlm, wwm, span, nsp,
+            sop) reaches the labelled positions. ``"compact"``: a boolean mask, the head runs
+            on the labelled positions only (fewest FLOPs, but a data-dependent shape: one host
+            synchronisation a step on an accelerator and a graph break under
+            ``torch.compile``). ``"fixed"``: ``MLMHead(max_predictions=seq_length)`` — every
+            row's labels gathered into ``seq_length`` fixed slots (the same loss; no sync,
+            compiles whole; the head's FLOPs of every position, like Hugging Face's
+            ``BertForMaskedLM``). These rows have no tighter label bound: their masking draws
+            each position independently. ``"auto"`` (default): ``"fixed"`` on a device other
+            than the CPU or with ``compile``, else ``"compact"`` (on the CPU a sync costs
+            nothing). ELECTRA (rtd) always uses its exact budget, ``ceil(0.15·seq_length)``.
         log_every: record the training loss every this many steps (10). Between these
             points a step never waits for the device: the losses add up there and are read
             (and checked to be finite) only then, and at evaluations.
@@ -133,6 +146,7 @@ class PretrainConfig:
     log_every: int = 10
     precision: str = "fp32"
     compile: bool = False
+    mlm_selection: str = "auto"
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -174,8 +188,22 @@ class PretrainConfig:
             raise ValueError(f"precision: must be one of {PRECISIONS}, got {self.precision!r}")
         if not isinstance(self.compile, bool):
             raise ValueError(f"compile: must be a bool, got {self.compile!r}")
+        if self.mlm_selection not in MLM_SELECTIONS:
+            raise ValueError(
+                f"mlm_selection: must be one of {MLM_SELECTIONS}, got {self.mlm_selection!r}"
+            )
         if not isinstance(self.max_grad_norm, (int, float)) or not self.max_grad_norm > 0:
             raise ValueError(f"max_grad_norm: must be positive, got {self.max_grad_norm!r}")
+
+    @property
+    def mlm_max_predictions(self) -> int | None:
+        """``MLMHead``'s ``max_predictions`` for the i.i.d. masking objectives: ``None``
+        (boolean selection) or ``seq_length`` (fixed slots), from ``mlm_selection``."""
+        fixed = self.mlm_selection == "fixed" or (
+            self.mlm_selection == "auto"
+            and (self.compile or torch.device(self.device).type != "cpu")
+        )
+        return self.seq_length if fixed else None
 
     @property
     def evaluate_every(self) -> int:
@@ -248,7 +276,12 @@ class _Encoder(nn.Module):
             max_length=cfg.seq_length,
             head=None,
         )
-        self.mlm = MLMHead(cfg.hidden_size, vocab_size, embedding=self.encoder.embeddings.token)
+        self.mlm = MLMHead(
+            cfg.hidden_size,
+            vocab_size,
+            embedding=self.encoder.embeddings.token,
+            max_predictions=cfg.mlm_max_predictions,
+        )
         self.pair = SentencePairHead(cfg.hidden_size) if pair_head else None
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -269,6 +302,18 @@ def _accuracy(
     return ((hit * k).sum() / k.sum()).detach()
 
 
+def _mlm(
+    model: nn.Module, hidden: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The MLM loss and accuracy at the labelled positions, with the head's selection."""
+    head: MLMHead = model.mlm  # type: ignore[assignment]
+    loss, logits = head(hidden, labels)
+    if head.max_predictions is None:
+        return loss, _accuracy(logits, labels[labels != IGNORE_INDEX])
+    _, targets = labelled_positions(labels, head.max_predictions)  # the head's slot order
+    return loss, _accuracy(logits, targets, targets != IGNORE_INDEX)
+
+
 class _MaskedLM(_Task):
     unit: Literal["token", "word", "span", "ngram"] = "token"
 
@@ -283,10 +328,8 @@ class _MaskedLM(_Task):
     def loss(
         self, model: nn.Module, batch: dict[str, torch.Tensor], generator: torch.Generator
     ) -> tuple[torch.Tensor, dict[str, Any]]:
-        hidden = model(batch)
-        labels = batch["labels"]
-        mlm_loss, logits = model.mlm(hidden, labels)  # type: ignore[operator]
-        return mlm_loss, {"mlm_accuracy": _accuracy(logits, labels[labels != IGNORE_INDEX])}
+        mlm_loss, accuracy = _mlm(model, model(batch), batch["labels"])
+        return mlm_loss, {"mlm_accuracy": accuracy}
 
 
 class _WholeWord(_MaskedLM):
@@ -314,14 +357,13 @@ class _SentencePair(_MaskedLM):
         self, model: nn.Module, batch: dict[str, torch.Tensor], generator: torch.Generator
     ) -> tuple[torch.Tensor, dict[str, Any]]:
         hidden = model(batch)
-        labels = batch["labels"]
-        mlm_loss, logits = model.mlm(hidden, labels)  # type: ignore[operator]
+        mlm_loss, mlm_accuracy = _mlm(model, hidden, batch["labels"])
         pair_labels = batch["next_sentence_label" if self.task == "nsp" else "sentence_order_label"]
         pair_loss, pair_logits = model.pair(hidden, pair_labels)  # type: ignore[operator]
         return mlm_loss + pair_loss, {
             "mlm_loss": mlm_loss.detach(),
             "pair_loss": pair_loss.detach(),
-            "mlm_accuracy": _accuracy(logits, labels[labels != IGNORE_INDEX]),
+            "mlm_accuracy": mlm_accuracy,
             "pair_accuracy": _accuracy(pair_logits, pair_labels),
         }
 

@@ -441,6 +441,82 @@ mod tests {
         }
     }
 
+    /// Recycled buffers hold old values (taken as they are on several threads) and none of them
+    /// shows: with the pool stocked with garbage-filled buffers of the batch's size, the batch
+    /// is still the composition's (every dtype, one and several threads, into given buffers).
+    // long: the batch, the stocked pool, then each way of running it
+    #[test]
+    fn recycled_buffers_are_overwritten() {
+        let mut g = Rng::from_seed(5);
+        let ids: Vec<u16> = (0..8000).map(|_| 5 + g.below(35) as u16).collect();
+        let n = 400;
+        let (mut a, mut b, mut label) = (vec![], vec![], vec![]);
+        for _ in 0..n {
+            let (la, lb) = (1 + g.below(60), 1 + g.below(60));
+            let (sa, sb) = (g.below(7900), g.below(7900));
+            a.push([sa, sa + la]);
+            b.push([sb, sb + lb]);
+            label.push(g.below(2) as u8);
+        }
+        let index = PairIndexRef {
+            a: &a,
+            b: &b,
+            label: &label,
+        };
+        let specials = [0i64, 1, 2, 3];
+        let cfg = MlmConfig::new(&MlmParams::new(40, 1, 0, &specials)).unwrap();
+        let streams = Streams::new(3, 1, PURPOSE);
+        let items: Vec<u64> = (0..n as u64).rev().collect();
+        let keys: Vec<u64> = items.iter().map(|&i| (1 << 40) | i).collect();
+        for spec in [
+            PadSpec {
+                max_length: Some(128),
+                pad_to_max_length: true,
+                truncation: true,
+                ..PadSpec::default()
+            },
+            PadSpec {
+                max_length: Some(128),
+                pad_to_max_length: true,
+                truncation: true,
+                side: Side::Left,
+                ..PadSpec::default()
+            },
+        ] {
+            let want = composed(&ids, index, &items, &cfg, &spec, &streams, &keys).unwrap();
+            let job =
+                PairMlmJob::new(&ids, index, &items, (2, 3), &cfg, &spec, &streams, &keys).unwrap();
+            let size = job.rows() * job.width();
+            assert!(
+                size * 4 >= crate::batch::POOL_MIN_BYTES,
+                "buffers too small to be pooled"
+            );
+            for threads in [1, 2, 3] {
+                for _ in 0..4 {
+                    i64::pool().give(vec![-7; size]);
+                    i32::pool().give(vec![-7; size]);
+                }
+                assert_eq!(job.run::<i64>(threads).unwrap(), want, "{threads} threads");
+                let got = job.run::<i32>(threads).unwrap();
+                let wide = |v: &[i32]| v.iter().map(|&x| i64::from(x)).collect::<Vec<_>>();
+                assert_eq!(wide(&got.input_ids), want.input_ids);
+                assert_eq!(wide(&got.attention_mask), want.attention_mask);
+                assert_eq!(wide(&got.labels), want.labels);
+                assert_eq!(wide(&got.token_type_ids), want.token_type_ids);
+                let mut out = [vec![-9i64; size], vec![-9; size], vec![-9; size]];
+                let [x, y, z] = &mut out;
+                let (types, pairs) = job.run_into::<i64>(threads, [x, y, z]).unwrap();
+                assert_eq!(out[0], want.input_ids);
+                assert_eq!(out[1], want.attention_mask);
+                assert_eq!(out[2], want.labels);
+                assert_eq!(
+                    (types, pairs),
+                    (want.token_type_ids.clone(), want.pair_labels.clone())
+                );
+            }
+        }
+    }
+
     #[test]
     fn bad_input_is_an_error() {
         let ids = [10u16, 11, 12, 99, 14];
