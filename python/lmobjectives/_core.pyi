@@ -140,6 +140,22 @@ class MlmMasker:
         rows_name: str | None = None,
         allocate: Callable[[tuple[int, int, int], str], Any] | None = None,
     ) -> tuple[_IntArray, _IntArray, _IntArray]: ...
+    def mask_examples(
+        self,
+        examples: Any,
+        *,
+        seed: int,
+        epoch: int = 0,
+        batch_index: int = 0,
+        max_length: int | None = None,
+        truncation: bool = False,
+        pad_to_max_length: bool = False,
+        pad_to_multiple_of: int = 1,
+        padding_side: Literal["right", "left"] = "right",
+        dtype: Literal["int64", "int32"] = "int64",
+        num_threads: int = 1,
+        allocate: Callable[[tuple[int, int, int], str], Any] | None = None,
+    ) -> tuple[_IntArray, _IntArray, _IntArray] | None: ...
     def __reduce__(self) -> tuple[Any, ...]: ...
 
 def pad(

@@ -29,6 +29,10 @@ from lmobjectives.errors import MAX_ELEMENTS
 UNITS = ("token", "word", "span", "ngram")
 #: The key under which :meth:`MLMCollator._normalize` passes a sentence-pair batch on.
 PAIRS = "sentence pairs"
+#: The key under which :meth:`MLMCollator._normalize` passes a list of plain examples on.
+EXAMPLES = "examples"
+#: The keys of a plain example (what a tokenizer returns for MLM), read by the kernel itself.
+PLAIN_KEYS = frozenset(("input_ids", "attention_mask", "special_tokens_mask"))
 
 __all__ = ["MLMCollator"]
 
@@ -316,8 +320,20 @@ class MLMCollator(Collator):
             and self._masker.unit == "token"
         ):
             return Rows(input_ids=None, sample_ids=examples.sample_keys, extra={PAIRS: examples})
+        # The tokenizer's examples as run_mlm.py hands them over (dicts of lists, no 'idx'):
+        # read in one pass by the kernel (``_make``), which hands anything unusual back to
+        # the general path.
+        if (
+            type(examples) is list
+            and examples
+            and type(examples[0]) is dict
+            and "input_ids" in examples[0]
+            and examples[0].keys() <= PLAIN_KEYS
+        ):
+            return Rows(input_ids=None, extra={EXAMPLES: examples})
         return super()._normalize(examples)
 
+    # long: the three batch forms (unbuilt sentence pairs, plain examples, rows), each to its kernel
     def _make(self, rows: Rows, key: Key) -> tuple[dict[str, Any], Any]:
         allocator = self._allocator(("input_ids", "attention_mask", "labels"))
         pad_kwargs = {**self.padding.kwargs(), "dtype": self.dtype}
@@ -338,6 +354,11 @@ class MLMCollator(Collator):
                 pairs.label_name: pair_labels,
                 "token_type_ids": types,
             }, allocator
+        examples = rows.extra.get(EXAMPLES)
+        if examples is not None:  # plain examples: one kernel pass, else the general path
+            if (plain := self._mask_examples(examples, key, allocator, pad_kwargs)) is not None:
+                return plain, allocator
+            rows = super()._normalize(examples)  # unusual rows: checked and named there
         input_ids, attention_mask, labels = self._masker.mask(
             rows.input_ids,
             attention_mask=rows.attention_mask,
@@ -375,6 +396,20 @@ class MLMCollator(Collator):
                     f"({batch['token_type_ids'].shape} vs {input_ids.shape})"
                 )
         return batch, allocator
+
+    def _mask_examples(
+        self, examples: list[Any], key: Key, allocator: Any, pad_kwargs: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """A list of plain examples masked by the kernel in one pass; ``None`` when the kernel
+        declines it (a form it does not read: the general path takes it)."""
+        kwargs = key.kwargs()
+        del kwargs["sample_ids"]  # plain examples have no 'idx'
+        out = self._masker.mask_examples(
+            examples, num_threads=self._threads(), allocate=allocator, **kwargs, **pad_kwargs
+        )
+        if out is None:
+            return None
+        return {"input_ids": out[0], "attention_mask": out[1], "labels": out[2]}
 
     def __repr__(self) -> str:
         kernel = repr(self._masker)[len("MlmMasker(") : -1]

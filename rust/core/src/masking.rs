@@ -962,15 +962,35 @@ impl<'a, T: TokenId> MlmJob<'a, T> {
         let word_ids = self.masks.word_ids.as_ref().map(|w| &w.row(r)[..kept]);
         let bounds = self.masks.boundaries.as_ref().map(|b| &b.row(r)[..kept]);
         let mut words = Vec::with_capacity(kept);
-        if attn.is_none() && spec.is_none() && word_ids.is_none() && bounds.is_none() {
-            // Common case: the vocabulary alone says where words start.
-            let flags = src.iter().map(|x| cfg.vocab_flags[x.to_i64() as usize]);
-            segment_words(flags, &mut words);
-        } else {
+        if word_ids.is_some() || bounds.is_some() {
             segment_words(
                 unit_flags(cfg, src, attn, spec, word_ids, bounds),
                 &mut words,
             );
+            return words;
+        }
+        // Common cases: the vocabulary says where words start, the masks clear tokens (as
+        // `unit_flags` does, without materialising the flags).
+        // A local slice: the table's pointer and length stay in registers through the loop.
+        let table: &[u8] = &cfg.vocab_flags;
+        let vocab = |x: &T| table[x.to_i64() as usize];
+        let keep = |b: bool| 0u8.wrapping_sub(u8::from(b)); // all bits where b
+        match (attn, spec) {
+            (None, None) => segment_words(src.iter().map(vocab), &mut words),
+            (None, Some(s)) => segment_words(
+                src.iter().zip(s).map(|(x, &m)| vocab(x) & keep(m == 0)),
+                &mut words,
+            ),
+            (Some(a), None) => segment_words(
+                src.iter().zip(a).map(|(x, &m)| vocab(x) & keep(m != 0)),
+                &mut words,
+            ),
+            (Some(a), Some(s)) => segment_words(
+                src.iter()
+                    .zip(a.iter().zip(s))
+                    .map(|(x, (&am, &sm))| vocab(x) & keep(am != 0 && sm == 0)),
+                &mut words,
+            ),
         }
         words
     }

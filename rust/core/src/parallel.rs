@@ -46,7 +46,13 @@ pub fn resolve_threads(requested: usize) -> usize {
 /// Threads worth using for `work` units when each thread should get at least `grain` of
 /// them (handing work to a pool costs microseconds; small batches run on the caller).
 pub fn threads_for(requested: usize, work: usize, grain: usize) -> usize {
-    resolve_threads(requested).min((work / grain.max(1)).max(1))
+    let most = (work / grain.max(1)).max(1);
+    if most == 1 {
+        // Not worth a pool: no need to count the CPUs (`available_parallelism` reads the
+        // affinity mask and cgroup files: tens of microseconds per call).
+        return 1;
+    }
+    resolve_threads(requested).min(most)
 }
 
 fn pool(threads: usize) -> Result<Arc<rayon::ThreadPool>> {

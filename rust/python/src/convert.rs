@@ -328,10 +328,30 @@ pub fn word_id_rows(
 }
 
 fn row_name(template: Option<&str>, arg: &str, r: usize) -> String {
-    match template {
-        Some(t) if t.contains("{row}") => t.replace("{row}", &r.to_string()),
-        Some(t) => format!("{t}[{r}]"),
-        None => format!("{arg}[{r}]"),
+    RowName {
+        template,
+        arg,
+        row: r,
+    }
+    .to_string()
+}
+
+/// The name of row `row` in error messages ([`row_name`]), written out only when an error
+/// message needs it (a batch has many rows and, normally, no error).
+struct RowName<'a> {
+    template: Option<&'a str>,
+    arg: &'a str,
+    row: usize,
+}
+
+impl std::fmt::Display for RowName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (arg, r) = (self.arg, self.row);
+        match self.template {
+            Some(t) if t.contains("{row}") => f.write_str(&t.replace("{row}", &r.to_string())),
+            Some(t) => write!(f, "{t}[{r}]"),
+            None => write!(f, "{arg}[{r}]"),
+        }
     }
 }
 
@@ -354,6 +374,18 @@ fn flatten<V>(
             type_name(obj)
         )));
     };
+    flatten_rows(&rows, arg, rows_name, allow_bool, none_as, conv)
+}
+
+/// [`flatten`] over rows already taken out of their sequence.
+pub fn flatten_rows<V>(
+    rows: &[Bound<'_, PyAny>],
+    arg: &str,
+    rows_name: Option<&str>,
+    allow_bool: bool,
+    none_as: Option<i64>,
+    conv: impl Fn(i64) -> V,
+) -> PyResult<(Vec<V>, Vec<usize>)> {
     // One allocation: the rows' lengths are cheap to read (a failed `len` is left to the
     // row's own conversion, which names it).
     let total: usize = rows.iter().map(|r| r.len().unwrap_or(0)).sum();
@@ -361,22 +393,76 @@ fn flatten<V>(
     let mut offsets = Vec::with_capacity(rows.len() + 1);
     offsets.push(0);
     for (r, row) in rows.iter().enumerate() {
-        push_row(
-            row,
-            &row_name(rows_name, arg, r),
-            allow_bool,
-            none_as,
-            &conv,
-            &mut values,
-        )?;
+        let name = RowName {
+            template: rows_name,
+            arg,
+            row: r,
+        };
+        push_row(row, &name, allow_bool, none_as, &conv, &mut values)?;
         offsets.push(values.len());
     }
     Ok((values, offsets))
 }
 
+/// A batch's rows by column: `input_ids`, `attention_mask`, `special_tokens_mask` (`None`
+/// where the examples lack the key).
+pub type ExampleColumns<'py> = [Option<Vec<Bound<'py, PyAny>>>; 3];
+
+/// The columns of a batch in the tokenizer's plain form — a list of exact dicts with the same
+/// keys, `input_ids` and optionally `attention_mask` and `special_tokens_mask` (nothing
+/// else), each an exact list — as one row list per key ([`ExampleColumns`]). `Ok(None)` for
+/// anything else (another key, a missing key, another mapping or row type): the caller then
+/// takes the general path, which accepts or names it. Reads each example once, with no
+/// Python-level work per row.
+pub fn example_columns<'py>(examples: &Bound<'py, PyAny>) -> PyResult<Option<ExampleColumns<'py>>> {
+    use pyo3::types::{PyDict, PyDictMethods};
+    let py = examples.py();
+    let Ok(list) = examples.cast_exact::<PyList>() else {
+        return Ok(None);
+    };
+    let keys = [
+        pyo3::intern!(py, "input_ids"),
+        pyo3::intern!(py, "attention_mask"),
+        pyo3::intern!(py, "special_tokens_mask"),
+    ];
+    let Some(first) = list
+        .iter()
+        .next()
+        .and_then(|f| f.cast_exact::<PyDict>().ok().cloned())
+    else {
+        return Ok(None);
+    };
+    let mut present = [false; 3];
+    for (k, key) in keys.iter().enumerate() {
+        present[k] = first.contains(key)?;
+    }
+    let count = present.iter().filter(|&&p| p).count();
+    if !present[0] || first.len() != count {
+        return Ok(None);
+    }
+    let mut cols: ExampleColumns<'py> =
+        std::array::from_fn(|k| present[k].then(|| Vec::with_capacity(list.len())));
+    for ex in list.iter() {
+        let Ok(ex) = ex.cast_exact::<PyDict>() else {
+            return Ok(None);
+        };
+        if ex.len() != count {
+            return Ok(None);
+        }
+        for (col, key) in cols.iter_mut().zip(keys) {
+            let Some(col) = col else { continue };
+            match ex.get_item(key)? {
+                Some(row) if row.is_exact_instance_of::<PyList>() => col.push(row),
+                _ => return Ok(None),
+            }
+        }
+    }
+    Ok(Some(cols))
+}
+
 fn push_row<V>(
     row: &Bound<'_, PyAny>,
-    arg: &str,
+    arg: &dyn std::fmt::Display,
     allow_bool: bool,
     none_as: Option<i64>,
     conv: &impl Fn(i64) -> V,
@@ -406,7 +492,7 @@ fn push_row<V>(
 /// `none_as` when given); errors name the item.
 fn push_items<'py, V>(
     items: impl Iterator<Item = Bound<'py, PyAny>>,
-    arg: &str,
+    arg: &dyn std::fmt::Display,
     none_as: Option<i64>,
     conv: &impl Fn(i64) -> V,
     out: &mut Vec<V>,
@@ -458,7 +544,7 @@ fn float_word_id(x: f64, none_as: i64, position: impl Fn() -> String) -> PyResul
 /// for none, where `none_as` is given).
 fn push_array<V>(
     arr: &Bound<'_, PyUntypedArray>,
-    arg: &str,
+    arg: &dyn std::fmt::Display,
     allow_bool: bool,
     none_as: Option<i64>,
     conv: &impl Fn(i64) -> V,
@@ -511,7 +597,7 @@ fn push_array<V>(
 /// NaN for none (where `none_as` is given); an error for any other.
 fn push_non_integer_array<V>(
     arr: &Bound<'_, PyUntypedArray>,
-    arg: &str,
+    arg: &dyn std::fmt::Display,
     allow_bool: bool,
     none_as: Option<i64>,
     conv: &impl Fn(i64) -> V,
@@ -539,7 +625,7 @@ fn push_non_integer_array<V>(
 /// ([`float_word_id`]). `Ok(false)` when the array is not of a float dtype.
 fn push_float_array<V>(
     arr: &Bound<'_, PyUntypedArray>,
-    arg: &str,
+    arg: &dyn std::fmt::Display,
     none_as: i64,
     conv: &impl Fn(i64) -> V,
     out: &mut Vec<V>,
@@ -794,7 +880,10 @@ pub fn unless_all_ones<'a, T>(
     mask: Option<Ragged<'a, u8>>,
     rows: &Ragged<'_, T>,
 ) -> Option<Ragged<'a, u8>> {
-    mask.filter(|m| m.offsets != rows.offsets || m.values.iter().any(|&v| v != 1))
+    // A fold without early exit vectorises (masks are mostly all ones).
+    mask.filter(|m| {
+        m.offsets != rows.offsets || m.values.iter().fold(0u8, |a, &v| a | (v ^ 1)) != 0
+    })
 }
 
 /// Sample keys from a uint64 array (read at once) or any sequence of ints.

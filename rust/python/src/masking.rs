@@ -1,19 +1,20 @@
 //! `MlmMasker`: the MLM masking kernel as a frozen, picklable Python object.
 
 use lmobjectives_core::batch::Dtype;
+use lmobjectives_core::batch::PadSpec;
 use lmobjectives_core::masking::{
     Budget, MlmBatch, MlmConfig, MlmJob, MlmParams, PURPOSE, PositionSampling, ReplaceBy,
     TokenMasks, UnitArgs, UnitSpec, effective_special_ids, length_samples,
 };
 use lmobjectives_core::recipes::{Family, RECIPES, Recipe, resolve_masking};
-use lmobjectives_core::rng::Streams;
+use lmobjectives_core::rng::{RowKeys, Streams};
 use numpy::PyArray2;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
 use crate::convert::{
-    Recyclable, fill_allocated, id_rows, key_name, mask_rows, pad_spec, pooled2, ragged, row_keys,
-    sample_keys, unless_all_ones, word_id_rows,
+    IdRows, Recyclable, example_columns, fill_allocated, flatten_rows, id_rows, key_name,
+    mask_rows, pad_spec, pooled2, ragged, row_keys, sample_keys, unless_all_ones, word_id_rows,
 };
 use crate::errors::{detached, to_py};
 use crate::with_rows;
@@ -248,6 +249,55 @@ impl MlmMasker {
     }
 }
 
+/// A batch's per-token planes besides the ids, gathered as `(values, offsets)`.
+struct Planes {
+    attn: Option<(Vec<u8>, Vec<usize>)>,
+    spec: Option<(Vec<u8>, Vec<usize>)>,
+    words: Option<(Vec<i64>, Vec<usize>)>,
+    bounds: Option<(Vec<u8>, Vec<usize>)>,
+}
+
+/// What a batch is keyed and shaped by.
+struct Batch<'k> {
+    keys: RowKeys<'k>,
+    streams: Streams,
+    pad: PadSpec,
+    dtype: Dtype,
+    num_threads: usize,
+}
+
+impl MlmMasker {
+    /// Masks converted rows (what `mask` and `mask_examples` share).
+    fn run<'py>(
+        &self,
+        py: Python<'py>,
+        rows: IdRows<'py>,
+        planes: Planes,
+        batch: &Batch<'_>,
+        allocate: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let attn = ragged("attention_mask", &planes.attn)?;
+        let spec = ragged("special_tokens_mask", &planes.spec)?;
+        let words = ragged("word_ids", &planes.words)?;
+        let bounds = ragged("boundaries", &planes.bounds)?;
+        let cfg = &self.cfg;
+        let (pad, keys, streams) = (&batch.pad, &batch.keys, &batch.streams);
+        with_rows!(rows, "input_ids", |r| {
+            let masks = TokenMasks {
+                attention_mask: unless_all_ones(attn, &r),
+                special_tokens_mask: spec,
+                word_ids: words,
+                boundaries: bounds,
+            };
+            let job = MlmJob::new(cfg, &r, &masks, pad, streams, keys).map_err(to_py)?;
+            match batch.dtype {
+                Dtype::I64 => run_job::<_, i64>(py, &job, batch.num_threads, allocate),
+                Dtype::I32 => run_job::<_, i32>(py, &job, batch.num_threads, allocate),
+            }
+        })
+    }
+}
+
 #[pymethods]
 impl MlmMasker {
     #[new]
@@ -439,27 +489,105 @@ impl MlmMasker {
                 .map(|w| word_id_rows(w, "word_ids", name("word_ids").as_deref()))
                 .transpose()?;
             let bounds = mask(boundaries, "boundaries")?;
-            let attn = ragged("attention_mask", &attn)?;
-            let spec = ragged("special_tokens_mask", &spec)?;
-            let words = ragged("word_ids", &words)?;
-            let bounds = ragged("boundaries", &bounds)?;
             let sample_ids = sample_keys(sample_ids)?;
-            let keys = row_keys(&sample_ids, batch_index);
-            let streams = Streams::new(seed, epoch, PURPOSE);
-            let cfg = &self.cfg;
-            with_rows!(rows, "input_ids", |r| {
-                let masks = TokenMasks {
-                    attention_mask: unless_all_ones(attn, &r),
-                    special_tokens_mask: spec,
-                    word_ids: words,
-                    boundaries: bounds,
-                };
-                let job = MlmJob::new(cfg, &r, &masks, &pad, &streams, &keys).map_err(to_py)?;
-                match dtype {
-                    Dtype::I64 => run_job::<_, i64>(py, &job, num_threads, allocate),
-                    Dtype::I32 => run_job::<_, i32>(py, &job, num_threads, allocate),
-                }
-            })
+            self.run(
+                py,
+                rows,
+                Planes {
+                    attn,
+                    spec,
+                    words,
+                    bounds,
+                },
+                &Batch {
+                    keys: row_keys(&sample_ids, batch_index),
+                    streams: Streams::new(seed, epoch, PURPOSE),
+                    pad,
+                    dtype,
+                    num_threads,
+                },
+                allocate,
+            )
+        })
+    }
+
+    /// [`MlmMasker::mask`] for a list of examples in the tokenizer's plain form — exact dicts
+    /// with the same keys, `input_ids` and optionally `attention_mask` and
+    /// `special_tokens_mask`, each an exact list of ints — read in one pass with no Python
+    /// work per example; rows are named `examples[{row}]['{key}']` in errors. Returns `None`
+    /// (having read nothing else) for a batch in any other form: pass it to `mask` then.
+    // long: the same keyword arguments as `mask`, converted, then the shared run
+    #[pyo3(signature = (
+        examples, *, seed, epoch=0, batch_index=0,
+        max_length=None, truncation=false, pad_to_max_length=false, pad_to_multiple_of=1,
+        padding_side="right", dtype="int64", num_threads=1, allocate=None,
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn mask_examples<'py>(
+        &self,
+        py: Python<'py>,
+        examples: &Bound<'py, PyAny>,
+        #[pyo3(from_py_with = crate::args::int)] seed: u64,
+        #[pyo3(from_py_with = crate::args::int)] epoch: u64,
+        #[pyo3(from_py_with = crate::args::int)] batch_index: u64,
+        #[pyo3(from_py_with = crate::args::opt_int)] max_length: Option<usize>,
+        truncation: bool,
+        pad_to_max_length: bool,
+        #[pyo3(from_py_with = crate::args::int)] pad_to_multiple_of: usize,
+        padding_side: &str,
+        dtype: &str,
+        #[pyo3(from_py_with = crate::args::int)] num_threads: usize,
+        allocate: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        crate::errors::guarded(move || {
+            let dtype = Dtype::parse("dtype", dtype).map_err(to_py)?;
+            let pad = pad_spec(
+                max_length,
+                truncation,
+                pad_to_max_length,
+                pad_to_multiple_of,
+                padding_side,
+            )?;
+            let Some([ids, attn, spec]) = example_columns(examples)? else {
+                return Ok(None);
+            };
+            let name = |key: &str| format!("examples[{{row}}]['{key}']");
+            let ids = ids.unwrap_or_default();
+            let (values, offsets) = flatten_rows(
+                &ids,
+                "input_ids",
+                Some(&name("input_ids")),
+                false,
+                None,
+                |v| v,
+            )?;
+            let mask = |rows: Option<Vec<Bound<'py, PyAny>>>, arg: &str| {
+                rows.map(|r| {
+                    flatten_rows(&r, arg, Some(&name(arg)), true, None, |v| u8::from(v != 0))
+                })
+                .transpose()
+            };
+            let attn = mask(attn, "attention_mask")?;
+            let spec = mask(spec, "special_tokens_mask")?;
+            self.run(
+                py,
+                IdRows::Flat { values, offsets },
+                Planes {
+                    attn,
+                    spec,
+                    words: None,
+                    bounds: None,
+                },
+                &Batch {
+                    keys: row_keys(&None, batch_index),
+                    streams: Streams::new(seed, epoch, PURPOSE),
+                    pad,
+                    dtype,
+                    num_threads,
+                },
+                allocate,
+            )
+            .map(Some)
         })
     }
 
