@@ -339,7 +339,7 @@ def test_cli_defaults_are_the_config_defaults():
 
 
 @pytest.mark.parametrize(
-    "kw, want",
+    ("kw", "want"),
     [
         ({}, None),  # the CPU: a sync costs nothing, the compact selection saves FLOPs
         ({"device": "cuda"}, 32),  # resolved without a GPU: only the device's type is read

@@ -364,7 +364,7 @@ def _pretrain_run(objective: str, **kw: Any) -> tuple[Any, list[dict[str, Any]]]
 
 
 @pytest.mark.parametrize(
-    "objective, selection",
+    ("objective", "selection"),
     [(o, "auto") for o in ("mlm", "rtd", "t5", "infonce", "nsp")]
     + [(o, "fixed") for o in ("mlm", "wwm", "span", "nsp", "sop")],
 )

@@ -173,17 +173,6 @@ pub fn trim_rows<'a, T>(
         .collect()
 }
 
-/// Threads for a kernel over `tokens` tokens (see [`crate::parallel::threads_for`]), without
-/// asking the system for its CPU count when the batch is too small for a second thread
-/// anyway: that query reads cgroup files, about 11 µs — a sixth of a 32 × 568 T5 batch.
-pub(crate) fn kernel_threads(requested: usize, tokens: usize, grain: usize) -> usize {
-    if requested == 1 || tokens < 2 * grain.max(1) {
-        1
-    } else {
-        crate::parallel::threads_for(requested, tokens, grain)
-    }
-}
-
 /// The rows of `rows` cut to `ranges` (from [`row_ranges`]).
 pub fn slice_rows<'a, T>(rows: &Ragged<'a, T>, ranges: &[std::ops::Range<usize>]) -> Vec<&'a [T]> {
     ranges

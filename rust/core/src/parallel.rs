@@ -27,11 +27,26 @@ fn pools() -> &'static Mutex<Pools> {
     })
 }
 
-/// Number of logical CPUs (at least 1).
+/// Number of logical CPUs this process may use (at least 1), read once per process.
+///
+/// `std::thread::available_parallelism` reads the affinity mask and the cgroup quota files on
+/// every call — about 11 µs, as much as a whole 32-row masking batch, and every call with the
+/// default `num_threads = 0` asked. The count is cached with the process id, so a forked
+/// DataLoader worker reads its own. Only thread counts depend on it, never an output.
 pub fn available_threads() -> usize {
-    std::thread::available_parallelism()
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static CPUS: AtomicU64 = AtomicU64::new(0); // `pid << 32 | count`, 0 until read
+    let pid = u64::from(std::process::id());
+    let cached = CPUS.load(Ordering::Relaxed);
+    if cached != 0 && cached >> 32 == pid {
+        return (cached & 0xffff_ffff) as usize;
+    }
+    let count = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
+        .clamp(1, u32::MAX as usize);
+    CPUS.store(pid << 32 | count as u64, Ordering::Relaxed);
+    count
 }
 
 /// Resolves a requested count: 0 means "all logical CPUs".
@@ -46,13 +61,7 @@ pub fn resolve_threads(requested: usize) -> usize {
 /// Threads worth using for `work` units when each thread should get at least `grain` of
 /// them (handing work to a pool costs microseconds; small batches run on the caller).
 pub fn threads_for(requested: usize, work: usize, grain: usize) -> usize {
-    let most = (work / grain.max(1)).max(1);
-    if most == 1 {
-        // Not worth a pool: no need to count the CPUs (`available_parallelism` reads the
-        // affinity mask and cgroup files: tens of microseconds per call).
-        return 1;
-    }
-    resolve_threads(requested).min(most)
+    resolve_threads(requested).min((work / grain.max(1)).max(1))
 }
 
 fn pool(threads: usize) -> Result<Arc<rayon::ThreadPool>> {
@@ -102,6 +111,16 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cached_cpu_count_is_the_systems() {
+        let system = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(available_threads(), system); // first call reads it
+        assert_eq!(available_threads(), system); // later calls from the cache
+        assert_eq!(resolve_threads(0), system);
+        assert_eq!(threads_for(0, 10, 4), 2.min(system));
+        assert_eq!(threads_for(0, 3, 4), 1);
+    }
 
     #[test]
     fn same_result_for_any_thread_count() {

@@ -253,26 +253,3 @@ pub fn opt_floats<T: FloatArg>(obj: &Bound<'_, PyAny>) -> PyResult<Option<Vec<T>
         floats(obj).map(Some)
     }
 }
-
-/// A `num_threads` argument: an integer (see [`int`]), 0 replaced by the number of CPUs this
-/// process may use. That number is read once per process (`fork()` reads it again): reading it
-/// (`std::thread::available_parallelism`: the affinity mask, then the cgroup quota files)
-/// costs about 11 µs, as much as the kernel for a 32-row batch. Only the thread count depends
-/// on it, never the output.
-pub fn threads(obj: &Bound<'_, PyAny>) -> PyResult<usize> {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    // `pid << 32 | count`; 0 until read.
-    static CPUS: AtomicU64 = AtomicU64::new(0);
-    let n: usize = int(obj)?;
-    if n != 0 {
-        return Ok(n);
-    }
-    let pid = u64::from(std::process::id());
-    let cached = CPUS.load(Ordering::Relaxed);
-    if cached != 0 && cached >> 32 == pid {
-        return Ok((cached & 0xffff_ffff) as usize);
-    }
-    let count = lmobjectives_core::parallel::available_threads().clamp(1, u32::MAX as usize);
-    CPUS.store(pid << 32 | count as u64, Ordering::Relaxed);
-    Ok(count)
-}

@@ -95,7 +95,7 @@ pub fn build_pair_index<'py>(
     #[pyo3(from_py_with = crate::args::float)] swap_prob: f64,
     #[pyo3(from_py_with = crate::args::int)] seed: u64,
     #[pyo3(from_py_with = crate::args::int)] epoch: u64,
-    #[pyo3(from_py_with = crate::args::threads)] num_threads: usize,
+    #[pyo3(from_py_with = crate::args::int)] num_threads: usize,
     recipe: &str,
 ) -> PyResult<Bound<'py, PyDict>> {
     crate::errors::guarded(move || {
@@ -293,7 +293,7 @@ pub fn pair_mlm_batch<'py>(
     #[pyo3(from_py_with = crate::args::int)] pad_to_multiple_of: usize,
     padding_side: &str,
     dtype: &str,
-    #[pyo3(from_py_with = crate::args::threads)] num_threads: usize,
+    #[pyo3(from_py_with = crate::args::int)] num_threads: usize,
     allocate: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyTuple>> {
     crate::errors::guarded(move || {

@@ -37,7 +37,7 @@
 //! per random id), then rotation (one 64-bit draw, and one `below` for the offset when it
 //! rotates).
 
-use super::{Seq2SeqBatch, Widths, fill_decoder, fill_encoder, kernel_threads};
+use super::{Seq2SeqBatch, Widths, fill_decoder, fill_encoder};
 use crate::batch::{OutId, TokenId};
 use crate::ids::{check_id, check_row_ids, check_vocab};
 use crate::parallel::for_each_mut;
@@ -717,7 +717,7 @@ impl<'a, T: TokenId> BartJob<'a, T> {
     pub fn run<O: OutId>(&self, threads: usize) -> Result<Seq2SeqBatch<O>> {
         let cfg = self.cfg;
         let total: usize = self.rows.iter().map(|r| r.len()).sum();
-        let threads = kernel_threads(threads, total, GRAIN_TOKENS);
+        let threads = crate::parallel::threads_for(threads, total, GRAIN_TOKENS);
         let mut noised: Vec<Vec<u32>> = vec![Vec::new(); self.rows.len()];
         for_each_mut(threads, &mut noised, |r, out| {
             let mut rng = self.streams.row(self.keys, r);

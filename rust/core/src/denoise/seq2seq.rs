@@ -29,10 +29,7 @@
 
 use super::t5::{self, Scratch, SpanMask};
 use super::ul2::{Denoiser, DenoiserKind, DenoiserParams, Mixture};
-use super::{
-    Seq2SeqBatch, Widths, append_decoder, append_encoder, fill_decoder, fill_encoder,
-    kernel_threads,
-};
+use super::{Seq2SeqBatch, Widths, append_decoder, append_encoder, fill_decoder, fill_encoder};
 use crate::batch::{OutId, TokenId};
 use crate::ids::{check_id, check_row_ids, check_vocab};
 use crate::parallel::for_each_mut;
@@ -358,7 +355,7 @@ impl<'a, T: TokenId> Seq2SeqJob<'a, T> {
     pub fn run<O: OutId>(&self, threads: usize) -> Result<Seq2SeqBatch<O>> {
         let cfg = self.cfg;
         let total: usize = self.rows.iter().map(|r| r.len()).sum();
-        let threads = kernel_threads(threads, total, GRAIN_TOKENS);
+        let threads = crate::parallel::threads_for(threads, total, GRAIN_TOKENS);
         let plans = self.plans(threads)?;
         let input_width = self.widths.input_width(plans.iter().map(|p| p.input_len))?;
         let target_width = self
@@ -705,7 +702,7 @@ mod tests {
             let slices: Vec<&[i64]> = data.iter().map(|r| r.as_slice()).collect();
             let total: usize = slices.iter().map(|r| r.len()).sum();
             assert_eq!(
-                kernel_threads(2, total, GRAIN_TOKENS),
+                crate::parallel::threads_for(2, total, GRAIN_TOKENS),
                 2,
                 "the parallel path runs"
             );
